@@ -1,0 +1,102 @@
+//! Device adapters: one folder per protocol, each turning what its devices say into
+//! canonical [`pb::Event`]s and carrying commands down to them.
+//!
+//! Adding a protocol (a native fire-panel protocol, say) means one new folder here and one
+//! line in [`crate::gateway::start`] that spawns it with an [`AdapterContext`] and registers
+//! its devices' command channels with the [`CommandRouter`].
+
+pub mod modbus;
+pub mod mqtt;
+
+use std::{collections::HashMap, sync::Arc};
+
+use gatehouse_proto as pb;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{metrics::Metrics, registry::Registry};
+
+/// Where adapters put translated events: the queue in front of the outbox writer.
+#[derive(Clone)]
+pub struct EventSink {
+    tx: mpsc::Sender<pb::Event>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the outbox writer has stopped; event {event_id} from {device_id} was not stored")]
+pub struct SinkClosed {
+    pub event_id: String,
+    pub device_id: String,
+}
+
+impl EventSink {
+    pub fn new(tx: mpsc::Sender<pb::Event>) -> Self {
+        Self { tx }
+    }
+
+    /// Queues `event` for the outbox; waits while the queue is full (backpressure).
+    pub async fn emit(&self, event: pb::Event) -> Result<(), SinkClosed> {
+        self.tx.send(event).await.map_err(|e| SinkClosed {
+            event_id: e.0.event_id,
+            device_id: e.0.device_id,
+        })
+    }
+}
+
+/// What every adapter is given.
+#[derive(Clone)]
+pub struct AdapterContext {
+    pub registry: Registry,
+    pub sink: EventSink,
+    pub metrics: Arc<Metrics>,
+}
+
+/// A command for one device, and where its result goes.
+pub struct CommandRequest {
+    pub command: pb::Command,
+    pub reply: oneshot::Sender<pb::CommandResult>,
+}
+
+pub type CommandTx = mpsc::Sender<CommandRequest>;
+
+/// Builds the result of a command that did not run or finished.
+pub fn command_result(command: &pb::Command, ok: bool, message: impl Into<String>) -> pb::CommandResult {
+    pb::CommandResult {
+        command_id: command.command_id.clone(),
+        device_id: command.device_id.clone(),
+        ok,
+        message: message.into(),
+    }
+}
+
+/// Routes a command to the adapter that serves its device.
+#[derive(Clone, Default)]
+pub struct CommandRouter {
+    routes: HashMap<String, CommandTx>,
+}
+
+impl CommandRouter {
+    pub fn insert(&mut self, device_id: impl Into<String>, tx: CommandTx) {
+        self.routes.insert(device_id.into(), tx);
+    }
+
+    /// Runs `command` and returns its result; an unknown device, a stopped adapter or a
+    /// passed deadline is a failed result, never a panic.
+    pub async fn dispatch(&self, command: pb::Command) -> pb::CommandResult {
+        if command.deadline_ms > 0 && pb::now_ms() > command.deadline_ms {
+            return command_result(
+                &command,
+                false,
+                "deadline passed before the command reached the gateway",
+            );
+        }
+        let Some(tx) = self.routes.get(&command.device_id) else {
+            return command_result(&command, false, format!("unknown device {:?}", command.device_id));
+        };
+        let (reply, rx) = oneshot::channel();
+        let fallback = command_result(&command, false, "device adapter stopped");
+        if tx.send(CommandRequest { command, reply }).await.is_err() {
+            return fallback;
+        }
+        rx.await.unwrap_or(fallback)
+    }
+}

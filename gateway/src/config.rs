@@ -1,0 +1,522 @@
+//! The gateway's configuration file (TOML). Unknown keys are refused with the path of the
+//! bad key; cross-references are checked at load time, not at the first message.
+
+use std::{collections::HashSet, net::SocketAddr, path::PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading configuration file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("parsing configuration: {0}")]
+    Parse(#[from] toml::de::Error),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub gateway: GatewaySection,
+    #[serde(default)]
+    pub mqtt: Option<MqttSection>,
+    #[serde(default)]
+    pub outbox: OutboxSection,
+    #[serde(default)]
+    pub uplink: UplinkSection,
+    #[serde(default)]
+    pub modbus: ModbusSection,
+    #[serde(default)]
+    pub devices: Vec<DeviceConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySection {
+    pub id: String,
+    pub estate: String,
+    pub data_dir: PathBuf,
+    /// Hub endpoints, tried in order; the first that answers wins.
+    pub hubs: Vec<String>,
+    /// `/metrics` and `/healthz` for the gateway itself; off when absent.
+    #[serde(default)]
+    pub http_listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttSection {
+    pub listen: SocketAddr,
+    /// Largest accepted payload in bytes; a larger publish is rejected as `oversized`.
+    #[serde(default = "default_max_payload")]
+    pub max_payload_bytes: usize,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+fn default_max_payload() -> usize {
+    16 * 1024
+}
+fn default_max_connections() -> usize {
+    1024
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxSection {
+    /// Most events held before shedding starts (point readings first, then ordinary
+    /// information; fire and security events are never shed).
+    #[serde(default = "default_outbox_max")]
+    pub max_events: u64,
+}
+
+impl Default for OutboxSection {
+    fn default() -> Self {
+        Self {
+            max_events: default_outbox_max(),
+        }
+    }
+}
+
+fn default_outbox_max() -> u64 {
+    1_000_000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UplinkSection {
+    /// Most events in one batch.
+    #[serde(default = "default_batch_max")]
+    pub batch_max: usize,
+    /// How long the uplink waits to fill a batch before sending what it has.
+    #[serde(default = "default_batch_linger_ms")]
+    pub batch_linger_ms: u64,
+    /// Reconnect backoff: first delay and ceiling, with full jitter.
+    #[serde(default = "default_backoff_min_ms")]
+    pub backoff_min_ms: u64,
+    #[serde(default = "default_backoff_max_ms")]
+    pub backoff_max_ms: u64,
+    #[serde(default = "default_heartbeat_ms")]
+    pub heartbeat_ms: u64,
+}
+
+impl Default for UplinkSection {
+    fn default() -> Self {
+        Self {
+            batch_max: default_batch_max(),
+            batch_linger_ms: default_batch_linger_ms(),
+            backoff_min_ms: default_backoff_min_ms(),
+            backoff_max_ms: default_backoff_max_ms(),
+            heartbeat_ms: default_heartbeat_ms(),
+        }
+    }
+}
+
+fn default_batch_max() -> usize {
+    500
+}
+fn default_batch_linger_ms() -> u64 {
+    5
+}
+fn default_backoff_min_ms() -> u64 {
+    200
+}
+fn default_backoff_max_ms() -> u64 {
+    10_000
+}
+fn default_heartbeat_ms() -> u64 {
+    5_000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModbusSection {
+    /// Every point is re-sent at this interval even when unchanged (the full refresh).
+    #[serde(default = "default_refresh_s")]
+    pub refresh_s: u64,
+    /// Consecutive failed polls before a device is reported offline and backed off.
+    #[serde(default = "default_offline_after")]
+    pub offline_after_failures: u32,
+    /// Ceiling of the backoff between reconnect attempts to a failing device.
+    #[serde(default = "default_modbus_backoff_max_ms")]
+    pub backoff_max_ms: u64,
+}
+
+impl Default for ModbusSection {
+    fn default() -> Self {
+        Self {
+            refresh_s: default_refresh_s(),
+            offline_after_failures: default_offline_after(),
+            backoff_max_ms: default_modbus_backoff_max_ms(),
+        }
+    }
+}
+
+fn default_refresh_s() -> u64 {
+    60
+}
+fn default_offline_after() -> u32 {
+    3
+}
+fn default_modbus_backoff_max_ms() -> u64 {
+    30_000
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceKind {
+    Door,
+    Intercom,
+    FirePanel,
+    Modbus,
+}
+
+impl DeviceKind {
+    pub fn to_proto(self) -> gatehouse_proto::DeviceKind {
+        use gatehouse_proto::DeviceKind as P;
+        match self {
+            DeviceKind::Door => P::Door,
+            DeviceKind::Intercom => P::Intercom,
+            DeviceKind::FirePanel => P::FirePanel,
+            DeviceKind::Modbus => P::Modbus,
+        }
+    }
+
+    /// Whether this kind speaks the MQTT device profile.
+    pub fn is_mqtt(self) -> bool {
+        !matches!(self, DeviceKind::Modbus)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    pub id: String,
+    pub kind: DeviceKind,
+    pub area: String,
+    #[serde(default)]
+    pub modbus: Option<ModbusDeviceConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModbusDeviceConfig {
+    /// host:port of the Modbus TCP server.
+    pub address: String,
+    pub unit: u8,
+    pub poll_ms: u64,
+    pub timeout_ms: u64,
+    pub points: Vec<PointConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Table {
+    Holding,
+    Input,
+    Coil,
+    Discrete,
+}
+
+impl Table {
+    /// Coils and discrete inputs are bits; holding and input registers are 16-bit words.
+    pub fn is_bit(self) -> bool {
+        matches!(self, Table::Coil | Table::Discrete)
+    }
+    pub fn is_writable(self) -> bool {
+        matches!(self, Table::Holding | Table::Coil)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValueType {
+    Bool,
+    U16,
+    I16,
+    U32,
+    I32,
+    F32,
+    U64,
+    I64,
+    F64,
+}
+
+impl ValueType {
+    /// Registers the type spans (bits for a bool in a bit table).
+    pub fn width(self) -> u16 {
+        match self {
+            ValueType::Bool | ValueType::U16 | ValueType::I16 => 1,
+            ValueType::U32 | ValueType::I32 | ValueType::F32 => 2,
+            ValueType::U64 | ValueType::I64 | ValueType::F64 => 4,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Order {
+    #[default]
+    Big,
+    Little,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PointConfig {
+    pub name: String,
+    pub table: Table,
+    /// Zero-based register or bit address (protocol address, not the 4xxxx notation).
+    pub address: u16,
+    #[serde(rename = "type")]
+    pub value_type: ValueType,
+    /// Order of the 16-bit words of a multi-register value: `big` = most significant first.
+    #[serde(default)]
+    pub word_order: Order,
+    /// Order of the two bytes inside each register: `big` = as Modbus sends them.
+    #[serde(default)]
+    pub byte_order: Order,
+    /// For a bool packed in a register: the bit number, 0 = least significant.
+    #[serde(default)]
+    pub bit: Option<u8>,
+    #[serde(default = "one")]
+    pub scale: f64,
+    #[serde(default)]
+    pub offset: f64,
+    #[serde(default)]
+    pub unit: String,
+    /// Report by exception: a change smaller than this is not sent (until the refresh).
+    #[serde(default)]
+    pub deadband: f64,
+    /// Accepts `write` commands (holding registers and coils only).
+    #[serde(default)]
+    pub writable: bool,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl Config {
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text)
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.gateway.id.is_empty() || self.gateway.estate.is_empty() {
+            return bad("gateway.id and gateway.estate must not be empty".into());
+        }
+        if self.gateway.hubs.is_empty() {
+            return bad("gateway.hubs must list at least one hub endpoint".into());
+        }
+        let mut seen = HashSet::new();
+        for d in &self.devices {
+            if !seen.insert(d.id.as_str()) {
+                return bad(format!("device id {:?} appears twice", d.id));
+            }
+            if d.id.is_empty() || d.id.contains(['/', '+', '#']) {
+                return bad(format!(
+                    "device id {:?} must be non-empty and free of '/', '+', '#' (it is an MQTT topic level)",
+                    d.id
+                ));
+            }
+            match (d.kind, &d.modbus) {
+                (DeviceKind::Modbus, None) => {
+                    return bad(format!(
+                        "device {:?}: kind = \"modbus\" needs a [devices.modbus] table",
+                        d.id
+                    ));
+                }
+                (DeviceKind::Modbus, Some(m)) => validate_modbus(&d.id, m)?,
+                (_, Some(_)) => {
+                    return bad(format!(
+                        "device {:?}: only kind = \"modbus\" takes a [devices.modbus] table",
+                        d.id
+                    ));
+                }
+                (_, None) => {}
+            }
+            if d.kind.is_mqtt() && self.mqtt.is_none() {
+                return bad(format!("device {:?} speaks MQTT but there is no [mqtt] section", d.id));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn validate_modbus(device: &str, m: &ModbusDeviceConfig) -> Result<(), ConfigError> {
+    let bad = |m: String| Err(ConfigError::Invalid(format!("device {device:?}: {m}")));
+    let port_ok = m
+        .address
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if !port_ok {
+        return bad(format!("address {:?} must be host:port", m.address));
+    }
+    if m.poll_ms == 0 || m.timeout_ms == 0 {
+        return bad("poll_ms and timeout_ms must be positive".into());
+    }
+    let mut names = HashSet::new();
+    for p in &m.points {
+        if !names.insert(p.name.as_str()) {
+            return bad(format!("point {:?} appears twice", p.name));
+        }
+        if p.table.is_bit() && p.value_type != ValueType::Bool {
+            return bad(format!(
+                "point {:?}: a {:?} table holds only bool points",
+                p.name, p.table
+            ));
+        }
+        if p.bit.is_some() && (p.table.is_bit() || p.value_type != ValueType::Bool) {
+            return bad(format!("point {:?}: `bit` is for a bool inside a register", p.name));
+        }
+        if let Some(b) = p.bit
+            && b > 15
+        {
+            return bad(format!("point {:?}: bit {b} is past 15", p.name));
+        }
+        if !p.table.is_bit() && p.value_type == ValueType::Bool && p.bit.is_none() {
+            return bad(format!("point {:?}: a bool in a register needs `bit`", p.name));
+        }
+        if u32::from(p.address) + u32::from(p.value_type.width()) > 65_536 {
+            return bad(format!("point {:?}: runs past address 65535", p.name));
+        }
+        if p.writable && p.bit.is_some() {
+            return bad(format!(
+                "point {:?}: a bit inside a register cannot be written (it would need a read-modify-write)",
+                p.name
+            ));
+        }
+        if p.writable && !p.table.is_writable() {
+            return bad(format!(
+                "point {:?}: only holding registers and coils are writable",
+                p.name
+            ));
+        }
+        let numbers_ok = p.scale.is_finite()
+            && p.scale != 0.0
+            && p.offset.is_finite()
+            && p.deadband.is_finite()
+            && p.deadband >= 0.0;
+        if !numbers_ok {
+            return bad(format!(
+                "point {:?}: scale must be finite and non-zero, offset finite, deadband ≥ 0",
+                p.name
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The configuration the spine issue gives, verbatim.
+    const ISSUE_EXAMPLE: &str = r#"
+[gateway]
+id = "gw-a"
+estate = "estate-a"
+data_dir = "data/gw-a"
+hubs = ["http://127.0.0.1:50051"]
+
+[mqtt]
+listen = "127.0.0.1:18830"
+
+[[devices]]
+id = "door-main-gate"
+kind = "door"            # door | intercom | fire_panel | modbus
+area = "main-gate"
+
+[[devices]]
+id = "pump-room-1"
+kind = "modbus"
+area = "water-pump-room"
+[devices.modbus]
+address = "127.0.0.1:15020"
+unit = 1
+poll_ms = 1000
+timeout_ms = 500
+[[devices.modbus.points]]
+name = "outlet_pressure"
+table = "holding"        # holding | input | coil | discrete
+address = 0              # zero-based
+type = "u16"
+scale = 0.001
+unit = "MPa"
+deadband = 0.005
+[[devices.modbus.points]]
+name = "pump1_fault"
+table = "discrete"
+address = 0
+type = "bool"
+"#;
+
+    #[test]
+    fn the_documented_example_loads() {
+        let c = Config::from_toml(ISSUE_EXAMPLE).expect("the example is valid");
+        assert_eq!(c.devices.len(), 2);
+        let m = c.devices[1].modbus.as_ref().expect("modbus table");
+        assert_eq!(m.points[0].value_type, ValueType::U16);
+        assert_eq!(m.points[0].scale, 0.001);
+        assert_eq!(m.points[1].table, Table::Discrete);
+        assert_eq!(
+            c.outbox.max_events,
+            default_outbox_max(),
+            "defaults fill what is left out"
+        );
+    }
+
+    fn refused(edit: impl Fn(String) -> String) -> String {
+        match Config::from_toml(&edit(ISSUE_EXAMPLE.to_string())) {
+            Ok(_) => panic!("an invalid configuration was accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn invalid_configurations_are_refused_naming_the_problem() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "area = \"main-gate\"",
+                "area = \"main-gate\"\ncolour = \"red\"",
+                "colour",
+            ),
+            ("kind = \"door\" ", "kind = \"lift\" ", "lift"),
+            ("id = \"pump-room-1\"", "id = \"door-main-gate\"", "appears twice"),
+            ("address = \"127.0.0.1:15020\"", "address = \"127.0.0.1\"", "host:port"),
+            ("deadband = 0.005", "deadband = nan", "deadband"),
+            ("type = \"u16\"", "type = \"u16\"\nbit = 3", "bit"),
+            (
+                "table = \"discrete\"\naddress = 0\ntype = \"bool\"",
+                "table = \"discrete\"\naddress = 0\ntype = \"u16\"",
+                "only bool",
+            ),
+            ("type = \"bool\"\n", "type = \"bool\"\nwritable = true\n", "writable"),
+            ("hubs = [\"http://127.0.0.1:50051\"]", "hubs = []", "hubs"),
+            ("[mqtt]\nlisten = \"127.0.0.1:18830\"", "", "no [mqtt] section"),
+        ];
+        for (from, to, needle) in cases {
+            let msg = refused(|s| {
+                assert!(s.contains(from), "test setup: {from:?} not in the example");
+                s.replacen(from, to, 1)
+            });
+            assert!(
+                msg.contains(needle),
+                "error for {to:?} should mention {needle:?}: {msg}"
+            );
+        }
+    }
+}

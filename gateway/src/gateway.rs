@@ -1,0 +1,133 @@
+//! Wires one gateway together: outbox, adapters, uplink and the gateway's own HTTP port.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use gatehouse_proto as pb;
+use tokio::{sync::mpsc, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    adapters::{self, AdapterContext, CommandRouter, EventSink},
+    config::{Config, DeviceKind},
+    http,
+    metrics::Metrics,
+    outbox::{self, Outbox, OutboxError},
+    registry::Registry,
+    uplink::Uplink,
+};
+
+/// Events queued between the adapters and the outbox writer before adapters wait.
+const SINK_CAPACITY: usize = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("creating data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+    #[error("starting MQTT: {0}")]
+    Mqtt(#[from] adapters::mqtt::MqttError),
+    #[error("binding the gateway HTTP port {addr}: {source}")]
+    Http { addr: SocketAddr, source: std::io::Error },
+}
+
+/// A started gateway. Dropping it does not stop it; call [`RunningGateway::shutdown`].
+pub struct RunningGateway {
+    pub metrics: Arc<Metrics>,
+    pub outbox: Outbox,
+    pub mqtt_addr: Option<SocketAddr>,
+    pub http_addr: Option<SocketAddr>,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl RunningGateway {
+    /// Stops intake, flushes what adapters handed over into the outbox, and closes the hub
+    /// stream. The embedded MQTT broker's threads cannot be stopped (rumqttd has no stop)
+    /// and end with the process.
+    pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Runs until a task ends on its own (which only happens on a fatal error).
+    pub async fn wait(&mut self) {
+        self.tasks.join_next().await;
+    }
+}
+
+pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
+    let data_dir = &config.gateway.data_dir;
+    std::fs::create_dir_all(data_dir).map_err(|source| StartError::DataDir {
+        path: data_dir.display().to_string(),
+        source,
+    })?;
+    let metrics = Arc::new(Metrics::default());
+    let registry = Registry::from_config(&config);
+    let outbox = Outbox::open(&data_dir.join("outbox.db"), config.outbox.max_events, metrics.clone()).await?;
+    let shutdown = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+
+    let (sink_tx, sink_rx) = mpsc::channel::<pb::Event>(SINK_CAPACITY);
+    tasks.spawn(outbox::run_writer(outbox.clone(), sink_rx, shutdown.clone()));
+    let ctx = AdapterContext {
+        registry: registry.clone(),
+        sink: EventSink::new(sink_tx),
+        metrics: metrics.clone(),
+    };
+
+    let mut commands = CommandRouter::default();
+    let mut mqtt_addr = None;
+    if let Some(section) = config.mqtt.clone() {
+        mqtt_addr = Some(section.listen);
+        let tx = adapters::mqtt::start(ctx.clone(), section, shutdown.clone()).await?;
+        for d in config.devices.iter().filter(|d| d.kind.is_mqtt()) {
+            commands.insert(&d.id, tx.clone());
+        }
+    }
+    for d in &config.devices {
+        if let (DeviceKind::Modbus, Some(m)) = (d.kind, &d.modbus) {
+            let Some(device) = registry.get(&d.id).cloned() else {
+                continue;
+            };
+            let (tx, rx) = mpsc::channel(16);
+            commands.insert(&d.id, tx);
+            tasks.spawn(adapters::modbus::run_device(
+                ctx.clone(),
+                device,
+                m.clone(),
+                config.modbus.clone(),
+                rx,
+                shutdown.clone(),
+            ));
+        }
+    }
+
+    let uplink = Uplink {
+        registry,
+        hubs: config.gateway.hubs.clone(),
+        settings: config.uplink.clone(),
+        outbox: outbox.clone(),
+        commands,
+        metrics: metrics.clone(),
+    };
+    tasks.spawn(uplink.run(shutdown.clone()));
+
+    let mut http_addr = None;
+    if let Some(addr) = config.gateway.http_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Http { addr, source })?;
+        http_addr = listener.local_addr().ok();
+        tasks.spawn(http::serve(listener, metrics.clone(), shutdown.clone()));
+    }
+    tracing::info!(gateway = %config.gateway.id, estate = %config.gateway.estate, devices = config.devices.len(), "gateway started");
+    Ok(RunningGateway {
+        metrics,
+        outbox,
+        mqtt_addr,
+        http_addr,
+        shutdown,
+        tasks,
+    })
+}

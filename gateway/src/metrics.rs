@@ -1,0 +1,203 @@
+//! The gateway's counters and gauges, rendered as Prometheus text on `/metrics`.
+
+use std::{
+    fmt::Write,
+    sync::atomic::{AtomicU64, Ordering::Relaxed},
+};
+
+/// Why an MQTT publish was rejected. Each reason has its own counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    MalformedJson,
+    UnknownDevice,
+    UnknownType,
+    WrongFieldType,
+    Oversized,
+    BadTopic,
+}
+
+impl RejectReason {
+    pub const ALL: [RejectReason; 6] = [
+        RejectReason::MalformedJson,
+        RejectReason::UnknownDevice,
+        RejectReason::UnknownType,
+        RejectReason::WrongFieldType,
+        RejectReason::Oversized,
+        RejectReason::BadTopic,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::MalformedJson => "malformed_json",
+            RejectReason::UnknownDevice => "unknown_device",
+            RejectReason::UnknownType => "unknown_type",
+            RejectReason::WrongFieldType => "wrong_field_type",
+            RejectReason::Oversized => "oversized",
+            RejectReason::BadTopic => "bad_topic",
+        }
+    }
+}
+
+/// Kinds of Modbus failure, counted apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModbusFailure {
+    Timeout,
+    Transport,
+    Exception,
+    Connect,
+}
+
+impl ModbusFailure {
+    pub const ALL: [ModbusFailure; 4] = [
+        ModbusFailure::Timeout,
+        ModbusFailure::Transport,
+        ModbusFailure::Exception,
+        ModbusFailure::Connect,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModbusFailure::Timeout => "timeout",
+            ModbusFailure::Transport => "transport",
+            ModbusFailure::Exception => "exception",
+            ModbusFailure::Connect => "connect",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub mqtt_accepted: AtomicU64,
+    mqtt_rejected: [AtomicU64; RejectReason::ALL.len()],
+    pub outbox_appended: AtomicU64,
+    pub outbox_depth: AtomicU64,
+    pub outbox_shed: AtomicU64,
+    pub outbox_write_errors: AtomicU64,
+    pub uplink_sent: AtomicU64,
+    pub uplink_acked: AtomicU64,
+    pub uplink_connects: AtomicU64,
+    pub uplink_connected: AtomicU64,
+    pub commands: AtomicU64,
+    pub modbus_requests: AtomicU64,
+    modbus_failures: [AtomicU64; ModbusFailure::ALL.len()],
+    pub modbus_reconnects: AtomicU64,
+    pub modbus_devices_offline: AtomicU64,
+}
+
+impl Metrics {
+    pub fn reject(&self, reason: RejectReason) {
+        self.mqtt_rejected[reason as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn rejected(&self, reason: RejectReason) -> u64 {
+        self.mqtt_rejected[reason as usize].load(Relaxed)
+    }
+
+    pub fn modbus_failure(&self, kind: ModbusFailure) {
+        self.modbus_failures[kind as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn modbus_failures(&self, kind: ModbusFailure) -> u64 {
+        self.modbus_failures[kind as usize].load(Relaxed)
+    }
+
+    /// Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut counter = |name: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        };
+        counter(
+            "gatehouse_gateway_mqtt_accepted_total",
+            "MQTT publishes translated into events.",
+            self.mqtt_accepted.load(Relaxed),
+        );
+        counter(
+            "gatehouse_gateway_outbox_appended_total",
+            "Events committed to the outbox.",
+            self.outbox_appended.load(Relaxed),
+        );
+        counter(
+            "gatehouse_gateway_outbox_shed_total",
+            "Events dropped from a full outbox (point readings and information only).",
+            self.outbox_shed.load(Relaxed),
+        );
+        counter(
+            "gatehouse_gateway_outbox_write_errors_total",
+            "Outbox transactions that failed (disk full, I/O).",
+            self.outbox_write_errors.load(Relaxed),
+        );
+        counter(
+            "gatehouse_gateway_uplink_sent_total",
+            "Events sent to the hub (resends included).",
+            self.uplink_sent.load(Relaxed),
+        );
+        counter(
+            "gatehouse_gateway_uplink_acked_total",
+            "Events acknowledged by the hub.",
+            self.uplink_acked.load(Relaxed),
+        );
+        counter(
+            "gatehouse_gateway_uplink_connects_total",
+            "Successful hub connections.",
+            self.uplink_connects.load(Relaxed),
+        );
+        counter(
+            "gatehouse_gateway_commands_total",
+            "Commands received from the hub.",
+            self.commands.load(Relaxed),
+        );
+        counter(
+            "gatehouse_gateway_modbus_requests_total",
+            "Modbus requests sent.",
+            self.modbus_requests.load(Relaxed),
+        );
+        counter(
+            "gatehouse_gateway_modbus_reconnects_total",
+            "Modbus connections dropped and reopened.",
+            self.modbus_reconnects.load(Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP gatehouse_gateway_mqtt_rejected_total MQTT publishes rejected, by reason.\n# TYPE gatehouse_gateway_mqtt_rejected_total counter"
+        );
+        for r in RejectReason::ALL {
+            let _ = writeln!(
+                out,
+                "gatehouse_gateway_mqtt_rejected_total{{reason=\"{}\"}} {}",
+                r.as_str(),
+                self.rejected(r)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP gatehouse_gateway_modbus_failures_total Failed Modbus requests, by kind.\n# TYPE gatehouse_gateway_modbus_failures_total counter"
+        );
+        for f in ModbusFailure::ALL {
+            let _ = writeln!(
+                out,
+                "gatehouse_gateway_modbus_failures_total{{kind=\"{}\"}} {}",
+                f.as_str(),
+                self.modbus_failures(f)
+            );
+        }
+        let mut gauge = |name: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        };
+        gauge(
+            "gatehouse_gateway_outbox_depth",
+            "Events in the outbox not yet acknowledged by the hub.",
+            self.outbox_depth.load(Relaxed),
+        );
+        gauge(
+            "gatehouse_gateway_uplink_connected",
+            "1 while a hub stream is open.",
+            self.uplink_connected.load(Relaxed),
+        );
+        gauge(
+            "gatehouse_gateway_modbus_devices_offline",
+            "Modbus devices currently reported offline.",
+            self.modbus_devices_offline.load(Relaxed),
+        );
+        out
+    }
+}

@@ -1,0 +1,337 @@
+//! The store-and-forward outbox: a SQLite file of its own. An event gets its sequence
+//! number when it is committed here, and leaves only when the hub has acknowledged it.
+//!
+//! Bounded by `max_events`: when full it sheds point readings first, then ordinary
+//! information, oldest first; fire and security events are never shed.
+
+use std::{
+    path::Path,
+    str::FromStr,
+    sync::{Arc, atomic::Ordering::Relaxed},
+    time::Duration,
+};
+
+use gatehouse_proto as pb;
+use prost::Message;
+use sqlx::{
+    Row, SqlitePool,
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    #[error("opening outbox {path}: {source}")]
+    Open { path: String, source: sqlx::Error },
+    #[error("migrating outbox {path}: {source}")]
+    Migrate {
+        path: String,
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error("outbox {op}: {source}")]
+    Db { op: &'static str, source: sqlx::Error },
+    #[error("outbox row {seq} does not decode as an Event: {source}")]
+    Decode { seq: i64, source: prost::DecodeError },
+}
+
+fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> OutboxError {
+    move |source| OutboxError::Db { op, source }
+}
+
+/// How readily an event may be shed from a full outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ShedClass {
+    Never = 0,
+    Information = 1,
+    Reading = 2,
+}
+
+pub fn shed_class(event: &pb::Event) -> ShedClass {
+    use pb::event::Body;
+    match &event.body {
+        Some(Body::Point(_)) => ShedClass::Reading,
+        Some(Body::Fire(_) | Body::Door(_)) => ShedClass::Never,
+        Some(Body::Intercom(i)) if i.r#type == pb::IntercomEventType::EmergencyCall as i32 => ShedClass::Never,
+        Some(Body::Access(a)) if a.result == pb::AccessResult::Denied as i32 => ShedClass::Never,
+        _ => ShedClass::Information,
+    }
+}
+
+#[derive(Clone)]
+pub struct Outbox {
+    pool: SqlitePool,
+    max_events: u64,
+    metrics: Arc<Metrics>,
+    /// The highest sequence number committed; the uplink watches it.
+    committed: watch::Sender<u64>,
+}
+
+const ACKED_KEY: &str = "acked_through";
+
+impl Outbox {
+    pub async fn open(path: &Path, max_events: u64, metrics: Arc<Metrics>) -> Result<Self, OutboxError> {
+        let shown = path.display().to_string();
+        let options = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(|source| OutboxError::Open {
+                path: shown.clone(),
+                source,
+            })?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a commit is on disk before anyone is told the event was taken.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|source| OutboxError::Open {
+                path: shown.clone(),
+                source,
+            })?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(|source| OutboxError::Migrate { path: shown, source })?;
+        let outbox = Self {
+            pool,
+            max_events: max_events.max(1),
+            metrics,
+            committed: watch::channel(0).0,
+        };
+        let last = outbox.last_seq().await?;
+        outbox.committed.send_replace(last);
+        let depth = outbox.count().await?;
+        outbox.metrics.outbox_depth.store(depth, Relaxed);
+        Ok(outbox)
+    }
+
+    /// Wakes whenever a commit raises the highest sequence number.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.committed.subscribe()
+    }
+
+    async fn count(&self) -> Result<u64, OutboxError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db("count"))?;
+        Ok(n as u64)
+    }
+
+    /// The highest sequence number ever given (0 before the first event).
+    pub async fn last_seq(&self) -> Result<u64, OutboxError> {
+        let n: Option<i64> = sqlx::query_scalar("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("reading the sequence"))?;
+        Ok(n.unwrap_or(0) as u64)
+    }
+
+    /// The highest sequence number the hub has acknowledged.
+    pub async fn acked(&self) -> Result<u64, OutboxError> {
+        let n: Option<i64> = sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
+            .bind(ACKED_KEY)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("reading the ack"))?;
+        Ok(n.unwrap_or(0) as u64)
+    }
+
+    /// Commits `events` in one transaction, giving each its sequence number; returns how
+    /// many were stored (the rest were shed).
+    pub async fn append(&self, events: &[pb::Event]) -> Result<usize, OutboxError> {
+        let depth = self.metrics.outbox_depth.load(Relaxed);
+        let mut over = (depth + events.len() as u64).saturating_sub(self.max_events);
+        let mut tx = self.pool.begin().await.map_err(db("begin append"))?;
+        let mut shed_old = 0u64;
+        // Make room by dropping the oldest sheddable rows, readings first.
+        for class in [ShedClass::Reading, ShedClass::Information] {
+            if over == 0 {
+                break;
+            }
+            let r = sqlx::query(
+                "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE class = $1 ORDER BY seq LIMIT $2)",
+            )
+            .bind(class as i64)
+            .bind(over as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("shedding"))?;
+            over -= r.rows_affected();
+            shed_old += r.rows_affected();
+        }
+        // Still full of events that are never shed: drop the incoming sheddable ones.
+        let mut shed_new = 0u64;
+        let mut stored = 0usize;
+        let mut last = 0u64;
+        for event in events {
+            let class = shed_class(event);
+            if over > 0 && class != ShedClass::Never {
+                over -= 1;
+                shed_new += 1;
+                continue;
+            }
+            let seq: i64 = sqlx::query_scalar("INSERT INTO outbox (class, event) VALUES ($1, $2) RETURNING seq")
+                .bind(class as i64)
+                .bind(event.encode_to_vec())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db("insert"))?;
+            last = seq as u64;
+            stored += 1;
+        }
+        tx.commit().await.map_err(db("commit append"))?;
+        let m = &self.metrics;
+        m.outbox_appended.fetch_add(stored as u64, Relaxed);
+        let shed = shed_old + shed_new;
+        m.outbox_shed.fetch_add(shed, Relaxed);
+        m.outbox_depth
+            .store((depth + stored as u64).saturating_sub(shed_old), Relaxed);
+        if shed > 0 {
+            tracing::warn!(
+                shed,
+                max_events = self.max_events,
+                "outbox full: shed point readings / information"
+            );
+        }
+        if stored > 0 {
+            self.committed.send_replace(last);
+        }
+        Ok(stored)
+    }
+
+    /// Up to `limit` events after `after`, in sequence order, with their sequence numbers.
+    pub async fn read_after(&self, after: u64, limit: usize) -> Result<Vec<pb::Event>, OutboxError> {
+        let rows = sqlx::query("SELECT seq, event FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2")
+            .bind(after as i64)
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("read"))?;
+        rows.into_iter()
+            .map(|row| {
+                let seq: i64 = row.get(0);
+                let bytes: Vec<u8> = row.get(1);
+                let mut event =
+                    pb::Event::decode(bytes.as_slice()).map_err(|source| OutboxError::Decode { seq, source })?;
+                event.seq = seq as u64;
+                Ok(event)
+            })
+            .collect()
+    }
+
+    /// The hub has durably stored everything through `seq`: forget it.
+    pub async fn ack_through(&self, seq: u64) -> Result<(), OutboxError> {
+        let mut tx = self.pool.begin().await.map_err(db("begin ack"))?;
+        let r = sqlx::query("DELETE FROM outbox WHERE seq <= $1")
+            .bind(seq as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("deleting acknowledged"))?;
+        sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)")
+            .bind(ACKED_KEY)
+            .bind(seq as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("recording the ack"))?;
+        tx.commit().await.map_err(db("commit ack"))?;
+        let gone = r.rows_affected();
+        self.metrics.uplink_acked.fetch_add(gone, Relaxed);
+        let _ = self
+            .metrics
+            .outbox_depth
+            .fetch_update(Relaxed, Relaxed, |d| Some(d.saturating_sub(gone)));
+        Ok(())
+    }
+
+    /// Reconciles with the hub's `Welcome`. Normally the hub's last sequence number is at or
+    /// below ours. If it is above (this outbox file was lost or replaced), the pending rows
+    /// are renumbered past it and the sequence moved on, so no new event is mistaken for a
+    /// duplicate.
+    pub async fn reconcile(&self, hub_last_seq: u64) -> Result<(), OutboxError> {
+        let ours = self.last_seq().await?;
+        if hub_last_seq <= ours {
+            return self.ack_through(hub_last_seq).await;
+        }
+        tracing::warn!(
+            hub_last_seq,
+            ours,
+            "the hub has seen sequence numbers this outbox never gave: renumbering pending events past them"
+        );
+        let mut tx = self.pool.begin().await.map_err(db("begin renumber"))?;
+        // Two steps through negative keys, so no renumbered row collides with an old one.
+        sqlx::query("UPDATE outbox SET seq = -(seq + $1)")
+            .bind(hub_last_seq as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("renumbering"))?;
+        sqlx::query("UPDATE outbox SET seq = -seq")
+            .execute(&mut *tx)
+            .await
+            .map_err(db("renumbering"))?;
+        // sqlite_sequence has no key: update its row, or add it when no event was ever stored.
+        let moved = sqlx::query("UPDATE sqlite_sequence SET seq = $1 WHERE name = 'outbox'")
+            .bind((ours + hub_last_seq) as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("moving the sequence"))?;
+        if moved.rows_affected() == 0 {
+            sqlx::query("INSERT INTO sqlite_sequence (name, seq) VALUES ('outbox', $1)")
+                .bind((ours + hub_last_seq) as i64)
+                .execute(&mut *tx)
+                .await
+                .map_err(db("moving the sequence"))?;
+        }
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(ACKED_KEY)
+        .bind(hub_last_seq as i64)
+        .execute(&mut *tx)
+        .await
+        .map_err(db("recording the ack"))?;
+        tx.commit().await.map_err(db("commit renumber"))?;
+        self.committed.send_replace(ours + hub_last_seq);
+        Ok(())
+    }
+}
+
+/// Moves events from the adapters' queue into the outbox, many to a transaction. On a
+/// failed write (disk full, I/O) it keeps the batch and retries: nothing is dropped, and
+/// the full queue pushes back on the adapters meanwhile.
+pub async fn run_writer(outbox: Outbox, mut rx: mpsc::Receiver<pb::Event>, shutdown: CancellationToken) {
+    const MAX_BATCH: usize = 2_000;
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    loop {
+        if batch.is_empty() {
+            tokio::select! {
+                n = rx.recv_many(&mut batch, MAX_BATCH) => if n == 0 { break },
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        match outbox.append(&batch).await {
+            Ok(_) => batch.clear(),
+            Err(e) => {
+                outbox.metrics.outbox_write_errors.fetch_add(1, Relaxed);
+                tracing::error!(error = %e, pending = batch.len(), "outbox write failed; retrying in 1 s");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.cancelled() => break,
+                }
+            }
+        }
+    }
+    // Drain what the adapters already handed over before stopping.
+    rx.close();
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        if let Err(e) = outbox.append(&batch).await {
+            tracing::error!(error = %e, lost = batch.len(), "outbox write failed during shutdown");
+        }
+        batch.clear();
+    }
+}

@@ -1,0 +1,147 @@
+//! `GET /alarms`, `GET /alarms/{id}/history`, `POST /alarms/{id}/ack`.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{ApiError, ApiPath, ApiQuery, AppState};
+use crate::alarms::{AlarmJson, HistoryJson};
+use crate::ingest::{AckError, WriterError};
+use crate::store::{self, AlarmFilter};
+
+const DEFAULT_LIMIT: i64 = 500;
+const MAX_LIMIT: i64 = 5_000;
+const MAX_OPERATOR_LEN: usize = 100;
+const MAX_NOTE_LEN: usize = 2_000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlarmQuery {
+    estate: Option<String>,
+    state: Option<String>,
+    priority: Option<String>,
+    category: Option<String>,
+    limit: Option<i64>,
+}
+
+/// An empty value (`?state=`) means no filter.
+fn given(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn parse<T: std::str::FromStr<Err = String>>(name: &str, v: &Option<String>) -> Result<Option<T>, ApiError> {
+    given(v)
+        .map(|s| {
+            s.parse::<T>()
+                .map_err(|e| ApiError::bad_request(format!("invalid {name} filter"), e))
+        })
+        .transpose()
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<AlarmQuery>,
+) -> Result<Json<Vec<AlarmJson>>, ApiError> {
+    let estate = given(&q.estate).map(str::to_owned);
+    if let Some(e) = &estate
+        && !state.estates.iter().any(|c| &c.id == e)
+    {
+        return Err(ApiError::bad_request(
+            "invalid estate filter",
+            format!("unknown estate {e:?}"),
+        ));
+    }
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid limit",
+            format!("limit must be between 1 and {MAX_LIMIT}"),
+        ));
+    }
+    let filter = AlarmFilter {
+        estate,
+        state: parse("state", &q.state)?,
+        priority: parse("priority", &q.priority)?,
+        category: parse("category", &q.category)?,
+        limit,
+    };
+    let rows = store::list_alarms(&state.pool, &filter).await?;
+    Ok(Json(rows.iter().map(|r| r.to_json()).collect()))
+}
+
+pub async fn history(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Vec<HistoryJson>>, ApiError> {
+    if store::find_alarm(&state.pool, id).await?.is_none() {
+        return Err(not_found(id));
+    }
+    Ok(Json(store::alarm_history(&state.pool, id).await?))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AckBody {
+    operator: Option<String>,
+    note: Option<String>,
+}
+
+pub async fn acknowledge(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<AlarmJson>, ApiError> {
+    let body = body.map_err(|r| ApiError::new(r.status(), "cannot read the request body", r.body_text().into()))?;
+    // Both fields are optional, and so is the body itself.
+    let body: AckBody = if body.iter().all(u8::is_ascii_whitespace) {
+        AckBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("invalid JSON body", e.to_string()))?
+    };
+    let operator = body
+        .operator
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .unwrap_or("operator")
+        .to_owned();
+    if operator.chars().count() > MAX_OPERATOR_LEN || operator.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "invalid operator",
+            format!("at most {MAX_OPERATOR_LEN} characters, no control characters"),
+        ));
+    }
+    let note = body.note.filter(|n| !n.trim().is_empty());
+    if note.as_ref().is_some_and(|n| n.chars().count() > MAX_NOTE_LEN) {
+        return Err(ApiError::bad_request(
+            "invalid note",
+            format!("at most {MAX_NOTE_LEN} characters"),
+        ));
+    }
+    match state.writer.acknowledge(id, operator, note).await {
+        Ok(alarm) => Ok(Json(alarm)),
+        Err(AckError::NotFound(id)) => Err(not_found(id)),
+        Err(AckError::AlreadyAcknowledged(id)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "alarm already acknowledged",
+            Value::from(id),
+        )),
+        Err(AckError::Writer(e)) => Err(writer_error(e)),
+    }
+}
+
+fn not_found(id: i64) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "alarm not found", Value::from(id))
+}
+
+fn writer_error(e: WriterError) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "cannot record the acknowledgement now",
+        Value::String(e.to_string()),
+    )
+}

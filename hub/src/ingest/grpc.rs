@@ -1,0 +1,465 @@
+//! `GatewayLink.Connect`: one bidirectional stream per gateway (DESIGN §4.4).
+//!
+//! Hello → Welcome{last_seq}; then each EventBatch is checked, queued to the writer, and
+//! acknowledged (in order) once the writer has committed it. Several batches may be in
+//! flight at once, so a gateway can keep sending while earlier batches commit. Nothing that
+//! arrives on the network may panic the hub: everything is checked and refused with a
+//! status instead.
+
+use std::collections::{HashMap, HashSet};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::stream::{FuturesOrdered, StreamExt as _};
+use gatehouse_proto::gateway_link_server::GatewayLink;
+use gatehouse_proto::{Ack, Command, Downlink, Event, Hello, Uplink, Welcome, downlink, now_ms, uplink};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{debug, info, warn};
+
+use super::writer::{HelloRecord, IngestOutcome, WriterError, WriterHandle};
+use crate::metrics::Metrics;
+
+/// How often the hub asks gateways to send a heartbeat when idle.
+pub const HEARTBEAT_INTERVAL_MS: u32 = 5_000;
+/// How long a new stream may take to say Hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Batches of one stream waiting for their commit at the same time.
+const MAX_IN_FLIGHT: usize = 16;
+/// Downlink messages buffered per stream.
+const DOWNLINK_BUFFER: usize = 64;
+/// Longest identifier accepted from a gateway.
+const MAX_ID_LEN: usize = 128;
+/// Most devices a Hello may announce.
+const MAX_DEVICES: usize = 100_000;
+
+type DownlinkSender = mpsc::Sender<Result<Downlink, Status>>;
+
+/// Why a downlink message could not be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("gateway {0} is not connected")]
+    NotConnected(String),
+    #[error("the stream of gateway {0} closed")]
+    Closed(String),
+}
+
+struct Link {
+    conn_id: u64,
+    tx: DownlinkSender,
+    cancel: CancellationToken,
+}
+
+/// The gateways connected now, and a way to send them downlink messages.
+#[derive(Clone, Default)]
+pub struct LinkRegistry {
+    links: Arc<Mutex<HashMap<String, Link>>>,
+    next_conn: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for LinkRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkRegistry")
+            .field("connected", &self.connected())
+            .finish()
+    }
+}
+
+impl LinkRegistry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Link>> {
+        // A panic while holding this lock cannot leave the map inconsistent.
+        self.links.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Ids of the gateways with an open stream, sorted.
+    pub fn connected(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.lock().keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    pub fn connected_count(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_connected(&self, gateway_id: &str) -> bool {
+        self.lock().contains_key(gateway_id)
+    }
+
+    /// Sends a command down to a connected gateway.
+    pub async fn send_command(&self, gateway_id: &str, command: Command) -> Result<(), LinkError> {
+        let tx = self
+            .lock()
+            .get(gateway_id)
+            .map(|l| l.tx.clone())
+            .ok_or_else(|| LinkError::NotConnected(gateway_id.to_owned()))?;
+        tx.send(Ok(Downlink {
+            msg: Some(downlink::Msg::Command(command)),
+        }))
+        .await
+        .map_err(|_| LinkError::Closed(gateway_id.to_owned()))
+    }
+
+    /// Registers a new stream, ending any older stream of the same gateway.
+    fn register(&self, gateway_id: &str, tx: DownlinkSender, cancel: CancellationToken) -> u64 {
+        let conn_id = self.next_conn.fetch_add(1, Ordering::Relaxed) + 1;
+        let old = self.lock().insert(gateway_id.to_owned(), Link { conn_id, tx, cancel });
+        if let Some(old) = old {
+            info!(gateway = %gateway_id, "a new stream replaces the gateway's older one");
+            old.cancel.cancel();
+        }
+        conn_id
+    }
+
+    /// Removes a stream if it is still the gateway's current one.
+    fn unregister(&self, gateway_id: &str, conn_id: u64) -> bool {
+        let mut links = self.lock();
+        if links.get(gateway_id).is_some_and(|l| l.conn_id == conn_id) {
+            links.remove(gateway_id);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The `GatewayLink` service.
+#[derive(Clone)]
+pub struct LinkService {
+    pub(crate) writer: WriterHandle,
+    pub(crate) registry: LinkRegistry,
+    pub(crate) estates: Arc<HashSet<String>>,
+    pub(crate) hub_id: String,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Cancelled when the hub shuts down: every stream ends.
+    pub(crate) shutdown: CancellationToken,
+}
+
+type ConnectStream = Pin<Box<dyn futures::Stream<Item = Result<Downlink, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl GatewayLink for LinkService {
+    type ConnectStream = ConnectStream;
+
+    async fn connect(&self, request: Request<Streaming<Uplink>>) -> Result<Response<Self::ConnectStream>, Status> {
+        let peer = request.remote_addr();
+        let mut uplink = request.into_inner();
+        let first = tokio::time::timeout(HELLO_TIMEOUT, uplink.message())
+            .await
+            .map_err(|_| self.refuse(Status::deadline_exceeded("no Hello within 10 s")))??;
+        let hello = match first {
+            Some(Uplink {
+                msg: Some(uplink::Msg::Hello(hello)),
+            }) => hello,
+            Some(_) => {
+                return Err(self.refuse(Status::invalid_argument(
+                    "the first message of GatewayLink.Connect must be Hello",
+                )));
+            }
+            None => {
+                return Err(self.refuse(Status::invalid_argument("the stream ended before Hello")));
+            }
+        };
+        self.check_hello(&hello).map_err(|s| self.refuse(s))?;
+
+        let (tx, rx) = mpsc::channel(DOWNLINK_BUFFER);
+        let cancel = self.shutdown.child_token();
+        let conn_id = self.registry.register(&hello.gateway_id, tx.clone(), cancel.clone());
+        let record = HelloRecord {
+            gateway_id: hello.gateway_id.clone(),
+            estate_id: hello.estate_id.clone(),
+            software_version: hello.software_version.clone(),
+            devices: hello.devices.clone(),
+            conn_id,
+        };
+        let last_seq = match self.writer.hello(record).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.registry.unregister(&hello.gateway_id, conn_id);
+                warn!(gateway = %hello.gateway_id, error = %e, "cannot record Hello");
+                return Err(Status::unavailable(format!("cannot record Hello: {e}")));
+            }
+        };
+        info!(
+            gateway = %hello.gateway_id,
+            estate = %hello.estate_id,
+            version = %hello.software_version,
+            devices = hello.devices.len(),
+            last_seq,
+            peer = ?peer,
+            "gateway connected"
+        );
+        let welcome = Downlink {
+            msg: Some(downlink::Msg::Welcome(Welcome {
+                last_seq,
+                hub_id: self.hub_id.clone(),
+                heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS,
+            })),
+        };
+        // The channel is new and empty: this cannot be full.
+        let _ = tx.try_send(Ok(welcome));
+
+        let link = StreamTask {
+            service: self.clone(),
+            gateway_id: hello.gateway_id,
+            estate_id: hello.estate_id,
+            conn_id,
+            tx,
+            cancel,
+        };
+        tokio::spawn(link.run(uplink));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+impl LinkService {
+    fn refuse(&self, status: Status) -> Status {
+        self.metrics.streams_refused.fetch_add(1, Ordering::Relaxed);
+        debug!(code = ?status.code(), message = status.message(), "GatewayLink stream refused");
+        status
+    }
+
+    fn check_hello(&self, hello: &Hello) -> Result<(), Status> {
+        check_id("gateway_id", &hello.gateway_id)?;
+        check_id("estate_id", &hello.estate_id)?;
+        if hello.software_version.len() > MAX_ID_LEN {
+            return Err(Status::invalid_argument("software_version is too long"));
+        }
+        if !self.estates.contains(&hello.estate_id) {
+            return Err(Status::failed_precondition(format!(
+                "unknown estate {:?}: hub {} does not serve it (not in its [[estates]])",
+                hello.estate_id, self.hub_id
+            )));
+        }
+        if hello.devices.len() > MAX_DEVICES {
+            return Err(Status::invalid_argument(format!(
+                "Hello announces {} devices; at most {MAX_DEVICES}",
+                hello.devices.len()
+            )));
+        }
+        for d in &hello.devices {
+            check_id("devices.device_id", &d.device_id)?;
+            if d.area.len() > 256 {
+                return Err(Status::invalid_argument(format!(
+                    "device {:?}: area is too long",
+                    d.device_id
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_id(field: &str, value: &str) -> Result<(), Status> {
+    if value.is_empty() {
+        return Err(Status::invalid_argument(format!("{field} is empty")));
+    }
+    if value.len() > MAX_ID_LEN || value.chars().any(char::is_control) {
+        return Err(Status::invalid_argument(format!(
+            "{field} is not a valid id (at most {MAX_ID_LEN} bytes, no control characters)"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that every event of a batch belongs to this stream. Returns the highest seq.
+pub(crate) fn check_batch(gateway_id: &str, estate_id: &str, events: &[Event]) -> Result<u64, Status> {
+    let mut max = 0;
+    for e in events {
+        if e.gateway_id != gateway_id {
+            return Err(Status::invalid_argument(format!(
+                "event seq {} names gateway {:?}, but this stream is gateway {gateway_id:?}",
+                e.seq, e.gateway_id
+            )));
+        }
+        if e.estate_id != estate_id {
+            return Err(Status::invalid_argument(format!(
+                "event seq {} names estate {:?}, but gateway {gateway_id:?} said Hello for estate {estate_id:?}",
+                e.seq, e.estate_id
+            )));
+        }
+        if e.seq == 0 || e.seq > i64::MAX as u64 {
+            return Err(Status::invalid_argument(format!(
+                "event seq {} is out of range (1..=2^63-1)",
+                e.seq
+            )));
+        }
+        max = max.max(e.seq);
+    }
+    Ok(max)
+}
+
+/// One gateway's open stream.
+struct StreamTask {
+    service: LinkService,
+    gateway_id: String,
+    estate_id: String,
+    conn_id: u64,
+    tx: DownlinkSender,
+    cancel: CancellationToken,
+}
+
+type Pending = Pin<Box<dyn Future<Output = (u64, Result<IngestOutcome, WriterError>)> + Send>>;
+
+impl StreamTask {
+    async fn run(self, mut uplink: Streaming<Uplink>) {
+        let end = self.serve(&mut uplink).await;
+        let gateway = &self.gateway_id;
+        match &end {
+            Ok(()) => info!(gateway = %gateway, "gateway stream ended"),
+            Err(status) => {
+                info!(gateway = %gateway, code = ?status.code(), reason = status.message(), "gateway stream closed");
+                let _ = self.tx.send(Err(status.clone())).await;
+            }
+        }
+        if self.service.registry.unregister(&self.gateway_id, self.conn_id) {
+            let _ = self
+                .service
+                .writer
+                .disconnected(self.gateway_id.clone(), self.conn_id)
+                .await;
+        }
+    }
+
+    /// Serves the stream until it ends; `Err` is the status to close it with.
+    async fn serve(&self, uplink: &mut Streaming<Uplink>) -> Result<(), Status> {
+        let mut in_flight: FuturesOrdered<Pending> = FuturesOrdered::new();
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => {
+                    // Shutting down or replaced: acknowledge what is committed, then close.
+                    while let Some((through, result)) = in_flight.next().await {
+                        self.ack(through, result).await?;
+                    }
+                    return Err(if self.service.shutdown.is_cancelled() {
+                        Status::unavailable("hub shutting down")
+                    } else {
+                        Status::aborted("replaced by a newer stream of the same gateway")
+                    });
+                }
+                Some((through, result)) = in_flight.next(), if !in_flight.is_empty() => {
+                    self.ack(through, result).await?;
+                }
+                message = uplink.message(), if in_flight.len() < MAX_IN_FLIGHT => {
+                    match message {
+                        Ok(Some(up)) => {
+                            if let Some(pending) = self.handle(up).await? {
+                                in_flight.push_back(pending);
+                            }
+                        }
+                        Ok(None) => {
+                            while let Some((through, result)) = in_flight.next().await {
+                                self.ack(through, result).await?;
+                            }
+                            return Ok(());
+                        }
+                        Err(status) => {
+                            debug!(gateway = %self.gateway_id, error = %status, "uplink read failed");
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn handle(&self, up: Uplink) -> Result<Option<Pending>, Status> {
+        match up.msg {
+            Some(uplink::Msg::Events(batch)) => {
+                if batch.events.is_empty() {
+                    return Ok(None);
+                }
+                let through = check_batch(&self.gateway_id, &self.estate_id, &batch.events)
+                    .map_err(|s| self.service.refuse(s))?;
+                let rx = self
+                    .service
+                    .writer
+                    .ingest(self.gateway_id.clone(), batch.events)
+                    .await
+                    .map_err(writer_status)?;
+                Ok(Some(Box::pin(async move {
+                    let result = rx.await.unwrap_or(Err(WriterError::Stopped));
+                    (through, result)
+                })))
+            }
+            Some(uplink::Msg::Heartbeat(hb)) => {
+                debug!(gateway = %self.gateway_id, outbox_depth = hb.outbox_depth, last_seq = hb.last_seq, "heartbeat");
+                self.service
+                    .writer
+                    .seen(self.gateway_id.clone(), now_ms())
+                    .await
+                    .map_err(writer_status)?;
+                Ok(None)
+            }
+            Some(uplink::Msg::CommandResult(result)) => {
+                info!(gateway = %self.gateway_id, command = %result.command_id, device = %result.device_id, ok = result.ok, "command result");
+                self.service
+                    .writer
+                    .command_result(self.gateway_id.clone(), result)
+                    .await
+                    .map_err(writer_status)?;
+                Ok(None)
+            }
+            Some(uplink::Msg::Hello(_)) => Err(self
+                .service
+                .refuse(Status::invalid_argument("Hello may only be the first message"))),
+            None => Err(self.service.refuse(Status::invalid_argument("empty Uplink message"))),
+        }
+    }
+
+    async fn ack(&self, through: u64, result: Result<IngestOutcome, WriterError>) -> Result<(), Status> {
+        let outcome = result.map_err(writer_status)?;
+        debug!(gateway = %self.gateway_id, through, stored = outcome.stored, duplicates = outcome.duplicates, "batch committed");
+        self.tx
+            .send(Ok(Downlink {
+                msg: Some(downlink::Msg::Ack(Ack { through_seq: through })),
+            }))
+            .await
+            // The gateway went away; what was committed stays committed.
+            .map_err(|_| Status::cancelled("downlink closed"))
+    }
+}
+
+fn writer_status(e: WriterError) -> Status {
+    match e {
+        WriterError::Stopped => Status::unavailable("hub shutting down"),
+        WriterError::Commit(m) => Status::unavailable(format!("storage failure, retry: {m}")),
+        WriterError::MustReconnect(g) => Status::unavailable(format!(
+            "gateway {g}: an earlier batch failed to commit; reconnect and resend from Welcome.last_seq"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(gw: &str, estate: &str, seq: u64) -> Event {
+        Event {
+            gateway_id: gw.into(),
+            estate_id: estate.into(),
+            seq,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn batch_check_returns_max_seq_and_refuses_foreign_or_invalid_events() {
+        let ok = [event("g", "e", 3), event("g", "e", 7), event("g", "e", 5)];
+        assert_eq!(check_batch("g", "e", &ok).unwrap(), 7);
+        for bad in [
+            event("other", "e", 1),
+            event("g", "other", 1),
+            event("g", "e", 0),
+            event("g", "e", u64::MAX),
+        ] {
+            let status = check_batch("g", "e", &[bad]).unwrap_err();
+            assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        }
+    }
+}

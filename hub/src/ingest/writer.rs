@@ -1,0 +1,600 @@
+//! The ingest writer: one task that owns every write to the database.
+//!
+//! Stream handlers and the HTTP API send it requests on a bounded channel. It takes
+//! everything queued (group commit, bounded by [`MAX_GROUP_EVENTS`]) and, in ONE
+//! transaction, stores the new events, advances each gateway's `last_seq`, and applies the
+//! rule engine's alarm changes with their history. Only after the commit does it answer the
+//! waiting requests, so an Ack sent on their answer means "the events and their alarm
+//! consequences are durable". A one-second tick in the same task runs on-delay timers.
+//!
+//! If a transaction fails, nothing of it is kept, every request in it gets an error, the
+//! in-memory state (sequence numbers, active alarms) is reloaded from the database, and the
+//! gateways involved are refused until they say Hello again, so no later batch can be
+//! acknowledged past events that were lost.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gatehouse_proto::{CommandResult, DeviceInfo, Event, event::Body, now_ms};
+use prost::Message as _;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use crate::alarms::{AlarmJson, AlarmKey};
+use crate::config::PointRuleConfig;
+use crate::metrics::Metrics;
+use crate::rules::{ActiveAlarm, AlarmChange, RuleState};
+use crate::store::write::{self, Cause, EventRow};
+use crate::store::{self, Pool, StoreError};
+
+/// Most events committed in one transaction (more stay queued for the next).
+pub const MAX_GROUP_EVENTS: usize = 5_000;
+/// Most requests taken into one transaction.
+const MAX_GROUP_REQUESTS: usize = 1_024;
+/// Requests that can wait for the writer before senders are held back.
+const QUEUE_DEPTH: usize = 1_024;
+
+/// Why the writer could not do what was asked.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriterError {
+    #[error("the ingest writer has stopped")]
+    Stopped,
+    #[error("commit failed: {0}")]
+    Commit(String),
+    #[error("gateway {0} must reconnect: an earlier batch of its stream failed to commit")]
+    MustReconnect(String),
+}
+
+/// Why an acknowledgement was not recorded.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AckError {
+    #[error("alarm {0} not found")]
+    NotFound(i64),
+    #[error("alarm {0} is already acknowledged")]
+    AlreadyAcknowledged(i64),
+    #[error(transparent)]
+    Writer(#[from] WriterError),
+}
+
+/// What became of one batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IngestOutcome {
+    pub stored: usize,
+    pub duplicates: usize,
+}
+
+/// A gateway's Hello as the writer records it.
+#[derive(Debug, Clone)]
+pub struct HelloRecord {
+    pub gateway_id: String,
+    pub estate_id: String,
+    pub software_version: String,
+    pub devices: Vec<DeviceInfo>,
+    /// Identifies this stream, so a late "disconnected" of a replaced stream is ignored.
+    pub conn_id: u64,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, WriterError>>;
+
+enum Request {
+    Hello(HelloRecord, Reply<u64>),
+    Ingest {
+        gateway_id: String,
+        events: Vec<Event>,
+        reply: Reply<IngestOutcome>,
+    },
+    Seen {
+        gateway_id: String,
+        at_ms: i64,
+    },
+    Disconnected {
+        gateway_id: String,
+        conn_id: u64,
+    },
+    CommandResult {
+        gateway_id: String,
+        result: CommandResult,
+    },
+    Acknowledge {
+        alarm_id: i64,
+        operator: String,
+        note: Option<String>,
+        reply: oneshot::Sender<Result<AlarmJson, AckError>>,
+    },
+}
+
+impl Request {
+    fn events(&self) -> usize {
+        match self {
+            Request::Ingest { events, .. } => events.len(),
+            _ => 0,
+        }
+    }
+}
+
+/// A cheap, cloneable handle for sending work to the writer.
+#[derive(Clone, Debug)]
+pub struct WriterHandle {
+    tx: mpsc::Sender<Request>,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Request")
+    }
+}
+
+impl WriterHandle {
+    async fn send(&self, request: Request) -> Result<(), WriterError> {
+        self.tx.send(request).await.map_err(|_| WriterError::Stopped)
+    }
+
+    /// Records a Hello; returns the gateway's durably stored last sequence number.
+    pub async fn hello(&self, hello: HelloRecord) -> Result<u64, WriterError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Request::Hello(hello, reply)).await?;
+        rx.await.map_err(|_| WriterError::Stopped)?
+    }
+
+    /// Queues a batch (events already checked to belong to `gateway_id`). The returned
+    /// receiver answers once the batch is committed; queueing waits while the writer is full.
+    pub async fn ingest(
+        &self,
+        gateway_id: String,
+        events: Vec<Event>,
+    ) -> Result<oneshot::Receiver<Result<IngestOutcome, WriterError>>, WriterError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Request::Ingest {
+            gateway_id,
+            events,
+            reply,
+        })
+        .await?;
+        Ok(rx)
+    }
+
+    /// The gateway was heard from (heartbeat); written with the next transaction.
+    pub async fn seen(&self, gateway_id: String, at_ms: i64) -> Result<(), WriterError> {
+        self.send(Request::Seen { gateway_id, at_ms }).await
+    }
+
+    /// A gateway's stream ended.
+    pub async fn disconnected(&self, gateway_id: String, conn_id: u64) -> Result<(), WriterError> {
+        self.send(Request::Disconnected { gateway_id, conn_id }).await
+    }
+
+    pub async fn command_result(&self, gateway_id: String, result: CommandResult) -> Result<(), WriterError> {
+        self.send(Request::CommandResult { gateway_id, result }).await
+    }
+
+    /// An operator acknowledges alarm `alarm_id`; answers with the alarm after the commit.
+    pub async fn acknowledge(
+        &self,
+        alarm_id: i64,
+        operator: String,
+        note: Option<String>,
+    ) -> Result<AlarmJson, AckError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Request::Acknowledge {
+            alarm_id,
+            operator,
+            note,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| WriterError::Stopped)?
+    }
+}
+
+/// Answers held until the transaction commits.
+enum Answer {
+    Hello(Reply<u64>, u64),
+    Ingest(Reply<IngestOutcome>, IngestOutcome, String),
+    Refused(Reply<IngestOutcome>, String),
+    Ack(oneshot::Sender<Result<AlarmJson, AckError>>, Result<i64, AckError>),
+}
+
+/// The writer task's state.
+pub struct Writer {
+    pool: Pool,
+    metrics: Arc<Metrics>,
+    rules: RuleState,
+    last_seq: HashMap<String, i64>,
+    current_conn: HashMap<String, u64>,
+    /// Gateways whose batch failed to commit: refused until their next Hello.
+    must_reconnect: HashSet<String>,
+    /// Last-seen times not yet written.
+    seen: HashMap<String, i64>,
+}
+
+impl Writer {
+    /// Loads sequence numbers and active alarms, and starts the writer task.
+    pub async fn start(
+        pool: Pool,
+        rules: Vec<PointRuleConfig>,
+        metrics: Arc<Metrics>,
+        stop: CancellationToken,
+    ) -> Result<(WriterHandle, tokio::task::JoinHandle<()>), StoreError> {
+        let mut writer = Writer {
+            pool,
+            metrics,
+            rules: RuleState::new(rules),
+            last_seq: HashMap::new(),
+            current_conn: HashMap::new(),
+            must_reconnect: HashSet::new(),
+            seen: HashMap::new(),
+        };
+        writer.reload().await?;
+        info!(
+            gateways = writer.last_seq.len(),
+            active_alarms = writer.rules.active_count(),
+            "ingest writer loaded its state"
+        );
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let task = tokio::spawn(writer.run(rx, stop));
+        Ok((WriterHandle { tx }, task))
+    }
+
+    async fn reload(&mut self) -> Result<(), StoreError> {
+        self.last_seq = store::gateway_seqs(&self.pool).await?.into_iter().collect();
+        self.rules.forget_alarms();
+        for row in store::active_alarms(&self.pool).await? {
+            self.rules.restore_active(
+                row.key(),
+                ActiveAlarm {
+                    latched: row.latched,
+                    value: row.value,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<Request>, stop: CancellationToken) {
+        let mut ticker = tokio::time::interval(Duration::from_secs(1));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let first = tokio::select! {
+                biased;
+                msg = rx.recv() => match msg {
+                    Some(m) => Some(m),
+                    None => break,
+                },
+                _ = ticker.tick() => None,
+                _ = stop.cancelled() => break,
+            };
+            let mut group = Vec::new();
+            let mut events = 0;
+            if let Some(m) = first {
+                events += m.events();
+                group.push(m);
+            }
+            while events < MAX_GROUP_EVENTS && group.len() < MAX_GROUP_REQUESTS {
+                match rx.try_recv() {
+                    Ok(m) => {
+                        events += m.events();
+                        group.push(m);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.process(group).await;
+        }
+        // Stopping: finish what is already queued, then end.
+        rx.close();
+        loop {
+            let mut group = Vec::new();
+            while group.len() < MAX_GROUP_REQUESTS {
+                match rx.try_recv() {
+                    Ok(m) => group.push(m),
+                    Err(_) => break,
+                }
+            }
+            if group.is_empty() {
+                break;
+            }
+            self.process(group).await;
+        }
+        if !self.seen.is_empty() {
+            self.process(Vec::new()).await;
+        }
+        info!("ingest writer stopped");
+    }
+
+    /// One transaction for a group of requests (and the timers due now).
+    async fn process(&mut self, group: Vec<Request>) {
+        let now = now_ms();
+        let due = self.rules.tick(now);
+        if group.is_empty() && due.is_empty() && self.seen.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        let mut answers = Vec::with_capacity(group.len());
+        let mut involved = HashSet::new();
+        let result = self.transaction(group, due, now, &mut answers, &mut involved).await;
+        match result {
+            Ok(changes) => {
+                self.metrics.observe_commit(started.elapsed());
+                self.metrics
+                    .alarm_changes
+                    .fetch_add(changes as u64, std::sync::atomic::Ordering::Relaxed);
+                for answer in answers {
+                    self.answer(answer);
+                }
+            }
+            Err(e) => {
+                self.metrics
+                    .commit_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                error!(error = %e, gateways = ?involved, "ingest transaction failed; nothing of it was stored");
+                let message = e.to_string();
+                for answer in answers {
+                    match answer {
+                        Answer::Hello(r, _) => {
+                            let _ = r.send(Err(WriterError::Commit(message.clone())));
+                        }
+                        Answer::Ingest(r, _, _) => {
+                            let _ = r.send(Err(WriterError::Commit(message.clone())));
+                        }
+                        Answer::Refused(r, g) => {
+                            let _ = r.send(Err(WriterError::MustReconnect(g)));
+                        }
+                        Answer::Ack(r, _) => {
+                            let _ = r.send(Err(AckError::Writer(WriterError::Commit(message.clone()))));
+                        }
+                    }
+                }
+                self.must_reconnect.extend(involved);
+                self.seen.clear();
+                if let Err(e) = self.reload().await {
+                    error!(error = %e, "cannot reload the ingest writer's state after a failed transaction");
+                }
+            }
+        }
+    }
+
+    fn answer(&mut self, answer: Answer) {
+        match answer {
+            Answer::Hello(r, last_seq) => {
+                let _ = r.send(Ok(last_seq));
+            }
+            Answer::Ingest(r, outcome, _gateway) => {
+                use std::sync::atomic::Ordering::Relaxed;
+                self.metrics.events_ingested.fetch_add(outcome.stored as u64, Relaxed);
+                self.metrics
+                    .duplicates_dropped
+                    .fetch_add(outcome.duplicates as u64, Relaxed);
+                self.metrics.batches_committed.fetch_add(1, Relaxed);
+                let _ = r.send(Ok(outcome));
+            }
+            Answer::Refused(r, gateway) => {
+                let _ = r.send(Err(WriterError::MustReconnect(gateway)));
+            }
+            Answer::Ack(r, result) => {
+                // Read back after the commit so the answer shows the stored alarm.
+                let pool = self.pool.clone();
+                tokio::spawn(async move {
+                    let reply = match result {
+                        Ok(id) => match store::find_alarm(&pool, id).await {
+                            Ok(Some(row)) => Ok(row.to_json()),
+                            Ok(None) => Err(AckError::NotFound(id)),
+                            Err(e) => Err(AckError::Writer(WriterError::Commit(e.to_string()))),
+                        },
+                        Err(e) => Err(e),
+                    };
+                    let _ = r.send(reply);
+                });
+            }
+        }
+    }
+
+    /// Applies a group in one transaction. Returns the number of alarm changes.
+    async fn transaction(
+        &mut self,
+        group: Vec<Request>,
+        due: Vec<AlarmChange>,
+        now: i64,
+        answers: &mut Vec<Answer>,
+        involved: &mut HashSet<String>,
+    ) -> Result<usize, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(|source| StoreError::Query {
+            what: "starting the ingest transaction".into(),
+            source,
+        })?;
+        let mut rows: Vec<EventRow> = Vec::new();
+        let mut progress: HashMap<String, i64> = HashMap::new();
+        let mut changes = 0usize;
+
+        for request in group {
+            match request {
+                Request::Hello(hello, reply) => {
+                    let stored = write::gateway_hello(
+                        &mut tx,
+                        &hello.gateway_id,
+                        &hello.estate_id,
+                        &hello.software_version,
+                        &hello.devices,
+                        now,
+                    )
+                    .await?;
+                    // Events of this group (an older stream's) are committed with the Hello.
+                    let last = self.last_seq.get(&hello.gateway_id).copied().unwrap_or(0).max(stored);
+                    self.last_seq.insert(hello.gateway_id.clone(), last);
+                    self.current_conn.insert(hello.gateway_id.clone(), hello.conn_id);
+                    self.must_reconnect.remove(&hello.gateway_id);
+                    involved.insert(hello.gateway_id.clone());
+                    answers.push(Answer::Hello(reply, u64::try_from(last).unwrap_or(0)));
+                }
+                Request::Ingest {
+                    gateway_id,
+                    mut events,
+                    reply,
+                } => {
+                    if self.must_reconnect.contains(&gateway_id) {
+                        answers.push(Answer::Refused(reply, gateway_id));
+                        continue;
+                    }
+                    involved.insert(gateway_id.clone());
+                    events.sort_by_key(|e| e.seq);
+                    let mut last = self.last_seq.get(&gateway_id).copied().unwrap_or(0);
+                    let mut outcome = IngestOutcome::default();
+                    for event in events {
+                        let seq = i64::try_from(event.seq).unwrap_or(i64::MAX);
+                        if seq <= last {
+                            outcome.duplicates += 1;
+                            continue;
+                        }
+                        last = seq;
+                        outcome.stored += 1;
+                        for change in self.rules.evaluate(&event, now) {
+                            let cause = Cause {
+                                event: Some((&gateway_id, seq)),
+                                ..Default::default()
+                            };
+                            apply(&mut tx, &change, now, &cause).await?;
+                            changes += 1;
+                        }
+                        rows.push(event_row(event, seq));
+                    }
+                    if outcome.duplicates > 0 {
+                        debug!(gateway = %gateway_id, duplicates = outcome.duplicates, "dropped duplicate events");
+                    }
+                    self.last_seq.insert(gateway_id.clone(), last);
+                    progress.insert(gateway_id.clone(), last);
+                    answers.push(Answer::Ingest(reply, outcome, gateway_id));
+                }
+                Request::Seen { gateway_id, at_ms } => {
+                    self.seen.insert(gateway_id, at_ms);
+                }
+                Request::Disconnected { gateway_id, conn_id } => {
+                    if self.current_conn.get(&gateway_id) == Some(&conn_id) {
+                        self.current_conn.remove(&gateway_id);
+                        self.seen.remove(&gateway_id);
+                        write::gateway_disconnected(&mut tx, &gateway_id, now).await?;
+                    }
+                }
+                Request::CommandResult { gateway_id, result } => {
+                    write::command_result(&mut tx, &gateway_id, &result, now).await?;
+                }
+                Request::Acknowledge {
+                    alarm_id,
+                    operator,
+                    note,
+                    reply,
+                } => {
+                    let result = match store::get_alarm(&mut tx, alarm_id).await? {
+                        None => Err(AckError::NotFound(alarm_id)),
+                        Some(row) if row.acknowledged => Err(AckError::AlreadyAcknowledged(alarm_id)),
+                        Some(row) => {
+                            let key = row.key();
+                            for change in self.rules.acknowledge(&key, row.latched, &operator, note.clone()) {
+                                let cause = Cause {
+                                    actor: Some(&operator),
+                                    note: note.as_deref(),
+                                    ..Default::default()
+                                };
+                                apply(&mut tx, &change, now, &cause).await?;
+                                changes += 1;
+                            }
+                            info!(alarm = alarm_id, operator = %operator, latched = row.latched, "alarm acknowledged");
+                            Ok(alarm_id)
+                        }
+                    };
+                    answers.push(Answer::Ack(reply, result));
+                }
+            }
+        }
+
+        for change in &due {
+            let cause = Cause {
+                note: Some("on-delay elapsed"),
+                ..Default::default()
+            };
+            apply(&mut tx, change, now, &cause).await?;
+            changes += 1;
+        }
+
+        if !rows.is_empty() {
+            write::insert_events(&mut tx, &rows, now).await?;
+        }
+        for (gateway, seen_at) in self.seen.drain() {
+            if !progress.contains_key(&gateway) {
+                write::gateway_progress(&mut tx, &gateway, None, seen_at).await?;
+            }
+        }
+        for (gateway, last) in &progress {
+            write::gateway_progress(&mut tx, gateway, Some(*last), now).await?;
+        }
+        tx.commit().await.map_err(|source| StoreError::Query {
+            what: "committing the ingest transaction".into(),
+            source,
+        })?;
+        Ok(changes)
+    }
+}
+
+/// Persists one alarm change.
+async fn apply(conn: &mut store::Conn, change: &AlarmChange, now: i64, cause: &Cause<'_>) -> Result<(), StoreError> {
+    match change {
+        AlarmChange::Activate(a) => {
+            let id = write::activate(conn, a, now, cause).await?;
+            // The condition may carry personal data (an intercom's flat): not logged.
+            log_change("activated", id, &a.key, Some(a.priority.as_str()));
+        }
+        AlarmChange::Value { key, value } => write::set_value(conn, key, *value).await?,
+        AlarmChange::Clear { key, note } => {
+            let cause = Cause {
+                note: cause.note.or(Some(note)),
+                ..cause.clone()
+            };
+            if let Some(id) = write::clear(conn, key, now, &cause).await? {
+                log_change("cleared", id, key, None);
+            } else {
+                warn!(device = %key.device, "rule engine cleared an alarm that is not active in the book");
+            }
+        }
+        AlarmChange::Acknowledge { key, operator, .. } => {
+            write::acknowledge(conn, key, operator, now, cause).await?;
+        }
+    }
+    Ok(())
+}
+
+fn log_change(what: &str, id: i64, key: &AlarmKey, priority: Option<&str>) {
+    info!(
+        alarm = id,
+        estate = %key.estate,
+        device = %key.device,
+        priority = priority.unwrap_or(""),
+        "alarm {what}"
+    );
+}
+
+fn event_row(event: Event, seq: i64) -> EventRow {
+    let payload = event.encode_to_vec();
+    let body_kind = match &event.body {
+        Some(Body::Access(_)) => "access",
+        Some(Body::Door(_)) => "door",
+        Some(Body::Vehicle(_)) => "vehicle",
+        Some(Body::Intercom(_)) => "intercom",
+        Some(Body::Fire(_)) => "fire",
+        Some(Body::Point(_)) => "point",
+        Some(Body::Status(_)) => "status",
+        None => "none",
+    };
+    EventRow {
+        device_kind: write::device_kind_name(event.device_kind),
+        gateway_id: event.gateway_id,
+        seq,
+        event_id: event.event_id,
+        estate_id: event.estate_id,
+        device_id: event.device_id,
+        area: event.area,
+        occurred_at_ms: event.occurred_at_ms,
+        received_at_ms: event.received_at_ms,
+        body_kind,
+        payload,
+    }
+}

@@ -1,0 +1,262 @@
+//! Gatehouse hub: ingests events from every estate's gateway, decides alarms, and serves
+//! operators.
+//!
+//! Data flows through the modules in this order: [`ingest`] (gRPC link, single writer)
+//! → [`rules`] (pure decisions) → [`alarms`] (the alarm book's model) → [`api`] (HTTP).
+//! [`store`] holds the SQL, [`config`] the configuration file, [`metrics`] the counters.
+//!
+//! Invariant: an `Ack{through_seq}` is sent only after the events up to `through_seq` and
+//! their alarm consequences are committed in one transaction.
+
+pub mod alarms;
+pub mod api;
+pub mod config;
+pub mod ingest;
+pub mod metrics;
+pub mod rules;
+pub mod store;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gatehouse_proto::gateway_link_server::GatewayLinkServer;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+pub use config::{ConfigError, HubConfig};
+pub use ingest::{LinkError, LinkRegistry};
+
+use ingest::grpc::LinkService;
+use ingest::writer::Writer;
+use metrics::Metrics;
+use store::StoreError;
+
+/// How long a graceful shutdown waits for each server before giving up on it.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Why the hub could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen for {what} on {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot build the gRPC reflection service: {0}")]
+    Reflection(String),
+    #[error("the {what} server failed: {message}")]
+    Server { what: &'static str, message: String },
+}
+
+/// Asks a running hub to stop gracefully; [`RunningHub::wait`] then returns `Ok`.
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle(CancellationToken);
+
+impl ShutdownHandle {
+    pub fn shutdown(&self) {
+        self.0.cancel();
+    }
+}
+
+/// A hub that is listening. Dropping it does not stop it; call [`RunningHub::shutdown`].
+#[derive(Debug)]
+pub struct RunningHub {
+    grpc_addr: SocketAddr,
+    http_addr: SocketAddr,
+    links: LinkRegistry,
+    servers_stop: CancellationToken,
+    writer_stop: CancellationToken,
+    requested: CancellationToken,
+    grpc_task: JoinHandle<Result<(), tonic::transport::Error>>,
+    http_task: JoinHandle<std::io::Result<()>>,
+    writer_task: JoinHandle<()>,
+}
+
+/// Opens the database (migrating it), starts the ingest writer, binds both servers, and
+/// returns once they are listening.
+pub async fn start(config: HubConfig) -> Result<RunningHub, HubError> {
+    config.validate()?;
+    let database = config.database_url()?;
+    let pool = store::open(&database).await?;
+    store::mark_all_disconnected(&pool).await?;
+
+    let metrics = Arc::new(Metrics::default());
+    let writer_stop = CancellationToken::new();
+    let (writer, writer_task) = Writer::start(
+        pool.clone(),
+        config.rules.points.clone(),
+        metrics.clone(),
+        writer_stop.clone(),
+    )
+    .await?;
+
+    let servers_stop = CancellationToken::new();
+    let links = LinkRegistry::default();
+
+    let bind = |what: &'static str, addr: SocketAddr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| HubError::Bind { what, addr, source })
+    };
+    let grpc_listener = bind("gRPC", config.hub.grpc_listen).await?;
+    let http_listener = bind("HTTP", config.hub.http_listen).await?;
+    let local = |l: &TcpListener, what, addr| l.local_addr().map_err(|source| HubError::Bind { what, addr, source });
+    let grpc_addr = local(&grpc_listener, "gRPC", config.hub.grpc_listen)?;
+    let http_addr = local(&http_listener, "HTTP", config.hub.http_listen)?;
+
+    // gRPC: GatewayLink, health, reflection (v1 and v1alpha).
+    let link = LinkService {
+        writer: writer.clone(),
+        registry: links.clone(),
+        estates: Arc::new(config.estates.iter().map(|e| e.id.clone()).collect::<HashSet<_>>()),
+        hub_id: config.hub.hub_id.clone(),
+        metrics: metrics.clone(),
+        shutdown: servers_stop.child_token(),
+    };
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<GatewayLinkServer<LinkService>>().await;
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(gatehouse_proto::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
+        .build_v1()
+        .map_err(|e| HubError::Reflection(e.to_string()))?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .map_err(|e| HubError::Reflection(e.to_string()))?;
+    let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
+    let grpc = tonic::transport::Server::builder()
+        // Finds gateways that vanished without closing their connection.
+        .http2_keepalive_interval(Some(Duration::from_secs(20)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(GatewayLinkServer::new(link))
+        .serve_with_incoming_shutdown(incoming, servers_stop.clone().cancelled_owned());
+    let grpc_task = tokio::spawn(grpc);
+
+    // HTTP.
+    let app = api::router(api::AppState {
+        pool,
+        writer,
+        links: links.clone(),
+        metrics,
+        estates: Arc::new(config.estates.clone()),
+    });
+    let http_stop = servers_stop.clone();
+    let http_task = tokio::spawn(async move {
+        axum::serve(http_listener, app)
+            .with_graceful_shutdown(http_stop.cancelled_owned())
+            .await
+    });
+
+    info!(%grpc_addr, %http_addr, hub_id = %config.hub.hub_id, estates = config.estates.len(), "hub listening");
+    Ok(RunningHub {
+        grpc_addr,
+        http_addr,
+        links,
+        servers_stop,
+        writer_stop,
+        requested: CancellationToken::new(),
+        grpc_task,
+        http_task,
+        writer_task,
+    })
+}
+
+impl RunningHub {
+    /// The bound gRPC address (the real port when the configuration said 0).
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    /// The bound HTTP address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The connected gateways, and a way to send them commands.
+    pub fn links(&self) -> LinkRegistry {
+        self.links.clone()
+    }
+
+    /// A handle that makes [`RunningHub::wait`] stop the hub gracefully (e.g. on a signal).
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.requested.clone())
+    }
+
+    /// Stops gracefully: both servers (closing gateway streams after acknowledging what is
+    /// committed), then the ingest writer after it has written what is queued.
+    pub async fn shutdown(self) {
+        let _ = self.stop(None).await;
+    }
+
+    /// Runs until a server fails (`Err`) or a [`ShutdownHandle`] asks to stop (`Ok`).
+    pub async fn wait(mut self) -> Result<(), HubError> {
+        let failure = tokio::select! {
+            _ = self.requested.cancelled() => None,
+            r = &mut self.grpc_task => Some(server_failure("gRPC", r.map(|r| r.map_err(|e| e.to_string())))),
+            r = &mut self.http_task => Some(server_failure("HTTP", r.map(|r| r.map_err(|e| e.to_string())))),
+            r = &mut self.writer_task => Some(server_failure("ingest writer", r.map(Ok))),
+        };
+        self.stop(failure).await
+    }
+
+    async fn stop(self, failure: Option<HubError>) -> Result<(), HubError> {
+        if let Some(e) = &failure {
+            error!(error = %e, "stopping the hub after a failure");
+        } else {
+            info!("hub shutting down");
+        }
+        self.servers_stop.cancel();
+        if tokio::time::timeout(SHUTDOWN_GRACE, finished(self.grpc_task))
+            .await
+            .is_err()
+        {
+            warn!("the gRPC server did not stop within {SHUTDOWN_GRACE:?}");
+        }
+        if tokio::time::timeout(SHUTDOWN_GRACE, finished(self.http_task))
+            .await
+            .is_err()
+        {
+            warn!("the HTTP server did not stop within {SHUTDOWN_GRACE:?}");
+        }
+        self.writer_stop.cancel();
+        if tokio::time::timeout(SHUTDOWN_GRACE, finished(self.writer_task))
+            .await
+            .is_err()
+        {
+            warn!("the ingest writer did not stop within {SHUTDOWN_GRACE:?}");
+        }
+        info!("hub stopped");
+        failure.map_or(Ok(()), Err)
+    }
+}
+
+/// A task's end as a future of `()`; a task already awaited completes at once.
+async fn finished<T>(task: JoinHandle<T>) {
+    if !task.is_finished() {
+        let _ = task.await;
+    }
+}
+
+fn server_failure(what: &'static str, result: Result<Result<(), String>, tokio::task::JoinError>) -> HubError {
+    let message = match result {
+        Ok(Ok(())) => "stopped unexpectedly".to_owned(),
+        Ok(Err(e)) => e,
+        Err(e) => format!("task ended abnormally: {e}"),
+    };
+    HubError::Server { what, message }
+}

@@ -1,0 +1,14 @@
+//! Gatehouse device simulators and the one-command demo.
+//!
+//! - [`mqtt_device`], [`devices`]: door controllers, intercoms and fire panels speaking the
+//!   MQTT device profile v1 to a gateway's embedded broker.
+//! - [`pumproom`]: a water-pump room as a Modbus TCP server with a small physical model and
+//!   fault injection.
+//! - [`scenario`]: simulated estates wired to a hub; [`demo`] tells a story with three.
+
+pub mod demo;
+pub mod devices;
+pub mod mqtt_device;
+pub mod net;
+pub mod pumproom;
+pub mod scenario;

@@ -1,0 +1,171 @@
+//! `gatehouse-sim`: the demo, and single device simulators to point at a real gateway.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use gatehouse_sim::{
+    demo,
+    devices::{DoorController, FirePanel, Intercom},
+    mqtt_device::MqttDevice,
+    pumproom::PumpRoom,
+};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "gatehouse-sim", version, about = "Gatehouse device simulators and demo")]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// One hub and three estates with simulated devices and a storyline.
+    Demo {
+        /// Where the hub serves its HTTP API.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        http_addr: SocketAddr,
+        /// Where the hub's database and the gateways' outboxes live.
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+        /// Stop after this long (e.g. 90s, 5m); without it, runs until Ctrl-C.
+        #[arg(long = "for", value_parser = parse_duration)]
+        run_for: Option<Duration>,
+    },
+    /// A door controller with background traffic, connected to a gateway's broker.
+    Door {
+        #[arg(long)]
+        broker: SocketAddr,
+        #[arg(long)]
+        id: String,
+        /// Events per minute.
+        #[arg(long, default_value_t = 30)]
+        rate: u32,
+    },
+    /// An intercom placing calls, connected to a gateway's broker.
+    Intercom {
+        #[arg(long)]
+        broker: SocketAddr,
+        #[arg(long)]
+        id: String,
+        #[arg(long, default_value_t = 6)]
+        rate: u32,
+    },
+    /// A fire panel that raises one alarm in `zone` after `after` seconds.
+    FirePanel {
+        #[arg(long)]
+        broker: SocketAddr,
+        #[arg(long)]
+        id: String,
+        #[arg(long, default_value = "1")]
+        zone: String,
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        after: Duration,
+    },
+    /// A pump room served as Modbus TCP (register map: `gatehouse-sim pump-room --print-points`).
+    PumpRoom {
+        #[arg(long, default_value = "127.0.0.1:15020")]
+        listen: SocketAddr,
+        /// Print the gateway point configuration for this pump room and exit.
+        #[arg(long)]
+        print_points: bool,
+        /// Trip the duty pump after this long.
+        #[arg(long, value_parser = parse_duration)]
+        trip_after: Option<Duration>,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 90s, 5m or 1h"))?;
+    let secs = match mult {
+        "ms" => return Ok(Duration::from_millis(n)),
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("{s:?}: unit must be ms, s, m or h")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .init();
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        s.cancel();
+    });
+    match Args::parse().command {
+        Command::Demo {
+            http_addr,
+            data_dir,
+            run_for,
+        } => {
+            demo::run(demo::DemoOptions {
+                http_addr,
+                data_dir,
+                run_for,
+            })
+            .await
+        }
+        Command::Door { broker, id, rate } => {
+            DoorController(MqttDevice::connect(broker, &id))
+                .background("door-1", rate, stop)
+                .await;
+            Ok(())
+        }
+        Command::Intercom { broker, id, rate } => {
+            Intercom(MqttDevice::connect(broker, &id))
+                .background("lobby", rate, stop)
+                .await;
+            Ok(())
+        }
+        Command::FirePanel {
+            broker,
+            id,
+            zone,
+            after,
+        } => {
+            let panel = FirePanel(MqttDevice::connect(broker, &id));
+            tokio::time::sleep(after).await;
+            panel.fire_alarm(&zone, "simulated fire alarm").await?;
+            println!("fire alarm sent for zone {zone}");
+            stop.cancelled().await;
+            Ok(())
+        }
+        Command::PumpRoom {
+            listen,
+            print_points,
+            trip_after,
+        } => {
+            if print_points {
+                print!("{}", gatehouse_sim::pumproom::gateway_points_toml());
+                return Ok(());
+            }
+            let room = PumpRoom::start(listen)
+                .await
+                .with_context(|| format!("serving Modbus on {listen}"))?;
+            println!("pump room serving Modbus TCP on {}", room.addr());
+            if let Some(after) = trip_after {
+                tokio::select! {
+                    _ = tokio::time::sleep(after) => { room.trip_pump(1); println!("duty pump tripped"); }
+                    _ = stop.cancelled() => {}
+                }
+            }
+            stop.cancelled().await;
+            room.shutdown();
+            Ok(())
+        }
+    }
+}
