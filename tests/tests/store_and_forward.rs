@@ -18,10 +18,20 @@ const DEVICES: usize = 4;
 const PER_DEVICE: usize = 2_500;
 
 fn gateway_config(dir: &std::path::Path, hub: std::net::SocketAddr, mqtt: std::net::SocketAddr) -> Config {
+    gateway_config_with_hubs(dir, &[hub], mqtt)
+}
+
+fn gateway_config_with_hubs(
+    dir: &std::path::Path,
+    hubs: &[std::net::SocketAddr],
+    mqtt: std::net::SocketAddr,
+) -> Config {
+    let hubs: Vec<String> = hubs.iter().map(|h| format!("\"http://{h}\"")).collect();
     let mut toml = format!(
-        "[gateway]\nid = \"gw-loss\"\nestate = \"estate-a\"\ndata_dir = \"{}\"\nhubs = [\"http://{hub}\"]\n\n\
+        "[gateway]\nid = \"gw-loss\"\nestate = \"estate-a\"\ndata_dir = \"{}\"\nhubs = [{}]\n\n\
          [mqtt]\nlisten = \"{mqtt}\"\n\n[uplink]\nbackoff_max_ms = 500\n\n",
-        dir.join("gw").display()
+        dir.join("gw").display(),
+        hubs.join(", ")
     );
     for d in 0..DEVICES {
         toml += &format!("[[devices]]\nid = \"intercom-{d}\"\nkind = \"intercom\"\narea = \"block-{d}\"\n\n");
@@ -97,6 +107,44 @@ async fn ten_thousand_events_taken_while_the_hub_is_down_arrive_exactly_once_in_
     let seqs: Vec<u64> = stored.iter().map(|e| e.seq).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "sequence numbers only grow");
     drop(keep);
+    gateway.shutdown().await;
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_whose_first_hub_is_down_fails_over_to_the_next() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dead = free_local_addr().expect("port");
+    let live = free_local_addr().expect("port");
+    let mqtt = free_local_addr().expect("port");
+    let estates = [EstateSpec::new("estate-a", "Riverside Gardens")];
+    let hub = start_hub_at(
+        live,
+        "127.0.0.1:0".parse().expect("addr"),
+        &dir.path().join("hub"),
+        &estates,
+    )
+    .await
+    .expect("hub");
+    let gateway = gatehouse_gateway::start(gateway_config_with_hubs(dir.path(), &[dead, live], mqtt))
+        .await
+        .expect("gateway");
+    let device = MqttDevice::connect(mqtt, "intercom-0");
+    device
+        .event(json!({"type": "emergency_call", "from": "B1-0101"}))
+        .await
+        .expect("publish");
+    eventually(
+        "the event to be acknowledged by the second hub",
+        Duration::from_secs(30),
+        || async {
+            (gateway.metrics.uplink_acked.load(Relaxed) >= 1 && gateway.metrics.outbox_depth.load(Relaxed) == 0)
+                .then_some(())
+        },
+    )
+    .await;
+    let stored = stored_events(&dir.path().join("hub").join("hub.db"), "gw-loss").await;
+    assert!(stored.iter().any(|e| matches!(&e.body, Some(gatehouse_proto::event::Body::Intercom(i)) if i.r#type == gatehouse_proto::IntercomEventType::EmergencyCall as i32)));
     gateway.shutdown().await;
     hub.shutdown().await;
 }

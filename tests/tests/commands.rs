@@ -1,0 +1,115 @@
+//! Commands travel hub → gateway → device (MQTT command topic, or a Modbus write) and their
+//! results travel back up to the hub.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{eventually, hub};
+use gatehouse_proto as pb;
+use gatehouse_sim::scenario::{EstateSpec, start_estate};
+use sqlx::{Row, sqlite::SqliteConnectOptions};
+
+async fn result_of(db: &std::path::Path, command_id: &str) -> Option<(bool, String, String)> {
+    let options = SqliteConnectOptions::new().filename(db).read_only(true);
+    let mut conn = sqlx::ConnectOptions::connect(&options).await.ok()?;
+    let row = sqlx::query("SELECT ok, message, device_id FROM command_results WHERE command_id = $1")
+        .bind(command_id)
+        .fetch_optional(&mut conn)
+        .await
+        .ok()??;
+    Some((row.get(0), row.get(1), row.get(2)))
+}
+
+fn command(id: &str, device: &str, action: &str, args: &[(&str, &str)]) -> pb::Command {
+    pb::Command {
+        command_id: id.into(),
+        device_id: device.into(),
+        action: action.into(),
+        arguments: args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        deadline_ms: pb::now_ms() + 10_000,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_reach_mqtt_and_modbus_devices_and_their_results_reach_the_hub() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let estates = [EstateSpec::new("estate-a", "Riverside Gardens")];
+    let h = hub(dir.path(), &estates).await;
+    let estate = start_estate(estates[0].clone(), h.hub.grpc_addr(), dir.path())
+        .await
+        .expect("estate");
+    let links = h.hub.links();
+    eventually("the gateway's stream", Duration::from_secs(20), || async {
+        links.is_connected("gw-estate-a").then_some(())
+    })
+    .await;
+
+    // A door controller over MQTT: the simulated device answers on its result topic.
+    links
+        .send_command(
+            "gw-estate-a",
+            command("k-unlock", "door-main-gate", "unlock", &[("door", "main-gate-east")]),
+        )
+        .await
+        .expect("send");
+    let (ok, message, device) = eventually("the unlock result", Duration::from_secs(20), || {
+        result_of(&h.db, "k-unlock")
+    })
+    .await;
+    assert!(ok, "{message}");
+    assert_eq!(message, "unlock done");
+    assert_eq!(device, "door-main-gate");
+
+    // A Modbus write: stopping the duty pump through its enable coil.
+    assert!(estate.pump_room.pump(1).is_some_and(|p| p.running));
+    links
+        .send_command(
+            "gw-estate-a",
+            command(
+                "k-write",
+                "pump-room-1",
+                "write",
+                &[("point", "pump1_enable"), ("value", "false")],
+            ),
+        )
+        .await
+        .expect("send");
+    let (ok, message, _) = eventually("the write result", Duration::from_secs(20), || {
+        result_of(&h.db, "k-write")
+    })
+    .await;
+    assert!(ok, "{message}");
+    eventually("the duty pump to stop", Duration::from_secs(5), || async {
+        estate.pump_room.pump(1).is_some_and(|p| !p.running).then_some(())
+    })
+    .await;
+
+    // What cannot be done comes back as a failed result, not silence.
+    links
+        .send_command(
+            "gw-estate-a",
+            command(
+                "k-bad",
+                "pump-room-1",
+                "write",
+                &[("point", "outlet_pressure"), ("value", "1")],
+            ),
+        )
+        .await
+        .expect("send");
+    links
+        .send_command("gw-estate-a", command("k-nobody", "no-such-device", "unlock", &[]))
+        .await
+        .expect("send");
+    let (ok, message, _) = eventually("the refused write", Duration::from_secs(20), || {
+        result_of(&h.db, "k-bad")
+    })
+    .await;
+    assert!(!ok && message.contains("writable"), "{message}");
+    let (ok, message, _) = eventually("the unknown device's result", Duration::from_secs(20), || {
+        result_of(&h.db, "k-nobody")
+    })
+    .await;
+    assert!(!ok && message.contains("unknown device"), "{message}");
+}
