@@ -335,3 +335,118 @@ pub async fn run_writer(outbox: Outbox, mut rx: mpsc::Receiver<pb::Event>, shutd
         batch.clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pb::event::Body;
+
+    fn event(body: Body) -> pb::Event {
+        pb::Event {
+            event_id: uuid::Uuid::now_v7().to_string(),
+            body: Some(body),
+            ..Default::default()
+        }
+    }
+
+    fn reading(v: f64) -> pb::Event {
+        event(Body::Point(pb::PointReading {
+            point: "outlet_pressure".into(),
+            value: v,
+            ..Default::default()
+        }))
+    }
+
+    fn fire(zone: &str) -> pb::Event {
+        event(Body::Fire(pb::FireEvent {
+            r#type: pb::FireEventType::FireAlarm as i32,
+            zone: zone.into(),
+            ..Default::default()
+        }))
+    }
+
+    fn status() -> pb::Event {
+        event(Body::Status(pb::DeviceStatus {
+            online: true,
+            reason: String::new(),
+        }))
+    }
+
+    async fn open(dir: &Path, max: u64) -> Outbox {
+        Outbox::open(&dir.join("outbox.db"), max, Arc::new(Metrics::default()))
+            .await
+            .expect("open outbox")
+    }
+
+    fn kinds(events: &[pb::Event]) -> Vec<&'static str> {
+        events
+            .iter()
+            .map(|e| match &e.body {
+                Some(Body::Point(_)) => "reading",
+                Some(Body::Fire(_)) => "fire",
+                Some(Body::Status(_)) => "status",
+                _ => "other",
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_full_outbox_sheds_readings_first_then_information_and_never_fire_events() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outbox = open(dir.path(), 4).await;
+        outbox
+            .append(&[reading(1.0), status(), reading(2.0), fire("1")])
+            .await
+            .expect("append");
+        // Two more fire alarms: the two readings make room.
+        outbox.append(&[fire("2"), fire("3")]).await.expect("append");
+        let held = outbox.read_after(0, 100).await.expect("read");
+        assert_eq!(kinds(&held), ["status", "fire", "fire", "fire"]);
+        // Another: the status goes.
+        outbox.append(&[fire("4")]).await.expect("append");
+        // Full of fire events: a new one is still taken, a new reading is not.
+        assert_eq!(outbox.append(&[reading(3.0), fire("5")]).await.expect("append"), 1);
+        let held = outbox.read_after(0, 100).await.expect("read");
+        assert_eq!(kinds(&held), ["fire"; 5]);
+        assert_eq!(outbox.metrics.outbox_shed.load(Relaxed), 4);
+        assert_eq!(outbox.metrics.outbox_depth.load(Relaxed), 5);
+    }
+
+    #[tokio::test]
+    async fn sequence_numbers_survive_a_reopen_and_acknowledged_events_leave() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outbox = open(dir.path(), 100).await;
+        outbox.append(&[fire("1"), fire("2"), fire("3")]).await.expect("append");
+        outbox.ack_through(3).await.expect("ack");
+        drop(outbox);
+        let outbox = open(dir.path(), 100).await;
+        assert_eq!(outbox.acked().await.expect("acked"), 3);
+        outbox.append(&[fire("4")]).await.expect("append");
+        let held = outbox.read_after(0, 10).await.expect("read");
+        assert_eq!(
+            held.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [4],
+            "numbers are never reused"
+        );
+        assert_eq!(outbox.metrics.outbox_depth.load(Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn a_hub_that_has_seen_higher_numbers_gets_the_pending_events_renumbered_past_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A fresh outbox (the old file was lost) holding two events numbered 1 and 2 …
+        let outbox = open(dir.path(), 100).await;
+        outbox.append(&[fire("1"), fire("2")]).await.expect("append");
+        // … meets a hub that already stored up to 10 from this gateway.
+        outbox.reconcile(10).await.expect("reconcile");
+        let held = outbox.read_after(10, 10).await.expect("read");
+        assert_eq!(held.iter().map(|e| e.seq).collect::<Vec<_>>(), [11, 12]);
+        outbox.append(&[fire("3")]).await.expect("append");
+        assert_eq!(
+            outbox.last_seq().await.expect("seq"),
+            13,
+            "new numbers continue past the hub's"
+        );
+        assert_eq!(*outbox.subscribe().borrow(), 13);
+    }
+}

@@ -70,20 +70,10 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
 }
 
 fn spawn_background(e: &SimEstate, stop: &CancellationToken) {
-    // The device handles stay with the storyline; background traffic uses sessions of its own.
-    let mqtt = e.gateway.mqtt_addr;
-    let Some(mqtt) = mqtt else { return };
-    let s = stop.clone();
-    tokio::spawn(async move {
-        let door =
-            crate::devices::DoorController(crate::mqtt_device::MqttDevice::connect(mqtt, "barrier-vehicle-gate"));
-        door.background("vehicle-barrier", 20, s).await;
-    });
-    let s = stop.clone();
-    tokio::spawn(async move {
-        let intercom = crate::devices::Intercom(crate::mqtt_device::MqttDevice::connect(mqtt, "intercom-block-3"));
-        intercom.background("block-3-lobby", 6, s).await;
-    });
+    let (gate, s) = (e.vehicle_gate.clone(), stop.clone());
+    tokio::spawn(async move { gate.background("vehicle-barrier", 20, s).await });
+    let (intercom, s) = (e.intercom.clone(), stop.clone());
+    tokio::spawn(async move { intercom.background("block-3-lobby", 6, s).await });
 }
 
 /// The scripted incidents, a few seconds apart so each can be watched arriving.

@@ -5,6 +5,7 @@
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use anyhow::Context;
@@ -129,10 +130,12 @@ timeout_ms = 400
 pub struct SimEstate {
     pub spec: EstateSpec,
     pub gateway: RunningGateway,
-    pub door: DoorController,
-    pub vehicle_gate: DoorController,
-    pub intercom: Intercom,
-    pub fire_panel: FirePanel,
+    // Shared: one MQTT session per device id (a second would take the first one's place),
+    // used by both the storyline and the background traffic.
+    pub door: Arc<DoorController>,
+    pub vehicle_gate: Arc<DoorController>,
+    pub intercom: Arc<Intercom>,
+    pub fire_panel: Arc<FirePanel>,
     pub pump_room: PumpRoom,
     pub data_dir: PathBuf,
 }
@@ -150,10 +153,10 @@ pub async fn start_estate(spec: EstateSpec, hub: SocketAddr, data_root: &Path) -
         .await
         .with_context(|| format!("starting the gateway of {}", spec.id))?;
     Ok(SimEstate {
-        door: DoorController(MqttDevice::connect(mqtt, "door-main-gate")),
-        vehicle_gate: DoorController(MqttDevice::connect(mqtt, "barrier-vehicle-gate")),
-        intercom: Intercom(MqttDevice::connect(mqtt, "intercom-block-3")),
-        fire_panel: FirePanel(MqttDevice::connect(mqtt, "fire-panel-1")),
+        door: Arc::new(DoorController(MqttDevice::connect(mqtt, "door-main-gate"))),
+        vehicle_gate: Arc::new(DoorController(MqttDevice::connect(mqtt, "barrier-vehicle-gate"))),
+        intercom: Arc::new(Intercom(MqttDevice::connect(mqtt, "intercom-block-3"))),
+        fire_panel: Arc::new(FirePanel(MqttDevice::connect(mqtt, "fire-panel-1"))),
         spec,
         gateway,
         pump_room,
