@@ -29,6 +29,19 @@ pub struct Config {
     pub modbus: ModbusSection,
     #[serde(default)]
     pub devices: Vec<DeviceConfig>,
+    /// The SIA DC-09 receiver (fire panels reporting as to a monitoring centre).
+    #[serde(default)]
+    pub dc09: Option<Dc09Section>,
+    /// Vendor JSON mappings, named by devices' `[devices.vendor]` tables.
+    #[serde(default)]
+    pub vendor_mappings: Vec<crate::adapters::mqtt::vendor::VendorMapping>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dc09Section {
+    /// TCP and UDP, on the same port.
+    pub listen: SocketAddr,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -197,6 +210,137 @@ pub struct DeviceConfig {
     pub area: String,
     #[serde(default)]
     pub modbus: Option<ModbusDeviceConfig>,
+    /// A fire panel reporting over SIA DC-09.
+    #[serde(default)]
+    pub dc09: Option<Dc09DeviceConfig>,
+    /// A fire panel whose zone states are read over Modbus TCP.
+    #[serde(default)]
+    pub modbus_fire: Option<ModbusFireConfig>,
+    /// A device that publishes its vendor's own JSON to the embedded broker.
+    #[serde(default)]
+    pub vendor: Option<DeviceVendorConfig>,
+}
+
+impl DeviceConfig {
+    /// Whether this device speaks the MQTT device profile v1 (or vendor JSON over MQTT):
+    /// MQTT kinds, unless the device reports over DC-09 or is read over Modbus.
+    pub fn speaks_mqtt(&self) -> bool {
+        self.kind.is_mqtt() && self.dc09.is_none() && self.modbus_fire.is_none()
+    }
+}
+
+/// `[devices.dc09]`: the account a fire panel reports under.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dc09DeviceConfig {
+    /// The panel's account number (3–16 hex digits, as the panel sends it after `#`).
+    pub account: String,
+    /// AES key as 16, 24 or 32 characters of text (AES-128/192/256).
+    #[serde(default)]
+    pub key: Option<String>,
+    /// AES key as 32, 48 or 64 hex digits.
+    #[serde(default)]
+    pub key_hex: Option<String>,
+    /// The panel is reported offline when nothing (not even a NULL poll) has come for
+    /// this long.
+    #[serde(default = "default_supervision_s")]
+    pub supervision_s: u64,
+}
+
+/// Default supervision interval: 180 s, the EN 50136-1 reporting time of the DP3/SP4
+/// categories; set it to about three of the panel's poll intervals.
+pub fn default_supervision_s() -> u64 {
+    180
+}
+
+/// `[devices.modbus_fire]`: a fire panel's zone states in Modbus registers, one status
+/// word per zone, and optional command registers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModbusFireConfig {
+    /// host:port of the Modbus TCP server (the panel's gateway module).
+    pub address: String,
+    pub unit: u8,
+    pub poll_ms: u64,
+    pub timeout_ms: u64,
+    /// Where the zone words are: `holding` or `input` registers.
+    #[serde(default = "default_fire_table")]
+    pub table: Table,
+    /// Zero-based address of the first zone's status word; zone `first_zone + i` is at
+    /// `first_register + i`.
+    pub first_register: u16,
+    /// How many zones.
+    pub zones: u16,
+    /// The zone number of the first register.
+    #[serde(default = "one_u16")]
+    pub first_zone: u16,
+    /// Which bit of a zone word means what (0 = least significant).
+    pub bits: ZoneBits,
+    /// Holding register written for `reset` (value `reset_value`).
+    #[serde(default)]
+    pub reset_register: Option<u16>,
+    #[serde(default = "one_u16")]
+    pub reset_value: u16,
+    /// Holding register written for `silence` (value `silence_value`).
+    #[serde(default)]
+    pub silence_register: Option<u16>,
+    #[serde(default = "one_u16")]
+    pub silence_value: u16,
+}
+
+fn default_fire_table() -> Table {
+    Table::Input
+}
+fn one_u16() -> u16 {
+    1
+}
+
+/// Bit numbers of a zone status word; a condition left out is not read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneBits {
+    #[serde(default)]
+    pub fire: Option<u8>,
+    #[serde(default)]
+    pub pre_alarm: Option<u8>,
+    /// Trouble / fault.
+    #[serde(default, alias = "trouble")]
+    pub fault: Option<u8>,
+    #[serde(default)]
+    pub disabled: Option<u8>,
+    #[serde(default)]
+    pub supervisory: Option<u8>,
+    /// "Zone active": an input of the zone is active without being a fire condition;
+    /// reported as supervisory.
+    #[serde(default)]
+    pub active: Option<u8>,
+}
+
+impl ZoneBits {
+    fn all(&self) -> [(&'static str, Option<u8>); 6] {
+        [
+            ("fire", self.fire),
+            ("pre_alarm", self.pre_alarm),
+            ("fault", self.fault),
+            ("disabled", self.disabled),
+            ("supervisory", self.supervisory),
+            ("active", self.active),
+        ]
+    }
+}
+
+/// `[devices.vendor]`: where a device publishes its vendor's JSON and which mapping reads it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceVendorConfig {
+    /// The `name` of a `[[vendor_mappings]]` entry.
+    pub mapping: String,
+    /// MQTT topic filter the device publishes on (`+` and `#` allowed).
+    pub topic: String,
+    /// When several devices share a topic: the value of the mapping's `device_field` that
+    /// is this device (compared as text).
+    #[serde(default)]
+    pub device_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -332,6 +476,7 @@ impl Config {
                     d.id
                 ));
             }
+            validate_fire_protocols(self, d)?;
             match (d.kind, &d.modbus) {
                 (DeviceKind::Modbus, None) => {
                     return bad(format!(
@@ -348,12 +493,105 @@ impl Config {
                 }
                 (_, None) => {}
             }
-            if d.kind.is_mqtt() && self.mqtt.is_none() {
+            if d.speaks_mqtt() && self.mqtt.is_none() {
                 return bad(format!("device {:?} speaks MQTT but there is no [mqtt] section", d.id));
             }
         }
+        validate_accounts(self)?;
+        crate::adapters::mqtt::vendor::validate(self).map_err(ConfigError::Invalid)?;
         Ok(())
     }
+}
+
+/// A device takes at most one of `dc09`, `modbus_fire`, `vendor`, each where it fits.
+fn validate_fire_protocols(config: &Config, d: &DeviceConfig) -> Result<(), ConfigError> {
+    let bad = |m: String| Err(ConfigError::Invalid(format!("device {:?}: {m}", d.id)));
+    let tables = [
+        d.dc09.is_some(),
+        d.modbus_fire.is_some(),
+        d.vendor.is_some(),
+        d.modbus.is_some(),
+    ];
+    if tables.iter().filter(|t| **t).count() > 1 {
+        return bad(
+            "takes only one of [devices.dc09], [devices.modbus_fire], [devices.vendor], [devices.modbus]".into(),
+        );
+    }
+    if (d.dc09.is_some() || d.modbus_fire.is_some()) && d.kind != DeviceKind::FirePanel {
+        return bad("[devices.dc09] and [devices.modbus_fire] are for kind = \"fire_panel\"".into());
+    }
+    if d.vendor.is_some() && !matches!(d.kind, DeviceKind::Door | DeviceKind::Intercom | DeviceKind::FirePanel) {
+        return bad("[devices.vendor] is for door, intercom and fire_panel devices".into());
+    }
+    if let Some(dc) = &d.dc09 {
+        if config.dc09.is_none() {
+            return bad("reports over DC-09 but there is no [dc09] section".into());
+        }
+        let ok = (3..=16).contains(&dc.account.len()) && dc.account.bytes().all(|b| b.is_ascii_hexdigit());
+        if !ok {
+            return bad(format!("dc09.account {:?} must be 3–16 hex digits", dc.account));
+        }
+        let key = match (&dc.key, &dc.key_hex) {
+            (Some(_), Some(_)) => return bad("give dc09.key or dc09.key_hex, not both".into()),
+            (Some(t), None) => Some(crate::adapters::dc09::crypto::Key::from_text(t)),
+            (None, Some(h)) => Some(crate::adapters::dc09::crypto::Key::from_hex(h)),
+            (None, None) => None,
+        };
+        if let Some(Err(e)) = key {
+            return bad(format!("dc09 key: {e}"));
+        }
+        if dc.supervision_s < 2 {
+            return bad(format!("dc09.supervision_s = {} is below 2 s", dc.supervision_s));
+        }
+    }
+    if let Some(m) = &d.modbus_fire {
+        let port_ok = m
+            .address
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !port_ok {
+            return bad(format!("modbus_fire.address {:?} must be host:port", m.address));
+        }
+        if m.poll_ms == 0 || m.timeout_ms == 0 {
+            return bad("modbus_fire.poll_ms and timeout_ms must be positive".into());
+        }
+        if !matches!(m.table, Table::Holding | Table::Input) {
+            return bad("modbus_fire.table is holding or input (one status word per zone)".into());
+        }
+        if m.zones == 0 || u32::from(m.first_register) + u32::from(m.zones) > 65_536 {
+            return bad("modbus_fire.zones must be at least 1 and end by register 65535".into());
+        }
+        let mut seen = HashSet::new();
+        for (name, bit) in m.bits.all() {
+            if let Some(b) = bit {
+                if b > 15 {
+                    return bad(format!("modbus_fire.bits.{name} = {b} is past 15"));
+                }
+                if !seen.insert(b) {
+                    return bad(format!("modbus_fire.bits: bit {b} is given twice"));
+                }
+            }
+        }
+        if seen.is_empty() {
+            return bad("modbus_fire.bits names no bit".into());
+        }
+    }
+    Ok(())
+}
+
+fn validate_accounts(config: &Config) -> Result<(), ConfigError> {
+    let mut accounts = HashSet::new();
+    for d in &config.devices {
+        if let Some(dc) = &d.dc09
+            && !accounts.insert(dc.account.to_ascii_uppercase())
+        {
+            return Err(ConfigError::Invalid(format!(
+                "device {:?}: DC-09 account {:?} is given to two devices",
+                d.id, dc.account
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn validate_modbus(device: &str, m: &ModbusDeviceConfig) -> Result<(), ConfigError> {

@@ -27,6 +27,8 @@ pub enum StartError {
     Outbox(#[from] OutboxError),
     #[error("starting MQTT: {0}")]
     Mqtt(#[from] adapters::mqtt::MqttError),
+    #[error("starting DC-09: {0}")]
+    Dc09(#[from] adapters::dc09::Dc09Error),
     #[error("binding the gateway HTTP port {addr}: {source}")]
     Http { addr: SocketAddr, source: std::io::Error },
 }
@@ -37,6 +39,8 @@ pub struct RunningGateway {
     pub outbox: Outbox,
     pub mqtt_addr: Option<SocketAddr>,
     pub http_addr: Option<SocketAddr>,
+    /// The DC-09 receiver's address (TCP and UDP), when `[dc09]` is configured.
+    pub dc09_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
 }
@@ -80,8 +84,25 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
     let mut mqtt_addr = None;
     if let Some(section) = config.mqtt.clone() {
         mqtt_addr = Some(section.listen);
-        let tx = adapters::mqtt::start(ctx.clone(), section, shutdown.clone()).await?;
-        for d in config.devices.iter().filter(|d| d.kind.is_mqtt()) {
+        let vendors = adapters::mqtt::vendor::VendorRouter::from_config(&config);
+        let tx = adapters::mqtt::start_with_vendors(ctx.clone(), section, vendors, shutdown.clone()).await?;
+        for d in config.devices.iter().filter(|d| d.speaks_mqtt()) {
+            commands.insert(&d.id, tx.clone());
+        }
+    }
+    let mut dc09_addr = None;
+    if let Some(section) = &config.dc09 {
+        let (addr, tx) = adapters::dc09::start(
+            ctx.clone(),
+            outbox.clone(),
+            section,
+            &config,
+            shutdown.clone(),
+            &mut tasks,
+        )
+        .await?;
+        dc09_addr = Some(addr);
+        for d in config.devices.iter().filter(|d| d.dc09.is_some()) {
             commands.insert(&d.id, tx.clone());
         }
     }
@@ -93,6 +114,18 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
             let (tx, rx) = mpsc::channel(16);
             commands.insert(&d.id, tx);
             tasks.spawn(adapters::modbus::run_device(
+                ctx.clone(),
+                device,
+                m.clone(),
+                config.modbus.clone(),
+                rx,
+                shutdown.clone(),
+            ));
+        }
+        if let (Some(m), Some(device)) = (&d.modbus_fire, registry.get(&d.id).cloned()) {
+            let (tx, rx) = mpsc::channel(16);
+            commands.insert(&d.id, tx);
+            tasks.spawn(adapters::modbus_fire::run_device(
                 ctx.clone(),
                 device,
                 m.clone(),
@@ -127,6 +160,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
         outbox,
         mqtt_addr,
         http_addr,
+        dc09_addr,
         shutdown,
         tasks,
     })

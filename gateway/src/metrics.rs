@@ -5,6 +5,8 @@ use std::{
     sync::atomic::{AtomicU64, Ordering::Relaxed},
 };
 
+use crate::adapters::dc09::receiver::Verdict;
+
 /// Why an MQTT publish was rejected. Each reason has its own counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RejectReason {
@@ -81,6 +83,16 @@ pub struct Metrics {
     modbus_failures: [AtomicU64; ModbusFailure::ALL.len()],
     pub modbus_reconnects: AtomicU64,
     pub modbus_devices_offline: AtomicU64,
+    dc09_frames: [AtomicU64; Verdict::ALL.len()],
+    /// Fire events stored from DC-09 frames.
+    pub dc09_events: AtomicU64,
+    /// Of those, codes the tables do not map (stored with their raw code, raising nothing).
+    pub dc09_unmapped: AtomicU64,
+    /// Frames not ACKed because the outbox could not store them.
+    pub dc09_store_failures: AtomicU64,
+    pub dc09_panels_offline: AtomicU64,
+    /// Zone-state changes read from Modbus fire panels.
+    pub fire_zone_changes: AtomicU64,
 }
 
 impl Metrics {
@@ -98,6 +110,15 @@ impl Metrics {
 
     pub fn modbus_failures(&self, kind: ModbusFailure) -> u64 {
         self.modbus_failures[kind as usize].load(Relaxed)
+    }
+
+    /// Counts a DC-09 frame by what became of it.
+    pub fn dc09_frame(&self, verdict: Verdict) {
+        self.dc09_frames[verdict as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn dc09_frames(&self, verdict: Verdict) -> u64 {
+        self.dc09_frames[verdict as usize].load(Relaxed)
     }
 
     /// Prometheus text exposition format.
@@ -180,6 +201,41 @@ impl Metrics {
                 self.modbus_failures(f)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP gatehouse_gateway_dc09_frames_total SIA DC-09 frames received, by outcome (accepted, poll and duplicate were ACKed).\n# TYPE gatehouse_gateway_dc09_frames_total counter"
+        );
+        for v in Verdict::ALL {
+            let _ = writeln!(
+                out,
+                "gatehouse_gateway_dc09_frames_total{{result=\"{}\"}} {}",
+                v.as_str(),
+                self.dc09_frames(v)
+            );
+        }
+        let mut counter = |name: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        };
+        counter(
+            "gatehouse_gateway_dc09_events_total",
+            "Fire events stored from DC-09 frames.",
+            self.dc09_events.load(Relaxed),
+        );
+        counter(
+            "gatehouse_gateway_dc09_unmapped_total",
+            "DC-09 event codes outside the fire tables (stored with their raw code, raising nothing).",
+            self.dc09_unmapped.load(Relaxed),
+        );
+        counter(
+            "gatehouse_gateway_dc09_store_failures_total",
+            "DC-09 frames answered NAK because the outbox could not store them.",
+            self.dc09_store_failures.load(Relaxed),
+        );
+        counter(
+            "gatehouse_gateway_fire_zone_changes_total",
+            "Zone-state changes read from Modbus fire panels.",
+            self.fire_zone_changes.load(Relaxed),
+        );
         let mut gauge = |name: &str, help: &str, v: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         };
@@ -197,6 +253,11 @@ impl Metrics {
             "gatehouse_gateway_modbus_devices_offline",
             "Modbus devices currently reported offline.",
             self.modbus_devices_offline.load(Relaxed),
+        );
+        gauge(
+            "gatehouse_gateway_dc09_panels_offline",
+            "DC-09 fire panels silent past their supervision interval.",
+            self.dc09_panels_offline.load(Relaxed),
         );
         out
     }

@@ -60,9 +60,21 @@ pub fn shed_class(event: &pb::Event) -> ShedClass {
     }
 }
 
+/// What only the holder of the write lock may change.
+#[derive(Default)]
+struct WriteState {
+    last_shed_warning: Option<std::time::Instant>,
+    shed_since_warning: u64,
+}
+
 #[derive(Clone)]
 pub struct Outbox {
     pool: SqlitePool,
+    /// Serialises every write (append, ack, renumber) in this process: SQLite allows one
+    /// writer, and writers queueing here cost nothing, while writers contending for the file
+    /// lock sleep and retry (under load an ack delete starved behind appends for seconds).
+    /// Holding it also makes the depth gauge exact: it changes only under this lock.
+    write: Arc<tokio::sync::Mutex<WriteState>>,
     max_events: u64,
     metrics: Arc<Metrics>,
     /// The highest sequence number committed; the uplink watches it.
@@ -99,6 +111,7 @@ impl Outbox {
             .map_err(|source| OutboxError::Migrate { path: shown, source })?;
         let outbox = Self {
             pool,
+            write: Arc::default(),
             max_events: max_events.max(1),
             metrics,
             committed: watch::channel(0).0,
@@ -145,6 +158,7 @@ impl Outbox {
     /// Commits `events` in one transaction, giving each its sequence number; returns how
     /// many were stored (the rest were shed).
     pub async fn append(&self, events: &[pb::Event]) -> Result<usize, OutboxError> {
+        let mut write = self.write.lock().await;
         let depth = self.metrics.outbox_depth.load(Relaxed);
         let mut over = (depth + events.len() as u64).saturating_sub(self.max_events);
         let mut tx = self.pool.begin().await.map_err(db("begin append"))?;
@@ -192,12 +206,18 @@ impl Outbox {
         m.outbox_shed.fetch_add(shed, Relaxed);
         m.outbox_depth
             .store((depth + stored as u64).saturating_sub(shed_old), Relaxed);
-        if shed > 0 {
+        write.shed_since_warning += shed;
+        let quiet = write
+            .last_shed_warning
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(60));
+        if write.shed_since_warning > 0 && !quiet {
             tracing::warn!(
-                shed,
+                shed = write.shed_since_warning,
                 max_events = self.max_events,
-                "outbox full: shed point readings / information"
+                "outbox full: shed point readings / information (logged at most once a minute)"
             );
+            write.shed_since_warning = 0;
+            write.last_shed_warning = Some(std::time::Instant::now());
         }
         if stored > 0 {
             self.committed.send_replace(last);
@@ -227,6 +247,11 @@ impl Outbox {
 
     /// The hub has durably stored everything through `seq`: forget it.
     pub async fn ack_through(&self, seq: u64) -> Result<(), OutboxError> {
+        let _write = self.write.lock().await;
+        self.ack_through_locked(seq).await
+    }
+
+    async fn ack_through_locked(&self, seq: u64) -> Result<(), OutboxError> {
         let mut tx = self.pool.begin().await.map_err(db("begin ack"))?;
         let r = sqlx::query("DELETE FROM outbox WHERE seq <= $1")
             .bind(seq as i64)
@@ -254,9 +279,10 @@ impl Outbox {
     /// are renumbered past it and the sequence moved on, so no new event is mistaken for a
     /// duplicate.
     pub async fn reconcile(&self, hub_last_seq: u64) -> Result<(), OutboxError> {
+        let _write = self.write.lock().await;
         let ours = self.last_seq().await?;
         if hub_last_seq <= ours {
-            return self.ack_through(hub_last_seq).await;
+            return self.ack_through_locked(hub_last_seq).await;
         }
         tracing::warn!(
             hub_last_seq,
@@ -448,5 +474,36 @@ mod tests {
             "new numbers continue past the hub's"
         );
         assert_eq!(*outbox.subscribe().borrow(), 13);
+    }
+
+    #[tokio::test]
+    async fn the_depth_gauge_stays_exact_while_acks_interleave_with_appends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outbox = open(dir.path(), 1_000).await;
+        let writer = {
+            let outbox = outbox.clone();
+            tokio::spawn(async move {
+                for _ in 0..200 {
+                    outbox.append(&[status(), status()]).await.expect("append");
+                }
+            })
+        };
+        let mut acked = 0;
+        while !writer.is_finished() || acked < 400 {
+            let last = *outbox.subscribe().borrow();
+            if last > acked {
+                outbox.ack_through(last).await.expect("ack");
+                acked = last;
+            }
+            tokio::task::yield_now().await;
+        }
+        writer.await.expect("writer");
+        assert_eq!(outbox.read_after(0, 10).await.expect("read").len(), 0);
+        assert_eq!(
+            outbox.metrics.outbox_depth.load(Relaxed),
+            0,
+            "the gauge drifted: the outbox would shed events it still had room for"
+        );
+        assert_eq!(outbox.metrics.outbox_shed.load(Relaxed), 0);
     }
 }

@@ -1,7 +1,10 @@
 //! The gateway's device registry: a device's kind, estate and area come from here, never
 //! from what the device sends.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use gatehouse_proto as pb;
 
@@ -20,6 +23,9 @@ pub struct Registry {
     pub gateway_id: Arc<str>,
     pub estate_id: Arc<str>,
     devices: Arc<HashMap<String, DeviceInfo>>,
+    /// Devices of an MQTT kind that speak another protocol (DC-09, Modbus fire panels):
+    /// an MQTT publish under their id is refused.
+    other_protocol: Arc<HashSet<String>>,
 }
 
 impl Registry {
@@ -38,15 +44,28 @@ impl Registry {
                 )
             })
             .collect();
+        let other_protocol = config
+            .devices
+            .iter()
+            .filter(|d| d.kind.is_mqtt() && !d.speaks_mqtt())
+            .map(|d| d.id.clone())
+            .collect();
         Self {
             gateway_id: config.gateway.id.as_str().into(),
             estate_id: config.gateway.estate.as_str().into(),
             devices: Arc::new(devices),
+            other_protocol: Arc::new(other_protocol),
         }
     }
 
     pub fn get(&self, device_id: &str) -> Option<&DeviceInfo> {
         self.devices.get(device_id)
+    }
+
+    /// Whether `device_id` reports over another protocol than MQTT (so an MQTT publish
+    /// under its id is not its own).
+    pub fn speaks_other_protocol(&self, device_id: &str) -> bool {
+        self.other_protocol.contains(device_id)
     }
 
     pub fn devices(&self) -> impl Iterator<Item = &DeviceInfo> {

@@ -140,6 +140,13 @@ pub enum HistoryChange {
     Updated,
     Cleared,
     Acknowledged,
+    Shelved,
+    Unshelved,
+    Suppressed,
+    OutOfService,
+    ReturnedToService,
+    Chattering,
+    ChatteringEnded,
 }
 
 impl HistoryChange {
@@ -150,6 +157,13 @@ impl HistoryChange {
             HistoryChange::Updated => "updated",
             HistoryChange::Cleared => "cleared",
             HistoryChange::Acknowledged => "acknowledged",
+            HistoryChange::Shelved => "shelved",
+            HistoryChange::Unshelved => "unshelved",
+            HistoryChange::Suppressed => "suppressed",
+            HistoryChange::OutOfService => "out_of_service",
+            HistoryChange::ReturnedToService => "returned_to_service",
+            HistoryChange::Chattering => "chattering",
+            HistoryChange::ChatteringEnded => "chattering_ended",
         }
     }
 }
@@ -176,6 +190,18 @@ pub struct AlarmJson {
     pub changed_at: String,
     pub acked_at: Option<String>,
     pub acked_by: Option<String>,
+    /// Shelved by an operator until `shelved_until` (ISA-18.2 overlay).
+    pub shelved: bool,
+    pub shelved_until: Option<String>,
+    pub shelved_by: Option<String>,
+    pub shelve_reason: Option<String>,
+    /// Suppressed by design (a fire zone disabled at its panel).
+    pub suppressed: bool,
+    pub out_of_service: bool,
+    /// Activated 3 or more times within a minute (thresholds in `[alarms]`).
+    pub chattering: bool,
+    /// The incident this alarm belongs to.
+    pub incident_id: Option<i64>,
 }
 
 /// One row of an alarm's history as the API shows it.

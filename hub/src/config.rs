@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::alarms::Priority;
+use crate::book::Thresholds;
+use crate::escalation::{PolicyConfig, RosterEntry};
+use crate::incidents::{IncidentCategory, ProcedureConfig};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -20,6 +23,110 @@ pub struct HubConfig {
     pub estates: Vec<EstateConfig>,
     #[serde(default)]
     pub rules: RulesConfig,
+    #[serde(default)]
+    pub alarms: AlarmsConfig,
+    #[serde(default)]
+    pub incidents: IncidentsConfig,
+    #[serde(default)]
+    pub escalation: EscalationConfig,
+    /// Procedures (SOPs) per incident category; categories not listed use the built-in ones.
+    #[serde(default)]
+    pub procedures: Vec<ProcedureConfig>,
+    /// The static roster: who holds which role (until the rota engine resolves roles).
+    #[serde(default)]
+    pub roster: Vec<RosterEntry>,
+    #[serde(default)]
+    pub notify: NotifyConfig,
+}
+
+/// `[alarms]`: ISA-18.2 alarm-management thresholds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlarmsConfig {
+    /// An alarm activating this many times within `chatter_window_s` is chattering.
+    pub chatter_activations: u32,
+    pub chatter_window_s: u32,
+    /// More than this many new alarms within `flood_window_s` start flood mode …
+    pub flood_start_above: u32,
+    /// … which ends when fewer than this many remain in the window.
+    pub flood_end_below: u32,
+    pub flood_window_s: u32,
+    /// Longest shelving an operator may ask for.
+    pub shelve_max_minutes: u32,
+    /// A gateway not heard from for this long raises one P4 alarm (its devices: unknown).
+    pub gateway_silent_after_s: u32,
+}
+
+impl Default for AlarmsConfig {
+    fn default() -> Self {
+        AlarmsConfig {
+            chatter_activations: 3,
+            chatter_window_s: 60,
+            flood_start_above: 10,
+            flood_end_below: 5,
+            flood_window_s: 600,
+            shelve_max_minutes: 480,
+            gateway_silent_after_s: 30,
+        }
+    }
+}
+
+/// `[incidents]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IncidentsConfig {
+    /// An alarm joins an open incident of the same estate and area whose last alarm is this recent.
+    pub group_window_s: u32,
+    /// The practice's response target: on site within this long, or a breach alarm is raised.
+    pub response_target_s: u32,
+    /// An acknowledged incident that does not move on within this long alerts the supervisor.
+    pub progress_limit_s: u32,
+}
+
+impl Default for IncidentsConfig {
+    fn default() -> Self {
+        IncidentsConfig {
+            group_window_s: 600,
+            response_target_s: 900,
+            progress_limit_s: 600,
+        }
+    }
+}
+
+/// `[escalation]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationConfig {
+    /// Policies per incident category (and optionally priority); others use the built-in ones.
+    #[serde(default)]
+    pub policies: Vec<PolicyConfig>,
+}
+
+/// `[notify]`: delivery of notifications.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// HMAC-SHA256 key for webhook signatures (a roster entry's `secret` overrides it).
+    pub webhook_secret: Option<String>,
+    /// First retry after this long; doubled each attempt up to `retry_max_s`.
+    pub retry_initial_s: u32,
+    pub retry_max_s: u32,
+    /// Attempts before a notification is marked failed.
+    pub max_attempts: u32,
+    /// Timeout of one webhook request.
+    pub timeout_s: u32,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            webhook_secret: None,
+            retry_initial_s: 5,
+            retry_max_s: 300,
+            max_attempts: 8,
+            timeout_s: 10,
+        }
+    }
 }
 
 /// `[hub]`: where to listen and where to store.
@@ -243,7 +350,142 @@ impl HubConfig {
                 }
             }
         }
+        self.validate_incidents(&estate_ids)
+    }
+
+    fn validate_incidents(&self, estate_ids: &HashSet<&str>) -> Result<(), ConfigError> {
+        let a = &self.alarms;
+        for (key, v) in [
+            ("alarms.chatter_activations", a.chatter_activations),
+            ("alarms.chatter_window_s", a.chatter_window_s),
+            ("alarms.flood_window_s", a.flood_window_s),
+            ("alarms.shelve_max_minutes", a.shelve_max_minutes),
+            ("alarms.gateway_silent_after_s", a.gateway_silent_after_s),
+            ("incidents.response_target_s", self.incidents.response_target_s),
+            ("incidents.progress_limit_s", self.incidents.progress_limit_s),
+            ("notify.retry_initial_s", self.notify.retry_initial_s),
+            ("notify.max_attempts", self.notify.max_attempts),
+            ("notify.timeout_s", self.notify.timeout_s),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        if a.chatter_activations < 2 {
+            return Err(invalid("alarms.chatter_activations", "must be at least 2"));
+        }
+        if a.flood_end_below > a.flood_start_above {
+            return Err(invalid(
+                "alarms.flood_end_below",
+                format!("must not exceed flood_start_above ({})", a.flood_start_above),
+            ));
+        }
+        if self.notify.retry_max_s < self.notify.retry_initial_s {
+            return Err(invalid("notify.retry_max_s", "must be at least retry_initial_s"));
+        }
+        let mut seen = HashSet::new();
+        for (i, p) in self.escalation.policies.iter().enumerate() {
+            let key = format!("escalation.policies[{i}]");
+            if !seen.insert((p.category, p.priority)) {
+                return Err(invalid(key, "a policy for this category and priority is defined twice"));
+            }
+            if p.steps.is_empty() {
+                return Err(invalid(format!("{key}.steps"), "must list at least one step"));
+            }
+            for (j, st) in p.steps.iter().enumerate() {
+                if st.repeat > 0 && st.repeat_every_s == 0 {
+                    return Err(invalid(
+                        format!("{key}.steps[{j}].repeat_every_s"),
+                        "must be at least 1",
+                    ));
+                }
+                if st.repeat > 100 {
+                    return Err(invalid(format!("{key}.steps[{j}].repeat"), "at most 100"));
+                }
+            }
+        }
+        let mut cats: HashSet<IncidentCategory> = HashSet::new();
+        for (i, p) in self.procedures.iter().enumerate() {
+            let key = format!("procedures[{i}]");
+            if !cats.insert(p.category) {
+                return Err(invalid(
+                    key,
+                    format!("a procedure for {} is defined twice", p.category.as_str()),
+                ));
+            }
+            let mut ids = HashSet::new();
+            for (j, st) in p.steps.iter().enumerate() {
+                let k = format!("{key}.steps[{j}]");
+                if st.id.is_empty() || !st.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                    return Err(invalid(format!("{k}.id"), "a slug of letters, digits, _ and -"));
+                }
+                if st.id.chars().all(|c| c.is_ascii_digit()) {
+                    return Err(invalid(
+                        format!("{k}.id"),
+                        "must not be a number (numbers address steps by position)",
+                    ));
+                }
+                if !ids.insert(st.id.as_str()) {
+                    return Err(invalid(format!("{k}.id"), format!("step {:?} is defined twice", st.id)));
+                }
+                if st.text.trim().is_empty() {
+                    return Err(invalid(format!("{k}.text"), "must not be empty"));
+                }
+            }
+        }
+        for (i, r) in self.roster.iter().enumerate() {
+            let key = |f: &str| format!("roster[{i}].{f}");
+            if let Some(e) = &r.estate
+                && !estate_ids.contains(e.as_str())
+            {
+                return Err(invalid(
+                    key("estate"),
+                    format!("unknown estate {e:?} (not in [[estates]])"),
+                ));
+            }
+            check_id(&key("name"), &r.name)?;
+            if r.channel == "log" {
+                if r.secret.is_some() {
+                    return Err(invalid(key("secret"), "only webhook channels are signed"));
+                }
+            } else if let Some(rest) = r.channel.strip_prefix("http://") {
+                if rest.is_empty() || r.channel.parse::<reqwest::Url>().is_err() {
+                    return Err(invalid(key("channel"), format!("{:?} is not a valid URL", r.channel)));
+                }
+                if r.secret.is_none() && self.notify.webhook_secret.is_none() {
+                    return Err(invalid(
+                        key("channel"),
+                        "a webhook needs a signing secret: set notify.webhook_secret or this entry's secret",
+                    ));
+                }
+            } else if r.channel.starts_with("https://") {
+                return Err(invalid(
+                    key("channel"),
+                    "https webhooks are not available yet (no TLS client built in); use http:// behind a local relay",
+                ));
+            } else {
+                return Err(invalid(
+                    key("channel"),
+                    format!("expected \"log\" or an http:// URL, got {:?}", r.channel),
+                ));
+            }
+        }
+        if self.notify.webhook_secret.as_deref().is_some_and(|s| s.len() < 16) {
+            return Err(invalid("notify.webhook_secret", "must be at least 16 characters"));
+        }
         Ok(())
+    }
+
+    /// The alarm book's thresholds in milliseconds.
+    pub fn thresholds(&self) -> Thresholds {
+        let a = &self.alarms;
+        Thresholds {
+            chatter_activations: a.chatter_activations as usize,
+            chatter_window_ms: i64::from(a.chatter_window_s) * 1000,
+            flood_start_above: a.flood_start_above as usize,
+            flood_end_below: a.flood_end_below as usize,
+            flood_window_ms: i64::from(a.flood_window_s) * 1000,
+        }
     }
 }
 
@@ -354,6 +596,85 @@ priority = "P3"
     fn postgres_url_is_accepted_by_the_parser() {
         let c = HubConfig::from_toml(&BASE.replace("sqlite://data/hub.db", "postgres://u@h/db")).unwrap();
         assert!(matches!(c.database_url().unwrap(), DatabaseUrl::Postgres(_)));
+    }
+
+    #[test]
+    fn incident_sections_load_with_defaults_and_policies_roster_and_procedures() {
+        let c = with(
+            r#"
+[alarms]
+flood_start_above = 20
+
+[incidents]
+response_target_s = 600
+
+[[escalation.policies]]
+category = "fire"
+priority = "P1"
+steps = [
+  { role = "monitoring_room" },
+  { role = "duty_manager", wait_s = 30, condition = "not_acknowledged", repeat = 2, repeat_every_s = 60 },
+]
+
+[[procedures]]
+category = "pump_flooding"
+steps = [{ id = "check", text = "Check the pump room", mandatory = true }]
+
+[[roster]]
+estate = "estate-a"
+role = "supervisor"
+name = "Zhang Wei"
+channel = "http://127.0.0.1:9000/hook"
+
+[[roster]]
+role = "duty_manager"
+name = "Centre duty manager"
+channel = "log"
+
+[notify]
+webhook_secret = "0123456789abcdef0123"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.alarms.flood_start_above, 20);
+        assert_eq!(c.alarms.flood_end_below, 5);
+        assert_eq!(c.incidents.response_target_s, 600);
+        assert_eq!(c.escalation.policies[0].steps[1].repeat, 2);
+        assert_eq!(c.roster.len(), 2);
+        assert_eq!(c.notify.max_attempts, 8);
+    }
+
+    #[test]
+    fn bad_incident_configuration_is_rejected_and_named() {
+        for (extra, needle) in [
+            (
+                "[[roster]]\nrole = \"supervisor\"\nname = \"x\"\nchannel = \"http://h/x\"\n",
+                "roster[0].channel",
+            ),
+            ("[[roster]]\nrole = \"boss\"\nname = \"x\"\nchannel = \"log\"\n", "boss"),
+            (
+                "[[roster]]\nestate = \"zz\"\nrole = \"supervisor\"\nname = \"x\"\nchannel = \"log\"\n",
+                "roster[0].estate",
+            ),
+            (
+                "[[roster]]\nrole = \"supervisor\"\nname = \"x\"\nchannel = \"mailto:x\"\n",
+                "roster[0].channel",
+            ),
+            (
+                "[[escalation.policies]]\ncategory = \"fire\"\nsteps = []\n",
+                "escalation.policies[0].steps",
+            ),
+            ("[[escalation.policies]]\ncategory = \"arson\"\nsteps = []\n", "arson"),
+            (
+                "[[procedures]]\ncategory = \"fire\"\nsteps = [{ id = \"a b\", text = \"t\" }]\n",
+                "procedures[0].steps[0].id",
+            ),
+            ("[alarms]\nflood_end_below = 50\n", "alarms.flood_end_below"),
+            ("[notify]\nsurprise = 1\n", "surprise"),
+        ] {
+            let err = with(extra).unwrap_err().to_string();
+            assert!(err.contains(needle), "{extra}: {err}");
+        }
     }
 
     #[test]

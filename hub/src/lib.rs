@@ -2,17 +2,27 @@
 //! operators.
 //!
 //! Data flows through the modules in this order: [`ingest`] (gRPC link, single writer)
-//! → [`rules`] (pure decisions) → [`alarms`] (the alarm book's model) → [`api`] (HTTP).
-//! [`store`] holds the SQL, [`config`] the configuration file, [`metrics`] the counters.
+//! → [`rules`] (pure: events → alarm changes) → [`book`] (pure: ISA-18.2 bits, chattering,
+//! flood) → [`incidents`] (pure: workflow, procedures, routing) → [`escalation`] (pure
+//! planner, role resolution) → [`notify`] (outbox deliverer, live stream) → [`api`] (HTTP).
+//! [`engine`] is the shell that applies the pure decisions inside the writer's transaction;
+//! [`clock`] gives every decision its time. [`store`] holds the SQL, [`config`] the
+//! configuration file, [`metrics`] the counters.
 //!
 //! Invariant: an `Ack{through_seq}` is sent only after the events up to `through_seq` and
 //! their alarm consequences are committed in one transaction.
 
 pub mod alarms;
 pub mod api;
+pub mod book;
+pub mod clock;
 pub mod config;
+pub mod engine;
+pub mod escalation;
+pub mod incidents;
 pub mod ingest;
 pub mod metrics;
+pub mod notify;
 pub mod rules;
 pub mod store;
 
@@ -27,11 +37,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ConfigError, HubConfig};
 pub use ingest::{LinkError, LinkRegistry};
 
+use ingest::WriterHandle;
 use ingest::grpc::LinkService;
-use ingest::writer::Writer;
+use ingest::writer::{Writer, WriterParts};
 use metrics::Metrics;
 use store::StoreError;
 
@@ -79,11 +91,20 @@ pub struct RunningHub {
     grpc_task: JoinHandle<Result<(), tonic::transport::Error>>,
     http_task: JoinHandle<std::io::Result<()>>,
     writer_task: JoinHandle<()>,
+    writer: WriterHandle,
+    deliverer_stop: CancellationToken,
+    deliverer_task: JoinHandle<()>,
 }
 
 /// Opens the database (migrating it), starts the ingest writer, binds both servers, and
 /// returns once they are listening.
 pub async fn start(config: HubConfig) -> Result<RunningHub, HubError> {
+    start_with_clock(config, Arc::new(SystemClock)).await
+}
+
+/// [`start`] with the clock every decision takes its time from (tests: a [`ManualClock`],
+/// advanced by hand, then [`RunningHub::tick_now`]).
+pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Result<RunningHub, HubError> {
     config.validate()?;
     let database = config.database_url()?;
     let pool = store::open(&database).await?;
@@ -91,13 +112,48 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, HubError> {
 
     let metrics = Arc::new(Metrics::default());
     let writer_stop = CancellationToken::new();
+    let (stream, _) = tokio::sync::broadcast::channel(4096);
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let engine = engine::Engine::new(
+        book::BookState::new(config.thresholds()),
+        Arc::new(engine::EngineConfig::from_config(&config)),
+        Arc::new(escalation::StaticRoster::new(config.roster.clone())),
+    );
     let (writer, writer_task) = Writer::start(
         pool.clone(),
-        config.rules.points.clone(),
-        metrics.clone(),
+        WriterParts {
+            rules: config.rules.points.clone(),
+            metrics: metrics.clone(),
+            clock: clock.clone(),
+            engine,
+            stream: stream.clone(),
+            wake: wake.clone(),
+        },
         writer_stop.clone(),
     )
     .await?;
+    let secrets = config
+        .roster
+        .iter()
+        .filter(|r| r.channel != "log")
+        .filter_map(|r| {
+            r.secret
+                .clone()
+                .or_else(|| config.notify.webhook_secret.clone())
+                .map(|s| (r.channel.clone(), s))
+        })
+        .collect();
+    let deliverer_stop = CancellationToken::new();
+    let deliverer_task = tokio::spawn(notify::run_deliverer(
+        writer.clone(),
+        wake,
+        notify::DelivererConfig {
+            secrets,
+            timeout: Duration::from_secs(u64::from(config.notify.timeout_s)),
+            poll: Duration::from_millis(250),
+        },
+        deliverer_stop.clone(),
+    ));
 
     let servers_stop = CancellationToken::new();
     let links = LinkRegistry::default();
@@ -150,10 +206,15 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, HubError> {
     // HTTP.
     let app = api::router(api::AppState {
         pool,
-        writer,
+        writer: writer.clone(),
         links: links.clone(),
         metrics,
         estates: Arc::new(config.estates.clone()),
+        clock,
+        stream,
+        hub_id: config.hub.hub_id.clone(),
+        response_target_ms: i64::from(config.incidents.response_target_s) * 1000,
+        flood_start_above: config.alarms.flood_start_above,
     });
     let http_stop = servers_stop.clone();
     let http_task = tokio::spawn(async move {
@@ -173,6 +234,9 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, HubError> {
         grpc_task,
         http_task,
         writer_task,
+        writer,
+        deliverer_stop,
+        deliverer_task,
     })
 }
 
@@ -190,6 +254,13 @@ impl RunningHub {
     /// The connected gateways, and a way to send them commands.
     pub fn links(&self) -> LinkRegistry {
         self.links.clone()
+    }
+
+    /// Runs the writer's timers now (escalation steps, shelve expiry, response targets,
+    /// on-delays, flood end, silent gateways) and returns once that has committed. With a
+    /// [`ManualClock`], advance the clock first.
+    pub async fn tick_now(&self) -> Result<(), ingest::WriterError> {
+        self.writer.tick_now().await
     }
 
     /// A handle that makes [`RunningHub::wait`] stop the hub gracefully (e.g. on a signal).
@@ -232,6 +303,13 @@ impl RunningHub {
             .is_err()
         {
             warn!("the HTTP server did not stop within {SHUTDOWN_GRACE:?}");
+        }
+        self.deliverer_stop.cancel();
+        if tokio::time::timeout(SHUTDOWN_GRACE, finished(self.deliverer_task))
+            .await
+            .is_err()
+        {
+            warn!("the notification deliverer did not stop within {SHUTDOWN_GRACE:?}");
         }
         self.writer_stop.cancel();
         if tokio::time::timeout(SHUTDOWN_GRACE, finished(self.writer_task))

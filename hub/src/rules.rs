@@ -296,7 +296,27 @@ impl RuleState {
                 }
             }
             Body::Point(p) => self.evaluate_point(event, p, now_ms, &mut out),
-            Body::Access(_) | Body::Vehicle(_) => {}
+            Body::Vehicle(v) => {
+                // The gate house's rule: every vehicle entering is a resident's or carries a
+                // visitor pass. The plate is personal data: not in the alarm, only the event.
+                if v.direction() == gatehouse_proto::Direction::In && !v.resident && v.pass.trim().is_empty() {
+                    let lane = if v.lane.is_empty() { "-" } else { v.lane.as_str() };
+                    self.activate(
+                        base.activation(
+                            format!("vehicle_unregistered:{lane}"),
+                            Priority::P4,
+                            Category::Security,
+                            format!(
+                                "Unregistered vehicle entered at lane {lane} (neither a resident's nor a visitor pass)"
+                            ),
+                            true,
+                        ),
+                        true,
+                        &mut out,
+                    );
+                }
+            }
+            Body::Access(_) => {}
         }
         out
     }
@@ -911,6 +931,34 @@ mod tests {
         for e in [plain, vehicle, nobody] {
             assert!(s.evaluate(&e, 1).is_empty());
         }
+    }
+
+    #[test]
+    fn unregistered_vehicle_entering_raises_latched_p4_without_the_plate() {
+        use gatehouse_proto::Direction;
+        let mut s = RuleState::default();
+        let v = |direction: Direction, resident: bool, pass: &str| {
+            ev(
+                "barrier-1",
+                Body::Vehicle(VehicleEvent {
+                    lane: "L1".into(),
+                    plate: "沪A12345".into(),
+                    direction: direction as i32,
+                    resident,
+                    pass: pass.into(),
+                }),
+            )
+        };
+        assert!(s.evaluate(&v(Direction::In, true, ""), 0).is_empty());
+        assert!(s.evaluate(&v(Direction::In, false, "V-17"), 0).is_empty());
+        assert!(s.evaluate(&v(Direction::Out, false, ""), 0).is_empty());
+        let changes = s.evaluate(&v(Direction::In, false, ""), 0);
+        let [AlarmChange::Activate(a)] = changes.as_slice() else {
+            panic!("expected one activation, got {changes:?}")
+        };
+        assert_eq!((a.priority, a.latched), (Priority::P4, true));
+        assert_eq!(a.key.condition, "vehicle_unregistered:L1");
+        assert!(!a.message.contains("12345"));
     }
 
     #[test]

@@ -5,10 +5,13 @@
 //! - [`pumproom`]: a water-pump room as a Modbus TCP server with a small physical model and
 //!   fault injection.
 //! - [`scenario`]: simulated estates wired to a hub; [`demo`] tells a story with three.
+//! - [`load`]: a load run against a hub and gateway processes, with its figures.
 
 pub mod demo;
 pub mod devices;
+pub mod load;
 pub mod mqtt_device;
 pub mod net;
+pub mod operator;
 pub mod pumproom;
 pub mod scenario;

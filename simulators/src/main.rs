@@ -1,4 +1,5 @@
-//! `gatehouse-sim`: the demo, and single device simulators to point at a real gateway.
+//! `gatehouse-sim`: the demo, a load run, and single device simulators to point at a real
+//! gateway.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -7,6 +8,7 @@ use clap::{Parser, Subcommand};
 use gatehouse_sim::{
     demo,
     devices::{DoorController, FirePanel, Intercom},
+    load,
     mqtt_device::MqttDevice,
     pumproom::PumpRoom,
 };
@@ -32,6 +34,38 @@ enum Command {
         /// Stop after this long (e.g. 90s, 5m); without it, runs until Ctrl-C.
         #[arg(long = "for", value_parser = parse_duration)]
         run_for: Option<Duration>,
+    },
+    /// A load run: an in-process hub, one gateway process per estate, MQTT devices publishing
+    /// at a fixed total rate; prints throughput, loss, latency and memory figures.
+    Load {
+        /// Estates, one gateway process each.
+        #[arg(long, default_value_t = 3)]
+        estates: usize,
+        /// Simulated devices per estate (intercoms and door controllers, alternately).
+        #[arg(long, default_value_t = 20)]
+        devices_per_estate: usize,
+        /// Events per second in total, spread over every device.
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+        /// How long to publish (e.g. 20s, 2m).
+        #[arg(long, default_value = "20s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Also write the report as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Where the hub database and gateway outboxes go (must not hold an earlier run);
+        /// default: a fresh temporary directory, removed after a clean run.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The gatehouse-gateway binary; default: the one next to this executable.
+        #[arg(long)]
+        gateway_bin: Option<PathBuf>,
+        /// After publishing, stop waiting for the hub once nothing new was stored for this long.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        drain_stall: Duration,
+        /// The gateways' outbox bound (`outbox.max_events`); default: the gateway's own.
+        #[arg(long)]
+        outbox_max_events: Option<u64>,
     },
     /// A door controller with background traffic, connected to a gateway's broker.
     Door {
@@ -98,7 +132,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,rumqttd=off".into()),
+        )
         .init();
     let stop = CancellationToken::new();
     let s = stop.clone();
@@ -118,6 +154,39 @@ async fn main() -> anyhow::Result<()> {
                 run_for,
             })
             .await
+        }
+        Command::Load {
+            estates,
+            devices_per_estate,
+            rate,
+            duration,
+            json,
+            data_dir,
+            gateway_bin,
+            drain_stall,
+            outbox_max_events,
+        } => {
+            let options = load::LoadOptions {
+                estates,
+                devices_per_estate,
+                rate,
+                duration,
+                data_dir,
+                gateway_bin,
+                drain_stall,
+                outbox_max_events,
+            };
+            let report = load::run(options, stop).await?;
+            print!("{}", report.render());
+            if let Some(path) = json {
+                let text = serde_json::to_string_pretty(&report).context("encoding the report as JSON")?;
+                std::fs::write(&path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+                println!("report written to {}", path.display());
+            }
+            if !report.clean() {
+                anyhow::bail!("{} events lost and {} duplicated", report.lost, report.duplicated);
+            }
+            Ok(())
         }
         Command::Door { broker, id, rate } => {
             DoorController(MqttDevice::connect(broker, &id))

@@ -52,6 +52,23 @@ pub fn hub_toml(grpc: SocketAddr, http: SocketAddr, database: &str, estates: &[E
             e.id, e.name
         );
     }
+    // Who escalation reaches, until the rota issue resolves roles from live coverage. The
+    // `log` channel writes each notification to the hub's log and the incident timeline.
+    for e in estates {
+        for (role, who) in [
+            ("gate_post", "gate post"),
+            ("patrol_post", "patrol post"),
+            ("monitoring_room", "monitoring room"),
+            ("supervisor", "estate supervisor"),
+        ] {
+            s += &format!(
+                "[[roster]]\nestate = \"{}\"\nrole = \"{role}\"\nname = \"{} {who}\"\nchannel = \"log\"\n\n",
+                e.id, e.name
+            );
+        }
+    }
+    s += "[[roster]]\nrole = \"duty_manager\"\nname = \"Command centre duty manager\"\nchannel = \"log\"\n\n";
+    s += "[[roster]]\nrole = \"facility_team\"\nname = \"Facility team\"\nchannel = \"log\"\n\n";
     s += r#"[[rules.points]]
 point = "outlet_pressure"
 low = 0.25

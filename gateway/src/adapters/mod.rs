@@ -5,7 +5,10 @@
 //! line in [`crate::gateway::start`] that spawns it with an [`AdapterContext`] and registers
 //! its devices' command channels with the [`CommandRouter`].
 
+pub mod dc09;
+pub mod fire;
 pub mod modbus;
+pub mod modbus_fire;
 pub mod mqtt;
 
 use std::{collections::HashMap, sync::Arc};

@@ -8,8 +8,9 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ApiError, ApiPath, ApiQuery, AppState};
+use super::{ApiError, ApiPath, ApiQuery, AppState, json_body, text_field};
 use crate::alarms::{AlarmJson, HistoryJson};
+use crate::engine::Op;
 use crate::ingest::{AckError, WriterError};
 use crate::store::{self, AlarmFilter};
 
@@ -144,4 +145,74 @@ fn writer_error(e: WriterError) -> ApiError {
         "cannot record the acknowledgement now",
         Value::String(e.to_string()),
     )
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShelveBody {
+    minutes: Option<i64>,
+    reason: Option<String>,
+    operator: Option<String>,
+}
+
+/// `POST /alarms/{id}/shelve` `{"minutes", "reason", "operator"?}`: hidden from incidents and
+/// notifications until it expires (then it returns by itself).
+pub async fn shelve(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<AlarmJson>, ApiError> {
+    let body: ShelveBody = json_body(body)?;
+    let minutes = body
+        .minutes
+        .ok_or_else(|| ApiError::bad_request("invalid body", "minutes is required"))?;
+    let reason = text_field("reason", body.reason, MAX_NOTE_LEN, true)?.unwrap_or_default();
+    let operator = text_field("operator", body.operator, MAX_OPERATOR_LEN, false)?.unwrap_or_else(|| "operator".into());
+    state
+        .writer
+        .op(Op::Shelve {
+            alarm_id: id,
+            minutes,
+            reason,
+            operator,
+        })
+        .await?;
+    read_back(&state, id).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutOfServiceBody {
+    out_of_service: Option<bool>,
+    reason: Option<String>,
+    operator: Option<String>,
+}
+
+/// `POST /alarms/{id}/out-of-service` `{"out_of_service": true|false, "reason", "operator"?}`.
+pub async fn out_of_service(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<AlarmJson>, ApiError> {
+    let body: OutOfServiceBody = json_body(body)?;
+    let on = body.out_of_service.unwrap_or(true);
+    let reason = text_field("reason", body.reason, MAX_NOTE_LEN, true)?.unwrap_or_default();
+    let operator = text_field("operator", body.operator, MAX_OPERATOR_LEN, false)?.unwrap_or_else(|| "operator".into());
+    state
+        .writer
+        .op(Op::OutOfService {
+            alarm_id: id,
+            on,
+            reason,
+            operator,
+        })
+        .await?;
+    read_back(&state, id).await
+}
+
+async fn read_back(state: &AppState, id: i64) -> Result<Json<AlarmJson>, ApiError> {
+    match store::find_alarm(&state.pool, id).await? {
+        Some(row) => Ok(Json(row.to_json())),
+        None => Err(not_found(id)),
+    }
 }

@@ -1,4 +1,6 @@
-//! The HTTP/JSON API (DESIGN §4.5): what exists so far — estates, alarms, health, metrics.
+//! The HTTP/JSON API (DESIGN §4.5): estates, alarms (ack, shelve, out of service, history),
+//! incidents (list, open, detail, transition, procedure steps), notifications, the live
+//! stream (SSE), the alarm KPI, health and metrics.
 //!
 //! Reads go straight to the database; writes (acknowledgements) go through the ingest
 //! writer, the single writer that also keeps the rule engine's state. Every error is a JSON
@@ -7,6 +9,9 @@
 mod alarms;
 mod estates;
 mod health;
+mod incidents;
+mod kpi;
+mod stream;
 
 use std::sync::Arc;
 
@@ -22,9 +27,12 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tracing::error;
 
+use crate::clock::Clock;
 use crate::config::EstateConfig;
-use crate::ingest::{LinkRegistry, WriterHandle};
+use crate::engine::OpError;
+use crate::ingest::{ActionError, LinkRegistry, WriterHandle};
 use crate::metrics::Metrics;
+use crate::notify::StreamEvent;
 use crate::store::{Pool, StoreError};
 
 /// What the handlers share.
@@ -35,6 +43,12 @@ pub struct AppState {
     pub links: LinkRegistry,
     pub metrics: Arc<Metrics>,
     pub estates: Arc<Vec<EstateConfig>>,
+    pub clock: Arc<dyn Clock>,
+    /// Changes published by the writer after each commit (`GET /stream`).
+    pub stream: tokio::sync::broadcast::Sender<StreamEvent>,
+    pub hub_id: String,
+    pub response_target_ms: i64,
+    pub flood_start_above: u32,
 }
 
 /// Every route of the HTTP API, in one place: authentication and TLS layers go here
@@ -45,6 +59,15 @@ pub fn router(state: AppState) -> Router {
         .route("/alarms", get(alarms::list))
         .route("/alarms/{id}/history", get(alarms::history))
         .route("/alarms/{id}/ack", post(alarms::acknowledge))
+        .route("/alarms/{id}/shelve", post(alarms::shelve))
+        .route("/alarms/{id}/out-of-service", post(alarms::out_of_service))
+        .route("/incidents", get(incidents::list).post(incidents::open))
+        .route("/incidents/{id}", get(incidents::detail))
+        .route("/incidents/{id}/transition", post(incidents::transition))
+        .route("/incidents/{id}/steps/{step}/done", post(incidents::step_done))
+        .route("/notifications", get(incidents::notifications))
+        .route("/stream", get(stream::stream))
+        .route("/kpi/alarms", get(kpi::alarms))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     Router::new()
@@ -113,6 +136,57 @@ impl From<StoreError> for ApiError {
             Value::String(e.to_string()),
         )
     }
+}
+
+impl From<ActionError> for ApiError {
+    fn from(e: ActionError) -> Self {
+        match e {
+            ActionError::Refused(OpError::NotFound(m)) => {
+                ApiError::new(StatusCode::NOT_FOUND, "not found", Value::String(m))
+            }
+            ActionError::Refused(OpError::Conflict(m)) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", Value::String(m))
+            }
+            ActionError::Refused(OpError::Unprocessable(m)) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not acceptable", Value::String(m))
+            }
+            ActionError::Writer(e) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cannot record the action now",
+                Value::String(e.to_string()),
+            ),
+        }
+    }
+}
+
+/// A JSON body that may be empty (then `T::default()`); errors are our JSON 400.
+pub(crate) fn json_body<T: DeserializeOwned + Default>(
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<T, ApiError> {
+    let body = body.map_err(|r| ApiError::new(r.status(), "cannot read the request body", r.body_text().into()))?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("invalid JSON body", e.to_string()))
+}
+
+/// A short free-text field: trimmed, bounded, no control characters (newlines allowed in notes).
+pub(crate) fn text_field(
+    name: &str,
+    v: Option<String>,
+    max: usize,
+    multiline: bool,
+) -> Result<Option<String>, ApiError> {
+    let Some(v) = v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    if v.chars().count() > max || v.chars().any(|c| c.is_control() && !(multiline && c == '\n')) {
+        return Err(ApiError::bad_request(
+            format!("invalid {name}"),
+            format!("at most {max} characters, no control characters"),
+        ));
+    }
+    Ok(Some(v))
 }
 
 /// `Path` whose rejection is our JSON error.

@@ -5,4 +5,4 @@ pub mod grpc;
 pub mod writer;
 
 pub use grpc::{LinkError, LinkRegistry};
-pub use writer::{AckError, IngestOutcome, WriterError, WriterHandle};
+pub use writer::{AckError, ActionError, IngestOutcome, WriterError, WriterHandle};

@@ -16,15 +16,18 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gatehouse_proto::{CommandResult, DeviceInfo, Event, event::Body, now_ms};
+use gatehouse_proto::{CommandResult, DeviceInfo, Event, event::Body};
 use prost::Message as _;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info};
 
-use crate::alarms::{AlarmJson, AlarmKey};
+use crate::alarms::AlarmJson;
+use crate::clock::Clock;
 use crate::config::PointRuleConfig;
+use crate::engine::{Engine, Op, OpError};
 use crate::metrics::Metrics;
+use crate::notify::{Delivery, DeliveryOutcome, StreamEvent};
 use crate::rules::{ActiveAlarm, AlarmChange, RuleState};
 use crate::store::write::{self, Cause, EventRow};
 use crate::store::{self, Pool, StoreError};
@@ -54,6 +57,15 @@ pub enum AckError {
     NotFound(i64),
     #[error("alarm {0} is already acknowledged")]
     AlreadyAcknowledged(i64),
+    #[error(transparent)]
+    Writer(#[from] WriterError),
+}
+
+/// Why an operator action was not carried out.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ActionError {
+    #[error(transparent)]
+    Refused(#[from] OpError),
     #[error(transparent)]
     Writer(#[from] WriterError),
 }
@@ -103,6 +115,11 @@ enum Request {
         note: Option<String>,
         reply: oneshot::Sender<Result<AlarmJson, AckError>>,
     },
+    /// Run the timers now (tests, after advancing a manual clock).
+    Tick(oneshot::Sender<()>),
+    Op(Op, oneshot::Sender<Result<i64, ActionError>>),
+    Claim(i64, Reply<Vec<Delivery>>),
+    Delivered(DeliveryOutcome),
 }
 
 impl Request {
@@ -169,6 +186,33 @@ impl WriterHandle {
         self.send(Request::CommandResult { gateway_id, result }).await
     }
 
+    /// Runs the writer's timers now (on-delays, escalation, shelving, response targets,
+    /// flood end, silent gateways) and returns after that transaction committed.
+    pub async fn tick_now(&self) -> Result<(), WriterError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Request::Tick(reply)).await?;
+        rx.await.map_err(|_| WriterError::Stopped)
+    }
+
+    /// Carries out an operator action; answers with the alarm or incident id after the commit.
+    pub async fn op(&self, op: Op) -> Result<i64, ActionError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Request::Op(op, reply)).await?;
+        rx.await.map_err(|_| WriterError::Stopped)?
+    }
+
+    /// Leases up to `limit` due notifications to the deliverer.
+    pub async fn claim_deliveries(&self, limit: i64) -> Result<Vec<Delivery>, WriterError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Request::Claim(limit, reply)).await?;
+        rx.await.map_err(|_| WriterError::Stopped)?
+    }
+
+    /// Records how a delivery went.
+    pub async fn delivery_result(&self, outcome: DeliveryOutcome) -> Result<(), WriterError> {
+        self.send(Request::Delivered(outcome)).await
+    }
+
     /// An operator acknowledges alarm `alarm_id`; answers with the alarm after the commit.
     pub async fn acknowledge(
         &self,
@@ -194,6 +238,9 @@ enum Answer {
     Ingest(Reply<IngestOutcome>, IngestOutcome, String),
     Refused(Reply<IngestOutcome>, String),
     Ack(oneshot::Sender<Result<AlarmJson, AckError>>, Result<i64, AckError>),
+    Tick(oneshot::Sender<()>),
+    Op(oneshot::Sender<Result<i64, ActionError>>, Result<i64, OpError>),
+    Claim(Reply<Vec<Delivery>>, Vec<Delivery>),
 }
 
 /// The writer task's state.
@@ -207,26 +254,45 @@ pub struct Writer {
     must_reconnect: HashSet<String>,
     /// Last-seen times not yet written.
     seen: HashMap<String, i64>,
+    clock: Arc<dyn Clock>,
+    engine: Engine,
+    stream: broadcast::Sender<StreamEvent>,
+    wake: Arc<Notify>,
+}
+
+/// What the writer needs besides the pool.
+pub struct WriterParts {
+    pub rules: Vec<PointRuleConfig>,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+    pub engine: Engine,
+    pub stream: broadcast::Sender<StreamEvent>,
+    pub wake: Arc<Notify>,
 }
 
 impl Writer {
     /// Loads sequence numbers and active alarms, and starts the writer task.
     pub async fn start(
         pool: Pool,
-        rules: Vec<PointRuleConfig>,
-        metrics: Arc<Metrics>,
+        parts: WriterParts,
         stop: CancellationToken,
     ) -> Result<(WriterHandle, tokio::task::JoinHandle<()>), StoreError> {
         let mut writer = Writer {
             pool,
-            metrics,
-            rules: RuleState::new(rules),
+            metrics: parts.metrics,
+            rules: RuleState::new(parts.rules),
             last_seq: HashMap::new(),
             current_conn: HashMap::new(),
             must_reconnect: HashSet::new(),
             seen: HashMap::new(),
+            clock: parts.clock,
+            engine: parts.engine,
+            stream: parts.stream,
+            wake: parts.wake,
         };
         writer.reload().await?;
+        let now = writer.clock.now_ms();
+        writer.engine.restore(&writer.pool, now).await?;
         info!(
             gateways = writer.last_seq.len(),
             active_alarms = writer.rules.active_count(),
@@ -265,22 +331,25 @@ impl Writer {
                 _ = ticker.tick() => None,
                 _ = stop.cancelled() => break,
             };
+            let mut timers = first.is_none();
             let mut group = Vec::new();
             let mut events = 0;
             if let Some(m) = first {
                 events += m.events();
+                timers |= matches!(m, Request::Tick(_));
                 group.push(m);
             }
             while events < MAX_GROUP_EVENTS && group.len() < MAX_GROUP_REQUESTS {
                 match rx.try_recv() {
                     Ok(m) => {
                         events += m.events();
+                        timers |= matches!(m, Request::Tick(_));
                         group.push(m);
                     }
                     Err(_) => break,
                 }
             }
-            self.process(group).await;
+            self.process(group, timers).await;
         }
         // Stopping: finish what is already queued, then end.
         rx.close();
@@ -295,27 +364,37 @@ impl Writer {
             if group.is_empty() {
                 break;
             }
-            self.process(group).await;
+            self.process(group, false).await;
         }
         if !self.seen.is_empty() {
-            self.process(Vec::new()).await;
+            self.process(Vec::new(), false).await;
         }
         info!("ingest writer stopped");
     }
 
     /// One transaction for a group of requests (and the timers due now).
-    async fn process(&mut self, group: Vec<Request>) {
-        let now = now_ms();
+    async fn process(&mut self, group: Vec<Request>, timers: bool) {
+        let now = self.clock.now_ms();
         let due = self.rules.tick(now);
-        if group.is_empty() && due.is_empty() && self.seen.is_empty() {
+        if group.is_empty() && due.is_empty() && self.seen.is_empty() && !timers {
             return;
         }
         let started = Instant::now();
         let mut answers = Vec::with_capacity(group.len());
         let mut involved = HashSet::new();
-        let result = self.transaction(group, due, now, &mut answers, &mut involved).await;
+        let result = self
+            .transaction(group, due, timers, now, &mut answers, &mut involved)
+            .await;
         match result {
             Ok(changes) => {
+                let (events, wake) = self.engine.take_published();
+                for e in events {
+                    // Nobody listening is fine.
+                    let _ = self.stream.send(e);
+                }
+                if wake {
+                    self.wake.notify_one();
+                }
                 self.metrics.observe_commit(started.elapsed());
                 self.metrics
                     .alarm_changes
@@ -344,8 +423,18 @@ impl Writer {
                         Answer::Ack(r, _) => {
                             let _ = r.send(Err(AckError::Writer(WriterError::Commit(message.clone()))));
                         }
+                        Answer::Tick(r) => {
+                            let _ = r.send(());
+                        }
+                        Answer::Op(r, _) => {
+                            let _ = r.send(Err(ActionError::Writer(WriterError::Commit(message.clone()))));
+                        }
+                        Answer::Claim(r, _) => {
+                            let _ = r.send(Err(WriterError::Commit(message.clone())));
+                        }
                     }
                 }
+                self.engine.discard();
                 self.must_reconnect.extend(involved);
                 self.seen.clear();
                 if let Err(e) = self.reload().await {
@@ -372,6 +461,15 @@ impl Writer {
             Answer::Refused(r, gateway) => {
                 let _ = r.send(Err(WriterError::MustReconnect(gateway)));
             }
+            Answer::Tick(r) => {
+                let _ = r.send(());
+            }
+            Answer::Op(r, result) => {
+                let _ = r.send(result.map_err(ActionError::Refused));
+            }
+            Answer::Claim(r, deliveries) => {
+                let _ = r.send(Ok(deliveries));
+            }
             Answer::Ack(r, result) => {
                 // Read back after the commit so the answer shows the stored alarm.
                 let pool = self.pool.clone();
@@ -395,6 +493,7 @@ impl Writer {
         &mut self,
         group: Vec<Request>,
         due: Vec<AlarmChange>,
+        timers: bool,
         now: i64,
         answers: &mut Vec<Answer>,
         involved: &mut HashSet<String>,
@@ -424,6 +523,9 @@ impl Writer {
                     self.last_seq.insert(hello.gateway_id.clone(), last);
                     self.current_conn.insert(hello.gateway_id.clone(), hello.conn_id);
                     self.must_reconnect.remove(&hello.gateway_id);
+                    self.engine
+                        .heard(&mut tx, &hello.gateway_id, Some(&hello.estate_id), now)
+                        .await?;
                     involved.insert(hello.gateway_id.clone());
                     answers.push(Answer::Hello(reply, u64::try_from(last).unwrap_or(0)));
                 }
@@ -437,6 +539,7 @@ impl Writer {
                         continue;
                     }
                     involved.insert(gateway_id.clone());
+                    self.engine.heard(&mut tx, &gateway_id, None, now).await?;
                     events.sort_by_key(|e| e.seq);
                     let mut last = self.last_seq.get(&gateway_id).copied().unwrap_or(0);
                     let mut outcome = IngestOutcome::default();
@@ -448,12 +551,18 @@ impl Writer {
                         }
                         last = seq;
                         outcome.stored += 1;
+                        if let Some(Body::Vehicle(v)) = &event.body
+                            && v.direction() == gatehouse_proto::Direction::In
+                        {
+                            let registered = v.resident || !v.pass.trim().is_empty();
+                            Engine::vehicle_entry(&mut tx, &event.estate_id, registered, now).await?;
+                        }
                         for change in self.rules.evaluate(&event, now) {
                             let cause = Cause {
                                 event: Some((&gateway_id, seq)),
                                 ..Default::default()
                             };
-                            apply(&mut tx, &change, now, &cause).await?;
+                            self.engine.apply_change(&mut tx, &change, now, &cause).await?;
                             changes += 1;
                         }
                         rows.push(event_row(event, seq));
@@ -466,6 +575,7 @@ impl Writer {
                     answers.push(Answer::Ingest(reply, outcome, gateway_id));
                 }
                 Request::Seen { gateway_id, at_ms } => {
+                    self.engine.heard(&mut tx, &gateway_id, None, now).await?;
                     self.seen.insert(gateway_id, at_ms);
                 }
                 Request::Disconnected { gateway_id, conn_id } => {
@@ -495,7 +605,7 @@ impl Writer {
                                     note: note.as_deref(),
                                     ..Default::default()
                                 };
-                                apply(&mut tx, &change, now, &cause).await?;
+                                self.engine.apply_change(&mut tx, &change, now, &cause).await?;
                                 changes += 1;
                             }
                             info!(alarm = alarm_id, operator = %operator, latched = row.latched, "alarm acknowledged");
@@ -503,6 +613,18 @@ impl Writer {
                         }
                     };
                     answers.push(Answer::Ack(reply, result));
+                }
+                Request::Tick(reply) => answers.push(Answer::Tick(reply)),
+                Request::Op(op, reply) => {
+                    let result = self.engine.op(&mut tx, &mut self.rules, op, now).await?;
+                    answers.push(Answer::Op(reply, result));
+                }
+                Request::Claim(limit, reply) => {
+                    let deliveries = self.engine.claim_deliveries(&mut tx, limit, now).await?;
+                    answers.push(Answer::Claim(reply, deliveries));
+                }
+                Request::Delivered(outcome) => {
+                    self.engine.delivery_result(&mut tx, &outcome, now).await?;
                 }
             }
         }
@@ -512,8 +634,11 @@ impl Writer {
                 note: Some("on-delay elapsed"),
                 ..Default::default()
             };
-            apply(&mut tx, change, now, &cause).await?;
+            self.engine.apply_change(&mut tx, change, now, &cause).await?;
             changes += 1;
+        }
+        if timers {
+            self.engine.tick(&mut tx, &mut self.rules, now).await?;
         }
 
         if !rows.is_empty() {
@@ -533,43 +658,6 @@ impl Writer {
         })?;
         Ok(changes)
     }
-}
-
-/// Persists one alarm change.
-async fn apply(conn: &mut store::Conn, change: &AlarmChange, now: i64, cause: &Cause<'_>) -> Result<(), StoreError> {
-    match change {
-        AlarmChange::Activate(a) => {
-            let id = write::activate(conn, a, now, cause).await?;
-            // The condition may carry personal data (an intercom's flat): not logged.
-            log_change("activated", id, &a.key, Some(a.priority.as_str()));
-        }
-        AlarmChange::Value { key, value } => write::set_value(conn, key, *value).await?,
-        AlarmChange::Clear { key, note } => {
-            let cause = Cause {
-                note: cause.note.or(Some(note)),
-                ..cause.clone()
-            };
-            if let Some(id) = write::clear(conn, key, now, &cause).await? {
-                log_change("cleared", id, key, None);
-            } else {
-                warn!(device = %key.device, "rule engine cleared an alarm that is not active in the book");
-            }
-        }
-        AlarmChange::Acknowledge { key, operator, .. } => {
-            write::acknowledge(conn, key, operator, now, cause).await?;
-        }
-    }
-    Ok(())
-}
-
-fn log_change(what: &str, id: i64, key: &AlarmKey, priority: Option<&str>) {
-    info!(
-        alarm = id,
-        estate = %key.estate,
-        device = %key.device,
-        priority = priority.unwrap_or(""),
-        "alarm {what}"
-    );
 }
 
 fn event_row(event: Event, seq: i64) -> EventRow {

@@ -5,6 +5,7 @@
 //! timestamps, `ON CONFLICT`, `RETURNING`; SQLite-only syntax appears only in the
 //! migrations under `migrations/sqlite/`.
 
+pub mod incidents;
 pub mod write;
 
 use std::path::PathBuf;
@@ -113,11 +114,19 @@ pub struct AlarmRow {
     pub changed_at_ms: i64,
     pub acked_at_ms: Option<i64>,
     pub acked_by: Option<String>,
+    pub shelved_until_ms: Option<i64>,
+    pub shelved_by: Option<String>,
+    pub shelve_reason: Option<String>,
+    pub suppressed: bool,
+    pub out_of_service: bool,
+    pub chattering: bool,
+    pub incident_id: Option<i64>,
 }
 
-const ALARM_COLUMNS: &str = "id, estate_id, device_id, gateway_id, area, condition, priority, \
+pub(crate) const ALARM_COLUMNS: &str = "id, estate_id, device_id, gateway_id, area, condition, priority, \
      category, message, active, acknowledged, latched, activations, value, raised_at_ms, \
-     changed_at_ms, acked_at_ms, acked_by";
+     changed_at_ms, acked_at_ms, acked_by, shelved_until_ms, shelved_by, shelve_reason, \
+     suppressed, out_of_service, chattering, incident_id";
 
 impl AlarmRow {
     pub fn key(&self) -> AlarmKey {
@@ -144,6 +153,14 @@ impl AlarmRow {
             changed_at: rfc3339(self.changed_at_ms),
             acked_at: self.acked_at_ms.map(rfc3339),
             acked_by: self.acked_by.clone(),
+            shelved: self.shelved_until_ms.is_some(),
+            shelved_until: self.shelved_until_ms.map(rfc3339),
+            shelved_by: self.shelved_by.clone(),
+            shelve_reason: self.shelve_reason.clone(),
+            suppressed: self.suppressed,
+            out_of_service: self.out_of_service,
+            chattering: self.chattering,
+            incident_id: self.incident_id,
         }
     }
 }

@@ -180,8 +180,13 @@ pub struct Cause<'a> {
 }
 
 /// Raises, re-raises or updates an alarm. Re-activating a cleared alarm re-arms it
-/// (unacknowledged again). Returns the alarm id.
-pub async fn activate(conn: &mut Conn, a: &Activation, now_ms: i64, cause: &Cause<'_>) -> Result<i64, StoreError> {
+/// (unacknowledged again). Returns the alarm id and what the change was.
+pub async fn activate(
+    conn: &mut Conn,
+    a: &Activation,
+    now_ms: i64,
+    cause: &Cause<'_>,
+) -> Result<(i64, HistoryChange), StoreError> {
     let (id, activations): (i64, i64) = sqlx::query_as(
         "INSERT INTO alarms (estate_id, device_id, gateway_id, area, condition, priority, \
          category, message, active, acknowledged, latched, activations, value, raised_at_ms, \
@@ -223,7 +228,7 @@ pub async fn activate(conn: &mut Conn, a: &Activation, now_ms: i64, cause: &Caus
         HistoryChange::Reraised
     };
     history(conn, id, change, now_ms, cause).await?;
-    Ok(id)
+    Ok((id, change))
 }
 
 /// Stores an active alarm's latest value (no history row).
@@ -289,7 +294,7 @@ pub async fn acknowledge(
     Ok(id)
 }
 
-async fn history(
+pub async fn history(
     conn: &mut Conn,
     alarm_id: i64,
     change: HistoryChange,

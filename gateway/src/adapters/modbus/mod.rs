@@ -4,9 +4,11 @@
 //! - [`decode`]: registers ⇄ engineering values (pure).
 //! - [`plan`]: which read requests cover a device's points (pure).
 //! - [`report`]: report-by-exception and online/offline decisions (pure).
+//! - [`link`]: one connection with timeouts and reconnects (I/O).
 //! - [`poller`]: the per-device task that does the I/O around them.
 
 pub mod decode;
+pub mod link;
 pub mod plan;
 mod poller;
 pub mod report;

@@ -15,19 +15,16 @@ use std::{
 
 use gatehouse_proto::{self as pb, DeviceStatus, PointReading, Quality, event::Body};
 use tokio::{
-    net::TcpStream,
     sync::mpsc,
     time::{self, Instant, MissedTickBehavior},
 };
-use tokio_modbus::{
-    ExceptionCode, Request, Response, Slave,
-    client::{Client, Context, tcp::attach_slave},
-};
+use tokio_modbus::{ExceptionCode, Request, Response};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{
     decode::{decode, decode_bit, encode},
+    link::Link,
     plan::{DEFAULT_MAX_GAP, ReadRequest, plan},
     report::{Health, PointState, Sent, StatusChange},
 };
@@ -144,9 +141,8 @@ struct Poller {
     health: Health,
     /// Whether this device is counted in `modbus_devices_offline`.
     counted_offline: bool,
-    conn: Option<Context>,
+    link: Link,
     poll: Duration,
-    timeout: Duration,
     backoff_max: Duration,
     refresh: Duration,
     last_refresh: Instant,
@@ -163,9 +159,14 @@ impl Poller {
             plan,
             health: Health::new(section.offline_after_failures),
             counted_offline: false,
-            conn: None,
+            link: Link::new(
+                &device.id,
+                &cfg.address,
+                cfg.unit,
+                Duration::from_millis(cfg.timeout_ms.max(1)),
+                Arc::clone(&ctx.metrics),
+            ),
             poll: Duration::from_millis(cfg.poll_ms.max(1)),
-            timeout: Duration::from_millis(cfg.timeout_ms.max(1)),
             backoff_max: Duration::from_millis(section.backoff_max_ms.max(cfg.poll_ms).max(1)),
             refresh: Duration::from_secs(section.refresh_s.max(1)),
             last_refresh: Instant::now(),
@@ -314,62 +315,16 @@ impl Poller {
         Ok(observations)
     }
 
-    /// Sends one request on the connection, opening it first if needed. `Err` means no
-    /// answer (connection, transport or timeout; the connection is dropped), `Ok(Err)` the
-    /// device's exception.
     async fn call(&mut self, request: Request<'static>) -> Result<Result<Response, ExceptionCode>, String> {
-        self.ensure_connected().await?;
-        let Some(conn) = self.conn.as_mut() else {
-            return Err("not connected".into());
-        };
-        self.metrics.modbus_requests.fetch_add(1, Relaxed);
-        let what = format!("{request:?}");
-        match time::timeout(self.timeout, conn.call(request)).await {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(e)) => {
-                self.metrics.modbus_failure(ModbusFailure::Transport);
-                self.drop_connection();
-                Err(format!("{what}: {e}"))
-            }
-            Err(_) => {
-                self.metrics.modbus_failure(ModbusFailure::Timeout);
-                self.drop_connection();
-                Err(format!("{what}: no answer within {} ms", self.timeout.as_millis()))
-            }
-        }
+        self.link.call(request).await
     }
 
     async fn ensure_connected(&mut self) -> Result<(), String> {
-        if self.conn.is_some() {
-            return Ok(());
-        }
-        let address = &self.cfg.address;
-        let stream = match time::timeout(self.timeout, TcpStream::connect(address.as_str())).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => {
-                self.metrics.modbus_failure(ModbusFailure::Connect);
-                return Err(format!("connecting to {address}: {e}"));
-            }
-            Err(_) => {
-                self.metrics.modbus_failure(ModbusFailure::Connect);
-                return Err(format!(
-                    "connecting to {address}: no answer within {} ms",
-                    self.timeout.as_millis()
-                ));
-            }
-        };
-        // Requests are small and answered one at a time: Nagle would only add latency.
-        if let Err(e) = stream.set_nodelay(true) {
-            debug!(device = %self.out.device.id, error = %e, "TCP_NODELAY not set");
-        }
-        self.conn = Some(attach_slave(stream, Slave(self.cfg.unit)));
-        Ok(())
+        self.link.ensure_connected().await
     }
 
     fn drop_connection(&mut self) {
-        if self.conn.take().is_some() {
-            self.metrics.modbus_reconnects.fetch_add(1, Relaxed);
-        }
+        self.link.drop_connection();
     }
 
     /// Serves one command; only `write` exists for Modbus devices.

@@ -4,6 +4,7 @@
 
 pub mod broker;
 pub mod translate;
+pub mod vendor;
 
 use std::{
     collections::HashMap,
@@ -19,7 +20,10 @@ use rumqttd::{
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use self::translate::{Reject, TopicKind};
+use self::{
+    translate::{Reject, TopicKind},
+    vendor::VendorRouter,
+};
 use super::{AdapterContext, CommandRequest, CommandTx, command_result};
 use crate::{config::MqttSection, metrics::RejectReason};
 
@@ -41,12 +45,24 @@ pub async fn start(
     section: MqttSection,
     shutdown: CancellationToken,
 ) -> Result<CommandTx, MqttError> {
+    start_with_vendors(ctx, section, VendorRouter::default(), shutdown).await
+}
+
+/// [`start`], also reading the vendor JSON topics of `vendors` (see [`vendor`]).
+pub async fn start_with_vendors(
+    ctx: AdapterContext,
+    section: MqttSection,
+    vendors: VendorRouter,
+    shutdown: CancellationToken,
+) -> Result<CommandTx, MqttError> {
     let (mut link_tx, link_rx) = broker::start(&section).await?;
-    for filter in [
+    let profile = [
         "gatehouse/v1/+/event",
         "gatehouse/v1/+/status",
         "gatehouse/v1/+/command/result",
-    ] {
+    ];
+    let vendor_filters = vendors.topics.iter().map(|(f, _)| f.as_str());
+    for filter in profile.into_iter().chain(vendor_filters) {
         link_tx.subscribe(filter).map_err(|e| MqttError::Subscribe {
             filter: filter.into(),
             detail: e.to_string(),
@@ -59,6 +75,7 @@ pub async fn start(
         link_tx,
         pending: HashMap::new(),
         log_limit: LogLimiter::default(),
+        vendors,
     };
     tokio::spawn(adapter.run(link_rx, cmd_rx, shutdown));
     Ok(cmd_tx)
@@ -76,6 +93,7 @@ struct Adapter {
     link_tx: LinkTx,
     pending: HashMap<String, Pending>,
     log_limit: LogLimiter,
+    vendors: VendorRouter,
 }
 
 impl Adapter {
@@ -148,7 +166,19 @@ impl Adapter {
         payload: &[u8],
         received_ms: i64,
     ) -> Result<Option<pb::Event>, (String, Reject)> {
+        if !topic.starts_with("gatehouse/v1/") && !self.vendors.is_empty() {
+            return self.translate_vendor(topic, payload, received_ms).map(Some);
+        }
         let (device_id, kind) = translate::parse_topic(topic).map_err(|r| ("(bad topic)".to_string(), r))?;
+        if self.ctx.registry.speaks_other_protocol(device_id) {
+            return Err((
+                device_id.to_string(),
+                Reject {
+                    reason: RejectReason::UnknownType,
+                    detail: format!("device {device_id:?} reports over DC-09 or Modbus, not MQTT"),
+                },
+            ));
+        }
         let Some(device) = self.ctx.registry.get(device_id) else {
             return Err((
                 device_id.to_string(),
@@ -173,6 +203,38 @@ impl Adapter {
             }
         };
         Ok(Some(self.ctx.registry.event(device, received_ms, received_ms, body)))
+    }
+
+    /// A vendor JSON publish: routed to its device by topic (and device key), mapped to a
+    /// profile object, translated like a profile publish.
+    fn translate_vendor(&self, topic: &str, payload: &[u8], received_ms: i64) -> Result<pb::Event, (String, Reject)> {
+        let anonymous = |r| (format!("(vendor topic {topic})"), r);
+        if payload.len() > self.max_payload {
+            return Err(anonymous(Reject {
+                reason: RejectReason::Oversized,
+                detail: format!(
+                    "payload of {} bytes exceeds the {}-byte limit",
+                    payload.len(),
+                    self.max_payload
+                ),
+            }));
+        }
+        let value: serde_json::Value = serde_json::from_slice(payload).map_err(|e| {
+            anonymous(Reject {
+                reason: RejectReason::MalformedJson,
+                detail: e.to_string(),
+            })
+        })?;
+        let (binding, mapping) = self.vendors.route(topic, &value).map_err(anonymous)?;
+        let Some(device) = self.ctx.registry.get(&binding.device_id) else {
+            return Err(anonymous(Reject {
+                reason: RejectReason::UnknownDevice,
+                detail: format!("device {:?} is not in the registry", binding.device_id),
+            }));
+        };
+        let (occurred_ms, body) = vendor::translate(mapping, device, &value, received_ms, self.max_payload)
+            .map_err(|r| (device.id.clone(), r))?;
+        Ok(self.ctx.registry.event(device, occurred_ms, received_ms, body))
     }
 
     fn send_command(&mut self, req: CommandRequest) {
@@ -237,7 +299,7 @@ impl Adapter {
 /// At most one log line per device per minute, with a bounded memory of devices (a flood
 /// of made-up device ids must not grow it without end).
 #[derive(Default)]
-struct LogLimiter {
+pub(crate) struct LogLimiter {
     last: HashMap<String, Instant>,
 }
 
@@ -245,7 +307,7 @@ impl LogLimiter {
     const WINDOW: Duration = Duration::from_secs(60);
     const MAX_KEYS: usize = 10_000;
 
-    fn allow(&mut self, key: &str, now: Instant) -> bool {
+    pub(crate) fn allow(&mut self, key: &str, now: Instant) -> bool {
         if let Some(t) = self.last.get(key)
             && now.duration_since(*t) < Self::WINDOW
         {

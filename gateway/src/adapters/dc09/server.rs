@@ -1,0 +1,368 @@
+//! The I/O shell around [`Receiver`]: a TCP listener and a UDP socket on one address, one
+//! task per TCP connection, and a supervision tick. Events of a frame are committed to the
+//! outbox *before* its ACK is sent; if the commit fails the frame gets a NAK, so the panel
+//! sends it again.
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, atomic::Ordering::Relaxed},
+    time::{Duration, Instant},
+};
+
+use gatehouse_proto::{self as pb, DeviceStatus, event::Body};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream, UdpSocket},
+    sync::{Mutex, mpsc},
+    task::JoinSet,
+};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::{
+    crypto::Key,
+    frame::{self, Split},
+    receiver::{AccountConfig, Outcome, Receiver, Verdict},
+};
+use crate::{
+    adapters::{AdapterContext, CommandRequest, CommandTx, command_result, mqtt::LogLimiter},
+    config::{Config, Dc09Section},
+    outbox::Outbox,
+};
+
+/// A TCP connection that says nothing for this long is closed (the panel reconnects).
+const IDLE: Duration = Duration::from_secs(600);
+/// Most TCP connections served at once.
+const MAX_CONNECTIONS: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Dc09Error {
+    #[error("binding the DC-09 {transport} port {addr}: {source}")]
+    Bind {
+        transport: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("device {device:?}: {detail}")]
+    Key { device: String, detail: String },
+}
+
+/// The accounts of `config`'s DC-09 fire panels.
+pub fn accounts(config: &Config) -> Result<Vec<AccountConfig>, Dc09Error> {
+    let mut out = Vec::new();
+    for d in &config.devices {
+        let Some(dc09) = &d.dc09 else { continue };
+        let key = match (&dc09.key, &dc09.key_hex) {
+            (Some(text), None) => Some(Key::from_text(text)),
+            (None, Some(hex)) => Some(Key::from_hex(hex)),
+            _ => None,
+        }
+        .transpose()
+        .map_err(|e| Dc09Error::Key {
+            device: d.id.clone(),
+            detail: e.to_string(),
+        })?;
+        out.push(AccountConfig {
+            account: dc09.account.clone(),
+            device_id: d.id.clone(),
+            key,
+            supervision_ms: i64::try_from(dc09.supervision_s.saturating_mul(1000)).unwrap_or(i64::MAX),
+        });
+    }
+    Ok(out)
+}
+
+struct Shell {
+    ctx: AdapterContext,
+    outbox: Outbox,
+    receiver: Mutex<Receiver>,
+    log_limit: std::sync::Mutex<LogLimiter>,
+}
+
+/// Binds TCP and UDP on `section.listen` (port 0: any free port, the same for both), spawns
+/// the receiver's tasks into `tasks`, and returns the bound address and the channel that
+/// answers commands for DC-09 panels (which cannot take any: DC-09 only reports).
+pub async fn start(
+    ctx: AdapterContext,
+    outbox: Outbox,
+    section: &Dc09Section,
+    config: &Config,
+    shutdown: CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> Result<(SocketAddr, CommandTx), Dc09Error> {
+    let accounts = accounts(config)?;
+    let (tcp, udp) = bind(section.listen).await?;
+    let addr = tcp.local_addr().unwrap_or(section.listen);
+    info!(%addr, accounts = accounts.len(), "DC-09 receiver listening (TCP and UDP)");
+    let shell = Arc::new(Shell {
+        receiver: Mutex::new(Receiver::new(accounts, pb::now_ms())),
+        ctx,
+        outbox,
+        log_limit: std::sync::Mutex::new(LogLimiter::default()),
+    });
+    tasks.spawn(serve_tcp(shell.clone(), tcp, shutdown.clone()));
+    tasks.spawn(serve_udp(shell.clone(), udp, shutdown.clone()));
+    tasks.spawn(supervise(shell, shutdown.clone()));
+    let (tx, rx) = mpsc::channel(16);
+    tasks.spawn(refuse_commands(rx, shutdown));
+    Ok((addr, tx))
+}
+
+async fn bind(listen: SocketAddr) -> Result<(TcpListener, UdpSocket), Dc09Error> {
+    let mut attempts = 0;
+    loop {
+        let tcp = TcpListener::bind(listen).await.map_err(|source| Dc09Error::Bind {
+            transport: "TCP",
+            addr: listen,
+            source,
+        })?;
+        let at = tcp.local_addr().unwrap_or(listen);
+        match UdpSocket::bind(at).await {
+            Ok(udp) => return Ok((tcp, udp)),
+            // Port 0 picked a TCP port whose UDP twin is taken: pick again.
+            Err(_) if listen.port() == 0 && attempts < 10 => attempts += 1,
+            Err(source) => {
+                return Err(Dc09Error::Bind {
+                    transport: "UDP",
+                    addr: at,
+                    source,
+                });
+            }
+        }
+    }
+}
+
+impl Shell {
+    /// One frame in, its answer out (after committing its events).
+    async fn process(&self, bytes: &[u8], transport: &'static str, peer: SocketAddr) -> Option<Vec<u8>> {
+        let metrics = &self.ctx.metrics;
+        let mut receiver = self.receiver.lock().await;
+        let now = pb::now_ms();
+        let mut pad = || fastrand::u8(0x21..0x7F);
+        let outcome = receiver.handle(bytes, now, &mut pad);
+        metrics.dc09_frame(outcome.verdict);
+        let Outcome {
+            verdict,
+            reply,
+            accepted,
+            detail,
+            account,
+        } = outcome;
+        let Some(accepted) = accepted else {
+            self.log_refusal(verdict, detail.as_deref(), account.as_deref(), transport, peer);
+            return reply;
+        };
+        let mut events = Vec::with_capacity(accepted.signals.len() + 1);
+        let device = self.ctx.registry.get(&accepted.device_id);
+        if let Some(device) = device {
+            if accepted.came_online {
+                events.push(self.ctx.registry.event(
+                    device,
+                    now,
+                    now,
+                    Body::Status(DeviceStatus {
+                        online: true,
+                        reason: format!("DC-09 account {} reporting", accepted.account),
+                    }),
+                ));
+            }
+            for s in &accepted.signals {
+                if s.kind.is_none() {
+                    metrics.dc09_unmapped.fetch_add(1, Relaxed);
+                }
+                info!(device = %device.id, account = %accepted.account, seq = %accepted.seq, zone = %s.zone,
+                    raw_code = %s.raw_code, kind = s.kind.map_or("unmapped", |k| k.as_str()), %transport, "DC-09 event");
+                events.push(self.ctx.registry.event(device, accepted.occurred_ms, now, s.body()));
+            }
+        }
+        if !events.is_empty() {
+            if let Err(e) = self.outbox.append(&events).await {
+                // Not stored: do not ACK. The NAK makes the panel send it again.
+                metrics.dc09_store_failures.fetch_add(1, Relaxed);
+                warn!(account = %accepted.account, seq = %accepted.seq, error = %e, "DC-09 frame not stored; answered NAK so the panel retries");
+                return Some(frame::nak(now));
+            }
+            metrics.dc09_events.fetch_add(accepted.signals.len() as u64, Relaxed);
+        }
+        if verdict == Verdict::Duplicate {
+            debug!(account = %accepted.account, seq = %accepted.seq, "DC-09 repeat of an accepted frame; ACKed again, not stored twice");
+        }
+        receiver.commit(&accepted, now);
+        metrics
+            .dc09_panels_offline
+            .store(receiver.offline_count() as u64, Relaxed);
+        reply
+    }
+
+    fn log_refusal(
+        &self,
+        verdict: Verdict,
+        detail: Option<&str>,
+        account: Option<&str>,
+        transport: &str,
+        peer: SocketAddr,
+    ) {
+        let key = account.map_or_else(|| peer.ip().to_string(), str::to_string);
+        let allowed = self
+            .log_limit
+            .lock()
+            .map(|mut l| l.allow(&key, Instant::now()))
+            .unwrap_or(false);
+        if allowed {
+            warn!(%peer, %transport, verdict = verdict.as_str(), answer = verdict.answer().map_or("none", |t| t.as_str()),
+                detail = detail.unwrap_or(""), "DC-09 frame refused (further refusals from this sender are counted, and logged at most once a minute)");
+        }
+    }
+}
+
+async fn serve_tcp(shell: Arc<Shell>, listener: TcpListener, shutdown: CancellationToken) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    if connections.len() >= MAX_CONNECTIONS {
+                        warn!(%peer, "DC-09: too many TCP connections; refusing one");
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    connections.spawn(serve_connection(shell.clone(), stream, peer, shutdown.clone()));
+                }
+                Err(e) => {
+                    warn!(error = %e, "DC-09 accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+    connections.shutdown().await;
+}
+
+async fn serve_connection(shell: Arc<Shell>, mut stream: TcpStream, peer: SocketAddr, shutdown: CancellationToken) {
+    debug!(%peer, "DC-09 TCP connection");
+    let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 2048];
+    loop {
+        // Answer every complete frame already buffered.
+        loop {
+            match frame::split(&buf) {
+                Split::NeedMore => break,
+                Split::Skip { len, garbage } => {
+                    if garbage > 0 {
+                        shell.ctx.metrics.dc09_frame(Verdict::Malformed);
+                    }
+                    buf.drain(..len);
+                }
+                Split::Frame(len) => {
+                    let reply = shell.process(&buf[..len], "tcp", peer).await;
+                    buf.drain(..len);
+                    if let Some(reply) = reply
+                        && let Err(e) = stream.write_all(&reply).await
+                    {
+                        debug!(%peer, error = %e, "DC-09 answer not delivered");
+                        return;
+                    }
+                }
+            }
+        }
+        let read = tokio::select! {
+            () = shutdown.cancelled() => return,
+            r = tokio::time::timeout(IDLE, stream.read(&mut chunk)) => r,
+        };
+        match read {
+            Ok(Ok(0)) | Err(_) => return,
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            Ok(Err(e)) => {
+                debug!(%peer, error = %e, "DC-09 TCP read failed");
+                return;
+            }
+        }
+    }
+}
+
+async fn serve_udp(shell: Arc<Shell>, socket: UdpSocket, shutdown: CancellationToken) {
+    let mut datagram = vec![0u8; 65_536];
+    loop {
+        let received = tokio::select! {
+            () = shutdown.cancelled() => break,
+            r = socket.recv_from(&mut datagram) => r,
+        };
+        match received {
+            Ok((n, peer)) => {
+                if let Some(reply) = shell.process(&datagram[..n], "udp", peer).await
+                    && let Err(e) = socket.send_to(&reply, peer).await
+                {
+                    debug!(%peer, error = %e, "DC-09 UDP answer not sent");
+                }
+            }
+            Err(e) => debug!(error = %e, "DC-09 UDP receive failed"),
+        }
+    }
+}
+
+/// Every second: panels silent past their supervision interval are reported offline.
+async fn supervise(shell: Arc<Shell>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let mut receiver = shell.receiver.lock().await;
+        let now = pb::now_ms();
+        let silent = receiver.supervise(now);
+        if silent.is_empty() {
+            continue;
+        }
+        let events: Vec<pb::Event> = silent
+            .iter()
+            .filter_map(|(device_id, reason)| {
+                warn!(device = %device_id, %reason, "DC-09 panel offline");
+                let device = shell.ctx.registry.get(device_id)?;
+                Some(shell.ctx.registry.event(
+                    device,
+                    now,
+                    now,
+                    Body::Status(DeviceStatus {
+                        online: false,
+                        reason: reason.clone(),
+                    }),
+                ))
+            })
+            .collect();
+        if let Err(e) = shell.outbox.append(&events).await {
+            // The panels stay marked offline here; the events are retried by nobody,
+            // so say so loudly.
+            shell.ctx.metrics.dc09_store_failures.fetch_add(1, Relaxed);
+            warn!(error = %e, lost = events.len(), "DC-09 offline status not stored");
+        }
+        shell
+            .ctx
+            .metrics
+            .dc09_panels_offline
+            .store(receiver.offline_count() as u64, Relaxed);
+    }
+}
+
+async fn refuse_commands(mut rx: mpsc::Receiver<CommandRequest>, shutdown: CancellationToken) {
+    loop {
+        let request = tokio::select! {
+            () = shutdown.cancelled() => break,
+            r = rx.recv() => r,
+        };
+        let Some(CommandRequest { command, reply }) = request else {
+            break;
+        };
+        let _ = reply.send(command_result(
+            &command,
+            false,
+            format!(
+                "device {:?} reports over SIA DC-09, which carries no commands: {:?} must be done at the panel",
+                command.device_id, command.action
+            ),
+        ));
+    }
+}
