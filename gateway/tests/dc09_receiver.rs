@@ -9,13 +9,10 @@ use std::{net::SocketAddr, time::Duration};
 
 use gatehouse_gateway::{
     RunningGateway,
-    adapters::{
-        dc09::{
-            crypto::Key,
-            frame::{self, Message, Payload, Token},
-            receiver::Verdict,
-        },
-        fire::restore,
+    adapters::dc09::{
+        crypto::Key,
+        frame::{self, Message, Payload, Token},
+        receiver::Verdict,
     },
     config::Config,
 };
@@ -221,7 +218,12 @@ async fn encrypted_frames_over_udp_and_tcp_restore_the_zone_and_get_encrypted_ac
                 "17".into(),
                 "1110".into()
             ),
-            (restore::FIRE_ALARM, "fire-panel-2".into(), "17".into(), "FH".into()),
+            (
+                FireEventType::FireAlarmRestore as i32,
+                "fire-panel-2".into(),
+                "17".into(),
+                "FH".into()
+            ),
         ]
     );
     gw.shutdown().await;

@@ -10,7 +10,7 @@ use std::{
 };
 
 use gatehouse_gateway::{
-    adapters::{AdapterContext, CommandRequest, EventSink, fire::restore, modbus_fire::run_device},
+    adapters::{AdapterContext, CommandRequest, EventSink, modbus_fire::run_device},
     config::Config,
     metrics::Metrics,
     registry::Registry,
@@ -155,7 +155,11 @@ silence_register = 101
     panel.input.lock().expect("lock")[16 - 1] = 0;
     assert_eq!(
         next_fire(&mut events).await,
-        (restore::FIRE_ALARM, "16".into(), "Fire cleared".into())
+        (
+            FireEventType::FireAlarmRestore as i32,
+            "16".into(),
+            "Fire cleared".into()
+        )
     );
 
     for (action, register) in [("reset", 100usize), ("silence", 101)] {

@@ -236,6 +236,29 @@ impl RuleState {
                             self.clear(key, "fire panel reset".into(), &mut out);
                         }
                     }
+                    FireEventType::FireAlarmRestore
+                    | FireEventType::PreAlarmRestore
+                    | FireEventType::FaultRestore
+                    | FireEventType::SupervisoryRestore => {
+                        // A zone restore clears that zone's alarm of that condition only: never
+                        // another zone's, never the panel-wide evacuation.
+                        let condition = match f.r#type() {
+                            FireEventType::FireAlarmRestore => "fire_alarm",
+                            FireEventType::PreAlarmRestore => "pre_alarm",
+                            FireEventType::FaultRestore => "fire_fault",
+                            _ => "supervisory",
+                        };
+                        let raw = if f.raw_code.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({})", f.raw_code)
+                        };
+                        self.clear(
+                            base.key(format!("{condition}:{zone}")),
+                            format!("zone {zone} restored at the panel{raw}"),
+                            &mut out,
+                        );
+                    }
                     FireEventType::Silence | FireEventType::Unspecified => {}
                 }
             }
@@ -840,6 +863,31 @@ mod tests {
         let key = AlarmKey::new("estate-a", "panel-1", "fire_alarm:3");
         assert_eq!(summary(&s.acknowledge(&key, false, "bob", None)), ["ack fire_alarm:3"]);
         assert!(s.is_active(&key));
+    }
+
+    #[test]
+    fn a_zone_restore_clears_that_zone_and_condition_only() {
+        let mut s = RuleState::default();
+        run(
+            &mut s,
+            &[
+                (0, Some(fire(FireEventType::FireAlarm, "17")), &["+fire_alarm:17"]),
+                (1, Some(fire(FireEventType::FireAlarm, "3")), &["+fire_alarm:3"]),
+                (2, Some(fire(FireEventType::Fault, "17")), &["+fire_fault:17"]),
+                (3, Some(fire(FireEventType::Evacuate, "")), &["+evacuate"]),
+                (
+                    4,
+                    Some(fire(FireEventType::FireAlarmRestore, "17")),
+                    &["-fire_alarm:17"],
+                ),
+                // Restoring what is not active changes nothing.
+                (5, Some(fire(FireEventType::FireAlarmRestore, "17")), &[]),
+                (6, Some(fire(FireEventType::PreAlarmRestore, "3")), &[]),
+                (7, Some(fire(FireEventType::FaultRestore, "17")), &["-fire_fault:17"]),
+            ],
+        );
+        assert!(s.is_active(&AlarmKey::new("estate-a", "panel-1", "fire_alarm:3")));
+        assert!(s.is_active(&AlarmKey::new("estate-a", "panel-1", "evacuate")));
     }
 
     #[test]

@@ -115,11 +115,12 @@ async fn script(estates: &[SimEstate], op: &Operator) -> anyhow::Result<()> {
     b.pump_room.trip_pump(1);
     at(16).await;
     say(&format!(
-        "{} — smoke detector, zone 3 (Block 3, 12F corridor)",
-        c.spec.name
+        "{} — smoke detector, zone 3 (Block 3, 12F corridor); the panel reports over {}",
+        c.spec.name,
+        c.fire_panel.protocol()
     ));
     c.fire_panel
-        .fire_alarm("3", "Block 3 12F corridor smoke detector")
+        .fire_alarm(3, "Block 3 12F corridor smoke detector")
         .await?;
 
     // The forced door: the patrol post checks CCTV — a resident's child pushed the door.
@@ -249,35 +250,26 @@ async fn watch_stream(base: String, stop: CancellationToken) {
 }
 
 fn print_change(v: &Value) {
-    let d = &v["data"];
-    let s = |k: &str| d[k].as_str().unwrap_or("").to_string();
-    match v["type"].as_str() {
-        Some("alarm") => println!(
-            "alarm:  {:<12} {} {:<9} {:<20} {:<26} {}",
-            v["change"].as_str().unwrap_or(""),
-            s("priority"),
-            s("estate"),
-            s("device"),
-            s("condition"),
-            s("message")
-        ),
-        Some("incident") => println!(
-            "incident {} {:<10} {:<9} {:<14} {} — {}",
-            v["id"],
-            v["change"].as_str().unwrap_or(""),
-            s("estate"),
-            s("category"),
-            s("state"),
-            s("title")
-        ),
-        Some("notification") => println!(
-            "notify: {:<10} {} → {}: {}",
-            v["change"].as_str().unwrap_or(""),
-            s("role"),
-            s("recipient"),
-            d["body"]["text"].as_str().unwrap_or("")
-        ),
-        Some(other) => println!("{other}: {}", v["change"].as_str().unwrap_or("")),
-        None => {}
+    if v["type"].is_null() {
+        return; // the stream's hello
     }
+    // Each change carries its own small `data` (see the hub's stream docs): print it whole.
+    let data = match &v["data"] {
+        Value::Object(m) => m
+            .iter()
+            .filter(|(_, x)| !x.is_null())
+            .map(|(k, x)| match x {
+                Value::String(s) => format!("{k}={s}"),
+                other => format!("{k}={other}"),
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    };
+    println!(
+        "live:   {:<12} #{:<4} {:<20} {data}",
+        v["type"].as_str().unwrap_or(""),
+        v["id"],
+        v["change"].as_str().unwrap_or("")
+    );
 }

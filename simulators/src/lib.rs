@@ -2,6 +2,8 @@
 //!
 //! - [`mqtt_device`], [`devices`]: door controllers, intercoms and fire panels speaking the
 //!   MQTT device profile v1 to a gateway's embedded broker.
+//! - [`firepanel`]: fire panels over SIA DC-09 (plain/encrypted, Contact ID/SIA DCS) and
+//!   Modbus zone maps.
 //! - [`pumproom`]: a water-pump room as a Modbus TCP server with a small physical model and
 //!   fault injection.
 //! - [`scenario`]: simulated estates wired to a hub; [`demo`] tells a story with three.
@@ -9,6 +11,7 @@
 
 pub mod demo;
 pub mod devices;
+pub mod firepanel;
 pub mod load;
 pub mod mqtt_device;
 pub mod net;

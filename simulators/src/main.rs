@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use gatehouse_sim::{
     demo,
     devices::{DoorController, FirePanel, Intercom},
-    load,
+    firepanel, load,
     mqtt_device::MqttDevice,
     pumproom::PumpRoom,
 };
@@ -94,6 +94,52 @@ enum Command {
         id: String,
         #[arg(long, default_value = "1")]
         zone: String,
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        after: Duration,
+    },
+    /// A fire panel's DC-09 dialler: NULL polls, and a fire alarm (then its restore) in a zone.
+    FirePanelDc09 {
+        /// The gateway's `[dc09] listen` address.
+        #[arg(long, default_value = "127.0.0.1:17000")]
+        receiver: SocketAddr,
+        #[arg(long, default_value = "1234")]
+        account: String,
+        /// AES key as 16/24/32 characters of text (encrypted frames).
+        #[arg(long, conflicts_with = "key_hex")]
+        key: Option<String>,
+        /// AES key as 32/48/64 hex digits.
+        #[arg(long)]
+        key_hex: Option<String>,
+        /// Send over UDP (default TCP).
+        #[arg(long)]
+        udp: bool,
+        /// Speak SIA DCS (default Contact ID).
+        #[arg(long)]
+        sia: bool,
+        #[arg(long, default_value = "17")]
+        zone: u16,
+        /// Raise the fire alarm after this long…
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        after: Duration,
+        /// …and restore it this long after that (never, if absent).
+        #[arg(long, value_parser = parse_duration)]
+        restore_after: Option<Duration>,
+        /// NULL poll interval.
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        poll: Duration,
+    },
+    /// A fire panel's Modbus gateway module (zone status words, reset/silence registers).
+    FirePanelModbus {
+        #[arg(long, default_value = "127.0.0.1:15021")]
+        listen: SocketAddr,
+        #[arg(long, default_value = "16")]
+        zones: u16,
+        /// Print the gateway `[[devices]]` entry for this panel and exit.
+        #[arg(long)]
+        print_config: bool,
+        /// Put this zone in fire after `--after`.
+        #[arg(long)]
+        fire_zone: Option<u16>,
         #[arg(long, default_value = "10s", value_parser = parse_duration)]
         after: Duration,
     },
@@ -210,6 +256,70 @@ async fn main() -> anyhow::Result<()> {
             tokio::time::sleep(after).await;
             panel.fire_alarm(&zone, "simulated fire alarm").await?;
             println!("fire alarm sent for zone {zone}");
+            stop.cancelled().await;
+            Ok(())
+        }
+        Command::FirePanelDc09 {
+            receiver,
+            account,
+            key,
+            key_hex,
+            udp,
+            sia,
+            zone,
+            after,
+            restore_after,
+            poll,
+        } => {
+            use firepanel::dc09::{Dc09Panel, Format, Transport};
+            use gatehouse_gateway::adapters::dc09::crypto::Key;
+            let key = match (key, key_hex) {
+                (Some(t), _) => Some(Key::from_text(&t)?),
+                (None, Some(h)) => Some(Key::from_hex(&h)?),
+                (None, None) => None,
+            };
+            let transport = if udp { Transport::Udp } else { Transport::Tcp };
+            let format = if sia { Format::SiaDcs } else { Format::ContactId };
+            let panel = std::sync::Arc::new(tokio::sync::Mutex::new(Dc09Panel::new(
+                receiver, &account, key, transport, format,
+            )));
+            tokio::spawn(firepanel::dc09::poll_loop(panel.clone(), poll, stop.clone()));
+            tokio::time::sleep(after).await;
+            let answer = panel.lock().await.fire_alarm(zone).await?;
+            println!("DC-09 account {account}: fire alarm zone {zone} sent, answer {answer:?}");
+            if let Some(restore_after) = restore_after {
+                tokio::time::sleep(restore_after).await;
+                let answer = panel.lock().await.fire_restore(zone).await?;
+                println!("DC-09 account {account}: zone {zone} restored, answer {answer:?}");
+            }
+            stop.cancelled().await;
+            Ok(())
+        }
+        Command::FirePanelModbus {
+            listen,
+            zones,
+            print_config,
+            fire_zone,
+            after,
+        } => {
+            let panel = firepanel::modbus::ZoneMapPanel::new(zones);
+            if print_config {
+                print!(
+                    "{}",
+                    panel.gateway_config("fire-panel-modbus", "fire-control-room", &listen.to_string())
+                );
+                return Ok(());
+            }
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("serving Modbus on {listen}"))?;
+            println!("fire panel serving Modbus TCP on {listen} ({zones} zones)");
+            tokio::spawn(panel.clone().serve(listener, stop.clone()));
+            if let Some(zone) = fire_zone {
+                tokio::time::sleep(after).await;
+                panel.fire(zone);
+                println!("zone {zone} in fire");
+            }
             stop.cancelled().await;
             Ok(())
         }

@@ -6,14 +6,18 @@ use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     sync::Arc,
+    time::Duration,
 };
 
 use anyhow::Context;
-use gatehouse_gateway::{RunningGateway, config::Config as GatewayConfig};
+use gatehouse_gateway::{RunningGateway, adapters::dc09::crypto::Key, config::Config as GatewayConfig};
 use gatehouse_hub::{RunningHub, config::HubConfig};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     devices::{DoorController, FirePanel, Intercom},
+    firepanel::dc09::{self, Answer, Dc09Panel, Format, Transport},
     mqtt_device::MqttDevice,
     net::free_local_addr,
     pumproom::{self, PumpRoom},
@@ -23,6 +27,9 @@ use crate::{
 pub struct EstateSpec {
     pub id: String,
     pub name: String,
+    /// The estate's fire panel reports over SIA DC-09 (encrypted Contact ID) instead of the
+    /// MQTT profile.
+    pub dc09_fire_panel: bool,
 }
 
 impl EstateSpec {
@@ -30,16 +37,26 @@ impl EstateSpec {
         Self {
             id: id.into(),
             name: name.into(),
+            dc09_fire_panel: false,
         }
     }
+
+    pub fn with_dc09_fire_panel(mut self) -> Self {
+        self.dc09_fire_panel = true;
+        self
+    }
 }
+
+/// The DC-09 account and AES key of a simulated estate's fire panel.
+pub const DC09_ACCOUNT: &str = "1234";
+pub const DC09_KEY: &str = "gatehouse-demo01";
 
 /// The three estates of the demo.
 pub fn demo_estates() -> Vec<EstateSpec> {
     vec![
         EstateSpec::new("estate-a", "Riverside Gardens"),
         EstateSpec::new("estate-b", "Lakeview Court"),
-        EstateSpec::new("estate-c", "Maple Heights"),
+        EstateSpec::new("estate-c", "Maple Heights").with_dc09_fire_panel(),
     ]
 }
 
@@ -98,7 +115,22 @@ pub async fn start_hub(http: SocketAddr, data_dir: &Path, estates: &[EstateSpec]
 }
 
 /// A gateway's configuration for one simulated estate.
-pub fn gateway_toml(estate: &str, data_dir: &Path, hub: SocketAddr, mqtt: SocketAddr, modbus: SocketAddr) -> String {
+pub fn gateway_toml(
+    estate: &EstateSpec,
+    data_dir: &Path,
+    hub: SocketAddr,
+    mqtt: SocketAddr,
+    modbus: SocketAddr,
+) -> String {
+    let (dc09_section, dc09_device) = if estate.dc09_fire_panel {
+        (
+            "[dc09]\nlisten = \"127.0.0.1:0\"\n".to_string(),
+            format!("[devices.dc09]\naccount = \"{DC09_ACCOUNT}\"\nkey = \"{DC09_KEY}\"\n"),
+        )
+    } else {
+        (String::new(), String::new())
+    };
+    let estate = &estate.id;
     format!(
         r#"[gateway]
 id = "gw-{estate}"
@@ -109,6 +141,7 @@ hubs = ["http://{hub}"]
 [mqtt]
 listen = "{mqtt}"
 
+{dc09_section}
 [[devices]]
 id = "door-main-gate"
 kind = "door"
@@ -128,6 +161,7 @@ area = "block-3"
 id = "fire-panel-1"
 kind = "fire_panel"
 area = "fire-control-room"
+{dc09_device}
 
 [[devices]]
 id = "pump-room-1"
@@ -152,7 +186,7 @@ pub struct SimEstate {
     pub door: Arc<DoorController>,
     pub vehicle_gate: Arc<DoorController>,
     pub intercom: Arc<Intercom>,
-    pub fire_panel: Arc<FirePanel>,
+    pub fire_panel: Arc<EstateFirePanel>,
     pub pump_room: PumpRoom,
     pub data_dir: PathBuf,
 }
@@ -164,16 +198,32 @@ pub async fn start_estate(spec: EstateSpec, hub: SocketAddr, data_root: &Path) -
         .context("starting the pump-room simulator")?;
     let mqtt = free_local_addr().context("choosing an MQTT port")?;
     let data_dir = data_root.join(format!("gw-{}", spec.id));
-    let toml = gateway_toml(&spec.id, &data_dir, hub, mqtt, pump_room.addr());
+    let toml = gateway_toml(&spec, &data_dir, hub, mqtt, pump_room.addr());
     let config = GatewayConfig::from_toml(&toml).with_context(|| format!("gateway configuration for {}", spec.id))?;
     let gateway = gatehouse_gateway::start(config)
         .await
         .with_context(|| format!("starting the gateway of {}", spec.id))?;
+    let fire_panel = match gateway.dc09_addr {
+        Some(receiver) if spec.dc09_fire_panel => {
+            let key = Key::from_text(DC09_KEY).context("the simulated panel's key")?;
+            let panel = Arc::new(Mutex::new(Dc09Panel::new(
+                receiver,
+                DC09_ACCOUNT,
+                Some(key),
+                Transport::Tcp,
+                Format::ContactId,
+            )));
+            let polls = CancellationToken::new();
+            tokio::spawn(dc09::poll_loop(panel.clone(), Duration::from_secs(30), polls.clone()));
+            EstateFirePanel::Dc09 { panel, polls }
+        }
+        _ => EstateFirePanel::Mqtt(FirePanel(MqttDevice::connect(mqtt, "fire-panel-1"))),
+    };
     Ok(SimEstate {
         door: Arc::new(DoorController(MqttDevice::connect(mqtt, "door-main-gate"))),
         vehicle_gate: Arc::new(DoorController(MqttDevice::connect(mqtt, "barrier-vehicle-gate"))),
         intercom: Arc::new(Intercom(MqttDevice::connect(mqtt, "intercom-block-3"))),
-        fire_panel: Arc::new(FirePanel(MqttDevice::connect(mqtt, "fire-panel-1"))),
+        fire_panel: Arc::new(fire_panel),
         spec,
         gateway,
         pump_room,
@@ -192,4 +242,53 @@ pub async fn start_hub_at(
     let db = format!("sqlite://{}", data_dir.join("hub.db").display());
     let config = HubConfig::from_toml(&hub_toml(grpc, http, &db, estates)).context("hub configuration")?;
     gatehouse_hub::start(config).await.context("starting the hub")
+}
+
+/// An estate's fire panel, in whichever protocol it reports.
+pub enum EstateFirePanel {
+    /// The MQTT device profile.
+    Mqtt(FirePanel),
+    /// SIA DC-09 (encrypted Contact ID), with its line-supervision polls running.
+    Dc09 {
+        panel: Arc<Mutex<Dc09Panel>>,
+        polls: CancellationToken,
+    },
+}
+
+impl EstateFirePanel {
+    pub fn protocol(&self) -> &'static str {
+        match self {
+            EstateFirePanel::Mqtt(_) => "MQTT",
+            EstateFirePanel::Dc09 { .. } => "SIA DC-09 (Contact ID, AES)",
+        }
+    }
+
+    pub async fn fire_alarm(&self, zone: u16, text: &str) -> anyhow::Result<()> {
+        match self {
+            EstateFirePanel::Mqtt(p) => Ok(p.fire_alarm(&zone.to_string(), text).await?),
+            EstateFirePanel::Dc09 { panel, .. } => expect_ack(panel.lock().await.fire_alarm(zone).await?),
+        }
+    }
+
+    pub async fn reset(&self) -> anyhow::Result<()> {
+        match self {
+            EstateFirePanel::Mqtt(p) => Ok(p.reset().await?),
+            EstateFirePanel::Dc09 { panel, .. } => expect_ack(panel.lock().await.reset().await?),
+        }
+    }
+}
+
+impl Drop for EstateFirePanel {
+    fn drop(&mut self) {
+        if let EstateFirePanel::Dc09 { polls, .. } = self {
+            polls.cancel();
+        }
+    }
+}
+
+fn expect_ack(answer: Answer) -> anyhow::Result<()> {
+    match answer {
+        Answer::Ack => Ok(()),
+        other => anyhow::bail!("the DC-09 receiver answered {other:?}"),
+    }
 }

@@ -14,7 +14,7 @@ async fn demo_shows_p1_p2_and_p3_alarms_from_all_three_estates_within_sixty_seco
     let run = tokio::spawn(demo::run(demo::DemoOptions {
         http_addr: http,
         data_dir: dir.path().to_path_buf(),
-        run_for: Some(Duration::from_secs(75)),
+        run_for: Some(Duration::from_secs(120)),
     }));
     let base = format!("http://{http}");
     let seen = eventually(
@@ -44,5 +44,56 @@ async fn demo_shows_p1_p2_and_p3_alarms_from_all_three_estates_within_sixty_seco
     let p1 = seen.iter().find(|a| a["priority"] == "P1").expect("a P1");
     assert_eq!(p1["category"], "fire");
     assert_eq!(alarms(&base, "priority=P1&estate=estate-c").await.len(), 1);
+
+    // The scripted operator walks the incidents through the procedure: the forced door is a
+    // false alarm, the pump trip is handled on site and closed; both timelines show their
+    // escalation.
+    let incident = |estate: &'static str, state: &'static str| {
+        let base = base.clone();
+        async move {
+            let list: Vec<serde_json::Value> = reqwest::get(format!("{base}/api/v1/incidents?estate={estate}"))
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let found = list.into_iter().find(|i| i["state"] == state)?;
+            let id = found["id"].as_i64()?;
+            reqwest::get(format!("{base}/api/v1/incidents/{id}"))
+                .await
+                .ok()?
+                .json::<serde_json::Value>()
+                .await
+                .ok()
+        }
+    };
+    let door = eventually(
+        "the forced door closed as a false alarm",
+        Duration::from_secs(40),
+        || incident("estate-a", "false_alarm"),
+    )
+    .await;
+    let pump = eventually("the pump incident closed", Duration::from_secs(40), || {
+        incident("estate-b", "closed")
+    })
+    .await;
+    for detail in [&door, &pump] {
+        let kinds: Vec<&str> = detail["timeline"]
+            .as_array()
+            .expect("timeline")
+            .iter()
+            .filter_map(|t| t["kind"].as_str())
+            .collect();
+        assert!(kinds.contains(&"escalation"), "{kinds:?}");
+        assert!(kinds.contains(&"transition"), "{kinds:?}");
+    }
+    assert!(
+        pump["procedure"]
+            .as_array()
+            .expect("procedure")
+            .iter()
+            .all(|s| s["status"] == "done"),
+        "every step of the pump procedure was done before closing"
+    );
     run.abort();
 }

@@ -1,31 +1,11 @@
 //! What a fire panel can say, whatever protocol it says it in: the canonical fire event
 //! kinds that the DC-09 (Contact ID, SIA DCS) tables and the Modbus zone maps translate to.
 //!
-//! Restores. The canonical `FireEventType` (proto `gatehouse.v1`) has no "returned to
-//! normal" value yet apart from `ENABLEMENT` (the restore of a disablement) and the
-//! panel-wide `RESET`. A zone restore (Contact ID qualifier 3, SIA `FH`/`FJ`/`FV`) must
-//! clear that zone's alarm only, never the whole panel's, so it is *not* sent as `RESET`.
-//! It is sent with the values proposed for the proto (see [`FireKind::proto_type`]):
-//!
-//! ```proto
-//! FIRE_EVENT_TYPE_FIRE_ALARM_RESTORE = 10;  // clears fire_alarm:<zone>
-//! FIRE_EVENT_TYPE_PRE_ALARM_RESTORE = 11;   // clears pre_alarm:<zone>
-//! FIRE_EVENT_TYPE_FAULT_RESTORE = 12;       // clears fire_fault:<zone>
-//! FIRE_EVENT_TYPE_SUPERVISORY_RESTORE = 13; // clears supervisory:<zone>
-//! ```
-//!
-//! A hub built before those values exist reads them as `UNSPECIFIED` and ignores them:
-//! the zone's alarm stays latched until the panel's reset — the safe side for a fire alarm.
+//! Restores: a zone's return to normal (Contact ID qualifier 3, SIA `FH`/`FJ`/`FV`, a
+//! Modbus zone bit clearing) is sent as the matching `*_RESTORE` type, which the hub applies
+//! to that zone's alarm only; `RESET` is the panel-wide return to normal.
 
 use gatehouse_proto as pb;
-
-/// Values reserved for the restore kinds until the proto names them.
-pub mod restore {
-    pub const FIRE_ALARM: i32 = 10;
-    pub const PRE_ALARM: i32 = 11;
-    pub const FAULT: i32 = 12;
-    pub const SUPERVISORY: i32 = 13;
-}
 
 /// A canonical fire event kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,10 +40,10 @@ impl FireKind {
             FireKind::Reset => T::Reset as i32,
             FireKind::Evacuate => T::Evacuate as i32,
             FireKind::Silence => T::Silence as i32,
-            FireKind::FireAlarmRestore => restore::FIRE_ALARM,
-            FireKind::PreAlarmRestore => restore::PRE_ALARM,
-            FireKind::FaultRestore => restore::FAULT,
-            FireKind::SupervisoryRestore => restore::SUPERVISORY,
+            FireKind::FireAlarmRestore => T::FireAlarmRestore as i32,
+            FireKind::PreAlarmRestore => T::PreAlarmRestore as i32,
+            FireKind::FaultRestore => T::FaultRestore as i32,
+            FireKind::SupervisoryRestore => T::SupervisoryRestore as i32,
         }
     }
 
