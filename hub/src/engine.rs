@@ -53,6 +53,15 @@ pub enum Op {
         reason: String,
         operator: String,
     },
+    /// Puts a device in maintenance (its alarms suppressed by design) or takes it out.
+    Maintenance {
+        estate: String,
+        device: String,
+        on: bool,
+        reason: String,
+        operator: String,
+        until_ms: Option<i64>,
+    },
     Open {
         estate: String,
         area: String,
@@ -365,6 +374,28 @@ impl Engine {
                 self.publish("alarm", id, "suppressed", json!({"estate": row.estate_id}));
                 return Ok(());
             }
+        }
+        // Suppressed by design: the device is in maintenance.
+        let maintenance: Option<String> = q(
+            sqlx::query_scalar(
+                "SELECT reason FROM device_maintenance WHERE estate_id = $1 AND device_id = $2 \
+                 AND (until_ms IS NULL OR until_ms > $3)",
+            )
+            .bind(&row.estate_id)
+            .bind(&row.device_id)
+            .bind(now)
+            .fetch_optional(&mut *conn)
+            .await,
+            "checking for device maintenance",
+        )?;
+        if let Some(reason) = maintenance {
+            if !row.suppressed {
+                Self::alarm_flag(conn, id, "suppressed", true).await?;
+            }
+            let note = format!("device in maintenance: {reason}");
+            Self::history(conn, id, HistoryChange::Suppressed, now, None, Some(&note)).await?;
+            self.publish("alarm", id, "suppressed", json!({"estate": row.estate_id}));
+            return Ok(());
         }
         if row.shelved_until_ms.is_some_and(|t| t > now) || row.out_of_service {
             return Ok(());
@@ -1250,6 +1281,68 @@ impl Engine {
                     .await?;
                 }
                 Ok(Ok(alarm_id))
+            }
+            Op::Maintenance {
+                estate,
+                device,
+                on,
+                reason,
+                operator,
+                until_ms,
+            } => {
+                if on && reason.trim().is_empty() {
+                    return Ok(Err(OpError::Unprocessable("a reason is required".into())));
+                }
+                if until_ms.is_some_and(|u| u <= now) {
+                    return Ok(Err(OpError::Unprocessable(
+                        "the maintenance must end in the future".into(),
+                    )));
+                }
+                let changed = if on {
+                    q(
+                        sqlx::query(
+                            "INSERT INTO device_maintenance (estate_id, device_id, reason, operator, since_ms, until_ms) \
+                             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (estate_id, device_id) DO UPDATE SET \
+                             reason = excluded.reason, operator = excluded.operator, until_ms = excluded.until_ms",
+                        )
+                        .bind(&estate)
+                        .bind(&device)
+                        .bind(&reason)
+                        .bind(&operator)
+                        .bind(now)
+                        .bind(until_ms)
+                        .execute(&mut *conn)
+                        .await,
+                        "starting device maintenance",
+                    )?
+                    .rows_affected()
+                } else {
+                    // Only a maintenance still running can be ended; an expired row goes too.
+                    let until: Option<Option<i64>> = q(
+                        sqlx::query_scalar(
+                            "DELETE FROM device_maintenance WHERE estate_id = $1 AND device_id = $2 RETURNING until_ms",
+                        )
+                        .bind(&estate)
+                        .bind(&device)
+                        .fetch_optional(&mut *conn)
+                        .await,
+                        "ending device maintenance",
+                    )?;
+                    u64::from(until.is_some_and(|u| u.is_none_or(|u| u > now)))
+                };
+                if changed == 0 {
+                    return Ok(Err(OpError::Conflict(format!(
+                        "device {device} at {estate} is not in maintenance"
+                    ))));
+                }
+                let change = if on { "maintenance_started" } else { "maintenance_ended" };
+                self.publish(
+                    "device",
+                    0,
+                    change,
+                    json!({"estate": estate, "device": device, "by": operator, "reason": reason}),
+                );
+                Ok(Ok(0))
             }
             Op::Open {
                 estate,

@@ -900,3 +900,49 @@ async fn unregistered_vehicle_raises_p4_and_the_kpi_reports_the_registration_rat
     assert_eq!(status, 400, "{e}");
     hub.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_device_in_maintenance_raises_suppressed_alarms_that_open_no_incident_until_it_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let hub = start(&dir.path().join("hub.db"), &clock, ROSTER).await;
+    let mut link = Link::connect(&hub).await;
+    let path = "/api/v1/devices/door-1/maintenance";
+    let (status, e) = post(&hub, path, json!({"reason": "x"})).await;
+    assert_eq!(status, 400, "the estate is required: {e}");
+    let (status, e) = post(&hub, path, json!({"estate": ESTATE})).await;
+    assert_eq!(status, 422, "a reason is required: {e}");
+    let (status, list_now) = post(
+        &hub,
+        path,
+        json!({"estate": ESTATE, "reason": "replacing the lock", "operator": "zhao", "minutes": 60}),
+    )
+    .await;
+    assert_eq!(status, 200, "{list_now}");
+    assert_eq!(list_now[0]["device"], "door-1");
+
+    // Forced while the technician works on it: booked, suppressed, no incident, nobody paged.
+    link.send(vec![("door-1", "main gate", forced("D1"))]).await;
+    let alarm = &get(&hub, "/api/v1/alarms?category=security").await[0];
+    assert_eq!(alarm["suppressed"], true, "{alarm}");
+    assert_eq!(alarm["incident_id"], Value::Null);
+    assert!(list(&get(&hub, "/api/v1/incidents").await).is_empty());
+    let id = alarm["id"].as_i64().unwrap();
+    let history = get(&hub, &format!("/api/v1/alarms/{id}/history")).await;
+    assert!(
+        list(&history)
+            .iter()
+            .any(|h| h["note"].as_str().is_some_and(|n| n.contains("maintenance"))),
+        "{history}"
+    );
+
+    // The window passes: the next forced door is a real one.
+    clock.advance_s(61 * 60);
+    assert!(list(&get(&hub, "/api/v1/devices/maintenance").await).is_empty());
+    link.send(vec![("door-1", "main gate", forced("D2"))]).await;
+    let incidents = get(&hub, "/api/v1/incidents").await;
+    assert_eq!(list(&incidents).len(), 1, "{incidents}");
+    let (status, e) = post(&hub, path, json!({"estate": ESTATE, "on": false})).await;
+    assert_eq!(status, 409, "an expired maintenance is over already: {e}");
+    hub.shutdown().await;
+}

@@ -7,6 +7,7 @@
 //! body `{"error": "...", "detail": ...}`, including malformed paths, queries and bodies.
 
 mod alarms;
+mod devices;
 mod estates;
 mod health;
 mod incidents;
@@ -61,6 +62,8 @@ pub fn router(state: AppState) -> Router {
         .route("/alarms/{id}/ack", post(alarms::acknowledge))
         .route("/alarms/{id}/shelve", post(alarms::shelve))
         .route("/alarms/{id}/out-of-service", post(alarms::out_of_service))
+        .route("/devices/maintenance", get(devices::list))
+        .route("/devices/{id}/maintenance", post(devices::maintenance))
         .route("/incidents", get(incidents::list).post(incidents::open))
         .route("/incidents/{id}", get(incidents::detail))
         .route("/incidents/{id}/transition", post(incidents::transition))
