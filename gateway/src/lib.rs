@@ -10,6 +10,7 @@ pub mod http;
 pub mod metrics;
 pub mod outbox;
 pub mod registry;
+pub mod telemetry;
 pub mod uplink;
 
 pub use gateway::{RunningGateway, StartError, start};

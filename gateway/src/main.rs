@@ -15,21 +15,21 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,rumqttd=warn".into()),
-        )
-        .init();
+    // Logs by RUST_LOG; OpenTelemetry export only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+    let telemetry = gatehouse_gateway::telemetry::init("gatehouse-gateway", "info,rumqttd=warn");
     let args = Args::parse();
     let config = gatehouse_gateway::config::Config::load(&args.config)
         .with_context(|| format!("loading configuration {}", args.config.display()))?;
     let mut gateway = gatehouse_gateway::start(config).await.context("starting the gateway")?;
+    gatehouse_gateway::telemetry::register(&gateway.metrics);
     tokio::select! {
         _ = gateway.wait() => anyhow::bail!("a gateway task stopped unexpectedly"),
         _ = shutdown_signal() => {}
     }
     tracing::info!("shutting down");
     gateway.shutdown().await;
+    // Flushing the exporters blocks until the last spans are sent.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
     Ok(())
 }
 

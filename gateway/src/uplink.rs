@@ -6,8 +6,9 @@
 //! the hub drops duplicates by (gateway, seq), so the effect is exactly once.
 
 use std::{
+    collections::VecDeque,
     sync::{Arc, atomic::Ordering::Relaxed},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use gatehouse_proto::{self as pb, downlink, gateway_link_client::GatewayLinkClient, uplink};
@@ -22,6 +23,7 @@ use crate::{
     metrics::Metrics,
     outbox::{Outbox, OutboxError},
     registry::Registry,
+    telemetry,
 };
 
 /// Most events sent but not yet acknowledged; the hub's acks pace the sender beyond this.
@@ -158,6 +160,9 @@ impl Uplink {
         let mut committed = self.outbox.subscribe();
         let mut sent_through = welcome.last_seq.max(self.outbox.acked().await?);
         let mut acked = sent_through;
+        // Batches sent and not yet acknowledged: (last seq, sent at, their trace spans —
+        // only when OpenTelemetry export is on), for the ack latency and the spans' ends.
+        let mut unacked: VecDeque<(u64, Instant, Vec<tracing::Span>)> = VecDeque::new();
         let mut heartbeat = tokio::time::interval(Duration::from_millis(self.settings.heartbeat_ms.max(100)));
         let (results_tx, mut results_rx) = mpsc::channel::<pb::CommandResult>(64);
         let ended = |detail: String| SessionError::Ended {
@@ -177,6 +182,14 @@ impl Uplink {
                                 self.outbox.ack_through(a.through_seq).await?;
                                 acked = a.through_seq;
                                 *progressed = true;
+                            }
+                            while unacked.front().is_some_and(|b| b.0 <= a.through_seq) {
+                                if let Some((_, sent_at, spans)) = unacked.pop_front()
+                                    && telemetry::enabled()
+                                {
+                                    telemetry::record_ack_latency(sent_at.elapsed());
+                                    drop(spans);
+                                }
                             }
                         }
                         downlink::Msg::Command(c) => {
@@ -205,13 +218,15 @@ impl Uplink {
                     if *committed.borrow() - sent_through < batch_max as u64 && !linger.is_zero() {
                         tokio::time::sleep(linger).await;
                     }
-                    let events = self.outbox.read_after(sent_through, batch_max).await?;
+                    let mut events = self.outbox.read_after(sent_through, batch_max).await?;
                     let Some(last) = events.last().map(|e| e.seq) else {
                         // Everything after the cursor was shed meanwhile.
                         sent_through = *committed.borrow();
                         continue;
                     };
                     let n = events.len() as u64;
+                    let spans = if telemetry::enabled() { trace_batch(&mut events) } else { Vec::new() };
+                    unacked.push_back((last, Instant::now(), spans));
                     tx.send(up(uplink::Msg::Events(pb::EventBatch { events }))).await.map_err(|_| ended("send side closed".into()))?;
                     self.metrics.uplink_sent.fetch_add(n, Relaxed);
                     sent_through = last;
@@ -238,6 +253,21 @@ struct SessionOutcome {
     error: SessionError,
     /// The hub acknowledged something in this session: the next backoff starts small.
     progressed: bool,
+}
+
+/// One `gateway.uplink.send` span per traced event of a batch, a child of the event's own
+/// context and carried on in its place, so the hub's spans hang under it. The spans end
+/// when the hub acknowledges the batch.
+fn trace_batch(events: &mut [pb::Event]) -> Vec<tracing::Span> {
+    let mut spans = Vec::new();
+    for e in events.iter_mut().filter(|e| !e.trace_context.is_empty()) {
+        let span = tracing::info_span!(target: "gatehouse_gateway::uplink", "gateway.uplink.send", seq = e.seq, event_id = %e.event_id);
+        if telemetry::set_parent(&span, &e.trace_context) {
+            telemetry::inject(&span, &mut e.trace_context);
+            spans.push(span);
+        }
+    }
+    spans
 }
 
 fn up(msg: uplink::Msg) -> pb::Uplink {

@@ -37,6 +37,18 @@ pub struct HubConfig {
     pub roster: Vec<RosterEntry>,
     #[serde(default)]
     pub notify: NotifyConfig,
+    /// `[rota]`: the rota engine's settings (issue 4).
+    #[serde(default)]
+    pub rota: crate::rota::model::RotaSettings,
+    /// `[[posts]]`: the posts of each estate; none = no rota (roles from `[[roster]]`).
+    #[serde(default)]
+    pub posts: Vec<crate::rota::model::PostConfig>,
+    /// `[[guards]]`.
+    #[serde(default)]
+    pub guards: Vec<crate::rota::model::GuardConfig>,
+    /// `[[patrol_routes]]`.
+    #[serde(default)]
+    pub patrol_routes: Vec<crate::rota::model::PatrolRouteConfig>,
 }
 
 /// `[alarms]`: ISA-18.2 alarm-management thresholds.
@@ -350,7 +362,19 @@ impl HubConfig {
                 }
             }
         }
-        self.validate_incidents(&estate_ids)
+        self.validate_incidents(&estate_ids)?;
+        self.rota_model().map(|_| ())
+    }
+
+    /// The rota's validated model (posts, guards, routes, shift templates).
+    pub fn rota_model(&self) -> Result<crate::rota::model::RotaModel, ConfigError> {
+        crate::rota::model::RotaModel::build(
+            &self.estates,
+            &self.rota,
+            &self.posts,
+            &self.guards,
+            &self.patrol_routes,
+        )
     }
 
     fn validate_incidents(&self, estate_ids: &HashSet<&str>) -> Result<(), ConfigError> {

@@ -86,6 +86,8 @@ pub enum Op {
         note: Option<String>,
         skipped: bool,
     },
+    /// A rota action (check-in/out, absence, accepting a proposal, assignments, plans).
+    Rota(crate::rota::RotaOp),
 }
 
 /// Settings the engine reads from the configuration.
@@ -133,6 +135,8 @@ pub struct Engine {
     silent: HashSet<String>,
     published: Vec<StreamEvent>,
     wake: bool,
+    /// The rota shell (issue 4), when posts are configured.
+    rota: Option<crate::rota::RotaEngine>,
 }
 
 fn is_open(state: &str) -> bool {
@@ -161,7 +165,15 @@ impl Engine {
             silent: HashSet::new(),
             published: Vec::new(),
             wake: false,
+            rota: None,
         }
+    }
+
+    /// Adds the rota shell: presence from access events, the coverage ledger in the tick,
+    /// `on_site` pulling guards off post, rota operator actions.
+    pub fn with_rota(mut self, rota: crate::rota::RotaEngine) -> Self {
+        self.rota = Some(rota);
+        self
     }
 
     /// Reloads what the book remembers (recent raises, an open flood) from the database.
@@ -194,11 +206,17 @@ impl Engine {
 
     /// Stream events of the transaction that just committed.
     pub fn take_published(&mut self) -> (Vec<StreamEvent>, bool) {
+        if let Some(r) = self.rota.as_mut() {
+            r.commit();
+        }
         (std::mem::take(&mut self.published), std::mem::take(&mut self.wake))
     }
 
     /// The transaction failed: nothing it would have published happened.
     pub fn discard(&mut self) {
+        if let Some(r) = self.rota.as_mut() {
+            r.rollback();
+        }
         self.published.clear();
         self.wake = false;
     }
@@ -1380,6 +1398,14 @@ impl Engine {
                 note,
                 skipped,
             } => self.step(conn, incident_id, &step, &actor, note, skipped, now).await,
+            Op::Rota(op) => {
+                let Some(r) = self.rota.as_mut() else {
+                    return Ok(Err(OpError::NotFound("no rota is configured ([[posts]])".into())));
+                };
+                let result = r.op(conn, op, now).await?;
+                self.rota_effects(conn, rules, now).await?;
+                Ok(result)
+            }
         }
     }
 
@@ -1477,6 +1503,14 @@ impl Engine {
         if fx.on_site {
             self.stop_steps(conn, iid, Some(Condition::NotOnSite), "stopped: on site", now)
                 .await?;
+            // The guard who went on site leaves their post (the rota opens the gap).
+            if let Some(r) = self.rota.as_mut() {
+                if let Some(text) = r.pull(conn, actor, iid, &inc.estate_id, now).await? {
+                    self.timeline(conn, iid, now, "rota", Some(actor), &text, Value::Null)
+                        .await?;
+                }
+                self.rota_effects(conn, _rules, now).await?;
+            }
         }
         let inc = Self::incident(conn, iid).await?;
         if fx.overridden {
@@ -1774,7 +1808,87 @@ impl Engine {
         for (gateway, estate) in silent {
             self.gateway_silent(conn, &gateway, &estate, now).await?;
         }
+        if let Some(r) = self.rota.as_mut() {
+            r.tick(conn, now).await?;
+            self.rota_effects(conn, rules, now).await?;
+        }
         Ok(fired)
+    }
+
+    // ---- rota ----------------------------------------------------------------------------
+
+    /// An `access` event: the rota's presence and patrol scans.
+    pub async fn rota_access(
+        &mut self,
+        conn: &mut Conn,
+        rules: &mut RuleState,
+        event: &gatehouse_proto::Event,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        if let Some(r) = self.rota.as_mut() {
+            r.access(conn, event, now).await?;
+            self.rota_effects(conn, rules, now).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies what the rota decided: alarms through the book (and on to incidents),
+    /// notifications through the outbox, coverage changes on the stream.
+    async fn rota_effects(&mut self, conn: &mut Conn, rules: &mut RuleState, now: i64) -> Result<(), StoreError> {
+        let Some(r) = self.rota.as_mut() else { return Ok(()) };
+        for e in r.take_effects() {
+            match e {
+                crate::rota::RotaEffect::Raise(a) => {
+                    let cause = Cause {
+                        note: Some("rota"),
+                        ..Default::default()
+                    };
+                    let (id, what) = write::activate(conn, &a, now, &cause).await?;
+                    if a.latched {
+                        // Latched: the acknowledgement clears it, as for a forced door.
+                        rules.restore_active(
+                            a.key.clone(),
+                            crate::rules::ActiveAlarm {
+                                latched: true,
+                                value: None,
+                            },
+                        );
+                    }
+                    info!(alarm = id, estate = %a.key.estate, condition = %a.key.condition, "rota alarm");
+                    self.publish_alarm(id, what.as_str(), &a);
+                    if matches!(what, HistoryChange::Raised | HistoryChange::Reraised) {
+                        self.on_raise(conn, id, now).await?;
+                    }
+                }
+                crate::rota::RotaEffect::Clear { key, note } => {
+                    let cause = Cause {
+                        note: Some(&note),
+                        ..Default::default()
+                    };
+                    if let Some(id) = write::clear(conn, &key, now, &cause).await? {
+                        self.publish(
+                            "alarm",
+                            id,
+                            "cleared",
+                            json!({"estate": key.estate, "device": key.device}),
+                        );
+                        self.on_alarm_note(conn, id, "cleared", now).await?;
+                    }
+                }
+                crate::rota::RotaEffect::Notify {
+                    estate,
+                    role,
+                    recipients,
+                    kind,
+                    text,
+                } => {
+                    self.notify(conn, None, &estate, role, &recipients, kind, &text, now)
+                        .await?;
+                }
+                crate::rota::RotaEffect::Publish { id, change, data } => self.publish("coverage", id, change, data),
+            }
+        }
+        Ok(())
     }
 
     /// Inhibition: one P4 alarm for the gateway, and its devices' state unknown (not one

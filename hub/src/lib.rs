@@ -23,8 +23,10 @@ pub mod incidents;
 pub mod ingest;
 pub mod metrics;
 pub mod notify;
+pub mod rota;
 pub mod rules;
 pub mod store;
+pub mod telemetry;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -114,11 +116,25 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
     let writer_stop = CancellationToken::new();
     let (stream, _) = tokio::sync::broadcast::channel(4096);
     let wake = Arc::new(tokio::sync::Notify::new());
-    let engine = engine::Engine::new(
+    // The rota, when posts are configured: roles resolve to the guards on post now.
+    let rota_model = Arc::new(config.rota_model()?);
+    let rota = rota_model.enabled().then(|| rota::RotaShared::new(rota_model));
+    let roster = escalation::StaticRoster::new(config.roster.clone());
+    let resolver: Arc<dyn escalation::RoleResolver> = match &rota {
+        Some(r) => Arc::new(rota::resolver::RotaResolver {
+            rota: r.clone(),
+            fallback: roster,
+        }),
+        None => Arc::new(roster),
+    };
+    let mut engine = engine::Engine::new(
         book::BookState::new(config.thresholds()),
         Arc::new(engine::EngineConfig::from_config(&config)),
-        Arc::new(escalation::StaticRoster::new(config.roster.clone())),
+        resolver,
     );
+    if let Some(r) = &rota {
+        engine = engine.with_rota(rota::RotaEngine::restore(r.clone(), &pool, clock.now_ms()).await?);
+    }
     let (writer, writer_task) = Writer::start(
         pool.clone(),
         WriterParts {
@@ -157,6 +173,7 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
 
     let servers_stop = CancellationToken::new();
     let links = LinkRegistry::default();
+    telemetry::register(&metrics, &pool, servers_stop.child_token());
 
     let bind = |what: &'static str, addr: SocketAddr| async move {
         TcpListener::bind(addr)
@@ -215,6 +232,7 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
         hub_id: config.hub.hub_id.clone(),
         response_target_ms: i64::from(config.incidents.response_target_s) * 1000,
         flood_start_above: config.alarms.flood_start_above,
+        rota,
     });
     let http_stop = servers_stop.clone();
     let http_task = tokio::spawn(async move {

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::Parser;
 use gatehouse_hub::HubConfig;
-use tracing_subscriber::EnvFilter;
 
 /// Gatehouse regional hub.
 #[derive(Debug, Parser)]
@@ -13,24 +12,104 @@ use tracing_subscriber::EnvFilter;
 struct Args {
     /// Path of the hub's TOML configuration.
     #[arg(long, value_name = "FILE")]
-    config: PathBuf,
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// The rota as CSV (`date,estate,post,shift,guard`), through a running hub's API.
+    Rota {
+        #[command(subcommand)]
+        action: RotaCommand,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum RotaCommand {
+    /// Imports a rota: the slots named in the file get exactly the guards it lists.
+    Import {
+        file: PathBuf,
+        /// The hub's HTTP address.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        hub: String,
+    },
+    /// Exports the assignments (default: the past day and the coming week) to stdout.
+    Export {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        hub: String,
+        #[arg(long)]
+        estate: Option<String>,
+        /// RFC 3339 start of the range.
+        #[arg(long)]
+        from: Option<String>,
+        /// RFC 3339 end of the range.
+        #[arg(long)]
+        to: Option<String>,
+    },
+}
+
+/// `gatehouse-hub rota import|export`: goes through the running hub's API, so the hub's
+/// single writer stays the only one writing its database.
+async fn rota_command(action: RotaCommand) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let response = match action {
+        RotaCommand::Import { file, hub } => {
+            let csv = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            client
+                .post(format!("{}/api/v1/rota/import", hub.trim_end_matches('/')))
+                .header("content-type", "text/csv")
+                .body(csv)
+                .send()
+                .await
+                .with_context(|| format!("posting the rota to {hub}"))?
+        }
+        RotaCommand::Export { hub, estate, from, to } => {
+            let query: Vec<(&str, String)> = [("estate", estate), ("from", from), ("to", to)]
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| (k, v)))
+                .collect();
+            client
+                .get(format!("{}/api/v1/rota/export", hub.trim_end_matches('/')))
+                .query(&query)
+                .send()
+                .await
+                .with_context(|| format!("reading the rota from {hub}"))?
+        }
+    };
+    let status = response.status();
+    let body = response.text().await.context("reading the hub's answer")?;
+    if !status.is_success() {
+        anyhow::bail!("the hub answered {status}: {body}");
+    }
+    print!("{body}");
+    if !body.ends_with('\n') {
+        println!();
+    }
+    Ok(())
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .init();
+    // Logs by RUST_LOG; OpenTelemetry export only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+    let telemetry = gatehouse_hub::telemetry::init("gatehouse-hub", "info");
     let args = Args::parse();
-    let config =
-        HubConfig::load(&args.config).with_context(|| format!("loading configuration {}", args.config.display()))?;
+    if let Some(Command::Rota { action }) = args.command {
+        return rota_command(action).await;
+    }
+    let path = args.config.context("--config FILE is required")?;
+    let config = HubConfig::load(&path).with_context(|| format!("loading configuration {}", path.display()))?;
     let hub = gatehouse_hub::start(config).await.context("starting the hub")?;
     let stop = hub.shutdown_handle();
     tokio::spawn(async move {
         shutdown_signal().await;
         stop.shutdown();
     });
-    hub.wait().await.context("hub stopped with an error")
+    let result = hub.wait().await.context("hub stopped with an error");
+    // Flushing the exporters blocks until the last spans are sent.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    result
 }
 
 async fn shutdown_signal() {

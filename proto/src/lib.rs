@@ -12,6 +12,9 @@ pub mod v1 {
 
 pub use v1::*;
 
+#[cfg(feature = "telemetry")]
+pub mod telemetry;
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

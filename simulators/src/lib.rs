@@ -8,7 +8,9 @@
 //!   fault injection.
 //! - [`scenario`]: simulated estates wired to a hub; [`demo`] tells a story with three.
 //! - [`load`]: a load run against a hub and gateway processes, with its figures.
+//! - [`bench`]: the transport and storage limits beside the hub's real ingest.
 
+pub mod bench;
 pub mod demo;
 pub mod devices;
 pub mod firepanel;

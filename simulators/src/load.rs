@@ -80,6 +80,32 @@ pub struct LoadOptions {
     pub drain_stall: Duration,
     /// The gateways' `outbox.max_events`; the gateway's default if `None`.
     pub outbox_max_events: Option<u64>,
+    /// What carries the load: MQTT devices through gateway processes, or synthetic gateway
+    /// streams straight to the hub.
+    pub via: Via,
+    /// An already running hub's gRPC URL; `None`: start `gatehouse-hub` as a child.
+    pub hub: Option<String>,
+    /// That hub's HTTP base URL (alarm visibility over `/api/v1/stream`, `/metrics`).
+    pub hub_api: Option<String>,
+    /// That hub's SQLite database (read-only), for the loss and duplicate check.
+    pub hub_db: Option<PathBuf>,
+    /// The `gatehouse-hub` binary; by default the one next to this executable.
+    pub hub_bin: Option<PathBuf>,
+    /// One event in this many is a forced door (a new P2 alarm), timed until the hub's
+    /// live stream shows it; 0: none.
+    pub alarm_every: u64,
+    /// `--via grpc`: how often each synthetic gateway sends what fell due.
+    pub grpc_batch: Duration,
+}
+
+/// What carries a load run's events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    /// Simulated devices → gateway processes (embedded broker, outbox, uplink) → hub.
+    Mqtt,
+    /// Synthetic gateway streams (`GatewayLink.Connect`) → hub: the hub alone.
+    Grpc,
 }
 
 impl LoadOptions {
@@ -93,6 +119,12 @@ impl LoadOptions {
         if self.duration.is_zero() {
             bail!("--duration must be longer than zero");
         }
+        if self.via == Via::Mqtt && self.hub.is_some() && self.hub_db.is_none() {
+            bail!("--via mqtt against a running --hub needs --hub-db (the loss check reads the stored events)");
+        }
+        if self.hub.is_none() && (self.hub_api.is_some() || self.hub_db.is_some()) {
+            bail!("--hub-api and --hub-db go with --hub");
+        }
         Ok(())
     }
 }
@@ -100,6 +132,10 @@ impl LoadOptions {
 /// The figures of one run; printed by [`LoadReport::render`] and written as JSON.
 #[derive(Debug, Clone, Serialize)]
 pub struct LoadReport {
+    /// `mqtt` or `grpc`.
+    pub via: String,
+    /// How loss and duplicates were checked.
+    pub checked_by: String,
     pub estates: usize,
     pub devices_per_estate: usize,
     pub target_rate: f64,
@@ -132,18 +168,31 @@ pub struct LoadReport {
     pub to_gateway_ms: Latency,
     /// Gateway receipt to the hub's commit.
     pub gateway_to_hub_ms: Latency,
+    /// `--via grpc`: from sending a batch to the hub's Ack of it (committed), per event.
+    pub ack_latency_ms: Option<Latency>,
+    /// Sending a forced door to the alarm on the hub's live stream (after its commit).
+    pub alarm_latency_ms: Option<Latency>,
+    pub alarms_sent: u64,
+    /// Forced doors whose alarm the live stream never showed.
+    pub alarms_missing: u64,
     pub gateways: Vec<GatewayFigures>,
     pub gateway_rss_kib: Summary,
     pub gateway_hwm_kib: Summary,
-    /// This process: the hub, the simulated devices and the load driver together.
+    /// This process: the simulated devices or streams and the load driver.
     pub sim_process: ProcessFigures,
+    /// The hub child process (none when the hub was already running).
+    pub hub_process: Option<ProcessFigures>,
+    pub hub_rss_max_kib: Option<u64>,
+    /// Hub CPU over the run, in % of one core.
+    pub hub_cpu_percent: Option<f64>,
+    pub stream_errors: Vec<String>,
     pub hub: HubFigures,
 }
 
 impl LoadReport {
     /// Nothing lost and nothing duplicated.
     pub fn clean(&self) -> bool {
-        self.lost == 0 && self.duplicated == 0
+        self.lost == 0 && self.duplicated == 0 && self.alarms_missing == 0
     }
 }
 
@@ -248,13 +297,21 @@ pub struct HubFigures {
 /// Ctrl-C or SIGTERM.
 pub async fn run(opts: LoadOptions, stop: CancellationToken) -> anyhow::Result<LoadReport> {
     opts.validate()?;
-    let gateway_bin = locate_gateway_binary(opts.gateway_bin.as_deref())?;
+    let gateway_bin = match opts.via {
+        Via::Mqtt => Some(locate_gateway_binary(opts.gateway_bin.as_deref())?),
+        Via::Grpc => None,
+    };
     let (data_dir, temporary) = prepare_data_dir(opts.data_dir.as_deref())?;
     let stop = stop.child_token();
     spawn_sigterm_listener(stop.clone());
     println!("load: data in {}", data_dir.display());
     let result = tokio::select! {
-        r = drive(&opts, &gateway_bin, &data_dir) => r,
+        r = async {
+            match &gateway_bin {
+                Some(bin) => drive(&opts, bin, &data_dir).await,
+                None => drive_grpc(&opts, &data_dir).await,
+            }
+        } => r,
         _ = stop.cancelled() => Err(anyhow!("interrupted; the gateways were stopped")),
     };
     // Everything (children included) is dropped by now.
@@ -481,7 +538,7 @@ fn load_gateway_toml(
     estate_index: usize,
     devices: usize,
     data_dir: &Path,
-    hub: SocketAddr,
+    hub: &str,
     mqtt: SocketAddr,
     http: SocketAddr,
     outbox_max_events: Option<u64>,
@@ -491,7 +548,7 @@ fn load_gateway_toml(
         toml_str(&format!("gw-{estate}")),
         toml_str(estate),
         toml_str(&data_dir.display().to_string()),
-        toml_str(&format!("http://{hub}")),
+        toml_str(hub),
     );
     if let Some(max) = outbox_max_events {
         let _ = write!(s, "\n[outbox]\nmax_events = {max}\n");
@@ -516,16 +573,29 @@ async fn drive(opts: &LoadOptions, gateway_bin: &Path, data_dir: &Path) -> anyho
     let specs: Vec<EstateSpec> = (0..opts.estates)
         .map(|i| EstateSpec::new(&format!("load-{i}"), &format!("Load estate {i}")))
         .collect();
-    let hub_dir = data_dir.join("hub");
-    let hub = scenario::start_hub("127.0.0.1:0".parse()?, &hub_dir, &specs).await?;
-    let db = open_read_only(&hub_dir.join("hub.db")).await?;
+    let mut hub = HubUnderTest::start(opts, data_dir, &specs).await?;
+    let db = hub.db.clone().context("the MQTT load needs the hub database")?;
     println!(
-        "load: hub gRPC {} HTTP {}; starting {} gateway processes ({})",
-        hub.grpc_addr(),
-        hub.http_addr(),
+        "load: hub gRPC {} HTTP {} ({}); starting {} gateway processes ({})",
+        hub.grpc_url,
+        hub.http_base.as_deref().unwrap_or("?"),
+        if hub.process.is_some() {
+            "child process"
+        } else {
+            "already running"
+        },
         opts.estates,
         gateway_bin.display()
     );
+    let alarms = AlarmClock::default();
+    let watch_stop = CancellationToken::new();
+    let _watch_guard = watch_stop.clone().drop_guard();
+    if opts.alarm_every > 0 {
+        match &hub.http_base {
+            Some(base) => alarms.watch(base, watch_stop.clone()).await?,
+            None => println!("load: no --hub-api: alarm visibility is not measured"),
+        }
+    }
 
     // Gateways, as child processes.
     let mut gateways = Vec::with_capacity(specs.len());
@@ -538,7 +608,7 @@ async fn drive(opts: &LoadOptions, gateway_bin: &Path, data_dir: &Path) -> anyho
             i,
             opts.devices_per_estate,
             &gw_dir,
-            hub.grpc_addr(),
+            &hub.grpc_url,
             mqtt,
             http,
             opts.outbox_max_events,
@@ -605,8 +675,25 @@ async fn drive(opts: &LoadOptions, gateway_bin: &Path, data_dir: &Path) -> anyho
     for (k, (device, intercom)) in devices.iter().enumerate() {
         // Spread the devices' first publishes over one period.
         let first = began + period.mul_f64(k as f64 / devices.len() as f64);
-        tasks.spawn(publish(device.clone(), *intercom, first, period, end, sent.clone()));
+        // Doors are half the devices: each sends every (alarm_every / 2)-th event as a
+        // forced door, so one event in `alarm_every` overall is an alarm.
+        let alarm_every = if *intercom || opts.alarm_every == 0 {
+            0
+        } else {
+            (opts.alarm_every / 2).max(1)
+        };
+        tasks.spawn(publish(
+            device.clone(),
+            *intercom,
+            first,
+            period,
+            end,
+            sent.clone(),
+            (alarm_every, alarms.clone()),
+        ));
     }
+    let progress = Progress::new();
+    let cpu_at_start = hub.cpu_s();
     let mut tallies = Vec::with_capacity(devices.len());
     let mut tick = tokio::time::interval_at((began + Duration::from_secs(1)).into(), Duration::from_secs(1));
     let mut last_sent = 0;
@@ -625,14 +712,22 @@ async fn drive(opts: &LoadOptions, gateway_bin: &Path, data_dir: &Path) -> anyho
                 (last_sent, last_at) = (total, now);
                 let stored = count(&db, COUNT_LOAD_EVENTS).await.unwrap_or(-1);
                 let rss = sample_gateways(&mut gateways)?;
-                println!(
-                    "[{:>4.0}s] sent {total:>8} ({rate:>7.0}/s)  stored {stored:>8}  gateway RSS max {:.1} MiB",
-                    now.duration_since(began).as_secs_f64(),
-                    rss as f64 / 1024.0
+                hub.sample()?;
+                progress.show(
+                    now.duration_since(began),
+                    opts.duration,
+                    &format!(
+                        "sent {total:>8} ({rate:>7.0}/s)  stored {stored:>8}  alarms {}/{}  gateway RSS max {}  hub RSS {}",
+                        alarms.seen_count(),
+                        alarms.sent_count(),
+                        mib(rss),
+                        mib(hub.process.as_ref().map_or(0, |p| p.rss_max_kib))
+                    ),
                 );
             }
         }
     }
+    progress.done();
     let publish_s = began.elapsed().as_secs_f64();
     let total_sent = sent.load(Relaxed);
     let publish_errors: u64 = tallies.iter().map(|t| t.failed.len() as u64).sum();
@@ -681,7 +776,7 @@ async fn drive(opts: &LoadOptions, gateway_bin: &Path, data_dir: &Path) -> anyho
     let scrapes = loop {
         let mut scrapes = Vec::with_capacity(gateways.len());
         for gw in &gateways {
-            scrapes.push(scrape(&client, gw.http).await);
+            scrapes.push(scrape(&client, &format!("http://{}", gw.http)).await);
         }
         let settled = scrapes.iter().all(|m| {
             let get = |name: &str| m.as_ref().and_then(|m| m.get(name).copied());
@@ -718,21 +813,16 @@ async fn drive(opts: &LoadOptions, gateway_bin: &Path, data_dir: &Path) -> anyho
             uplink_connects: get("gatehouse_gateway_uplink_connects_total"),
         });
     }
-    let hub_metrics = scrape(&client, hub.http_addr()).await;
-    let hget = |name: &str| hub_metrics.as_ref().and_then(|m| m.get(name).copied());
-    let hub_figures = HubFigures {
-        events_ingested: hget("gatehouse_hub_events_ingested_total").map(|v| v as u64),
-        duplicates_dropped: hget("gatehouse_hub_duplicates_dropped_total").map(|v| v as u64),
-        batches_committed: hget("gatehouse_hub_batches_committed_total").map(|v| v as u64),
-        commits: hget("gatehouse_hub_commit_seconds_count").map(|v| v as u64),
-        commit_mean_ms: match (
-            hget("gatehouse_hub_commit_seconds_sum"),
-            hget("gatehouse_hub_commit_seconds_count"),
-        ) {
-            (Some(sum), Some(n)) if n > 0.0 => Some(sum / n * 1000.0),
-            _ => None,
-        },
+    hub.sample()?;
+    let cpu_at_end = hub.cpu_s();
+    let hub_metrics = match &hub.http_base {
+        Some(base) => scrape(&client, base).await,
+        None => None,
     };
+    let hub_figures = hub_figures(hub_metrics.as_ref());
+    alarms.settle(Duration::from_secs(5)).await;
+    watch_stop.cancel();
+    let (alarm_latency, alarms_missing) = alarms.latency();
     let sim_process = process_figures(std::process::id());
     let outboxes: Vec<PathBuf> = gateways.iter().map(|g| g.outbox.clone()).collect();
     drop(gateways);
@@ -745,9 +835,17 @@ async fn drive(opts: &LoadOptions, gateway_bin: &Path, data_dir: &Path) -> anyho
     // The hub's database tells the rest.
     let analysis = analyse(&db, &tallies).await?;
     db.close().await;
-    hub.shutdown().await;
+    let hub_process = hub.figures();
+    let run_s = began.elapsed().as_secs_f64();
+    drop(hub);
+    let hub_cpu_percent = match (cpu_at_start, cpu_at_end) {
+        (Some(a), Some(b)) if run_s > 0.0 => Some((b - a) / run_s * 100.0),
+        _ => None,
+    };
 
     Ok(LoadReport {
+        via: "mqtt".into(),
+        checked_by: "hub database: every tag sent, counted".into(),
         estates: opts.estates,
         devices_per_estate: opts.devices_per_estate,
         target_rate: opts.rate,
@@ -775,6 +873,14 @@ async fn drive(opts: &LoadOptions, gateway_bin: &Path, data_dir: &Path) -> anyho
         gateway_hwm_kib: Summary::of(gateway_figures.iter().map(|g| g.process.vm_hwm_kib)),
         gateways: gateway_figures,
         sim_process,
+        ack_latency_ms: None,
+        alarm_latency_ms: (opts.alarm_every > 0).then_some(alarm_latency),
+        alarms_sent: alarms.sent_count(),
+        alarms_missing,
+        hub_process: hub_process.as_ref().map(|p| p.0.clone()),
+        hub_rss_max_kib: hub_process.map(|p| p.1),
+        hub_cpu_percent,
+        stream_errors: Vec::new(),
         hub: hub_figures,
     })
 }
@@ -788,18 +894,30 @@ async fn publish(
     period: Duration,
     end: Instant,
     sent: Arc<AtomicU64>,
+    (alarm_every, alarms): (u64, AlarmClock),
 ) -> Tally {
     let mut tally = Tally {
         device: device.id.clone(),
         next: 0,
         failed: Vec::new(),
     };
+    // Slot k of the schedule; tagged events are numbered apart, forced doors are not.
+    let mut k = 0u64;
     loop {
-        let due = first + period.mul_f64(tally.next as f64);
+        let due = first + period.mul_f64(k as f64);
         if due >= end {
             break;
         }
         tokio::time::sleep_until(due.into()).await;
+        k += 1;
+        if alarm_every > 0 && k.is_multiple_of(alarm_every) {
+            let door = format!("load-{}-{k}", device.id);
+            alarms.sent(door.clone());
+            if let Err(e) = device.event(json!({"type": "door_forced", "door": door})).await {
+                tracing::warn!(error = %e, "forced-door publish refused by the MQTT client");
+            }
+            continue;
+        }
         let n = tally.next;
         tally.next += 1;
         let tag = format!("{}/{n}", device.id);
@@ -957,8 +1075,8 @@ fn process_figures(pid: u32) -> ProcessFigures {
 
 /// Prometheus text from `http://addr/metrics`, as name (with labels) → value; `None` if the
 /// scrape failed.
-async fn scrape(client: &reqwest::Client, addr: SocketAddr) -> Option<HashMap<String, f64>> {
-    let text = match client.get(format!("http://{addr}/metrics")).send().await {
+async fn scrape(client: &reqwest::Client, addr: &str) -> Option<HashMap<String, f64>> {
+    let text = match client.get(format!("{addr}/metrics")).send().await {
         Ok(r) if r.status().is_success() => r.text().await.ok()?,
         Ok(r) => {
             tracing::warn!(%addr, status = %r.status(), "metrics scrape refused");
@@ -1089,16 +1207,28 @@ impl LoadReport {
                 l.p50, l.p95, l.p99, l.max, l.mean, l.count
             );
         };
-        let _ = writeln!(s, "== gatehouse load report ==");
-        let _ = writeln!(
-            s,
-            "setup       {} estates x {} devices = {} MQTT devices; target {} events/s for {:.0} s",
-            self.estates,
-            self.devices_per_estate,
-            self.estates * self.devices_per_estate,
-            self.target_rate,
-            self.duration_s
-        );
+        let _ = writeln!(s, "== gatehouse load report (via {}) ==", self.via);
+        if self.via == "grpc" {
+            let _ = writeln!(
+                s,
+                "setup       {} synthetic gateway streams x {} devices; target {} events/s for {:.0} s",
+                self.estates, self.devices_per_estate, self.target_rate, self.duration_s
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "setup       {} estates x {} devices = {} MQTT devices; target {} events/s for {:.0} s",
+                self.estates,
+                self.devices_per_estate,
+                self.estates * self.devices_per_estate,
+                self.target_rate,
+                self.duration_s
+            );
+        }
+        let _ = writeln!(s, "checked by  {}", self.checked_by);
+        for e in self.stream_errors.iter().take(5) {
+            let _ = writeln!(s, "stream err  {e}");
+        }
         let _ = writeln!(
             s,
             "sent        {} (offered {:.0}/s; {} publish errors)",
@@ -1128,11 +1258,44 @@ impl LoadReport {
         );
         let _ = writeln!(s, "latency, ms (clock: ms resolution)");
         lat(&mut s, "publish -> hub commit", &self.latency_ms);
-        lat(&mut s, "publish -> gateway", &self.to_gateway_ms);
-        lat(&mut s, "gateway -> hub commit", &self.gateway_to_hub_ms);
+        if self.via == "mqtt" {
+            lat(&mut s, "publish -> gateway", &self.to_gateway_ms);
+            lat(&mut s, "gateway -> hub commit", &self.gateway_to_hub_ms);
+        }
+        if let Some(a) = &self.ack_latency_ms {
+            lat(&mut s, "batch sent -> hub Ack", a);
+        }
+        if let Some(a) = &self.alarm_latency_ms {
+            lat(&mut s, "device -> alarm visible", a);
+            let _ = writeln!(
+                s,
+                "  {:<26} {} forced doors sent, {} never shown on /api/v1/stream  {}",
+                "",
+                self.alarms_sent,
+                self.alarms_missing,
+                if self.alarms_missing == 0 { "OK" } else { "FAIL" }
+            );
+        }
+        if let Some(p) = &self.hub_process {
+            let _ = writeln!(
+                s,
+                "hub process     pid {} VmRSS {} (sampled max {}) VmHWM {} cpu {:.1} s = {} of one core over the run",
+                p.pid,
+                mib(p.vm_rss_kib),
+                mib(self.hub_rss_max_kib.unwrap_or(0)),
+                mib(p.vm_hwm_kib),
+                p.cpu_s,
+                self.hub_cpu_percent.map_or_else(|| "?".into(), |c| format!("{c:.0}%"))
+            );
+        }
         let _ = writeln!(
             s,
-            "gateway memory  VmRSS max {} mean {} | VmHWM max {} mean {}",
+            "{}gateway memory  VmRSS max {} mean {} | VmHWM max {} mean {}",
+            if self.gateways.is_empty() {
+                "(no gateway processes) "
+            } else {
+                ""
+            },
             mib(self.gateway_rss_kib.max),
             mib(self.gateway_rss_kib.mean as u64),
             mib(self.gateway_hwm_kib.max),
@@ -1175,7 +1338,7 @@ impl LoadReport {
         }
         let _ = writeln!(
             s,
-            "hub process     VmRSS {} VmHWM {} cpu {:.1} s (pid {}; includes the simulated devices and this driver)",
+            "load driver     VmRSS {} VmHWM {} cpu {:.1} s (pid {}; the simulated devices or streams)",
             mib(self.sim_process.vm_rss_kib),
             mib(self.sim_process.vm_hwm_kib),
             self.sim_process.cpu_s,
@@ -1212,7 +1375,7 @@ mod tests {
             0,
             3,
             Path::new("/tmp/gw"),
-            "127.0.0.1:1".parse().unwrap(),
+            "http://127.0.0.1:1",
             "127.0.0.1:2".parse().unwrap(),
             "127.0.0.1:3".parse().unwrap(),
             Some(5000),
@@ -1269,4 +1432,849 @@ mod tests {
         assert!(rss > 0 && hwm >= rss);
         assert!(proc_cpu_s(std::process::id()).is_some());
     }
+}
+
+// ---- the hub under test -----------------------------------------------------------------
+
+/// The hub binary's file name.
+const HUB_BIN: &str = "gatehouse-hub";
+
+/// The hub a run loads: a `gatehouse-hub` child process of this run (its CPU and memory
+/// are read from /proc), or one already running (`--hub`).
+pub(crate) struct HubUnderTest {
+    /// gRPC URL the gateways (or synthetic streams) connect to.
+    pub(crate) grpc_url: String,
+    /// HTTP base URL (`http://host:port`) for `/api/v1/stream`, `/metrics`.
+    http_base: Option<String>,
+    /// The hub database, read-only: what is checked for loss and duplicates.
+    db: Option<SqlitePool>,
+    process: Option<HubProcess>,
+}
+
+impl HubUnderTest {
+    async fn start(opts: &LoadOptions, data_dir: &Path, estates: &[EstateSpec]) -> anyhow::Result<Self> {
+        if let Some(url) = &opts.hub {
+            let db = match &opts.hub_db {
+                Some(p) => Some(open_read_only(p).await?),
+                None => None,
+            };
+            return Ok(Self {
+                grpc_url: url.clone(),
+                http_base: opts.hub_api.clone(),
+                db,
+                process: None,
+            });
+        }
+        Self::child(opts.hub_bin.as_deref(), data_dir, estates).await
+    }
+
+    /// Starts `gatehouse-hub` as a child process with its database under `data_dir`.
+    pub(crate) async fn child(hub_bin: Option<&Path>, data_dir: &Path, estates: &[EstateSpec]) -> anyhow::Result<Self> {
+        let bin = locate_binary(HUB_BIN, hub_bin)?;
+        let hub_dir = data_dir.join("hub");
+        std::fs::create_dir_all(&hub_dir).with_context(|| format!("creating {}", hub_dir.display()))?;
+        let grpc = free_local_addr().context("choosing the hub's gRPC port")?;
+        let http = free_local_addr().context("choosing the hub's HTTP port")?;
+        let db_path = hub_dir.join("hub.db");
+        let toml = scenario::hub_toml(grpc, http, &format!("sqlite://{}", db_path.display()), estates);
+        let config = data_dir.join("hub.toml");
+        std::fs::write(&config, toml).with_context(|| format!("writing {}", config.display()))?;
+        let log = data_dir.join("hub.log");
+        let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let err = out.try_clone().context("duplicating the log file handle")?;
+        let child = Command::new(&bin)
+            .arg("--config")
+            .arg(&config)
+            .env("NO_COLOR", "1")
+            .env(
+                "RUST_LOG",
+                std::env::var("GATEHOUSE_LOAD_HUB_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let mut process = HubProcess {
+            child,
+            log,
+            rss_max_kib: 0,
+        };
+        // Ready when /readyz answers 200.
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            process.check_alive()?;
+            if let Ok(r) = client.get(format!("http://{http}/readyz")).send().await
+                && r.status().is_success()
+            {
+                break;
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "the hub did not become ready within {STARTUP_TIMEOUT:?}; end of {}:\n{}",
+                    process.log.display(),
+                    log_tail(&process.log, 15)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let db = open_read_only(&db_path).await?;
+        Ok(Self {
+            grpc_url: format!("http://{grpc}"),
+            http_base: Some(format!("http://{http}")),
+            db: Some(db),
+            process: Some(process),
+        })
+    }
+
+    pub(crate) fn sample(&mut self) -> anyhow::Result<()> {
+        if let Some(p) = &mut self.process {
+            p.check_alive()?;
+            if let Some((rss, _)) = proc_status(p.child.id()) {
+                p.rss_max_kib = p.rss_max_kib.max(rss);
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn cpu_s(&self) -> Option<f64> {
+        self.process.as_ref().and_then(|p| proc_cpu_s(p.child.id()))
+    }
+
+    fn figures(&self) -> Option<(ProcessFigures, u64)> {
+        self.process
+            .as_ref()
+            .map(|p| (process_figures(p.child.id()), p.rss_max_kib))
+    }
+}
+
+/// The `gatehouse-hub` child; killed and reaped when dropped.
+struct HubProcess {
+    child: Child,
+    log: PathBuf,
+    rss_max_kib: u64,
+}
+
+impl HubProcess {
+    fn check_alive(&mut self) -> anyhow::Result<()> {
+        match self.child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => bail!(
+                "the hub exited ({status}); end of {}:\n{}",
+                self.log.display(),
+                log_tail(&self.log, 15)
+            ),
+            Err(e) => bail!("checking on the hub: {e}"),
+        }
+    }
+}
+
+impl Drop for HubProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// A binary next to this executable (or one level up, from `target/<profile>/deps`), or
+/// the one given.
+fn locate_binary(name: &str, explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = explicit {
+        if p.is_file() {
+            return Ok(p.to_path_buf());
+        }
+        bail!("the binary {} does not exist", p.display());
+    }
+    let exe = std::env::current_exe().context("finding this executable's path")?;
+    let file = format!("{name}{}", std::env::consts::EXE_SUFFIX);
+    let dir = exe.parent().context("this executable has no parent directory")?;
+    let candidates = [Some(dir.join(&file)), dir.parent().map(|d| d.join(&file))];
+    if let Some(found) = candidates.iter().flatten().find(|p| p.is_file()) {
+        return Ok(found.clone());
+    }
+    let profile = if cfg!(debug_assertions) { "" } else { " --release" };
+    bail!(
+        "{file} not found next to {} — build it first with `cargo build{profile} --bins`",
+        exe.display()
+    )
+}
+
+// ---- alarm visibility -------------------------------------------------------------------
+
+/// When each forced-door alarm was sent and when the hub's live stream (`GET
+/// /api/v1/stream`, published after the commit) first showed it, by its door tag.
+#[derive(Clone, Default)]
+struct AlarmClock {
+    sent: Arc<std::sync::Mutex<HashMap<String, Instant>>>,
+    seen: Arc<std::sync::Mutex<HashMap<String, Instant>>>,
+}
+
+/// Doors of the load's forced-door events are named `load-<gateway>-<n>`; the stream's
+/// alarm carries the rule's message, `Door <door> forced open`.
+const ALARM_DOOR_PREFIX: &str = "Door load-";
+
+impl AlarmClock {
+    fn sent(&self, door: String) {
+        self.sent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(door, Instant::now());
+    }
+
+    fn sent_count(&self) -> u64 {
+        self.sent.lock().unwrap_or_else(|e| e.into_inner()).len() as u64
+    }
+
+    fn seen_count(&self) -> u64 {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).len() as u64
+    }
+
+    /// Reads the hub's SSE stream until `stop`; returns once subscribed.
+    async fn watch(&self, http_base: &str, stop: CancellationToken) -> anyhow::Result<()> {
+        let url = format!("{http_base}/api/v1/stream");
+        let mut resp = reqwest::Client::new()
+            .get(&url)
+            .send()
+            .await
+            .with_context(|| format!("subscribing to {url}"))?;
+        if !resp.status().is_success() {
+            bail!("GET {url}: {}", resp.status());
+        }
+        let seen = self.seen.clone();
+        tokio::spawn(async move {
+            let mut buf = String::new();
+            loop {
+                let chunk = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    c = resp.chunk() => c,
+                };
+                let Ok(Some(chunk)) = chunk else {
+                    tracing::warn!("the hub's live stream ended");
+                    return;
+                };
+                let now = Instant::now();
+                buf.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buf.find("\n\n") {
+                    let frame: String = buf.drain(..end + 2).collect();
+                    for line in frame.lines() {
+                        let Some(data) = line.strip_prefix("data:") else {
+                            continue;
+                        };
+                        if !data.contains(ALARM_DOOR_PREFIX) {
+                            continue;
+                        }
+                        let Ok(v) = serde_json::from_str::<serde_json::Value>(data.trim()) else {
+                            continue;
+                        };
+                        if v["type"] != "alarm" {
+                            continue;
+                        }
+                        let door = v["data"]["message"]
+                            .as_str()
+                            .and_then(|m| m.strip_prefix("Door "))
+                            .and_then(|m| m.strip_suffix(" forced open"));
+                        if let Some(door) = door {
+                            seen.lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .entry(door.to_string())
+                                .or_insert(now);
+                        }
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Waits until every sent alarm was seen, or `within` passed.
+    async fn settle(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.seen_count() < self.sent_count() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Latency of each seen alarm from its sending; and how many were never seen.
+    fn latency(&self) -> (Latency, u64) {
+        let sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mut h = Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_MS * 1000, 3).expect("histogram bounds");
+        let mut missing = 0;
+        for (door, at) in sent.iter() {
+            match seen.get(door) {
+                Some(s) => h.saturating_record(s.saturating_duration_since(*at).as_micros() as u64),
+                None => missing += 1,
+            }
+        }
+        (Latency::from_micros(&h), missing)
+    }
+}
+
+impl Latency {
+    /// From a histogram of microseconds, in milliseconds (fractions kept in the mean only).
+    fn from_micros(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Self::default();
+        }
+        let ms = |us: u64| us.div_ceil(1000);
+        Self {
+            count: h.len(),
+            p50: ms(h.value_at_quantile(0.50)),
+            p95: ms(h.value_at_quantile(0.95)),
+            p99: ms(h.value_at_quantile(0.99)),
+            max: ms(h.max()),
+            mean: h.mean() / 1000.0,
+        }
+    }
+}
+
+// ---- progress -----------------------------------------------------------------------------
+
+/// One status line, rewritten in place on a terminal (`\r`), one line a second otherwise.
+struct Progress {
+    tty: bool,
+}
+
+impl Progress {
+    fn new() -> Self {
+        use std::io::IsTerminal as _;
+        Self {
+            tty: std::io::stdout().is_terminal(),
+        }
+    }
+
+    fn show(&self, elapsed: Duration, total: Duration, line: &str) {
+        use std::io::Write as _;
+        let frac = (elapsed.as_secs_f64() / total.as_secs_f64().max(0.001)).min(1.0);
+        let width = 20;
+        let filled = (frac * width as f64).round() as usize;
+        let bar: String = "#".repeat(filled) + &"-".repeat(width - filled);
+        if self.tty {
+            print!("\r[{bar}] {:>4.0}s {line}\x1b[K", elapsed.as_secs_f64());
+            let _ = std::io::stdout().flush();
+        } else {
+            println!("[{bar}] {:>4.0}s {line}", elapsed.as_secs_f64());
+        }
+    }
+
+    fn done(&self) {
+        if self.tty {
+            println!();
+        }
+    }
+}
+
+// ---- --via grpc: synthetic gateway streams ----------------------------------------------
+
+/// What one synthetic gateway stream did.
+struct StreamTally {
+    devices: Vec<Tally>,
+    /// Events acknowledged by the hub (its Ack covers them: committed).
+    acked: u64,
+    /// Sent (and acknowledged) batches.
+    batches: u64,
+    ack_us: Histogram<u64>,
+    error: Option<String>,
+}
+
+struct StreamPlan {
+    index: usize,
+    gateway: String,
+    estate: String,
+    devices: Vec<String>,
+    /// Events per second of this stream.
+    rate: f64,
+    batch_every: Duration,
+    alarm_every: u64,
+    began: Instant,
+    end: Instant,
+    drain: Duration,
+}
+
+/// Most batches of one stream sent and not yet acknowledged (the hub reads 16 ahead).
+const GRPC_WINDOW: usize = 16;
+
+async fn run_stream(
+    plan: StreamPlan,
+    url: String,
+    sent: Arc<AtomicU64>,
+    acked_total: Arc<AtomicU64>,
+    alarms: AlarmClock,
+) -> StreamTally {
+    let mut tally = StreamTally {
+        devices: plan
+            .devices
+            .iter()
+            .map(|d| Tally {
+                device: d.clone(),
+                next: 0,
+                failed: Vec::new(),
+            })
+            .collect(),
+        acked: 0,
+        batches: 0,
+        ack_us: Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_MS * 1000, 3).expect("histogram bounds"),
+        error: None,
+    };
+    if let Err(e) = stream_events(&plan, &url, &sent, &acked_total, &alarms, &mut tally).await {
+        tally.error = Some(format!("{}: {e:#}", plan.gateway));
+    }
+    tally
+}
+
+async fn stream_events(
+    plan: &StreamPlan,
+    url: &str,
+    sent: &AtomicU64,
+    acked_total: &AtomicU64,
+    alarms: &AlarmClock,
+    tally: &mut StreamTally,
+) -> anyhow::Result<()> {
+    use gatehouse_proto::{downlink, gateway_link_client::GatewayLinkClient, uplink};
+    let channel = tonic::transport::Endpoint::from_shared(url.to_string())?
+        .connect_timeout(Duration::from_secs(10))
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {url}"))?;
+    let mut client = GatewayLinkClient::new(channel);
+    let (tx, rx) = tokio::sync::mpsc::channel::<pb::Uplink>(GRPC_WINDOW * 2);
+    let hello = pb::Hello {
+        gateway_id: plan.gateway.clone(),
+        estate_id: plan.estate.clone(),
+        software_version: "gatehouse-sim-load".into(),
+        devices: plan
+            .devices
+            .iter()
+            .enumerate()
+            .map(|(k, d)| pb::DeviceInfo {
+                device_id: d.clone(),
+                kind: if k % 2 == 0 {
+                    pb::DeviceKind::Intercom
+                } else {
+                    pb::DeviceKind::Door
+                } as i32,
+                area: "load".into(),
+            })
+            .collect(),
+    };
+    tx.send(pb::Uplink {
+        msg: Some(uplink::Msg::Hello(hello)),
+    })
+    .await
+    .ok();
+    let mut downlink = client
+        .connect(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .context("GatewayLink.Connect")?
+        .into_inner();
+    let welcome = match tokio::time::timeout(STARTUP_TIMEOUT, downlink.message()).await {
+        Ok(Ok(Some(pb::Downlink {
+            msg: Some(downlink::Msg::Welcome(w)),
+        }))) => w,
+        other => bail!("no Welcome: {other:?}"),
+    };
+    let mut seq = welcome.last_seq;
+    // (last seq of the batch, its size, sent at)
+    let mut unacked: std::collections::VecDeque<(u64, u64, Instant)> = Default::default();
+    let mut made = 0u64;
+    let mut ticker = tokio::time::interval_at(
+        (plan.began + plan.batch_every.mul_f64((plan.index % 97) as f64 / 97.0)).into(),
+        plan.batch_every,
+    );
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sending = true;
+    let mut drain_until = None;
+    loop {
+        if !sending && unacked.is_empty() {
+            return Ok(());
+        }
+        if let Some(until) = drain_until
+            && Instant::now() >= until
+        {
+            bail!(
+                "{} batches unacknowledged, no Ack for {:?} after the end",
+                unacked.len(),
+                plan.drain
+            );
+        }
+        tokio::select! {
+            msg = downlink.message() => match msg {
+                Ok(Some(pb::Downlink { msg: Some(downlink::Msg::Ack(a)) })) => {
+                    let now = Instant::now();
+                    while let Some(&(last, n, at)) = unacked.front() {
+                        if last > a.through_seq {
+                            break;
+                        }
+                        unacked.pop_front();
+                        // Draining: the hub is still making progress; give it the stall time again.
+                        if drain_until.is_some() {
+                            drain_until = Some(now + plan.drain);
+                        }
+                        let _ = tally.ack_us.record_n(now.duration_since(at).as_micros() as u64, n);
+                        tally.acked += n;
+                        tally.batches += 1;
+                        acked_total.fetch_add(n, Relaxed);
+                    }
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => bail!("the hub closed the stream"),
+                Err(status) => bail!("stream failed: {status}"),
+            },
+            _ = ticker.tick(), if sending => {
+                let now = Instant::now();
+                if now >= plan.end {
+                    sending = false;
+                    drain_until = Some(now + plan.drain);
+                    continue;
+                }
+                let due_total = (now.duration_since(plan.began).as_secs_f64() * plan.rate) as u64;
+                if unacked.len() >= GRPC_WINDOW || due_total <= made {
+                    continue;
+                }
+                let n = (due_total - made).min(MAX_BATCH_EVENTS);
+                let now_ms = pb::now_ms();
+                let mut events = Vec::with_capacity(n as usize);
+                for _ in 0..n {
+                    made += 1;
+                    seq += 1;
+                    let d = (made as usize) % tally.devices.len();
+                    let t = &mut tally.devices[d];
+                    // Streams are offset, so one event in `alarm_every` overall is an
+                    // alarm even when each stream sends fewer than that.
+                    let alarm = plan.alarm_every > 0
+                        && (made + plan.index as u64 * 7919).is_multiple_of(plan.alarm_every);
+                    let body = if alarm {
+                        let door = format!("load-{}-{made}", plan.index);
+                        alarms.sent(door.clone());
+                        Body::Door(pb::DoorEvent {
+                            r#type: pb::DoorEventType::Forced as i32,
+                            door,
+                            seconds: 0,
+                        })
+                    } else {
+                        let tag = format!("{}/{}", t.device, t.next);
+                        t.next += 1;
+                        Body::Access(pb::AccessEvent {
+                            door: "load-door".into(),
+                            result: pb::AccessResult::Granted as i32,
+                            credential: tag,
+                            reason: String::new(),
+                        })
+                    };
+                    events.push(pb::Event {
+                        event_id: format!("{}-{seq}", plan.gateway),
+                        seq,
+                        gateway_id: plan.gateway.clone(),
+                        estate_id: plan.estate.clone(),
+                        device_id: t.device.clone(),
+                        device_kind: pb::DeviceKind::Door as i32,
+                        area: "load".into(),
+                        occurred_at_ms: now_ms,
+                        received_at_ms: now_ms,
+                        trace_context: Default::default(),
+                        body: Some(body),
+                    });
+                }
+                let tagged = events.iter().filter(|e| matches!(e.body, Some(Body::Access(_)))).count() as u64;
+                unacked.push_back((seq, n, Instant::now()));
+                tx.send(pb::Uplink { msg: Some(uplink::Msg::Events(pb::EventBatch { events })) })
+                    .await
+                    .map_err(|_| anyhow!("the stream's send side closed"))?;
+                sent.fetch_add(tagged, Relaxed);
+            }
+        }
+    }
+}
+
+/// Largest batch a synthetic gateway sends (a real one: `uplink.batch_max`, 500).
+const MAX_BATCH_EVENTS: u64 = 500;
+
+/// `--via grpc`: N synthetic gateway streams against the hub alone.
+async fn drive_grpc(opts: &LoadOptions, data_dir: &Path) -> anyhow::Result<LoadReport> {
+    let specs: Vec<EstateSpec> = (0..opts.estates)
+        .map(|i| EstateSpec::new(&format!("load-{i}"), &format!("Load estate {i}")))
+        .collect();
+    let mut hub = HubUnderTest::start(opts, data_dir, &specs).await?;
+    println!(
+        "load: hub gRPC {} ({}); opening {} synthetic gateway streams",
+        hub.grpc_url,
+        if hub.process.is_some() {
+            "child process"
+        } else {
+            "already running"
+        },
+        opts.estates
+    );
+    let alarms = AlarmClock::default();
+    let watch_stop = CancellationToken::new();
+    let _watch_guard = watch_stop.clone().drop_guard();
+    if opts.alarm_every > 0 {
+        match &hub.http_base {
+            Some(base) => alarms.watch(base, watch_stop.clone()).await?,
+            None => println!("load: no --hub-api: alarm visibility is not measured"),
+        }
+    }
+    // Gateway ids unique to this run, so an already running hub starts them at seq 1.
+    let run = if hub.process.is_some() {
+        String::new()
+    } else {
+        format!("-r{}", pb::now_ms() % 100_000_000)
+    };
+    let sent = Arc::new(AtomicU64::new(0));
+    let acked = Arc::new(AtomicU64::new(0));
+    let per_stream = opts.rate / opts.estates as f64;
+    // Time for every stream to connect before the clock starts.
+    let began = Instant::now() + Duration::from_millis(500 + 3 * opts.estates as u64);
+    let end = began + opts.duration;
+    let mut tasks = JoinSet::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let gateway = format!("gw-{}{run}", spec.id);
+        let plan = StreamPlan {
+            index: i,
+            devices: (0..opts.devices_per_estate.max(1))
+                .map(|k| format!("{gateway}-dev-{k:03}"))
+                .collect(),
+            gateway,
+            estate: spec.id.clone(),
+            rate: per_stream,
+            batch_every: opts.grpc_batch,
+            alarm_every: opts.alarm_every,
+            began,
+            end,
+            drain: opts.drain_stall.max(Duration::from_secs(5)),
+        };
+        tasks.spawn(run_stream(
+            plan,
+            hub.grpc_url.clone(),
+            sent.clone(),
+            acked.clone(),
+            alarms.clone(),
+        ));
+    }
+    tokio::time::sleep_until(began.into()).await;
+    let cpu_at_start = hub.cpu_s();
+    let progress = Progress::new();
+    let mut tick = tokio::time::interval_at((began + Duration::from_secs(1)).into(), Duration::from_secs(1));
+    let (mut last_sent, mut last_at, mut last_cpu) = (0, began, cpu_at_start);
+    let mut streams = Vec::with_capacity(opts.estates);
+    while !tasks.is_empty() {
+        tokio::select! {
+            joined = tasks.join_next() => match joined {
+                Some(Ok(t)) => streams.push(t),
+                Some(Err(e)) => bail!("a stream task failed: {e}"),
+                None => {}
+            },
+            now = tick.tick() => {
+                let now = now.into_std();
+                hub.sample()?;
+                let total = sent.load(Relaxed);
+                let dt = now.duration_since(last_at).as_secs_f64();
+                let rate = (total - last_sent) as f64 / dt;
+                let cpu = hub.cpu_s();
+                let cpu_pct = match (cpu, last_cpu) {
+                    (Some(c), Some(l)) => format!("{:.0}%", (c - l) / dt * 100.0),
+                    _ => "?".into(),
+                };
+                (last_sent, last_at, last_cpu) = (total, now, cpu);
+                let rss = hub.process.as_ref().map_or(0, |p| p.rss_max_kib);
+                progress.show(
+                    now.duration_since(began),
+                    opts.duration,
+                    &format!(
+                        "sent {total:>9} ({rate:>7.0}/s) acked {:>9}  alarms {}/{}  hub cpu {cpu_pct} rss {}",
+                        acked.load(Relaxed),
+                        alarms.seen_count(),
+                        alarms.sent_count(),
+                        mib(rss)
+                    ),
+                );
+            }
+        }
+    }
+    progress.done();
+    let run_s = began.elapsed().as_secs_f64();
+    hub.sample()?;
+    let cpu_at_end = hub.cpu_s();
+    alarms.settle(Duration::from_secs(5)).await;
+    watch_stop.cancel();
+
+    let total_sent = sent.load(Relaxed);
+    let total_acked = acked.load(Relaxed);
+    let stream_errors: Vec<String> = streams.iter().filter_map(|s| s.error.clone()).collect();
+    let mut ack = Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_MS * 1000, 3).context("histogram")?;
+    for s in &streams {
+        ack.add(&s.ack_us).context("merging ack histograms")?;
+    }
+    let tallies: Vec<Tally> = streams.into_iter().flat_map(|s| s.devices).collect();
+    let (alarm_latency, alarms_missing) = alarms.latency();
+
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).build()?;
+    let hub_metrics = match &hub.http_base {
+        Some(base) => scrape(&client, base).await,
+        None => None,
+    };
+    let hub_figures = hub_figures(hub_metrics.as_ref());
+    let (analysis, checked_by) = match &hub.db {
+        Some(db) => (
+            Some(analyse(db, &tallies).await?),
+            "hub database: every tag sent, counted",
+        ),
+        None => (
+            None,
+            "hub acks only (no --hub-db): lost = sent - acknowledged; duplicates not checkable",
+        ),
+    };
+    let hub_process = hub.figures();
+    if let Some(db) = hub.db.take() {
+        db.close().await;
+    }
+    drop(hub);
+
+    let (stored, lost, duplicated, unexpected, span_s, e2e) = match &analysis {
+        Some(a) => (
+            a.stored,
+            a.lost,
+            a.duplicated,
+            a.unexpected,
+            a.span_s,
+            Latency::from_histogram(&a.e2e),
+        ),
+        None => (
+            total_acked,
+            total_sent.saturating_sub(total_acked),
+            0,
+            0,
+            run_s,
+            Latency::default(),
+        ),
+    };
+    let hub_cpu_percent = match (cpu_at_start, cpu_at_end) {
+        (Some(a), Some(b)) if run_s > 0.0 => Some((b - a) / run_s * 100.0),
+        _ => None,
+    };
+    Ok(LoadReport {
+        via: "grpc".into(),
+        checked_by: checked_by.into(),
+        estates: opts.estates,
+        devices_per_estate: opts.devices_per_estate,
+        target_rate: opts.rate,
+        duration_s: opts.duration.as_secs_f64(),
+        data_dir: data_dir.display().to_string(),
+        sent: total_sent,
+        publish_errors: stream_errors.len() as u64,
+        offered_rate: total_sent as f64 / opts.duration.as_secs_f64(),
+        stored,
+        lost,
+        duplicated,
+        unexpected,
+        drained: stream_errors.is_empty(),
+        drain_s: (run_s - opts.duration.as_secs_f64()).max(0.0),
+        span_s,
+        sustained_rate: if span_s > 0.0 { stored as f64 / span_s } else { 0.0 },
+        latency_ms: e2e,
+        to_gateway_ms: Latency::default(),
+        gateway_to_hub_ms: Latency::default(),
+        ack_latency_ms: Some(Latency::from_micros(&ack)),
+        alarm_latency_ms: (opts.alarm_every > 0).then_some(alarm_latency),
+        alarms_sent: alarms.sent_count(),
+        alarms_missing,
+        gateways: Vec::new(),
+        gateway_rss_kib: Summary::default(),
+        gateway_hwm_kib: Summary::default(),
+        sim_process: process_figures(std::process::id()),
+        hub_process: hub_process.as_ref().map(|p| p.0.clone()),
+        hub_rss_max_kib: hub_process.map(|p| p.1),
+        hub_cpu_percent,
+        stream_errors,
+        hub: hub_figures,
+    })
+}
+
+fn hub_figures(m: Option<&HashMap<String, f64>>) -> HubFigures {
+    let hget = |name: &str| m.and_then(|m| m.get(name).copied());
+    HubFigures {
+        events_ingested: hget("gatehouse_hub_events_ingested_total").map(|v| v as u64),
+        duplicates_dropped: hget("gatehouse_hub_duplicates_dropped_total").map(|v| v as u64),
+        batches_committed: hget("gatehouse_hub_batches_committed_total").map(|v| v as u64),
+        commits: hget("gatehouse_hub_commit_seconds_count").map(|v| v as u64),
+        commit_mean_ms: match (
+            hget("gatehouse_hub_commit_seconds_sum"),
+            hget("gatehouse_hub_commit_seconds_count"),
+        ) {
+            (Some(sum), Some(n)) if n > 0.0 => Some(sum / n * 1000.0),
+            _ => None,
+        },
+    }
+}
+
+/// What [`blast`] measured.
+pub(crate) struct BlastResult {
+    /// Events acknowledged between the start and the end of the sending window.
+    pub acked_in_window: u64,
+    pub acked_total: u64,
+    pub sent: u64,
+    pub window_s: f64,
+    pub ack: Latency,
+    pub errors: Vec<String>,
+}
+
+/// `streams` synthetic gateways (`gw-load-<i>` of estates `load-<i>`) offering `rate`
+/// events/s in total to `url` for `duration`, no alarms; counts what the hub acknowledged.
+pub(crate) async fn blast(
+    url: &str,
+    streams: usize,
+    rate: f64,
+    duration: Duration,
+    batch_every: Duration,
+) -> anyhow::Result<BlastResult> {
+    let sent = Arc::new(AtomicU64::new(0));
+    let acked = Arc::new(AtomicU64::new(0));
+    let began = Instant::now() + Duration::from_millis(500 + 3 * streams as u64);
+    let end = began + duration;
+    let mut tasks = JoinSet::new();
+    for i in 0..streams {
+        let gateway = format!("gw-load-{i}");
+        let plan = StreamPlan {
+            index: i,
+            devices: (0..4).map(|k| format!("{gateway}-dev-{k}")).collect(),
+            gateway,
+            estate: format!("load-{i}"),
+            rate: rate / streams as f64,
+            batch_every,
+            alarm_every: 0,
+            began,
+            end,
+            drain: Duration::from_secs(20),
+        };
+        tasks.spawn(run_stream(
+            plan,
+            url.to_string(),
+            sent.clone(),
+            acked.clone(),
+            AlarmClock::default(),
+        ));
+    }
+    tokio::time::sleep_until(began.into()).await;
+    let at_start = acked.load(Relaxed);
+    tokio::time::sleep_until(end.into()).await;
+    let at_end = acked.load(Relaxed);
+    let mut ack = Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_MS * 1000, 3).context("histogram")?;
+    let mut errors = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let t = joined.context("a stream task failed")?;
+        ack.add(&t.ack_us).context("merging ack histograms")?;
+        errors.extend(t.error);
+    }
+    Ok(BlastResult {
+        acked_in_window: at_end - at_start,
+        acked_total: acked.load(Relaxed),
+        sent: sent.load(Relaxed),
+        window_s: duration.as_secs_f64(),
+        ack: Latency::from_micros(&ack),
+        errors,
+    })
 }

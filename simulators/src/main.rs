@@ -6,7 +6,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use gatehouse_sim::{
-    demo,
+    bench, demo,
     devices::{DoorController, FirePanel, Intercom},
     firepanel, load,
     mqtt_device::MqttDevice,
@@ -35,10 +35,16 @@ enum Command {
         #[arg(long = "for", value_parser = parse_duration)]
         run_for: Option<Duration>,
     },
-    /// A load run: an in-process hub, one gateway process per estate, MQTT devices publishing
-    /// at a fixed total rate; prints throughput, loss, latency and memory figures.
+    /// A load run against a hub (a `gatehouse-hub` child process, or `--hub`): `--via mqtt`,
+    /// one gateway process per estate with MQTT devices publishing at a fixed total rate;
+    /// `--via grpc`, one synthetic gateway stream per estate. Prints throughput, loss, ack
+    /// and alarm-visible latency, CPU and memory figures.
     Load {
-        /// Estates, one gateway process each.
+        /// What carries the events: mqtt (devices → gateways → hub) or grpc (synthetic
+        /// gateway streams → hub alone).
+        #[arg(long, value_enum, default_value = "mqtt")]
+        via: load::Via,
+        /// Estates: one gateway process (mqtt) or one gateway stream (grpc) each.
         #[arg(long, default_value_t = 3)]
         estates: usize,
         /// Simulated devices per estate (intercoms and door controllers, alternately).
@@ -66,6 +72,57 @@ enum Command {
         /// The gateways' outbox bound (`outbox.max_events`); default: the gateway's own.
         #[arg(long)]
         outbox_max_events: Option<u64>,
+        /// Load an already running hub at this gRPC URL (e.g. http://10.0.0.5:50051) instead
+        /// of starting one; its configuration must list the estates load-0 … load-(N-1)
+        /// (a run without --hub writes such a file as <data-dir>/hub.toml).
+        #[arg(long)]
+        hub: Option<String>,
+        /// That hub's HTTP base URL (e.g. http://10.0.0.5:8080): alarm visibility and /metrics.
+        #[arg(long, requires = "hub")]
+        hub_api: Option<String>,
+        /// That hub's SQLite database, read-only: the loss and duplicate check (without
+        /// it, --via grpc checks by the hub's acks; --via mqtt needs it).
+        #[arg(long, requires = "hub")]
+        hub_db: Option<PathBuf>,
+        /// The gatehouse-hub binary; default: the one next to this executable.
+        #[arg(long)]
+        hub_bin: Option<PathBuf>,
+        /// One event in this many is a forced door (a new P2 alarm), timed until the hub's
+        /// live stream shows the alarm; 0: none.
+        #[arg(long, default_value_t = 1000)]
+        alarm_every: u64,
+        /// --via grpc: each stream sends what fell due this often (a real gateway: 5 ms linger).
+        #[arg(long, default_value = "50ms", value_parser = parse_duration)]
+        grpc_batch: Duration,
+    },
+    /// Baselines in one run: raw tonic streaming (no persistence), batched SQLite inserts,
+    /// the hub's real ingest (and its share of the lower limit); MQTT through the embedded
+    /// rumqttd and through Mosquitto on 127.0.0.1:1883 when one answers there.
+    Bench {
+        /// Synthetic gateway streams.
+        #[arg(long, default_value_t = 1000)]
+        streams: usize,
+        /// Events per second offered in total (above what the hub can take, to find it).
+        #[arg(long, default_value_t = 150000.0)]
+        rate: f64,
+        /// Length of each phase.
+        #[arg(long, default_value = "15s", value_parser = parse_duration)]
+        duration: Duration,
+        #[arg(long, default_value = "50ms", value_parser = parse_duration)]
+        grpc_batch: Duration,
+        /// Rows per transaction in the storage phase.
+        #[arg(long, default_value_t = 5000)]
+        rows_per_commit: usize,
+        #[arg(long, default_value_t = 20)]
+        mqtt_clients: usize,
+        #[arg(long, default_value_t = 2000)]
+        mqtt_messages: usize,
+        /// The gatehouse-hub binary; default: the one next to this executable.
+        #[arg(long)]
+        hub_bin: Option<PathBuf>,
+        /// Also write the report as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
     /// A door controller with background traffic, connected to a gateway's broker.
     Door {
@@ -211,8 +268,22 @@ async fn main() -> anyhow::Result<()> {
             gateway_bin,
             drain_stall,
             outbox_max_events,
+            via,
+            hub,
+            hub_api,
+            hub_db,
+            hub_bin,
+            alarm_every,
+            grpc_batch,
         } => {
             let options = load::LoadOptions {
+                via,
+                hub,
+                hub_api,
+                hub_db,
+                hub_bin,
+                alarm_every,
+                grpc_batch,
                 estates,
                 devices_per_estate,
                 rate,
@@ -230,7 +301,43 @@ async fn main() -> anyhow::Result<()> {
                 println!("report written to {}", path.display());
             }
             if !report.clean() {
-                anyhow::bail!("{} events lost and {} duplicated", report.lost, report.duplicated);
+                anyhow::bail!(
+                    "{} events lost, {} duplicated, {} alarms never shown",
+                    report.lost,
+                    report.duplicated,
+                    report.alarms_missing
+                );
+            }
+            Ok(())
+        }
+        Command::Bench {
+            streams,
+            rate,
+            duration,
+            grpc_batch,
+            rows_per_commit,
+            mqtt_clients,
+            mqtt_messages,
+            hub_bin,
+            json,
+        } => {
+            let report = bench::run(bench::BenchOptions {
+                streams,
+                rate,
+                duration,
+                grpc_batch,
+                rows_per_commit,
+                mqtt_clients,
+                mqtt_messages,
+                hub_bin,
+                data_dir: None,
+            })
+            .await?;
+            print!("{}", report.render());
+            if let Some(path) = json {
+                let text = serde_json::to_string_pretty(&report).context("encoding the report as JSON")?;
+                std::fs::write(&path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+                println!("report written to {}", path.display());
             }
             Ok(())
         }

@@ -12,6 +12,7 @@ mod estates;
 mod health;
 mod incidents;
 mod kpi;
+mod rota;
 mod stream;
 
 use std::sync::Arc;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub hub_id: String,
     pub response_target_ms: i64,
     pub flood_start_above: u32,
+    /// The rota's committed state (None: no `[[posts]]` configured).
+    pub rota: Option<Arc<crate::rota::RotaShared>>,
 }
 
 /// Every route of the HTTP API, in one place: authentication and TLS layers go here
@@ -71,6 +74,26 @@ pub fn router(state: AppState) -> Router {
         .route("/notifications", get(incidents::notifications))
         .route("/stream", get(stream::stream))
         .route("/kpi/alarms", get(kpi::alarms))
+        .route("/coverage", get(rota::coverage))
+        .route("/kpi/coverage", get(rota::kpi))
+        .route("/rota/gaps", get(rota::gaps))
+        .route("/rota/proposals", get(rota::proposals))
+        .route("/rota/proposals/{id}/accept", post(rota::accept))
+        .route("/rota/plan", post(rota::plan))
+        .route("/rota/check-in", post(rota::check_in))
+        .route("/rota/check-out", post(rota::check_out))
+        .route("/rota/absences", post(rota::absence))
+        .route("/rota/assignments", get(rota::assignments).post(rota::assign))
+        .route("/rota/assignments/{id}", axum::routing::delete(rota::unassign))
+        .route("/rota/import", post(rota::import))
+        .route("/rota/export", get(rota::export))
+        .route("/rota/patrols", get(rota::patrols))
+        .route("/rota/patrols/{id}/record", post(rota::patrol_record))
+        .route("/rota/handovers", get(rota::handovers))
+        .route("/rota/handovers/{id}/ack", post(rota::handover_ack))
+        .route("/rota/notes", post(rota::note))
+        .route("/rota/attendance", get(rota::attendance))
+        .route("/rota/guards", get(rota::guards))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     Router::new()

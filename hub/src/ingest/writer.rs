@@ -20,7 +20,7 @@ use gatehouse_proto::{CommandResult, DeviceInfo, Event, event::Body};
 use prost::Message as _;
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info};
+use tracing::{Instrument as _, debug, error, info};
 
 use crate::alarms::AlarmJson;
 use crate::clock::Clock;
@@ -258,6 +258,9 @@ pub struct Writer {
     engine: Engine,
     stream: broadcast::Sender<StreamEvent>,
     wake: Arc<Notify>,
+    /// Trace spans of this transaction's events (only when OpenTelemetry export is on);
+    /// they end once it has committed or failed.
+    traced: Vec<tracing::Span>,
 }
 
 /// What the writer needs besides the pool.
@@ -289,6 +292,7 @@ impl Writer {
             engine: parts.engine,
             stream: parts.stream,
             wake: parts.wake,
+            traced: Vec::new(),
         };
         writer.reload().await?;
         let now = writer.clock.now_ms();
@@ -387,6 +391,9 @@ impl Writer {
             .await;
         match result {
             Ok(changes) => {
+                for span in self.traced.drain(..) {
+                    span.record("committed", true);
+                }
                 let (events, wake) = self.engine.take_published();
                 for e in events {
                     // Nobody listening is fine.
@@ -435,6 +442,9 @@ impl Writer {
                     }
                 }
                 self.engine.discard();
+                for span in self.traced.drain(..) {
+                    span.record("committed", false);
+                }
                 self.must_reconnect.extend(involved);
                 self.seen.clear();
                 if let Err(e) = self.reload().await {
@@ -557,13 +567,27 @@ impl Writer {
                             let registered = v.resident || !v.pass.trim().is_empty();
                             Engine::vehicle_entry(&mut tx, &event.estate_id, registered, now).await?;
                         }
+                        // A guard's badge at a post reader or patrol checkpoint (the rota).
+                        if let Some(Body::Access(_)) = &event.body {
+                            self.engine.rota_access(&mut tx, &mut self.rules, &event, now).await?;
+                        }
+                        // The event's trace goes on here (OpenTelemetry export on, and the
+                        // event carries a context): ingest until commit, one child per alarm change.
+                        let span = trace_span(&event);
                         for change in self.rules.evaluate(&event, now) {
                             let cause = Cause {
                                 event: Some((&gateway_id, seq)),
                                 ..Default::default()
                             };
-                            self.engine.apply_change(&mut tx, &change, now, &cause).await?;
+                            let alarm = alarm_span(&span, &change);
+                            self.engine
+                                .apply_change(&mut tx, &change, now, &cause)
+                                .instrument(alarm)
+                                .await?;
                             changes += 1;
+                        }
+                        if !span.is_none() {
+                            self.traced.push(span);
                         }
                         rows.push(event_row(event, seq));
                     }
@@ -642,7 +666,9 @@ impl Writer {
         }
 
         if !rows.is_empty() {
-            write::insert_events(&mut tx, &rows, now).await?;
+            // `ingested_at_ms`: when the rows are written, the last step before COMMIT (not
+            // when the transaction began), so publish → ingested measures up to the commit.
+            write::insert_events(&mut tx, &rows, self.clock.now_ms().max(now)).await?;
         }
         for (gateway, seen_at) in self.seen.drain() {
             if !progress.contains_key(&gateway) {
@@ -658,6 +684,34 @@ impl Writer {
         })?;
         Ok(changes)
     }
+}
+
+/// `hub.ingest` for a traced event, a child of the context it carries; `Span::none()` when
+/// export is off or the event carries no context.
+fn trace_span(event: &Event) -> tracing::Span {
+    if !crate::telemetry::enabled() || event.trace_context.is_empty() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(target: "gatehouse_hub::ingest", "hub.ingest",
+        gateway = %event.gateway_id, seq = event.seq, device = %event.device_id, committed = tracing::field::Empty);
+    crate::telemetry::set_parent(&span, &event.trace_context);
+    span
+}
+
+/// `hub.alarm`, a child of an event's `hub.ingest` span, around one alarm change.
+fn alarm_span(parent: &tracing::Span, change: &AlarmChange) -> tracing::Span {
+    if parent.is_none() {
+        return tracing::Span::none();
+    }
+    let what = match change {
+        AlarmChange::Activate(_) => "activate",
+        AlarmChange::Value { .. } => "value",
+        AlarmChange::Clear { .. } => "clear",
+        AlarmChange::Acknowledge { .. } => "acknowledge",
+    };
+    let key = change.key();
+    tracing::info_span!(target: "gatehouse_hub::alarms", parent: parent, "hub.alarm",
+        change = what, estate = %key.estate, device = %key.device, condition = %key.condition)
 }
 
 fn event_row(event: Event, seq: i64) -> EventRow {

@@ -138,8 +138,20 @@ impl Adapter {
     async fn on_publish(&mut self, topic: &[u8], payload: &[u8]) -> bool {
         let received_ms = pb::now_ms();
         let topic = String::from_utf8_lossy(topic);
-        match self.translate(&topic, payload, received_ms) {
-            Ok(Some(event)) => {
+        // The trace of this device message starts here; its context travels in the event.
+        // Only when OpenTelemetry export is on: otherwise no span is made at all.
+        let span = if crate::telemetry::enabled() {
+            tracing::info_span!(target: "gatehouse_gateway::mqtt", "gateway.mqtt.publish", topic = %topic, device = tracing::field::Empty, event_id = tracing::field::Empty)
+        } else {
+            tracing::Span::none()
+        };
+        match span.in_scope(|| self.translate(&topic, payload, received_ms)) {
+            Ok(Some(mut event)) => {
+                if !span.is_none() {
+                    span.record("device", event.device_id.as_str());
+                    span.record("event_id", event.event_id.as_str());
+                    crate::telemetry::inject(&span, &mut event.trace_context);
+                }
                 self.ctx.metrics.mqtt_accepted.fetch_add(1, Relaxed);
                 if let Err(e) = self.ctx.sink.emit(event).await {
                     tracing::error!(error = %e, "MQTT intake stops");

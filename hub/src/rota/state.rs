@@ -1,0 +1,156 @@
+//! The rota's live state, as committed: assignments (active ones, back four weeks for
+//! fairness), who is on which post, absences, open gaps, the running patrol tours and the
+//! shift each post's last handover was for. The writer changes a working copy inside its
+//! transaction and publishes it after the commit; readers (the role resolver, the API) see
+//! only committed state.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use super::coverage::GapState;
+use super::fit::{Busy, Recent};
+use super::model::{RotaModel, date_of, days_from_epoch};
+use super::patrol::Tour;
+
+const DAY_MS: i64 = 86_400_000;
+
+/// One guard on one post for (part of) one shift.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Assignment {
+    pub id: i64,
+    pub estate: String,
+    pub post: String,
+    pub shift: String,
+    /// The shift instance (slot key = `post@shift_start`).
+    pub shift_start: i64,
+    /// When the guard works: the shift, or its remainder for a cover accepted mid-shift.
+    pub start: i64,
+    pub end: i64,
+    pub guard: String,
+    /// `import`, `api`, `plan` or `proposal`.
+    pub source: String,
+}
+
+/// A guard on post.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Presence {
+    pub post: String,
+    pub since: i64,
+}
+
+/// A reported absence (a sick call): the guard is unavailable in `[start, end)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Absence {
+    pub id: i64,
+    pub guard: String,
+    pub start: i64,
+    pub end: i64,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Live {
+    pub assignments: BTreeMap<i64, Assignment>,
+    pub presence: HashMap<String, Presence>,
+    pub absences: Vec<Absence>,
+    /// Post → its open gap.
+    pub gaps: HashMap<String, GapState>,
+    /// Route → the running tour.
+    pub tours: HashMap<String, Tour>,
+    /// Route → when its last tour started.
+    pub last_tour: HashMap<String, i64>,
+    /// Post → shift start of its latest handover sheet.
+    pub handed_over: HashMap<String, i64>,
+}
+
+impl Live {
+    /// Guards on a post now, in the order they came.
+    pub fn present_at(&self, post: &str) -> Vec<(&str, i64)> {
+        let mut v: Vec<(&str, i64)> = self
+            .presence
+            .iter()
+            .filter(|(_, p)| p.post == post)
+            .map(|(g, p)| (g.as_str(), p.since))
+            .collect();
+        v.sort_by(|a, b| (a.1, a.0).cmp(&(b.1, b.0)));
+        v
+    }
+
+    /// Assignments of a slot.
+    pub fn assigned(&self, post: &str, shift_start: i64) -> Vec<&Assignment> {
+        self.assignments
+            .values()
+            .filter(|a| a.post == post && a.shift_start == shift_start)
+            .collect()
+    }
+
+    /// A guard's assignments, sorted by start.
+    pub fn of_guard(&self, guard: &str) -> Vec<&Assignment> {
+        let mut v: Vec<&Assignment> = self.assignments.values().filter(|a| a.guard == guard).collect();
+        v.sort_by_key(|a| a.start);
+        v
+    }
+
+    /// The assignment a guard works at `ms`, if any.
+    pub fn working_at(&self, guard: &str, ms: i64) -> Option<&Assignment> {
+        self.assignments
+            .values()
+            .find(|a| a.guard == guard && a.start <= ms && ms < a.end)
+    }
+
+    pub fn absent_of(&self, guard: &str) -> Vec<(i64, i64)> {
+        self.absences
+            .iter()
+            .filter(|a| a.guard == guard)
+            .map(|a| (a.start, a.end))
+            .collect()
+    }
+
+    /// Every guard's busy intervals (sorted), for the rules.
+    pub fn busy_by_guard(&self, m: &RotaModel) -> HashMap<String, Vec<Busy>> {
+        let mut out: HashMap<String, Vec<Busy>> = HashMap::new();
+        for a in self.assignments.values() {
+            out.entry(a.guard.clone()).or_default().push(busy_of(m, a));
+        }
+        for v in out.values_mut() {
+            v.sort_by_key(|b| b.start);
+        }
+        out
+    }
+
+    /// Rolling four weeks before `now`, per guard.
+    pub fn recent(&self, m: &RotaModel, now: i64) -> HashMap<String, Recent> {
+        let from = now - 28 * DAY_MS;
+        let mut out: HashMap<String, Recent> = HashMap::new();
+        for a in self.assignments.values().filter(|a| a.end > from && a.start < now) {
+            let r = out.entry(a.guard.clone()).or_default();
+            r.hours += (a.end.min(now) - a.start.max(from)) as f64 / 3_600_000.0;
+            if m.template(&a.shift).is_some_and(|t| t.is_night()) {
+                r.nights += 1;
+            }
+            if !r.estates.contains(&a.estate) {
+                r.estates.push(a.estate.clone());
+            }
+        }
+        out
+    }
+
+    /// Forgets assignments and absences that ended more than four weeks before `now`.
+    pub fn prune(&mut self, now: i64) {
+        let horizon = now - 29 * DAY_MS;
+        self.assignments.retain(|_, a| a.end > horizon);
+        self.absences.retain(|a| a.end > horizon);
+    }
+}
+
+/// A busy interval of an assignment.
+pub fn busy_of(m: &RotaModel, a: &Assignment) -> Busy {
+    let night = m.template(&a.shift).is_some_and(|t| t.is_night());
+    Busy {
+        start: a.start,
+        end: a.end,
+        estate: a.estate.clone(),
+        night_day: night.then(|| days_from_epoch(date_of(a.shift_start + m.offset_ms(&a.estate)))),
+    }
+}
