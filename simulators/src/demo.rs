@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     operator::{Operator, timeline_lines},
-    scenario::{SimEstate, demo_estates, start_estate, start_hub},
+    scenario::{GATE_GUARDS, SimEstate, demo_estates, start_estate, start_hub},
 };
 
 pub struct DemoOptions {
@@ -99,6 +99,13 @@ async fn script(estates: &[SimEstate], op: &Operator) -> anyhow::Result<()> {
     let at = |s: u64| tokio::time::sleep_until(start + Duration::from_secs(s));
     let wait = Duration::from_secs(20);
 
+    let (wang, zhao) = (guard(0, &a.spec.id), guard(1, &a.spec.id));
+    at(1).await;
+    say(&format!(
+        "{} — guard {} badges in at the main-gate post",
+        a.spec.name, GATE_GUARDS[0].1
+    ));
+    a.door.badge("main-gate-east", &wang).await?;
     at(5).await;
     say(&format!("{} — residents badging in at the main gate", a.spec.name));
     for _ in 0..3 {
@@ -165,6 +172,41 @@ async fn script(estates: &[SimEstate], op: &Operator) -> anyhow::Result<()> {
     op.transition(pump_id, "closed", "pump room back to normal").await?;
     print_timeline(op, pump_id, "pump trip").await?;
 
+    // The gate post: its guard calls in sick; after the grace period the empty post is an
+    // alarm; the operator accepts the recommended cover and the cover badges in.
+    at(48).await;
+    say(&format!(
+        "{} — {} calls in sick and leaves the main-gate post",
+        a.spec.name, GATE_GUARDS[0].1
+    ));
+    op.sick_call(&wang).await?;
+    let alarmed_gap = async {
+        loop {
+            let gaps = op.gaps(&a.spec.id).await?;
+            if let Some(g) = gaps.into_iter().find(|g| g["alarmed"] == true) {
+                return anyhow::Ok(g);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    };
+    let gap = tokio::time::timeout(Duration::from_secs(60), alarmed_gap)
+        .await
+        .context("the empty gate post raised no alarm within 60 s")??;
+    let gap_id = gap["id"].as_str().context("gap id")?.to_string();
+    let cover = op.cover_gap(&gap_id).await?;
+    say(&format!(
+        "operator — accepts cover proposal {} (score {}): {} takes the post",
+        cover["id"].as_str().unwrap_or("?"),
+        cover["score"],
+        GATE_GUARDS[1].1
+    ));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    say(&format!(
+        "{} — {} badges in at the main gate",
+        a.spec.name, GATE_GUARDS[1].1
+    ));
+    a.door.badge("main-gate-east", &zhao).await?;
+
     // The fire: left unacknowledged long enough for the duty manager escalation at 60 s.
     at(80).await;
     say(&format!(
@@ -204,6 +246,11 @@ async fn script(estates: &[SimEstate], op: &Operator) -> anyhow::Result<()> {
     print_timeline(op, fire_id, "fire").await?;
     say("storyline complete; background traffic continues until Ctrl-C");
     Ok(())
+}
+
+/// The id (and badge) of gate guard `i` of `estate`.
+fn guard(i: usize, estate: &str) -> String {
+    format!("{}-{estate}", GATE_GUARDS[i].0)
 }
 
 fn say(s: &str) {

@@ -20,6 +20,13 @@ impl DoorController {
         self.0.event(payload).await
     }
 
+    /// A known badge (a guard's card, say) granted at `door`.
+    pub async fn badge(&self, door: &str, credential: &str) -> Result<(), DeviceError> {
+        self.0
+            .event(json!({"type": "access", "door": door, "result": "granted", "credential": credential}))
+            .await
+    }
+
     pub async fn forced(&self, door: &str) -> Result<(), DeviceError> {
         self.0.event(json!({"type": "door_forced", "door": door})).await
     }

@@ -125,6 +125,49 @@ impl Operator {
     }
 }
 
+impl Operator {
+    /// A guard calls in sick: an absence from now until further notice.
+    pub async fn sick_call(&self, guard: &str) -> anyhow::Result<Value> {
+        self.post(
+            "/rota/absences",
+            json!({"guard": guard, "reason": "sick", "operator": self.name}),
+        )
+        .await
+    }
+
+    /// The open coverage gaps of `estate`.
+    pub async fn gaps(&self, estate: &str) -> anyhow::Result<Vec<Value>> {
+        Ok(self
+            .get(&format!("/rota/gaps?estate={estate}"))
+            .await?
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// Solves the cover proposals for `gap` and accepts the recommended one; returns it.
+    pub async fn cover_gap(&self, gap: &str) -> anyhow::Result<Value> {
+        let solved = self.get(&format!("/rota/proposals?gap={gap}")).await?;
+        let Some(best) = solved["proposals"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["recommended"] == true)
+            .cloned()
+        else {
+            bail!("no recommended proposal for gap {gap}: {solved}");
+        };
+        let id = best["id"].as_str().context("proposal id")?;
+        self.post(&format!("/rota/proposals/{id}/accept"), json!({"operator": self.name}))
+            .await?;
+        Ok(best)
+    }
+
+    pub async fn coverage(&self, estate: &str) -> anyhow::Result<Value> {
+        self.get(&format!("/coverage?estate={estate}")).await
+    }
+}
+
 /// One line per timeline entry of an incident, for printing.
 pub fn timeline_lines(detail: &Value) -> Vec<String> {
     detail["timeline"]

@@ -30,6 +30,9 @@ pub struct EstateSpec {
     /// The estate's fire panel reports over SIA DC-09 (encrypted Contact ID) instead of the
     /// MQTT profile.
     pub dc09_fire_panel: bool,
+    /// The hub keeps the rota of the estate's main-gate post (two guards, badge reader
+    /// `door-main-gate`): an empty post raises an alarm after a short grace period.
+    pub gate_post_rota: bool,
 }
 
 impl EstateSpec {
@@ -38,7 +41,13 @@ impl EstateSpec {
             id: id.into(),
             name: name.into(),
             dc09_fire_panel: false,
+            gate_post_rota: false,
         }
+    }
+
+    pub fn with_gate_post_rota(mut self) -> Self {
+        self.gate_post_rota = true;
+        self
     }
 
     pub fn with_dc09_fire_panel(mut self) -> Self {
@@ -47,6 +56,10 @@ impl EstateSpec {
     }
 }
 
+/// The guards of a simulated main-gate post: the first is on duty when the demo starts, the
+/// second is off and rested. A guard's id and badge credential are `<id>-<estate>`.
+pub const GATE_GUARDS: [(&str, &str); 2] = [("g-wang", "Wang Fang"), ("g-zhao", "Zhao Lei")];
+
 /// The DC-09 account and AES key of a simulated estate's fire panel.
 pub const DC09_ACCOUNT: &str = "1234";
 pub const DC09_KEY: &str = "gatehouse-demo01";
@@ -54,7 +67,7 @@ pub const DC09_KEY: &str = "gatehouse-demo01";
 /// The three estates of the demo.
 pub fn demo_estates() -> Vec<EstateSpec> {
     vec![
-        EstateSpec::new("estate-a", "Riverside Gardens"),
+        EstateSpec::new("estate-a", "Riverside Gardens").with_gate_post_rota(),
         EstateSpec::new("estate-b", "Lakeview Court"),
         EstateSpec::new("estate-c", "Maple Heights").with_dc09_fire_panel(),
     ]
@@ -81,6 +94,24 @@ pub fn hub_toml(grpc: SocketAddr, http: SocketAddr, database: &str, estates: &[E
             s += &format!(
                 "[[roster]]\nestate = \"{}\"\nrole = \"{role}\"\nname = \"{} {who}\"\nchannel = \"log\"\n\n",
                 e.id, e.name
+            );
+        }
+    }
+    // The rota of each main-gate post the spec asks for: Wang Fang on duty, Zhao Lei off.
+    let rota: Vec<&EstateSpec> = estates.iter().filter(|e| e.gate_post_rota).collect();
+    if !rota.is_empty() {
+        s += "[rota]\ngrace_s = 20\n\n";
+    }
+    for e in rota {
+        let id = &e.id;
+        s += &format!(
+            "[[posts]]\nestate = \"{id}\"\nid = \"{id}-gate\"\nkind = \"gate\"\narea = \"main-gate\"\n\
+             readers = [\"door-main-gate\"]\n\n"
+        );
+        for (guard, name) in GATE_GUARDS {
+            s += &format!(
+                "[[guards]]\nid = \"{guard}-{id}\"\nname = \"{name}\"\nhome_estate = \"{id}\"\n\
+                 credentials = [\"{guard}-{id}\"]\n\n"
             );
         }
     }

@@ -95,5 +95,22 @@ async fn demo_shows_p1_p2_and_p3_alarms_from_all_three_estates_within_sixty_seco
             .all(|s| s["status"] == "done"),
         "every step of the pump procedure was done before closing"
     );
+    // The gate guard calls in sick: the empty post raises its alarm after the grace period,
+    // the operator accepts the recommended cover, the cover badges in and the alarm clears.
+    let unattended = eventually(
+        "the gate post's alarm raised and cleared",
+        Duration::from_secs(60),
+        || {
+            common::find_alarm(&base, |a| {
+                a["estate"] == "estate-a"
+                    && a["condition"]
+                        .as_str()
+                        .is_some_and(|c| c.starts_with("post_unattended:"))
+                    && a["active"] == false
+            })
+        },
+    )
+    .await;
+    assert_eq!(unattended["priority"], "P2");
     run.abort();
 }
