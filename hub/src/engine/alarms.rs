@@ -1,0 +1,358 @@
+//! Owns alarm changes, their history and overlays (chattering, flood, suppression, shelving, silent gateways); never sleeps, sends, or writes outside the transaction it is given.
+
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::alarms::{AlarmKey, Category, HistoryChange, Priority};
+use crate::book::{Chatter, Flood};
+use crate::escalation::Role;
+use crate::rules::{Activation, AlarmChange};
+use crate::store::incidents::TimerRow;
+use crate::store::write::{self, Cause};
+use crate::store::{self, AlarmRow, Conn, StoreError};
+
+use super::{Engine, q};
+
+impl Engine {
+    /// Persists one alarm change and what follows from it.
+    pub async fn apply_change(
+        &mut self,
+        conn: &mut Conn,
+        change: &AlarmChange,
+        now: i64,
+        cause: &Cause<'_>,
+    ) -> Result<(), StoreError> {
+        match change {
+            AlarmChange::Activate(a) => {
+                let (id, what) = write::activate(conn, a, now, cause).await?;
+                // The condition may carry personal data (an intercom's flat): not logged.
+                info!(alarm = id, estate = %a.key.estate, device = %a.key.device, priority = a.priority.as_str(), change = what.as_str(), "alarm activated");
+                self.publish_alarm(id, what.as_str(), a);
+                if matches!(what, HistoryChange::Raised | HistoryChange::Reraised) {
+                    self.on_raise(conn, id, now).await?;
+                }
+            }
+            AlarmChange::Value { key, value } => write::set_value(conn, key, *value).await?,
+            AlarmChange::Clear { key, note } => {
+                let cause = Cause {
+                    note: cause.note.or(Some(note)),
+                    ..cause.clone()
+                };
+                if let Some(id) = write::clear(conn, key, now, &cause).await? {
+                    info!(alarm = id, estate = %key.estate, device = %key.device, "alarm cleared");
+                    self.publish(
+                        "alarm",
+                        id,
+                        "cleared",
+                        json!({"estate": key.estate, "device": key.device}),
+                    );
+                    self.on_alarm_note(conn, id, "cleared", now).await?;
+                } else {
+                    warn!(device = %key.device, "rule engine cleared an alarm that is not active in the book");
+                }
+            }
+            AlarmChange::Acknowledge { key, operator, .. } => {
+                if let Some(id) = write::acknowledge(conn, key, operator, now, cause).await? {
+                    self.publish(
+                        "alarm",
+                        id,
+                        "acknowledged",
+                        json!({"estate": key.estate, "device": key.device, "by": operator}),
+                    );
+                    self.on_acked(conn, id, operator, now).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn publish_alarm(&mut self, id: i64, change: &str, a: &Activation) {
+        self.publish(
+            "alarm",
+            id,
+            change,
+            json!({"estate": a.key.estate, "device": a.key.device, "area": a.area,
+                   "priority": a.priority.as_str(), "category": a.category.as_str(), "message": a.message}),
+        );
+    }
+
+    pub(super) async fn alarm(conn: &mut Conn, id: i64) -> Result<AlarmRow, StoreError> {
+        store::get_alarm(conn, id).await?.ok_or_else(|| StoreError::Query {
+            what: format!("alarm {id} vanished inside its own transaction"),
+            source: sqlx::Error::RowNotFound,
+        })
+    }
+
+    pub(super) async fn alarm_flag(conn: &mut Conn, id: i64, column: &str, on: bool) -> Result<(), StoreError> {
+        q(
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE alarms SET {column} = $1 WHERE id = $2"
+            )))
+            .bind(on)
+            .bind(id)
+            .execute(&mut *conn)
+            .await,
+            "updating an alarm overlay",
+        )?;
+        Ok(())
+    }
+
+    pub(super) async fn history(
+        conn: &mut Conn,
+        id: i64,
+        change: HistoryChange,
+        now: i64,
+        actor: Option<&str>,
+        note: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let cause = Cause {
+            actor,
+            note,
+            event: None,
+        };
+        write::history(conn, id, change, now, &cause).await
+    }
+
+    /// A raise or re-raise: chattering, flood, overlays, then the incident.
+    pub(super) async fn on_raise(&mut self, conn: &mut Conn, id: i64, now: i64) -> Result<(), StoreError> {
+        let row = Self::alarm(conn, id).await?;
+        let (chatter, flood) = self.book.activation(&row.key(), now);
+        if chatter.started {
+            Self::alarm_flag(conn, id, "chattering", true).await?;
+            Self::history(
+                conn,
+                id,
+                HistoryChange::Chattering,
+                now,
+                None,
+                Some("3 or more activations within the chatter window"),
+            )
+            .await?;
+            self.publish("alarm", id, "chattering", json!({"estate": row.estate_id}));
+        }
+        if let Some(Flood::Started { alarms_in_window }) = flood {
+            self.flood_started(conn, &row.estate_id, alarms_in_window, now).await?;
+        }
+        // Suppressed by design: a fire alarm in a zone its panel has disabled.
+        if let Some(zone) = row
+            .condition
+            .strip_prefix("fire_alarm:")
+            .or(row.condition.strip_prefix("pre_alarm:"))
+        {
+            let disabled: Option<i64> = q(
+                sqlx::query_scalar(
+                    "SELECT id FROM alarms WHERE estate_id = $1 AND device_id = $2 AND condition = $3 AND active = $4",
+                )
+                .bind(&row.estate_id)
+                .bind(&row.device_id)
+                .bind(format!("zone_disabled:{zone}"))
+                .bind(true)
+                .fetch_optional(&mut *conn)
+                .await,
+                "checking for a disabled fire zone",
+            )?;
+            if disabled.is_some() != row.suppressed {
+                Self::alarm_flag(conn, id, "suppressed", disabled.is_some()).await?;
+            }
+            if disabled.is_some() {
+                Self::history(
+                    conn,
+                    id,
+                    HistoryChange::Suppressed,
+                    now,
+                    None,
+                    Some("fire zone disabled at the panel"),
+                )
+                .await?;
+                self.publish("alarm", id, "suppressed", json!({"estate": row.estate_id}));
+                return Ok(());
+            }
+        }
+        // Suppressed by design: the device is in maintenance.
+        let maintenance: Option<String> = q(
+            sqlx::query_scalar(
+                "SELECT reason FROM device_maintenance WHERE estate_id = $1 AND device_id = $2 \
+                 AND (until_ms IS NULL OR until_ms > $3)",
+            )
+            .bind(&row.estate_id)
+            .bind(&row.device_id)
+            .bind(now)
+            .fetch_optional(&mut *conn)
+            .await,
+            "checking for device maintenance",
+        )?;
+        if let Some(reason) = maintenance {
+            if !row.suppressed {
+                Self::alarm_flag(conn, id, "suppressed", true).await?;
+            }
+            let note = format!("device in maintenance: {reason}");
+            Self::history(conn, id, HistoryChange::Suppressed, now, None, Some(&note)).await?;
+            self.publish("alarm", id, "suppressed", json!({"estate": row.estate_id}));
+            return Ok(());
+        }
+        if row.shelved_until_ms.is_some_and(|t| t > now) || row.out_of_service {
+            return Ok(());
+        }
+        self.route_alarm(conn, &row, chatter, now).await
+    }
+
+    async fn flood_started(&mut self, conn: &mut Conn, estate: &str, n: usize, now: i64) -> Result<(), StoreError> {
+        let id: i64 = q(
+            sqlx::query_scalar(
+                "INSERT INTO flood_periods (started_at_ms, alarms_at_start) VALUES ($1, $2) RETURNING id",
+            )
+            .bind(now)
+            .bind(n as i64)
+            .fetch_one(&mut *conn)
+            .await,
+            "recording a flood",
+        )?;
+        warn!(
+            alarms_in_window = n,
+            "alarm flood: grouping alarms per estate; only P1 notifies singly"
+        );
+        self.publish("flood", id, "started", json!({"alarms_in_window": n}));
+        let text = format!(
+            "Alarm flood at the command centre: {n} new alarms within the flood window. Alarms are grouped per estate; only P1 notifies singly."
+        );
+        self.notify_role(conn, None, estate, Role::DutyManager, "flood", &text, now)
+            .await?;
+        Ok(())
+    }
+
+    /// A gateway was heard from (Hello, a batch, a heartbeat).
+    /// `estate` may be omitted once the gateway's Hello has named it.
+    pub async fn heard(
+        &mut self,
+        conn: &mut Conn,
+        gateway: &str,
+        estate: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let estate = match (estate, self.heard.get(gateway)) {
+            (Some(e), _) => e.to_owned(),
+            (None, Some((e, _))) => e.clone(),
+            (None, None) => return Ok(()),
+        };
+        let estate = estate.as_str();
+        self.heard.insert(gateway.to_owned(), (estate.to_owned(), now));
+        if self.silent.remove(gateway) {
+            let key = AlarmKey::new(estate, gateway, "gateway_silent");
+            let cause = Cause {
+                note: Some("gateway heard again"),
+                ..Default::default()
+            };
+            if let Some(id) = write::clear(conn, &key, now, &cause).await? {
+                self.publish("alarm", id, "cleared", json!({"estate": estate, "device": gateway}));
+            }
+            q(
+                sqlx::query("UPDATE devices SET state_unknown = $1 WHERE gateway_id = $2")
+                    .bind(false)
+                    .bind(gateway)
+                    .execute(&mut *conn)
+                    .await,
+                "marking devices known",
+            )?;
+            info!(gateway, "gateway heard again");
+        }
+        Ok(())
+    }
+
+    /// Inhibition: one P4 alarm for the gateway, and its devices' state unknown (not one
+    /// alarm per device).
+    pub(super) async fn gateway_silent(
+        &mut self,
+        conn: &mut Conn,
+        gateway: &str,
+        estate: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.silent.insert(gateway.to_owned());
+        let a = Activation {
+            key: AlarmKey::new(estate, gateway, "gateway_silent"),
+            gateway: gateway.to_owned(),
+            area: "gateway".into(),
+            priority: Priority::P4,
+            category: Category::Device,
+            message: format!(
+                "Gateway {gateway} silent: no heartbeat for {} s; its devices' state is unknown",
+                self.cfg.gateway_silent_ms / 1000
+            ),
+            latched: false,
+            value: None,
+            repeat: false,
+        };
+        let cause = Cause {
+            note: Some("missed heartbeats"),
+            ..Default::default()
+        };
+        let (id, what) = write::activate(conn, &a, now, &cause).await?;
+        let n = q(
+            sqlx::query("UPDATE devices SET state_unknown = $1 WHERE gateway_id = $2")
+                .bind(true)
+                .bind(gateway)
+                .execute(&mut *conn)
+                .await,
+            "marking devices unknown",
+        )?
+        .rows_affected();
+        warn!(gateway, devices = n, "gateway silent: its devices' state is unknown");
+        self.publish_alarm(id, what.as_str(), &a);
+        if matches!(what, HistoryChange::Raised | HistoryChange::Reraised) {
+            self.on_raise(conn, id, now).await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn shelve_expired(
+        &mut self,
+        conn: &mut Conn,
+        t: &TimerRow,
+        now: i64,
+    ) -> Result<String, StoreError> {
+        let Some(row) = store::get_alarm(conn, t.alarm_id).await? else {
+            return Ok("alarm missing".into());
+        };
+        if row.shelved_until_ms != Some(t.due_at_ms) {
+            return Ok("superseded".into());
+        }
+        q(
+            sqlx::query("UPDATE alarms SET shelved_until_ms = NULL, shelved_by = NULL, shelve_reason = NULL, changed_at_ms = $1 WHERE id = $2")
+                .bind(now)
+                .bind(row.id)
+                .execute(&mut *conn)
+                .await,
+            "unshelving an alarm",
+        )?;
+        Self::history(
+            conn,
+            row.id,
+            HistoryChange::Unshelved,
+            now,
+            None,
+            Some("shelve expired"),
+        )
+        .await?;
+        self.publish(
+            "alarm",
+            row.id,
+            "unshelved",
+            json!({"estate": row.estate_id, "active": row.active}),
+        );
+        if row.active && !row.out_of_service && !row.suppressed {
+            let row = Self::alarm(conn, row.id).await?;
+            self.route_alarm(
+                conn,
+                &row,
+                Chatter {
+                    chattering: false,
+                    started: false,
+                    quick_repeat: false,
+                },
+                now,
+            )
+            .await?;
+        }
+        Ok("expired".into())
+    }
+}

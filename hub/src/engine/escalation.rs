@@ -1,0 +1,369 @@
+//! Owns escalation plans and the timers they fire (steps, response target, progress limit); never sleeps (deadlines are `timers` rows) or writes outside the transaction.
+
+use serde_json::{Value, json};
+use tracing::warn;
+
+use crate::alarms::{AlarmKey, Category, Priority};
+use crate::escalation::{self, Condition, Decision, IncidentStatus, Role, StepSpec};
+use crate::incidents::{IncidentCategory, IncidentState};
+use crate::rules::{Activation, RuleState};
+use crate::store::incidents::{TimerRow, get_incident};
+use crate::store::write::{self, Cause};
+use crate::store::{Conn, StoreError};
+
+use super::{Engine, is_open, q};
+
+fn alarm_category(c: IncidentCategory) -> Category {
+    match c {
+        IncidentCategory::Fire => Category::Fire,
+        IncidentCategory::EquipmentFault | IncidentCategory::PumpFlooding => Category::Plant,
+        _ => Category::Security,
+    }
+}
+
+impl Engine {
+    pub(super) async fn plan(
+        &mut self,
+        conn: &mut Conn,
+        iid: i64,
+        run: i64,
+        steps: &[StepSpec],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        for t in escalation::plan_run(steps, now) {
+            q(
+                sqlx::query(
+                    "INSERT INTO timers (kind, incident_id, run, step, attempt, role, condition, due_at_ms) \
+                     VALUES ('escalation', $1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(iid)
+                .bind(run)
+                .bind(i64::from(t.step))
+                .bind(i64::from(t.attempt))
+                .bind(t.role.as_str())
+                .bind(t.condition.as_str())
+                .bind(t.due_ms)
+                .execute(&mut *conn)
+                .await,
+                "planning escalation",
+            )?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn timer(
+        conn: &mut Conn,
+        kind: &str,
+        iid: i64,
+        alarm_id: i64,
+        run: i64,
+        due: i64,
+    ) -> Result<(), StoreError> {
+        q(
+            sqlx::query("INSERT INTO timers (kind, incident_id, alarm_id, run, due_at_ms) VALUES ($1, $2, $3, $4, $5)")
+                .bind(kind)
+                .bind(iid)
+                .bind(alarm_id)
+                .bind(run)
+                .bind(due)
+                .execute(&mut *conn)
+                .await,
+            "scheduling a timer",
+        )?;
+        Ok(())
+    }
+
+    /// Stops pending escalation steps (of one condition, or all), noting it on the timeline.
+    pub(super) async fn stop_steps(
+        &mut self,
+        conn: &mut Conn,
+        iid: i64,
+        condition: Option<Condition>,
+        outcome: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let n = q(
+            sqlx::query(
+                "UPDATE timers SET fired_at_ms = $1, outcome = $2 WHERE incident_id = $3 AND kind = 'escalation' \
+                 AND fired_at_ms IS NULL AND ($4 IS NULL OR condition = $4)",
+            )
+            .bind(now)
+            .bind(outcome)
+            .bind(iid)
+            .bind(condition.map(Condition::as_str))
+            .execute(&mut *conn)
+            .await,
+            "stopping escalation steps",
+        )?
+        .rows_affected();
+        if n > 0 {
+            self.timeline(
+                conn,
+                iid,
+                now,
+                "escalation",
+                None,
+                &format!("Escalation {outcome} ({n} pending steps cancelled)"),
+                Value::Null,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn fire_escalation(
+        &mut self,
+        conn: &mut Conn,
+        t: &TimerRow,
+        now: i64,
+    ) -> Result<String, StoreError> {
+        let Some(inc) = get_incident(conn, t.incident_id).await? else {
+            return Ok("incident missing".into());
+        };
+        let role = t.role.as_deref().and_then(Role::parse);
+        let condition = t.condition.as_deref().and_then(Condition::parse);
+        let (Some(role), Some(condition)) = (role, condition) else {
+            return Ok("invalid step".into());
+        };
+        let status = IncidentStatus {
+            state: IncidentState::parse(&inc.state).unwrap_or(IncidentState::Discovered),
+            acknowledged: inc.acknowledged_at_ms.is_some(),
+            run: inc.escalation_run,
+        };
+        let recipients = self.resolver.resolve(&inc.estate_id, role, now);
+        let step_name = format!(
+            "step {} ({}{})",
+            t.step + 1,
+            role.as_str(),
+            if t.attempt > 0 {
+                format!(", repeat {}", t.attempt)
+            } else {
+                String::new()
+            }
+        );
+        Ok(match escalation::decide(t.run, condition, &status, recipients) {
+            Decision::Fire(recipients) => {
+                let names: Vec<&str> = recipients.iter().map(|r| r.name.as_str()).collect();
+                self.timeline(
+                    conn,
+                    inc.id,
+                    now,
+                    "escalation",
+                    None,
+                    &format!(
+                        "Escalation {step_name} fired ({}) → {}",
+                        condition.as_str(),
+                        names.join(", ")
+                    ),
+                    json!({"run": t.run, "step": t.step, "attempt": t.attempt, "role": role.as_str()}),
+                )
+                .await?;
+                let text = format!(
+                    "{} incident #{} at {} ({}): {} — state {}, {}",
+                    inc.priority,
+                    inc.id,
+                    inc.estate_id,
+                    inc.area,
+                    inc.title,
+                    inc.state,
+                    condition.as_str().replace('_', " ")
+                );
+                self.notify(
+                    conn,
+                    Some(&inc),
+                    &inc.estate_id,
+                    role,
+                    &recipients,
+                    "escalation",
+                    &text,
+                    now,
+                )
+                .await?;
+                self.publish(
+                    "incident",
+                    inc.id,
+                    "escalated",
+                    json!({"role": role.as_str(), "step": t.step, "run": t.run}),
+                );
+                "fired".into()
+            }
+            Decision::SkipNobody => {
+                warn!(
+                    incident = inc.id,
+                    role = role.as_str(),
+                    "escalation step skipped: nobody holds the role"
+                );
+                self.timeline(
+                    conn,
+                    inc.id,
+                    now,
+                    "escalation",
+                    None,
+                    &format!(
+                        "Escalation {step_name} skipped: nobody holds role {} at {}",
+                        role.as_str(),
+                        inc.estate_id
+                    ),
+                    json!({"run": t.run, "step": t.step}),
+                )
+                .await?;
+                // Never waited out: the next step comes forward to now.
+                let next: Option<i64> = q(
+                    sqlx::query_scalar("SELECT MIN(due_at_ms) FROM timers WHERE incident_id = $1 AND run = $2 AND kind = 'escalation' AND fired_at_ms IS NULL AND step > $3")
+                        .bind(inc.id)
+                        .bind(t.run)
+                        .bind(t.step)
+                        .fetch_one(&mut *conn)
+                        .await,
+                    "finding the next escalation step",
+                )?;
+                if let Some(next) = next
+                    && next > now
+                {
+                    q(
+                        sqlx::query("UPDATE timers SET due_at_ms = due_at_ms - $1 WHERE incident_id = $2 AND run = $3 AND kind = 'escalation' AND fired_at_ms IS NULL AND step > $4")
+                            .bind(next - now)
+                            .bind(inc.id)
+                            .bind(t.run)
+                            .bind(t.step)
+                            .execute(&mut *conn)
+                            .await,
+                        "bringing the next escalation step forward",
+                    )?;
+                }
+                format!("skipped: nobody holds role {}", role.as_str())
+            }
+            Decision::Stop(why) => format!("stopped: {why}"),
+            Decision::Superseded => "superseded".into(),
+        })
+    }
+
+    pub(super) async fn response_target(
+        &mut self,
+        conn: &mut Conn,
+        rules: &mut RuleState,
+        t: &TimerRow,
+        now: i64,
+    ) -> Result<String, StoreError> {
+        let Some(inc) = get_incident(conn, t.incident_id).await? else {
+            return Ok("incident missing".into());
+        };
+        if !is_open(&inc.state) || inc.on_site_at_ms.is_some() {
+            return Ok("met".into());
+        }
+        let minutes = self.cfg.response_target_ms / 60_000;
+        q(
+            sqlx::query("UPDATE incidents SET response_breached = $1 WHERE id = $2")
+                .bind(true)
+                .bind(inc.id)
+                .execute(&mut *conn)
+                .await,
+            "recording a response-target breach",
+        )?;
+        let category = IncidentCategory::parse(&inc.category).unwrap_or(IncidentCategory::Other);
+        let a = Activation {
+            key: AlarmKey::new(
+                &inc.estate_id,
+                format!("incident-{}", inc.id),
+                "response_target_breached",
+            ),
+            gateway: "hub".into(),
+            area: inc.area.clone(),
+            priority: Priority::P2,
+            category: alarm_category(category),
+            message: format!(
+                "Response target breached: nobody on site within {minutes} min for incident #{}",
+                inc.id
+            ),
+            latched: true,
+            value: None,
+            repeat: false,
+        };
+        let cause = Cause {
+            note: Some("response target"),
+            ..Default::default()
+        };
+        let (id, what) = write::activate(conn, &a, now, &cause).await?;
+        rules.restore_active(
+            a.key.clone(),
+            crate::rules::ActiveAlarm {
+                latched: true,
+                value: None,
+            },
+        );
+        self.publish_alarm(id, what.as_str(), &a);
+        self.link(conn, inc.id, id, now).await?;
+        warn!(incident = inc.id, "response target breached");
+        self.timeline(
+            conn,
+            inc.id,
+            now,
+            "response",
+            None,
+            &format!(
+                "Response target of {minutes} min breached (state {}); alarm #{id} raised",
+                inc.state
+            ),
+            json!({"alarm_id": id}),
+        )
+        .await?;
+        let text = format!(
+            "Incident #{} at {} ({}): nobody on site within {minutes} min — {}",
+            inc.id, inc.estate_id, inc.area, inc.title
+        );
+        self.notify_role(
+            conn,
+            Some(&inc),
+            &inc.estate_id,
+            Role::Supervisor,
+            "response_target",
+            &text,
+            now,
+        )
+        .await?;
+        Ok("breached".into())
+    }
+
+    pub(super) async fn progress_check(
+        &mut self,
+        conn: &mut Conn,
+        t: &TimerRow,
+        now: i64,
+    ) -> Result<String, StoreError> {
+        let Some(inc) = get_incident(conn, t.incident_id).await? else {
+            return Ok("incident missing".into());
+        };
+        if !is_open(&inc.state) || inc.transitions != t.run || inc.acknowledged_at_ms.is_none() {
+            return Ok("progressed".into());
+        }
+        let minutes = self.cfg.progress_limit_ms / 60_000;
+        self.timeline(
+            conn,
+            inc.id,
+            now,
+            "escalation",
+            None,
+            &format!(
+                "Acknowledged but still {} after {minutes} min: supervisor alerted",
+                inc.state
+            ),
+            Value::Null,
+        )
+        .await?;
+        let text = format!(
+            "Incident #{} at {} ({}) acknowledged but still {} after {minutes} min — {}",
+            inc.id, inc.estate_id, inc.area, inc.state, inc.title
+        );
+        self.notify_role(
+            conn,
+            Some(&inc),
+            &inc.estate_id,
+            Role::Supervisor,
+            "supervisor",
+            &text,
+            now,
+        )
+        .await?;
+        Ok("alerted".into())
+    }
+}

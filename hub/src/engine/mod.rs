@@ -1,0 +1,336 @@
+//! The imperative shell around the pure decisions of [`crate::book`], [`crate::incidents`]
+//! and [`crate::escalation`]. Owned by the ingest writer and called inside its transaction,
+//! so an alarm change, the incident it opens, the escalation timers it plans and the
+//! notifications it queues commit together or not at all.
+//!
+//! Nothing here sleeps: deadlines are rows of `timers`, claimed by [`Engine::tick`] with a
+//! conditional UPDATE; notifications are rows of `notifications`, sent by the deliverer.
+
+mod alarms;
+mod escalation;
+mod incidents;
+mod notify;
+mod ops;
+mod rota;
+mod workflow;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use serde_json::Value;
+use tracing::info;
+
+use crate::alarms::{AlarmKey, HistoryChange, Priority, rfc3339};
+use crate::book::{BookState, Flood};
+use crate::config::HubConfig;
+use crate::escalation::{PolicyConfig, RoleResolver};
+use crate::incidents::{IncidentCategory, IncidentState, ProcedureConfig};
+use crate::notify::StreamEvent;
+use crate::rules::RuleState;
+use crate::store::incidents::{TIMER_COLUMNS, TimerRow};
+use crate::store::{Conn, Context, Pool, StoreError};
+
+/// A refused operator action (the transaction goes on; nothing of the action is written).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpError {
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: the action conflicts with the current state (illegal transition, step done).
+    #[error("{0}")]
+    Conflict(String),
+    /// 422: the request is well-formed but not acceptable (a reason missing, too long a shelve).
+    #[error("{0}")]
+    Unprocessable(String),
+}
+
+/// An operator action carried out by the writer.
+#[derive(Debug, Clone)]
+pub enum Op {
+    Shelve {
+        alarm_id: i64,
+        minutes: i64,
+        reason: String,
+        operator: String,
+    },
+    OutOfService {
+        alarm_id: i64,
+        on: bool,
+        reason: String,
+        operator: String,
+    },
+    /// Puts a device in maintenance (its alarms suppressed by design) or takes it out.
+    Maintenance {
+        estate: String,
+        device: String,
+        on: bool,
+        reason: String,
+        operator: String,
+        until_ms: Option<i64>,
+    },
+    Open {
+        estate: String,
+        area: String,
+        category: IncidentCategory,
+        priority: Priority,
+        title: String,
+        operator: String,
+        note: Option<String>,
+    },
+    Transition {
+        incident_id: i64,
+        to: IncidentState,
+        actor: String,
+        note: Option<String>,
+        reason: Option<String>,
+        override_by: Option<String>,
+    },
+    Step {
+        incident_id: i64,
+        step: String,
+        actor: String,
+        note: Option<String>,
+        skipped: bool,
+    },
+    /// A rota action (check-in/out, absence, accepting a proposal, assignments, plans).
+    Rota(crate::rota::RotaOp),
+}
+
+/// Settings the engine reads from the configuration.
+#[derive(Debug)]
+pub struct EngineConfig {
+    pub hub_id: String,
+    pub policies: Vec<PolicyConfig>,
+    pub procedures: Vec<ProcedureConfig>,
+    pub group_window_ms: i64,
+    pub response_target_ms: i64,
+    pub progress_limit_ms: i64,
+    pub shelve_max_minutes: i64,
+    pub gateway_silent_ms: i64,
+    pub retry_initial_s: u32,
+    pub retry_max_s: u32,
+    pub max_attempts: i64,
+}
+
+impl EngineConfig {
+    pub fn from_config(c: &HubConfig) -> Self {
+        EngineConfig {
+            hub_id: c.hub.hub_id.clone(),
+            policies: c.escalation.policies.clone(),
+            procedures: c.procedures.clone(),
+            group_window_ms: i64::from(c.incidents.group_window_s) * 1000,
+            response_target_ms: i64::from(c.incidents.response_target_s) * 1000,
+            progress_limit_ms: i64::from(c.incidents.progress_limit_s) * 1000,
+            shelve_max_minutes: i64::from(c.alarms.shelve_max_minutes),
+            gateway_silent_ms: i64::from(c.alarms.gateway_silent_after_s) * 1000,
+            retry_initial_s: c.notify.retry_initial_s,
+            retry_max_s: c.notify.retry_max_s,
+            max_attempts: i64::from(c.notify.max_attempts),
+        }
+    }
+}
+
+/// The writer's alarm-book, incident and escalation state.
+#[derive(Debug)]
+pub struct Engine {
+    pub book: BookState,
+    cfg: Arc<EngineConfig>,
+    resolver: Arc<dyn RoleResolver>,
+    /// Gateway → (estate, last heard), for silence detection.
+    heard: HashMap<String, (String, i64)>,
+    silent: HashSet<String>,
+    published: Vec<StreamEvent>,
+    wake: bool,
+    /// The rota shell (issue 4), when posts are configured.
+    rota: Option<crate::rota::RotaEngine>,
+}
+
+fn is_open(state: &str) -> bool {
+    !matches!(state, "closed" | "false_alarm")
+}
+
+fn q<T>(r: Result<T, sqlx::Error>, what: &str) -> Result<T, StoreError> {
+    r.context(|| what.to_owned())
+}
+
+impl Engine {
+    pub fn new(book: BookState, cfg: Arc<EngineConfig>, resolver: Arc<dyn RoleResolver>) -> Self {
+        Engine {
+            book,
+            cfg,
+            resolver,
+            heard: HashMap::new(),
+            silent: HashSet::new(),
+            published: Vec::new(),
+            wake: false,
+            rota: None,
+        }
+    }
+
+    /// Adds the rota shell: presence from access events, the coverage ledger in the tick,
+    /// `on_site` pulling guards off post, rota operator actions.
+    pub fn with_rota(mut self, rota: crate::rota::RotaEngine) -> Self {
+        self.rota = Some(rota);
+        self
+    }
+
+    /// Reloads what the book remembers (recent raises, an open flood) from the database.
+    pub async fn restore(&mut self, pool: &Pool, now: i64) -> Result<(), StoreError> {
+        let since = now - self.book.t.flood_window_ms.max(self.book.t.chatter_window_ms);
+        let rows: Vec<(String, String, String, i64)> = q(
+            sqlx::query_as(
+                "SELECT a.estate_id, a.device_id, a.condition, h.at_ms FROM alarm_history h \
+                 JOIN alarms a ON a.id = h.alarm_id WHERE h.at_ms > $1 AND h.change IN ('raised', 'reraised')",
+            )
+            .bind(since)
+            .fetch_all(pool)
+            .await,
+            "reading recent alarm raises",
+        )?;
+        let open: Option<i64> = q(
+            sqlx::query_scalar("SELECT id FROM flood_periods WHERE ended_at_ms IS NULL LIMIT 1")
+                .fetch_optional(pool)
+                .await,
+            "reading flood periods",
+        )?;
+        let mut book = BookState::new(self.book.t);
+        book.restore(
+            rows.into_iter().map(|(e, d, c, at)| (AlarmKey::new(e, d, c), at)),
+            open.is_some(),
+        );
+        self.book = book;
+        Ok(())
+    }
+
+    /// Stream events of the transaction that just committed.
+    pub fn take_published(&mut self) -> (Vec<StreamEvent>, bool) {
+        if let Some(r) = self.rota.as_mut() {
+            r.commit();
+        }
+        (std::mem::take(&mut self.published), std::mem::take(&mut self.wake))
+    }
+
+    /// The transaction failed: nothing it would have published happened.
+    pub fn discard(&mut self) {
+        if let Some(r) = self.rota.as_mut() {
+            r.rollback();
+        }
+        self.published.clear();
+        self.wake = false;
+    }
+
+    fn publish(&mut self, kind: &'static str, id: i64, change: impl Into<String>, data: Value) {
+        self.published.push(StreamEvent {
+            kind,
+            id,
+            change: change.into(),
+            data,
+        });
+    }
+
+    /// Does whatever has fallen due by `now`: claimed timers, flood end, chattering end,
+    /// silent gateways.
+    pub async fn tick(&mut self, conn: &mut Conn, rules: &mut RuleState, now: i64) -> Result<usize, StoreError> {
+        let mut fired = 0;
+        // A skipped step brings the next one forward, so claim again (bounded).
+        for _ in 0..16 {
+            let mut due: Vec<TimerRow> = q(
+                sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "UPDATE timers SET fired_at_ms = $1, claimed_by = $2 WHERE id IN \
+                     (SELECT id FROM timers WHERE fired_at_ms IS NULL AND due_at_ms <= $1 ORDER BY due_at_ms, id LIMIT 500) \
+                     AND fired_at_ms IS NULL RETURNING {TIMER_COLUMNS}"
+                )))
+                .bind(now)
+                .bind(&self.cfg.hub_id)
+                .fetch_all(&mut *conn)
+                .await,
+                "claiming due timers",
+            )?;
+            if due.is_empty() {
+                break;
+            }
+            due.sort_by_key(|t| (t.due_at_ms, t.incident_id, t.run, t.step, t.attempt, t.id));
+            for t in due {
+                fired += 1;
+                let outcome = match t.kind.as_str() {
+                    "escalation" => self.fire_escalation(conn, &t, now).await?,
+                    "shelve_expiry" => self.shelve_expired(conn, &t, now).await?,
+                    "response_target" => self.response_target(conn, rules, &t, now).await?,
+                    "progress" => self.progress_check(conn, &t, now).await?,
+                    other => format!("unknown timer kind {other}"),
+                };
+                q(
+                    sqlx::query("UPDATE timers SET outcome = $1 WHERE id = $2")
+                        .bind(&outcome)
+                        .bind(t.id)
+                        .execute(&mut *conn)
+                        .await,
+                    "recording a timer's outcome",
+                )?;
+            }
+        }
+        let (flood, calm) = self.book.tick(now);
+        if flood == Some(Flood::Ended) {
+            let id: Option<i64> = q(
+                sqlx::query_scalar("UPDATE flood_periods SET ended_at_ms = $1 WHERE ended_at_ms IS NULL RETURNING id")
+                    .bind(now)
+                    .fetch_optional(&mut *conn)
+                    .await,
+                "ending a flood",
+            )?;
+            info!("alarm flood ended");
+            self.publish("flood", id.unwrap_or(0), "ended", Value::Null);
+        }
+        for key in calm {
+            let id: Option<i64> = q(
+                sqlx::query_scalar(
+                    "UPDATE alarms SET chattering = $1 WHERE estate_id = $2 AND device_id = $3 AND condition = $4 AND chattering = $5 RETURNING id",
+                )
+                .bind(false)
+                .bind(&key.estate)
+                .bind(&key.device)
+                .bind(&key.condition)
+                .bind(true)
+                .fetch_optional(&mut *conn)
+                .await,
+                "ending chattering",
+            )?;
+            if let Some(id) = id {
+                Self::history(conn, id, HistoryChange::ChatteringEnded, now, None, None).await?;
+                self.publish("alarm", id, "chattering_ended", Value::Null);
+            }
+        }
+        let silent: Vec<(String, String)> = self
+            .heard
+            .iter()
+            .filter(|(g, (_, at))| *at <= now - self.cfg.gateway_silent_ms && !self.silent.contains(*g))
+            .map(|(g, (e, _))| (g.clone(), e.clone()))
+            .collect();
+        for (gateway, estate) in silent {
+            self.gateway_silent(conn, &gateway, &estate, now).await?;
+        }
+        if let Some(r) = self.rota.as_mut() {
+            r.tick(conn, now).await?;
+            self.rota_effects(conn, rules, now).await?;
+        }
+        Ok(fired)
+    }
+
+    /// Counts a vehicle entry for the registration KPI (no plate stored here).
+    pub async fn vehicle_entry(conn: &mut Conn, estate: &str, registered: bool, now: i64) -> Result<(), StoreError> {
+        let day = rfc3339(now)[..10].to_owned();
+        q(
+            sqlx::query(
+                "INSERT INTO vehicle_entries (estate_id, day, entries, registered) VALUES ($1, $2, 1, $3) \
+                 ON CONFLICT (estate_id, day) DO UPDATE SET entries = vehicle_entries.entries + 1, \
+                 registered = vehicle_entries.registered + excluded.registered",
+            )
+            .bind(estate)
+            .bind(day)
+            .bind(i64::from(registered))
+            .execute(&mut *conn)
+            .await,
+            "counting a vehicle entry",
+        )?;
+        Ok(())
+    }
+}

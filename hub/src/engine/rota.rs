@@ -1,0 +1,92 @@
+//! Owns applying the rota shell's effects (alarms, notifications, coverage events) and access events; never sleeps, sends, or writes outside the transaction it is given.
+
+use serde_json::json;
+use tracing::info;
+
+use crate::alarms::HistoryChange;
+use crate::rules::RuleState;
+use crate::store::write::{self, Cause};
+use crate::store::{Conn, StoreError};
+
+use super::Engine;
+
+impl Engine {
+    /// An `access` event: the rota's presence and patrol scans.
+    pub async fn rota_access(
+        &mut self,
+        conn: &mut Conn,
+        rules: &mut RuleState,
+        event: &gatehouse_proto::Event,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        if let Some(r) = self.rota.as_mut() {
+            r.access(conn, event, now).await?;
+            self.rota_effects(conn, rules, now).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies what the rota decided: alarms through the book (and on to incidents),
+    /// notifications through the outbox, coverage changes on the stream.
+    pub(super) async fn rota_effects(
+        &mut self,
+        conn: &mut Conn,
+        rules: &mut RuleState,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let Some(r) = self.rota.as_mut() else { return Ok(()) };
+        for e in r.take_effects() {
+            match e {
+                crate::rota::RotaEffect::Raise(a) => {
+                    let cause = Cause {
+                        note: Some("rota"),
+                        ..Default::default()
+                    };
+                    let (id, what) = write::activate(conn, &a, now, &cause).await?;
+                    if a.latched {
+                        // Latched: the acknowledgement clears it, as for a forced door.
+                        rules.restore_active(
+                            a.key.clone(),
+                            crate::rules::ActiveAlarm {
+                                latched: true,
+                                value: None,
+                            },
+                        );
+                    }
+                    info!(alarm = id, estate = %a.key.estate, condition = %a.key.condition, "rota alarm");
+                    self.publish_alarm(id, what.as_str(), &a);
+                    if matches!(what, HistoryChange::Raised | HistoryChange::Reraised) {
+                        self.on_raise(conn, id, now).await?;
+                    }
+                }
+                crate::rota::RotaEffect::Clear { key, note } => {
+                    let cause = Cause {
+                        note: Some(&note),
+                        ..Default::default()
+                    };
+                    if let Some(id) = write::clear(conn, &key, now, &cause).await? {
+                        self.publish(
+                            "alarm",
+                            id,
+                            "cleared",
+                            json!({"estate": key.estate, "device": key.device}),
+                        );
+                        self.on_alarm_note(conn, id, "cleared", now).await?;
+                    }
+                }
+                crate::rota::RotaEffect::Notify {
+                    estate,
+                    role,
+                    recipients,
+                    kind,
+                    text,
+                } => {
+                    self.notify(conn, None, &estate, role, &recipients, kind, &text, now)
+                        .await?;
+                }
+                crate::rota::RotaEffect::Publish { id, change, data } => self.publish("coverage", id, change, data),
+            }
+        }
+        Ok(())
+    }
+}

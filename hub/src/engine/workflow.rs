@@ -1,0 +1,292 @@
+//! Owns the incident workflow: state transitions (with their side effects) and procedure steps; never sleeps, sends, or writes outside the transaction it is given.
+
+use serde_json::{Value, json};
+use tracing::info;
+
+use crate::escalation::{Condition, Role};
+use crate::incidents::{self, IncidentState, TransitionContext, TransitionRequest};
+use crate::rules::RuleState;
+use crate::store::incidents::get_incident;
+use crate::store::{self, Conn, StoreError};
+
+use super::{Engine, OpError, is_open, q};
+
+impl Engine {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn transition(
+        &mut self,
+        conn: &mut Conn,
+        _rules: &mut RuleState,
+        iid: i64,
+        to: IncidentState,
+        actor: &str,
+        note: Option<String>,
+        reason: Option<String>,
+        override_by: Option<String>,
+        now: i64,
+    ) -> Result<Result<i64, OpError>, StoreError> {
+        let Some(inc) = get_incident(conn, iid).await? else {
+            return Ok(Err(OpError::NotFound(format!("incident {iid} not found"))));
+        };
+        let from = IncidentState::parse(&inc.state).unwrap_or(IncidentState::Discovered);
+        let open_steps: Vec<String> = q(
+            sqlx::query_scalar("SELECT step_id FROM incident_steps WHERE incident_id = $1 AND mandatory = $2 AND status = 'open' ORDER BY idx")
+                .bind(iid)
+                .bind(true)
+                .fetch_all(&mut *conn)
+                .await,
+            "reading open steps",
+        )?;
+        let active: Vec<i64> = q(
+            sqlx::query_scalar("SELECT a.id FROM alarms a JOIN incident_alarms ia ON ia.alarm_id = a.id WHERE ia.incident_id = $1 AND a.active = $2 ORDER BY a.id")
+                .bind(iid)
+                .bind(true)
+                .fetch_all(&mut *conn)
+                .await,
+            "reading active alarms of an incident",
+        )?;
+        let req = TransitionRequest {
+            to,
+            reason: reason.clone(),
+            override_by: override_by.clone(),
+        };
+        let ctx = TransitionContext {
+            open_mandatory_steps: open_steps,
+            active_alarms: active,
+        };
+        let fx = match incidents::transition(from, &req, &ctx) {
+            Ok(fx) => fx,
+            Err(e @ incidents::TransitionError::ReasonRequired { .. }) => {
+                return Ok(Err(OpError::Unprocessable(e.to_string())));
+            }
+            Err(e) => return Ok(Err(OpError::Conflict(e.to_string()))),
+        };
+        q(
+            sqlx::query(
+                "UPDATE incidents SET state = $1, state_changed_at_ms = $2, transitions = transitions + 1, \
+                 on_site_at_ms = CASE WHEN $3 THEN $2 ELSE on_site_at_ms END, \
+                 closed_at_ms = CASE WHEN $4 THEN $2 ELSE closed_at_ms END, \
+                 false_alarm_reason = CASE WHEN $5 THEN $6 ELSE false_alarm_reason END, \
+                 override_by = CASE WHEN $7 THEN $8 ELSE override_by END, \
+                 override_reason = CASE WHEN $7 THEN $6 ELSE override_reason END WHERE id = $9",
+            )
+            .bind(to.as_str())
+            .bind(now)
+            .bind(fx.on_site)
+            .bind(fx.terminal)
+            .bind(to == IncidentState::FalseAlarm)
+            .bind(reason.as_deref())
+            .bind(fx.overridden)
+            .bind(override_by.as_deref())
+            .bind(iid)
+            .execute(&mut *conn)
+            .await,
+            "changing an incident's state",
+        )?;
+        let mut text = format!("{from} → {to}");
+        if let Some(r) = &reason {
+            text.push_str(&format!(" (reason: {r})"));
+        }
+        if let Some(n) = &note {
+            text.push_str(&format!(": {n}"));
+        }
+        self.timeline(
+            conn,
+            iid,
+            now,
+            "transition",
+            Some(actor),
+            &text,
+            json!({"from": from.as_str(), "to": to.as_str()}),
+        )
+        .await?;
+        if fx.acknowledges && inc.acknowledged_at_ms.is_none() {
+            self.acknowledge_incident(conn, &inc, actor, now).await?;
+        }
+        if fx.on_site {
+            self.stop_steps(conn, iid, Some(Condition::NotOnSite), "stopped: on site", now)
+                .await?;
+            // The guard who went on site leaves their post (the rota opens the gap).
+            if let Some(r) = self.rota.as_mut() {
+                if let Some(text) = r.pull(conn, actor, iid, &inc.estate_id, now).await? {
+                    self.timeline(conn, iid, now, "rota", Some(actor), &text, Value::Null)
+                        .await?;
+                }
+                self.rota_effects(conn, _rules, now).await?;
+            }
+        }
+        let inc = Self::incident(conn, iid).await?;
+        if fx.overridden {
+            let by = override_by.unwrap_or_default();
+            self.timeline(
+                conn,
+                iid,
+                now,
+                "transition",
+                Some(&by),
+                &format!("Closed by supervisor override: {}", reason.as_deref().unwrap_or("")),
+                json!({"skipped_steps": fx.skipped_steps, "active_alarms": ctx.active_alarms}),
+            )
+            .await?;
+            for step in &fx.skipped_steps {
+                q(
+                    sqlx::query("UPDATE incident_steps SET status = 'skipped', done_at_ms = $1, done_by = $2, note = 'skipped by supervisor override' WHERE incident_id = $3 AND step_id = $4")
+                        .bind(now)
+                        .bind(&by)
+                        .bind(iid)
+                        .bind(step)
+                        .execute(&mut *conn)
+                        .await,
+                    "skipping steps",
+                )?;
+            }
+            if !fx.skipped_steps.is_empty() {
+                let text = format!(
+                    "Incident #{iid} closed by override of {by}; mandatory steps skipped: {}",
+                    fx.skipped_steps.join(", ")
+                );
+                self.notify_role(
+                    conn,
+                    Some(&inc),
+                    &inc.estate_id,
+                    Role::Supervisor,
+                    "supervisor",
+                    &text,
+                    now,
+                )
+                .await?;
+            }
+        }
+        if fx.terminal {
+            self.stop_steps(conn, iid, None, "stopped: incident closed", now)
+                .await?;
+            q(
+                sqlx::query("UPDATE timers SET fired_at_ms = $1, outcome = 'stopped: incident closed' WHERE incident_id = $2 AND fired_at_ms IS NULL")
+                    .bind(now)
+                    .bind(iid)
+                    .execute(&mut *conn)
+                    .await,
+                "stopping an incident's timers",
+            )?;
+        } else if inc.acknowledged_at_ms.is_some() && !fx.acknowledges {
+            Self::timer(
+                conn,
+                "progress",
+                iid,
+                0,
+                inc.transitions,
+                now + self.cfg.progress_limit_ms,
+            )
+            .await?;
+        }
+        info!(
+            incident = iid,
+            from = from.as_str(),
+            to = to.as_str(),
+            "incident transition"
+        );
+        self.publish(
+            "incident",
+            iid,
+            "transition",
+            json!({"from": from.as_str(), "to": to.as_str(), "by": actor}),
+        );
+        Ok(Ok(iid))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn step(
+        &mut self,
+        conn: &mut Conn,
+        iid: i64,
+        step: &str,
+        actor: &str,
+        note: Option<String>,
+        skipped: bool,
+        now: i64,
+    ) -> Result<Result<i64, OpError>, StoreError> {
+        let Some(inc) = get_incident(conn, iid).await? else {
+            return Ok(Err(OpError::NotFound(format!("incident {iid} not found"))));
+        };
+        if !is_open(&inc.state) {
+            return Ok(Err(OpError::Conflict(format!(
+                "incident {iid} is {}; its steps cannot change",
+                inc.state
+            ))));
+        }
+        let steps = store::incidents::incident_steps(conn, iid).await?;
+        let found = match step.parse::<i64>() {
+            Ok(n) => steps.iter().find(|s| s.idx == n),
+            Err(_) => steps.iter().find(|s| s.step_id == step),
+        };
+        let Some(s) = found.cloned() else {
+            let ids: Vec<&str> = steps.iter().map(|s| s.step_id.as_str()).collect();
+            return Ok(Err(OpError::NotFound(format!(
+                "incident {iid} has no step {step:?} (steps: {})",
+                ids.join(", ")
+            ))));
+        };
+        if s.status != "open" {
+            return Ok(Err(OpError::Conflict(format!(
+                "step {} is already {}",
+                s.step_id, s.status
+            ))));
+        }
+        if skipped && note.as_deref().is_none_or(|n| n.trim().is_empty()) {
+            return Ok(Err(OpError::Unprocessable(
+                "skipping a step needs a note saying why".into(),
+            )));
+        }
+        let status = if skipped { "skipped" } else { "done" };
+        q(
+            sqlx::query("UPDATE incident_steps SET status = $1, done_at_ms = $2, done_by = $3, note = $4 WHERE incident_id = $5 AND idx = $6")
+                .bind(status)
+                .bind(now)
+                .bind(actor)
+                .bind(note.as_deref())
+                .bind(iid)
+                .bind(s.idx)
+                .execute(&mut *conn)
+                .await,
+            "recording a procedure step",
+        )?;
+        let mut text = format!("Step {} {status}: {}", s.step_id, s.text);
+        if let Some(n) = &note {
+            text.push_str(&format!(" — {n}"));
+        }
+        self.timeline(
+            conn,
+            iid,
+            now,
+            "step",
+            Some(actor),
+            &text,
+            json!({"step": s.step_id, "status": status}),
+        )
+        .await?;
+        if skipped && s.mandatory {
+            let text = format!(
+                "Incident #{iid}: mandatory step {:?} skipped by {actor}: {}",
+                s.text,
+                note.as_deref().unwrap_or("")
+            );
+            self.notify_role(
+                conn,
+                Some(&inc),
+                &inc.estate_id,
+                Role::Supervisor,
+                "supervisor",
+                &text,
+                now,
+            )
+            .await?;
+        }
+        self.publish(
+            "incident",
+            iid,
+            "step",
+            json!({"step": s.step_id, "status": status, "by": actor}),
+        );
+        Ok(Ok(iid))
+    }
+}
