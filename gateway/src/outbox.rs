@@ -96,9 +96,16 @@ impl Outbox {
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: a commit is on disk before anyone is told the event was taken.
             .synchronous(SqliteSynchronous::Full)
+            // The outbox is a queue: appends at the tail, reads and deletes near the head,
+            // so its working set is a few pages at each end. 512 KiB of page cache per
+            // connection instead of SQLite's 2 MiB default (resident memory: docs/PERFORMANCE.md).
+            .pragma("cache_size", "-512")
             .busy_timeout(Duration::from_secs(5));
+        // Writes are serialised by `write` below, so one connection writes at a time; a
+        // second lets the uplink read a batch meanwhile. Every connection is a thread of
+        // its own (sqlx) with its page cache and malloc arena: more buy nothing here.
         let pool = SqlitePoolOptions::new()
-            .max_connections(4)
+            .max_connections(2)
             .connect_with(options)
             .await
             .map_err(|source| OutboxError::Open {

@@ -9,12 +9,14 @@
 //! - [`scenario`]: simulated estates wired to a hub; [`demo`] tells a story with three.
 //! - [`load`]: a load run against a hub and gateway processes, with its figures.
 //! - [`bench`]: the transport and storage limits beside the hub's real ingest.
+//! - [`modbus_load`]: one gateway polling many simulated Modbus servers, with its CPU cost.
 
 pub mod bench;
 pub mod demo;
 pub mod devices;
 pub mod firepanel;
 pub mod load;
+pub mod modbus_load;
 pub mod mqtt_device;
 pub mod net;
 pub mod operator;

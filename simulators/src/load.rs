@@ -327,7 +327,7 @@ pub async fn run(opts: LoadOptions, stop: CancellationToken) -> anyhow::Result<L
 }
 
 #[cfg(unix)]
-fn spawn_sigterm_listener(stop: CancellationToken) {
+pub(crate) fn spawn_sigterm_listener(stop: CancellationToken) {
     match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(mut term) => {
             tokio::spawn(async move {
@@ -342,11 +342,11 @@ fn spawn_sigterm_listener(stop: CancellationToken) {
 }
 
 #[cfg(not(unix))]
-fn spawn_sigterm_listener(_stop: CancellationToken) {}
+pub(crate) fn spawn_sigterm_listener(_stop: CancellationToken) {}
 
 /// The `gatehouse-gateway` binary: `explicit`, else next to this executable (or one level
 /// up, when this runs from `target/<profile>/deps`).
-fn locate_gateway_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+pub(crate) fn locate_gateway_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     if let Some(p) = explicit {
         if p.is_file() {
             return Ok(p.to_path_buf());
@@ -370,7 +370,7 @@ fn locate_gateway_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
 
 /// The given directory (refused if it already holds a hub database), else a fresh one under
 /// the system temporary directory. Returns whether it is temporary.
-fn prepare_data_dir(given: Option<&Path>) -> anyhow::Result<(PathBuf, bool)> {
+pub(crate) fn prepare_data_dir(given: Option<&Path>) -> anyhow::Result<(PathBuf, bool)> {
     let (dir, temporary) = match given {
         Some(d) => (d.to_path_buf(), false),
         None => (
@@ -389,18 +389,18 @@ fn prepare_data_dir(given: Option<&Path>) -> anyhow::Result<(PathBuf, bool)> {
 }
 
 /// One `gatehouse-gateway` child process; killed and reaped when dropped.
-struct GatewayProcess {
-    id: String,
-    child: Child,
+pub(crate) struct GatewayProcess {
+    pub(crate) id: String,
+    pub(crate) child: Child,
     mqtt: SocketAddr,
     http: SocketAddr,
-    log: PathBuf,
+    pub(crate) log: PathBuf,
     outbox: PathBuf,
-    rss_max_kib: u64,
+    pub(crate) rss_max_kib: u64,
 }
 
 impl GatewayProcess {
-    fn spawn(
+    pub(crate) fn spawn(
         bin: &Path,
         config: &Path,
         log: PathBuf,
@@ -432,7 +432,7 @@ impl GatewayProcess {
     }
 
     /// Fails if the child has exited, with the end of its log.
-    fn check_alive(&mut self) -> anyhow::Result<()> {
+    pub(crate) fn check_alive(&mut self) -> anyhow::Result<()> {
         match self.child.try_wait() {
             Ok(None) => Ok(()),
             Ok(Some(status)) => bail!(
@@ -445,7 +445,7 @@ impl GatewayProcess {
         }
     }
 
-    fn sample(&mut self) {
+    pub(crate) fn sample(&mut self) {
         if let Some(rss) = proc_status(self.child.id()).map(|s| s.0) {
             self.rss_max_kib = self.rss_max_kib.max(rss);
         }
@@ -462,7 +462,7 @@ impl Drop for GatewayProcess {
 }
 
 /// Counts the WARN and ERROR lines of a gateway log (tracing's plain format) by message.
-fn log_problems(path: &Path) -> Vec<LogProblem> {
+pub(crate) fn log_problems(path: &Path) -> Vec<LogProblem> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return Vec::new();
     };
@@ -495,7 +495,7 @@ fn log_problems(path: &Path) -> Vec<LogProblem> {
     problems
 }
 
-fn log_tail(path: &Path, lines: usize) -> String {
+pub(crate) fn log_tail(path: &Path, lines: usize) -> String {
     match std::fs::read_to_string(path) {
         Ok(text) => {
             let all: Vec<&str> = text.lines().collect();
@@ -506,7 +506,7 @@ fn log_tail(path: &Path, lines: usize) -> String {
 }
 
 /// A TOML basic string.
-fn toml_str(s: &str) -> String {
+pub(crate) fn toml_str(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
@@ -1040,7 +1040,7 @@ fn sample_gateways(gateways: &mut [GatewayProcess]) -> anyhow::Result<u64> {
 }
 
 /// (VmRSS, VmHWM) in KiB from `/proc/<pid>/status`.
-fn proc_status(pid: u32) -> Option<(u64, u64)> {
+pub(crate) fn proc_status(pid: u32) -> Option<(u64, u64)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |name: &str| {
         text.lines()
@@ -1052,7 +1052,7 @@ fn proc_status(pid: u32) -> Option<(u64, u64)> {
 }
 
 /// User + system CPU seconds from `/proc/<pid>/stat`.
-fn proc_cpu_s(pid: u32) -> Option<f64> {
+pub(crate) fn proc_cpu_s(pid: u32) -> Option<f64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces and parentheses: fields start after the last ')'.
     let rest = &text[text.rfind(')')? + 1..];
@@ -1063,7 +1063,7 @@ fn proc_cpu_s(pid: u32) -> Option<f64> {
     Some((utime + stime) as f64 / CLOCK_TICKS_PER_S)
 }
 
-fn process_figures(pid: u32) -> ProcessFigures {
+pub(crate) fn process_figures(pid: u32) -> ProcessFigures {
     let (vm_rss_kib, vm_hwm_kib) = proc_status(pid).unwrap_or((0, 0));
     ProcessFigures {
         pid,
@@ -1075,7 +1075,7 @@ fn process_figures(pid: u32) -> ProcessFigures {
 
 /// Prometheus text from `http://addr/metrics`, as name (with labels) → value; `None` if the
 /// scrape failed.
-async fn scrape(client: &reqwest::Client, addr: &str) -> Option<HashMap<String, f64>> {
+pub(crate) async fn scrape(client: &reqwest::Client, addr: &str) -> Option<HashMap<String, f64>> {
     let text = match client.get(format!("{addr}/metrics")).send().await {
         Ok(r) if r.status().is_success() => r.text().await.ok()?,
         Ok(r) => {
@@ -1188,7 +1188,7 @@ async fn analyse(db: &SqlitePool, tallies: &[Tally]) -> anyhow::Result<Analysis>
     })
 }
 
-fn mib(kib: u64) -> String {
+pub(crate) fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
@@ -1542,7 +1542,7 @@ impl HubUnderTest {
         self.process.as_ref().and_then(|p| proc_cpu_s(p.child.id()))
     }
 
-    fn figures(&self) -> Option<(ProcessFigures, u64)> {
+    pub(crate) fn figures(&self) -> Option<(ProcessFigures, u64)> {
         self.process
             .as_ref()
             .map(|p| (process_figures(p.child.id()), p.rss_max_kib))
@@ -1734,19 +1734,19 @@ impl Latency {
 // ---- progress -----------------------------------------------------------------------------
 
 /// One status line, rewritten in place on a terminal (`\r`), one line a second otherwise.
-struct Progress {
+pub(crate) struct Progress {
     tty: bool,
 }
 
 impl Progress {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         use std::io::IsTerminal as _;
         Self {
             tty: std::io::stdout().is_terminal(),
         }
     }
 
-    fn show(&self, elapsed: Duration, total: Duration, line: &str) {
+    pub(crate) fn show(&self, elapsed: Duration, total: Duration, line: &str) {
         use std::io::Write as _;
         let frac = (elapsed.as_secs_f64() / total.as_secs_f64().max(0.001)).min(1.0);
         let width = 20;
@@ -1760,7 +1760,7 @@ impl Progress {
         }
     }
 
-    fn done(&self) {
+    pub(crate) fn done(&self) {
         if self.tty {
             println!();
         }

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use gatehouse_sim::{
     bench, demo,
     devices::{DoorController, FirePanel, Intercom},
-    firepanel, load,
+    firepanel, load, modbus_load,
     mqtt_device::MqttDevice,
     pumproom::PumpRoom,
 };
@@ -117,6 +117,49 @@ enum Command {
         mqtt_clients: usize,
         #[arg(long, default_value_t = 2000)]
         mqtt_messages: usize,
+        /// The gatehouse-hub binary; default: the one next to this executable.
+        #[arg(long)]
+        hub_bin: Option<PathBuf>,
+        /// Also write the report as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// One `gatehouse-gateway` process polling N simulated Modbus TCP servers (in this
+    /// process) × P points, forwarding to a `gatehouse-hub` child: prints the gateway's CPU
+    /// over a steady-state window (% of one core), memory, Modbus requests/s, events/s and
+    /// failures.
+    ModbusLoad {
+        /// Simulated Modbus servers (one listener and one gateway device each).
+        #[arg(long, default_value_t = 500)]
+        devices: usize,
+        /// Points per device: half holding registers, a quarter input registers, the rest
+        /// discrete inputs; every third register point an f32.
+        #[arg(long, default_value_t = 30)]
+        points: usize,
+        /// The gateway's poll interval per device, in ms.
+        #[arg(long, default_value_t = 1000)]
+        poll_ms: u64,
+        /// The gateway's Modbus request timeout, in ms.
+        #[arg(long, default_value_t = 1000)]
+        timeout_ms: u64,
+        /// The measured steady-state window.
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Wait after every device answered once, before the window opens.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        warmup: Duration,
+        /// Share of the points that change beyond their deadband each second (0–1).
+        #[arg(long, default_value_t = 0.05)]
+        change: f64,
+        /// The gateway's full refresh interval (`[modbus] refresh_s`).
+        #[arg(long, default_value_t = 60)]
+        refresh_s: u64,
+        /// Where the hub database and the gateway outbox go; default: a temporary directory.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The gatehouse-gateway binary; default: the one next to this executable.
+        #[arg(long)]
+        gateway_bin: Option<PathBuf>,
         /// The gatehouse-hub binary; default: the one next to this executable.
         #[arg(long)]
         hub_bin: Option<PathBuf>,
@@ -338,6 +381,54 @@ async fn main() -> anyhow::Result<()> {
                 let text = serde_json::to_string_pretty(&report).context("encoding the report as JSON")?;
                 std::fs::write(&path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
                 println!("report written to {}", path.display());
+            }
+            Ok(())
+        }
+        Command::ModbusLoad {
+            devices,
+            points,
+            poll_ms,
+            timeout_ms,
+            duration,
+            warmup,
+            change,
+            refresh_s,
+            data_dir,
+            gateway_bin,
+            hub_bin,
+            json,
+        } => {
+            let report = modbus_load::run(
+                modbus_load::ModbusLoadOptions {
+                    devices,
+                    points,
+                    poll: Duration::from_millis(poll_ms),
+                    timeout: Duration::from_millis(timeout_ms),
+                    duration,
+                    warmup,
+                    change,
+                    refresh_s,
+                    data_dir,
+                    gateway_bin,
+                    hub_bin,
+                },
+                stop,
+            )
+            .await?;
+            print!("{}", report.render());
+            if let Some(path) = json {
+                let text = serde_json::to_string_pretty(&report).context("encoding the report as JSON")?;
+                std::fs::write(&path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+                println!("report written to {}", path.display());
+            }
+            if !report.clean() {
+                anyhow::bail!(
+                    "{} Modbus failures, {} devices offline, {} of {} events acknowledged",
+                    report.failures,
+                    report.devices_offline,
+                    report.uplink_acked,
+                    report.outbox_appended
+                );
             }
             Ok(())
         }
