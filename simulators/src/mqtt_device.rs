@@ -49,9 +49,12 @@ impl MqttDevice {
                         let c = session_client.clone();
                         let (status, command) = (status_topic(&id), command_topic.clone());
                         // From a task: the client's requests are served by this very loop.
+                        // Subscribe before announcing `online`: the broker handles one
+                        // connection's packets in order, so whoever sees `online` may send
+                        // commands.
                         tokio::spawn(async move {
-                            let _ = c.publish(status, QoS::AtLeastOnce, true, "online").await;
                             let _ = c.subscribe(command, QoS::AtLeastOnce).await;
+                            let _ = c.publish(status, QoS::AtLeastOnce, true, "online").await;
                         });
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) if p.topic == command_topic => {

@@ -44,6 +44,21 @@ async fn commands_reach_mqtt_and_modbus_devices_and_their_results_reach_the_hub(
         links.is_connected("gw-estate-a").then_some(())
     })
     .await;
+    // The door controller announces itself online once it listens for commands.
+    eventually(
+        "the door controller online at the hub",
+        Duration::from_secs(20),
+        || async {
+            common::stored_events(&h.db, "gw-estate-a")
+                .await
+                .iter()
+                .any(|e| {
+                    e.device_id == "door-main-gate" && matches!(&e.body, Some(pb::event::Body::Status(s)) if s.online)
+                })
+                .then_some(())
+        },
+    )
+    .await;
 
     // A door controller over MQTT: the simulated device answers on its result topic.
     links

@@ -104,15 +104,20 @@ impl LinkRegistry {
         .map_err(|_| LinkError::Closed(gateway_id.to_owned()))
     }
 
-    /// Registers a new stream, ending any older stream of the same gateway.
-    fn register(&self, gateway_id: &str, tx: DownlinkSender, cancel: CancellationToken) -> u64 {
-        let conn_id = self.next_conn.fetch_add(1, Ordering::Relaxed) + 1;
+    /// A number for a new stream of any gateway.
+    fn next_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Makes a stream the gateway's current one (commands go to it), ending any older one.
+    /// Called only once its Welcome is queued: the gateway must read Welcome first, so no
+    /// command may be queued on the stream before it.
+    fn register(&self, gateway_id: &str, conn_id: u64, tx: DownlinkSender, cancel: CancellationToken) {
         let old = self.lock().insert(gateway_id.to_owned(), Link { conn_id, tx, cancel });
         if let Some(old) = old {
             info!(gateway = %gateway_id, "a new stream replaces the gateway's older one");
             old.cancel.cancel();
         }
-        conn_id
     }
 
     /// Removes a stream if it is still the gateway's current one.
@@ -168,7 +173,7 @@ impl GatewayLink for LinkService {
 
         let (tx, rx) = mpsc::channel(DOWNLINK_BUFFER);
         let cancel = self.shutdown.child_token();
-        let conn_id = self.registry.register(&hello.gateway_id, tx.clone(), cancel.clone());
+        let conn_id = self.registry.next_conn_id();
         let record = HelloRecord {
             gateway_id: hello.gateway_id.clone(),
             estate_id: hello.estate_id.clone(),
@@ -179,7 +184,6 @@ impl GatewayLink for LinkService {
         let last_seq = match self.writer.hello(record).await {
             Ok(s) => s,
             Err(e) => {
-                self.registry.unregister(&hello.gateway_id, conn_id);
                 warn!(gateway = %hello.gateway_id, error = %e, "cannot record Hello");
                 return Err(Status::unavailable(format!("cannot record Hello: {e}")));
             }
@@ -200,8 +204,10 @@ impl GatewayLink for LinkService {
                 heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS,
             })),
         };
-        // The channel is new and empty: this cannot be full.
+        // The channel is new and not yet registered, so empty: this cannot be full.
         let _ = tx.try_send(Ok(welcome));
+        self.registry
+            .register(&hello.gateway_id, conn_id, tx.clone(), cancel.clone());
 
         let link = StreamTask {
             service: self.clone(),
