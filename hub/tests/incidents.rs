@@ -6,19 +6,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gatehouse_hub::{HubConfig, ManualClock, RunningHub};
-use gatehouse_proto::gateway_link_client::GatewayLinkClient;
 use gatehouse_proto::{
-    DeviceInfo, Direction, DoorEvent, DoorEventType, Downlink, Event, EventBatch, FireEvent, FireEventType, Heartbeat,
-    Hello, PointReading, Quality, Uplink, VehicleEvent, downlink, event::Body, uplink,
+    Direction, DoorEvent, DoorEventType, FireEvent, FireEventType, PointReading, Quality, VehicleEvent, event::Body,
 };
 use hmac::{KeyInit, Mac};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::Streaming;
-use tonic::transport::Endpoint;
 
-const WAIT: Duration = Duration::from_secs(10);
+mod common;
+
+use common::{Link, WAIT, get, http};
+
 const GW: &str = "gw-1";
 const ESTATE: &str = "estate-a";
 const SECRET: &str = "test-secret-0123456789";
@@ -93,95 +90,8 @@ async fn start(db: &Path, clock: &ManualClock, extra: &str) -> RunningHub {
         .expect("hub starts")
 }
 
-struct Link {
-    tx: mpsc::Sender<Uplink>,
-    rx: Streaming<Downlink>,
-    seq: u64,
-}
-
-impl Link {
-    async fn connect(hub: &RunningHub) -> Link {
-        let channel = Endpoint::from_shared(format!("http://{}", hub.grpc_addr()))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        let (tx, rx) = mpsc::channel(16);
-        let devices = ["door-1", "panel-1", "plc-1"]
-            .iter()
-            .map(|d| DeviceInfo {
-                device_id: (*d).into(),
-                area: "main gate".into(),
-                ..Default::default()
-            })
-            .collect();
-        tx.send(Uplink {
-            msg: Some(uplink::Msg::Hello(Hello {
-                gateway_id: GW.into(),
-                estate_id: ESTATE.into(),
-                software_version: "test".into(),
-                devices,
-            })),
-        })
-        .await
-        .unwrap();
-        let mut rx = GatewayLinkClient::new(channel)
-            .connect(ReceiverStream::new(rx))
-            .await
-            .unwrap()
-            .into_inner();
-        let welcome = tokio::time::timeout(WAIT, rx.message())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        let last = match welcome.msg {
-            Some(downlink::Msg::Welcome(w)) => w.last_seq,
-            other => panic!("expected Welcome, got {other:?}"),
-        };
-        Link { tx, rx, seq: last }
-    }
-
-    /// Sends events (numbered here) and waits for the Ack: they are committed.
-    async fn send(&mut self, items: Vec<(&str, &str, Body)>) {
-        let events = items
-            .into_iter()
-            .map(|(device, area, body)| {
-                self.seq += 1;
-                Event {
-                    event_id: format!("ev-{}", self.seq),
-                    seq: self.seq,
-                    gateway_id: GW.into(),
-                    estate_id: ESTATE.into(),
-                    device_id: device.into(),
-                    area: area.into(),
-                    body: Some(body),
-                    ..Default::default()
-                }
-            })
-            .collect();
-        self.tx
-            .send(Uplink {
-                msg: Some(uplink::Msg::Events(EventBatch { events })),
-            })
-            .await
-            .unwrap();
-        match tokio::time::timeout(WAIT, self.rx.message()).await.unwrap() {
-            Ok(Some(Downlink {
-                msg: Some(downlink::Msg::Ack(a)),
-            })) => assert_eq!(a.through_seq, self.seq),
-            other => panic!("expected an Ack, got {other:?}"),
-        }
-    }
-
-    async fn heartbeat(&self) {
-        self.tx
-            .send(Uplink {
-                msg: Some(uplink::Msg::Heartbeat(Heartbeat::default())),
-            })
-            .await
-            .unwrap();
-    }
+async fn connect(hub: &RunningHub) -> Link {
+    Link::connect(hub, GW, ESTATE, &["door-1", "panel-1", "plc-1"]).await
 }
 
 fn fire(t: FireEventType, zone: &str) -> Body {
@@ -207,28 +117,6 @@ fn pump(value: f64) -> Body {
         quality: Quality::Good as i32,
         ..Default::default()
     })
-}
-
-async fn http(hub: &RunningHub, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let url = format!("http://{}{path}", hub.http_addr());
-    let client = reqwest::Client::new();
-    let req = match method {
-        "GET" => client.get(url),
-        _ => client.post(url),
-    };
-    let req = match body {
-        Some(b) => req.json(&b),
-        None => req,
-    };
-    let r = req.send().await.expect("HTTP answers");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
-async fn get(hub: &RunningHub, path: &str) -> Value {
-    let (status, body) = http(hub, "GET", path, None).await;
-    assert_eq!(status, 200, "GET {path}: {body}");
-    body
 }
 
 async fn post(hub: &RunningHub, path: &str, body: Value) -> (u16, Value) {
@@ -258,7 +146,7 @@ async fn unacknowledged_fire_alarm_escalates_to_duty_manager_after_sixty_seconds
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0);
     let hub = start(&dir.path().join("hub.db"), &clock, ROSTER).await;
-    let mut link = Link::connect(&hub).await;
+    let mut link = connect(&hub).await;
     link.send(vec![("panel-1", "block 3", fire(FireEventType::FireAlarm, "3"))])
         .await;
     let id = only_incident(&hub).await;
@@ -302,7 +190,7 @@ async fn acknowledging_the_fire_alarm_within_sixty_seconds_stops_the_escalation(
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0);
     let hub = start(&dir.path().join("hub.db"), &clock, ROSTER).await;
-    let mut link = Link::connect(&hub).await;
+    let mut link = connect(&hub).await;
     link.send(vec![("panel-1", "block 3", fire(FireEventType::FireAlarm, "3"))])
         .await;
     let id = only_incident(&hub).await;
@@ -343,7 +231,7 @@ steps = [
 "#;
     let extra = format!("{ROSTER}{policy}");
     let hub = start(&db, &clock, &extra).await;
-    let mut link = Link::connect(&hub).await;
+    let mut link = connect(&hub).await;
     link.send(vec![("panel-1", "block 3", fire(FireEventType::FireAlarm, "3"))])
         .await;
     let id = only_incident(&hub).await;
@@ -498,7 +386,7 @@ async fn five_hundred_alarms_from_one_estate_within_a_minute_flood_and_group_ins
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0);
     let hub = start(&dir.path().join("hub.db"), &clock, ROSTER).await;
-    let mut link = Link::connect(&hub).await;
+    let mut link = connect(&hub).await;
     let areas = ["main gate", "car park", "block 1", "block 2", "block 3"];
     let doors: Vec<String> = (0..500).map(|i| format!("D{i}")).collect();
     for chunk in 0..10 {
@@ -542,7 +430,7 @@ async fn chattering_pump_contact_notifies_once() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0);
     let hub = start(&dir.path().join("hub.db"), &clock, ROSTER).await;
-    let mut link = Link::connect(&hub).await;
+    let mut link = connect(&hub).await;
     link.send(vec![("plc-1", "pump room", pump(1.0))]).await;
     hub.tick_now().await.unwrap();
     let id = only_incident(&hub).await;
@@ -578,7 +466,7 @@ async fn shelved_alarm_returns_at_expiry() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0);
     let hub = start(&dir.path().join("hub.db"), &clock, ROSTER).await;
-    let mut link = Link::connect(&hub).await;
+    let mut link = connect(&hub).await;
     link.send(vec![("panel-1", "block 3", fire(FireEventType::Fault, "5"))])
         .await;
     let alarm = get(&hub, "/api/v1/alarms?category=fire").await[0]["id"]
@@ -689,7 +577,7 @@ priority = "P3"
 "#
     );
     let hub = start(&dir.path().join("hub.db"), &clock, &roster).await;
-    let mut link = Link::connect(&hub).await;
+    let mut link = connect(&hub).await;
     link.send(vec![("plc-1", "pump room", pump(1.0))]).await;
     hub.tick_now().await.unwrap();
     let id = only_incident(&hub).await;
@@ -741,7 +629,7 @@ async fn acknowledge_and_clear_racing_leave_a_consistent_state() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0);
     let hub = Arc::new(start(&dir.path().join("hub.db"), &clock, ROSTER).await);
-    let mut link = Link::connect(&hub).await;
+    let mut link = connect(&hub).await;
     link.send(
         (0..40)
             .map(|z| ("panel-1", "block 3", fire(FireEventType::FireAlarm, &z.to_string())))
@@ -808,7 +696,7 @@ async fn stream_sends_alarm_incident_and_notification_changes() {
             .unwrap();
         seen.push_str(&String::from_utf8_lossy(&chunk));
     }
-    let mut link = Link::connect(&hub).await;
+    let mut link = connect(&hub).await;
     link.send(vec![("panel-1", "block 3", fire(FireEventType::FireAlarm, "3"))])
         .await;
     hub.tick_now().await.unwrap();
@@ -831,7 +719,7 @@ async fn silent_gateway_raises_one_p4_alarm_not_one_per_device() {
     let db = dir.path().join("hub.db");
     let clock = ManualClock::new(T0);
     let hub = start(&db, &clock, ROSTER).await;
-    let link = Link::connect(&hub).await;
+    let link = connect(&hub).await;
     clock.advance_s(31);
     hub.tick_now().await.unwrap();
     let alarms = get(&hub, "/api/v1/alarms?state=active").await;
@@ -863,7 +751,7 @@ async fn unregistered_vehicle_raises_p4_and_the_kpi_reports_the_registration_rat
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0);
     let hub = start(&dir.path().join("hub.db"), &clock, ROSTER).await;
-    let mut link = Link::connect(&hub).await;
+    let mut link = connect(&hub).await;
     let car = |resident: bool, pass: &str| {
         Body::Vehicle(VehicleEvent {
             lane: "in-1".into(),
@@ -906,7 +794,7 @@ async fn a_device_in_maintenance_raises_suppressed_alarms_that_open_no_incident_
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0);
     let hub = start(&dir.path().join("hub.db"), &clock, ROSTER).await;
-    let mut link = Link::connect(&hub).await;
+    let mut link = connect(&hub).await;
     let path = "/api/v1/devices/door-1/maintenance";
     let (status, e) = post(&hub, path, json!({"reason": "x"})).await;
     assert_eq!(status, 400, "the estate is required: {e}");

@@ -3,21 +3,15 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use gatehouse_hub::{HubConfig, ManualClock, RunningHub};
-use gatehouse_proto::gateway_link_client::GatewayLinkClient;
-use gatehouse_proto::{
-    AccessEvent, AccessResult, DeviceInfo, DoorEvent, DoorEventType, Downlink, Event, EventBatch, Hello, Uplink,
-    downlink, event::Body, uplink,
-};
+use gatehouse_proto::{AccessEvent, AccessResult, DoorEvent, DoorEventType, event::Body};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::Streaming;
-use tonic::transport::Endpoint;
 
-const WAIT: Duration = Duration::from_secs(10);
+mod common;
+
+use common::{Link, get, http};
+
 const GW: &str = "gw-a";
 
 /// 2026-11-25 21:00 in Shanghai: an hour into the night shift.
@@ -132,116 +126,19 @@ async fn start(db: &Path, clock: &ManualClock) -> RunningHub {
         .expect("hub starts")
 }
 
-struct Link {
-    tx: mpsc::Sender<Uplink>,
-    rx: Streaming<Downlink>,
-    seq: u64,
+async fn connect(hub: &RunningHub) -> Link {
+    Link::connect(hub, GW, "estate-a", &["door-1", "cp-1", "cp-2", "cp-3"]).await
 }
 
-impl Link {
-    async fn connect(hub: &RunningHub) -> Link {
-        let channel = Endpoint::from_shared(format!("http://{}", hub.grpc_addr()))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        let (tx, rx) = mpsc::channel(16);
-        let devices = ["door-1", "cp-1", "cp-2", "cp-3"]
-            .iter()
-            .map(|d| DeviceInfo {
-                device_id: (*d).into(),
-                area: "main gate".into(),
-                ..Default::default()
-            })
-            .collect();
-        tx.send(Uplink {
-            msg: Some(uplink::Msg::Hello(Hello {
-                gateway_id: GW.into(),
-                estate_id: "estate-a".into(),
-                software_version: "test".into(),
-                devices,
-            })),
-        })
-        .await
-        .unwrap();
-        let mut rx = GatewayLinkClient::new(channel)
-            .connect(ReceiverStream::new(rx))
-            .await
-            .unwrap()
-            .into_inner();
-        let welcome = tokio::time::timeout(WAIT, rx.message())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        let last = match welcome.msg {
-            Some(downlink::Msg::Welcome(w)) => w.last_seq,
-            other => panic!("expected Welcome, got {other:?}"),
-        };
-        Link { tx, rx, seq: last }
-    }
-
-    async fn send(&mut self, device: &str, body: Body) {
-        self.seq += 1;
-        let event = Event {
-            event_id: format!("ev-{}", self.seq),
-            seq: self.seq,
-            gateway_id: GW.into(),
-            estate_id: "estate-a".into(),
-            device_id: device.into(),
-            area: "main gate".into(),
-            body: Some(body),
-            ..Default::default()
-        };
-        self.tx
-            .send(Uplink {
-                msg: Some(uplink::Msg::Events(EventBatch { events: vec![event] })),
-            })
-            .await
-            .unwrap();
-        match tokio::time::timeout(WAIT, self.rx.message()).await.unwrap() {
-            Ok(Some(Downlink {
-                msg: Some(downlink::Msg::Ack(a)),
-            })) => assert_eq!(a.through_seq, self.seq),
-            other => panic!("expected an Ack, got {other:?}"),
-        }
-    }
-
-    /// A badge at a reader.
-    async fn badge(&mut self, device: &str, card: &str) {
-        self.send(
-            device,
-            Body::Access(AccessEvent {
-                door: "D1".into(),
-                result: AccessResult::Granted as i32,
-                credential: card.into(),
-                reason: String::new(),
-            }),
-        )
-        .await;
-    }
-}
-
-async fn http(hub: &RunningHub, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let url = format!("http://{}{path}", hub.http_addr());
-    let client = reqwest::Client::new();
-    let req = match method {
-        "GET" => client.get(url),
-        _ => client.post(url),
-    };
-    let req = match body {
-        Some(b) => req.json(&b),
-        None => req,
-    };
-    let r = req.send().await.expect("HTTP answers");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
-async fn get(hub: &RunningHub, path: &str) -> Value {
-    let (status, body) = http(hub, "GET", path, None).await;
-    assert_eq!(status, 200, "GET {path}: {body}");
-    body
+/// A granted badge at a reader.
+async fn badge(link: &mut Link, device: &str, card: &str) {
+    let access = Body::Access(AccessEvent {
+        door: "D1".into(),
+        result: AccessResult::Granted as i32,
+        credential: card.into(),
+        reason: String::new(),
+    });
+    link.send(vec![(device, "main gate", access)]).await;
 }
 
 async fn post(hub: &RunningHub, path: &str, body: Value) -> Value {
@@ -274,12 +171,12 @@ async fn sick_call_at_night_opens_a_gap_alarms_after_grace_proposes_a_rested_gua
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(t0());
     let hub = start(&dir.path().join("hub.db"), &clock).await;
-    let mut link = Link::connect(&hub).await;
+    let mut link = connect(&hub).await;
     // Tonight: Wang on the gate, Chen on patrol. Li worked the day at estate B until 20:00.
     assign(&hub, "a-gate", "2026-11-25", "night", "g-wang").await;
     assign(&hub, "a-patrol", "2026-11-25", "night", "g-chen").await;
     assign(&hub, "b-gate", "2026-11-25", "day", "g-li").await;
-    link.badge("door-1", "card-wang").await;
+    badge(&mut link, "door-1", "card-wang").await;
     post(
         &hub,
         "/api/v1/rota/check-in",
@@ -385,7 +282,7 @@ async fn sick_call_at_night_opens_a_gap_alarms_after_grace_proposes_a_rested_gua
 
     // Zhao arrives and badges in: the alarm clears and the gap closes.
     clock.advance_s(20 * 60);
-    link.badge("door-1", "card-zhao").await;
+    badge(&mut link, "door-1", "card-zhao").await;
     let a = alarm(&hub, "post_unattended:a-gate").await.unwrap();
     assert_eq!(a["active"], false, "{a}");
     let gaps = get(&hub, "/api/v1/rota/gaps?estate=estate-a").await;
@@ -403,9 +300,9 @@ async fn a_guard_pulled_on_site_by_an_incident_opens_a_gap_on_their_post() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(t0());
     let hub = start(&dir.path().join("hub.db"), &clock).await;
-    let mut link = Link::connect(&hub).await;
+    let mut link = connect(&hub).await;
     assign(&hub, "a-gate", "2026-11-25", "night", "g-wang").await;
-    link.badge("door-1", "card-wang").await;
+    badge(&mut link, "door-1", "card-wang").await;
     hub.tick_now().await.unwrap();
     let inc = post(
         &hub,
@@ -458,7 +355,7 @@ async fn a_patrol_that_skips_a_checkpoint_raises_the_alarm() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(t0());
     let hub = start(&dir.path().join("hub.db"), &clock).await;
-    let mut link = Link::connect(&hub).await;
+    let mut link = connect(&hub).await;
     post(
         &hub,
         "/api/v1/rota/check-in",
@@ -478,9 +375,9 @@ async fn a_patrol_that_skips_a_checkpoint_raises_the_alarm() {
     assert_eq!(order.len(), 3);
     // Checkpoints at 10, 20 and 30 minutes; the second is skipped.
     clock.advance_s(10 * 60);
-    link.badge(&order[0], "card-chen").await;
+    badge(&mut link, &order[0], "card-chen").await;
     clock.advance_s(20 * 60);
-    link.badge(&order[2], "card-chen").await;
+    badge(&mut link, &order[2], "card-chen").await;
     hub.tick_now().await.unwrap();
     let missed = alarm(&hub, "patrol_missed:night-round")
         .await
@@ -509,7 +406,7 @@ async fn the_handover_sheet_lists_what_was_open_and_roles_resolve_to_the_guard_o
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(t0());
     let hub = start(&dir.path().join("hub.db"), &clock).await;
-    let mut link = Link::connect(&hub).await;
+    let mut link = connect(&hub).await;
     post(
         &hub,
         "/api/v1/rota/check-in",
@@ -523,15 +420,12 @@ async fn the_handover_sheet_lists_what_was_open_and_roles_resolve_to_the_guard_o
     )
     .await;
     // A forced door: an intrusion incident, whose first step pages the patrol post.
-    link.send(
-        "door-1",
-        Body::Door(DoorEvent {
-            r#type: DoorEventType::Forced as i32,
-            door: "D1".into(),
-            seconds: 0,
-        }),
-    )
-    .await;
+    let forced = Body::Door(DoorEvent {
+        r#type: DoorEventType::Forced as i32,
+        door: "D1".into(),
+        seconds: 0,
+    });
+    link.send(vec![("door-1", "main gate", forced)]).await;
     hub.tick_now().await.unwrap();
     let notes = get(&hub, "/api/v1/notifications").await;
     let patrol: Vec<&Value> = notes

@@ -344,28 +344,9 @@ pub(crate) fn spawn_sigterm_listener(stop: CancellationToken) {
 #[cfg(not(unix))]
 pub(crate) fn spawn_sigterm_listener(_stop: CancellationToken) {}
 
-/// The `gatehouse-gateway` binary: `explicit`, else next to this executable (or one level
-/// up, when this runs from `target/<profile>/deps`).
+/// The `gatehouse-gateway` binary: `explicit`, else next to this executable.
 pub(crate) fn locate_gateway_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
-    if let Some(p) = explicit {
-        if p.is_file() {
-            return Ok(p.to_path_buf());
-        }
-        bail!("the gateway binary {} does not exist", p.display());
-    }
-    let exe = std::env::current_exe().context("finding this executable's path")?;
-    let name = format!("{GATEWAY_BIN}{}", std::env::consts::EXE_SUFFIX);
-    let dir = exe.parent().context("this executable has no parent directory")?;
-    let candidates = [Some(dir.join(&name)), dir.parent().map(|d| d.join(&name))];
-    if let Some(found) = candidates.iter().flatten().find(|p| p.is_file()) {
-        return Ok(found.clone());
-    }
-    let profile = if cfg!(debug_assertions) { "" } else { " --release" };
-    bail!(
-        "{name} not found next to {} — build it first with `cargo build{profile} --bins` \
-         (the same profile as gatehouse-sim), or pass --gateway-bin",
-        exe.display()
-    )
+    locate_binary(GATEWAY_BIN, explicit)
 }
 
 /// The given directory (refused if it already holds a hub database), else a fresh one under
@@ -1597,7 +1578,8 @@ fn locate_binary(name: &str, explicit: Option<&Path>) -> anyhow::Result<PathBuf>
     }
     let profile = if cfg!(debug_assertions) { "" } else { " --release" };
     bail!(
-        "{file} not found next to {} — build it first with `cargo build{profile} --bins`",
+        "{file} not found next to {} — build it first with `cargo build{profile} --bins` \
+         (the same profile as gatehouse-sim), or name it with its --*-bin flag",
         exe.display()
     )
 }

@@ -1,0 +1,145 @@
+//! The pieces the hub's integration tests share: a gateway stream played by hand over real
+//! gRPC, and HTTP calls against the running hub.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use gatehouse_hub::RunningHub;
+use gatehouse_proto::gateway_link_client::GatewayLinkClient;
+use gatehouse_proto::{
+    DeviceInfo, Downlink, Event, EventBatch, Heartbeat, Hello, Uplink, downlink, event::Body, uplink,
+};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Streaming;
+use tonic::transport::Endpoint;
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// One gateway's `GatewayLink.Connect` stream, numbering its events from the hub's Welcome.
+pub struct Link {
+    tx: mpsc::Sender<Uplink>,
+    rx: Streaming<Downlink>,
+    seq: u64,
+    gateway: String,
+    estate: String,
+}
+
+impl Link {
+    /// Says Hello as `gateway` of `estate` with `devices`, and waits for the Welcome.
+    pub async fn connect(hub: &RunningHub, gateway: &str, estate: &str, devices: &[&str]) -> Link {
+        let channel = Endpoint::from_shared(format!("http://{}", hub.grpc_addr()))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let (tx, rx) = mpsc::channel(16);
+        let devices = devices
+            .iter()
+            .map(|d| DeviceInfo {
+                device_id: (*d).into(),
+                area: "main gate".into(),
+                ..Default::default()
+            })
+            .collect();
+        tx.send(Uplink {
+            msg: Some(uplink::Msg::Hello(Hello {
+                gateway_id: gateway.into(),
+                estate_id: estate.into(),
+                software_version: "test".into(),
+                devices,
+            })),
+        })
+        .await
+        .unwrap();
+        let mut rx = GatewayLinkClient::new(channel)
+            .connect(ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        let welcome = tokio::time::timeout(WAIT, rx.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let last = match welcome.msg {
+            Some(downlink::Msg::Welcome(w)) => w.last_seq,
+            other => panic!("expected Welcome, got {other:?}"),
+        };
+        Link {
+            tx,
+            rx,
+            seq: last,
+            gateway: gateway.into(),
+            estate: estate.into(),
+        }
+    }
+
+    /// Sends `(device, area, body)` events as one batch and waits for the Ack: they are
+    /// committed.
+    pub async fn send(&mut self, items: Vec<(&str, &str, Body)>) {
+        let events = items
+            .into_iter()
+            .map(|(device, area, body)| {
+                self.seq += 1;
+                Event {
+                    event_id: format!("ev-{}", self.seq),
+                    seq: self.seq,
+                    gateway_id: self.gateway.clone(),
+                    estate_id: self.estate.clone(),
+                    device_id: device.into(),
+                    area: area.into(),
+                    body: Some(body),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        self.tx
+            .send(Uplink {
+                msg: Some(uplink::Msg::Events(EventBatch { events })),
+            })
+            .await
+            .unwrap();
+        match tokio::time::timeout(WAIT, self.rx.message()).await.unwrap() {
+            Ok(Some(Downlink {
+                msg: Some(downlink::Msg::Ack(a)),
+            })) => assert_eq!(a.through_seq, self.seq),
+            other => panic!("expected an Ack, got {other:?}"),
+        }
+    }
+
+    pub async fn heartbeat(&self) {
+        self.tx
+            .send(Uplink {
+                msg: Some(uplink::Msg::Heartbeat(Heartbeat::default())),
+            })
+            .await
+            .unwrap();
+    }
+}
+
+/// `method path` with an optional JSON body; the status and the JSON answer (Null if none).
+pub async fn http(hub: &RunningHub, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let url = format!("http://{}{path}", hub.http_addr());
+    let client = reqwest::Client::new();
+    let req = match method {
+        "GET" => client.get(url),
+        _ => client.post(url),
+    };
+    let req = match body {
+        Some(b) => req.json(&b),
+        None => req,
+    };
+    let r = req.send().await.expect("HTTP answers");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// `GET path`, which must answer 200.
+pub async fn get(hub: &RunningHub, path: &str) -> Value {
+    let (status, body) = http(hub, "GET", path, None).await;
+    assert_eq!(status, 200, "GET {path}: {body}");
+    body
+}
