@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     adapters::{self, AdapterContext, CommandRouter, EventSink},
     config::{Config, DeviceKind},
+    health::Health,
     http,
     metrics::Metrics,
     outbox::{self, Outbox, OutboxError},
@@ -36,6 +37,8 @@ pub enum StartError {
 /// A started gateway. Dropping it does not stop it; call [`RunningGateway::shutdown`].
 pub struct RunningGateway {
     pub metrics: Arc<Metrics>,
+    /// The checks behind `/healthz` and `/readyz`.
+    pub health: Health,
     pub outbox: Outbox,
     pub mqtt_addr: Option<SocketAddr>,
     pub http_addr: Option<SocketAddr>,
@@ -67,6 +70,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
         source,
     })?;
     let metrics = Arc::new(Metrics::default());
+    let health = Health::default();
     let registry = Registry::from_config(&config);
     let outbox = Outbox::open(&data_dir.join("outbox.db"), config.outbox.max_events, metrics.clone()).await?;
     let shutdown = CancellationToken::new();
@@ -78,6 +82,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
         registry: registry.clone(),
         sink: EventSink::new(sink_tx),
         metrics: metrics.clone(),
+        health: health.clone(),
     };
 
     let mut commands = CommandRouter::default();
@@ -152,11 +157,12 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
             .await
             .map_err(|source| StartError::Http { addr, source })?;
         http_addr = listener.local_addr().ok();
-        tasks.spawn(http::serve(listener, metrics.clone(), shutdown.clone()));
+        tasks.spawn(http::serve(listener, metrics.clone(), health.clone(), shutdown.clone()));
     }
     tracing::info!(gateway = %config.gateway.id, estate = %config.gateway.estate, devices = config.devices.len(), "gateway started");
     Ok(RunningGateway {
         metrics,
+        health,
         outbox,
         mqtt_addr,
         http_addr,

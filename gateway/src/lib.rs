@@ -6,6 +6,7 @@
 pub mod adapters;
 pub mod config;
 pub mod gateway;
+pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod outbox;

@@ -194,6 +194,7 @@ timeout_ms = 100
         registry,
         sink: EventSink::new(tx),
         metrics: Arc::clone(&metrics),
+        health: Default::default(),
     };
     let (commands, rx) = mpsc::channel(8);
     tokio::spawn(run_device(ctx, info, cfg, section, rx, stop.clone()));

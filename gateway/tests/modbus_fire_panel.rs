@@ -139,6 +139,7 @@ silence_register = 101
         registry,
         sink: EventSink::new(tx),
         metrics: metrics.clone(),
+        health: Default::default(),
     };
     let (commands, rx) = mpsc::channel(4);
     tokio::spawn(run_device(ctx, device, cfg, config.modbus.clone(), rx, stop.clone()));

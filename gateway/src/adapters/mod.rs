@@ -16,7 +16,7 @@ use std::{collections::HashMap, sync::Arc};
 use gatehouse_proto as pb;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{metrics::Metrics, registry::Registry};
+use crate::{health::Health, metrics::Metrics, registry::Registry};
 
 /// Where adapters put translated events: the queue in front of the outbox writer.
 #[derive(Clone)]
@@ -51,6 +51,8 @@ pub struct AdapterContext {
     pub registry: Registry,
     pub sink: EventSink,
     pub metrics: Arc<Metrics>,
+    /// Where an adapter registers the health checks of its listeners and links.
+    pub health: Health,
 }
 
 /// A command for one device, and where its result goes.

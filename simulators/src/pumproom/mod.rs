@@ -383,6 +383,7 @@ timeout_ms = 1000
             registry,
             sink: EventSink::new(tx),
             metrics: Arc::new(Metrics::default()),
+            health: Default::default(),
         };
         let stop = CancellationToken::new();
         let (_commands, commands_rx) = tokio::sync::mpsc::channel(1);
