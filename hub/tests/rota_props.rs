@@ -22,11 +22,11 @@ fn accept_all(m: &gatehouse_hub::rota::model::RotaModel, live: &Live, sol: &prop
                 .assignments
                 .values()
                 .find(|a| a.guard == p.guard && &a.post == from && a.start < w.end && w.start < a.end)
-                .cloned()
+                .map(|a| (**a).clone())
                 .expect("moved assignment");
             let moved = out.assignments.get_mut(&a.id).unwrap();
             if a.start < now {
-                moved.end = now;
+                std::sync::Arc::make_mut(moved).end = now;
             } else {
                 out.assignments.remove(&a.id);
             }
@@ -34,20 +34,20 @@ fn accept_all(m: &gatehouse_hub::rota::model::RotaModel, live: &Live, sol: &prop
                 next += 1;
                 out.assignments.insert(
                     next,
-                    Assignment {
+                    std::sync::Arc::new(Assignment {
                         id: next,
                         guard: y.clone(),
                         start: a.start.max(now),
                         source: "proposal".into(),
                         ..a.clone()
-                    },
+                    }),
                 );
             }
         }
         next += 1;
         out.assignments.insert(
             next,
-            Assignment {
+            std::sync::Arc::new(Assignment {
                 id: next,
                 estate: gap.estate.clone(),
                 post: gap.post.clone(),
@@ -57,7 +57,7 @@ fn accept_all(m: &gatehouse_hub::rota::model::RotaModel, live: &Live, sol: &prop
                 end: w.end,
                 guard: p.guard.clone(),
                 source: "proposal".into(),
-            },
+            }),
         );
     }
     out

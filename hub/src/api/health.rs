@@ -39,7 +39,10 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             Vec::new()
         }
     };
-    let body = state.metrics.render(state.links.connected_count(), &alarms);
+    let mut body = state.metrics.render(state.links.connected_count(), &alarms);
+    if let Some(r) = &state.rota {
+        r.bulk.render(&mut body);
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         body,

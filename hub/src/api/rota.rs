@@ -6,7 +6,9 @@
 //! Reads take the rota's committed state (or the database); every change goes through the
 //! writer. Solving (proposals, the weekly plan) runs on a blocking thread, off the writer.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -17,12 +19,13 @@ use axum::response::{IntoResponse, Response};
 use chrono::NaiveDate;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tracing::warn;
 
 use super::{ApiError, ApiPath, ApiQuery, AppState, json_body, text_field};
 use crate::alarms::rfc3339;
 use crate::engine::Op;
 use crate::rota::model::{RotaModel, days_from_epoch, monday_of};
-use crate::rota::{RotaOp, RotaShared, csv, plan, proposals};
+use crate::rota::{RotaOp, RotaShared, bulk, csv, plan, proposals};
 
 const MAX_NAME: usize = 100;
 const MAX_NOTE: usize = 2_000;
@@ -418,24 +421,142 @@ pub async fn unassign(State(state): State<AppState>, ApiPath(id): ApiPath<i64>) 
 }
 
 /// `POST /rota/import` (a CSV body: `date,estate,post,shift,guard`): the slots named in the
-/// file get exactly the guards it lists.
+/// file get exactly the guards it lists. Every row is checked before anything is applied
+/// (an error names the first wrong row, 422); then the import is applied in slices between
+/// other writer work and the answer comes when the last slice has committed (see
+/// [`crate::rota::bulk`] for what a sliced import means).
 pub async fn import(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    rota(&state)?;
+    let r = rota(&state)?;
     let body = body.map_err(|r| ApiError::new(r.status(), "cannot read the request body", r.body_text().into()))?;
-    let text = std::str::from_utf8(&body).map_err(|e| ApiError::bad_request("the CSV is not UTF-8", e.to_string()))?;
-    let rows = csv::parse(text).map_err(|e| ApiError::bad_request("invalid CSV", e))?;
-    let n = rows.len();
-    let added = state
-        .writer
-        .op(Op::Rota(RotaOp::Import {
-            rows,
-            actor: "import".into(),
-        }))
-        .await?;
-    Ok(Json(json!({"rows": n, "added": added})))
+    let model = r.model.clone();
+    // Parsing and checking tens of thousands of rows is CPU work: off the async workers.
+    let planned = tokio::task::spawn_blocking(move || {
+        let text =
+            std::str::from_utf8(&body).map_err(|e| ApiError::bad_request("the CSV is not UTF-8", e.to_string()))?;
+        let rows = csv::parse(text).map_err(|e| ApiError::bad_request("invalid CSV", e))?;
+        let changes = bulk::plan_import(&model, &rows)
+            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not acceptable", Value::String(e)))?;
+        Ok::<_, ApiError>((rows.len(), changes))
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "import failed",
+            Value::String(e.to_string()),
+        )
+    })?;
+    let (n, changes) = planned?;
+    let done = apply_bulk(&state, &r, changes, "import", "import".into(), n).await?;
+    Ok(Json(
+        json!({"rows": n, "slots": done.slots, "added": done.added, "removed": done.removed, "slices": done.slices}),
+    ))
+}
+
+/// What a bulk action did.
+struct BulkDone {
+    slots: usize,
+    added: i64,
+    removed: i64,
+    slices: u64,
+}
+
+/// Applies a bulk action's slot changes a slice per writer turn (the writer commits each
+/// and takes whatever else is queued — alarms — before the next), then records it once.
+/// Runs as its own task, so a client that goes away does not stop it half-way.
+async fn apply_bulk(
+    state: &AppState,
+    r: &Arc<RotaShared>,
+    changes: Vec<bulk::SlotChange>,
+    source: &'static str,
+    actor: String,
+    rows: usize,
+) -> Result<BulkDone, ApiError> {
+    let writer = state.writer.clone();
+    let r = r.clone();
+    let task = tokio::spawn(async move {
+        let _one_at_a_time = r.bulk_lock.lock().await;
+        let settings = &r.model.settings;
+        let budget = std::time::Duration::from_millis(u64::from(settings.bulk_slice_ms));
+        let per_slice = usize::try_from(settings.bulk_slice_slots).unwrap_or(usize::MAX).max(1);
+        let total = changes.len();
+        let mut queue: VecDeque<bulk::SlotChange> = changes.into();
+        let mut done = BulkDone {
+            slots: 0,
+            added: 0,
+            removed: 0,
+            slices: 0,
+        };
+        let mut failure = None;
+        while !queue.is_empty() {
+            let slice: Vec<bulk::SlotChange> = queue.drain(..queue.len().min(per_slice)).collect();
+            let outcome = bulk::SliceCell::default();
+            let sent = writer
+                .op(Op::Rota(RotaOp::ApplySlice {
+                    changes: slice,
+                    source,
+                    budget,
+                    outcome: outcome.clone(),
+                }))
+                .await;
+            let taken = outcome.lock().unwrap_or_else(|e| e.into_inner()).take();
+            match (sent, taken) {
+                (Ok(_), Some(o)) => {
+                    done.slots += o.applied;
+                    done.added += o.added;
+                    done.removed += o.removed;
+                    done.slices += 1;
+                    for c in o.rest.into_iter().rev() {
+                        queue.push_front(c);
+                    }
+                }
+                (Ok(_), None) => {
+                    failure = Some(ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "bulk slice answered without an outcome",
+                        Value::Null,
+                    ));
+                    break;
+                }
+                (Err(e), _) => {
+                    failure = Some(ApiError::from(e));
+                    break;
+                }
+            }
+        }
+        let detail = json!({"rows": rows, "slots": total, "applied_slots": done.slots, "added": done.added,
+                            "removed": done.removed, "slices": done.slices, "complete": failure.is_none()});
+        // Recorded even when a slice failed: the slices before it are applied.
+        let recorded = writer
+            .op(Op::Rota(RotaOp::BulkDone {
+                source,
+                actor,
+                detail: detail.clone(),
+            }))
+            .await;
+        if let Some(mut e) = failure {
+            r.bulk.failed.fetch_add(1, Relaxed);
+            warn!(source, %detail, error = %e.error, "bulk rota action stopped by a failed slice");
+            e.detail = json!({"cause": e.detail, "progress": detail,
+                              "retry": "the slots applied so far stay; the same action again completes it"});
+            return Err(e);
+        }
+        recorded?;
+        r.bulk.actions.fetch_add(1, Relaxed);
+        r.bulk.rows.fetch_add(rows as u64, Relaxed);
+        r.bulk.slots.fetch_add(total as u64, Relaxed);
+        Ok(done)
+    });
+    task.await.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "bulk action failed",
+            Value::String(e.to_string()),
+        )
+    })?
 }
 
 /// `GET /rota/export?estate=&from=&to=`: the assignments as CSV.
@@ -523,15 +644,16 @@ pub async fn plan(State(state): State<AppState>, body: Result<Bytes, BytesReject
             .iter()
             .filter_map(|a| a.guard.clone().map(|g| (a.slot.clone(), g)))
             .collect();
-        let added = state
-            .writer
-            .op(Op::Rota(RotaOp::Publish {
-                slots: p.slot_keys.clone(),
-                assignments,
-                actor: actor(b.operator, "planner")?,
-            }))
-            .await?;
-        v["published"] = json!({"added": added});
+        let changes = bulk::plan_publish(&r.model, &p.slot_keys, &assignments).map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the plan names an unknown slot or guard",
+                Value::String(e),
+            )
+        })?;
+        let done = apply_bulk(&state, &r, changes, "plan", actor(b.operator, "planner")?, 0).await?;
+        v["published"] =
+            json!({"added": done.added, "removed": done.removed, "slots": done.slots, "slices": done.slices});
     }
     Ok(Json(v))
 }

@@ -10,6 +10,7 @@
 //! notify, publish). Its state is published to readers ([`RotaShared`]: the role resolver,
 //! the API) only after the transaction commits.
 
+pub mod bulk;
 pub mod coverage;
 pub mod csv;
 pub mod fit;
@@ -48,6 +49,9 @@ const DEBOUNCE_MS: i64 = 60_000;
 pub struct RotaShared {
     pub model: Arc<RotaModel>,
     live: RwLock<Arc<Live>>,
+    /// Bulk actions (imports, published plans) run one at a time.
+    pub bulk_lock: tokio::sync::Mutex<()>,
+    pub bulk: bulk::BulkMetrics,
 }
 
 impl RotaShared {
@@ -55,6 +59,8 @@ impl RotaShared {
         Arc::new(RotaShared {
             model,
             live: RwLock::new(Arc::new(Live::default())),
+            bulk_lock: tokio::sync::Mutex::new(()),
+            bulk: bulk::BulkMetrics::default(),
         })
     }
 
@@ -125,16 +131,20 @@ pub enum RotaOp {
         id: i64,
         actor: String,
     },
-    /// Replace the assignments of the slots named by the rows (CSV import).
-    Import {
-        rows: Vec<csv::Row>,
-        actor: String,
+    /// One slice of a bulk action (CSV import, published plan): give these slots exactly
+    /// their guards, until the slice has worked `budget`; the outcome, with the changes not
+    /// reached, is left in `outcome` (see [`bulk`]).
+    ApplySlice {
+        changes: Vec<bulk::SlotChange>,
+        source: &'static str,
+        budget: std::time::Duration,
+        outcome: bulk::SliceCell,
     },
-    /// Publish a weekly plan: replace the assignments of its slots.
-    Publish {
-        slots: Vec<String>,
-        assignments: Vec<(String, String)>,
+    /// The end of a bulk action: one audit row and one `rota` stream event for all its slices.
+    BulkDone {
+        source: &'static str,
         actor: String,
+        detail: Value,
     },
     HandoverAck {
         id: i64,
@@ -191,7 +201,7 @@ impl RotaEngine {
         for (id, estate, post, shift, shift_start, start, end, guard, source) in rows {
             live.assignments.insert(
                 id,
-                Assignment {
+                Arc::new(Assignment {
                     id,
                     estate,
                     post,
@@ -201,7 +211,7 @@ impl RotaEngine {
                     end,
                     guard,
                     source,
-                },
+                }),
             );
         }
         let rows: Vec<(String, String, i64)> = q(
@@ -1057,7 +1067,7 @@ impl RotaEngine {
                 Ok(Ok(id))
             }
             RotaOp::Unassign { id, actor } => {
-                let Some(a) = self.cur.assignments.get(&id).cloned() else {
+                let Some(a) = self.cur.assignments.get(&id).map(|a| (**a).clone()) else {
                     return refused(OpError::NotFound(format!("assignment {id} not found")));
                 };
                 self.set_status(conn, id, "cancelled", now).await?;
@@ -1072,45 +1082,25 @@ impl RotaEngine {
                 self.ledger(conn, &a.post, now).await?;
                 Ok(Ok(id))
             }
-            RotaOp::Import { rows, actor } => {
-                let mut slots = Vec::new();
-                let mut pairs = Vec::new();
-                for (i, r) in rows.iter().enumerate() {
-                    let Some(post) = m.post(&r.post).filter(|p| p.estate == r.estate) else {
-                        return refused(OpError::Unprocessable(format!(
-                            "row {}: unknown post {} of estate {}",
-                            i + 1,
-                            r.post,
-                            r.estate
-                        )));
-                    };
-                    let Some(t) = m.template(&r.shift) else {
-                        return refused(OpError::Unprocessable(format!(
-                            "row {}: unknown shift {}",
-                            i + 1,
-                            r.shift
-                        )));
-                    };
-                    if m.guard(&r.guard).is_none() {
-                        return refused(OpError::Unprocessable(format!(
-                            "row {}: unknown guard {}",
-                            i + 1,
-                            r.guard
-                        )));
-                    }
-                    let s = m.slot(post, t, r.date);
-                    slots.push(s.key());
-                    pairs.push((s.key(), r.guard.clone()));
-                }
-                slots.sort();
-                slots.dedup();
-                self.replace(conn, &slots, &pairs, "import", &actor, now).await
+            RotaOp::ApplySlice {
+                changes,
+                source,
+                budget,
+                outcome,
+            } => {
+                let done = self.apply_slice(conn, changes, source, budget, now).await?;
+                let applied = done.applied as i64;
+                *outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(done);
+                Ok(Ok(applied))
             }
-            RotaOp::Publish {
-                slots,
-                assignments,
-                actor,
-            } => self.replace(conn, &slots, &assignments, "plan", &actor, now).await,
+            RotaOp::BulkDone { source, actor, detail } => {
+                Self::audit(conn, now, &actor, source, detail.clone()).await?;
+                info!(source, %detail, "bulk rota action done");
+                let mut data = detail;
+                data["source"] = json!(source);
+                self.publish("rota", data);
+                Ok(Ok(0))
+            }
             RotaOp::HandoverAck { id, guard } => handover::acknowledge(conn, id, &guard, now).await,
             RotaOp::Note { post, text, author } => {
                 let Some(p) = m.post(&post) else {
@@ -1158,53 +1148,73 @@ impl RotaEngine {
         }
     }
 
-    /// Replaces the assignments of `slots` by `pairs` (slot key, guard). Rows that are
-    /// already there are kept as they are (so re-publishing changes only what differs).
-    async fn replace(
+    /// Gives each slot of a bulk slice exactly its guards (rows already there are kept, so
+    /// applying the same change twice changes nothing), in order, until the slice has worked
+    /// `budget` (at least one slot, so every slice makes progress). Linear in the slice.
+    async fn apply_slice(
         &mut self,
         conn: &mut Conn,
-        slots: &[String],
-        pairs: &[(String, String)],
-        source: &str,
-        actor: &str,
+        mut changes: Vec<bulk::SlotChange>,
+        source: &'static str,
+        budget: std::time::Duration,
         now: i64,
-    ) -> Result<Result<i64, OpError>, StoreError> {
-        let m = self.m();
-        let mut parsed = Vec::new();
-        for key in slots {
-            let Some(s) = m.slot_by_key(key) else {
-                return refused(OpError::Unprocessable(format!("unknown slot {key}")));
-            };
-            parsed.push(s);
-        }
-        let (mut added, mut removed) = (0i64, 0i64);
-        for s in &parsed {
-            let want: Vec<&String> = pairs.iter().filter(|(k, _)| *k == s.key()).map(|(_, g)| g).collect();
-            let have: Vec<Assignment> = self.cur.assigned(&s.post, s.start_ms).into_iter().cloned().collect();
-            for a in &have {
-                if !want.contains(&&a.guard) {
-                    self.set_status(conn, a.id, "cancelled", now).await?;
-                    removed += 1;
+    ) -> Result<bulk::SliceOutcome, StoreError> {
+        let started = std::time::Instant::now();
+        // What the slots hold now, read per post over the slice's span of it (the slot
+        // index): the cost follows the slice, never the size of the whole rota.
+        let mut have: Vec<Vec<(i64, String)>> = vec![Vec::new(); changes.len()];
+        {
+            let mut spans: std::collections::HashMap<&str, (i64, i64)> = std::collections::HashMap::new();
+            let mut index: std::collections::HashMap<(&str, i64), usize> = std::collections::HashMap::new();
+            for (i, c) in changes.iter().enumerate() {
+                let (post, at) = (c.slot.post.as_str(), c.slot.start_ms);
+                index.insert((post, at), i);
+                let span = spans.entry(post).or_insert((at, at));
+                *span = (span.0.min(at), span.1.max(at));
+            }
+            for (post, (lo, hi)) in spans {
+                let rows: Vec<(i64, String, i64)> = q(
+                    sqlx::query_as(
+                        "SELECT id, guard_id, shift_start_ms FROM rota_assignments \
+                         WHERE post_id = $1 AND shift_start_ms >= $2 AND shift_start_ms <= $3 AND status = 'active'",
+                    )
+                    .bind(post)
+                    .bind(lo)
+                    .bind(hi)
+                    .fetch_all(&mut *conn)
+                    .await,
+                    "reading the assignments of a bulk slice",
+                )?;
+                for (id, guard, at) in rows {
+                    if let Some(&i) = index.get(&(post, at)) {
+                        have[i].push((id, guard));
+                    }
                 }
             }
-            for g in want {
-                if !have.iter().any(|a| &a.guard == g) {
-                    self.insert(conn, s, g, s.start_ms, s.end_ms, source, now).await?;
-                    added += 1;
+        }
+        let mut out = bulk::SliceOutcome::default();
+        for (c, have) in changes.iter().zip(&have) {
+            if out.applied > 0 && started.elapsed() >= budget {
+                break;
+            }
+            for (id, guard) in have {
+                if !c.guards.contains(guard) {
+                    self.set_status(conn, *id, "cancelled", now).await?;
+                    out.removed += 1;
                 }
             }
+            for g in &c.guards {
+                if !have.iter().any(|(_, guard)| guard == g) {
+                    self.insert(conn, &c.slot, g, c.slot.start_ms, c.slot.end_ms, source, now)
+                        .await?;
+                    out.added += 1;
+                }
+            }
+            out.applied += 1;
         }
-        Self::audit(
-            conn,
-            now,
-            actor,
-            source,
-            json!({"slots": slots.len(), "added": added, "removed": removed}),
-        )
-        .await?;
-        info!(source, slots = slots.len(), added, removed, "rota replaced");
-        self.publish("rota", json!({"source": source, "added": added, "removed": removed}));
-        Ok(Ok(added))
+        out.rest = changes.split_off(out.applied);
+        self.shared.bulk.observe_slice(started.elapsed(), !out.rest.is_empty());
+        Ok(out)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1238,7 +1248,7 @@ impl RotaEngine {
         )?;
         self.live_mut().assignments.insert(
             id,
-            Assignment {
+            Arc::new(Assignment {
                 id,
                 estate: s.estate.clone(),
                 post: s.post.clone(),
@@ -1248,7 +1258,7 @@ impl RotaEngine {
                 end,
                 guard: guard.to_owned(),
                 source: source.to_owned(),
-            },
+            }),
         );
         Ok(id)
     }
@@ -1280,7 +1290,7 @@ impl RotaEngine {
                 "shortening an assignment",
             )?;
             if let Some(x) = self.live_mut().assignments.get_mut(&a.id) {
-                x.end = now;
+                Arc::make_mut(x).end = now;
             }
             Ok(())
         } else {

@@ -33,6 +33,11 @@ pub struct RotaSettings {
     pub shifts: Vec<ShiftTemplate>,
     /// Integer costs of the soft rules.
     pub weights: Weights,
+    /// A bulk action (CSV import, published plan) works at most this long in one writer
+    /// turn before the turn commits and other work (alarms) goes next.
+    pub bulk_slice_ms: u32,
+    /// At most this many slots are sent to the writer in one slice of a bulk action.
+    pub bulk_slice_slots: u32,
 }
 
 impl Default for RotaSettings {
@@ -57,6 +62,8 @@ impl Default for RotaSettings {
                 },
             ],
             weights: Weights::default(),
+            bulk_slice_ms: 20,
+            bulk_slice_slots: 1_000,
         }
     }
 }
@@ -405,6 +412,12 @@ impl RotaModel {
         let s = &settings;
         if s.grace_s == 0 {
             return Err(invalid("rota.grace_s", "must be at least 1"));
+        }
+        if s.bulk_slice_ms == 0 {
+            return Err(invalid("rota.bulk_slice_ms", "must be at least 1"));
+        }
+        if s.bulk_slice_slots == 0 {
+            return Err(invalid("rota.bulk_slice_slots", "must be at least 1"));
         }
         if s.shifts.is_empty() {
             return Err(invalid("rota.shifts", "must list at least one shift template"));

@@ -178,7 +178,7 @@ impl<'a> Pool<'a> {
         let mut assign_of: HashMap<String, Vec<Assignment>> = HashMap::new();
         let mut slot_count: HashMap<(String, i64), usize> = HashMap::new();
         for a in live.assignments.values() {
-            assign_of.entry(a.guard.clone()).or_default().push(a.clone());
+            assign_of.entry(a.guard.clone()).or_default().push((**a).clone());
             *slot_count.entry((a.post.clone(), a.shift_start)).or_default() += 1;
         }
         Pool {

@@ -4,7 +4,8 @@
 //! transaction and publishes it after the commit; readers (the role resolver, the API) see
 //! only committed state.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -51,7 +52,10 @@ pub struct Absence {
 
 #[derive(Debug, Clone, Default)]
 pub struct Live {
-    pub assignments: BTreeMap<i64, Assignment>,
+    /// A persistent map of shared values: the writer copies `Live` for a rollback and again
+    /// to publish it after each commit, and a large rota (an import of tens of thousands of
+    /// rows) must not make every writer turn that touches the rota copy all of it.
+    pub assignments: imbl::OrdMap<i64, Arc<Assignment>>,
     pub presence: HashMap<String, Presence>,
     pub absences: Vec<Absence>,
     /// Post → its open gap.
@@ -82,12 +86,18 @@ impl Live {
         self.assignments
             .values()
             .filter(|a| a.post == post && a.shift_start == shift_start)
+            .map(|a| &**a)
             .collect()
     }
 
     /// A guard's assignments, sorted by start.
     pub fn of_guard(&self, guard: &str) -> Vec<&Assignment> {
-        let mut v: Vec<&Assignment> = self.assignments.values().filter(|a| a.guard == guard).collect();
+        let mut v: Vec<&Assignment> = self
+            .assignments
+            .values()
+            .filter(|a| a.guard == guard)
+            .map(|a| &**a)
+            .collect();
         v.sort_by_key(|a| a.start);
         v
     }
@@ -97,6 +107,7 @@ impl Live {
         self.assignments
             .values()
             .find(|a| a.guard == guard && a.start <= ms && ms < a.end)
+            .map(|a| &**a)
     }
 
     pub fn absent_of(&self, guard: &str) -> Vec<(i64, i64)> {
@@ -139,7 +150,15 @@ impl Live {
     /// Forgets assignments and absences that ended more than four weeks before `now`.
     pub fn prune(&mut self, now: i64) {
         let horizon = now - 29 * DAY_MS;
-        self.assignments.retain(|_, a| a.end > horizon);
+        let old: Vec<i64> = self
+            .assignments
+            .values()
+            .filter(|a| a.end <= horizon)
+            .map(|a| a.id)
+            .collect();
+        for id in old {
+            self.assignments.remove(&id);
+        }
         self.absences.retain(|a| a.end > horizon);
     }
 }

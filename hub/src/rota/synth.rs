@@ -144,7 +144,7 @@ pub fn on_duty(m: &RotaModel, now: i64, gaps: usize, seed: u64) -> Live {
                         },
                     );
                 }
-                live.assignments.insert(a.id, a);
+                live.assignments.insert(a.id, std::sync::Arc::new(a));
                 need -= 1;
             }
         }
@@ -154,7 +154,7 @@ pub fn on_duty(m: &RotaModel, now: i64, gaps: usize, seed: u64) -> Live {
         .assignments
         .values()
         .filter(|a| a.start <= now && now < a.end)
-        .cloned()
+        .map(|a| (**a).clone())
         .collect();
     let mut order: Vec<usize> = (0..current.len()).collect();
     rng.shuffle(&mut order);
