@@ -28,37 +28,31 @@ fn accept_all(m: &gatehouse_hub::rota::model::RotaModel, live: &Live, sol: &prop
             if a.start < now {
                 std::sync::Arc::make_mut(moved).end = now;
             } else {
-                out.assignments.remove(&a.id);
+                out.remove_assignment(a.id);
             }
             if let Some(y) = &p.backfill {
                 next += 1;
-                out.assignments.insert(
-                    next,
-                    std::sync::Arc::new(Assignment {
-                        id: next,
-                        guard: y.clone(),
-                        start: a.start.max(now),
-                        source: "proposal".into(),
-                        ..a.clone()
-                    }),
-                );
+                out.add(Assignment {
+                    id: next,
+                    guard: y.clone(),
+                    start: a.start.max(now),
+                    source: "proposal".into(),
+                    ..a.clone()
+                });
             }
         }
         next += 1;
-        out.assignments.insert(
-            next,
-            std::sync::Arc::new(Assignment {
-                id: next,
-                estate: gap.estate.clone(),
-                post: gap.post.clone(),
-                shift: gap.shift.clone(),
-                shift_start: gap.slot.start_ms,
-                start: w.start,
-                end: w.end,
-                guard: p.guard.clone(),
-                source: "proposal".into(),
-            }),
-        );
+        out.add(Assignment {
+            id: next,
+            estate: gap.estate.clone(),
+            post: gap.post.clone(),
+            shift: gap.shift.clone(),
+            shift_start: gap.slot.start_ms,
+            start: w.start,
+            end: w.end,
+            guard: p.guard.clone(),
+            source: "proposal".into(),
+        });
     }
     out
 }

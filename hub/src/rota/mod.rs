@@ -199,20 +199,17 @@ impl RotaEngine {
             "loading rota assignments",
         )?;
         for (id, estate, post, shift, shift_start, start, end, guard, source) in rows {
-            live.assignments.insert(
+            live.add(Assignment {
                 id,
-                Arc::new(Assignment {
-                    id,
-                    estate,
-                    post,
-                    shift,
-                    shift_start,
-                    start,
-                    end,
-                    guard,
-                    source,
-                }),
-            );
+                estate,
+                post,
+                shift,
+                shift_start,
+                start,
+                end,
+                guard,
+                source,
+            });
         }
         let rows: Vec<(String, String, i64)> = q(
             sqlx::query_as("SELECT guard_id, post_id, since_ms FROM rota_presence")
@@ -1246,20 +1243,17 @@ impl RotaEngine {
             .await,
             "adding an assignment",
         )?;
-        self.live_mut().assignments.insert(
+        self.live_mut().add(Assignment {
             id,
-            Arc::new(Assignment {
-                id,
-                estate: s.estate.clone(),
-                post: s.post.clone(),
-                shift: s.shift.clone(),
-                shift_start: s.start_ms,
-                start,
-                end,
-                guard: guard.to_owned(),
-                source: source.to_owned(),
-            }),
-        );
+            estate: s.estate.clone(),
+            post: s.post.clone(),
+            shift: s.shift.clone(),
+            shift_start: s.start_ms,
+            start,
+            end,
+            guard: guard.to_owned(),
+            source: source.to_owned(),
+        });
         Ok(id)
     }
 
@@ -1273,7 +1267,7 @@ impl RotaEngine {
                 .await,
             "changing an assignment",
         )?;
-        self.live_mut().assignments.remove(&id);
+        self.live_mut().remove_assignment(id);
         Ok(())
     }
 

@@ -55,7 +55,14 @@ pub struct Live {
     /// A persistent map of shared values: the writer copies `Live` for a rollback and again
     /// to publish it after each commit, and a large rota (an import of tens of thousands of
     /// rows) must not make every writer turn that touches the rota copy all of it.
+    /// Change it only through [`Live::add`] and [`Live::remove_assignment`], which keep the
+    /// slot index in step (changing an assignment's times in place is fine).
     pub assignments: imbl::OrdMap<i64, Arc<Assignment>>,
+    /// (post, shift start) → its assignments' ids: "who is on this slot" without reading
+    /// every assignment, which the tick asks for every post at each shift change. Ordered
+    /// (not hashed) so a bulk action, applied post by post in time, copies few nodes of it
+    /// per writer turn.
+    slots: imbl::OrdMap<(String, i64), Vec<i64>>,
     pub presence: HashMap<String, Presence>,
     pub absences: Vec<Absence>,
     /// Post → its open gap.
@@ -81,13 +88,41 @@ impl Live {
         v
     }
 
-    /// Assignments of a slot.
+    /// Assignments of a slot, in the order they were made.
     pub fn assigned(&self, post: &str, shift_start: i64) -> Vec<&Assignment> {
-        self.assignments
-            .values()
-            .filter(|a| a.post == post && a.shift_start == shift_start)
+        let mut v: Vec<&Assignment> = self
+            .slots
+            .get(&(post.to_owned(), shift_start))
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.assignments.get(id))
             .map(|a| &**a)
-            .collect()
+            .collect();
+        v.sort_by_key(|a| a.id);
+        v
+    }
+
+    /// Adds (or replaces) an assignment.
+    pub fn add(&mut self, a: Assignment) {
+        let id = a.id;
+        if self.assignments.contains_key(&id) {
+            self.remove_assignment(id);
+        }
+        self.slots.entry((a.post.clone(), a.shift_start)).or_default().push(id);
+        self.assignments.insert(id, Arc::new(a));
+    }
+
+    /// Removes an assignment; returns it if it was there.
+    pub fn remove_assignment(&mut self, id: i64) -> Option<Arc<Assignment>> {
+        let a = self.assignments.remove(&id)?;
+        let key = (a.post.clone(), a.shift_start);
+        if let Some(ids) = self.slots.get_mut(&key) {
+            ids.retain(|x| *x != id);
+            if ids.is_empty() {
+                self.slots.remove(&key);
+            }
+        }
+        Some(a)
     }
 
     /// A guard's assignments, sorted by start.
@@ -157,7 +192,7 @@ impl Live {
             .map(|a| a.id)
             .collect();
         for id in old {
-            self.assignments.remove(&id);
+            self.remove_assignment(id);
         }
         self.absences.retain(|a| a.end > horizon);
     }

@@ -144,7 +144,7 @@ pub fn on_duty(m: &RotaModel, now: i64, gaps: usize, seed: u64) -> Live {
                         },
                     );
                 }
-                live.assignments.insert(a.id, std::sync::Arc::new(a));
+                live.add(a);
                 need -= 1;
             }
         }
@@ -160,7 +160,7 @@ pub fn on_duty(m: &RotaModel, now: i64, gaps: usize, seed: u64) -> Live {
     rng.shuffle(&mut order);
     for (k, &i) in order.iter().take(gaps).enumerate() {
         let a = &current[i];
-        live.assignments.remove(&a.id);
+        live.remove_assignment(a.id);
         live.presence.remove(&a.guard);
         live.absences.push(Absence {
             id: k as i64 + 1,
