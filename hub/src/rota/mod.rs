@@ -1041,7 +1041,7 @@ impl RotaEngine {
                     return refused(OpError::NotFound(format!("guard {guard} not found")));
                 };
                 let post = m.post(&s.post).expect("slot of a known post");
-                let pool = proposals::Pool::new(&m, &self.cur, now);
+                let pool = proposals::Pool::for_guards(&m, &self.cur, now, &[guard.as_str()]);
                 let w = fit::Want {
                     estate: &s.estate,
                     start: s.start_ms,
@@ -1323,7 +1323,8 @@ impl RotaEngine {
             return refused(OpError::Conflict(format!("guard {guard_id} is already on {gap_id}")));
         }
         let w = proposals::want(&m, &gap, now);
-        let pool = proposals::Pool::new(&m, &self.cur, now);
+        let judged: Vec<&str> = std::iter::once(guard_id).chain(backfill_id).collect();
+        let pool = proposals::Pool::for_guards(&m, &self.cur, now, &judged);
         let (moved, backfill) = match (proposals::source(&m, &self.cur, guard_id, &w, &gap.post), backfill_id) {
             (proposals::Source::Free, None) => (None, None),
             (proposals::Source::Surplus(a), None) => (Some(a.clone()), None),

@@ -155,16 +155,44 @@ pub struct Pool<'a> {
     pub recent: HashMap<String, Recent>,
     pub avg: Averages,
     pub absent: HashMap<String, Vec<(i64, i64)>>,
-    /// Guard → their assignments; slot key → how many are assigned.
-    assign_of: HashMap<String, Vec<Assignment>>,
-    slot_count: HashMap<(String, i64), usize>,
+    /// Guard → their assignments; slot key → how many are assigned. Borrowed: a pool is
+    /// built in the writer for one operator action, and a rota of tens of thousands of
+    /// assignments must not be copied for it.
+    assign_of: HashMap<&'a str, Vec<&'a Assignment>>,
+    slot_count: HashMap<(&'a str, i64), usize>,
     empty_busy: Vec<Busy>,
     empty_recent: Recent,
 }
 
 impl<'a> Pool<'a> {
     pub fn new(m: &'a RotaModel, live: &'a Live, now: i64) -> Self {
-        let busy = live.busy_by_guard(m);
+        Self::build(m, live, now, None)
+    }
+
+    /// A pool that can judge only `guards` (averages still over everyone): what one
+    /// operator action in the writer needs, at the cost of one pass over the assignments
+    /// instead of indexing all of them.
+    pub fn for_guards(m: &'a RotaModel, live: &'a Live, now: i64, guards: &[&str]) -> Self {
+        Self::build(m, live, now, Some(guards))
+    }
+
+    fn build(m: &'a RotaModel, live: &'a Live, now: i64, only: Option<&[&str]>) -> Self {
+        let kept = |g: &str| only.is_none_or(|o| o.contains(&g));
+        let busy = match only {
+            None => live.busy_by_guard(m),
+            Some(_) => {
+                let mut out: HashMap<String, Vec<Busy>> = HashMap::new();
+                for a in live.assignments.values().filter(|a| kept(&a.guard)) {
+                    out.entry(a.guard.clone())
+                        .or_default()
+                        .push(super::state::busy_of(m, a));
+                }
+                for v in out.values_mut() {
+                    v.sort_by_key(|b| b.start);
+                }
+                out
+            }
+        };
         let recent = live.recent(m, now);
         let n = m.guards.len().max(1) as f64;
         let avg = Averages {
@@ -175,11 +203,23 @@ impl<'a> Pool<'a> {
         for a in &live.absences {
             absent.entry(a.guard.clone()).or_default().push((a.start, a.end));
         }
-        let mut assign_of: HashMap<String, Vec<Assignment>> = HashMap::new();
-        let mut slot_count: HashMap<(String, i64), usize> = HashMap::new();
-        for a in live.assignments.values() {
-            assign_of.entry(a.guard.clone()).or_default().push((**a).clone());
-            *slot_count.entry((a.post.clone(), a.shift_start)).or_default() += 1;
+        let mut assign_of: HashMap<&'a str, Vec<&'a Assignment>> = HashMap::new();
+        let mut slot_count: HashMap<(&'a str, i64), usize> = HashMap::new();
+        match only {
+            None => {
+                for a in live.assignments.values() {
+                    assign_of.entry(a.guard.as_str()).or_default().push(a);
+                    *slot_count.entry((a.post.as_str(), a.shift_start)).or_default() += 1;
+                }
+            }
+            Some(_) => {
+                for a in live.assignments.values().filter(|a| kept(&a.guard)) {
+                    assign_of.entry(a.guard.as_str()).or_default().push(a);
+                    slot_count
+                        .entry((a.post.as_str(), a.shift_start))
+                        .or_insert_with(|| live.assigned(&a.post, a.shift_start).len());
+                }
+            }
         }
         Pool {
             m,
@@ -205,6 +245,7 @@ impl<'a> Pool<'a> {
             .assign_of
             .get(g)
             .and_then(|v| v.iter().find(|a| a.start < w.end && w.start < a.end))
+            .copied()
         else {
             return Source::Free;
         };
@@ -214,7 +255,7 @@ impl<'a> Pool<'a> {
         let required = self.m.post(&a.post).map_or(1, |p| p.required()) as usize;
         if self
             .slot_count
-            .get(&(a.post.clone(), a.shift_start))
+            .get(&(a.post.as_str(), a.shift_start))
             .copied()
             .unwrap_or(0)
             > required
