@@ -5,6 +5,9 @@
 //!
 //! Reads take the rota's committed state (or the database); every change goes through the
 //! writer. Solving (proposals, the weekly plan) runs on a blocking thread, off the writer.
+//! Bulk writes (a CSV import, publishing a plan) are checked whole off the writer, then
+//! applied a time-bounded slice per writer turn ([`crate::rota::bulk`]); the request
+//! answers when the last slice has committed.
 
 use std::collections::VecDeque;
 use std::sync::Arc;

@@ -4,7 +4,8 @@
 //! Pure cores: [`model`] (configuration, time zones, shift instances), [`coverage`] (the
 //! ledger: required against present, grace period), [`fit`] (hard and soft rules),
 //! [`hungarian`] (the assignment solver), [`proposals`] (gaps → jointly solved cover),
-//! [`plan`] (the weekly local search), [`patrol`] (tours), [`csv`]. The shell is
+//! [`plan`] (the weekly local search), [`patrol`] (tours), [`csv`], [`bulk`] (imports and
+//! published plans as slices of slot changes). The shell is
 //! [`RotaEngine`]: owned by the engine inside the ingest writer, called in its transaction,
 //! it persists what the cores decide and hands the alarm book [`RotaEffect`]s (raise, clear,
 //! notify, publish). Its state is published to readers ([`RotaShared`]: the role resolver,
