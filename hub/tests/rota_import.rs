@@ -298,3 +298,25 @@ async fn publishing_a_weekly_plan_of_1400_seats_is_applied_in_slices() {
     assert_eq!(again["published"]["removed"], 0, "{again}");
     hub.shutdown().await;
 }
+
+/// A sliced import is still checked whole before anything is applied: one wrong row at the
+/// end of 5,000 refuses the import (422, naming the row) and no slot changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_with_one_wrong_row_at_the_end_applies_nothing() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hub.db");
+    let hub = start(&db).await;
+    let mut csv = rota_csv(5_000);
+    csv.push_str("2026-12-01,e0,e0-gate,day,nobody\n");
+    let (status, answer, _) = import(hub.http_addr(), csv).await;
+    assert_eq!(status, 422, "{answer}");
+    assert!(
+        answer["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("row 5001") && d.contains("unknown guard nobody")),
+        "{answer}"
+    );
+    assert_eq!(imported_rows(&db).await, 0);
+    hub.shutdown().await;
+}
