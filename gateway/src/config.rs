@@ -81,6 +81,21 @@ pub struct GatewaySection {
     /// `/metrics` and `/healthz` for the gateway itself; off when absent.
     #[serde(default)]
     pub http_listen: Option<SocketAddr>,
+    /// On that port: a request head must be complete within this long of the connection
+    /// opening or of its previous answer (slowloris clients, idle keep-alive connections).
+    #[serde(default = "default_http_header_timeout_s")]
+    pub http_header_timeout_s: u64,
+    /// On that port: connections open at once (a scraper and a probe need a few).
+    #[serde(default = "default_http_max_connections")]
+    pub http_max_connections: usize,
+}
+
+fn default_http_header_timeout_s() -> u64 {
+    10
+}
+
+fn default_http_max_connections() -> usize {
+    32
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -487,6 +502,9 @@ impl Config {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         if self.gateway.id.is_empty() || self.gateway.estate.is_empty() {
             return bad("gateway.id and gateway.estate must not be empty".into());
+        }
+        if self.gateway.http_header_timeout_s == 0 || self.gateway.http_max_connections == 0 {
+            return bad("gateway.http_header_timeout_s and gateway.http_max_connections must be at least 1".into());
         }
         if self.gateway.hubs.is_empty() {
             return bad("gateway.hubs must list at least one hub endpoint".into());
