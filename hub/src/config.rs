@@ -58,7 +58,8 @@ pub struct HubConfig {
 ///
 /// The default caps fit the default descriptor limit of 1,024 even when it cannot be raised
 /// (384 + 512 connections, 128 left for the database and the process), so the caps, not the
-/// descriptor table, decide. Per source they leave a flood from one address at most 64
+/// descriptor table, decide; a hub configured for more than ~250 estates raises its gRPC cap
+/// to two connections per estate (and the process's descriptor limit must allow that). Per source they leave a flood from one address at most 64
 /// HTTP connections (a browser opens ~6 per host; a control room behind one NAT address, or
 /// a script acknowledging alarms in parallel, opens more; behind a reverse proxy every
 /// operator shares its address: raise it there) and 8 gRPC connections (a gateway holds one,
@@ -103,13 +104,24 @@ impl Default for HttpLimits {
     }
 }
 
+impl GrpcLimits {
+    /// `max_connections`, or its default for `estates` configured estates.
+    pub fn max_connections(&self, estates: usize) -> u32 {
+        self.max_connections.unwrap_or_else(|| {
+            let room = u32::try_from(estates).unwrap_or(u32::MAX / 4).saturating_mul(2);
+            self.max_connections_per_source.saturating_add(room).max(512)
+        })
+    }
+}
+
 /// `[limits.grpc]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GrpcLimits {
     /// Connections open at once; more are closed at accept. Must leave room for one
     /// connection per configured estate beside one source's `max_connections_per_source`.
-    pub max_connections: u32,
+    /// Default: 512, or `max_connections_per_source` + two per configured estate if more.
+    pub max_connections: Option<u32>,
     /// Connections open at once from one source address (IPv4, or IPv6 /64).
     pub max_connections_per_source: u32,
     /// A connection must send the HTTP/2 preface within this long of opening.
@@ -128,7 +140,7 @@ pub struct GrpcLimits {
 impl Default for GrpcLimits {
     fn default() -> Self {
         GrpcLimits {
-            max_connections: 512,
+            max_connections: None,
             max_connections_per_source: 8,
             handshake_timeout_s: 10,
             keepalive_interval_s: 20,
@@ -597,7 +609,7 @@ impl HubConfig {
             ("limits.http.header_timeout_s", h.header_timeout_s),
             ("limits.http.request_timeout_s", h.request_timeout_s),
             ("limits.http.bulk_request_timeout_s", h.bulk_request_timeout_s),
-            ("limits.grpc.max_connections", g.max_connections),
+            ("limits.grpc.max_connections", g.max_connections(self.estates.len())),
             ("limits.grpc.max_connections_per_source", g.max_connections_per_source),
             ("limits.grpc.handshake_timeout_s", g.handshake_timeout_s),
             ("limits.grpc.keepalive_interval_s", g.keepalive_interval_s),
@@ -621,7 +633,7 @@ impl HubConfig {
             (
                 "limits.grpc.max_connections_per_source",
                 g.max_connections_per_source,
-                g.max_connections,
+                g.max_connections(self.estates.len()),
             ),
         ] {
             if per > total {
@@ -631,7 +643,10 @@ impl HubConfig {
         // One source at its cap must still leave a connection for every configured estate's
         // gateway.
         let estates = u32::try_from(self.estates.len()).unwrap_or(u32::MAX);
-        if g.max_connections.saturating_sub(g.max_connections_per_source) < estates {
+        if g.max_connections(self.estates.len())
+            .saturating_sub(g.max_connections_per_source)
+            < estates
+        {
             return Err(invalid(
                 "limits.grpc.max_connections",
                 format!(
@@ -850,6 +865,8 @@ webhook_secret = "0123456789abcdef0123"
         assert_eq!(c.limits.http.header_timeout_s, 2);
         assert_eq!(c.limits.http.max_connections, 384);
         assert_eq!(c.limits.grpc.max_connections_per_source, 8);
+        assert_eq!(c.limits.grpc.max_connections(1), 512);
+        assert_eq!(c.limits.grpc.max_connections(1000), 2008, "two per configured estate");
         for (extra, needle) in [
             ("[limits.http]\nmax_connections = 0\n", "limits.http.max_connections"),
             (

@@ -215,7 +215,7 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
     let grpc_tracker = net::ConnTracker::new(
         net::Listener::Grpc,
         net::limits::Caps {
-            max_connections: g.max_connections as usize,
+            max_connections: g.max_connections(config.estates.len()) as usize,
             max_per_source: g.max_connections_per_source as usize,
         },
         metrics.clone(),
@@ -387,7 +387,8 @@ const DESCRIPTOR_RESERVE: u64 = 128;
 
 /// The caps only keep room per source if descriptors run out after them, not before.
 fn warn_if_descriptors_below_caps(config: &HubConfig) {
-    let caps = u64::from(config.limits.http.max_connections) + u64::from(config.limits.grpc.max_connections);
+    let caps = u64::from(config.limits.http.max_connections)
+        + u64::from(config.limits.grpc.max_connections(config.estates.len()));
     match net::rlimit::nofile() {
         Ok((soft, _)) if soft < caps + DESCRIPTOR_RESERVE => warn!(
             descriptor_limit = soft,
