@@ -42,6 +42,32 @@ pub struct Config {
 pub struct Dc09Section {
     /// TCP and UDP, on the same port.
     pub listen: SocketAddr,
+    /// A TCP connection that delivers no complete frame for this long is closed. A panel's
+    /// exchange (connect, frame, ACK) takes well under a second and a transmitter waits
+    /// about 20 s for its ACK before it retries (DC-09), so 60 s never cuts a frame in
+    /// flight; a transmitter that keeps its connection open between supervision frames
+    /// (minutes apart) reconnects for the next one, which costs a handshake, not an alarm.
+    #[serde(default = "default_dc09_idle_timeout_s")]
+    pub idle_timeout_s: u64,
+    /// TCP connections open at once; a new one beyond this takes the place of the one
+    /// that has gone longest without a frame.
+    #[serde(default = "default_dc09_max_connections")]
+    pub max_connections: usize,
+    /// TCP connections open at once from one source address; more are refused.
+    #[serde(default = "default_dc09_max_connections_per_source")]
+    pub max_connections_per_source: usize,
+}
+
+fn default_dc09_idle_timeout_s() -> u64 {
+    60
+}
+
+fn default_dc09_max_connections() -> usize {
+    128
+}
+
+fn default_dc09_max_connections_per_source() -> usize {
+    4
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -55,6 +81,21 @@ pub struct GatewaySection {
     /// `/metrics` and `/healthz` for the gateway itself; off when absent.
     #[serde(default)]
     pub http_listen: Option<SocketAddr>,
+    /// On that port: a request head must be complete within this long of the connection
+    /// opening or of its previous answer (slowloris clients, idle keep-alive connections).
+    #[serde(default = "default_http_header_timeout_s")]
+    pub http_header_timeout_s: u64,
+    /// On that port: connections open at once (a scraper and a probe need a few).
+    #[serde(default = "default_http_max_connections")]
+    pub http_max_connections: usize,
+}
+
+fn default_http_header_timeout_s() -> u64 {
+    10
+}
+
+fn default_http_max_connections() -> usize {
+    32
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -462,6 +503,9 @@ impl Config {
         if self.gateway.id.is_empty() || self.gateway.estate.is_empty() {
             return bad("gateway.id and gateway.estate must not be empty".into());
         }
+        if self.gateway.http_header_timeout_s == 0 || self.gateway.http_max_connections == 0 {
+            return bad("gateway.http_header_timeout_s and gateway.http_max_connections must be at least 1".into());
+        }
         if self.gateway.hubs.is_empty() {
             return bad("gateway.hubs must list at least one hub endpoint".into());
         }
@@ -588,6 +632,21 @@ fn validate_accounts(config: &Config) -> Result<(), ConfigError> {
             return Err(ConfigError::Invalid(format!(
                 "device {:?}: DC-09 account {:?} is given to two devices",
                 d.id, dc.account
+            )));
+        }
+    }
+    if let Some(s) = &config.dc09 {
+        if s.idle_timeout_s == 0 || s.max_connections_per_source == 0 {
+            return Err(ConfigError::Invalid(
+                "dc09.idle_timeout_s and dc09.max_connections_per_source must be at least 1".into(),
+            ));
+        }
+        // One source at its cap must leave a connection for every configured panel.
+        if s.max_connections < s.max_connections_per_source + accounts.len() {
+            return Err(ConfigError::Invalid(format!(
+                "dc09.max_connections must be at least max_connections_per_source ({}) + the {} configured DC-09 panels",
+                s.max_connections_per_source,
+                accounts.len()
             )));
         }
     }

@@ -157,7 +157,17 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
             .await
             .map_err(|source| StartError::Http { addr, source })?;
         http_addr = listener.local_addr().ok();
-        tasks.spawn(http::serve(listener, metrics.clone(), health.clone(), shutdown.clone()));
+        let limits = http::Limits {
+            header_timeout: std::time::Duration::from_secs(config.gateway.http_header_timeout_s),
+            max_connections: config.gateway.http_max_connections,
+        };
+        tasks.spawn(http::serve(
+            listener,
+            limits,
+            metrics.clone(),
+            health.clone(),
+            shutdown.clone(),
+        ));
     }
     tracing::info!(gateway = %config.gateway.id, estate = %config.gateway.estate, devices = config.devices.len(), "gateway started");
     Ok(RunningGateway {

@@ -22,6 +22,7 @@ async fn main() -> anyhow::Result<()> {
     // Logs by RUST_LOG; OpenTelemetry export only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
     let telemetry = gatehouse_gateway::telemetry::init("gatehouse-gateway", "info,rumqttd=warn");
     let args = Args::parse();
+    raise_descriptor_limit();
     let config = gatehouse_gateway::config::Config::load(&args.config)
         .with_context(|| format!("loading configuration {}", args.config.display()))?;
     let mut gateway = gatehouse_gateway::start(config).await.context("starting the gateway")?;
@@ -36,6 +37,40 @@ async fn main() -> anyhow::Result<()> {
     let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
     Ok(())
 }
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit: with the usual soft limit of 1,024, a
+/// thousand idle connections would leave no descriptor for the outbox or the hub stream; the
+/// listeners' caps, which keep room per source, should decide instead.
+#[cfg(unix)]
+#[allow(clippy::unnecessary_cast)] // rlim_t is u64 on Linux but not on every unix.
+fn raise_descriptor_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one `rlimit` through a valid pointer to a local.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "cannot read the descriptor limit (RLIMIT_NOFILE)");
+        return;
+    }
+    let before = lim.rlim_cur as u64;
+    if lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: setrlimit reads one `rlimit` through a valid pointer to a local.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            tracing::warn!(error = %std::io::Error::last_os_error(), before, "cannot raise the descriptor limit (RLIMIT_NOFILE)");
+            return;
+        }
+    }
+    tracing::info!(
+        before,
+        after = lim.rlim_cur as u64,
+        "descriptor limit (RLIMIT_NOFILE) raised to the hard limit"
+    );
+}
+
+#[cfg(not(unix))]
+fn raise_descriptor_limit() {}
 
 async fn shutdown_signal() {
     #[cfg(unix)]

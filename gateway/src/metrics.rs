@@ -91,6 +91,8 @@ pub struct Metrics {
     /// Frames not ACKed because the outbox could not store them.
     pub dc09_store_failures: AtomicU64,
     pub dc09_panels_offline: AtomicU64,
+    /// DC-09 TCP connections: open, refused, closed by a limit.
+    pub dc09_conns: crate::adapters::dc09::conns::ConnMetrics,
     /// Zone-state changes read from Modbus fire panels.
     pub fire_zone_changes: AtomicU64,
 }
@@ -259,6 +261,7 @@ impl Metrics {
             "DC-09 fire panels silent past their supervision interval.",
             self.dc09_panels_offline.load(Relaxed),
         );
+        self.dc09_conns.render(&mut out);
         out
     }
 }

@@ -49,6 +49,106 @@ pub struct HubConfig {
     /// `[[patrol_routes]]`.
     #[serde(default)]
     pub patrol_routes: Vec<crate::rota::model::PatrolRouteConfig>,
+    /// `[limits.http]`, `[limits.grpc]`: connection caps and timeouts of the listeners.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// `[limits]`: who may hold a connection to the hub, and for how long.
+///
+/// The default caps fit the default descriptor limit of 1,024 even when it cannot be raised
+/// (384 + 512 connections, 128 left for the database and the process), so the caps, not the
+/// descriptor table, decide; a hub configured for more than ~250 estates raises its gRPC cap
+/// to two connections per estate (and the process's descriptor limit must allow that). Per source they leave a flood from one address at most 64
+/// HTTP connections (a browser opens ~6 per host; a control room behind one NAT address, or
+/// a script acknowledging alarms in parallel, opens more; behind a reverse proxy every
+/// operator shares its address: raise it there) and 8 gRPC connections (a gateway holds one,
+/// two across a reconnect).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub http: HttpLimits,
+    pub grpc: GrpcLimits,
+}
+
+/// `[limits.http]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpLimits {
+    /// Connections open at once; more are closed at accept.
+    pub max_connections: u32,
+    /// Connections open at once from one source address (IPv4, or IPv6 /64).
+    pub max_connections_per_source: u32,
+    /// A request head must be complete within this long of the connection opening or of its
+    /// previous answer: closes slowloris clients and idle keep-alive connections.
+    pub header_timeout_s: u32,
+    /// An ordinary request must be answered within this long (503 after); the live
+    /// `/api/v1/stream` is exempt (it sends a keep-alive comment every 15 s instead).
+    pub request_timeout_s: u32,
+    /// The same for an operator's bulk action (`/api/v1/rota/import`, `/api/v1/rota/plan`).
+    pub bulk_request_timeout_s: u32,
+    /// Largest request body; a larger one is answered 413.
+    pub max_body_bytes: u64,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_connections: 384,
+            max_connections_per_source: 64,
+            header_timeout_s: 10,
+            request_timeout_s: 60,
+            bulk_request_timeout_s: 900,
+            max_body_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+impl GrpcLimits {
+    /// `max_connections`, or its default for `estates` configured estates.
+    pub fn max_connections(&self, estates: usize) -> u32 {
+        self.max_connections.unwrap_or_else(|| {
+            let room = u32::try_from(estates).unwrap_or(u32::MAX / 4).saturating_mul(2);
+            self.max_connections_per_source.saturating_add(room).max(512)
+        })
+    }
+}
+
+/// `[limits.grpc]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcLimits {
+    /// Connections open at once; more are closed at accept. Must leave room for one
+    /// connection per configured estate beside one source's `max_connections_per_source`.
+    /// Default: 512, or `max_connections_per_source` + two per configured estate if more.
+    pub max_connections: Option<u32>,
+    /// Connections open at once from one source address (IPv4, or IPv6 /64).
+    pub max_connections_per_source: u32,
+    /// A connection must send the HTTP/2 preface within this long of opening.
+    pub handshake_timeout_s: u32,
+    /// An HTTP/2 PING after this long without a frame from the peer …
+    pub keepalive_interval_s: u32,
+    /// … which must be answered within this long, or the connection (and the gateway's
+    /// stream) ends.
+    pub keepalive_timeout_s: u32,
+    /// TCP keepalive: the kernel probes a silent peer after this long.
+    pub tcp_keepalive_s: u32,
+    /// Concurrent HTTP/2 streams per connection (a gateway uses one, plus health checks).
+    pub max_concurrent_streams: u32,
+}
+
+impl Default for GrpcLimits {
+    fn default() -> Self {
+        GrpcLimits {
+            max_connections: None,
+            max_connections_per_source: 8,
+            handshake_timeout_s: 10,
+            keepalive_interval_s: 20,
+            keepalive_timeout_s: 20,
+            tcp_keepalive_s: 60,
+            max_concurrent_streams: 16,
+        }
+    }
 }
 
 /// `[alarms]`: ISA-18.2 alarm-management thresholds.
@@ -363,6 +463,7 @@ impl HubConfig {
             }
         }
         self.validate_incidents(&estate_ids)?;
+        self.validate_limits()?;
         self.rota_model().map(|_| ())
     }
 
@@ -496,6 +597,63 @@ impl HubConfig {
         }
         if self.notify.webhook_secret.as_deref().is_some_and(|s| s.len() < 16) {
             return Err(invalid("notify.webhook_secret", "must be at least 16 characters"));
+        }
+        Ok(())
+    }
+
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        let (h, g) = (&self.limits.http, &self.limits.grpc);
+        for (key, v) in [
+            ("limits.http.max_connections", h.max_connections),
+            ("limits.http.max_connections_per_source", h.max_connections_per_source),
+            ("limits.http.header_timeout_s", h.header_timeout_s),
+            ("limits.http.request_timeout_s", h.request_timeout_s),
+            ("limits.http.bulk_request_timeout_s", h.bulk_request_timeout_s),
+            ("limits.grpc.max_connections", g.max_connections(self.estates.len())),
+            ("limits.grpc.max_connections_per_source", g.max_connections_per_source),
+            ("limits.grpc.handshake_timeout_s", g.handshake_timeout_s),
+            ("limits.grpc.keepalive_interval_s", g.keepalive_interval_s),
+            ("limits.grpc.keepalive_timeout_s", g.keepalive_timeout_s),
+            ("limits.grpc.tcp_keepalive_s", g.tcp_keepalive_s),
+            ("limits.grpc.max_concurrent_streams", g.max_concurrent_streams),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        if h.max_body_bytes < 1024 {
+            return Err(invalid("limits.http.max_body_bytes", "must be at least 1024"));
+        }
+        for (key, per, total) in [
+            (
+                "limits.http.max_connections_per_source",
+                h.max_connections_per_source,
+                h.max_connections,
+            ),
+            (
+                "limits.grpc.max_connections_per_source",
+                g.max_connections_per_source,
+                g.max_connections(self.estates.len()),
+            ),
+        ] {
+            if per > total {
+                return Err(invalid(key, format!("must not exceed max_connections ({total})")));
+            }
+        }
+        // One source at its cap must still leave a connection for every configured estate's
+        // gateway.
+        let estates = u32::try_from(self.estates.len()).unwrap_or(u32::MAX);
+        if g.max_connections(self.estates.len())
+            .saturating_sub(g.max_connections_per_source)
+            < estates
+        {
+            return Err(invalid(
+                "limits.grpc.max_connections",
+                format!(
+                    "must be at least max_connections_per_source ({}) + the {estates} configured estates",
+                    g.max_connections_per_source
+                ),
+            ));
         }
         Ok(())
     }
@@ -695,6 +853,31 @@ webhook_secret = "0123456789abcdef0123"
             ),
             ("[alarms]\nflood_end_below = 50\n", "alarms.flood_end_below"),
             ("[notify]\nsurprise = 1\n", "surprise"),
+        ] {
+            let err = with(extra).unwrap_err().to_string();
+            assert!(err.contains(needle), "{extra}: {err}");
+        }
+    }
+
+    #[test]
+    fn limits_load_with_defaults_and_bad_limits_are_named() {
+        let c = with("[limits.http]\nheader_timeout_s = 2\n").unwrap();
+        assert_eq!(c.limits.http.header_timeout_s, 2);
+        assert_eq!(c.limits.http.max_connections, 384);
+        assert_eq!(c.limits.grpc.max_connections_per_source, 8);
+        assert_eq!(c.limits.grpc.max_connections(1), 512);
+        assert_eq!(c.limits.grpc.max_connections(1000), 2008, "two per configured estate");
+        for (extra, needle) in [
+            ("[limits.http]\nmax_connections = 0\n", "limits.http.max_connections"),
+            (
+                "[limits.http]\nmax_connections = 4\nmax_connections_per_source = 5\n",
+                "limits.http.max_connections_per_source",
+            ),
+            (
+                "[limits.grpc]\nmax_connections = 2\nmax_connections_per_source = 2\n",
+                "limits.grpc.max_connections",
+            ),
+            ("[limits.grpc]\nidle = 3\n", "idle"),
         ] {
             let err = with(extra).unwrap_err().to_string();
             assert!(err.contains(needle), "{extra}: {err}");

@@ -22,6 +22,7 @@ pub mod escalation;
 pub mod incidents;
 pub mod ingest;
 pub mod metrics;
+pub mod net;
 pub mod notify;
 pub mod rota;
 pub mod rules;
@@ -108,6 +109,7 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, HubError> {
 /// advanced by hand, then [`RunningHub::tick_now`]).
 pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Result<RunningHub, HubError> {
     config.validate()?;
+    warn_if_descriptors_below_caps(&config);
     let database = config.database_url()?;
     let pool = store::open(&database).await?;
     store::mark_all_disconnected(&pool).await?;
@@ -208,11 +210,29 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
     let reflection_v1alpha = reflection()
         .build_v1alpha()
         .map_err(|e| HubError::Reflection(e.to_string()))?;
-    let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
+    let g = &config.limits.grpc;
+    let secs = |s: u32| Duration::from_secs(u64::from(s));
+    let grpc_tracker = net::ConnTracker::new(
+        net::Listener::Grpc,
+        net::limits::Caps {
+            max_connections: g.max_connections(config.estates.len()) as usize,
+            max_per_source: g.max_connections_per_source as usize,
+        },
+        metrics.clone(),
+    );
+    let incoming = net::incoming::admitted(
+        grpc_listener,
+        grpc_tracker,
+        net::incoming::AcceptOptions {
+            tcp_keepalive: secs(g.tcp_keepalive_s),
+            handshake_timeout: Some(secs(g.handshake_timeout_s)),
+        },
+    );
     let grpc = tonic::transport::Server::builder()
         // Finds gateways that vanished without closing their connection.
-        .http2_keepalive_interval(Some(Duration::from_secs(20)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .http2_keepalive_interval(Some(secs(g.keepalive_interval_s)))
+        .http2_keepalive_timeout(Some(secs(g.keepalive_timeout_s)))
+        .max_concurrent_streams(Some(g.max_concurrent_streams))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -221,11 +241,30 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
     let grpc_task = tokio::spawn(grpc);
 
     // HTTP.
+    let h = &config.limits.http;
+    let http_tracker = net::ConnTracker::new(
+        net::Listener::Http,
+        net::limits::Caps {
+            max_connections: h.max_connections as usize,
+            max_per_source: h.max_connections_per_source as usize,
+        },
+        metrics.clone(),
+    );
+    let http_incoming = net::incoming::admitted(
+        http_listener,
+        http_tracker.clone(),
+        net::incoming::AcceptOptions {
+            tcp_keepalive: secs(g.tcp_keepalive_s),
+            handshake_timeout: None,
+        },
+    );
+    let header_timeout = secs(h.header_timeout_s);
+    let limits = config.limits.http.clone();
     let app = api::router(api::AppState {
         pool,
         writer: writer.clone(),
         links: links.clone(),
-        metrics,
+        metrics: metrics.clone(),
         estates: Arc::new(config.estates.clone()),
         clock,
         stream,
@@ -234,12 +273,14 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
         flood_start_above: config.alarms.flood_start_above,
         rota,
     });
-    let http_stop = servers_stop.clone();
-    let http_task = tokio::spawn(async move {
-        axum::serve(http_listener, app)
-            .with_graceful_shutdown(http_stop.cancelled_owned())
-            .await
-    });
+    let app = api::limits::apply(app, &limits, metrics);
+    let http_task = tokio::spawn(net::http::serve(
+        http_incoming,
+        app,
+        header_timeout,
+        http_tracker,
+        servers_stop.clone(),
+    ));
 
     info!(%grpc_addr, %http_addr, hub_id = %config.hub.hub_id, estates = config.estates.len(), "hub listening");
     Ok(RunningHub {
@@ -338,6 +379,25 @@ impl RunningHub {
         }
         info!("hub stopped");
         failure.map_or(Ok(()), Err)
+    }
+}
+
+/// Descriptors kept for the database, the log, outgoing webhooks and the listeners.
+const DESCRIPTOR_RESERVE: u64 = 128;
+
+/// The caps only keep room per source if descriptors run out after them, not before.
+fn warn_if_descriptors_below_caps(config: &HubConfig) {
+    let caps = u64::from(config.limits.http.max_connections)
+        + u64::from(config.limits.grpc.max_connections(config.estates.len()));
+    match net::rlimit::nofile() {
+        Ok((soft, _)) if soft < caps + DESCRIPTOR_RESERVE => warn!(
+            descriptor_limit = soft,
+            connection_caps = caps,
+            "the descriptor limit is below limits.http.max_connections + limits.grpc.max_connections + {DESCRIPTOR_RESERVE}: \
+             a flood would run out of descriptors before the caps refuse it; raise the limit or lower the caps"
+        ),
+        Ok(_) => {}
+        Err(e) => warn!(error = %e, "cannot read the descriptor limit"),
     }
 }
 

@@ -98,6 +98,15 @@ async fn main() -> anyhow::Result<()> {
     if let Some(Command::Rota { action }) = args.command {
         return rota_command(action).await;
     }
+    // The connection caps, not the descriptor table, must decide who is refused.
+    match gatehouse_hub::net::rlimit::raise_nofile() {
+        Ok((before, after)) => tracing::info!(
+            before,
+            after,
+            "descriptor limit (RLIMIT_NOFILE) raised to the hard limit"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the descriptor limit (RLIMIT_NOFILE)"),
+    }
     let path = args.config.context("--config FILE is required")?;
     let config = HubConfig::load(&path).with_context(|| format!("loading configuration {}", path.display()))?;
     let hub = gatehouse_hub::start(config).await.context("starting the hub")?;

@@ -18,6 +18,8 @@ pub struct Metrics {
     pub alarm_changes: AtomicU64,
     pub streams_refused: AtomicU64,
     http_by_class: [AtomicU64; 5],
+    /// Connections of the HTTP and gRPC listeners: open, refused by a cap, cut by a limit.
+    pub net: crate::net::NetMetrics,
 }
 
 impl Metrics {
@@ -123,6 +125,7 @@ impl Metrics {
                 c.load(Relaxed)
             );
         }
+        self.net.render(&mut out);
         out
     }
 }

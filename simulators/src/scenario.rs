@@ -76,6 +76,12 @@ pub fn demo_estates() -> Vec<EstateSpec> {
 /// The hub's configuration for `estates`, with the plant rules the pump room needs.
 pub fn hub_toml(grpc: SocketAddr, http: SocketAddr, database: &str, estates: &[EstateSpec]) -> String {
     let mut s = format!("[hub]\ngrpc_listen = \"{grpc}\"\nhttp_listen = \"{http}\"\ndatabase = \"{database}\"\n\n");
+    // Every simulated gateway connects from this one machine, which a real estate's gateway
+    // never shares: the per-source cap must hold them all.
+    s += &format!(
+        "[limits.grpc]\nmax_connections_per_source = {}\n\n",
+        8 + 2 * estates.len()
+    );
     for e in estates {
         s += &format!(
             "[[estates]]\nid = \"{}\"\nname = \"{}\"\ntimezone = \"Asia/Shanghai\"\n\n",

@@ -12,6 +12,7 @@ mod estates;
 mod health;
 mod incidents;
 mod kpi;
+pub mod limits;
 mod rota;
 mod stream;
 

@@ -2,6 +2,12 @@
 //! task per TCP connection, and a supervision tick. Events of a frame are committed to the
 //! outbox *before* its ACK is sent; if the commit fails the frame gets a NAK, so the panel
 //! sends it again.
+//!
+//! No connection can lock panels out: one without a complete frame for `idle_timeout_s` is
+//! closed, one source holds at most `max_connections_per_source`, and at `max_connections` a
+//! newcomer takes the place of the longest idle (see [`super::conns`]). The accept and
+//! receive loops keep the `dc09.tcp` and `dc09.udp` health checks: failing while accepts or
+//! receives fail, and for good if a loop stops.
 
 use std::{
     net::SocketAddr,
@@ -20,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{
+    conns::{Closed, Conns},
     crypto::Key,
     frame::{self, Split},
     receiver::{AccountConfig, Outcome, Receiver, Verdict},
@@ -27,13 +34,9 @@ use super::{
 use crate::{
     adapters::{AdapterContext, CommandRequest, CommandTx, command_result, mqtt::LogLimiter},
     config::{Config, Dc09Section},
+    health::{Check, Severity},
     outbox::Outbox,
 };
-
-/// A TCP connection that says nothing for this long is closed (the panel reconnects).
-const IDLE: Duration = Duration::from_secs(600);
-/// Most TCP connections served at once.
-const MAX_CONNECTIONS: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Dc09Error {
@@ -77,6 +80,8 @@ struct Shell {
     outbox: Outbox,
     receiver: Mutex<Receiver>,
     log_limit: std::sync::Mutex<LogLimiter>,
+    conns: Conns,
+    idle: Duration,
 }
 
 /// Binds TCP and UDP on `section.listen` (port 0: any free port, the same for both), spawns
@@ -94,14 +99,18 @@ pub async fn start(
     let (tcp, udp) = bind(section.listen).await?;
     let addr = tcp.local_addr().unwrap_or(section.listen);
     info!(%addr, accounts = accounts.len(), "DC-09 receiver listening (TCP and UDP)");
+    let tcp_check = ctx.health.register("dc09.tcp", Severity::Live);
+    let udp_check = ctx.health.register("dc09.udp", Severity::Live);
     let shell = Arc::new(Shell {
         receiver: Mutex::new(Receiver::new(accounts, pb::now_ms())),
         ctx,
         outbox,
         log_limit: std::sync::Mutex::new(LogLimiter::default()),
+        conns: Conns::new(section.max_connections, section.max_connections_per_source),
+        idle: Duration::from_secs(section.idle_timeout_s),
     });
-    tasks.spawn(serve_tcp(shell.clone(), tcp, shutdown.clone()));
-    tasks.spawn(serve_udp(shell.clone(), udp, shutdown.clone()));
+    tasks.spawn(serve_tcp(shell.clone(), tcp, tcp_check, shutdown.clone()));
+    tasks.spawn(serve_udp(shell.clone(), udp, udp_check, shutdown.clone()));
     tasks.spawn(supervise(shell, shutdown.clone()));
     let (tx, rx) = mpsc::channel(16);
     tasks.spawn(refuse_commands(rx, shutdown));
@@ -194,6 +203,18 @@ impl Shell {
         reply
     }
 
+    /// Runs `log` at most once a minute per `key`.
+    fn log_limited(&self, key: &str, log: impl FnOnce()) {
+        let allowed = self
+            .log_limit
+            .lock()
+            .map(|mut l| l.allow(key, Instant::now()))
+            .unwrap_or(false);
+        if allowed {
+            log();
+        }
+    }
+
     fn log_refusal(
         &self,
         verdict: Verdict,
@@ -215,7 +236,26 @@ impl Shell {
     }
 }
 
-async fn serve_tcp(shell: Arc<Shell>, listener: TcpListener, shutdown: CancellationToken) {
+/// Fails its check when dropped before shutdown: the loop holding it has stopped (returned
+/// or panicked), so the listener is dead though the process lives on.
+struct LoopAlive {
+    check: Check,
+    shutdown: CancellationToken,
+}
+
+impl Drop for LoopAlive {
+    fn drop(&mut self) {
+        if !self.shutdown.is_cancelled() {
+            self.check.fail("the listener's loop has stopped");
+        }
+    }
+}
+
+async fn serve_tcp(shell: Arc<Shell>, listener: TcpListener, check: Check, shutdown: CancellationToken) {
+    let _alive = LoopAlive {
+        check: check.clone(),
+        shutdown: shutdown.clone(),
+    };
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -223,15 +263,30 @@ async fn serve_tcp(shell: Arc<Shell>, listener: TcpListener, shutdown: Cancellat
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    if connections.len() >= MAX_CONNECTIONS {
-                        warn!(%peer, "DC-09: too many TCP connections; refusing one");
+                    check.ok();
+                    let metrics = &shell.ctx.metrics.dc09_conns;
+                    let Some(admitted) = shell.conns.admit(peer.ip(), Instant::now(), metrics) else {
+                        shell.log_limited(&format!("conn:{}", peer.ip()), || warn!(%peer, reason = Closed::PerSourceCap.as_str(),
+                            "DC-09 TCP connection refused: its address holds the most allowed (counted; logged at most once a minute per address)"));
                         continue;
+                    };
+                    if let Some(evicted) = admitted.evicted {
+                        shell.log_limited("conn:evicted", || warn!(%peer, %evicted, reason = Closed::Evicted.as_str(),
+                            "DC-09 TCP connections at their cap: closed the one idle longest to make room (counted; logged at most once a minute)"));
                     }
                     let _ = stream.set_nodelay(true);
-                    connections.spawn(serve_connection(shell.clone(), stream, peer, shutdown.clone()));
+                    let shell = shell.clone();
+                    let shutdown = shutdown.clone();
+                    connections.spawn(async move {
+                        let id = admitted.id;
+                        serve_connection(&shell, stream, peer, id, admitted.close, shutdown).await;
+                        shell.conns.remove(id, &shell.ctx.metrics.dc09_conns);
+                    });
                 }
                 Err(e) => {
-                    warn!(error = %e, "DC-09 accept failed");
+                    // Out of descriptors, typically: intake is broken while this lasts.
+                    check.fail(format!("accepting TCP connections fails: {e}"));
+                    shell.log_limited("accept", || warn!(error = %e, "DC-09 accept failed"));
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
@@ -240,10 +295,19 @@ async fn serve_tcp(shell: Arc<Shell>, listener: TcpListener, shutdown: Cancellat
     connections.shutdown().await;
 }
 
-async fn serve_connection(shell: Arc<Shell>, mut stream: TcpStream, peer: SocketAddr, shutdown: CancellationToken) {
+async fn serve_connection(
+    shell: &Shell,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    evicted: CancellationToken,
+    shutdown: CancellationToken,
+) {
     debug!(%peer, "DC-09 TCP connection");
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
+    // Idle means no complete frame: a peer trickling bytes that never make a frame is idle.
+    let mut idle_until = tokio::time::Instant::now() + shell.idle;
     loop {
         // Answer every complete frame already buffered.
         loop {
@@ -258,6 +322,8 @@ async fn serve_connection(shell: Arc<Shell>, mut stream: TcpStream, peer: Socket
                 Split::Frame(len) => {
                     let reply = shell.process(&buf[..len], "tcp", peer).await;
                     buf.drain(..len);
+                    idle_until = tokio::time::Instant::now() + shell.idle;
+                    shell.conns.frame(id, Instant::now());
                     if let Some(reply) = reply
                         && let Err(e) = stream.write_all(&reply).await
                     {
@@ -269,12 +335,21 @@ async fn serve_connection(shell: Arc<Shell>, mut stream: TcpStream, peer: Socket
         }
         let read = tokio::select! {
             () = shutdown.cancelled() => return,
-            r = tokio::time::timeout(IDLE, stream.read(&mut chunk)) => r,
+            () = evicted.cancelled() => {
+                debug!(%peer, "DC-09 TCP connection closed to make room for a new one");
+                return;
+            }
+            () = tokio::time::sleep_until(idle_until) => {
+                shell.ctx.metrics.dc09_conns.count(Closed::Idle);
+                debug!(%peer, idle_s = shell.idle.as_secs(), "DC-09 TCP connection closed: no frame within the idle timeout");
+                return;
+            }
+            r = stream.read(&mut chunk) => r,
         };
         match read {
-            Ok(Ok(0)) | Err(_) => return,
-            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
-            Ok(Err(e)) => {
+            Ok(0) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => {
                 debug!(%peer, error = %e, "DC-09 TCP read failed");
                 return;
             }
@@ -282,7 +357,11 @@ async fn serve_connection(shell: Arc<Shell>, mut stream: TcpStream, peer: Socket
     }
 }
 
-async fn serve_udp(shell: Arc<Shell>, socket: UdpSocket, shutdown: CancellationToken) {
+async fn serve_udp(shell: Arc<Shell>, socket: UdpSocket, check: Check, shutdown: CancellationToken) {
+    let _alive = LoopAlive {
+        check: check.clone(),
+        shutdown: shutdown.clone(),
+    };
     let mut datagram = vec![0u8; 65_536];
     loop {
         let received = tokio::select! {
@@ -291,13 +370,19 @@ async fn serve_udp(shell: Arc<Shell>, socket: UdpSocket, shutdown: CancellationT
         };
         match received {
             Ok((n, peer)) => {
+                check.ok();
                 if let Some(reply) = shell.process(&datagram[..n], "udp", peer).await
                     && let Err(e) = socket.send_to(&reply, peer).await
                 {
                     debug!(%peer, error = %e, "DC-09 UDP answer not sent");
                 }
             }
-            Err(e) => debug!(error = %e, "DC-09 UDP receive failed"),
+            Err(e) => {
+                check.fail(format!("receiving UDP datagrams fails: {e}"));
+                shell.log_limited("udp", || warn!(error = %e, "DC-09 UDP receive failed"));
+                // Whatever broke the socket, do not spin on it.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
     }
 }
