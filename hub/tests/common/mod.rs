@@ -50,6 +50,7 @@ impl Link {
                 estate_id: estate.into(),
                 software_version: "test".into(),
                 devices,
+                ..Default::default()
             })),
         })
         .await
