@@ -176,3 +176,35 @@ impl CommandRouter {
         rx.await.unwrap_or(fallback)
     }
 }
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    fn fire_text(len: usize) -> pb::Event {
+        pb::Event {
+            event_id: "e-1".into(),
+            device_id: "panel-1".into(),
+            body: Some(pb::event::Body::Fire(pb::FireEvent {
+                text: "x".repeat(len),
+                ..Default::default()
+            })),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn an_event_larger_than_max_event_bytes_is_refused_at_intake_counted_and_never_queued() {
+        let (tx, mut rx) = mpsc::channel(4);
+        let metrics = Arc::new(Metrics::default());
+        let sink = EventSink::new(tx).with_max_event_bytes(4096, metrics.clone());
+        let refused = sink.admit(&fire_text(5000)).expect_err("too large");
+        assert_eq!((refused.limit, refused.device_id.as_str()), (4096, "panel-1"));
+        sink.emit(fire_text(5000)).await.expect("the sink is open");
+        sink.emit(fire_text(100)).await.expect("the sink is open");
+        assert_eq!(metrics.events_oversized.load(std::sync::atomic::Ordering::Relaxed), 2);
+        let queued = rx.recv().await.expect("the small one");
+        assert!(matches!(queued.body, Some(pb::event::Body::Fire(f)) if f.text.len() == 100));
+        assert!(rx.try_recv().is_err(), "the large one never reached the outbox queue");
+    }
+}

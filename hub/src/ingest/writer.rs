@@ -323,6 +323,9 @@ struct Watch {
     /// reconnect does not move it, so a gateway that reconnects in a loop still stalls.
     progress_at: i64,
     stalled: bool,
+    /// When its stream last ended. A gateway back after a real absence (longer than half
+    /// `stall_after_s`) gets a fresh start; one reconnecting in a loop does not.
+    disconnected_at: Option<i64>,
 }
 
 /// The writer task's state.
@@ -734,6 +737,9 @@ impl Writer {
                 Request::Disconnected { gateway_id, conn_id } => {
                     if self.current_conn.get(&gateway_id) == Some(&conn_id) {
                         self.current_conn.remove(&gateway_id);
+                        if let Some(w) = self.watch.get_mut(&gateway_id) {
+                            w.disconnected_at = Some(now);
+                        }
                         self.seen.remove(&gateway_id);
                         write::gateway_disconnected(&mut tx, &gateway_id, now).await?;
                     }
@@ -838,11 +844,17 @@ impl Writer {
                 holds,
                 progress_at: now,
                 stalled: false,
+                disconnected_at: None,
             }),
             (None, None) => return Ok(()),
         };
         if let Some(estate) = estate {
+            // A Hello: only an absence longer than a reconnect loop's backoff restarts the clock.
             estate.clone_into(&mut w.estate);
+            let absence = i64::from(self.limits.stall_after_s) * 500;
+            if w.disconnected_at.take().is_some_and(|t| now - t >= absence) {
+                w.progress_at = now;
+            }
         }
         w.holds = holds;
         if holds.pending == 0 || holds.last_seq <= stored {
@@ -872,7 +884,12 @@ impl Writer {
         let stalled: Vec<(String, String, Holds, u64)> = self
             .watch
             .iter()
-            .filter(|(g, w)| !w.stalled && self.current_conn.contains_key(*g) && now - w.progress_at >= after_ms)
+            .filter(|(g, w)| {
+                // Connected, or gone so briefly that it is reconnecting in a loop.
+                let present =
+                    self.current_conn.contains_key(*g) || w.disconnected_at.is_some_and(|t| now - t < after_ms / 2);
+                !w.stalled && present && now - w.progress_at >= after_ms
+            })
             .filter_map(|(g, w)| {
                 let stored = u64::try_from(self.last_seq.get(g).copied().unwrap_or(0)).unwrap_or(0);
                 (w.holds.pending > 0 && w.holds.last_seq > stored)
