@@ -42,7 +42,7 @@ const DEFAULT_HUB_MAX_MESSAGE: u64 = 4 * 1024 * 1024;
 /// context the send replaces.
 const FRAMING_HEADROOM: usize = 4 * 1024;
 /// The smallest byte bound halving goes down to; below it a batch is one event.
-const MIN_BATCH_BYTES: usize = 1024;
+const MIN_BATCH_BYTES: usize = 8 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -94,6 +94,8 @@ struct Watch {
     refused: Option<String>,
     /// The byte bound of a batch: starts at `uplink.max_batch_bytes`, halved on refusal.
     batch_bytes: usize,
+    /// The message bound of the last session (the lower of `batch_bytes` and the hub's).
+    in_force: usize,
 }
 
 impl Watch {
@@ -139,6 +141,7 @@ impl Uplink {
             stuck_since: None,
             refused: None,
             batch_bytes: self.settings.max_batch_bytes.max(MIN_BATCH_BYTES),
+            in_force: self.settings.max_batch_bytes.max(MIN_BATCH_BYTES),
         };
         loop {
             for endpoint in &self.hubs {
@@ -225,7 +228,7 @@ impl Uplink {
             SessionError::Rejected { detail, too_large, .. } => {
                 watch.refused = Some(format!("the hub refused a batch: {detail}"));
                 if *too_large {
-                    watch.batch_bytes = (watch.batch_bytes / 2).max(MIN_BATCH_BYTES);
+                    watch.batch_bytes = (watch.in_force / 2).max(MIN_BATCH_BYTES);
                     self.metrics.uplink_batch_bytes.store(watch.batch_bytes as u64, Relaxed);
                     tracing::warn!(
                         batch_bytes = watch.batch_bytes,
@@ -306,14 +309,9 @@ impl Uplink {
             0 => DEFAULT_HUB_MAX_MESSAGE,
             n => n,
         };
-        let max_bytes = watch
-            .batch_bytes
-            .min(
-                usize::try_from(hub_max)
-                    .unwrap_or(usize::MAX)
-                    .saturating_sub(FRAMING_HEADROOM),
-            )
-            .max(MIN_BATCH_BYTES);
+        let in_force = watch.batch_bytes.min(usize::try_from(hub_max).unwrap_or(usize::MAX));
+        watch.in_force = in_force;
+        let max_bytes = in_force.saturating_sub(FRAMING_HEADROOM).max(MIN_BATCH_BYTES);
         self.metrics.uplink_batch_bytes.store(max_bytes as u64, Relaxed);
         tracing::info!(hub = endpoint, hub_id = %welcome.hub_id, last_seq = welcome.last_seq, hub_max_message_bytes = hub_max, batch_bytes = max_bytes, "connected to hub; resending from its last stored event");
 

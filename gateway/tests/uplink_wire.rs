@@ -132,6 +132,28 @@ fn fire_alarm(zone: usize, text_len: usize) -> String {
     )
 }
 
+/// Publishes fire alarms until the outbox has stored `n` since this gateway started (a
+/// publish that reaches the broker before its intake link subscribed is lost: defect 1's
+/// broker, not this test's subject).
+async fn publish_until_stored(client: &AsyncClient, http: SocketAddr, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut zone = 100;
+    while metric(http, "gatehouse_gateway_outbox_appended_total").await < Some(n) {
+        assert!(Instant::now() < deadline, "the outbox never stored {n} events");
+        zone += 1;
+        client
+            .publish(
+                "gatehouse/v1/panel-1/event",
+                QoS::AtLeastOnce,
+                false,
+                fire_alarm(zone, 10),
+            )
+            .await
+            .expect("publish");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 async fn hub_fire_events(db: &Path, gateway: &str) -> i64 {
     let Ok(pool) = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await else {
         return 0;
@@ -161,6 +183,11 @@ async fn an_oversized_backlog_reaches_the_hub_in_full() {
     // The hub is down: 600 fire alarms with 15,000-character texts (inside the 16 KiB payload
     // limit) pile up in the outbox, ~9 MB, more than two of the hub's 4 MiB messages.
     let client = panel(mqtt).await;
+    // Small alarms first, until intake is surely listening; counted apart.
+    publish_until_stored(&client, http, 1).await;
+    let warm = metric(http, "gatehouse_gateway_outbox_appended_total")
+        .await
+        .expect("counter");
     for zone in 0..600 {
         client
             .publish(
@@ -171,21 +198,22 @@ async fn an_oversized_backlog_reaches_the_hub_in_full() {
             )
             .await
             .expect("publish");
-        // Paced by the outbox (the broker's memory is not what this test is about).
-        if zone % 50 == 49 {
+        // Paced by the outbox: the broker's in-memory log (defect 1, not this test's
+        // subject) must not be what decides whether the backlog exists.
+        if zone % 10 == 9 {
             wait_until("the outbox to take the alarms", Duration::from_secs(30), async || {
-                metric(http, "gatehouse_gateway_outbox_appended_total").await >= Some(zone as u64 + 1)
+                metric(http, "gatehouse_gateway_outbox_appended_total").await >= Some(warm + zone as u64 + 1)
             })
             .await;
         }
     }
-    assert_eq!(metric(http, "gatehouse_gateway_outbox_depth").await, Some(600));
+    assert_eq!(metric(http, "gatehouse_gateway_outbox_depth").await, Some(warm + 600));
 
     // The hub returns: the whole backlog arrives …
     let hub = gatehouse_hub::start(hub_config(&hub_db, grpc)).await.expect("hub");
     let started = Instant::now();
     wait_until("all 600 fire alarms at the hub", Duration::from_secs(60), async || {
-        hub_fire_events(&hub_db, "gw-big").await == 600
+        hub_fire_events(&hub_db, "gw-big").await == warm as i64 + 600
     })
     .await;
     println!("600 × 15 KB fire alarms delivered in {:?}", started.elapsed());
@@ -201,7 +229,7 @@ async fn an_oversized_backlog_reaches_the_hub_in_full() {
         .expect("publish");
     let published = Instant::now();
     wait_until("the next fire alarm at the hub", Duration::from_secs(10), async || {
-        hub_fire_events(&hub_db, "gw-big").await == 601
+        hub_fire_events(&hub_db, "gw-big").await == warm as i64 + 601
     })
     .await;
     println!(
@@ -251,6 +279,18 @@ fn an_https_hub_url_is_refused_at_start_with_a_clear_error() {
 struct ScriptedHub {
     last_seq: u64,
     acking: Arc<AtomicBool>,
+    /// Events acknowledged, counted by their fire zones.
+    acked: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+}
+
+impl ScriptedHub {
+    fn new(last_seq: u64, acking: bool) -> Self {
+        ScriptedHub {
+            last_seq,
+            acking: Arc::new(AtomicBool::new(acking)),
+            acked: Arc::default(),
+        }
+    }
 }
 
 type Downstream = Pin<Box<dyn futures::Stream<Item = Result<pb::Downlink, tonic::Status>> + Send>>;
@@ -265,9 +305,26 @@ impl GatewayLink for ScriptedHub {
     ) -> Result<tonic::Response<Self::ConnectStream>, tonic::Status> {
         let mut up = request.into_inner();
         let (tx, rx) = tokio::sync::mpsc::channel(64);
-        let (last_seq, acking) = (self.last_seq, self.acking.clone());
+        let (last_seq, acking, acked) = (self.last_seq, self.acking.clone(), self.acked.clone());
         tokio::spawn(async move {
-            while let Ok(Some(m)) = up.message().await {
+            loop {
+                let m = match up.message().await {
+                    Ok(Some(m)) => m,
+                    Ok(None) => break,
+                    // Over the decoding limit: said out loud, as the real hub does.
+                    Err(status) => {
+                        let _ = tx.send(Err(status)).await;
+                        break;
+                    }
+                };
+                if let (Some(uplink::Msg::Events(b)), true) = (&m.msg, acking.load(Relaxed)) {
+                    let mut acked = acked.lock().unwrap_or_else(|e| e.into_inner());
+                    for e in &b.events {
+                        if let Some(pb::event::Body::Fire(f)) = &e.body {
+                            acked.insert(f.zone.clone());
+                        }
+                    }
+                }
                 let reply = match m.msg {
                     Some(uplink::Msg::Hello(_)) => downlink::Msg::Welcome(pb::Welcome {
                         last_seq,
@@ -290,11 +347,16 @@ impl GatewayLink for ScriptedHub {
 }
 
 async fn serve(hub: ScriptedHub) -> SocketAddr {
+    serve_limited(hub, 4 * 1024 * 1024).await
+}
+
+/// Decodes messages of at most `limit` bytes (and announces nothing: an older hub).
+async fn serve_limited(hub: ScriptedHub, limit: usize) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(pb::gateway_link_server::GatewayLinkServer::new(hub))
+            .add_service(pb::gateway_link_server::GatewayLinkServer::new(hub).max_decoding_message_size(limit))
             .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
     );
     addr
@@ -303,12 +365,9 @@ async fn serve(hub: ScriptedHub) -> SocketAddr {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connected_hub_that_acknowledges_nothing_fails_the_gateways_healthz_until_progress_resumes() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let acking = Arc::new(AtomicBool::new(false));
-    let grpc = serve(ScriptedHub {
-        last_seq: 0,
-        acking: acking.clone(),
-    })
-    .await;
+    let hub = ScriptedHub::new(0, false);
+    let acking = hub.acking.clone();
+    let grpc = serve(hub).await;
     let (mqtt, http) = (free_addr(), free_addr());
     let config = gateway_config(
         dir.path(),
@@ -358,11 +417,7 @@ async fn a_connected_hub_that_acknowledges_nothing_fails_the_gateways_healthz_un
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hub_last_seq_at_the_top_of_the_range_is_refused_without_wrapping_and_shown_on_health() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let grpc = serve(ScriptedHub {
-        last_seq: i64::MAX as u64,
-        acking: Arc::new(AtomicBool::new(true)),
-    })
-    .await;
+    let grpc = serve(ScriptedHub::new(i64::MAX as u64, true)).await;
     let (mqtt, http) = (free_addr(), free_addr());
     let config = gateway_config(dir.path(), "gw-top", &format!("http://{grpc}"), mqtt, http, "");
     let mut gateway = Gateway::spawn(&config);
@@ -371,10 +426,7 @@ async fn a_hub_last_seq_at_the_top_of_the_range_is_refused_without_wrapping_and_
     })
     .await;
     let client = panel(mqtt).await;
-    client
-        .publish("gatehouse/v1/panel-1/event", QoS::AtLeastOnce, false, fire_alarm(1, 10))
-        .await
-        .expect("publish");
+    publish_until_stored(&client, http, 1).await;
     wait_until(
         "the refusal counted and /healthz failing",
         Duration::from_secs(15),
@@ -384,8 +436,9 @@ async fn a_hub_last_seq_at_the_top_of_the_range_is_refused_without_wrapping_and_
         },
     )
     .await;
-    // The event is still held, under its own number.
-    assert_eq!(metric(http, "gatehouse_gateway_outbox_depth").await, Some(1));
+    // The events are still held, under their own numbers.
+    let held = metric(http, "gatehouse_gateway_outbox_depth").await.expect("depth");
+    assert!(held >= 1);
     // Restarted, the gateway starts, takes events and does not loop on a type error.
     drop(gateway);
     gateway = Gateway::spawn(&config);
@@ -396,16 +449,7 @@ async fn a_hub_last_seq_at_the_top_of_the_range_is_refused_without_wrapping_and_
     )
     .await;
     let client = panel(mqtt).await;
-    client
-        .publish("gatehouse/v1/panel-1/event", QoS::AtLeastOnce, false, fire_alarm(2, 10))
-        .await
-        .expect("publish");
-    wait_until(
-        "the restarted gateway storing new events",
-        Duration::from_secs(15),
-        async || metric(http, "gatehouse_gateway_outbox_depth").await == Some(2),
-    )
-    .await;
+    publish_until_stored(&client, http, 1).await;
     let outbox = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("gw-top/outbox.db").display()))
         .await
         .expect("outbox");
@@ -413,6 +457,143 @@ async fn a_hub_last_seq_at_the_top_of_the_range_is_refused_without_wrapping_and_
         .fetch_all(&outbox)
         .await
         .expect("read");
-    assert_eq!(seqs, [1, 2], "no wrap, no renumbering past the range");
+    assert!(
+        seqs.len() as u64 > held,
+        "the restarted gateway stored new events: {seqs:?}"
+    );
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as i64).collect::<Vec<_>>(),
+        "no wrap, no renumbering past the range"
+    );
     drop(gateway);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_that_refuses_a_batch_as_too_large_gets_smaller_batches_and_everything_arrives() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // An older hub: announces no limit (the gateway assumes gRPC's 4 MiB) but decodes 1 MiB.
+    let hub = ScriptedHub::new(0, true);
+    let acked = hub.acked.clone();
+    let grpc = serve_limited(hub, 1024 * 1024).await;
+    let (mqtt, http) = (free_addr(), free_addr());
+    let config = gateway_config(
+        dir.path(),
+        "gw-old",
+        &format!("http://{grpc}"),
+        mqtt,
+        http,
+        "batch_linger_ms = 200",
+    );
+    let _gateway = Gateway::spawn(&config);
+    wait_until("the gateway connected", Duration::from_secs(20), async || {
+        status(http, "/readyz").await == Some(200)
+    })
+    .await;
+    let client = panel(mqtt).await;
+    // ~1.5 MB published at once: the first batch is over the hub's real limit.
+    for zone in 0..100 {
+        client
+            .publish(
+                "gatehouse/v1/panel-1/event",
+                QoS::AtLeastOnce,
+                false,
+                fire_alarm(zone, 15_000),
+            )
+            .await
+            .expect("publish");
+    }
+    wait_until("all 100 acknowledged by the hub", Duration::from_secs(60), async || {
+        acked.lock().unwrap_or_else(|e| e.into_inner()).len() == 100
+    })
+    .await;
+    let text = reqwest::get(format!("http://{http}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("gatehouse_gateway_uplink_rejected_total{reason=\"too_large\"}") && !l.ends_with(" 0")
+        ),
+        "the refusal was counted: {text}"
+    );
+    let bound = metric(http, "gatehouse_gateway_uplink_batch_bytes")
+        .await
+        .expect("gauge");
+    assert!(
+        bound < 1024 * 1024,
+        "the bound came down under the hub's real limit: {bound}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_too_large_for_the_hubs_limit_is_set_aside_and_the_alarms_behind_it_arrive() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub_db = dir.path().join("hub.db");
+    let grpc = free_addr();
+    let mut config = hub_config(&hub_db, grpc);
+    config.ingest.max_message_bytes = 64 * 1024;
+    let hub = gatehouse_hub::start(config).await.expect("hub");
+    let (mqtt, http) = (free_addr(), free_addr());
+    let path = gateway_config(
+        dir.path(),
+        "gw-dl",
+        &format!("http://{grpc}"),
+        mqtt,
+        http,
+        "max_event_bytes = 131072",
+    );
+    let text = std::fs::read_to_string(&path).expect("read").replace(
+        &format!("listen = \"{mqtt}\"\n"),
+        &format!("listen = \"{mqtt}\"\nmax_payload_bytes = 100000\n"),
+    );
+    std::fs::write(&path, text).expect("write");
+    let _gateway = Gateway::spawn(&path);
+    wait_until("the gateway connected", Duration::from_secs(20), async || {
+        status(http, "/readyz").await == Some(200)
+    })
+    .await;
+    let mut options = MqttOptions::new("panel-1", "127.0.0.1", mqtt.port());
+    options.set_max_packet_size(256 * 1024, 256 * 1024);
+    let (client, mut session) = AsyncClient::new(options, 64);
+    tokio::spawn(async move { while session.poll().await.is_ok() {} });
+    client
+        .publish(
+            "gatehouse/v1/panel-1/event",
+            QoS::AtLeastOnce,
+            false,
+            fire_alarm(1, 80_000),
+        )
+        .await
+        .expect("publish");
+    client
+        .publish(
+            "gatehouse/v1/panel-1/event",
+            QoS::AtLeastOnce,
+            false,
+            fire_alarm(2, 100),
+        )
+        .await
+        .expect("publish");
+    wait_until(
+        "the alarm behind the oversized one at the hub",
+        Duration::from_secs(20),
+        async || hub_fire_events(&hub_db, "gw-dl").await == 1,
+    )
+    .await;
+    assert_eq!(
+        metric(http, "gatehouse_gateway_uplink_dead_lettered_total").await,
+        Some(1)
+    );
+    let outbox = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("gw-dl/outbox.db").display()))
+        .await
+        .expect("outbox");
+    let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dead_letter")
+        .fetch_one(&outbox)
+        .await
+        .expect("read");
+    assert_eq!(kept, 1, "kept for an operator");
+    hub.shutdown().await;
 }
