@@ -378,7 +378,10 @@ impl StreamTask {
                             // learn why, never see a silent close and resend the same batch.
                             if status.code() == tonic::Code::OutOfRange {
                                 self.service.metrics.batch_rejected(RejectKind::TooLarge);
-                                warn!(gateway = %self.gateway_id, error = %status.message(), limit = self.service.max_message_bytes, "gateway batch too large; refused");
+                                if too_large_log_allowed() {
+                                    warn!(gateway = %self.gateway_id, error = %status.message(), limit = self.service.max_message_bytes,
+                                        "gateway batch too large; refused (counted in gatehouse_hub_batches_rejected_total; logged at most once a minute)");
+                                }
                                 return Err(Status::out_of_range(format!(
                                     "batch refused (too_large): {}; this hub accepts at most {} bytes per message",
                                     status.message(),
@@ -462,6 +465,18 @@ impl StreamTask {
             // The gateway went away; what was committed stays committed.
             .map_err(|_| Status::cancelled("downlink closed"))
     }
+}
+
+/// At most one too-large log line a minute, whoever sends them: each costs the sender only a
+/// new stream, so an unbounded log would be a cheap flood.
+fn too_large_log_allowed() -> bool {
+    static LAST: Mutex<Option<std::time::Instant>> = Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    if last.is_some_and(|t| t.elapsed() < Duration::from_secs(60)) {
+        return false;
+    }
+    *last = Some(std::time::Instant::now());
+    true
 }
 
 fn rejection(r: &Rejected) -> Rejection {

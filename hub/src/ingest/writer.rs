@@ -1003,3 +1003,48 @@ fn event_row(event: Event, seq: i64) -> EventRow {
         payload,
     }
 }
+
+#[cfg(test)]
+mod seq_tests {
+    use super::*;
+
+    fn batch(seqs: &[u64]) -> Vec<Event> {
+        seqs.iter()
+            .map(|s| Event {
+                seq: *s,
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sequence_numbers_are_refused_above_the_ceiling_or_past_the_gap_and_gaps_within_it_pass() {
+        let limits = IngestConfig {
+            max_seq_gap: 1_000,
+            max_seq: 1 << 53,
+            ..Default::default()
+        };
+        let cases: &[(&[u64], i64, Option<RejectKind>)] = &[
+            (&[4, 5, 6], 3, None),
+            // Duplicates and a shed gap inside the bound are fine.
+            (&[2, 3, 900, 1_900], 3, None),
+            (&[(1 << 63) - 1], 3, Some(RejectKind::SeqCeiling)),
+            (&[u64::MAX], 0, Some(RejectKind::SeqCeiling)),
+            (&[(1 << 53) + 1], 1 << 53, Some(RejectKind::SeqCeiling)),
+            (&[1_005], 3, Some(RejectKind::SeqGap)),
+            // A jump inside the batch counts too.
+            (&[4, 2_000], 3, Some(RejectKind::SeqGap)),
+            (&[1_001], 0, Some(RejectKind::SeqGap)),
+        ];
+        for (seqs, last, want) in cases {
+            let got = check_seqs(&batch(seqs), *last, &limits).err().map(|r| r.kind);
+            assert_eq!(got, *want, "seqs {seqs:?} after {last}");
+        }
+        let r = check_seqs(&batch(&[4, 2_000]), 3, &limits).unwrap_err();
+        assert_eq!(
+            (r.first_seq, r.last_seq),
+            (4, 2_000),
+            "the rejection names the batch's range"
+        );
+    }
+}
