@@ -195,9 +195,11 @@ impl Metrics {
              # TYPE gatehouse_hub_gateway_stalled gauge"
         );
         for (gateway, stalled) in self.stalled.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            // Prometheus label values escape backslash and double quote.
+            let label = gateway.replace('\\', "\\\\").replace('"', "\\\"");
             let _ = writeln!(
                 out,
-                "gatehouse_hub_gateway_stalled{{gateway=\"{gateway}\"}} {}",
+                "gatehouse_hub_gateway_stalled{{gateway=\"{label}\"}} {}",
                 u8::from(*stalled)
             );
         }
@@ -225,6 +227,14 @@ mod tests {
         let text = m.render(1, &[("P2".into(), true, false, 2)]);
         assert!(text.contains("gatehouse_hub_events_ingested_total 3"));
         assert!(text.contains("gatehouse_hub_alarms{priority=\"P2\",state=\"active_unacknowledged\"} 2"));
+        m.set_stalled([("gw-\"x\\".to_owned(), true)].into_iter().collect());
+        m.batch_rejected(RejectKind::SeqGap);
+        let text = m.render(1, &[]);
+        assert!(
+            text.contains("gatehouse_hub_gateway_stalled{gateway=\"gw-\\\"x\\\\\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("gatehouse_hub_batches_rejected_total{reason=\"seq_gap\"} 1"));
         assert!(text.contains("gatehouse_hub_http_requests_total{code=\"4xx\"} 1"));
         assert!(text.contains("gatehouse_hub_commit_seconds_count 1"));
         assert!(text.contains("gatehouse_hub_connected_gateways 1"));
