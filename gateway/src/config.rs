@@ -153,6 +153,17 @@ pub struct UplinkSection {
     pub backoff_max_ms: u64,
     #[serde(default = "default_heartbeat_ms")]
     pub heartbeat_ms: u64,
+    /// Most bytes in one batch; the hub's limit (announced in Welcome) lowers it further.
+    #[serde(default = "default_max_batch_bytes")]
+    pub max_batch_bytes: usize,
+    /// The largest event (encoded) taken in at all: a larger one is refused at intake,
+    /// counted and logged, never stored to wedge the uplink later.
+    #[serde(default = "default_max_event_bytes")]
+    pub max_event_bytes: usize,
+    /// Connected, events pending, and no ack advancing for this long: `uplink.progress`
+    /// fails (and `/healthz` with it).
+    #[serde(default = "default_progress_timeout_s")]
+    pub progress_timeout_s: u64,
 }
 
 impl Default for UplinkSection {
@@ -163,6 +174,9 @@ impl Default for UplinkSection {
             backoff_min_ms: default_backoff_min_ms(),
             backoff_max_ms: default_backoff_max_ms(),
             heartbeat_ms: default_heartbeat_ms(),
+            max_batch_bytes: default_max_batch_bytes(),
+            max_event_bytes: default_max_event_bytes(),
+            progress_timeout_s: default_progress_timeout_s(),
         }
     }
 }
@@ -181,6 +195,15 @@ fn default_backoff_max_ms() -> u64 {
 }
 fn default_heartbeat_ms() -> u64 {
     5_000
+}
+fn default_max_batch_bytes() -> usize {
+    4 * 1024 * 1024
+}
+fn default_max_event_bytes() -> usize {
+    64 * 1024
+}
+fn default_progress_timeout_s() -> u64 {
+    60
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -509,6 +532,28 @@ impl Config {
         if self.gateway.hubs.is_empty() {
             return bad("gateway.hubs must list at least one hub endpoint".into());
         }
+        for hub in &self.gateway.hubs {
+            validate_hub_url(hub)?;
+        }
+        let u = &self.uplink;
+        if u.max_event_bytes < 1024 || u.max_event_bytes > u.max_batch_bytes {
+            return bad(format!(
+                "uplink.max_event_bytes ({}) must be between 1024 and uplink.max_batch_bytes ({})",
+                u.max_event_bytes, u.max_batch_bytes
+            ));
+        }
+        if let Some(m) = &self.mqtt
+            && m.max_payload_bytes + 4096 > u.max_event_bytes
+        {
+            // A publish the broker takes must make an event the uplink can carry.
+            return bad(format!(
+                "uplink.max_event_bytes ({}) must exceed mqtt.max_payload_bytes ({}) by at least 4096 (room for the event's ids and times)",
+                u.max_event_bytes, m.max_payload_bytes
+            ));
+        }
+        if u.progress_timeout_s == 0 {
+            return bad("uplink.progress_timeout_s must be at least 1".into());
+        }
         let mut seen = HashSet::new();
         for d in &self.devices {
             if !seen.insert(d.id.as_str()) {
@@ -545,6 +590,25 @@ impl Config {
         crate::adapters::mqtt::vendor::validate(self).map_err(ConfigError::Invalid)?;
         Ok(())
     }
+}
+
+/// Only `http://` hubs until TLS lands with the security issue: an `https://` URL would
+/// otherwise connect in plaintext while the operator believes it encrypted.
+fn validate_hub_url(hub: &str) -> Result<(), ConfigError> {
+    let lower = hub.trim().to_ascii_lowercase();
+    if lower.starts_with("https://") {
+        return Err(ConfigError::Invalid(format!(
+            "gateway.hubs: {hub:?}: TLS to the hub is not built yet (it lands with the security issue); \
+             refusing to start rather than send events in plaintext to an https:// URL. Use http:// only \
+             over a network you trust, or a TLS tunnel"
+        )));
+    }
+    if !lower.starts_with("http://") {
+        return Err(ConfigError::Invalid(format!(
+            "gateway.hubs: {hub:?} must be an http:// URL (host:port of the hub's gRPC port)"
+        )));
+    }
+    Ok(())
 }
 
 /// A device takes at most one of `dc09`, `modbus_fire`, `vendor`, each where it fits.
@@ -803,6 +867,16 @@ type = "bool"
             ),
             ("type = \"bool\"\n", "type = \"bool\"\nwritable = true\n", "writable"),
             ("hubs = [\"http://127.0.0.1:50051\"]", "hubs = []", "hubs"),
+            (
+                "hubs = [\"http://127.0.0.1:50051\"]",
+                "hubs = [\"https://hub.example:50051\"]",
+                "TLS to the hub is not built yet",
+            ),
+            (
+                "hubs = [\"http://127.0.0.1:50051\"]",
+                "hubs = [\"http://127.0.0.1:50051\"]\n[uplink]\nmax_event_bytes = 8192",
+                "mqtt.max_payload_bytes",
+            ),
             ("[mqtt]\nlisten = \"127.0.0.1:18830\"", "", "no [mqtt] section"),
         ];
         for (from, to, needle) in cases {

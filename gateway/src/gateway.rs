@@ -80,7 +80,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
     tasks.spawn(outbox::run_writer(outbox.clone(), sink_rx, shutdown.clone()));
     let ctx = AdapterContext {
         registry: registry.clone(),
-        sink: EventSink::new(sink_tx),
+        sink: EventSink::new(sink_tx).with_max_event_bytes(config.uplink.max_event_bytes, metrics.clone()),
         metrics: metrics.clone(),
         health: health.clone(),
     };
@@ -148,6 +148,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
         outbox: outbox.clone(),
         commands,
         metrics: metrics.clone(),
+        health: health.clone(),
     };
     tasks.spawn(uplink.run(shutdown.clone()));
 

@@ -40,6 +40,32 @@ impl RejectReason {
     }
 }
 
+/// Why the hub refused a batch, as the gateway counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UplinkRejection {
+    SeqGap,
+    SeqCeiling,
+    TooLarge,
+    Other,
+}
+
+impl UplinkRejection {
+    pub const ALL: [UplinkRejection; 4] = [
+        UplinkRejection::SeqGap,
+        UplinkRejection::SeqCeiling,
+        UplinkRejection::TooLarge,
+        UplinkRejection::Other,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UplinkRejection::SeqGap => "seq_gap",
+            UplinkRejection::SeqCeiling => "seq_ceiling",
+            UplinkRejection::TooLarge => "too_large",
+            UplinkRejection::Other => "other",
+        }
+    }
+}
+
 /// Kinds of Modbus failure, counted apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ModbusFailure {
@@ -79,6 +105,15 @@ pub struct Metrics {
     pub uplink_connects: AtomicU64,
     pub uplink_connected: AtomicU64,
     pub commands: AtomicU64,
+    uplink_rejected: [AtomicU64; UplinkRejection::ALL.len()],
+    /// Events set aside in the outbox's dead-letter table (too large for any batch).
+    pub uplink_dead_lettered: AtomicU64,
+    /// Welcomes whose last seq this outbox could not honour (renumbering would pass the ceiling).
+    pub uplink_seq_refused: AtomicU64,
+    /// The byte bound of a batch in force (the hub's limit, halved after a refusal).
+    pub uplink_batch_bytes: AtomicU64,
+    /// Events refused at intake because they are larger than `uplink.max_event_bytes`.
+    pub events_oversized: AtomicU64,
     pub modbus_requests: AtomicU64,
     modbus_failures: [AtomicU64; ModbusFailure::ALL.len()],
     pub modbus_reconnects: AtomicU64,
@@ -104,6 +139,14 @@ impl Metrics {
 
     pub fn rejected(&self, reason: RejectReason) -> u64 {
         self.mqtt_rejected[reason as usize].load(Relaxed)
+    }
+
+    pub fn uplink_rejected(&self, reason: UplinkRejection) {
+        self.uplink_rejected[reason as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn uplink_rejections(&self, reason: UplinkRejection) -> u64 {
+        self.uplink_rejected[reason as usize].load(Relaxed)
     }
 
     pub fn modbus_failure(&self, kind: ModbusFailure) {
@@ -193,6 +236,18 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
+            "# HELP gatehouse_gateway_uplink_rejected_total Batches the hub refused, by reason.\n# TYPE gatehouse_gateway_uplink_rejected_total counter"
+        );
+        for r in UplinkRejection::ALL {
+            let _ = writeln!(
+                out,
+                "gatehouse_gateway_uplink_rejected_total{{reason=\"{}\"}} {}",
+                r.as_str(),
+                self.uplink_rejections(r)
+            );
+        }
+        let _ = writeln!(
+            out,
             "# HELP gatehouse_gateway_modbus_failures_total Failed Modbus requests, by kind.\n# TYPE gatehouse_gateway_modbus_failures_total counter"
         );
         for f in ModbusFailure::ALL {
@@ -234,6 +289,21 @@ impl Metrics {
             self.dc09_store_failures.load(Relaxed),
         );
         counter(
+            "gatehouse_gateway_uplink_dead_lettered_total",
+            "Events set aside in the outbox's dead-letter table: too large for any batch the hub accepts.",
+            self.uplink_dead_lettered.load(Relaxed),
+        );
+        counter(
+            "gatehouse_gateway_uplink_seq_refused_total",
+            "Hub Welcomes whose last sequence number this outbox could not honour without passing its ceiling.",
+            self.uplink_seq_refused.load(Relaxed),
+        );
+        counter(
+            "gatehouse_gateway_events_oversized_total",
+            "Events refused at intake: larger than uplink.max_event_bytes.",
+            self.events_oversized.load(Relaxed),
+        );
+        counter(
             "gatehouse_gateway_fire_zone_changes_total",
             "Zone-state changes read from Modbus fire panels.",
             self.fire_zone_changes.load(Relaxed),
@@ -250,6 +320,11 @@ impl Metrics {
             "gatehouse_gateway_uplink_connected",
             "1 while a hub stream is open.",
             self.uplink_connected.load(Relaxed),
+        );
+        gauge(
+            "gatehouse_gateway_uplink_batch_bytes",
+            "The byte bound of an uplink batch in force (the hub's announced limit, halved after a refusal).",
+            self.uplink_batch_bytes.load(Relaxed),
         );
         gauge(
             "gatehouse_gateway_modbus_devices_offline",

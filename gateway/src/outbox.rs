@@ -35,6 +35,10 @@ pub enum OutboxError {
     Db { op: &'static str, source: sqlx::Error },
     #[error("outbox row {seq} does not decode as an Event: {source}")]
     Decode { seq: i64, source: prost::DecodeError },
+    #[error(
+        "the hub's last sequence number {hub_last_seq} cannot be honoured: renumbering this outbox's events (up to {ours}) past it would pass the ceiling {MAX_SEQ}; refusing rather than wrapping"
+    )]
+    SeqOutOfRange { hub_last_seq: u64, ours: u64 },
 }
 
 fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> OutboxError {
@@ -149,7 +153,7 @@ impl Outbox {
             .fetch_optional(&self.pool)
             .await
             .map_err(db("reading the sequence"))?;
-        Ok(n.unwrap_or(0) as u64)
+        Ok(n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
     }
 
     /// The highest sequence number the hub has acknowledged.
@@ -232,10 +236,29 @@ impl Outbox {
         Ok(stored)
     }
 
+    /// Events after `after`, in sequence order, with their sequence numbers: at most
+    /// `limit` of them and, past the first, at most `max_bytes` on the wire
+    /// ([`batch_bytes`]). The first is always returned, even alone over the bound: the
+    /// caller decides what to do with an event no batch can carry.
+    pub async fn read_batch(&self, after: u64, limit: usize, max_bytes: usize) -> Result<Vec<pb::Event>, OutboxError> {
+        let mut events = self.read_after(after, limit).await?;
+        let mut total = 0usize;
+        let keep = events
+            .iter()
+            .position(|e| {
+                total = total.saturating_add(batch_bytes(e));
+                total > max_bytes
+            })
+            .unwrap_or(events.len())
+            .max(1);
+        events.truncate(keep);
+        Ok(events)
+    }
+
     /// Up to `limit` events after `after`, in sequence order, with their sequence numbers.
     pub async fn read_after(&self, after: u64, limit: usize) -> Result<Vec<pb::Event>, OutboxError> {
         let rows = sqlx::query("SELECT seq, event FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2")
-            .bind(after as i64)
+            .bind(i64::try_from(after).unwrap_or(i64::MAX))
             .bind(limit as i64)
             .fetch_all(&self.pool)
             .await
@@ -284,13 +307,27 @@ impl Outbox {
     /// Reconciles with the hub's `Welcome`. Normally the hub's last sequence number is at or
     /// below ours. If it is above (this outbox file was lost or replaced), the pending rows
     /// are renumbered past it and the sequence moved on, so no new event is mistaken for a
-    /// duplicate.
+    /// duplicate. A hub number that would carry the sequence past [`MAX_SEQ`] is refused
+    /// (nothing changes): the arithmetic is checked, never wrapped.
     pub async fn reconcile(&self, hub_last_seq: u64) -> Result<(), OutboxError> {
         let _write = self.write.lock().await;
         let ours = self.last_seq().await?;
         if hub_last_seq <= ours {
             return self.ack_through_locked(hub_last_seq).await;
         }
+        let first: Option<i64> = sqlx::query_scalar("SELECT MIN(seq) FROM outbox")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db("reading the first pending event"))?;
+        // Pending rows keep their order and spacing, starting right after the hub's number.
+        let first = first.and_then(|f| u64::try_from(f).ok()).unwrap_or(ours + 1).max(1);
+        let refuse = || OutboxError::SeqOutOfRange { hub_last_seq, ours };
+        let offset = hub_last_seq
+            .checked_add(1)
+            .and_then(|n| n.checked_sub(first))
+            .ok_or_else(refuse)?;
+        let moved_to = ours.checked_add(offset).filter(|n| *n <= MAX_SEQ).ok_or_else(refuse)?;
+        let (offset, moved_to) = (to_i64(offset)?, to_i64(moved_to)?);
         tracing::warn!(
             hub_last_seq,
             ours,
@@ -299,7 +336,7 @@ impl Outbox {
         let mut tx = self.pool.begin().await.map_err(db("begin renumber"))?;
         // Two steps through negative keys, so no renumbered row collides with an old one.
         sqlx::query("UPDATE outbox SET seq = -(seq + $1)")
-            .bind(hub_last_seq as i64)
+            .bind(offset)
             .execute(&mut *tx)
             .await
             .map_err(db("renumbering"))?;
@@ -309,13 +346,13 @@ impl Outbox {
             .map_err(db("renumbering"))?;
         // sqlite_sequence has no key: update its row, or add it when no event was ever stored.
         let moved = sqlx::query("UPDATE sqlite_sequence SET seq = $1 WHERE name = 'outbox'")
-            .bind((ours + hub_last_seq) as i64)
+            .bind(moved_to)
             .execute(&mut *tx)
             .await
             .map_err(db("moving the sequence"))?;
         if moved.rows_affected() == 0 {
             sqlx::query("INSERT INTO sqlite_sequence (name, seq) VALUES ('outbox', $1)")
-                .bind((ours + hub_last_seq) as i64)
+                .bind(moved_to)
                 .execute(&mut *tx)
                 .await
                 .map_err(db("moving the sequence"))?;
@@ -324,14 +361,70 @@ impl Outbox {
             "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         )
         .bind(ACKED_KEY)
-        .bind(hub_last_seq as i64)
+        .bind(to_i64(hub_last_seq)?)
         .execute(&mut *tx)
         .await
         .map_err(db("recording the ack"))?;
         tx.commit().await.map_err(db("commit renumber"))?;
-        self.committed.send_replace(ours + hub_last_seq);
+        self.committed.send_replace(moved_to as u64);
         Ok(())
     }
+
+    /// Sets an event aside in `dead_letter` (kept for an operator) and out of the queue:
+    /// it cannot be delivered in any batch the hub accepts. Its number becomes a gap, which
+    /// the hub allows.
+    pub async fn dead_letter(&self, seq: u64, reason: &str) -> Result<bool, OutboxError> {
+        let _write = self.write.lock().await;
+        let seq = to_i64(seq)?;
+        let mut tx = self.pool.begin().await.map_err(db("begin dead letter"))?;
+        let moved = sqlx::query(
+            "INSERT OR REPLACE INTO dead_letter (seq, event, reason, at_ms) SELECT seq, event, $2, $3 FROM outbox WHERE seq = $1",
+        )
+        .bind(seq)
+        .bind(reason)
+        .bind(gatehouse_proto::now_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(db("setting an event aside"))?;
+        sqlx::query("DELETE FROM outbox WHERE seq = $1")
+            .bind(seq)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("setting an event aside"))?;
+        tx.commit().await.map_err(db("commit dead letter"))?;
+        let gone = moved.rows_affected();
+        let _ = self
+            .metrics
+            .outbox_depth
+            .fetch_update(Relaxed, Relaxed, |d| Some(d.saturating_sub(gone)));
+        Ok(gone > 0)
+    }
+
+    /// Events set aside in `dead_letter`: (seq, reason).
+    pub async fn dead_letters(&self) -> Result<Vec<(u64, String)>, OutboxError> {
+        let rows: Vec<(i64, String)> = sqlx::query_as("SELECT seq, reason FROM dead_letter ORDER BY seq")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("reading the dead letters"))?;
+        Ok(rows.into_iter().map(|(s, r)| (s.max(0) as u64, r)).collect())
+    }
+}
+
+/// The highest sequence number the outbox gives (2^53, as the hub's default ceiling): far
+/// from i64 overflow, so renumbering can never wrap.
+pub const MAX_SEQ: u64 = 1 << 53;
+
+fn to_i64(n: u64) -> Result<i64, OutboxError> {
+    i64::try_from(n).map_err(|_| OutboxError::SeqOutOfRange {
+        hub_last_seq: n,
+        ours: 0,
+    })
+}
+
+/// Bytes an event adds to an `EventBatch` on the wire: its field tag, its length, itself.
+pub fn batch_bytes(event: &pb::Event) -> usize {
+    let len = event.encoded_len();
+    1 + prost::length_delimiter_len(len) + len
 }
 
 /// Moves events from the adapters' queue into the outbox, many to a transaction. On a
@@ -481,6 +574,74 @@ mod tests {
             "new numbers continue past the hub's"
         );
         assert_eq!(*outbox.subscribe().borrow(), 13);
+    }
+
+    #[tokio::test]
+    async fn a_hub_last_seq_at_the_top_of_the_range_is_refused_without_wrapping_and_a_reopen_does_not_loop() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outbox = open(dir.path(), 100).await;
+        outbox.append(&[fire("1"), fire("2")]).await.expect("append");
+        for absurd in [i64::MAX as u64, u64::MAX, MAX_SEQ] {
+            match outbox.reconcile(absurd).await {
+                Err(OutboxError::SeqOutOfRange { hub_last_seq, ours }) => {
+                    assert_eq!((hub_last_seq, ours), (absurd, 2));
+                }
+                other => panic!("hub last seq {absurd}: expected a refusal, got {other:?}"),
+            }
+            // Nothing moved: the pending events keep their numbers, the sequence its place.
+            let held = outbox.read_after(0, 10).await.expect("read");
+            assert_eq!(held.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+            assert_eq!(outbox.last_seq().await.expect("seq"), 2);
+        }
+        drop(outbox);
+        // Reopened (the gateway restarted), it takes new events and meets a sane hub.
+        let outbox = open(dir.path(), 100).await;
+        outbox.append(&[fire("3")]).await.expect("append after reopen");
+        outbox.reconcile(10).await.expect("a plausible hub number is honoured");
+        let held = outbox.read_after(10, 10).await.expect("read");
+        assert_eq!(held.iter().map(|e| e.seq).collect::<Vec<_>>(), [11, 12, 13]);
+        // The highest number a hub may hold and still be honoured: the top of the range.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outbox = open(dir.path(), 100).await;
+        outbox.append(&[fire("1")]).await.expect("append");
+        outbox
+            .reconcile(MAX_SEQ - 1)
+            .await
+            .expect("renumbered up to the ceiling");
+        assert_eq!(outbox.last_seq().await.expect("seq"), MAX_SEQ);
+    }
+
+    #[tokio::test]
+    async fn batches_are_bounded_in_bytes_and_a_lone_oversized_event_can_be_set_aside() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outbox = open(dir.path(), 100).await;
+        let big = |zone: &str| {
+            let mut e = fire(zone);
+            if let Some(Body::Fire(f)) = &mut e.body {
+                f.text = "x".repeat(15_000);
+            }
+            e
+        };
+        outbox
+            .append(&[big("1"), big("2"), big("3"), fire("4")])
+            .await
+            .expect("append");
+        let one = batch_bytes(&outbox.read_after(0, 1).await.expect("read")[0]);
+        let batch = outbox.read_batch(0, 500, 2 * one + 10).await.expect("read");
+        assert_eq!(batch.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+        let total: usize = batch.iter().map(batch_bytes).sum();
+        assert!(total <= 2 * one + 10);
+        // A bound smaller than one event still yields that event, for the caller to judge.
+        let lone = outbox.read_batch(0, 500, 100).await.expect("read");
+        assert_eq!(lone.len(), 1);
+        assert!(outbox.dead_letter(1, "too large").await.expect("set aside"));
+        assert_eq!(
+            outbox.dead_letters().await.expect("read"),
+            [(1, "too large".to_owned())]
+        );
+        let next = outbox.read_batch(0, 500, 100).await.expect("read");
+        assert_eq!(next[0].seq, 2);
+        assert_eq!(outbox.metrics.outbox_depth.load(Relaxed), 3);
     }
 
     #[tokio::test]

@@ -4,6 +4,13 @@
 //!
 //! Delivery is at-least-once on the wire (a reconnect resends everything not yet acked);
 //! the hub drops duplicates by (gateway, seq), so the effect is exactly once.
+//!
+//! The uplink never sticks on a batch: batches are bounded in bytes under the limit the hub
+//! announces in Welcome; a refused batch (a `Rejection`, or an OUT_OF_RANGE status from a
+//! hub that could not decode it) is logged, counted and shown on health, the byte bound is
+//! halved, and an event that alone is too large is set aside in the outbox's dead-letter
+//! table. Health: `uplink.connected` (ready) and `uplink.progress` (live: connected, events
+//! pending, acks not advancing; or batches refused).
 
 use std::{
     collections::VecDeque,
@@ -20,7 +27,8 @@ use tonic::transport::Endpoint;
 use crate::{
     adapters::CommandRouter,
     config::UplinkSection,
-    metrics::Metrics,
+    health::{Check, Health, Severity},
+    metrics::{Metrics, UplinkRejection},
     outbox::{Outbox, OutboxError},
     registry::Registry,
     telemetry,
@@ -28,6 +36,13 @@ use crate::{
 
 /// Most events sent but not yet acknowledged; the hub's acks pace the sender beyond this.
 const MAX_IN_FLIGHT_BATCHES: u64 = 8;
+/// What a hub that announces no limit (older than the field) accepts: gRPC's default.
+const DEFAULT_HUB_MAX_MESSAGE: u64 = 4 * 1024 * 1024;
+/// Room left under the hub's limit for the Uplink/EventBatch wrapping and the trace
+/// context the send replaces.
+const FRAMING_HEADROOM: usize = 4 * 1024;
+/// The smallest byte bound halving goes down to; below it a batch is one event.
+const MIN_BATCH_BYTES: usize = 8 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -44,6 +59,13 @@ pub enum SessionError {
     NoWelcome { endpoint: String, detail: String },
     #[error("stream to {endpoint} ended: {detail}")]
     Ended { endpoint: String, detail: String },
+    #[error("hub {endpoint} refused a batch: {detail}")]
+    Rejected {
+        endpoint: String,
+        detail: String,
+        /// The batch was refused for its size (halve the bound, set a lone event aside).
+        too_large: bool,
+    },
     #[error(transparent)]
     Outbox(#[from] OutboxError),
 }
@@ -55,6 +77,53 @@ pub struct Uplink {
     pub outbox: Outbox,
     pub commands: CommandRouter,
     pub metrics: Arc<Metrics>,
+    pub health: Health,
+}
+
+/// The uplink's health checks and what they judge by; kept across sessions, so a gateway
+/// that reconnects in a loop without delivering still fails.
+struct Watch {
+    connected: Check,
+    progress: Check,
+    timeout: Duration,
+    /// Since when events have been pending with a hub connected and no ack advancing.
+    /// Cleared by an ack, by an empty outbox, and by a hub that cannot be reached at all
+    /// (that is `uplink.connected`'s business, not a stall).
+    stuck_since: Option<Instant>,
+    /// A refusal by the hub (or of the hub's Welcome), until an ack advances.
+    refused: Option<String>,
+    /// The byte bound of a batch: starts at `uplink.max_batch_bytes`, halved on refusal.
+    batch_bytes: usize,
+    /// The message bound of the last session (the lower of `batch_bytes` and the hub's).
+    in_force: usize,
+}
+
+impl Watch {
+    fn judge(&mut self, metrics: &Metrics) {
+        if metrics.outbox_depth.load(Relaxed) == 0 {
+            self.stuck_since = None;
+            self.refused = None;
+        }
+        if let Some(r) = &self.refused {
+            self.progress.fail(r.clone());
+        } else if let Some(since) = self.stuck_since
+            && since.elapsed() >= self.timeout
+        {
+            self.progress.fail(format!(
+                "{} events pending and no ack from the hub for {} s",
+                metrics.outbox_depth.load(Relaxed),
+                since.elapsed().as_secs()
+            ));
+        } else {
+            self.progress.ok();
+        }
+    }
+
+    fn acked(&mut self) {
+        self.stuck_since = None;
+        self.refused = None;
+        self.progress.ok();
+    }
 }
 
 impl Uplink {
@@ -63,19 +132,40 @@ impl Uplink {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut backoff = Duration::from_millis(self.settings.backoff_min_ms);
         let max = Duration::from_millis(self.settings.backoff_max_ms);
+        let connected = self.health.register("uplink.connected", Severity::Ready);
+        connected.fail("not yet connected to a hub (events are kept in the outbox)");
+        let mut watch = Watch {
+            connected,
+            progress: self.health.register("uplink.progress", Severity::Live),
+            timeout: Duration::from_secs(self.settings.progress_timeout_s.max(1)),
+            stuck_since: None,
+            refused: None,
+            batch_bytes: self.settings.max_batch_bytes.max(MIN_BATCH_BYTES),
+            in_force: self.settings.max_batch_bytes.max(MIN_BATCH_BYTES),
+        };
         loop {
             for endpoint in &self.hubs {
                 let outcome = tokio::select! {
-                    r = self.session(endpoint, &shutdown) => r,
+                    r = self.session(endpoint, &shutdown, &mut watch) => r,
                     _ = shutdown.cancelled() => return,
                 };
                 self.metrics.uplink_connected.store(0, Relaxed);
                 match outcome {
                     Ok(()) => return,
-                    Err(SessionOutcome { error, progressed }) => {
+                    Err(SessionOutcome {
+                        error,
+                        progressed,
+                        refused_batch,
+                    }) => {
                         if progressed {
                             backoff = Duration::from_millis(self.settings.backoff_min_ms);
                         }
+                        self.after_session(&error, &mut watch).await;
+                        if let Some((seq, 1)) = refused_batch {
+                            self.set_aside_seq(seq, "the hub refused it alone as too large").await;
+                        }
+                        watch.connected.fail(format!("no hub stream: {error}"));
+                        watch.judge(&self.metrics);
                         tracing::warn!(hub = %endpoint, error = %error, "hub link down");
                     }
                 }
@@ -93,10 +183,61 @@ impl Uplink {
         }
     }
 
-    async fn session(&self, endpoint: &str, shutdown: &CancellationToken) -> Result<(), SessionOutcome> {
+    async fn session(
+        &self,
+        endpoint: &str,
+        shutdown: &CancellationToken,
+        watch: &mut Watch,
+    ) -> Result<(), SessionOutcome> {
         let mut progressed = false;
-        let r = self.stream(endpoint, shutdown, &mut progressed).await;
-        r.map_err(|error| SessionOutcome { error, progressed })
+        let mut unacked_first = None;
+        let r = self
+            .stream(endpoint, shutdown, &mut progressed, watch, &mut unacked_first)
+            .await;
+        r.map_err(|error| {
+            let error = match error {
+                // A hub that could not decode a batch closes with OUT_OF_RANGE.
+                SessionError::Ended { endpoint, detail } if detail.contains("too_large") => SessionError::Rejected {
+                    endpoint,
+                    detail,
+                    too_large: true,
+                },
+                e => e,
+            };
+            let refused_batch = match &error {
+                SessionError::Rejected { too_large: true, .. } => unacked_first,
+                _ => None,
+            };
+            SessionOutcome {
+                error,
+                progressed,
+                refused_batch,
+            }
+        })
+    }
+
+    /// What a failed session teaches: a hub that was never reached is not a stall; a batch
+    /// refused for its size halves the bound, and a lone event that is still too large is
+    /// set aside so that everything behind it flows.
+    async fn after_session(&self, error: &SessionError, watch: &mut Watch) {
+        match error {
+            SessionError::Endpoint { .. }
+            | SessionError::Connect { .. }
+            | SessionError::Refused { .. }
+            | SessionError::NoWelcome { .. } => watch.stuck_since = None,
+            SessionError::Rejected { detail, too_large, .. } => {
+                watch.refused = Some(format!("the hub refused a batch: {detail}"));
+                if *too_large {
+                    watch.batch_bytes = (watch.in_force / 2).max(MIN_BATCH_BYTES);
+                    self.metrics.uplink_batch_bytes.store(watch.batch_bytes as u64, Relaxed);
+                    tracing::warn!(
+                        batch_bytes = watch.batch_bytes,
+                        "the hub refused a batch as too large; halving the batch byte bound"
+                    );
+                }
+            }
+            SessionError::Ended { .. } | SessionError::Outbox(_) => {}
+        }
     }
 
     async fn stream(
@@ -104,6 +245,8 @@ impl Uplink {
         endpoint: &str,
         shutdown: &CancellationToken,
         progressed: &mut bool,
+        watch: &mut Watch,
+        unacked_first: &mut Option<(u64, usize)>,
     ) -> Result<(), SessionError> {
         let channel = Endpoint::from_shared(endpoint.to_string())
             .map_err(|e| SessionError::Endpoint {
@@ -128,6 +271,8 @@ impl Uplink {
             estate_id: self.registry.estate_id.to_string(),
             software_version: env!("CARGO_PKG_VERSION").into(),
             devices: self.registry.hello_devices(),
+            last_seq: *self.outbox.subscribe().borrow(),
+            outbox_depth: self.metrics.outbox_depth.load(Relaxed),
         };
         let _ = tx.send(up(uplink::Msg::Hello(hello))).await;
         let mut downlink = client
@@ -149,10 +294,26 @@ impl Uplink {
                 });
             }
         };
-        self.outbox.reconcile(welcome.last_seq).await?;
+        if let Err(e) = self.outbox.reconcile(welcome.last_seq).await {
+            if matches!(e, OutboxError::SeqOutOfRange { .. }) {
+                self.metrics.uplink_seq_refused.fetch_add(1, Relaxed);
+                watch.refused = Some(format!("hub {endpoint}: {e}"));
+                watch.judge(&self.metrics);
+            }
+            return Err(e.into());
+        }
         self.metrics.uplink_connects.fetch_add(1, Relaxed);
         self.metrics.uplink_connected.store(1, Relaxed);
-        tracing::info!(hub = endpoint, hub_id = %welcome.hub_id, last_seq = welcome.last_seq, "connected to hub; resending from its last stored event");
+        watch.connected.ok();
+        let hub_max = match welcome.max_message_bytes {
+            0 => DEFAULT_HUB_MAX_MESSAGE,
+            n => n,
+        };
+        let in_force = watch.batch_bytes.min(usize::try_from(hub_max).unwrap_or(usize::MAX));
+        watch.in_force = in_force;
+        let max_bytes = in_force.saturating_sub(FRAMING_HEADROOM).max(MIN_BATCH_BYTES);
+        self.metrics.uplink_batch_bytes.store(max_bytes as u64, Relaxed);
+        tracing::info!(hub = endpoint, hub_id = %welcome.hub_id, last_seq = welcome.last_seq, hub_max_message_bytes = hub_max, batch_bytes = max_bytes, "connected to hub; resending from its last stored event");
 
         let batch_max = self.settings.batch_max.max(1);
         let window = batch_max as u64 * MAX_IN_FLIGHT_BATCHES;
@@ -162,8 +323,12 @@ impl Uplink {
         let mut acked = sent_through;
         // Batches sent and not yet acknowledged: (last seq, sent at, their trace spans —
         // only when OpenTelemetry export is on), for the ack latency and the spans' ends.
-        let mut unacked: VecDeque<(u64, Instant, Vec<tracing::Span>)> = VecDeque::new();
+        let mut unacked: VecDeque<InFlight> = VecDeque::new();
         let mut heartbeat = tokio::time::interval(Duration::from_millis(self.settings.heartbeat_ms.max(100)));
+        let mut judge = tokio::time::interval(Duration::from_secs(1));
+        if watch.stuck_since.is_none() && self.metrics.outbox_depth.load(Relaxed) > 0 {
+            watch.stuck_since = Some(Instant::now());
+        }
         let (results_tx, mut results_rx) = mpsc::channel::<pb::CommandResult>(64);
         let ended = |detail: String| SessionError::Ended {
             endpoint: endpoint.into(),
@@ -182,15 +347,20 @@ impl Uplink {
                                 self.outbox.ack_through(a.through_seq).await?;
                                 acked = a.through_seq;
                                 *progressed = true;
+                                watch.acked();
+                                if self.metrics.outbox_depth.load(Relaxed) > 0 {
+                                    watch.stuck_since = Some(Instant::now());
+                                }
                             }
                             while unacked.front().is_some_and(|b| b.0 <= a.through_seq) {
-                                if let Some((_, sent_at, spans)) = unacked.pop_front()
+                                if let Some((_, _, sent_at, spans)) = unacked.pop_front()
                                     && telemetry::enabled()
                                 {
                                     telemetry::record_ack_latency(sent_at.elapsed());
                                     drop(spans);
                                 }
                             }
+                            *unacked_first = unacked.front().map(|b| b.1);
                         }
                         downlink::Msg::Command(c) => {
                             self.metrics.commands.fetch_add(1, Relaxed);
@@ -205,9 +375,35 @@ impl Uplink {
                             tracing::warn!(version = c.version, "the hub pushed configuration; this gateway version keeps its file configuration");
                         }
                         downlink::Msg::Welcome(_) => tracing::warn!("a second Welcome on one stream; ignored"),
+                        downlink::Msg::Rejection(r) => {
+                            let reason = r.reason();
+                            let kind = match reason {
+                                pb::RejectionReason::SeqGap => UplinkRejection::SeqGap,
+                                pb::RejectionReason::SeqCeiling => UplinkRejection::SeqCeiling,
+                                pb::RejectionReason::TooLarge => UplinkRejection::TooLarge,
+                                pb::RejectionReason::Unspecified => UplinkRejection::Other,
+                            };
+                            self.metrics.uplink_rejected(kind);
+                            tracing::error!(hub = endpoint, first_seq = r.first_seq, last_seq = r.last_seq, reason = kind.as_str(), detail = %r.detail,
+                                "the hub refused a batch; nothing of it was stored");
+                            return Err(SessionError::Rejected {
+                                endpoint: endpoint.into(),
+                                detail: format!("seq {}..={} ({}): {}", r.first_seq, r.last_seq, kind.as_str(), r.detail),
+                                too_large: kind == UplinkRejection::TooLarge,
+                            });
+                        }
                     },
                     Ok(Some(pb::Downlink { msg: None })) => {}
                     Ok(None) => return Err(ended("the hub closed the stream".into())),
+                    Err(status) if status.code() == tonic::Code::OutOfRange => {
+                        self.metrics.uplink_rejected(UplinkRejection::TooLarge);
+                        tracing::error!(hub = endpoint, detail = %status.message(), "the hub refused a batch as too large");
+                        return Err(SessionError::Rejected {
+                            endpoint: endpoint.into(),
+                            detail: format!("too_large: {}", status.message()),
+                            too_large: true,
+                        });
+                    }
                     Err(status) => return Err(ended(status.to_string())),
                 },
                 Some(result) = results_rx.recv() => {
@@ -218,15 +414,23 @@ impl Uplink {
                     if *committed.borrow() - sent_through < batch_max as u64 && !linger.is_zero() {
                         tokio::time::sleep(linger).await;
                     }
-                    let mut events = self.outbox.read_after(sent_through, batch_max).await?;
+                    let mut events = self.outbox.read_batch(sent_through, batch_max, max_bytes).await?;
                     let Some(last) = events.last().map(|e| e.seq) else {
                         // Everything after the cursor was shed meanwhile.
                         sent_through = *committed.borrow();
                         continue;
                     };
+                    if let [lone] = events.as_slice()
+                        && crate::outbox::batch_bytes(lone) > max_bytes
+                    {
+                        self.set_aside(lone, max_bytes).await?;
+                        continue;
+                    }
                     let n = events.len() as u64;
+                    let first = (events.first().map_or(last, |e| e.seq), events.len());
                     let spans = if telemetry::enabled() { trace_batch(&mut events) } else { Vec::new() };
-                    unacked.push_back((last, Instant::now(), spans));
+                    unacked.push_back((last, first, Instant::now(), spans));
+                    *unacked_first = unacked.front().map(|b| b.1);
                     tx.send(up(uplink::Msg::Events(pb::EventBatch { events }))).await.map_err(|_| ended("send side closed".into()))?;
                     self.metrics.uplink_sent.fetch_add(n, Relaxed);
                     sent_through = last;
@@ -235,6 +439,12 @@ impl Uplink {
                     if r.is_err() {
                         return Ok(());
                     }
+                }
+                _ = judge.tick() => {
+                    if self.metrics.outbox_depth.load(Relaxed) > 0 && watch.stuck_since.is_none() {
+                        watch.stuck_since = Some(Instant::now());
+                    }
+                    watch.judge(&self.metrics);
                 }
                 _ = heartbeat.tick() => {
                     let hb = pb::Heartbeat {
@@ -249,10 +459,46 @@ impl Uplink {
     }
 }
 
+/// A batch sent and not yet acknowledged: its last seq, (first seq, events), when it was
+/// sent, and its trace spans (only when OpenTelemetry export is on).
+type InFlight = (u64, (u64, usize), Instant, Vec<tracing::Span>);
+
 struct SessionOutcome {
     error: SessionError,
     /// The hub acknowledged something in this session: the next backoff starts small.
     progressed: bool,
+    /// The first unacknowledged batch of a session the hub ended for size: (first seq, events).
+    refused_batch: Option<(u64, usize)>,
+}
+
+impl Uplink {
+    async fn set_aside_seq(&self, seq: u64, reason: &str) {
+        match self.outbox.dead_letter(seq, reason).await {
+            Ok(true) => {
+                self.metrics.uplink_dead_lettered.fetch_add(1, Relaxed);
+                tracing::error!(
+                    seq,
+                    reason,
+                    "an event the hub cannot take was set aside in the outbox's dead_letter table"
+                );
+            }
+            Ok(false) => {}
+            Err(e) => tracing::error!(seq, error = %e, "cannot set an undeliverable event aside"),
+        }
+    }
+
+    /// An event that alone exceeds the batch bound can never be delivered: set it aside in
+    /// the dead-letter table (counted, logged) so that the events behind it flow.
+    async fn set_aside(&self, event: &pb::Event, max_bytes: usize) -> Result<(), SessionError> {
+        let bytes = crate::outbox::batch_bytes(event);
+        let reason = format!("{bytes} bytes; the hub accepts batches of at most {max_bytes}");
+        if self.outbox.dead_letter(event.seq, &reason).await? {
+            self.metrics.uplink_dead_lettered.fetch_add(1, Relaxed);
+            tracing::error!(seq = event.seq, device = %event.device_id, event_id = %event.event_id, bytes, max_bytes,
+                "an event too large for any batch the hub accepts was set aside in the outbox's dead_letter table");
+        }
+        Ok(())
+    }
 }
 
 /// One `gateway.uplink.send` span per traced event of a batch, a child of the event's own

@@ -37,6 +37,9 @@ pub struct HubConfig {
     pub roster: Vec<RosterEntry>,
     #[serde(default)]
     pub notify: NotifyConfig,
+    /// `[ingest]`: what the hub accepts from gateways, and when it calls one stalled.
+    #[serde(default)]
+    pub ingest: IngestConfig,
     /// `[rota]`: the rota engine's settings (issue 4).
     #[serde(default)]
     pub rota: crate::rota::model::RotaSettings,
@@ -179,6 +182,40 @@ impl Default for AlarmsConfig {
             flood_window_s: 600,
             shelve_max_minutes: 480,
             gateway_silent_after_s: 30,
+        }
+    }
+}
+
+/// `[ingest]`: limits on what gateways send, and the progress watch.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Largest Uplink message (a batch) the hub decodes; announced to gateways in Welcome
+    /// so they size their batches under it.
+    pub max_message_bytes: u64,
+    /// A batch whose first new sequence number lies more than this past the gateway's last
+    /// stored one is refused. Gaps are legitimate (a full outbox sheds readings), so this
+    /// is sized for days of shedding at full rate, not for tidiness.
+    pub max_seq_gap: u64,
+    /// No sequence number above this is accepted (2^53: a million events a second for
+    /// 285 years, exact in JSON numbers, and far from any i64/u64 overflow).
+    pub max_seq: u64,
+    /// A connected gateway that holds events the hub has not stored, and whose stored
+    /// sequence has not advanced for this long, is stalled (alarm `gateway_stalled`).
+    pub stall_after_s: u32,
+    /// `/healthz` fails when the writer has not committed for this long (it commits at
+    /// least once a second when healthy).
+    pub writer_stall_s: u32,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            max_message_bytes: 4 * 1024 * 1024,
+            max_seq_gap: 1_000_000_000,
+            max_seq: 1 << 53,
+            stall_after_s: 60,
+            writer_stall_s: 15,
         }
     }
 }
@@ -491,10 +528,27 @@ impl HubConfig {
             ("notify.retry_initial_s", self.notify.retry_initial_s),
             ("notify.max_attempts", self.notify.max_attempts),
             ("notify.timeout_s", self.notify.timeout_s),
+            ("ingest.stall_after_s", self.ingest.stall_after_s),
+            ("ingest.writer_stall_s", self.ingest.writer_stall_s),
         ] {
             if v == 0 {
                 return Err(invalid(key, "must be at least 1"));
             }
+        }
+        let i = &self.ingest;
+        // Below 64 KiB a single large event could not be delivered; above 1 GiB a peer could
+        // make the hub allocate that much per stream.
+        if !(64 * 1024..=1 << 30).contains(&i.max_message_bytes) {
+            return Err(invalid(
+                "ingest.max_message_bytes",
+                "must be between 65536 and 1073741824",
+            ));
+        }
+        if i.max_seq == 0 || i.max_seq > 1 << 62 {
+            return Err(invalid("ingest.max_seq", "must be between 1 and 2^62"));
+        }
+        if i.max_seq_gap == 0 {
+            return Err(invalid("ingest.max_seq_gap", "must be at least 1"));
         }
         if a.chatter_activations < 2 {
             return Err(invalid("alarms.chatter_activations", "must be at least 2"));

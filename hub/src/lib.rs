@@ -146,6 +146,7 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
             engine,
             stream: stream.clone(),
             wake: wake.clone(),
+            ingest: config.ingest.clone(),
         },
         writer_stop.clone(),
     )
@@ -195,6 +196,7 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
         estates: Arc::new(config.estates.iter().map(|e| e.id.clone()).collect::<HashSet<_>>()),
         hub_id: config.hub.hub_id.clone(),
         metrics: metrics.clone(),
+        max_message_bytes: config.ingest.max_message_bytes,
         shutdown: servers_stop.child_token(),
     };
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -236,7 +238,10 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(GatewayLinkServer::new(link))
+        .add_service(
+            GatewayLinkServer::new(link)
+                .max_decoding_message_size(usize::try_from(config.ingest.max_message_bytes).unwrap_or(usize::MAX)),
+        )
         .serve_with_incoming_shutdown(incoming, servers_stop.clone().cancelled_owned());
     let grpc_task = tokio::spawn(grpc);
 
@@ -272,6 +277,7 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
         response_target_ms: i64::from(config.incidents.response_target_s) * 1000,
         flood_start_above: config.alarms.flood_start_above,
         rota,
+        writer_stall: Duration::from_secs(u64::from(config.ingest.writer_stall_s)),
     });
     let app = api::limits::apply(app, &limits, metrics);
     let http_task = tokio::spawn(net::http::serve(

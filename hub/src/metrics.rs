@@ -1,8 +1,10 @@
 //! Counters for `/metrics` (Prometheus text format), hand-rolled with atomics.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::alarms::Priority;
 
@@ -20,6 +22,31 @@ pub struct Metrics {
     http_by_class: [AtomicU64; 5],
     /// Connections of the HTTP and gRPC listeners: open, refused by a cap, cut by a limit.
     pub net: crate::net::NetMetrics,
+    batches_rejected: [AtomicU64; RejectKind::ALL.len()],
+    /// Gateway → stalled (connected, holding events, the stored sequence not advancing).
+    stalled: Mutex<BTreeMap<String, bool>>,
+    /// When the writer last committed (None: not yet).
+    last_commit: Mutex<Option<Instant>>,
+}
+
+/// Why the hub refused a gateway's batch; each reason has its own counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectKind {
+    SeqGap,
+    SeqCeiling,
+    TooLarge,
+}
+
+impl RejectKind {
+    pub const ALL: [RejectKind; 3] = [RejectKind::SeqGap, RejectKind::SeqCeiling, RejectKind::TooLarge];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectKind::SeqGap => "seq_gap",
+            RejectKind::SeqCeiling => "seq_ceiling",
+            RejectKind::TooLarge => "too_large",
+        }
+    }
 }
 
 impl Metrics {
@@ -27,6 +54,32 @@ impl Metrics {
         self.commits.fetch_add(1, Relaxed);
         self.commit_micros_sum
             .fetch_add(u64::try_from(took.as_micros()).unwrap_or(u64::MAX), Relaxed);
+    }
+
+    /// The writer committed a transaction just now.
+    pub fn committed_now(&self) {
+        *self.last_commit.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    }
+
+    /// How long since the writer last committed (None before the first commit).
+    pub fn since_last_commit(&self) -> Option<Duration> {
+        self.last_commit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map(|t| t.elapsed())
+    }
+
+    pub fn batch_rejected(&self, kind: RejectKind) {
+        self.batches_rejected[kind as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn batches_rejected(&self, kind: RejectKind) -> u64 {
+        self.batches_rejected[kind as usize].load(Relaxed)
+    }
+
+    /// Replaces the per-gateway stalled gauge.
+    pub fn set_stalled(&self, gateways: BTreeMap<String, bool>) {
+        *self.stalled.lock().unwrap_or_else(|e| e.into_inner()) = gateways;
     }
 
     pub fn observe_http(&self, status: u16) {
@@ -126,6 +179,40 @@ impl Metrics {
             );
         }
         self.net.render(&mut out);
+        let _ = writeln!(
+            out,
+            "# HELP gatehouse_hub_batches_rejected_total Gateway batches refused with an explicit rejection, by reason.\n\
+             # TYPE gatehouse_hub_batches_rejected_total counter"
+        );
+        for k in RejectKind::ALL {
+            let _ = writeln!(
+                out,
+                "gatehouse_hub_batches_rejected_total{{reason=\"{}\"}} {}",
+                k.as_str(),
+                self.batches_rejected(k)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP gatehouse_hub_gateway_stalled 1 while a connected gateway holds events the hub has not stored and makes no progress.\n\
+             # TYPE gatehouse_hub_gateway_stalled gauge"
+        );
+        for (gateway, stalled) in self.stalled.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            // Prometheus label values escape backslash and double quote.
+            let label = gateway.replace('\\', "\\\\").replace('"', "\\\"");
+            let _ = writeln!(
+                out,
+                "gatehouse_hub_gateway_stalled{{gateway=\"{label}\"}} {}",
+                u8::from(*stalled)
+            );
+        }
+        let age = self.since_last_commit().map_or(-1.0, |d| d.as_secs_f64());
+        let _ = writeln!(
+            out,
+            "# HELP gatehouse_hub_writer_last_commit_age_seconds Seconds since the writer last committed (-1: never).\n\
+             # TYPE gatehouse_hub_writer_last_commit_age_seconds gauge\n\
+             gatehouse_hub_writer_last_commit_age_seconds {age:.3}"
+        );
         out
     }
 }
@@ -143,6 +230,14 @@ mod tests {
         let text = m.render(1, &[("P2".into(), true, false, 2)]);
         assert!(text.contains("gatehouse_hub_events_ingested_total 3"));
         assert!(text.contains("gatehouse_hub_alarms{priority=\"P2\",state=\"active_unacknowledged\"} 2"));
+        m.set_stalled([("gw-\"x\\".to_owned(), true)].into_iter().collect());
+        m.batch_rejected(RejectKind::SeqGap);
+        let text = m.render(1, &[]);
+        assert!(
+            text.contains("gatehouse_hub_gateway_stalled{gateway=\"gw-\\\"x\\\\\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("gatehouse_hub_batches_rejected_total{reason=\"seq_gap\"} 1"));
         assert!(text.contains("gatehouse_hub_http_requests_total{code=\"4xx\"} 1"));
         assert!(text.contains("gatehouse_hub_commit_seconds_count 1"));
         assert!(text.contains("gatehouse_hub_connected_gateways 1"));

@@ -94,6 +94,7 @@ fn hello(gateway: &str, estate: &str) -> uplink::Msg {
         estate_id: estate.into(),
         software_version: "0.1.0-test".into(),
         devices: vec![],
+        ..Default::default()
     })
 }
 

@@ -237,6 +237,7 @@ impl GatewayLink for NullLink {
                         last_seq: 0,
                         hub_id: "null".into(),
                         heartbeat_interval_ms: 5_000,
+                        ..Default::default()
                     }),
                     Some(uplink::Msg::Events(b)) => downlink::Msg::Ack(pb::Ack {
                         through_seq: b.events.iter().map(|e| e.seq).max().unwrap_or(0),

@@ -1842,6 +1842,7 @@ async fn stream_events(
                 area: "load".into(),
             })
             .collect(),
+        ..Default::default()
     };
     tx.send(pb::Uplink {
         msg: Some(uplink::Msg::Hello(hello)),

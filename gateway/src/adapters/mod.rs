@@ -22,6 +22,41 @@ use crate::{health::Health, metrics::Metrics, registry::Registry};
 #[derive(Clone)]
 pub struct EventSink {
     tx: mpsc::Sender<pb::Event>,
+    size: Option<SizeLimit>,
+}
+
+/// The intake's size bound (`uplink.max_event_bytes`): an event larger than any batch the
+/// hub can take must never reach the outbox, where it would wedge the uplink.
+#[derive(Clone)]
+struct SizeLimit {
+    max_bytes: usize,
+    metrics: Arc<Metrics>,
+    last_log: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+}
+
+/// An event refused at intake for its size.
+#[derive(Debug, thiserror::Error)]
+#[error("event {event_id} from {device_id} is {bytes} bytes encoded; uplink.max_event_bytes is {limit}")]
+pub struct Oversized {
+    pub event_id: String,
+    pub device_id: String,
+    pub bytes: usize,
+    pub limit: usize,
+}
+
+/// The size check every event passes before the outbox. Pure.
+pub fn check_event_size(event: &pb::Event, limit: usize) -> Result<(), Oversized> {
+    use prost::Message as _;
+    let bytes = event.encoded_len();
+    if bytes > limit {
+        return Err(Oversized {
+            event_id: event.event_id.clone(),
+            device_id: event.device_id.clone(),
+            bytes,
+            limit,
+        });
+    }
+    Ok(())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -33,11 +68,47 @@ pub struct SinkClosed {
 
 impl EventSink {
     pub fn new(tx: mpsc::Sender<pb::Event>) -> Self {
-        Self { tx }
+        Self { tx, size: None }
     }
 
-    /// Queues `event` for the outbox; waits while the queue is full (backpressure).
+    /// Refuses events larger than `max_bytes` (counted in `events_oversized`).
+    pub fn with_max_event_bytes(mut self, max_bytes: usize, metrics: Arc<Metrics>) -> Self {
+        self.size = Some(SizeLimit {
+            max_bytes,
+            metrics,
+            last_log: Arc::default(),
+        });
+        self
+    }
+
+    /// Whether `event` may enter the outbox. An adapter that can answer its device (a
+    /// refusal instead of an acknowledgement) checks here first; [`EventSink::emit`] checks
+    /// again, so no path can store an event the uplink could not carry.
+    pub fn admit(&self, event: &pb::Event) -> Result<(), Oversized> {
+        let Some(limit) = &self.size else {
+            return Ok(());
+        };
+        let checked = check_event_size(event, limit.max_bytes);
+        if let Err(e) = &checked {
+            limit
+                .metrics
+                .events_oversized
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut last = limit.last_log.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(60)) {
+                *last = Some(std::time::Instant::now());
+                tracing::error!(error = %e, "event refused at intake: too large for the uplink (counted in gatehouse_gateway_events_oversized_total; logged at most once a minute)");
+            }
+        }
+        checked
+    }
+
+    /// Queues `event` for the outbox; waits while the queue is full (backpressure). An
+    /// oversized event is refused by [`EventSink::admit`] (counted, logged) and not queued.
     pub async fn emit(&self, event: pb::Event) -> Result<(), SinkClosed> {
+        if self.admit(&event).is_err() {
+            return Ok(());
+        }
         self.tx.send(event).await.map_err(|e| SinkClosed {
             event_id: e.0.event_id,
             device_id: e.0.device_id,
@@ -103,5 +174,37 @@ impl CommandRouter {
             return fallback;
         }
         rx.await.unwrap_or(fallback)
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    fn fire_text(len: usize) -> pb::Event {
+        pb::Event {
+            event_id: "e-1".into(),
+            device_id: "panel-1".into(),
+            body: Some(pb::event::Body::Fire(pb::FireEvent {
+                text: "x".repeat(len),
+                ..Default::default()
+            })),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn an_event_larger_than_max_event_bytes_is_refused_at_intake_counted_and_never_queued() {
+        let (tx, mut rx) = mpsc::channel(4);
+        let metrics = Arc::new(Metrics::default());
+        let sink = EventSink::new(tx).with_max_event_bytes(4096, metrics.clone());
+        let refused = sink.admit(&fire_text(5000)).expect_err("too large");
+        assert_eq!((refused.limit, refused.device_id.as_str()), (4096, "panel-1"));
+        sink.emit(fire_text(5000)).await.expect("the sink is open");
+        sink.emit(fire_text(100)).await.expect("the sink is open");
+        assert_eq!(metrics.events_oversized.load(std::sync::atomic::Ordering::Relaxed), 2);
+        let queued = rx.recv().await.expect("the small one");
+        assert!(matches!(queued.body, Some(pb::event::Body::Fire(f)) if f.text.len() == 100));
+        assert!(rx.try_recv().is_err(), "the large one never reached the outbox queue");
     }
 }

@@ -1,4 +1,9 @@
-//! `/healthz` (alive), `/readyz` (database reachable), `/metrics` (Prometheus text).
+//! `/healthz` (alive: the writer commits), `/readyz` (and the database answers), `/metrics`
+//! (Prometheus text).
+//!
+//! The writer commits at least once a second when healthy (its timer tick), so a writer
+//! that has not committed for `ingest.writer_stall_s` is stuck (a held write lock, a full
+//! disk): alarms are not being stored, and health must say so.
 
 use std::time::Duration;
 
@@ -11,11 +16,28 @@ use tracing::warn;
 use super::{ApiError, AppState};
 use crate::store;
 
-pub async fn healthz() -> &'static str {
-    "ok"
+pub async fn healthz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+    writer_commits(&state)?;
+    Ok("ok")
+}
+
+fn writer_commits(state: &AppState) -> Result<(), ApiError> {
+    match state.metrics.since_last_commit() {
+        Some(age) if age > state.writer_stall => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ingest writer stalled",
+            Value::String(format!(
+                "no commit for {} s (ingest.writer_stall_s = {})",
+                age.as_secs(),
+                state.writer_stall.as_secs()
+            )),
+        )),
+        _ => Ok(()),
+    }
 }
 
 pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+    writer_commits(&state)?;
     match tokio::time::timeout(Duration::from_secs(2), store::ping(&state.pool)).await {
         Ok(Ok(())) => Ok("ready"),
         Ok(Err(e)) => Err(ApiError::new(

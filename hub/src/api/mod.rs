@@ -54,6 +54,8 @@ pub struct AppState {
     pub flood_start_above: u32,
     /// The rota's committed state (None: no `[[posts]]` configured).
     pub rota: Option<Arc<crate::rota::RotaShared>>,
+    /// `/healthz` fails when the writer has not committed for this long (`ingest.writer_stall_s`).
+    pub writer_stall: std::time::Duration,
 }
 
 /// Every route of the HTTP API, in one place: authentication and TLS layers go here

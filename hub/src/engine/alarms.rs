@@ -258,6 +258,67 @@ impl Engine {
         Ok(())
     }
 
+    /// A gateway said Hello: remember its estate, but a Hello alone does not count as being
+    /// heard (a gateway reconnecting in a loop without delivering must still fall silent).
+    pub fn hello(&mut self, gateway: &str, estate: &str, now: i64) {
+        let at = self.heard.get(gateway).map_or(now, |(_, at)| *at);
+        self.heard.insert(gateway.to_owned(), (estate.to_owned(), at));
+    }
+
+    /// A connected gateway makes no progress (or its batch was refused): one P3 device
+    /// alarm `gateway_stalled`, beside `gateway_silent`; it clears when progress resumes.
+    pub async fn gateway_stalled(
+        &mut self,
+        conn: &mut Conn,
+        gateway: &str,
+        estate: &str,
+        message: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let a = Activation {
+            key: AlarmKey::new(estate, gateway, "gateway_stalled"),
+            gateway: gateway.to_owned(),
+            area: "gateway".into(),
+            priority: Priority::P3,
+            category: Category::Device,
+            message: message.to_owned(),
+            latched: false,
+            value: None,
+            repeat: false,
+        };
+        let cause = Cause {
+            note: Some("no progress"),
+            ..Default::default()
+        };
+        let (id, what) = write::activate(conn, &a, now, &cause).await?;
+        warn!(gateway, message, "gateway stalled");
+        self.publish_alarm(id, what.as_str(), &a);
+        if matches!(what, HistoryChange::Raised | HistoryChange::Reraised) {
+            self.on_raise(conn, id, now).await?;
+        }
+        Ok(())
+    }
+
+    /// The stalled gateway's stored sequence advanced again (or it has nothing pending).
+    pub async fn gateway_progressing(
+        &mut self,
+        conn: &mut Conn,
+        gateway: &str,
+        estate: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let key = AlarmKey::new(estate, gateway, "gateway_stalled");
+        let cause = Cause {
+            note: Some("progress resumed"),
+            ..Default::default()
+        };
+        if let Some(id) = write::clear(conn, &key, now, &cause).await? {
+            self.publish("alarm", id, "cleared", json!({"estate": estate, "device": gateway}));
+        }
+        info!(gateway, "gateway progressing again");
+        Ok(())
+    }
+
     /// Inhibition: one P4 alarm for the gateway, and its devices' state unknown (not one
     /// alarm per device).
     pub(super) async fn gateway_silent(

@@ -14,15 +14,17 @@ use std::time::Duration;
 
 use futures::stream::{FuturesOrdered, StreamExt as _};
 use gatehouse_proto::gateway_link_server::GatewayLink;
-use gatehouse_proto::{Ack, Command, Downlink, Event, Hello, Uplink, Welcome, downlink, now_ms, uplink};
+use gatehouse_proto::{
+    Ack, Command, Downlink, Event, Hello, Rejection, RejectionReason, Uplink, Welcome, downlink, now_ms, uplink,
+};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
-use super::writer::{HelloRecord, IngestOutcome, WriterError, WriterHandle};
-use crate::metrics::Metrics;
+use super::writer::{HelloRecord, Holds, IngestOutcome, Rejected, WriterError, WriterHandle};
+use crate::metrics::{Metrics, RejectKind};
 
 /// How often the hub asks gateways to send a heartbeat when idle.
 pub const HEARTBEAT_INTERVAL_MS: u32 = 5_000;
@@ -140,6 +142,8 @@ pub struct LinkService {
     pub(crate) estates: Arc<HashSet<String>>,
     pub(crate) hub_id: String,
     pub(crate) metrics: Arc<Metrics>,
+    /// The largest Uplink message decoded (`ingest.max_message_bytes`), announced in Welcome.
+    pub(crate) max_message_bytes: u64,
     /// Cancelled when the hub shuts down: every stream ends.
     pub(crate) shutdown: CancellationToken,
 }
@@ -180,6 +184,10 @@ impl GatewayLink for LinkService {
             software_version: hello.software_version.clone(),
             devices: hello.devices.clone(),
             conn_id,
+            holds: Holds {
+                last_seq: hello.last_seq,
+                pending: hello.outbox_depth,
+            },
         };
         let last_seq = match self.writer.hello(record).await {
             Ok(s) => s,
@@ -202,6 +210,7 @@ impl GatewayLink for LinkService {
                 last_seq,
                 hub_id: self.hub_id.clone(),
                 heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS,
+                max_message_bytes: self.max_message_bytes,
             })),
         };
         // The channel is new and not yet registered, so empty: this cannot be full.
@@ -365,8 +374,22 @@ impl StreamTask {
                             return Ok(());
                         }
                         Err(status) => {
+                            // A message over the limit is refused out loud: the gateway must
+                            // learn why, never see a silent close and resend the same batch.
+                            if status.code() == tonic::Code::OutOfRange {
+                                self.service.metrics.batch_rejected(RejectKind::TooLarge);
+                                if too_large_log_allowed() {
+                                    warn!(gateway = %self.gateway_id, error = %status.message(), limit = self.service.max_message_bytes,
+                                        "gateway batch too large; refused (counted in gatehouse_hub_batches_rejected_total; logged at most once a minute)");
+                                }
+                                return Err(Status::out_of_range(format!(
+                                    "batch refused (too_large): {}; this hub accepts at most {} bytes per message",
+                                    status.message(),
+                                    self.service.max_message_bytes
+                                )));
+                            }
                             debug!(gateway = %self.gateway_id, error = %status, "uplink read failed");
-                            return Ok(());
+                            return Err(status);
                         }
                     }
                 }
@@ -395,9 +418,13 @@ impl StreamTask {
             }
             Some(uplink::Msg::Heartbeat(hb)) => {
                 debug!(gateway = %self.gateway_id, outbox_depth = hb.outbox_depth, last_seq = hb.last_seq, "heartbeat");
+                let holds = Holds {
+                    last_seq: hb.last_seq,
+                    pending: hb.outbox_depth,
+                };
                 self.service
                     .writer
-                    .seen(self.gateway_id.clone(), now_ms())
+                    .seen(self.gateway_id.clone(), now_ms(), holds)
                     .await
                     .map_err(writer_status)?;
                 Ok(None)
@@ -419,6 +446,15 @@ impl StreamTask {
     }
 
     async fn ack(&self, through: u64, result: Result<IngestOutcome, WriterError>) -> Result<(), Status> {
+        if let Err(WriterError::Rejected(r)) = &result {
+            // The explicit answer first, then the close; nothing of the batch was stored.
+            let _ = self
+                .tx
+                .send(Ok(Downlink {
+                    msg: Some(downlink::Msg::Rejection(rejection(r))),
+                }))
+                .await;
+        }
         let outcome = result.map_err(writer_status)?;
         debug!(gateway = %self.gateway_id, through, stored = outcome.stored, duplicates = outcome.duplicates, "batch committed");
         self.tx
@@ -431,8 +467,35 @@ impl StreamTask {
     }
 }
 
+/// At most one too-large log line a minute, whoever sends them: each costs the sender only a
+/// new stream, so an unbounded log would be a cheap flood.
+fn too_large_log_allowed() -> bool {
+    static LAST: Mutex<Option<std::time::Instant>> = Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    if last.is_some_and(|t| t.elapsed() < Duration::from_secs(60)) {
+        return false;
+    }
+    *last = Some(std::time::Instant::now());
+    true
+}
+
+fn rejection(r: &Rejected) -> Rejection {
+    let reason = match r.kind {
+        RejectKind::SeqGap => RejectionReason::SeqGap,
+        RejectKind::SeqCeiling => RejectionReason::SeqCeiling,
+        RejectKind::TooLarge => RejectionReason::TooLarge,
+    };
+    Rejection {
+        first_seq: r.first_seq,
+        last_seq: r.last_seq,
+        reason: reason as i32,
+        detail: r.detail.clone(),
+    }
+}
+
 fn writer_status(e: WriterError) -> Status {
     match e {
+        WriterError::Rejected(r) => Status::failed_precondition(r.to_string()),
         WriterError::Stopped => Status::unavailable("hub shutting down"),
         WriterError::Commit(m) => Status::unavailable(format!("storage failure, retry: {m}")),
         WriterError::MustReconnect(g) => Status::unavailable(format!(

@@ -20,13 +20,13 @@ use gatehouse_proto::{CommandResult, DeviceInfo, Event, event::Body};
 use prost::Message as _;
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument as _, debug, error, info};
+use tracing::{Instrument as _, debug, error, info, warn};
 
 use crate::alarms::AlarmJson;
 use crate::clock::Clock;
-use crate::config::PointRuleConfig;
+use crate::config::{IngestConfig, PointRuleConfig};
 use crate::engine::{Engine, Op, OpError};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RejectKind};
 use crate::notify::{Delivery, DeliveryOutcome, StreamEvent};
 use crate::rules::{ActiveAlarm, AlarmChange, RuleState};
 use crate::store::write::{self, Cause, EventRow};
@@ -48,6 +48,60 @@ pub enum WriterError {
     Commit(String),
     #[error("gateway {0} must reconnect: an earlier batch of its stream failed to commit")]
     MustReconnect(String),
+    #[error("{0}")]
+    Rejected(Rejected),
+}
+
+/// A batch refused for its sequence numbers: nothing of it was stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("batch {first_seq}..={last_seq} refused ({}): {detail}", kind.as_str())]
+pub struct Rejected {
+    pub kind: RejectKind,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub detail: String,
+}
+
+/// Checks a batch's sequence numbers (sorted) against the gateway's last stored one: none
+/// above the ceiling, and no step between consecutive new numbers larger than the gap.
+/// Pure, so the rule is table-tested.
+pub fn check_seqs(events: &[Event], last: i64, limits: &IngestConfig) -> Result<(), Rejected> {
+    let first_seq = events.first().map_or(0, |e| e.seq);
+    let last_seq = events.last().map_or(0, |e| e.seq);
+    let reject = |kind, detail: String| Rejected {
+        kind,
+        first_seq,
+        last_seq,
+        detail,
+    };
+    if last_seq > limits.max_seq {
+        return Err(reject(
+            RejectKind::SeqCeiling,
+            format!(
+                "seq {last_seq} is above the hub's ceiling {} (ingest.max_seq)",
+                limits.max_seq
+            ),
+        ));
+    }
+    let mut prev = u64::try_from(last).unwrap_or(0);
+    for e in events {
+        if e.seq <= prev {
+            continue;
+        }
+        if e.seq - prev > limits.max_seq_gap {
+            return Err(reject(
+                RejectKind::SeqGap,
+                format!(
+                    "seq {} jumps {} past {prev}, more than ingest.max_seq_gap ({})",
+                    e.seq,
+                    e.seq - prev,
+                    limits.max_seq_gap
+                ),
+            ));
+        }
+        prev = e.seq;
+    }
+    Ok(())
 }
 
 /// Why an acknowledgement was not recorded.
@@ -77,6 +131,14 @@ pub struct IngestOutcome {
     pub duplicates: usize,
 }
 
+/// What a gateway says it holds (Hello, Heartbeat): the highest sequence number its outbox
+/// committed and how many events the hub has not acknowledged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Holds {
+    pub last_seq: u64,
+    pub pending: u64,
+}
+
 /// A gateway's Hello as the writer records it.
 #[derive(Debug, Clone)]
 pub struct HelloRecord {
@@ -86,6 +148,7 @@ pub struct HelloRecord {
     pub devices: Vec<DeviceInfo>,
     /// Identifies this stream, so a late "disconnected" of a replaced stream is ignored.
     pub conn_id: u64,
+    pub holds: Holds,
 }
 
 type Reply<T> = oneshot::Sender<Result<T, WriterError>>;
@@ -100,6 +163,7 @@ enum Request {
     Seen {
         gateway_id: String,
         at_ms: i64,
+        holds: Holds,
     },
     Disconnected {
         gateway_id: String,
@@ -173,8 +237,13 @@ impl WriterHandle {
     }
 
     /// The gateway was heard from (heartbeat); written with the next transaction.
-    pub async fn seen(&self, gateway_id: String, at_ms: i64) -> Result<(), WriterError> {
-        self.send(Request::Seen { gateway_id, at_ms }).await
+    pub async fn seen(&self, gateway_id: String, at_ms: i64, holds: Holds) -> Result<(), WriterError> {
+        self.send(Request::Seen {
+            gateway_id,
+            at_ms,
+            holds,
+        })
+        .await
     }
 
     /// A gateway's stream ended.
@@ -237,10 +306,26 @@ enum Answer {
     Hello(Reply<u64>, u64),
     Ingest(Reply<IngestOutcome>, IngestOutcome, String),
     Refused(Reply<IngestOutcome>, String),
+    Rejected(Reply<IngestOutcome>, Rejected),
     Ack(oneshot::Sender<Result<AlarmJson, AckError>>, Result<i64, AckError>),
     Tick(oneshot::Sender<()>),
     Op(oneshot::Sender<Result<i64, ActionError>>, Result<i64, OpError>),
     Claim(Reply<Vec<Delivery>>, Vec<Delivery>),
+}
+
+/// The progress watch of one gateway: is it connected, holding events the hub has not
+/// stored, while the stored sequence stands still?
+#[derive(Debug, Clone)]
+struct Watch {
+    estate: String,
+    holds: Holds,
+    /// When the stored sequence last advanced, or the gateway last had nothing pending. A
+    /// reconnect does not move it, so a gateway that reconnects in a loop still stalls.
+    progress_at: i64,
+    stalled: bool,
+    /// When its stream last ended. A gateway back after a real absence (longer than half
+    /// `stall_after_s`) gets a fresh start; one reconnecting in a loop does not.
+    disconnected_at: Option<i64>,
 }
 
 /// The writer task's state.
@@ -261,6 +346,10 @@ pub struct Writer {
     /// Trace spans of this transaction's events (only when OpenTelemetry export is on);
     /// they end once it has committed or failed.
     traced: Vec<tracing::Span>,
+    limits: IngestConfig,
+    watch: HashMap<String, Watch>,
+    /// Rejections logged per gateway, at most one a minute each.
+    rejection_logged: HashMap<String, Instant>,
 }
 
 /// What the writer needs besides the pool.
@@ -271,6 +360,7 @@ pub struct WriterParts {
     pub engine: Engine,
     pub stream: broadcast::Sender<StreamEvent>,
     pub wake: Arc<Notify>,
+    pub ingest: IngestConfig,
 }
 
 impl Writer {
@@ -293,8 +383,12 @@ impl Writer {
             stream: parts.stream,
             wake: parts.wake,
             traced: Vec::new(),
+            limits: parts.ingest,
+            watch: HashMap::new(),
+            rejection_logged: HashMap::new(),
         };
         writer.reload().await?;
+        writer.metrics.committed_now();
         let now = writer.clock.now_ms();
         writer.engine.restore(&writer.pool, now).await?;
         info!(
@@ -384,6 +478,13 @@ impl Writer {
             return;
         }
         let started = Instant::now();
+        // The stall flags mirror alarms: a failed transaction must take them back too.
+        let stalled_before: HashSet<String> = self
+            .watch
+            .iter()
+            .filter(|(_, w)| w.stalled)
+            .map(|(g, _)| g.clone())
+            .collect();
         let mut answers = Vec::with_capacity(group.len());
         let mut involved = HashSet::new();
         let result = self
@@ -403,6 +504,9 @@ impl Writer {
                     self.wake.notify_one();
                 }
                 self.metrics.observe_commit(started.elapsed());
+                self.metrics.committed_now();
+                self.metrics
+                    .set_stalled(self.watch.iter().map(|(g, w)| (g.clone(), w.stalled)).collect());
                 self.metrics
                     .alarm_changes
                     .fetch_add(changes as u64, std::sync::atomic::Ordering::Relaxed);
@@ -427,6 +531,9 @@ impl Writer {
                         Answer::Refused(r, g) => {
                             let _ = r.send(Err(WriterError::MustReconnect(g)));
                         }
+                        Answer::Rejected(r, _) => {
+                            let _ = r.send(Err(WriterError::Commit(message.clone())));
+                        }
                         Answer::Ack(r, _) => {
                             let _ = r.send(Err(AckError::Writer(WriterError::Commit(message.clone()))));
                         }
@@ -446,6 +553,9 @@ impl Writer {
                     span.record("committed", false);
                 }
                 self.must_reconnect.extend(involved);
+                for (g, w) in self.watch.iter_mut() {
+                    w.stalled = stalled_before.contains(g);
+                }
                 self.seen.clear();
                 if let Err(e) = self.reload().await {
                     error!(error = %e, "cannot reload the ingest writer's state after a failed transaction");
@@ -470,6 +580,9 @@ impl Writer {
             }
             Answer::Refused(r, gateway) => {
                 let _ = r.send(Err(WriterError::MustReconnect(gateway)));
+            }
+            Answer::Rejected(r, rejected) => {
+                let _ = r.send(Err(WriterError::Rejected(rejected)));
             }
             Answer::Tick(r) => {
                 let _ = r.send(());
@@ -514,6 +627,7 @@ impl Writer {
         })?;
         let mut rows: Vec<EventRow> = Vec::new();
         let mut progress: HashMap<String, i64> = HashMap::new();
+        let mut advanced: HashSet<String> = HashSet::new();
         let mut changes = 0usize;
 
         for request in group {
@@ -533,8 +647,10 @@ impl Writer {
                     self.last_seq.insert(hello.gateway_id.clone(), last);
                     self.current_conn.insert(hello.gateway_id.clone(), hello.conn_id);
                     self.must_reconnect.remove(&hello.gateway_id);
-                    self.engine
-                        .heard(&mut tx, &hello.gateway_id, Some(&hello.estate_id), now)
+                    // A Hello alone is not a sign of life: a gateway reconnecting in a loop
+                    // without delivering must still fall silent (or stalled).
+                    self.engine.hello(&hello.gateway_id, &hello.estate_id, now);
+                    self.observe_holds(&mut tx, &hello.gateway_id, Some(&hello.estate_id), hello.holds, now)
                         .await?;
                     involved.insert(hello.gateway_id.clone());
                     answers.push(Answer::Hello(reply, u64::try_from(last).unwrap_or(0)));
@@ -549,9 +665,17 @@ impl Writer {
                         continue;
                     }
                     involved.insert(gateway_id.clone());
-                    self.engine.heard(&mut tx, &gateway_id, None, now).await?;
                     events.sort_by_key(|e| e.seq);
                     let mut last = self.last_seq.get(&gateway_id).copied().unwrap_or(0);
+                    let before = last;
+                    if let Err(rejected) = check_seqs(&events, last, &self.limits) {
+                        self.reject(&mut tx, &gateway_id, &rejected, now).await?;
+                        // Later batches of this stream would build on the refused one.
+                        self.must_reconnect.insert(gateway_id.clone());
+                        answers.push(Answer::Rejected(reply, rejected));
+                        continue;
+                    }
+                    self.engine.heard(&mut tx, &gateway_id, None, now).await?;
                     let mut outcome = IngestOutcome::default();
                     for event in events {
                         let seq = i64::try_from(event.seq).unwrap_or(i64::MAX);
@@ -596,15 +720,26 @@ impl Writer {
                     }
                     self.last_seq.insert(gateway_id.clone(), last);
                     progress.insert(gateway_id.clone(), last);
+                    if last > before {
+                        advanced.insert(gateway_id.clone());
+                    }
                     answers.push(Answer::Ingest(reply, outcome, gateway_id));
                 }
-                Request::Seen { gateway_id, at_ms } => {
+                Request::Seen {
+                    gateway_id,
+                    at_ms,
+                    holds,
+                } => {
                     self.engine.heard(&mut tx, &gateway_id, None, now).await?;
+                    self.observe_holds(&mut tx, &gateway_id, None, holds, now).await?;
                     self.seen.insert(gateway_id, at_ms);
                 }
                 Request::Disconnected { gateway_id, conn_id } => {
                     if self.current_conn.get(&gateway_id) == Some(&conn_id) {
                         self.current_conn.remove(&gateway_id);
+                        if let Some(w) = self.watch.get_mut(&gateway_id) {
+                            w.disconnected_at = Some(now);
+                        }
                         self.seen.remove(&gateway_id);
                         write::gateway_disconnected(&mut tx, &gateway_id, now).await?;
                     }
@@ -661,8 +796,12 @@ impl Writer {
             self.engine.apply_change(&mut tx, change, now, &cause).await?;
             changes += 1;
         }
+        for gateway in &advanced {
+            self.progressed(&mut tx, gateway, now).await?;
+        }
         if timers {
             self.engine.tick(&mut tx, &mut self.rules, now).await?;
+            self.find_stalled(&mut tx, now).await?;
         }
 
         if !rows.is_empty() {
@@ -683,6 +822,130 @@ impl Writer {
             source,
         })?;
         Ok(changes)
+    }
+}
+
+impl Writer {
+    /// Records what a gateway says it holds; caught up (nothing pending, or nothing the hub
+    /// has not stored) counts as progress.
+    async fn observe_holds(
+        &mut self,
+        conn: &mut store::Conn,
+        gateway: &str,
+        estate: Option<&str>,
+        holds: Holds,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let stored = u64::try_from(self.last_seq.get(gateway).copied().unwrap_or(0)).unwrap_or(0);
+        let w = match (self.watch.get_mut(gateway), estate) {
+            (Some(w), _) => w,
+            (None, Some(estate)) => self.watch.entry(gateway.to_owned()).or_insert(Watch {
+                estate: estate.to_owned(),
+                holds,
+                progress_at: now,
+                stalled: false,
+                disconnected_at: None,
+            }),
+            (None, None) => return Ok(()),
+        };
+        if let Some(estate) = estate {
+            // A Hello: only an absence longer than a reconnect loop's backoff restarts the clock.
+            estate.clone_into(&mut w.estate);
+            let absence = i64::from(self.limits.stall_after_s) * 500;
+            if w.disconnected_at.take().is_some_and(|t| now - t >= absence) {
+                w.progress_at = now;
+            }
+        }
+        w.holds = holds;
+        if holds.pending == 0 || holds.last_seq <= stored {
+            self.progressed(conn, gateway, now).await?;
+        }
+        Ok(())
+    }
+
+    /// The gateway's stored sequence advanced (or it has nothing to send): clears a stall.
+    async fn progressed(&mut self, conn: &mut store::Conn, gateway: &str, now: i64) -> Result<(), StoreError> {
+        let Some(w) = self.watch.get_mut(gateway) else {
+            return Ok(());
+        };
+        w.progress_at = now;
+        if w.stalled {
+            w.stalled = false;
+            let estate = w.estate.clone();
+            self.engine.gateway_progressing(conn, gateway, &estate, now).await?;
+        }
+        Ok(())
+    }
+
+    /// Raises `gateway_stalled` for every connected gateway that holds events the hub has
+    /// not stored and whose stored sequence has stood still for `ingest.stall_after_s`.
+    async fn find_stalled(&mut self, conn: &mut store::Conn, now: i64) -> Result<(), StoreError> {
+        let after_ms = i64::from(self.limits.stall_after_s) * 1000;
+        let stalled: Vec<(String, String, Holds, u64)> = self
+            .watch
+            .iter()
+            .filter(|(g, w)| {
+                // Connected, or gone so briefly that it is reconnecting in a loop.
+                let present =
+                    self.current_conn.contains_key(*g) || w.disconnected_at.is_some_and(|t| now - t < after_ms / 2);
+                !w.stalled && present && now - w.progress_at >= after_ms
+            })
+            .filter_map(|(g, w)| {
+                let stored = u64::try_from(self.last_seq.get(g).copied().unwrap_or(0)).unwrap_or(0);
+                (w.holds.pending > 0 && w.holds.last_seq > stored)
+                    .then(|| (g.clone(), w.estate.clone(), w.holds, stored))
+            })
+            .collect();
+        for (gateway, estate, holds, stored) in stalled {
+            let message = format!(
+                "Gateway {gateway} connected but making no progress: it holds {} events (up to seq {}), the hub has stored up to {stored}, nothing new for {} s",
+                holds.pending, holds.last_seq, self.limits.stall_after_s
+            );
+            self.stall(conn, &gateway, &estate, &message, now).await?;
+        }
+        Ok(())
+    }
+
+    async fn stall(
+        &mut self,
+        conn: &mut store::Conn,
+        gateway: &str,
+        estate: &str,
+        message: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        if let Some(w) = self.watch.get_mut(gateway) {
+            w.stalled = true;
+        }
+        self.engine.gateway_stalled(conn, gateway, estate, message, now).await
+    }
+
+    /// Counts, logs (once a minute per gateway) and alarms a refused batch.
+    async fn reject(
+        &mut self,
+        conn: &mut store::Conn,
+        gateway: &str,
+        rejected: &Rejected,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.metrics.batch_rejected(rejected.kind);
+        let quiet = self
+            .rejection_logged
+            .get(gateway)
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(60));
+        if !quiet {
+            if self.rejection_logged.len() > 10_000 {
+                self.rejection_logged.clear();
+            }
+            self.rejection_logged.insert(gateway.to_owned(), Instant::now());
+            warn!(gateway, first_seq = rejected.first_seq, last_seq = rejected.last_seq, reason = rejected.kind.as_str(), detail = %rejected.detail,
+                "gateway batch refused; its stored sequence is unchanged (logged at most once a minute per gateway)");
+        }
+        let Some(estate) = self.watch.get(gateway).map(|w| w.estate.clone()) else {
+            return Ok(());
+        };
+        let message = format!("Gateway {gateway}: a batch was refused and nothing of it stored: {rejected}");
+        self.stall(conn, gateway, &estate, &message, now).await
     }
 }
 
@@ -738,5 +1001,50 @@ fn event_row(event: Event, seq: i64) -> EventRow {
         received_at_ms: event.received_at_ms,
         body_kind,
         payload,
+    }
+}
+
+#[cfg(test)]
+mod seq_tests {
+    use super::*;
+
+    fn batch(seqs: &[u64]) -> Vec<Event> {
+        seqs.iter()
+            .map(|s| Event {
+                seq: *s,
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sequence_numbers_are_refused_above_the_ceiling_or_past_the_gap_and_gaps_within_it_pass() {
+        let limits = IngestConfig {
+            max_seq_gap: 1_000,
+            max_seq: 1 << 53,
+            ..Default::default()
+        };
+        let cases: &[(&[u64], i64, Option<RejectKind>)] = &[
+            (&[4, 5, 6], 3, None),
+            // Duplicates and a shed gap inside the bound are fine.
+            (&[2, 3, 900, 1_900], 3, None),
+            (&[(1 << 63) - 1], 3, Some(RejectKind::SeqCeiling)),
+            (&[u64::MAX], 0, Some(RejectKind::SeqCeiling)),
+            (&[(1 << 53) + 1], 1 << 53, Some(RejectKind::SeqCeiling)),
+            (&[1_005], 3, Some(RejectKind::SeqGap)),
+            // A jump inside the batch counts too.
+            (&[4, 2_000], 3, Some(RejectKind::SeqGap)),
+            (&[1_001], 0, Some(RejectKind::SeqGap)),
+        ];
+        for (seqs, last, want) in cases {
+            let got = check_seqs(&batch(seqs), *last, &limits).err().map(|r| r.kind);
+            assert_eq!(got, *want, "seqs {seqs:?} after {last}");
+        }
+        let r = check_seqs(&batch(&[4, 2_000]), 3, &limits).unwrap_err();
+        assert_eq!(
+            (r.first_seq, r.last_seq),
+            (4, 2_000),
+            "the rejection names the batch's range"
+        );
     }
 }

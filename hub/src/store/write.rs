@@ -77,7 +77,8 @@ pub async fn gateway_hello(
          last_seen_ms, last_seq) VALUES ($1, $2, $3, $4, $5, $5, 0) \
          ON CONFLICT (id) DO UPDATE SET estate_id = excluded.estate_id, \
          software_version = excluded.software_version, connected = excluded.connected, \
-         connected_at_ms = excluded.connected_at_ms, last_seen_ms = excluded.last_seen_ms \
+         connected_at_ms = excluded.connected_at_ms, \
+         last_seen_ms = COALESCE(gateways.last_seen_ms, excluded.last_seen_ms) \
          RETURNING last_seq",
     )
     .bind(gateway_id)

@@ -30,6 +30,19 @@ pub struct Link {
 impl Link {
     /// Says Hello as `gateway` of `estate` with `devices`, and waits for the Welcome.
     pub async fn connect(hub: &RunningHub, gateway: &str, estate: &str, devices: &[&str]) -> Link {
+        Self::connect_holding(hub, gateway, estate, devices, 0, 0).await
+    }
+
+    /// [`Link::connect`], saying in Hello that the gateway's outbox holds `outbox_depth`
+    /// events up to `last_seq`.
+    pub async fn connect_holding(
+        hub: &RunningHub,
+        gateway: &str,
+        estate: &str,
+        devices: &[&str],
+        last_seq: u64,
+        outbox_depth: u64,
+    ) -> Link {
         let channel = Endpoint::from_shared(format!("http://{}", hub.grpc_addr()))
             .unwrap()
             .connect()
@@ -50,6 +63,8 @@ impl Link {
                 estate_id: estate.into(),
                 software_version: "test".into(),
                 devices,
+                last_seq,
+                outbox_depth,
             })),
         })
         .await
@@ -108,6 +123,59 @@ impl Link {
             })) => assert_eq!(a.through_seq, self.seq),
             other => panic!("expected an Ack, got {other:?}"),
         }
+    }
+
+    /// The sequence number the next event of [`Link::send`] follows.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Sends one batch of events numbered `seqs` (hand-picked, however implausible) and
+    /// returns the hub's next downlink message, or the status it closed the stream with.
+    pub async fn send_seqs(&mut self, seqs: &[u64], body: Body) -> Result<Option<Downlink>, tonic::Status> {
+        let events = seqs
+            .iter()
+            .map(|seq| Event {
+                event_id: format!("ev-{seq}"),
+                seq: *seq,
+                gateway_id: self.gateway.clone(),
+                estate_id: self.estate.clone(),
+                device_id: "door-1".into(),
+                area: "main gate".into(),
+                body: Some(body.clone()),
+                ..Default::default()
+            })
+            .collect();
+        self.tx
+            .send(Uplink {
+                msg: Some(uplink::Msg::Events(EventBatch { events })),
+            })
+            .await
+            .map_err(|_| tonic::Status::cancelled("uplink closed"))?;
+        tokio::time::timeout(WAIT, self.rx.message())
+            .await
+            .map_err(|_| tonic::Status::deadline_exceeded("no answer"))?
+    }
+
+    /// The next downlink message, or the status the stream closed with.
+    pub async fn next(&mut self) -> Result<Option<Downlink>, tonic::Status> {
+        tokio::time::timeout(WAIT, self.rx.message())
+            .await
+            .map_err(|_| tonic::Status::deadline_exceeded("no answer"))?
+    }
+
+    /// A heartbeat saying the outbox holds `outbox_depth` events up to `last_seq`.
+    pub async fn heartbeat_holding(&self, last_seq: u64, outbox_depth: u64) {
+        self.tx
+            .send(Uplink {
+                msg: Some(uplink::Msg::Heartbeat(Heartbeat {
+                    sent_at_ms: 0,
+                    outbox_depth,
+                    last_seq,
+                })),
+            })
+            .await
+            .unwrap();
     }
 
     pub async fn heartbeat(&self) {
