@@ -17,10 +17,10 @@ use sqlx::{
     Row, SqlitePool,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::Metrics;
+use crate::{health::Check, metrics::Metrics};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
@@ -334,24 +334,71 @@ impl Outbox {
     }
 }
 
-/// Moves events from the adapters' queue into the outbox, many to a transaction. On a
-/// failed write (disk full, I/O) it keeps the batch and retries: nothing is dropped, and
-/// the full queue pushes back on the adapters meanwhile.
-pub async fn run_writer(outbox: Outbox, mut rx: mpsc::Receiver<pb::Event>, shutdown: CancellationToken) {
+/// One event handed to the writer, with whoever waits for its commit.
+pub struct Append {
+    pub event: pb::Event,
+    /// Completed once the transaction holding the event has committed (or the event was shed
+    /// from a full outbox: taken, like a reading dropped on arrival). Dropped unanswered when
+    /// the writer stops first, so a waiter learns that the event was not stored.
+    pub committed: Option<oneshot::Sender<()>>,
+}
+
+impl From<pb::Event> for Append {
+    fn from(event: pb::Event) -> Self {
+        Self { event, committed: None }
+    }
+}
+
+/// Moves events from the adapters' queue into the outbox, many to a transaction (group
+/// commit), and completes every waiter of a transaction after its commit. On a failed write
+/// (disk full, I/O) it keeps the batch and retries: nothing is dropped, waiters keep
+/// waiting, and the full queue pushes back on the adapters meanwhile. `check` (e.g.
+/// `outbox.writer`) fails while writes fail, naming the error.
+pub async fn run_writer(
+    outbox: Outbox,
+    mut rx: mpsc::Receiver<Append>,
+    check: Option<Check>,
+    shutdown: CancellationToken,
+) {
     const MAX_BATCH: usize = 2_000;
-    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut batch: Vec<Append> = Vec::with_capacity(MAX_BATCH);
+    let mut events: Vec<pb::Event> = Vec::with_capacity(MAX_BATCH);
+    let mut failing_since: Option<std::time::Instant> = None;
     loop {
         if batch.is_empty() {
             tokio::select! {
                 n = rx.recv_many(&mut batch, MAX_BATCH) => if n == 0 { break },
                 _ = shutdown.cancelled() => break,
             }
+            // The events move into `events` for the append; the waiters stay in `batch`.
+            events.clear();
+            events.extend(batch.iter_mut().map(|a| std::mem::take(&mut a.event)));
         }
-        match outbox.append(&batch).await {
-            Ok(_) => batch.clear(),
+        match outbox.append(&events).await {
+            Ok(_) => {
+                for a in batch.drain(..) {
+                    if let Some(done) = a.committed {
+                        let _ = done.send(());
+                    }
+                }
+                if let Some(since) = failing_since.take() {
+                    tracing::info!(
+                        failed_for_s = since.elapsed().as_secs(),
+                        "outbox writes succeed again; waiting events committed"
+                    );
+                }
+                if let Some(c) = &check {
+                    c.ok();
+                }
+            }
             Err(e) => {
                 outbox.metrics.outbox_write_errors.fetch_add(1, Relaxed);
-                tracing::error!(error = %e, pending = batch.len(), "outbox write failed; retrying in 1 s");
+                failing_since.get_or_insert_with(std::time::Instant::now);
+                tracing::error!(error = %e, pending = events.len(),
+                    "outbox write failed (disk full? I/O error?); nothing is acknowledged to devices until it succeeds; retrying in 1 s");
+                if let Some(c) = &check {
+                    c.fail(format!("outbox writes fail: {e}"));
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                     _ = shutdown.cancelled() => break,
@@ -361,11 +408,27 @@ pub async fn run_writer(outbox: Outbox, mut rx: mpsc::Receiver<pb::Event>, shutd
     }
     // Drain what the adapters already handed over before stopping.
     rx.close();
+    if !batch.is_empty() {
+        finish(&outbox, &events, batch.drain(..)).await;
+    }
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        if let Err(e) = outbox.append(&batch).await {
-            tracing::error!(error = %e, lost = batch.len(), "outbox write failed during shutdown");
+        events.clear();
+        events.extend(batch.iter_mut().map(|a| std::mem::take(&mut a.event)));
+        finish(&outbox, &events, batch.drain(..)).await;
+    }
+}
+
+/// One last append at shutdown; waiters are told only when it committed.
+async fn finish(outbox: &Outbox, events: &[pb::Event], waiters: impl Iterator<Item = Append>) {
+    match outbox.append(events).await {
+        Ok(_) => {
+            for a in waiters {
+                if let Some(done) = a.committed {
+                    let _ = done.send(());
+                }
+            }
         }
-        batch.clear();
+        Err(e) => tracing::error!(error = %e, lost = events.len(), "outbox write failed during shutdown"),
     }
 }
 
