@@ -83,6 +83,66 @@ pub struct Outbox {
 
 const ACKED_KEY: &str = "acked_through";
 
+/// A write transaction whose failure cannot leave the file locked. After a failed COMMIT
+/// (disk full) SQLite keeps the transaction open; sqlx would pool the connection with it
+/// and its write lock, and every later write would fail with "database is locked" long
+/// after space returned. So a transaction that does not commit closes its connection
+/// (which rolls it back) instead of going back to the pool. `BEGIN IMMEDIATE` takes the
+/// write lock up front, so no read transaction has to upgrade (and fail) half-way.
+struct WriteTx {
+    conn: sqlx::pool::PoolConnection<sqlx::Sqlite>,
+    committed: bool,
+}
+
+impl WriteTx {
+    async fn begin(pool: &SqlitePool, op: &'static str) -> Result<Self, OutboxError> {
+        let mut conn = pool.acquire().await.map_err(db(op))?;
+        if let Err(e) = sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await {
+            conn.close_on_drop();
+            return Err(db(op)(e));
+        }
+        Ok(Self { conn, committed: false })
+    }
+
+    async fn commit(mut self, op: &'static str) -> Result<(), OutboxError> {
+        match sqlx::raw_sql("COMMIT").execute(&mut *self.conn).await {
+            Ok(_) => {
+                self.committed = true;
+                Ok(())
+            }
+            Err(e) => {
+                // Roll back here, so that the connection is clean when it goes back to the
+                // pool; if even that fails, Drop closes it.
+                if sqlx::raw_sql("ROLLBACK").execute(&mut *self.conn).await.is_ok() {
+                    self.committed = true;
+                }
+                Err(db(op)(e))
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::SqliteConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.conn
+    }
+}
+
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        if !self.committed {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
 impl Outbox {
     pub async fn open(path: &Path, max_events: u64, metrics: Arc<Metrics>) -> Result<Self, OutboxError> {
         let shown = path.display().to_string();
@@ -168,7 +228,7 @@ impl Outbox {
         let mut write = self.write.lock().await;
         let depth = self.metrics.outbox_depth.load(Relaxed);
         let mut over = (depth + events.len() as u64).saturating_sub(self.max_events);
-        let mut tx = self.pool.begin().await.map_err(db("begin append"))?;
+        let mut tx = WriteTx::begin(&self.pool, "begin append").await?;
         let mut shed_old = 0u64;
         // Make room by dropping the oldest sheddable rows, readings first.
         for class in [ShedClass::Reading, ShedClass::Information] {
@@ -206,7 +266,7 @@ impl Outbox {
             last = seq as u64;
             stored += 1;
         }
-        tx.commit().await.map_err(db("commit append"))?;
+        tx.commit("commit append").await?;
         let m = &self.metrics;
         m.outbox_appended.fetch_add(stored as u64, Relaxed);
         let shed = shed_old + shed_new;
@@ -259,7 +319,7 @@ impl Outbox {
     }
 
     async fn ack_through_locked(&self, seq: u64) -> Result<(), OutboxError> {
-        let mut tx = self.pool.begin().await.map_err(db("begin ack"))?;
+        let mut tx = WriteTx::begin(&self.pool, "begin ack").await?;
         let r = sqlx::query("DELETE FROM outbox WHERE seq <= $1")
             .bind(seq as i64)
             .execute(&mut *tx)
@@ -271,7 +331,7 @@ impl Outbox {
             .execute(&mut *tx)
             .await
             .map_err(db("recording the ack"))?;
-        tx.commit().await.map_err(db("commit ack"))?;
+        tx.commit("commit ack").await?;
         let gone = r.rows_affected();
         self.metrics.uplink_acked.fetch_add(gone, Relaxed);
         let _ = self

@@ -85,12 +85,13 @@ async fn rig(dir: &Path, data: PathBuf, mqtt_extra: &str) -> Rig {
     )
     .expect("write config");
     let log = dir.join("gateway.log");
+    let log_file = std::fs::File::create(&log).expect("log file");
     let child = Command::new(env!("CARGO_BIN_EXE_gatehouse-gateway"))
         .arg("--config")
         .arg(&config_path)
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
+        .stdout(log_file.try_clone().expect("log file"))
+        .stderr(log_file)
         .spawn()
         .expect("spawn gatehouse-gateway");
     let rig = Rig {
@@ -419,10 +420,10 @@ async fn two_connects_reset_before_connack_do_not_stop_intake() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rig = rig(dir.path(), dir.path().join("gw"), "").await;
     for _ in 0..2 {
-        let mut s = TcpStream::connect(rig.mqtt).expect("connect");
-        s.write_all(&connect_packet("victim")).expect("send CONNECT");
+        use tokio::io::AsyncWriteExt;
+        let mut s = tokio::net::TcpStream::connect(rig.mqtt).await.expect("connect");
+        s.write_all(&connect_packet("victim")).await.expect("send CONNECT");
         // RST instead of FIN, before reading the CONNACK.
-        let s = tokio::net::TcpStream::from_std(s).expect("tokio stream");
         s.set_zero_linger().expect("SO_LINGER 0");
         drop(s);
     }
@@ -584,7 +585,7 @@ async fn disk_full_outbox_loses_nothing_pubacked() {
     let mount = dir.path().join("small");
     std::fs::create_dir_all(&mount).expect("mount point");
     let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
+        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
         .arg(&mount)
         .status()
         .expect("run mount");
