@@ -565,6 +565,21 @@ impl Config {
                 return bad(format!("device {:?} speaks MQTT but there is no [mqtt] section", d.id));
             }
         }
+        if let Some(m) = &self.mqtt {
+            // An oversized payload must reach the translator (rejected and counted, the
+            // device stays connected), not trip the packet limit that closes the connection.
+            if m.max_packet_bytes <= m.max_payload_bytes {
+                return bad(format!(
+                    "mqtt.max_packet_bytes ({}) must be larger than mqtt.max_payload_bytes ({})",
+                    m.max_packet_bytes, m.max_payload_bytes
+                ));
+            }
+            if m.max_inflight == 0 || m.max_connections_per_ip == 0 || m.max_pending_connections == 0 {
+                return bad(
+                    "mqtt.max_inflight, max_connections_per_ip and max_pending_connections must be at least 1".into(),
+                );
+            }
+        }
         validate_accounts(self)?;
         crate::adapters::mqtt::vendor::validate(self).map_err(ConfigError::Invalid)?;
         Ok(())
@@ -813,6 +828,11 @@ type = "bool"
             ("type = \"bool\"\n", "type = \"bool\"\nwritable = true\n", "writable"),
             ("hubs = [\"http://127.0.0.1:50051\"]", "hubs = []", "hubs"),
             ("[mqtt]\nlisten = \"127.0.0.1:18830\"", "", "no [mqtt] section"),
+            (
+                "[mqtt]\nlisten = \"127.0.0.1:18830\"",
+                "[mqtt]\nlisten = \"127.0.0.1:18830\"\nmax_packet_bytes = 1024",
+                "max_packet_bytes",
+            ),
         ];
         for (from, to, needle) in cases {
             let msg = refused(|s| {
