@@ -644,3 +644,130 @@ async fn disk_full_outbox_loses_nothing_pubacked() {
     .await;
     eprintln!("disk full: {} PUBACKed, all stored at the hub", acked.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_last_will_is_stored_after_an_abnormal_close_and_discarded_after_disconnect() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rig = rig(dir.path(), dir.path().join("gw"), "").await;
+    let session = |id: &str| {
+        Command::new("mosquitto_sub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &rig.mqtt.port().to_string(),
+                "-i",
+                id,
+                "-q",
+                "1",
+            ])
+            .args(["-t", &format!("gatehouse/v1/{id}/command")])
+            .args(["--will-topic", &format!("gatehouse/v1/{id}/status")])
+            .args(["--will-payload", "offline", "--will-qos", "1"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("mosquitto_sub")
+    };
+    // door-2 dies without DISCONNECT (SIGKILL: the kernel closes its socket).
+    let mut dying = Reaped(Some(session("door-2")));
+    wait_until("door-2's session", Duration::from_secs(5), async || {
+        rig.metric("gatehouse_gateway_mqtt_connections").await == Some(1)
+    })
+    .await;
+    drop(dying.0.take().map(|mut c| {
+        let _ = c.kill();
+        c.wait()
+    }));
+    wait_until("door-2's will at the hub", Duration::from_secs(10), async || {
+        !rig.hub_rows("SELECT seq FROM events WHERE device_id = 'door-2' AND body_kind = 'status'")
+            .await
+            .is_empty()
+    })
+    .await;
+    assert_eq!(rig.metric("gatehouse_gateway_mqtt_wills_total").await, Some(1));
+
+    // door-3 publishes `online` and disconnects cleanly: its will is discarded.
+    assert!(mosquitto_pub(
+        rig.mqtt,
+        "door-3",
+        &[
+            "--will-topic",
+            "gatehouse/v1/door-3/status",
+            "--will-payload",
+            "offline",
+            "-t",
+            "gatehouse/v1/door-3/status",
+            "-m",
+            "online"
+        ]
+    ));
+    wait_until(
+        "door-3's online at the hub and its connection gone",
+        Duration::from_secs(10),
+        async || {
+            let stored = rig
+                .hub_rows("SELECT seq FROM events WHERE device_id = 'door-3' AND body_kind = 'status'")
+                .await
+                .len();
+            stored == 1 && rig.metric("gatehouse_gateway_mqtt_connections").await == Some(0)
+        },
+    )
+    .await;
+    assert_eq!(
+        rig.metric("gatehouse_gateway_mqtt_wills_total").await,
+        Some(1),
+        "no will after DISCONNECT"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_oversized_packets_close_only_their_own_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rig = rig(dir.path(), dir.path().join("gw"), "max_packet_bytes = 65536").await;
+    let connected = async || {
+        let mut s = tokio::net::TcpStream::connect(rig.mqtt).await.expect("connect");
+        s.write_all(&connect_packet("junk")).await.expect("CONNECT");
+        let mut connack = [0u8; 4];
+        s.read_exact(&mut connack).await.expect("CONNACK");
+        s
+    };
+    // Garbage after CONNECT; a packet type only a server sends; a 1 MiB remaining length;
+    // an MQTT 5 CONNECT (answered 0x01).
+    let mut garbage = connected().await;
+    garbage.write_all(&[0xF0, 0x03, 1, 2, 3]).await.expect("write");
+    let mut server_only = connected().await;
+    server_only.write_all(&[0x20, 0x02, 0, 0]).await.expect("write");
+    let mut huge = connected().await;
+    huge.write_all(&[0x30, 0x80, 0x80, 0x40]).await.expect("write");
+    let mut v5 = tokio::net::TcpStream::connect(rig.mqtt).await.expect("connect");
+    v5.write_all(&[0x10, 0x0d, 0, 4, b'M', b'Q', b'T', b'T', 5, 2, 0, 30, 0, 0, 0])
+        .await
+        .expect("write");
+    for s in [&mut garbage, &mut server_only, &mut huge] {
+        let mut b = [0u8; 8];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut b))
+            .await
+            .expect("closed in time");
+        assert!(matches!(n, Ok(0) | Err(_)), "the gateway closed the connection");
+    }
+    let mut connack = [0u8; 4];
+    v5.read_exact(&mut connack).await.expect("a CONNACK");
+    assert_eq!(connack, [0x20, 2, 0, 1], "unacceptable protocol version");
+    assert_eq!(
+        rig.metric("gatehouse_gateway_mqtt_closed_total{reason=\"malformed\"}")
+            .await,
+        Some(2)
+    );
+    assert_eq!(
+        rig.metric("gatehouse_gateway_mqtt_closed_total{reason=\"packet_too_large\"}")
+            .await,
+        Some(1)
+    );
+    assert_eq!(
+        rig.metric("gatehouse_gateway_mqtt_refused_total{reason=\"bad_protocol\"}")
+            .await,
+        Some(1)
+    );
+    rig.fire_alarm_arrives().await;
+}
