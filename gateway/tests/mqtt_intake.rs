@@ -771,3 +771,33 @@ async fn malformed_and_oversized_packets_close_only_their_own_connection() {
     );
     rig.fire_alarm_arrives().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_qos_2_publish_is_stored_once_and_completed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rig = rig(dir.path(), dir.path().join("gw"), "").await;
+    let status = Command::new("mosquitto_pub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &rig.mqtt.port().to_string(),
+            "-q",
+            "2",
+            "-i",
+            "door-4",
+        ])
+        .args(["-t", "gatehouse/v1/door-4/event"])
+        .args([
+            "-m",
+            r#"{"type":"access","door":"D4","result":"granted","credential":"qos2-once"}"#,
+        ])
+        .status()
+        .expect("mosquitto_pub");
+    assert!(status.success(), "PUBREC after the commit, PUBCOMP on PUBREL");
+    wait_until("the event at the hub", Duration::from_secs(10), async || {
+        rig.hub_credentials().await.contains(&"qos2-once".to_string())
+    })
+    .await;
+    assert_eq!(rig.hub_credentials().await.len(), 1, "stored once");
+}
