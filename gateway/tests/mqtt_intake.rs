@@ -725,20 +725,20 @@ async fn malformed_and_oversized_packets_close_only_their_own_connection() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().expect("tempdir");
     let rig = rig(dir.path(), dir.path().join("gw"), "max_packet_bytes = 65536").await;
-    let connected = async || {
+    let connected = async |id: &str| {
         let mut s = tokio::net::TcpStream::connect(rig.mqtt).await.expect("connect");
-        s.write_all(&connect_packet("junk")).await.expect("CONNECT");
+        s.write_all(&connect_packet(id)).await.expect("CONNECT");
         let mut connack = [0u8; 4];
         s.read_exact(&mut connack).await.expect("CONNACK");
         s
     };
     // Garbage after CONNECT; a packet type only a server sends; a 1 MiB remaining length;
     // an MQTT 5 CONNECT (answered 0x01).
-    let mut garbage = connected().await;
+    let mut garbage = connected("junk-1").await;
     garbage.write_all(&[0xF0, 0x03, 1, 2, 3]).await.expect("write");
-    let mut server_only = connected().await;
+    let mut server_only = connected("junk-2").await;
     server_only.write_all(&[0x20, 0x02, 0, 0]).await.expect("write");
-    let mut huge = connected().await;
+    let mut huge = connected("junk-3").await;
     huge.write_all(&[0x30, 0x80, 0x80, 0x40]).await.expect("write");
     let mut v5 = tokio::net::TcpStream::connect(rig.mqtt).await.expect("connect");
     v5.write_all(&[0x10, 0x0d, 0, 4, b'M', b'Q', b'T', b'T', 5, 2, 0, 30, 0, 0, 0])
