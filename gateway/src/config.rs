@@ -98,6 +98,8 @@ fn default_http_max_connections() -> usize {
     32
 }
 
+/// The gateway's own MQTT 3.1.1 server (`adapters/mqtt/server.rs`). Every limit here is
+/// counted on `/metrics` when hit.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttSection {
@@ -105,8 +107,35 @@ pub struct MqttSection {
     /// Largest accepted payload in bytes; a larger publish is rejected as `oversized`.
     #[serde(default = "default_max_payload")]
     pub max_payload_bytes: usize,
+    /// Most connected clients whose client id is not a configured MQTT device. Configured
+    /// devices always have room of their own (one session each), so strangers cannot take
+    /// the estate's slots.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Most TCP connections that have not completed CONNECT yet.
+    #[serde(default = "default_max_pending")]
+    pub max_pending_connections: usize,
+    /// Most connections from one source IP address, configured devices' sessions excepted.
+    #[serde(default = "default_max_per_ip")]
+    pub max_connections_per_ip: usize,
+    /// A CONNECT must arrive within this long of the TCP accept.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// A client that asked for no keep-alive (0) is closed after this long without a packet.
+    #[serde(default = "default_idle_timeout_s")]
+    pub idle_timeout_s: u64,
+    /// Largest MQTT packet read (remaining length); a larger one closes the connection.
+    /// Above `max_payload_bytes`, so an oversized payload is still rejected and counted by
+    /// the translator while the client stays connected.
+    #[serde(default = "default_max_packet")]
+    pub max_packet_bytes: usize,
+    /// Publishes of one connection awaiting their outbox commit (and so their PUBACK); when
+    /// reached the connection stops reading its socket: back pressure, never loss.
+    #[serde(default = "default_max_inflight")]
+    pub max_inflight: usize,
+    /// `mqtt.intake` fails when a publish has waited longer than this for its commit.
+    #[serde(default = "default_commit_wait_alarm_ms")]
+    pub commit_wait_alarm_ms: u64,
 }
 
 fn default_max_payload() -> usize {
@@ -114,6 +143,45 @@ fn default_max_payload() -> usize {
 }
 fn default_max_connections() -> usize {
     1024
+}
+fn default_max_pending() -> usize {
+    256
+}
+fn default_max_per_ip() -> usize {
+    256
+}
+fn default_connect_timeout_ms() -> u64 {
+    10_000
+}
+fn default_idle_timeout_s() -> u64 {
+    600
+}
+fn default_max_packet() -> usize {
+    256 * 1024
+}
+fn default_max_inflight() -> usize {
+    64
+}
+fn default_commit_wait_alarm_ms() -> u64 {
+    5_000
+}
+
+impl MqttSection {
+    /// Every limit at its default, listening on `listen`.
+    pub fn with_listen(listen: SocketAddr) -> Self {
+        Self {
+            listen,
+            max_payload_bytes: default_max_payload(),
+            max_connections: default_max_connections(),
+            max_pending_connections: default_max_pending(),
+            max_connections_per_ip: default_max_per_ip(),
+            connect_timeout_ms: default_connect_timeout_ms(),
+            idle_timeout_s: default_idle_timeout_s(),
+            max_packet_bytes: default_max_packet(),
+            max_inflight: default_max_inflight(),
+            commit_wait_alarm_ms: default_commit_wait_alarm_ms(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -586,6 +654,21 @@ impl Config {
                 return bad(format!("device {:?} speaks MQTT but there is no [mqtt] section", d.id));
             }
         }
+        if let Some(m) = &self.mqtt {
+            // An oversized payload must reach the translator (rejected and counted, the
+            // device stays connected), not trip the packet limit that closes the connection.
+            if m.max_packet_bytes <= m.max_payload_bytes {
+                return bad(format!(
+                    "mqtt.max_packet_bytes ({}) must be larger than mqtt.max_payload_bytes ({})",
+                    m.max_packet_bytes, m.max_payload_bytes
+                ));
+            }
+            if m.max_inflight == 0 || m.max_connections_per_ip == 0 || m.max_pending_connections == 0 {
+                return bad(
+                    "mqtt.max_inflight, max_connections_per_ip and max_pending_connections must be at least 1".into(),
+                );
+            }
+        }
         validate_accounts(self)?;
         crate::adapters::mqtt::vendor::validate(self).map_err(ConfigError::Invalid)?;
         Ok(())
@@ -878,6 +961,11 @@ type = "bool"
                 "mqtt.max_payload_bytes",
             ),
             ("[mqtt]\nlisten = \"127.0.0.1:18830\"", "", "no [mqtt] section"),
+            (
+                "[mqtt]\nlisten = \"127.0.0.1:18830\"",
+                "[mqtt]\nlisten = \"127.0.0.1:18830\"\nmax_packet_bytes = 1024",
+                "max_packet_bytes",
+            ),
         ];
         for (from, to, needle) in cases {
             let msg = refused(|s| {

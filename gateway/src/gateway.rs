@@ -2,14 +2,13 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use gatehouse_proto as pb;
 use tokio::{sync::mpsc, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     adapters::{self, AdapterContext, CommandRouter, EventSink},
     config::{Config, DeviceKind},
-    health::Health,
+    health::{Health, Severity},
     http,
     metrics::Metrics,
     outbox::{self, Outbox, OutboxError},
@@ -49,9 +48,8 @@ pub struct RunningGateway {
 }
 
 impl RunningGateway {
-    /// Stops intake, flushes what adapters handed over into the outbox, and closes the hub
-    /// stream. The embedded MQTT broker's threads cannot be stopped (rumqttd has no stop)
-    /// and end with the process.
+    /// Stops intake (the MQTT server closes its connections), flushes what adapters handed
+    /// over into the outbox, and closes the hub stream.
     pub async fn shutdown(mut self) {
         self.shutdown.cancel();
         while self.tasks.join_next().await.is_some() {}
@@ -76,11 +74,17 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
 
-    let (sink_tx, sink_rx) = mpsc::channel::<pb::Event>(SINK_CAPACITY);
-    tasks.spawn(outbox::run_writer(outbox.clone(), sink_rx, shutdown.clone()));
+    let (sink_tx, sink_rx) = mpsc::channel::<outbox::Append>(SINK_CAPACITY);
+    let writer_check = health.register("outbox.writer", Severity::Live);
+    tasks.spawn(outbox::run_writer(
+        outbox.clone(),
+        sink_rx,
+        Some(writer_check),
+        shutdown.clone(),
+    ));
     let ctx = AdapterContext {
         registry: registry.clone(),
-        sink: EventSink::new(sink_tx).with_max_event_bytes(config.uplink.max_event_bytes, metrics.clone()),
+        sink: EventSink::to_writer(sink_tx).with_max_event_bytes(config.uplink.max_event_bytes, metrics.clone()),
         metrics: metrics.clone(),
         health: health.clone(),
     };
@@ -88,9 +92,16 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
     let mut commands = CommandRouter::default();
     let mut mqtt_addr = None;
     if let Some(section) = config.mqtt.clone() {
-        mqtt_addr = Some(section.listen);
         let vendors = adapters::mqtt::vendor::VendorRouter::from_config(&config);
-        let tx = adapters::mqtt::start_with_vendors(ctx.clone(), section, vendors, shutdown.clone()).await?;
+        let devices = config
+            .devices
+            .iter()
+            .filter(|d| d.speaks_mqtt())
+            .map(|d| d.id.clone())
+            .collect();
+        let (addr, tx) =
+            adapters::mqtt::start_with_vendors(ctx.clone(), section, vendors, devices, shutdown.clone()).await?;
+        mqtt_addr = Some(addr);
         for d in config.devices.iter().filter(|d| d.speaks_mqtt()) {
             commands.insert(&d.id, tx.clone());
         }

@@ -20,7 +20,7 @@ struct Args {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     // Logs by RUST_LOG; OpenTelemetry export only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
-    let telemetry = gatehouse_gateway::telemetry::init("gatehouse-gateway", "info,rumqttd=warn");
+    let telemetry = gatehouse_gateway::telemetry::init("gatehouse-gateway", "info");
     let args = Args::parse();
     raise_descriptor_limit();
     let config = gatehouse_gateway::config::Config::load(&args.config)

@@ -66,6 +66,80 @@ impl UplinkRejection {
     }
 }
 
+/// Why the MQTT server refused a connection (the CONNACK code, or a close before it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MqttRefusal {
+    /// `mqtt.max_pending_connections` TCP connections were already waiting for CONNECT.
+    PendingCap,
+    /// `mqtt.max_connections_per_ip` reached for the source address.
+    PerIpCap,
+    /// `mqtt.max_connections` clients that are not configured devices already connected
+    /// (CONNACK 0x03, server unavailable).
+    ConnectionCap,
+    /// Not MQTT 3.1.1 (CONNACK 0x01).
+    BadProtocol,
+    /// An empty client id without clean session, or one that is not UTF-8 (CONNACK 0x02).
+    IdentifierRejected,
+}
+
+impl MqttRefusal {
+    pub const ALL: [MqttRefusal; 5] = [
+        MqttRefusal::PendingCap,
+        MqttRefusal::PerIpCap,
+        MqttRefusal::ConnectionCap,
+        MqttRefusal::BadProtocol,
+        MqttRefusal::IdentifierRejected,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MqttRefusal::PendingCap => "pending_cap",
+            MqttRefusal::PerIpCap => "per_ip_cap",
+            MqttRefusal::ConnectionCap => "connection_cap",
+            MqttRefusal::BadProtocol => "bad_protocol",
+            MqttRefusal::IdentifierRejected => "identifier_rejected",
+        }
+    }
+}
+
+/// Why the MQTT server closed a connection it had accepted (closes by the client are not
+/// counted here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MqttClose {
+    /// No CONNECT within `mqtt.connect_timeout_ms`.
+    ConnectTimeout,
+    /// Nothing received for 1.5 × the client's keep-alive (or `mqtt.idle_timeout_s`).
+    KeepAlive,
+    /// A packet over `mqtt.max_packet_bytes`.
+    PacketTooLarge,
+    /// Bytes that are not an MQTT 3.1.1 packet, or a packet out of place.
+    Malformed,
+    /// Another connection took the client id over (MQTT session takeover).
+    TakenOver,
+    /// The outbox writer stopped (shutdown).
+    IntakeStopped,
+}
+
+impl MqttClose {
+    pub const ALL: [MqttClose; 6] = [
+        MqttClose::ConnectTimeout,
+        MqttClose::KeepAlive,
+        MqttClose::PacketTooLarge,
+        MqttClose::Malformed,
+        MqttClose::TakenOver,
+        MqttClose::IntakeStopped,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MqttClose::ConnectTimeout => "connect_timeout",
+            MqttClose::KeepAlive => "keep_alive",
+            MqttClose::PacketTooLarge => "packet_too_large",
+            MqttClose::Malformed => "malformed",
+            MqttClose::TakenOver => "taken_over",
+            MqttClose::IntakeStopped => "intake_stopped",
+        }
+    }
+}
+
 /// Kinds of Modbus failure, counted apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ModbusFailure {
@@ -96,6 +170,18 @@ impl ModbusFailure {
 pub struct Metrics {
     pub mqtt_accepted: AtomicU64,
     mqtt_rejected: [AtomicU64; RejectReason::ALL.len()],
+    mqtt_refused: [AtomicU64; MqttRefusal::ALL.len()],
+    mqtt_closed: [AtomicU64; MqttClose::ALL.len()],
+    /// Open MQTT connections (pending CONNECT included).
+    pub mqtt_connections: AtomicU64,
+    /// QoS 1/2 publishes waiting for their outbox commit (and so for their PUBACK).
+    pub mqtt_awaiting_commit: AtomicU64,
+    /// The longest a publish has waited for its commit, since start (ms).
+    pub mqtt_commit_wait_max_ms: AtomicU64,
+    /// Publishes with the retain flag: handled as any publish, never stored as retained.
+    pub mqtt_retained_ignored: AtomicU64,
+    /// Last wills handled as the device's publish after an abnormal close.
+    pub mqtt_wills: AtomicU64,
     pub outbox_appended: AtomicU64,
     pub outbox_depth: AtomicU64,
     pub outbox_shed: AtomicU64,
@@ -147,6 +233,22 @@ impl Metrics {
 
     pub fn uplink_rejections(&self, reason: UplinkRejection) -> u64 {
         self.uplink_rejected[reason as usize].load(Relaxed)
+    }
+
+    pub fn mqtt_refused(&self, why: MqttRefusal) {
+        self.mqtt_refused[why as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn mqtt_refusals(&self, why: MqttRefusal) -> u64 {
+        self.mqtt_refused[why as usize].load(Relaxed)
+    }
+
+    pub fn mqtt_closed(&self, why: MqttClose) {
+        self.mqtt_closed[why as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn mqtt_closes(&self, why: MqttClose) -> u64 {
+        self.mqtt_closed[why as usize].load(Relaxed)
     }
 
     pub fn modbus_failure(&self, kind: ModbusFailure) {
@@ -248,6 +350,30 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
+            "# HELP gatehouse_gateway_mqtt_refused_total MQTT connections refused, by reason.\n# TYPE gatehouse_gateway_mqtt_refused_total counter"
+        );
+        for r in MqttRefusal::ALL {
+            let _ = writeln!(
+                out,
+                "gatehouse_gateway_mqtt_refused_total{{reason=\"{}\"}} {}",
+                r.as_str(),
+                self.mqtt_refusals(r)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP gatehouse_gateway_mqtt_closed_total MQTT connections closed by the gateway, by reason.\n# TYPE gatehouse_gateway_mqtt_closed_total counter"
+        );
+        for r in MqttClose::ALL {
+            let _ = writeln!(
+                out,
+                "gatehouse_gateway_mqtt_closed_total{{reason=\"{}\"}} {}",
+                r.as_str(),
+                self.mqtt_closes(r)
+            );
+        }
+        let _ = writeln!(
+            out,
             "# HELP gatehouse_gateway_modbus_failures_total Failed Modbus requests, by kind.\n# TYPE gatehouse_gateway_modbus_failures_total counter"
         );
         for f in ModbusFailure::ALL {
@@ -304,6 +430,16 @@ impl Metrics {
             self.events_oversized.load(Relaxed),
         );
         counter(
+            "gatehouse_gateway_mqtt_retained_ignored_total",
+            "MQTT publishes with the retain flag (handled as any publish; nothing is retained).",
+            self.mqtt_retained_ignored.load(Relaxed),
+        );
+        counter(
+            "gatehouse_gateway_mqtt_wills_total",
+            "MQTT last wills handled as the device's publish after an abnormal close.",
+            self.mqtt_wills.load(Relaxed),
+        );
+        counter(
             "gatehouse_gateway_fire_zone_changes_total",
             "Zone-state changes read from Modbus fire panels.",
             self.fire_zone_changes.load(Relaxed),
@@ -315,6 +451,21 @@ impl Metrics {
             "gatehouse_gateway_outbox_depth",
             "Events in the outbox not yet acknowledged by the hub.",
             self.outbox_depth.load(Relaxed),
+        );
+        gauge(
+            "gatehouse_gateway_mqtt_connections",
+            "Open MQTT connections (those still waiting for CONNECT included).",
+            self.mqtt_connections.load(Relaxed),
+        );
+        gauge(
+            "gatehouse_gateway_mqtt_awaiting_commit",
+            "MQTT publishes waiting for their outbox commit, and so for their PUBACK.",
+            self.mqtt_awaiting_commit.load(Relaxed),
+        );
+        gauge(
+            "gatehouse_gateway_mqtt_commit_wait_max_ms",
+            "Longest an MQTT publish has waited for its outbox commit since start (ms).",
+            self.mqtt_commit_wait_max_ms.load(Relaxed),
         );
         gauge(
             "gatehouse_gateway_uplink_connected",

@@ -17,10 +17,10 @@ use sqlx::{
     Row, SqlitePool,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::Metrics;
+use crate::{health::Check, metrics::Metrics};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
@@ -86,6 +86,66 @@ pub struct Outbox {
 }
 
 const ACKED_KEY: &str = "acked_through";
+
+/// A write transaction whose failure cannot leave the file locked. After a failed COMMIT
+/// (disk full) SQLite keeps the transaction open; sqlx would pool the connection with it
+/// and its write lock, and every later write would fail with "database is locked" long
+/// after space returned. So a transaction that does not commit closes its connection
+/// (which rolls it back) instead of going back to the pool. `BEGIN IMMEDIATE` takes the
+/// write lock up front, so no read transaction has to upgrade (and fail) half-way.
+struct WriteTx {
+    conn: sqlx::pool::PoolConnection<sqlx::Sqlite>,
+    committed: bool,
+}
+
+impl WriteTx {
+    async fn begin(pool: &SqlitePool, op: &'static str) -> Result<Self, OutboxError> {
+        let mut conn = pool.acquire().await.map_err(db(op))?;
+        if let Err(e) = sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await {
+            conn.close_on_drop();
+            return Err(db(op)(e));
+        }
+        Ok(Self { conn, committed: false })
+    }
+
+    async fn commit(mut self, op: &'static str) -> Result<(), OutboxError> {
+        match sqlx::raw_sql("COMMIT").execute(&mut *self.conn).await {
+            Ok(_) => {
+                self.committed = true;
+                Ok(())
+            }
+            Err(e) => {
+                // Roll back here, so that the connection is clean when it goes back to the
+                // pool; if even that fails, Drop closes it.
+                if sqlx::raw_sql("ROLLBACK").execute(&mut *self.conn).await.is_ok() {
+                    self.committed = true;
+                }
+                Err(db(op)(e))
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::SqliteConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.conn
+    }
+}
+
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        if !self.committed {
+            self.conn.close_on_drop();
+        }
+    }
+}
 
 impl Outbox {
     pub async fn open(path: &Path, max_events: u64, metrics: Arc<Metrics>) -> Result<Self, OutboxError> {
@@ -172,7 +232,7 @@ impl Outbox {
         let mut write = self.write.lock().await;
         let depth = self.metrics.outbox_depth.load(Relaxed);
         let mut over = (depth + events.len() as u64).saturating_sub(self.max_events);
-        let mut tx = self.pool.begin().await.map_err(db("begin append"))?;
+        let mut tx = WriteTx::begin(&self.pool, "begin append").await?;
         let mut shed_old = 0u64;
         // Make room by dropping the oldest sheddable rows, readings first.
         for class in [ShedClass::Reading, ShedClass::Information] {
@@ -210,7 +270,7 @@ impl Outbox {
             last = seq as u64;
             stored += 1;
         }
-        tx.commit().await.map_err(db("commit append"))?;
+        tx.commit("commit append").await?;
         let m = &self.metrics;
         m.outbox_appended.fetch_add(stored as u64, Relaxed);
         let shed = shed_old + shed_new;
@@ -282,7 +342,7 @@ impl Outbox {
     }
 
     async fn ack_through_locked(&self, seq: u64) -> Result<(), OutboxError> {
-        let mut tx = self.pool.begin().await.map_err(db("begin ack"))?;
+        let mut tx = WriteTx::begin(&self.pool, "begin ack").await?;
         let r = sqlx::query("DELETE FROM outbox WHERE seq <= $1")
             .bind(seq as i64)
             .execute(&mut *tx)
@@ -294,7 +354,7 @@ impl Outbox {
             .execute(&mut *tx)
             .await
             .map_err(db("recording the ack"))?;
-        tx.commit().await.map_err(db("commit ack"))?;
+        tx.commit("commit ack").await?;
         let gone = r.rows_affected();
         self.metrics.uplink_acked.fetch_add(gone, Relaxed);
         let _ = self
@@ -333,7 +393,7 @@ impl Outbox {
             ours,
             "the hub has seen sequence numbers this outbox never gave: renumbering pending events past them"
         );
-        let mut tx = self.pool.begin().await.map_err(db("begin renumber"))?;
+        let mut tx = WriteTx::begin(&self.pool, "begin renumber").await?;
         // Two steps through negative keys, so no renumbered row collides with an old one.
         sqlx::query("UPDATE outbox SET seq = -(seq + $1)")
             .bind(offset)
@@ -365,7 +425,7 @@ impl Outbox {
         .execute(&mut *tx)
         .await
         .map_err(db("recording the ack"))?;
-        tx.commit().await.map_err(db("commit renumber"))?;
+        tx.commit("commit renumber").await?;
         self.committed.send_replace(moved_to as u64);
         Ok(())
     }
@@ -376,7 +436,7 @@ impl Outbox {
     pub async fn dead_letter(&self, seq: u64, reason: &str) -> Result<bool, OutboxError> {
         let _write = self.write.lock().await;
         let seq = to_i64(seq)?;
-        let mut tx = self.pool.begin().await.map_err(db("begin dead letter"))?;
+        let mut tx = WriteTx::begin(&self.pool, "begin dead letter").await?;
         let moved = sqlx::query(
             "INSERT OR REPLACE INTO dead_letter (seq, event, reason, at_ms) SELECT seq, event, $2, $3 FROM outbox WHERE seq = $1",
         )
@@ -391,7 +451,7 @@ impl Outbox {
             .execute(&mut *tx)
             .await
             .map_err(db("setting an event aside"))?;
-        tx.commit().await.map_err(db("commit dead letter"))?;
+        tx.commit("commit dead letter").await?;
         let gone = moved.rows_affected();
         let _ = self
             .metrics
@@ -427,24 +487,71 @@ pub fn batch_bytes(event: &pb::Event) -> usize {
     1 + prost::length_delimiter_len(len) + len
 }
 
-/// Moves events from the adapters' queue into the outbox, many to a transaction. On a
-/// failed write (disk full, I/O) it keeps the batch and retries: nothing is dropped, and
-/// the full queue pushes back on the adapters meanwhile.
-pub async fn run_writer(outbox: Outbox, mut rx: mpsc::Receiver<pb::Event>, shutdown: CancellationToken) {
+/// One event handed to the writer, with whoever waits for its commit.
+pub struct Append {
+    pub event: pb::Event,
+    /// Completed once the transaction holding the event has committed (or the event was shed
+    /// from a full outbox: taken, like a reading dropped on arrival). Dropped unanswered when
+    /// the writer stops first, so a waiter learns that the event was not stored.
+    pub committed: Option<oneshot::Sender<()>>,
+}
+
+impl From<pb::Event> for Append {
+    fn from(event: pb::Event) -> Self {
+        Self { event, committed: None }
+    }
+}
+
+/// Moves events from the adapters' queue into the outbox, many to a transaction (group
+/// commit), and completes every waiter of a transaction after its commit. On a failed write
+/// (disk full, I/O) it keeps the batch and retries: nothing is dropped, waiters keep
+/// waiting, and the full queue pushes back on the adapters meanwhile. `check` (e.g.
+/// `outbox.writer`) fails while writes fail, naming the error.
+pub async fn run_writer(
+    outbox: Outbox,
+    mut rx: mpsc::Receiver<Append>,
+    check: Option<Check>,
+    shutdown: CancellationToken,
+) {
     const MAX_BATCH: usize = 2_000;
-    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut batch: Vec<Append> = Vec::with_capacity(MAX_BATCH);
+    let mut events: Vec<pb::Event> = Vec::with_capacity(MAX_BATCH);
+    let mut failing_since: Option<std::time::Instant> = None;
     loop {
         if batch.is_empty() {
             tokio::select! {
                 n = rx.recv_many(&mut batch, MAX_BATCH) => if n == 0 { break },
                 _ = shutdown.cancelled() => break,
             }
+            // The events move into `events` for the append; the waiters stay in `batch`.
+            events.clear();
+            events.extend(batch.iter_mut().map(|a| std::mem::take(&mut a.event)));
         }
-        match outbox.append(&batch).await {
-            Ok(_) => batch.clear(),
+        match outbox.append(&events).await {
+            Ok(_) => {
+                for a in batch.drain(..) {
+                    if let Some(done) = a.committed {
+                        let _ = done.send(());
+                    }
+                }
+                if let Some(since) = failing_since.take() {
+                    tracing::info!(
+                        failed_for_s = since.elapsed().as_secs(),
+                        "outbox writes succeed again; waiting events committed"
+                    );
+                }
+                if let Some(c) = &check {
+                    c.ok();
+                }
+            }
             Err(e) => {
                 outbox.metrics.outbox_write_errors.fetch_add(1, Relaxed);
-                tracing::error!(error = %e, pending = batch.len(), "outbox write failed; retrying in 1 s");
+                failing_since.get_or_insert_with(std::time::Instant::now);
+                tracing::error!(error = %e, pending = events.len(),
+                    "outbox write failed (disk full? I/O error?); nothing is acknowledged to devices until it succeeds; retrying in 1 s");
+                if let Some(c) = &check {
+                    c.fail(format!("outbox writes fail: {e}"));
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                     _ = shutdown.cancelled() => break,
@@ -454,11 +561,27 @@ pub async fn run_writer(outbox: Outbox, mut rx: mpsc::Receiver<pb::Event>, shutd
     }
     // Drain what the adapters already handed over before stopping.
     rx.close();
+    if !batch.is_empty() {
+        finish(&outbox, &events, batch.drain(..)).await;
+    }
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        if let Err(e) = outbox.append(&batch).await {
-            tracing::error!(error = %e, lost = batch.len(), "outbox write failed during shutdown");
+        events.clear();
+        events.extend(batch.iter_mut().map(|a| std::mem::take(&mut a.event)));
+        finish(&outbox, &events, batch.drain(..)).await;
+    }
+}
+
+/// One last append at shutdown; waiters are told only when it committed.
+async fn finish(outbox: &Outbox, events: &[pb::Event], waiters: impl Iterator<Item = Append>) {
+    match outbox.append(events).await {
+        Ok(_) => {
+            for a in waiters {
+                if let Some(done) = a.committed {
+                    let _ = done.send(());
+                }
+            }
         }
-        batch.clear();
+        Err(e) => tracing::error!(error = %e, lost = events.len(), "outbox write failed during shutdown"),
     }
 }
 

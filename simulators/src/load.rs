@@ -1307,14 +1307,7 @@ impl LoadReport {
             );
             for p in &g.log_problems {
                 let short: String = p.message.chars().take(100).collect();
-                // rumqttd logs a TCP connection that sends no CONNECT as an error: the
-                // gateway's own readiness probe and this driver's make two.
-                let note = if p.message.contains("Error while handling MQTT connect packet") && p.count <= 2 {
-                    " (TCP readiness probes)"
-                } else {
-                    ""
-                };
-                let _ = writeln!(s, "  {:<12} log {:<5} x{:<5} {short}{note}", "", p.level, p.count);
+                let _ = writeln!(s, "  {:<12} log {:<5} x{:<5} {short}", "", p.level, p.count);
             }
         }
         let _ = writeln!(

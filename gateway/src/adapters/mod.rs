@@ -16,12 +16,12 @@ use std::{collections::HashMap, sync::Arc};
 use gatehouse_proto as pb;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{health::Health, metrics::Metrics, registry::Registry};
+use crate::{health::Health, metrics::Metrics, outbox, registry::Registry};
 
 /// Where adapters put translated events: the queue in front of the outbox writer.
 #[derive(Clone)]
 pub struct EventSink {
-    tx: mpsc::Sender<pb::Event>,
+    tx: SinkTx,
     size: Option<SizeLimit>,
 }
 
@@ -59,16 +59,45 @@ pub fn check_event_size(event: &pb::Event, limit: usize) -> Result<(), Oversized
     Ok(())
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone)]
+enum SinkTx {
+    /// The outbox writer: [`EventSink::commit`] waits for the transaction.
+    Writer(mpsc::Sender<outbox::Append>),
+    /// A bare queue (tests, tools): nothing commits, so `commit` returns once queued.
+    Queue(mpsc::Sender<pb::Event>),
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("the outbox writer has stopped; event {event_id} from {device_id} was not stored")]
 pub struct SinkClosed {
     pub event_id: String,
     pub device_id: String,
 }
 
+impl SinkClosed {
+    fn of(event: &pb::Event) -> Self {
+        Self {
+            event_id: event.event_id.clone(),
+            device_id: event.device_id.clone(),
+        }
+    }
+}
+
 impl EventSink {
+    /// A sink that only queues (for tests and tools that read the events themselves).
     pub fn new(tx: mpsc::Sender<pb::Event>) -> Self {
-        Self { tx, size: None }
+        Self {
+            tx: SinkTx::Queue(tx),
+            size: None,
+        }
+    }
+
+    /// The sink in front of [`outbox::run_writer`].
+    pub fn to_writer(tx: mpsc::Sender<outbox::Append>) -> Self {
+        Self {
+            tx: SinkTx::Writer(tx),
+            size: None,
+        }
     }
 
     /// Refuses events larger than `max_bytes` (counted in `events_oversized`).
@@ -109,10 +138,71 @@ impl EventSink {
         if self.admit(&event).is_err() {
             return Ok(());
         }
-        self.tx.send(event).await.map_err(|e| SinkClosed {
-            event_id: e.0.event_id,
-            device_id: e.0.device_id,
-        })
+        match &self.tx {
+            SinkTx::Writer(tx) => tx.send(event.into()).await.map_err(|e| SinkClosed::of(&e.0.event)),
+            SinkTx::Queue(tx) => tx.send(event).await.map_err(|e| SinkClosed::of(&e.0)),
+        }
+    }
+
+    /// Hands `event` to the outbox and returns once the transaction holding it has
+    /// committed: whoever acknowledges the event to a device (a PUBACK) does so after this.
+    /// Waits while the queue is full, and for as long as the outbox cannot write.
+    pub async fn commit(&self, event: pb::Event) -> Result<(), SinkClosed> {
+        self.enqueue(event).await?.wait().await
+    }
+
+    /// The first half of [`commit`](Self::commit): queues `event` (waiting while the queue
+    /// is full) and returns what to wait on for its commit. Events enqueued one after the
+    /// other are committed in that order, whenever their waits are polled.
+    /// An oversized event is refused by [`EventSink::admit`] (counted, logged) and its
+    /// `Commit` is complete at once: MQTT 3.1.1 has no negative acknowledgement.
+    pub async fn enqueue(&self, event: pb::Event) -> Result<Commit, SinkClosed> {
+        let closed = SinkClosed::of(&event);
+        if self.admit(&event).is_err() {
+            return Ok(Commit {
+                committed: None,
+                closed,
+            });
+        }
+        match &self.tx {
+            SinkTx::Writer(tx) => {
+                let (done, committed) = oneshot::channel();
+                tx.send(outbox::Append {
+                    event,
+                    committed: Some(done),
+                })
+                .await
+                .map_err(|_| closed.clone())?;
+                Ok(Commit {
+                    committed: Some(committed),
+                    closed,
+                })
+            }
+            SinkTx::Queue(tx) => {
+                tx.send(event).await.map_err(|_| closed.clone())?;
+                Ok(Commit {
+                    committed: None,
+                    closed,
+                })
+            }
+        }
+    }
+}
+
+/// An enqueued event's commit, to wait on.
+pub struct Commit {
+    committed: Option<oneshot::Receiver<()>>,
+    closed: SinkClosed,
+}
+
+impl Commit {
+    /// Returns once the event's transaction committed; an error when the writer stopped
+    /// before it could.
+    pub async fn wait(self) -> Result<(), SinkClosed> {
+        match self.committed {
+            Some(rx) => rx.await.map_err(|_| self.closed),
+            None => Ok(()),
+        }
     }
 }
 

@@ -1,22 +1,23 @@
 //! MQTT device profile v1 (DESIGN §4.2): door controllers, intercoms and fire panels publish
-//! into the gateway's embedded broker; this adapter reads them through the broker's
-//! in-process link, translates them and hands them to the outbox, and publishes commands.
+//! to the gateway's own MQTT server (`server.rs`, which states its contract: a PUBACK follows
+//! the outbox commit); each publish is translated here and handed to the outbox, and
+//! commands go out to the devices' command topics.
 
-pub mod broker;
+pub mod codec;
+mod connection;
+pub mod limits;
+pub mod server;
 pub mod translate;
 pub mod vendor;
 
 use std::{
-    collections::HashMap,
-    sync::atomic::Ordering::Relaxed,
+    collections::{HashMap, HashSet},
+    net::SocketAddr,
+    sync::{Arc, Mutex, atomic::Ordering::Relaxed},
     time::{Duration, Instant},
 };
 
 use gatehouse_proto as pb;
-use rumqttd::{
-    Notification,
-    local::{LinkRx, LinkTx},
-};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -33,52 +34,40 @@ const DEFAULT_COMMAND_WAIT: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 pub enum MqttError {
     #[error(transparent)]
-    Broker(#[from] broker::BrokerError),
-    #[error("subscribing the gateway's link to {filter}: {detail}")]
-    Subscribe { filter: String, detail: String },
+    Server(#[from] server::ServerError),
 }
 
-/// Starts the broker and the adapter task; returns the channel that takes commands for any
-/// MQTT device.
+/// Starts the MQTT server and the command task; returns the bound address and the channel
+/// that takes commands for any MQTT device.
 pub async fn start(
     ctx: AdapterContext,
     section: MqttSection,
     shutdown: CancellationToken,
-) -> Result<CommandTx, MqttError> {
-    start_with_vendors(ctx, section, VendorRouter::default(), shutdown).await
+) -> Result<(SocketAddr, CommandTx), MqttError> {
+    start_with_vendors(ctx, section, VendorRouter::default(), HashSet::new(), shutdown).await
 }
 
-/// [`start`], also reading the vendor JSON topics of `vendors` (see [`vendor`]).
+/// [`start`], also reading the vendor JSON topics of `vendors` (see [`vendor`]); `devices`
+/// are the client ids of the configured MQTT devices, which always have room to connect.
 pub async fn start_with_vendors(
     ctx: AdapterContext,
     section: MqttSection,
     vendors: VendorRouter,
+    devices: HashSet<String>,
     shutdown: CancellationToken,
-) -> Result<CommandTx, MqttError> {
-    let (mut link_tx, link_rx) = broker::start(&section).await?;
-    let profile = [
-        "gatehouse/v1/+/event",
-        "gatehouse/v1/+/status",
-        "gatehouse/v1/+/command/result",
-    ];
-    let vendor_filters = vendors.topics.iter().map(|(f, _)| f.as_str());
-    for filter in profile.into_iter().chain(vendor_filters) {
-        link_tx.subscribe(filter).map_err(|e| MqttError::Subscribe {
-            filter: filter.into(),
-            detail: e.to_string(),
-        })?;
-    }
-    let (cmd_tx, cmd_rx) = mpsc::channel(256);
-    let adapter = Adapter {
+) -> Result<(SocketAddr, CommandTx), MqttError> {
+    let intake = Arc::new(Intake {
         ctx,
         max_payload: section.max_payload_bytes,
-        link_tx,
-        pending: HashMap::new(),
-        log_limit: LogLimiter::default(),
+        pending: Mutex::default(),
+        log_limit: Mutex::default(),
         vendors,
-    };
-    tokio::spawn(adapter.run(link_rx, cmd_rx, shutdown));
-    Ok(cmd_tx)
+    });
+    let sessions = server::Sessions::default();
+    let addr = server::start(intake.clone(), section, sessions.clone(), devices, shutdown.clone()).await?;
+    let (cmd_tx, cmd_rx) = mpsc::channel(256);
+    tokio::spawn(run_commands(intake, sessions, cmd_rx, shutdown));
+    Ok((addr, cmd_tx))
 }
 
 struct Pending {
@@ -87,57 +76,41 @@ struct Pending {
     until: Instant,
 }
 
-struct Adapter {
+/// Translation of publishes into events, shared by every connection, and the commands
+/// awaiting their results.
+pub(crate) struct Intake {
     ctx: AdapterContext,
     max_payload: usize,
-    link_tx: LinkTx,
-    pending: HashMap<String, Pending>,
-    log_limit: LogLimiter,
+    pending: Mutex<HashMap<String, Pending>>,
+    log_limit: Mutex<LogLimiter>,
     vendors: VendorRouter,
 }
 
-impl Adapter {
-    async fn run(
-        mut self,
-        mut link_rx: LinkRx,
-        mut commands: mpsc::Receiver<CommandRequest>,
-        shutdown: CancellationToken,
-    ) {
-        let mut sweep = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                n = link_rx.next() => match n {
-                    Ok(Some(Notification::Forward(f))) => {
-                        if !self.on_publish(&f.publish.topic, &f.publish.payload).await {
-                            break;
-                        }
-                    }
-                    // The router pauses a link whose buffer filled; it must be woken or it
-                    // stops delivering.
-                    Ok(Some(Notification::Unschedule)) => {
-                        if let Err(e) = link_rx.wake().await {
-                            tracing::error!(error = %e, "waking the broker link failed; MQTT intake stops");
-                            break;
-                        }
-                    }
-                    // Acks and other notifications, or a wake-up with nothing in it: keep reading.
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::error!(error = %e, "the broker link closed; MQTT intake stops");
-                        break;
-                    }
-                },
-                Some(req) = commands.recv() => self.send_command(req),
-                _ = sweep.tick() => self.expire_commands(),
-            }
+async fn run_commands(
+    intake: Arc<Intake>,
+    sessions: server::Sessions,
+    mut commands: mpsc::Receiver<CommandRequest>,
+    shutdown: CancellationToken,
+) {
+    let mut sweep = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(req) = commands.recv() => intake.send_command(&sessions, req),
+            _ = sweep.tick() => intake.expire_commands(),
         }
     }
+}
 
-    /// Handles one publish; returns false when the outbox has stopped.
-    async fn on_publish(&mut self, topic: &[u8], payload: &[u8]) -> bool {
+impl Intake {
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Translates one publish: the event to store, or `None` when there is nothing to store
+    /// (a command result, completed here; or a rejection, counted and logged).
+    pub(crate) fn take(&self, topic: &str, payload: &[u8]) -> Option<pb::Event> {
         let received_ms = pb::now_ms();
-        let topic = String::from_utf8_lossy(topic);
         // The trace of this device message starts here; its context travels in the event.
         // Only when OpenTelemetry export is on: otherwise no span is made at all.
         let span = if crate::telemetry::enabled() {
@@ -145,7 +118,7 @@ impl Adapter {
         } else {
             tracing::Span::none()
         };
-        match span.in_scope(|| self.translate(&topic, payload, received_ms)) {
+        match span.in_scope(|| self.translate(topic, payload, received_ms)) {
             Ok(Some(mut event)) => {
                 if !span.is_none() {
                     span.record("device", event.device_id.as_str());
@@ -153,31 +126,28 @@ impl Adapter {
                     crate::telemetry::inject(&span, &mut event.trace_context);
                 }
                 self.ctx.metrics.mqtt_accepted.fetch_add(1, Relaxed);
-                if let Err(e) = self.ctx.sink.emit(event).await {
-                    tracing::error!(error = %e, "MQTT intake stops");
-                    return false;
-                }
+                Some(event)
             }
-            Ok(None) => {}
+            Ok(None) => None,
             Err((device, reject)) => {
                 self.ctx.metrics.reject(reject.reason);
-                if self.log_limit.allow(&device, Instant::now()) {
+                let log = self
+                    .log_limit
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .allow(&device, Instant::now());
+                if log {
                     tracing::warn!(device = %device, topic = %topic, reason = reject.reason.as_str(), detail = %reject.detail,
                         "rejected MQTT publish (further rejections from this device are counted, and logged at most once a minute)");
                 }
+                None
             }
         }
-        true
     }
 
     /// Returns the event to store, `None` for a command result, or the rejection with the
     /// device id it is logged under.
-    fn translate(
-        &mut self,
-        topic: &str,
-        payload: &[u8],
-        received_ms: i64,
-    ) -> Result<Option<pb::Event>, (String, Reject)> {
+    fn translate(&self, topic: &str, payload: &[u8], received_ms: i64) -> Result<Option<pb::Event>, (String, Reject)> {
         if !topic.starts_with("gatehouse/v1/") && !self.vendors.is_empty() {
             return self.translate_vendor(topic, payload, received_ms).map(Some);
         }
@@ -249,23 +219,19 @@ impl Adapter {
         Ok(self.ctx.registry.event(device, occurred_ms, received_ms, body))
     }
 
-    fn send_command(&mut self, req: CommandRequest) {
+    fn send_command(&self, sessions: &server::Sessions, req: CommandRequest) {
         let cmd = &req.command;
         let topic = format!("gatehouse/v1/{}/command", cmd.device_id);
-        if let Err(e) = self.link_tx.publish(topic, translate::encode_command(cmd)) {
-            let _ = req.reply.send(command_result(
-                cmd,
-                false,
-                format!("publishing the command failed: {e}"),
-            ));
-            return;
+        let delivered = sessions.deliver(&topic, translate::encode_command(cmd).into());
+        if delivered == 0 {
+            tracing::debug!(device = %cmd.device_id, "no connected client subscribes to the command topic; waiting for the deadline");
         }
         let wait = if cmd.deadline_ms > 0 {
             Duration::from_millis((cmd.deadline_ms - pb::now_ms()).max(0) as u64)
         } else {
             DEFAULT_COMMAND_WAIT
         };
-        self.pending.insert(
+        self.pending().insert(
             cmd.command_id.clone(),
             Pending {
                 until: Instant::now() + wait,
@@ -275,14 +241,15 @@ impl Adapter {
         );
     }
 
-    fn complete_command(&mut self, device_id: &str, reply: translate::CommandReply) {
-        match self.pending.remove(&reply.command_id) {
+    fn complete_command(&self, device_id: &str, reply: translate::CommandReply) {
+        let mut pending = self.pending();
+        match pending.remove(&reply.command_id) {
             Some(p) if p.command.device_id == device_id => {
                 let _ = p.reply.send(command_result(&p.command, reply.ok, reply.message));
             }
             Some(p) => {
                 tracing::warn!(device = device_id, command = %reply.command_id, "command result from a device the command was not for; ignored");
-                self.pending.insert(reply.command_id, p);
+                pending.insert(reply.command_id, p);
             }
             None => {
                 tracing::debug!(device = device_id, command = %reply.command_id, "result for an unknown or expired command")
@@ -290,16 +257,16 @@ impl Adapter {
         }
     }
 
-    fn expire_commands(&mut self) {
+    fn expire_commands(&self) {
         let now = Instant::now();
-        let expired: Vec<String> = self
-            .pending
+        let mut pending = self.pending();
+        let expired: Vec<String> = pending
             .iter()
             .filter(|(_, p)| p.until <= now)
             .map(|(k, _)| k.clone())
             .collect();
         for id in expired {
-            if let Some(p) = self.pending.remove(&id) {
+            if let Some(p) = pending.remove(&id) {
                 let _ = p
                     .reply
                     .send(command_result(&p.command, false, "the device did not answer in time"));
