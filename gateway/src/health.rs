@@ -152,7 +152,9 @@ impl Check {
             }
             match s.severity {
                 Severity::Live => tracing::error!(check = %self.name, reason = %reason, "health check fails"),
-                Severity::Ready => tracing::warn!(check = %self.name, reason = %reason, "health check fails"),
+                // Not ready is an expected state (at start, while a hub is down: the uplink logs
+                // its own failures); info, not a warning on every start.
+                Severity::Ready => tracing::info!(check = %self.name, reason = %reason, "not ready"),
             }
             s.failing = Some(reason);
         }
