@@ -2,11 +2,12 @@
 //! its outbox is lost or duplicated at the hub. Runs the real `gatehouse-gateway` binary
 //! against an in-process hub, with a real MQTT client publishing throughout.
 
+mod common;
+use common::{Gateway, free_addr, wait_until};
 use std::{
     collections::HashSet,
-    net::SocketAddr,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed},
@@ -18,9 +19,6 @@ use gatehouse_proto as pb;
 use prost::Message;
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 use sqlx::{Row, sqlite::SqliteConnectOptions};
-
-/// Kills the child on drop, so a failing assertion leaves no process behind.
-struct Gateway(Child);
 
 impl Gateway {
     fn spawn(config: &Path) -> Self {
@@ -39,27 +37,6 @@ impl Gateway {
         // std's kill() is SIGKILL on Unix: no flush, no graceful close.
         self.0.kill().expect("SIGKILL");
         self.0.wait().expect("reap");
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-}
-
-async fn wait_until<F: AsyncFnMut() -> bool>(what: &str, within: Duration, mut check: F) {
-    let deadline = tokio::time::Instant::now() + within;
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -6,6 +6,8 @@
 //! Needs `python3` with `paho-mqtt` (pip) and `mosquitto-clients` (apt); the disk-full case
 //! mounts a tmpfs (root, as here and in CI).
 
+mod common;
+use common::{Gateway, free_addr, wait_until};
 use std::{
     collections::HashSet,
     io::{Read, Write},
@@ -26,16 +28,6 @@ kind = "fire_panel"
 area = "block-1"
 "#;
 
-/// Kills the gateway on drop, so a failing assertion leaves no process behind.
-struct Gateway(Child);
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 struct Rig {
     _hub: gatehouse_hub::RunningHub,
     hub_db: PathBuf,
@@ -45,12 +37,6 @@ struct Rig {
     data: PathBuf,
     log: PathBuf,
     dir: PathBuf,
-}
-
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
 }
 
 /// A hub and a gateway with ten doors (`door-1` … `door-10`) and a fire panel (`fire-1`);
@@ -111,14 +97,6 @@ async fn rig(dir: &Path, data: PathBuf, mqtt_extra: &str) -> Rig {
     )
     .await;
     rig
-}
-
-async fn wait_until<F: AsyncFnMut() -> bool>(what: &str, within: Duration, mut check: F) {
-    let deadline = tokio::time::Instant::now() + within;
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 impl Rig {

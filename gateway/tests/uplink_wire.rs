@@ -2,11 +2,13 @@
 //! against an in-process hub (or a hand-written hub that misbehaves on purpose), a real MQTT
 //! client publishing, loopback ports chosen at run time.
 
+mod common;
+use common::{Gateway, free_addr, wait_until};
 use std::{
     net::SocketAddr,
     path::Path,
     pin::Pin,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering::Relaxed},
@@ -17,9 +19,6 @@ use std::{
 use gatehouse_proto::{self as pb, downlink, gateway_link_server::GatewayLink, uplink};
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 use tokio_stream::wrappers::ReceiverStream;
-
-/// Kills the child on drop, so a failing assertion leaves no process behind.
-struct Gateway(Child);
 
 impl Gateway {
     fn spawn(config: &Path) -> Self {
@@ -32,27 +31,6 @@ impl Gateway {
             .spawn()
             .expect("spawn gatehouse-gateway");
         Gateway(child)
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-}
-
-async fn wait_until<F: AsyncFnMut() -> bool>(what: &str, within: Duration, mut check: F) {
-    let deadline = tokio::time::Instant::now() + within;
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
