@@ -18,6 +18,7 @@ pub mod book;
 pub mod clock;
 pub mod config;
 pub mod engine;
+pub mod error;
 pub mod escalation;
 pub mod incidents;
 pub mod ingest;

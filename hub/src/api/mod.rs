@@ -32,7 +32,7 @@ use tracing::error;
 
 use crate::clock::Clock;
 use crate::config::EstateConfig;
-use crate::engine::OpError;
+use crate::error::OpError;
 use crate::ingest::{ActionError, LinkRegistry, WriterHandle};
 use crate::metrics::Metrics;
 use crate::notify::StreamEvent;

@@ -30,18 +30,7 @@ use crate::rules::RuleState;
 use crate::store::incidents::{TIMER_COLUMNS, TimerRow};
 use crate::store::{Conn, Context, Pool, StoreError};
 
-/// A refused operator action (the transaction goes on; nothing of the action is written).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum OpError {
-    #[error("{0}")]
-    NotFound(String),
-    /// 409: the action conflicts with the current state (illegal transition, step done).
-    #[error("{0}")]
-    Conflict(String),
-    /// 422: the request is well-formed but not acceptable (a reason missing, too long a shelve).
-    #[error("{0}")]
-    Unprocessable(String),
-}
+pub use crate::error::OpError;
 
 /// An operator action carried out by the writer.
 #[derive(Debug, Clone)]

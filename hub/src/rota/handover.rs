@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::model::{PostConfig, Slot};
 use crate::alarms::rfc3339;
-use crate::engine::OpError;
+use crate::error::OpError;
 use crate::store::{Conn, Context, StoreError};
 
 fn q<T>(r: Result<T, sqlx::Error>, what: &str) -> Result<T, StoreError> {

@@ -33,7 +33,7 @@ use serde_json::{Value, json};
 use tracing::{info, warn};
 
 use crate::alarms::{AlarmKey, Category, Priority, rfc3339};
-use crate::engine::OpError;
+use crate::error::OpError;
 use crate::escalation::{Recipient, Role};
 use crate::rules::Activation;
 use crate::store::{Conn, Context, Pool, StoreError};
