@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Deserialize;
 
@@ -345,16 +345,7 @@ pub struct PointRuleConfig {
     pub message: Option<String>,
 }
 
-/// Why a configuration could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read configuration file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("invalid configuration: {0}")]
-    Parse(#[from] toml::de::Error),
-    #[error("invalid configuration: {key}: {message}")]
-    Invalid { key: String, message: String },
-}
+pub use crate::error::ConfigError;
 
 fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
