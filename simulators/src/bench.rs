@@ -29,9 +29,10 @@ use serde::Serialize;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::{
-    load::{self, HubUnderTest},
-    scenario::EstateSpec,
+use crate::harness::{
+    gateway_stream::blast,
+    hub::{HubUnderTest, load_estates},
+    latency::Latency,
 };
 
 #[derive(Debug, Clone)]
@@ -57,11 +58,11 @@ pub struct BenchReport {
     pub offered_rate: f64,
     pub duration_s: f64,
     pub transport_events_per_s: f64,
-    pub transport_ack_ms: load::Latency,
+    pub transport_ack_ms: Latency,
     pub storage_rows_per_s: f64,
     pub rows_per_commit: usize,
     pub hub_events_per_s: f64,
-    pub hub_ack_ms: load::Latency,
+    pub hub_ack_ms: Latency,
     pub hub_cpu_percent: Option<f64>,
     /// The hub's ingest over the lower of the two limits.
     pub hub_share_of_limit: f64,
@@ -84,7 +85,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         opts.streams
     );
     let (url, stop) = null_server().await?;
-    let transport = load::blast(&url, opts.streams, opts.rate, opts.duration, opts.grpc_batch).await?;
+    let transport = blast(&url, opts.streams, opts.rate, opts.duration, opts.grpc_batch).await?;
     stop.cancel();
     let transport_rate = transport.acked_in_window as f64 / transport.window_s;
     println!("  {transport_rate:.0} events/s acknowledged");
@@ -100,13 +101,11 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
 
     // 3. The hub's real ingest.
     println!("bench 3/4: gatehouse-hub ingest, {} streams …", opts.streams);
-    let estates: Vec<EstateSpec> = (0..opts.streams)
-        .map(|i| EstateSpec::new(&format!("load-{i}"), &format!("Load estate {i}")))
-        .collect();
+    let estates = load_estates(opts.streams);
     let mut hub = HubUnderTest::child(opts.hub_bin.as_deref(), &dir, &estates).await?;
     let cpu0 = hub.cpu_s();
     let t0 = Instant::now();
-    let ingest = load::blast(&hub.grpc_url, opts.streams, opts.rate, opts.duration, opts.grpc_batch).await?;
+    let ingest = blast(&hub.grpc_url, opts.streams, opts.rate, opts.duration, opts.grpc_batch).await?;
     hub.sample()?;
     let hub_cpu_percent = match (cpu0, hub.cpu_s()) {
         (Some(a), Some(b)) => Some((b - a) / t0.elapsed().as_secs_f64() * 100.0),

@@ -26,9 +26,18 @@ use tokio_modbus::{ExceptionCode, Request, Response, server::Service, server::tc
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    load::{
-        GatewayProcess, HubUnderTest, LogProblem, Progress, locate_gateway_binary, log_problems, mib, prepare_data_dir,
-        proc_cpu_s, proc_status, process_figures, scrape, spawn_sigterm_listener, toml_str,
+    harness::{
+        binaries::locate_gateway_binary,
+        data_dir::prepare_data_dir,
+        gateway_process::GatewayProcess,
+        hub::HubUnderTest,
+        logs::{LogProblem, log_problems},
+        metrics::scrape,
+        procfs::{proc_cpu_s, proc_status, process_figures, threads},
+        progress::Progress,
+        report::mib,
+        signals::spawn_sigterm_listener,
+        toml::toml_str,
     },
     net::free_local_addr,
     scenario::EstateSpec,
@@ -509,13 +518,6 @@ async fn counters(client: &reqwest::Client, http: SocketAddr) -> Option<Counters
         appended: get("gatehouse_gateway_outbox_appended_total"),
         acked: get("gatehouse_gateway_uplink_acked_total"),
     })
-}
-
-fn threads(pid: u32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Runs the Modbus load and returns its figures.
