@@ -45,75 +45,12 @@ enum Command {
     /// Baselines in one run: raw tonic streaming (no persistence), batched SQLite inserts,
     /// the hub's real ingest (and its share of the lower limit); MQTT through the embedded
     /// rumqttd and through Mosquitto on 127.0.0.1:1883 when one answers there.
-    Bench {
-        /// Synthetic gateway streams.
-        #[arg(long, default_value_t = 1000)]
-        streams: usize,
-        /// Events per second offered in total (above what the hub can take, to find it).
-        #[arg(long, default_value_t = 150000.0)]
-        rate: f64,
-        /// Length of each phase.
-        #[arg(long, default_value = "15s", value_parser = parse_duration)]
-        duration: Duration,
-        #[arg(long, default_value = "50ms", value_parser = parse_duration)]
-        grpc_batch: Duration,
-        /// Rows per transaction in the storage phase.
-        #[arg(long, default_value_t = 5000)]
-        rows_per_commit: usize,
-        #[arg(long, default_value_t = 20)]
-        mqtt_clients: usize,
-        #[arg(long, default_value_t = 2000)]
-        mqtt_messages: usize,
-        /// The gatehouse-hub binary; default: the one next to this executable.
-        #[arg(long)]
-        hub_bin: Option<PathBuf>,
-        /// Also write the report as JSON to this file.
-        #[arg(long)]
-        json: Option<PathBuf>,
-    },
+    Bench(bench::cli::BenchArgs),
     /// One `gatehouse-gateway` process polling N simulated Modbus TCP servers (in this
     /// process) × P points, forwarding to a `gatehouse-hub` child: prints the gateway's CPU
     /// over a steady-state window (% of one core), memory, Modbus requests/s, events/s and
     /// failures.
-    ModbusLoad {
-        /// Simulated Modbus servers (one listener and one gateway device each).
-        #[arg(long, default_value_t = 500)]
-        devices: usize,
-        /// Points per device: half holding registers, a quarter input registers, the rest
-        /// discrete inputs; every third register point an f32.
-        #[arg(long, default_value_t = 30)]
-        points: usize,
-        /// The gateway's poll interval per device, in ms.
-        #[arg(long, default_value_t = 1000)]
-        poll_ms: u64,
-        /// The gateway's Modbus request timeout, in ms.
-        #[arg(long, default_value_t = 1000)]
-        timeout_ms: u64,
-        /// The measured steady-state window.
-        #[arg(long, default_value = "60s", value_parser = parse_duration)]
-        duration: Duration,
-        /// Wait after every device answered once, before the window opens.
-        #[arg(long, default_value = "10s", value_parser = parse_duration)]
-        warmup: Duration,
-        /// Share of the points that change beyond their deadband each second (0–1).
-        #[arg(long, default_value_t = 0.05)]
-        change: f64,
-        /// The gateway's full refresh interval (`[modbus] refresh_s`).
-        #[arg(long, default_value_t = 60)]
-        refresh_s: u64,
-        /// Where the hub database and the gateway outbox go; default: a temporary directory.
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        /// The gatehouse-gateway binary; default: the one next to this executable.
-        #[arg(long)]
-        gateway_bin: Option<PathBuf>,
-        /// The gatehouse-hub binary; default: the one next to this executable.
-        #[arg(long)]
-        hub_bin: Option<PathBuf>,
-        /// Also write the report as JSON to this file.
-        #[arg(long)]
-        json: Option<PathBuf>,
-    },
+    ModbusLoad(modbus_load::cli::ModbusLoadArgs),
     /// A door controller with background traffic, connected to a gateway's broker.
     Door {
         #[arg(long)]
@@ -230,85 +167,8 @@ async fn main() -> anyhow::Result<()> {
             .await
         }
         Command::Load(args) => load::cli::command(args, stop).await,
-        Command::Bench {
-            streams,
-            rate,
-            duration,
-            grpc_batch,
-            rows_per_commit,
-            mqtt_clients,
-            mqtt_messages,
-            hub_bin,
-            json,
-        } => {
-            let report = bench::run(bench::BenchOptions {
-                streams,
-                rate,
-                duration,
-                grpc_batch,
-                rows_per_commit,
-                mqtt_clients,
-                mqtt_messages,
-                hub_bin,
-                data_dir: None,
-            })
-            .await?;
-            print!("{}", report.render());
-            if let Some(path) = json {
-                let text = serde_json::to_string_pretty(&report).context("encoding the report as JSON")?;
-                std::fs::write(&path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
-                println!("report written to {}", path.display());
-            }
-            Ok(())
-        }
-        Command::ModbusLoad {
-            devices,
-            points,
-            poll_ms,
-            timeout_ms,
-            duration,
-            warmup,
-            change,
-            refresh_s,
-            data_dir,
-            gateway_bin,
-            hub_bin,
-            json,
-        } => {
-            let report = modbus_load::run(
-                modbus_load::ModbusLoadOptions {
-                    devices,
-                    points,
-                    poll: Duration::from_millis(poll_ms),
-                    timeout: Duration::from_millis(timeout_ms),
-                    duration,
-                    warmup,
-                    change,
-                    refresh_s,
-                    data_dir,
-                    gateway_bin,
-                    hub_bin,
-                },
-                stop,
-            )
-            .await?;
-            print!("{}", report.render());
-            if let Some(path) = json {
-                let text = serde_json::to_string_pretty(&report).context("encoding the report as JSON")?;
-                std::fs::write(&path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
-                println!("report written to {}", path.display());
-            }
-            if !report.clean() {
-                anyhow::bail!(
-                    "{} Modbus failures, {} devices offline, {} of {} events acknowledged",
-                    report.failures,
-                    report.devices_offline,
-                    report.uplink_acked,
-                    report.outbox_appended
-                );
-            }
-            Ok(())
-        }
+        Command::Bench(args) => bench::cli::command(args).await,
+        Command::ModbusLoad(args) => modbus_load::cli::command(args, stop).await,
         Command::Door { broker, id, rate } => {
             DoorController(MqttDevice::connect(broker, &id))
                 .background("door-1", rate, stop)
