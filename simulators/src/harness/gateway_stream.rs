@@ -1,6 +1,6 @@
 //! Synthetic gateways: `GatewayLink.Connect` streams that say Hello with their devices and
 //! send generated access events (and, when asked, forced doors) at a fixed rate, at most
-//! [`GRPC_WINDOW`] batches unacknowledged, timing each batch to the hub's Ack (which covers
+//! `GRPC_WINDOW` batches unacknowledged, timing each batch to the hub's Ack (which covers
 //! only what is committed). `load --via grpc` and `bench` load the hub with them.
 
 use std::{

@@ -2,7 +2,7 @@
 //! written for the run's estates, ready once `/readyz` answers), or one already running.
 //! Its database is opened read-only: what a run checks for loss and duplicates.
 //!
-//! Invariant: a child hub is killed and reaped when its [`HubUnderTest`] is dropped.
+//! Invariant: a child hub is killed and reaped when its `HubUnderTest` is dropped.
 
 use std::{
     fs::File,

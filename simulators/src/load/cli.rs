@@ -8,7 +8,9 @@ use tokio_util::sync::CancellationToken;
 use super::{LoadOptions, Via, run};
 use crate::{cli::parse_duration, harness::report::print_and_save};
 
-// Flag help is the CLI's contract: the text below is what `gatehouse-sim load --help` prints.
+// Flag help is the CLI's contract: the text below is what `gatehouse-sim load --help` prints
+// (hence `<data-dir>` as written, not as HTML).
+#[allow(rustdoc::invalid_html_tags)]
 #[derive(Debug, clap::Args)]
 pub struct LoadArgs {
     /// What carries the events: mqtt (devices → gateways → hub) or grpc (synthetic

@@ -1,9 +1,9 @@
 //! `gatehouse-sim load`: a load run that prints figures (it is not a test).
 //!
 //! Two modes, one file each, sharing this module's options, report and loss check:
-//! [`mqtt`] — each estate's gateway runs as a child process of the `gatehouse-gateway`
+//! `mqtt` — each estate's gateway runs as a child process of the `gatehouse-gateway`
 //! binary (so its resident memory can be read on its own); simulated intercoms and door
-//! controllers publish over real MQTT at a fixed total rate; [`grpc`] — synthetic gateway
+//! controllers publish over real MQTT at a fixed total rate; `grpc` — synthetic gateway
 //! streams load the hub alone. Every event carries `<device>/<n>` (intercom `call_id`, door
 //! `credential`) and its publish time as `ts`, so the hub's database alone tells what was
 //! lost, duplicated, and how long each event took from publish to the hub's commit.
@@ -11,7 +11,10 @@
 //! Children are killed when the run ends, fails or is interrupted (Ctrl-C, SIGTERM): every
 //! child lives in a value of the harness whose `Drop` kills and reaps it.
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::{anyhow, bail};
 use serde::Serialize;
@@ -133,11 +136,7 @@ pub async fn run(opts: LoadOptions, stop: CancellationToken) -> anyhow::Result<L
 
 /// The hub of the run: the one at `--hub`, or a `gatehouse-hub` child configured with the
 /// run's estates.
-async fn start_hub(
-    opts: &LoadOptions,
-    data_dir: &std::path::Path,
-    estates: &[EstateSpec],
-) -> anyhow::Result<HubUnderTest> {
+async fn start_hub(opts: &LoadOptions, data_dir: &Path, estates: &[EstateSpec]) -> anyhow::Result<HubUnderTest> {
     match &opts.hub {
         Some(url) => HubUnderTest::running(url, opts.hub_api.as_deref(), opts.hub_db.as_deref()).await,
         None => HubUnderTest::child(opts.hub_bin.as_deref(), data_dir, estates).await,
