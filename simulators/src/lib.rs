@@ -8,13 +8,17 @@
 //!   fault injection.
 //! - [`scenario`]: simulated estates wired to a hub; [`demo`] tells a story with three.
 //! - [`load`]: a load run against a hub and gateway processes, with its figures.
-//! - [`bench`]: the transport and storage limits beside the hub's real ingest.
+//! - [`bench`](mod@bench): the transport and storage limits beside the hub's real ingest.
 //! - [`modbus_load`]: one gateway polling many simulated Modbus servers, with its CPU cost.
+//! - [`harness`]: what those three share (child processes, `/proc` figures, reports); no
+//!   mode imports another; [`cli`]: the command-line values every subcommand parses alike.
 
 pub mod bench;
+pub mod cli;
 pub mod demo;
 pub mod devices;
 pub mod firepanel;
+pub mod harness;
 pub mod load;
 pub mod modbus_load;
 pub mod mqtt_device;

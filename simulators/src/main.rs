@@ -6,7 +6,9 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use gatehouse_sim::{
-    bench, demo,
+    bench,
+    cli::parse_duration,
+    demo,
     devices::{DoorController, FirePanel, Intercom},
     firepanel, load, modbus_load,
     mqtt_device::MqttDevice,
@@ -39,134 +41,16 @@ enum Command {
     /// one gateway process per estate with MQTT devices publishing at a fixed total rate;
     /// `--via grpc`, one synthetic gateway stream per estate. Prints throughput, loss, ack
     /// and alarm-visible latency, CPU and memory figures.
-    Load {
-        /// What carries the events: mqtt (devices → gateways → hub) or grpc (synthetic
-        /// gateway streams → hub alone).
-        #[arg(long, value_enum, default_value = "mqtt")]
-        via: load::Via,
-        /// Estates: one gateway process (mqtt) or one gateway stream (grpc) each.
-        #[arg(long, default_value_t = 3)]
-        estates: usize,
-        /// Simulated devices per estate (intercoms and door controllers, alternately).
-        #[arg(long, default_value_t = 20)]
-        devices_per_estate: usize,
-        /// Events per second in total, spread over every device.
-        #[arg(long, default_value_t = 1000.0)]
-        rate: f64,
-        /// How long to publish (e.g. 20s, 2m).
-        #[arg(long, default_value = "20s", value_parser = parse_duration)]
-        duration: Duration,
-        /// Also write the report as JSON to this file.
-        #[arg(long)]
-        json: Option<PathBuf>,
-        /// Where the hub database and gateway outboxes go (must not hold an earlier run);
-        /// default: a fresh temporary directory, removed after a clean run.
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        /// The gatehouse-gateway binary; default: the one next to this executable.
-        #[arg(long)]
-        gateway_bin: Option<PathBuf>,
-        /// After publishing, stop waiting for the hub once nothing new was stored for this long.
-        #[arg(long, default_value = "10s", value_parser = parse_duration)]
-        drain_stall: Duration,
-        /// The gateways' outbox bound (`outbox.max_events`); default: the gateway's own.
-        #[arg(long)]
-        outbox_max_events: Option<u64>,
-        /// Load an already running hub at this gRPC URL (e.g. http://10.0.0.5:50051) instead
-        /// of starting one; its configuration must list the estates load-0 … load-(N-1)
-        /// (a run without --hub writes such a file as <data-dir>/hub.toml).
-        #[arg(long)]
-        hub: Option<String>,
-        /// That hub's HTTP base URL (e.g. http://10.0.0.5:8080): alarm visibility and /metrics.
-        #[arg(long, requires = "hub")]
-        hub_api: Option<String>,
-        /// That hub's SQLite database, read-only: the loss and duplicate check (without
-        /// it, --via grpc checks by the hub's acks; --via mqtt needs it).
-        #[arg(long, requires = "hub")]
-        hub_db: Option<PathBuf>,
-        /// The gatehouse-hub binary; default: the one next to this executable.
-        #[arg(long)]
-        hub_bin: Option<PathBuf>,
-        /// One event in this many is a forced door (a new P2 alarm), timed until the hub's
-        /// live stream shows the alarm; 0: none.
-        #[arg(long, default_value_t = 1000)]
-        alarm_every: u64,
-        /// --via grpc: each stream sends what fell due this often (a real gateway: 5 ms linger).
-        #[arg(long, default_value = "50ms", value_parser = parse_duration)]
-        grpc_batch: Duration,
-    },
+    Load(load::cli::LoadArgs),
     /// Baselines in one run: raw tonic streaming (no persistence), batched SQLite inserts,
     /// the hub's real ingest (and its share of the lower limit); MQTT through the embedded
     /// rumqttd and through Mosquitto on 127.0.0.1:1883 when one answers there.
-    Bench {
-        /// Synthetic gateway streams.
-        #[arg(long, default_value_t = 1000)]
-        streams: usize,
-        /// Events per second offered in total (above what the hub can take, to find it).
-        #[arg(long, default_value_t = 150000.0)]
-        rate: f64,
-        /// Length of each phase.
-        #[arg(long, default_value = "15s", value_parser = parse_duration)]
-        duration: Duration,
-        #[arg(long, default_value = "50ms", value_parser = parse_duration)]
-        grpc_batch: Duration,
-        /// Rows per transaction in the storage phase.
-        #[arg(long, default_value_t = 5000)]
-        rows_per_commit: usize,
-        #[arg(long, default_value_t = 20)]
-        mqtt_clients: usize,
-        #[arg(long, default_value_t = 2000)]
-        mqtt_messages: usize,
-        /// The gatehouse-hub binary; default: the one next to this executable.
-        #[arg(long)]
-        hub_bin: Option<PathBuf>,
-        /// Also write the report as JSON to this file.
-        #[arg(long)]
-        json: Option<PathBuf>,
-    },
+    Bench(bench::cli::BenchArgs),
     /// One `gatehouse-gateway` process polling N simulated Modbus TCP servers (in this
     /// process) × P points, forwarding to a `gatehouse-hub` child: prints the gateway's CPU
     /// over a steady-state window (% of one core), memory, Modbus requests/s, events/s and
     /// failures.
-    ModbusLoad {
-        /// Simulated Modbus servers (one listener and one gateway device each).
-        #[arg(long, default_value_t = 500)]
-        devices: usize,
-        /// Points per device: half holding registers, a quarter input registers, the rest
-        /// discrete inputs; every third register point an f32.
-        #[arg(long, default_value_t = 30)]
-        points: usize,
-        /// The gateway's poll interval per device, in ms.
-        #[arg(long, default_value_t = 1000)]
-        poll_ms: u64,
-        /// The gateway's Modbus request timeout, in ms.
-        #[arg(long, default_value_t = 1000)]
-        timeout_ms: u64,
-        /// The measured steady-state window.
-        #[arg(long, default_value = "60s", value_parser = parse_duration)]
-        duration: Duration,
-        /// Wait after every device answered once, before the window opens.
-        #[arg(long, default_value = "10s", value_parser = parse_duration)]
-        warmup: Duration,
-        /// Share of the points that change beyond their deadband each second (0–1).
-        #[arg(long, default_value_t = 0.05)]
-        change: f64,
-        /// The gateway's full refresh interval (`[modbus] refresh_s`).
-        #[arg(long, default_value_t = 60)]
-        refresh_s: u64,
-        /// Where the hub database and the gateway outbox go; default: a temporary directory.
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        /// The gatehouse-gateway binary; default: the one next to this executable.
-        #[arg(long)]
-        gateway_bin: Option<PathBuf>,
-        /// The gatehouse-hub binary; default: the one next to this executable.
-        #[arg(long)]
-        hub_bin: Option<PathBuf>,
-        /// Also write the report as JSON to this file.
-        #[arg(long)]
-        json: Option<PathBuf>,
-    },
+    ModbusLoad(modbus_load::cli::ModbusLoadArgs),
     /// A door controller with background traffic, connected to a gateway's broker.
     Door {
         #[arg(long)]
@@ -256,25 +140,6 @@ enum Command {
     },
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        Some((i, _)) => (&s[..i], &s[i..]),
-        None => (s, "s"),
-    };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 90s, 5m or 1h"))?;
-    let secs = match mult {
-        "ms" => return Ok(Duration::from_millis(n)),
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => return Err(format!("{s:?}: unit must be ms, s, m or h")),
-    };
-    Ok(Duration::from_secs(secs))
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -301,137 +166,9 @@ async fn main() -> anyhow::Result<()> {
             })
             .await
         }
-        Command::Load {
-            estates,
-            devices_per_estate,
-            rate,
-            duration,
-            json,
-            data_dir,
-            gateway_bin,
-            drain_stall,
-            outbox_max_events,
-            via,
-            hub,
-            hub_api,
-            hub_db,
-            hub_bin,
-            alarm_every,
-            grpc_batch,
-        } => {
-            let options = load::LoadOptions {
-                via,
-                hub,
-                hub_api,
-                hub_db,
-                hub_bin,
-                alarm_every,
-                grpc_batch,
-                estates,
-                devices_per_estate,
-                rate,
-                duration,
-                data_dir,
-                gateway_bin,
-                drain_stall,
-                outbox_max_events,
-            };
-            let report = load::run(options, stop).await?;
-            print!("{}", report.render());
-            if let Some(path) = json {
-                let text = serde_json::to_string_pretty(&report).context("encoding the report as JSON")?;
-                std::fs::write(&path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
-                println!("report written to {}", path.display());
-            }
-            if !report.clean() {
-                anyhow::bail!(
-                    "{} events lost, {} duplicated, {} alarms never shown",
-                    report.lost,
-                    report.duplicated,
-                    report.alarms_missing
-                );
-            }
-            Ok(())
-        }
-        Command::Bench {
-            streams,
-            rate,
-            duration,
-            grpc_batch,
-            rows_per_commit,
-            mqtt_clients,
-            mqtt_messages,
-            hub_bin,
-            json,
-        } => {
-            let report = bench::run(bench::BenchOptions {
-                streams,
-                rate,
-                duration,
-                grpc_batch,
-                rows_per_commit,
-                mqtt_clients,
-                mqtt_messages,
-                hub_bin,
-                data_dir: None,
-            })
-            .await?;
-            print!("{}", report.render());
-            if let Some(path) = json {
-                let text = serde_json::to_string_pretty(&report).context("encoding the report as JSON")?;
-                std::fs::write(&path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
-                println!("report written to {}", path.display());
-            }
-            Ok(())
-        }
-        Command::ModbusLoad {
-            devices,
-            points,
-            poll_ms,
-            timeout_ms,
-            duration,
-            warmup,
-            change,
-            refresh_s,
-            data_dir,
-            gateway_bin,
-            hub_bin,
-            json,
-        } => {
-            let report = modbus_load::run(
-                modbus_load::ModbusLoadOptions {
-                    devices,
-                    points,
-                    poll: Duration::from_millis(poll_ms),
-                    timeout: Duration::from_millis(timeout_ms),
-                    duration,
-                    warmup,
-                    change,
-                    refresh_s,
-                    data_dir,
-                    gateway_bin,
-                    hub_bin,
-                },
-                stop,
-            )
-            .await?;
-            print!("{}", report.render());
-            if let Some(path) = json {
-                let text = serde_json::to_string_pretty(&report).context("encoding the report as JSON")?;
-                std::fs::write(&path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
-                println!("report written to {}", path.display());
-            }
-            if !report.clean() {
-                anyhow::bail!(
-                    "{} Modbus failures, {} devices offline, {} of {} events acknowledged",
-                    report.failures,
-                    report.devices_offline,
-                    report.uplink_acked,
-                    report.outbox_appended
-                );
-            }
-            Ok(())
-        }
+        Command::Load(args) => load::cli::command(args, stop).await,
+        Command::Bench(args) => bench::cli::command(args).await,
+        Command::ModbusLoad(args) => modbus_load::cli::command(args, stop).await,
         Command::Door { broker, id, rate } => {
             DoorController(MqttDevice::connect(broker, &id))
                 .background("door-1", rate, stop)

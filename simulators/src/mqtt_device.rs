@@ -1,6 +1,6 @@
-//! A simulated device's MQTT session, speaking the device profile v1 (DESIGN §4.2): it
-//! announces itself `online` (retained) with `offline` as its last will, publishes events
-//! at QoS 1, and answers every command on its command topic.
+//! A simulated device's MQTT session, speaking the device profile v1 (docs/design.md, MQTT
+//! device profile): it announces itself `online` (retained) with `offline` as its last will,
+//! publishes events at QoS 1, and answers every command on its command topic.
 
 use std::{net::SocketAddr, time::Duration};
 
