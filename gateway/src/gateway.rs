@@ -7,12 +7,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     adapters::{self, AdapterContext, CommandRouter, EventSink},
-    config::{Config, DeviceKind},
+    config::Config,
     health::{Health, Severity},
     http,
     metrics::Metrics,
     outbox::{self, Outbox, OutboxError},
-    registry::Registry,
+    registry::{DeviceKind, Registry},
     uplink::Uplink,
 };
 
@@ -112,7 +112,11 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
             ctx.clone(),
             outbox.clone(),
             section,
-            &config,
+            &config
+                .devices
+                .iter()
+                .filter_map(|d| Some((d.id.clone(), d.dc09.clone()?)))
+                .collect::<Vec<_>>(),
             shutdown.clone(),
             &mut tasks,
         )

@@ -10,6 +10,7 @@
 //!   tick.
 
 pub mod cid;
+pub mod config;
 pub mod conns;
 pub mod crc;
 pub mod crypto;

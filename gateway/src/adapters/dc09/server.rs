@@ -26,14 +26,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{
+    config::{Dc09DeviceConfig, Dc09Section},
     conns::{Closed, Conns},
-    crypto::Key,
     frame::{self, Split},
     receiver::{AccountConfig, Outcome, Receiver, Verdict},
 };
 use crate::{
     adapters::{AdapterContext, CommandRequest, CommandTx, command_result, mqtt::LogLimiter},
-    config::{Config, Dc09Section},
     health::{Check, Severity},
     outbox::Outbox,
 };
@@ -50,24 +49,19 @@ pub enum Dc09Error {
     Key { device: String, detail: String },
 }
 
-/// The accounts of `config`'s DC-09 fire panels.
-pub fn accounts(config: &Config) -> Result<Vec<AccountConfig>, Dc09Error> {
+/// The accounts of the DC-09 fire panels (device id, `[devices.dc09]` table).
+pub fn accounts<'a>(
+    panels: impl IntoIterator<Item = (&'a str, &'a Dc09DeviceConfig)>,
+) -> Result<Vec<AccountConfig>, Dc09Error> {
     let mut out = Vec::new();
-    for d in &config.devices {
-        let Some(dc09) = &d.dc09 else { continue };
-        let key = match (&dc09.key, &dc09.key_hex) {
-            (Some(text), None) => Some(Key::from_text(text)),
-            (None, Some(hex)) => Some(Key::from_hex(hex)),
-            _ => None,
-        }
-        .transpose()
-        .map_err(|e| Dc09Error::Key {
-            device: d.id.clone(),
-            detail: e.to_string(),
+    for (id, dc09) in panels {
+        let key = dc09.key().map_err(|detail| Dc09Error::Key {
+            device: id.to_string(),
+            detail,
         })?;
         out.push(AccountConfig {
             account: dc09.account.clone(),
-            device_id: d.id.clone(),
+            device_id: id.to_string(),
             key,
             supervision_ms: i64::try_from(dc09.supervision_s.saturating_mul(1000)).unwrap_or(i64::MAX),
         });
@@ -91,11 +85,11 @@ pub async fn start(
     ctx: AdapterContext,
     outbox: Outbox,
     section: &Dc09Section,
-    config: &Config,
+    panels: &[(String, Dc09DeviceConfig)],
     shutdown: CancellationToken,
     tasks: &mut JoinSet<()>,
 ) -> Result<(SocketAddr, CommandTx), Dc09Error> {
-    let accounts = accounts(config)?;
+    let accounts = accounts(panels.iter().map(|(id, c)| (id.as_str(), c)))?;
     let (tcp, udp) = bind(section.listen).await?;
     let addr = tcp.local_addr().unwrap_or(section.listen);
     info!(%addr, accounts = accounts.len(), "DC-09 receiver listening (TCP and UDP)");

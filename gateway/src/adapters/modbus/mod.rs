@@ -7,6 +7,7 @@
 //! - [`link`]: one connection with timeouts and reconnects (I/O).
 //! - [`poller`]: the per-device task that does the I/O around them.
 
+pub mod config;
 pub mod decode;
 pub mod link;
 pub mod plan;

@@ -7,6 +7,7 @@
 //! timeouts, [`Health`] decides online/offline and the backoff. [`zones`] is the pure
 //! zone logic.
 
+pub mod config;
 pub mod zones;
 
 use std::{sync::atomic::Ordering::Relaxed, time::Duration};
@@ -20,21 +21,18 @@ use tokio_modbus::{Request, Response};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use self::zones::ZoneState;
+use self::{config::ModbusFireConfig, zones::ZoneState};
 use super::{
     AdapterContext, CommandRequest, SinkClosed, command_result,
     modbus::{
+        config::{ModbusSection, Order, PointConfig, Table, ValueType},
         decode::decode,
         link::Link,
         plan::{DEFAULT_MAX_GAP, ReadRequest, plan},
         report::{Health, StatusChange},
     },
 };
-use crate::{
-    config::{ModbusFireConfig, ModbusSection, Order, PointConfig, Table, ValueType},
-    metrics::ModbusFailure,
-    registry::DeviceInfo,
-};
+use crate::{metrics::ModbusFailure, registry::DeviceInfo};
 
 /// The zone words as points, for [`plan`] and [`decode`]: point `i` is zone
 /// `first_zone + i` at `first_register + i`.

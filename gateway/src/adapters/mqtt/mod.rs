@@ -4,6 +4,7 @@
 //! commands go out to the devices' command topics.
 
 pub mod codec;
+pub mod config;
 mod connection;
 pub mod limits;
 pub mod server;
@@ -21,12 +22,13 @@ use gatehouse_proto as pb;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use self::config::MqttSection;
 use self::{
     translate::{Reject, TopicKind},
     vendor::VendorRouter,
 };
 use super::{AdapterContext, CommandRequest, CommandTx, command_result};
-use crate::{config::MqttSection, metrics::RejectReason};
+use crate::metrics::RejectReason;
 
 /// How long a device has to answer a command that carries no deadline.
 const DEFAULT_COMMAND_WAIT: Duration = Duration::from_secs(10);

@@ -54,11 +54,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     Intake, LogLimiter, codec,
+    config::MqttSection,
     connection::{self, Outgoing},
     limits::{Admission, Caps},
 };
 use crate::{
-    config::MqttSection,
     health::{Check, Severity},
     metrics::{Metrics, MqttRefusal},
 };

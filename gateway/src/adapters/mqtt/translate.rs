@@ -5,7 +5,10 @@ use gatehouse_proto as pb;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::{config::DeviceKind, metrics::RejectReason, registry::DeviceInfo};
+use crate::{
+    metrics::RejectReason,
+    registry::{DeviceInfo, DeviceKind},
+};
 
 /// Why a publish was not turned into an event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
