@@ -180,8 +180,8 @@ impl Intake {
                 detail: format!("device {:?} is not in the registry", binding.device_id),
             }));
         };
-        let (occurred_ms, body) = vendor::translate(mapping, device, &value, received_ms, self.max_payload)
-            .map_err(|r| (device.id.clone(), r))?;
+        let (occurred_ms, body) =
+            vendor::translate(mapping, device, &value, received_ms).map_err(|r| (device.id.clone(), r))?;
         Ok(self.ctx.registry.event(device, occurred_ms, received_ms, body))
     }
 

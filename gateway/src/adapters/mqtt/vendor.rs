@@ -1,6 +1,6 @@
-//! Vendor JSON over MQTT, mapped by configuration (DESIGN §4.2: "mapped by configuration,
-//! not by code"). Pure: a mapping turns a vendor payload into a device-profile-v1 object
-//! (`{"type": …, fields…}`), which [`super::translate::translate_event`] then checks and
+//! Vendor JSON over MQTT, mapped by configuration (docs/design.md, MQTT device profile:
+//! "mapped by configuration, not by code"). Pure: a mapping turns a vendor payload into a device-profile-v1 object
+//! (`{"type": …, fields…}`), which [`super::translate::translate_value`] then checks and
 //! translates like any profile publish — so a vendor event is held to the same field rules,
 //! and its rejections are counted under the same reasons.
 //!
@@ -202,11 +202,9 @@ pub fn translate(
     device: &DeviceInfo,
     payload: &Value,
     received_ms: i64,
-    max_payload: usize,
 ) -> Result<(i64, gatehouse_proto::event::Body), Reject> {
     let profile = mapping.to_profile(payload)?;
-    let bytes = serde_json::to_vec(&profile).unwrap_or_default();
-    translate::translate_event(device, &bytes, received_ms, max_payload.max(bytes.len()))
+    translate::translate_value(device, &profile, received_ms)
 }
 
 /// Whether MQTT topic `topic` matches subscription filter `filter` (`+` one level, `#` the
