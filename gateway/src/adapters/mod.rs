@@ -56,8 +56,6 @@ pub enum AdapterKind {
 
 /// A device protocol, configured and ready to start.
 pub trait Adapter: Send {
-    fn kind(&self) -> AdapterKind;
-
     /// Binds what the adapter listens on (an error here stops the gateway's start) and
     /// returns its tasks, which run until `shutdown`, and its devices' command channels.
     fn start(

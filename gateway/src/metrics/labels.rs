@@ -1,5 +1,6 @@
 //! The label sets the gateway counts by: one enum per labelled counter, each with its
-//! label values. A leaf: adapters import these to count, never the other way round.
+//! label values, and the DC-09 connection counters ([`Dc09Conns`]). A leaf: adapters import
+//! these to count, never the other way round.
 
 use std::{
     fmt::Write,

@@ -34,10 +34,6 @@ pub struct Dc09Adapter {
 }
 
 impl Adapter for Dc09Adapter {
-    fn kind(&self) -> AdapterKind {
-        AdapterKind::Dc09
-    }
-
     fn start(
         self: Box<Self>,
         ctx: AdapterContext,

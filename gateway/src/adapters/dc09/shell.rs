@@ -1,7 +1,9 @@
 //! The I/O shell around [`Receiver`]: a TCP listener and a UDP socket on one address, one
-//! task per TCP connection, and a supervision tick. Events of a frame are committed to the
-//! outbox *before* its ACK is sent; if the commit fails the frame gets a NAK, so the panel
-//! sends it again.
+//! task per TCP connection, and a supervision tick. Events of a frame go through the
+//! [`EventSink`] and are committed to the outbox *before* its ACK is sent. While outbox
+//! writes fail the answer waits (the writer retries; a panel that gives up sends again and
+//! is ACKed as a duplicate once the first copy is in); if the writer has stopped the frame
+//! gets a NAK, so the panel sends it again.
 //!
 //! No connection can lock panels out: one without a complete frame for `idle_timeout_s` is
 //! closed, one source holds at most `max_connections_per_source`, and at `max_connections` a

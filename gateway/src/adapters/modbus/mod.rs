@@ -31,10 +31,6 @@ pub struct ModbusAdapter {
 }
 
 impl Adapter for ModbusAdapter {
-    fn kind(&self) -> AdapterKind {
-        AdapterKind::Modbus
-    }
-
     fn start(
         self: Box<Self>,
         ctx: AdapterContext,

@@ -26,10 +26,6 @@ pub struct ModbusFireAdapter {
 }
 
 impl Adapter for ModbusFireAdapter {
-    fn kind(&self) -> AdapterKind {
-        AdapterKind::ModbusFire
-    }
-
     fn start(
         self: Box<Self>,
         ctx: AdapterContext,

@@ -49,10 +49,6 @@ pub struct MqttAdapter {
 }
 
 impl Adapter for MqttAdapter {
-    fn kind(&self) -> AdapterKind {
-        AdapterKind::Mqtt
-    }
-
     fn start(
         self: Box<Self>,
         ctx: AdapterContext,
