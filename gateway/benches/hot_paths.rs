@@ -5,11 +5,16 @@ use std::{hint::black_box, sync::Arc};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use gatehouse_gateway::{
-    adapters::{modbus::decode, mqtt::translate},
-    config::{DeviceKind, Order, PointConfig, Table, ValueType},
+    adapters::{
+        modbus::{
+            config::{Order, PointConfig, Table, ValueType},
+            decode,
+        },
+        mqtt::translate,
+    },
     metrics::Metrics,
     outbox::Outbox,
-    registry::DeviceInfo,
+    registry::{DeviceInfo, DeviceKind},
 };
 use gatehouse_proto as pb;
 use prost::Message as _;

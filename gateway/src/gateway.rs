@@ -1,4 +1,5 @@
-//! Wires one gateway together: outbox, adapters, uplink and the gateway's own HTTP port.
+//! Wires one gateway together: outbox, the configured adapters (started from one list,
+//! their devices' command channels into one router), uplink and the gateway's own HTTP port.
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -6,13 +7,16 @@ use tokio::{sync::mpsc, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    adapters::{self, AdapterContext, CommandRouter, EventSink},
-    config::{Config, DeviceKind},
+    adapters::{
+        Adapter, AdapterContext, AdapterError, AdapterKind, CommandRouter, EventSink, dc09::Dc09Adapter,
+        modbus::ModbusAdapter, modbus_fire::ModbusFireAdapter, mqtt::MqttAdapter, mqtt::vendor::VendorRouter,
+    },
+    config::Config,
     health::{Health, Severity},
     http,
     metrics::Metrics,
     outbox::{self, Outbox, OutboxError},
-    registry::Registry,
+    registry::{DeviceKind, Registry},
     uplink::Uplink,
 };
 
@@ -25,10 +29,8 @@ pub enum StartError {
     DataDir { path: String, source: std::io::Error },
     #[error(transparent)]
     Outbox(#[from] OutboxError),
-    #[error("starting MQTT: {0}")]
-    Mqtt(#[from] adapters::mqtt::MqttError),
-    #[error("starting DC-09: {0}")]
-    Dc09(#[from] adapters::dc09::Dc09Error),
+    #[error(transparent)]
+    Adapter(#[from] AdapterError),
     #[error("binding the gateway HTTP port {addr}: {source}")]
     Http { addr: SocketAddr, source: std::io::Error },
 }
@@ -61,6 +63,57 @@ impl RunningGateway {
     }
 }
 
+/// The configured adapters, in the order they start.
+fn adapters(config: &Config) -> Vec<Box<dyn Adapter>> {
+    let mut list: Vec<Box<dyn Adapter>> = Vec::new();
+    if let Some(section) = &config.mqtt {
+        list.push(Box::new(MqttAdapter {
+            section: section.clone(),
+            vendors: VendorRouter::from_config(config),
+            devices: config
+                .devices
+                .iter()
+                .filter(|d| d.speaks_mqtt())
+                .map(|d| d.id.clone())
+                .collect(),
+        }));
+    }
+    if let Some(section) = &config.dc09 {
+        list.push(Box::new(Dc09Adapter {
+            section: section.clone(),
+            panels: config
+                .devices
+                .iter()
+                .filter_map(|d| Some((d.id.clone(), d.dc09.clone()?)))
+                .collect(),
+        }));
+    }
+    let modbus: Vec<_> = config
+        .devices
+        .iter()
+        .filter(|d| d.kind == DeviceKind::Modbus)
+        .filter_map(|d| Some((d.id.clone(), d.modbus.clone()?)))
+        .collect();
+    if !modbus.is_empty() {
+        list.push(Box::new(ModbusAdapter {
+            section: config.modbus.clone(),
+            devices: modbus,
+        }));
+    }
+    let fire_panels: Vec<_> = config
+        .devices
+        .iter()
+        .filter_map(|d| Some((d.id.clone(), d.modbus_fire.clone()?)))
+        .collect();
+    if !fire_panels.is_empty() {
+        list.push(Box::new(ModbusFireAdapter {
+            section: config.modbus.clone(),
+            panels: fire_panels,
+        }));
+    }
+    list
+}
+
 pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
     let data_dir = &config.gateway.data_dir;
     std::fs::create_dir_all(data_dir).map_err(|source| StartError::DataDir {
@@ -91,64 +144,19 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
 
     let mut commands = CommandRouter::default();
     let mut mqtt_addr = None;
-    if let Some(section) = config.mqtt.clone() {
-        let vendors = adapters::mqtt::vendor::VendorRouter::from_config(&config);
-        let devices = config
-            .devices
-            .iter()
-            .filter(|d| d.speaks_mqtt())
-            .map(|d| d.id.clone())
-            .collect();
-        let (addr, tx) =
-            adapters::mqtt::start_with_vendors(ctx.clone(), section, vendors, devices, shutdown.clone()).await?;
-        mqtt_addr = Some(addr);
-        for d in config.devices.iter().filter(|d| d.speaks_mqtt()) {
-            commands.insert(&d.id, tx.clone());
-        }
-    }
     let mut dc09_addr = None;
-    if let Some(section) = &config.dc09 {
-        let (addr, tx) = adapters::dc09::start(
-            ctx.clone(),
-            outbox.clone(),
-            section,
-            &config,
-            shutdown.clone(),
-            &mut tasks,
-        )
-        .await?;
-        dc09_addr = Some(addr);
-        for d in config.devices.iter().filter(|d| d.dc09.is_some()) {
-            commands.insert(&d.id, tx.clone());
+    for adapter in adapters(&config) {
+        let running = adapter.start(ctx.clone(), shutdown.clone()).await?;
+        match running.kind {
+            AdapterKind::Mqtt => mqtt_addr = running.listen_addr,
+            AdapterKind::Dc09 => dc09_addr = running.listen_addr,
+            AdapterKind::Modbus | AdapterKind::ModbusFire => {}
         }
-    }
-    for d in &config.devices {
-        if let (DeviceKind::Modbus, Some(m)) = (d.kind, &d.modbus) {
-            let Some(device) = registry.get(&d.id).cloned() else {
-                continue;
-            };
-            let (tx, rx) = mpsc::channel(16);
-            commands.insert(&d.id, tx);
-            tasks.spawn(adapters::modbus::run_device(
-                ctx.clone(),
-                device,
-                m.clone(),
-                config.modbus.clone(),
-                rx,
-                shutdown.clone(),
-            ));
+        for (device, tx) in running.commands {
+            commands.insert(device, tx);
         }
-        if let (Some(m), Some(device)) = (&d.modbus_fire, registry.get(&d.id).cloned()) {
-            let (tx, rx) = mpsc::channel(16);
-            commands.insert(&d.id, tx);
-            tasks.spawn(adapters::modbus_fire::run_device(
-                ctx.clone(),
-                device,
-                m.clone(),
-                config.modbus.clone(),
-                rx,
-                shutdown.clone(),
-            ));
+        for task in running.tasks {
+            tasks.spawn(task);
         }
     }
 

@@ -1,5 +1,8 @@
-//! The gateway's device registry: a device's kind, estate and area come from here, never
-//! from what the device sends.
+//! The gateway's devices: their kinds ([`DeviceKind`]) and the registry that knows each
+//! configured device. A device's kind, estate and area come from here, never from what the
+//! device sends. The registry is built from the configuration file by
+//! `Registry::from_config` (in `config.rs`, which knows the file's shape; this module does
+//! not depend on it).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -7,8 +10,33 @@ use std::{
 };
 
 use gatehouse_proto as pb;
+use serde::Deserialize;
 
-use crate::config::{Config, DeviceKind};
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceKind {
+    Door,
+    Intercom,
+    FirePanel,
+    Modbus,
+}
+
+impl DeviceKind {
+    pub fn to_proto(self) -> gatehouse_proto::DeviceKind {
+        use gatehouse_proto::DeviceKind as P;
+        match self {
+            DeviceKind::Door => P::Door,
+            DeviceKind::Intercom => P::Intercom,
+            DeviceKind::FirePanel => P::FirePanel,
+            DeviceKind::Modbus => P::Modbus,
+        }
+    }
+
+    /// Whether this kind speaks the MQTT device profile.
+    pub fn is_mqtt(self) -> bool {
+        !matches!(self, DeviceKind::Modbus)
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct DeviceInfo {
@@ -29,32 +57,19 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn from_config(config: &Config) -> Self {
-        let devices = config
-            .devices
-            .iter()
-            .map(|d| {
-                (
-                    d.id.clone(),
-                    DeviceInfo {
-                        id: d.id.clone(),
-                        kind: d.kind,
-                        area: d.area.clone(),
-                    },
-                )
-            })
-            .collect();
-        let other_protocol = config
-            .devices
-            .iter()
-            .filter(|d| d.kind.is_mqtt() && !d.speaks_mqtt())
-            .map(|d| d.id.clone())
-            .collect();
+    /// This gateway's registry: its identity, its devices, and which of those devices of an
+    /// MQTT kind report over another protocol.
+    pub fn new(
+        gateway_id: &str,
+        estate_id: &str,
+        devices: impl IntoIterator<Item = DeviceInfo>,
+        other_protocol: impl IntoIterator<Item = String>,
+    ) -> Self {
         Self {
-            gateway_id: config.gateway.id.as_str().into(),
-            estate_id: config.gateway.estate.as_str().into(),
-            devices: Arc::new(devices),
-            other_protocol: Arc::new(other_protocol),
+            gateway_id: gateway_id.into(),
+            estate_id: estate_id.into(),
+            devices: Arc::new(devices.into_iter().map(|d| (d.id.clone(), d)).collect()),
+            other_protocol: Arc::new(other_protocol.into_iter().collect()),
         }
     }
 

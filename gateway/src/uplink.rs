@@ -1,6 +1,7 @@
-//! The gateway's link to the hub (DESIGN §4.4): one gRPC bidirectional stream at a time,
-//! to the first configured hub that answers. Sends the outbox in batches from the hub's
-//! last acknowledged sequence number, deletes what the hub acknowledges, runs commands.
+//! The gateway's link to the hub (docs/design.md, gRPC): one gRPC bidirectional stream at
+//! a time, to the first configured hub that answers. Sends the outbox in batches from the
+//! hub's last acknowledged sequence number, deletes what the hub acknowledges, runs
+//! commands.
 //!
 //! Delivery is at-least-once on the wire (a reconnect resends everything not yet acked);
 //! the hub drops duplicates by (gateway, seq), so the effect is exactly once.

@@ -12,8 +12,11 @@ use std::{
 };
 
 use gatehouse_gateway::{
-    adapters::{AdapterContext, CommandRequest, EventSink, modbus::run_device},
-    config::{Config, ModbusSection},
+    adapters::{
+        AdapterContext, CommandRequest, EventSink,
+        modbus::{config::ModbusSection, run_device},
+    },
+    config::Config,
     metrics::{Metrics, ModbusFailure},
     registry::Registry,
 };

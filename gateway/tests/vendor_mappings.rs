@@ -80,7 +80,7 @@ fn translate(
     let registry = gatehouse_gateway::registry::Registry::from_config(config);
     let (binding, mapping) = router.route(topic, payload).map_err(|r| r.reason)?;
     let device = registry.get(&binding.device_id).expect("bound device is registered");
-    vendor::translate(mapping, device, payload, 1_000, 16 * 1024)
+    vendor::translate(mapping, device, payload, 1_000)
         .map(|(ts, body)| (binding.device_id.clone(), ts, body))
         .map_err(|r| r.reason)
 }

@@ -9,77 +9,15 @@
 //! one that has been idle longest for long: it is answered within milliseconds.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
-/// What happened to a connection, as counted on `/metrics`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Closed {
-    /// Refused at accept: its source already held `max_connections_per_source`.
-    PerSourceCap = 0,
-    /// Closed to make room for a new connection at `max_connections`.
-    Evicted = 1,
-    /// No complete frame within `idle_timeout_s`.
-    Idle = 2,
-}
-
-impl Closed {
-    pub const ALL: [Closed; 3] = [Closed::PerSourceCap, Closed::Evicted, Closed::Idle];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Closed::PerSourceCap => "max_connections_per_source",
-            Closed::Evicted => "evicted_at_max_connections",
-            Closed::Idle => "idle_timeout",
-        }
-    }
-}
-
-/// `gatehouse_gateway_dc09_connections_open` and `…_closed_total{reason}`.
-#[derive(Debug, Default)]
-pub struct ConnMetrics {
-    open: AtomicU64,
-    closed: [AtomicU64; 3],
-}
-
-impl ConnMetrics {
-    pub fn open(&self) -> u64 {
-        self.open.load(Relaxed)
-    }
-
-    pub fn closed(&self, why: Closed) -> u64 {
-        self.closed[why as usize].load(Relaxed)
-    }
-
-    pub fn count(&self, why: Closed) {
-        self.closed[why as usize].fetch_add(1, Relaxed);
-    }
-
-    pub fn render(&self, out: &mut String) {
-        let _ = writeln!(
-            out,
-            "# HELP gatehouse_gateway_dc09_connections_open DC-09 TCP connections open.\n\
-             # TYPE gatehouse_gateway_dc09_connections_open gauge\n\
-             gatehouse_gateway_dc09_connections_open {}\n\
-             # HELP gatehouse_gateway_dc09_connections_closed_total DC-09 TCP connections refused or closed by a limit.\n\
-             # TYPE gatehouse_gateway_dc09_connections_closed_total counter",
-            self.open()
-        );
-        for why in Closed::ALL {
-            let _ = writeln!(
-                out,
-                "gatehouse_gateway_dc09_connections_closed_total{{reason=\"{}\"}} {}",
-                why.as_str(),
-                self.closed(why)
-            );
-        }
-    }
-}
+/// What happened to a connection and the connection counters: metric labels and counters,
+/// defined in the metrics leaf.
+pub use crate::metrics::{Dc09Closed as Closed, Dc09Conns as ConnMetrics};
 
 struct Entry {
     source: IpAddr,
@@ -149,7 +87,7 @@ impl Conns {
                 close: close.clone(),
             },
         );
-        metrics.open.store(t.entries.len() as u64, Relaxed);
+        metrics.set_open(t.entries.len());
         Some(Admitted { id, close, evicted })
     }
 
@@ -164,7 +102,7 @@ impl Conns {
     pub fn remove(&self, id: u64, metrics: &ConnMetrics) {
         let mut t = self.lock();
         t.entries.remove(&id);
-        metrics.open.store(t.entries.len() as u64, Relaxed);
+        metrics.set_open(t.entries.len());
     }
 }
 

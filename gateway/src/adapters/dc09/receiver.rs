@@ -25,6 +25,8 @@ use super::{
     sia,
 };
 use crate::adapters::fire::FireSignal;
+/// What became of a frame (a metric label, defined in the metrics leaf).
+pub use crate::metrics::Dc09Verdict as Verdict;
 
 /// A message's timestamp may be this far ahead of the receiver's clock…
 pub const MAX_AHEAD_MS: i64 = 20_000;
@@ -36,62 +38,9 @@ const REMEMBERED: usize = 64;
 /// How long a remembered frame counts as a repeat.
 const REPEAT_WINDOW_MS: i64 = 15 * 60_000;
 
-/// What became of a frame, for the metrics (one counter each).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Verdict {
-    /// ACKed, events stored.
-    Accepted,
-    /// A `NULL` poll, ACKed.
-    Poll,
-    /// A repeat of an accepted frame, ACKed again, nothing stored.
-    Duplicate,
-    BadCrc,
-    BadLength,
-    Malformed,
-    StaleTimestamp,
-    UnknownAccount,
-    KeyMissing,
-    PlaintextRefused,
-    DecryptFailed,
-    AccountMismatch,
-    Unsupported,
-}
-
+/// The answer each verdict is given. The verdicts themselves are metric labels, so they
+/// live in the metrics leaf; what they mean on the wire is decided here.
 impl Verdict {
-    pub const ALL: [Verdict; 13] = [
-        Verdict::Accepted,
-        Verdict::Poll,
-        Verdict::Duplicate,
-        Verdict::BadCrc,
-        Verdict::BadLength,
-        Verdict::Malformed,
-        Verdict::StaleTimestamp,
-        Verdict::UnknownAccount,
-        Verdict::KeyMissing,
-        Verdict::PlaintextRefused,
-        Verdict::DecryptFailed,
-        Verdict::AccountMismatch,
-        Verdict::Unsupported,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Accepted => "accepted",
-            Verdict::Poll => "poll",
-            Verdict::Duplicate => "duplicate",
-            Verdict::BadCrc => "bad_crc",
-            Verdict::BadLength => "bad_length",
-            Verdict::Malformed => "malformed",
-            Verdict::StaleTimestamp => "stale_timestamp",
-            Verdict::UnknownAccount => "unknown_account",
-            Verdict::KeyMissing => "key_missing",
-            Verdict::PlaintextRefused => "plaintext_refused",
-            Verdict::DecryptFailed => "decrypt_failed",
-            Verdict::AccountMismatch => "account_mismatch",
-            Verdict::Unsupported => "unsupported",
-        }
-    }
-
     /// The answer this verdict is given.
     pub fn answer(self) -> Option<Token> {
         match self {

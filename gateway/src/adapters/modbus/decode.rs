@@ -6,7 +6,7 @@
 //! The engineering value is `raw * scale + offset`. A bool is always 0.0 or 1.0: scale and
 //! offset do not apply to it (a rule "pump1_fault when true" must not depend on them).
 
-use crate::config::{Order, PointConfig, Table, ValueType};
+use super::config::{Order, PointConfig, Table, ValueType};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DecodeError {

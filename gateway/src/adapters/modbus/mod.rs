@@ -1,16 +1,57 @@
 //! Modbus TCP adapter: polls plant devices (pumps, tanks, meters) by a configured point map
-//! and reports their values by exception (DESIGN §4.3).
+//! and reports their values by exception (docs/design.md, Modbus point maps).
 //!
+//! - [`config`]: `[modbus]` and a device's `[devices.modbus]` point map.
 //! - [`decode`]: registers ⇄ engineering values (pure).
 //! - [`plan`]: which read requests cover a device's points (pure).
 //! - [`report`]: report-by-exception and online/offline decisions (pure).
 //! - [`link`]: one connection with timeouts and reconnects (I/O).
-//! - [`poller`]: the per-device task that does the I/O around them.
+//! - `shell.rs`: the per-device poller that does the I/O around them.
 
+pub mod config;
 pub mod decode;
 pub mod link;
 pub mod plan;
-mod poller;
 pub mod report;
+mod shell;
 
-pub use poller::run_device;
+use futures::{FutureExt, future::BoxFuture};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use self::config::{ModbusDeviceConfig, ModbusSection};
+pub use self::shell::run_device;
+use super::{Adapter, AdapterContext, AdapterError, AdapterKind, RunningAdapter};
+
+/// The Modbus adapter: one poller per device, each with its command channel.
+pub struct ModbusAdapter {
+    pub section: ModbusSection,
+    /// Device id and point map of each device.
+    pub devices: Vec<(String, ModbusDeviceConfig)>,
+}
+
+impl Adapter for ModbusAdapter {
+    fn start(
+        self: Box<Self>,
+        ctx: AdapterContext,
+        shutdown: CancellationToken,
+    ) -> BoxFuture<'static, Result<RunningAdapter, AdapterError>> {
+        let mut running = RunningAdapter {
+            kind: AdapterKind::Modbus,
+            listen_addr: None,
+            commands: Vec::new(),
+            tasks: Vec::new(),
+        };
+        for (id, cfg) in self.devices {
+            let Some(device) = ctx.registry.get(&id).cloned() else {
+                continue;
+            };
+            let (tx, rx) = mpsc::channel(16);
+            running.commands.push((id, tx));
+            running
+                .tasks
+                .push(run_device(ctx.clone(), device, cfg, self.section.clone(), rx, shutdown.clone()).boxed());
+        }
+        async move { Ok(running) }.boxed()
+    }
+}

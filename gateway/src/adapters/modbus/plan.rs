@@ -6,7 +6,7 @@
 //! devices have sparse maps and answer a read that touches an unmapped register with an
 //! IllegalDataAddress exception, which would turn every point of the request BAD.
 
-use crate::config::{PointConfig, Table};
+use super::config::{PointConfig, Table};
 
 /// Most registers in one read (a 253-byte PDU).
 pub const MAX_REGISTERS: u16 = 125;
@@ -86,7 +86,7 @@ fn request(table: Table, (start, end, points): (u32, u32, Vec<usize>)) -> ReadRe
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Order, ValueType};
+    use crate::adapters::modbus::config::{Order, ValueType};
 
     fn p(name: &str, table: Table, address: u16, ty: ValueType) -> PointConfig {
         PointConfig {

@@ -1,10 +1,8 @@
 //! Pure zone logic of a Modbus fire panel: a zone's status word → its conditions, and
 //! a change of conditions → canonical fire events (with restores).
 
-use crate::{
-    adapters::fire::{FireKind, FireSignal},
-    config::ZoneBits,
-};
+use super::config::ZoneBits;
+use crate::adapters::fire::{FireKind, FireSignal};
 
 /// What a zone's status word says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

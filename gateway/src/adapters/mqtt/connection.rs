@@ -1,10 +1,10 @@
 //! One client connection: CONNECT, then publishes in (each acknowledged after its outbox
 //! commit, in order, at most `mqtt.max_inflight` awaiting), commands out. The contract is
-//! in `server.rs`.
+//! in `shell.rs`.
 
 use std::{collections::HashSet, net::SocketAddr, sync::Arc, time::Duration};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use futures::{FutureExt, StreamExt, future::BoxFuture, stream::FuturesOrdered};
 use rumqttc::mqttbytes::{
     QoS,
@@ -27,16 +27,10 @@ use tokio_util::sync::CancellationToken;
 use super::{
     codec::{self, DecodeError},
     limits::Ticket,
-    server::{Shared, Waits},
+    sessions::Outgoing,
+    shared::{Shared, Waits},
 };
 use crate::metrics::{MqttClose, MqttRefusal};
-
-/// A message the gateway sends a client (a command).
-pub(crate) struct Outgoing {
-    pub topic: String,
-    pub payload: Bytes,
-    pub qos: QoS,
-}
 
 /// Commands queued for one client before further ones fail.
 const OUTGOING_QUEUE: usize = 64;

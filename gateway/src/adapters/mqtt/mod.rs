@@ -1,319 +1,80 @@
-//! MQTT device profile v1 (DESIGN §4.2): door controllers, intercoms and fire panels publish
-//! to the gateway's own MQTT server (`server.rs`, which states its contract: a PUBACK follows
-//! the outbox commit); each publish is translated here and handed to the outbox, and
-//! commands go out to the devices' command topics.
+//! MQTT device profile v1 (docs/design.md, MQTT device profile): door controllers,
+//! intercoms and fire panels publish to the gateway's own MQTT server (`shell.rs`, which
+//! states its contract: a PUBACK follows the outbox commit); each publish is translated by
+//! the intake (`intake.rs`) and handed to the outbox, and commands go out to the devices'
+//! command topics.
+//!
+//! - [`codec`], [`translate`], [`vendor`], [`limits`]: pure (the wire boundary, payloads,
+//!   vendor JSON, connection caps).
+//! - `shell.rs` (accept loop), `connection.rs` (one client), `shared.rs`, `sessions.rs`:
+//!   the I/O.
+//! - `intake.rs`: publish → event or rejection; commands awaiting their results.
 
 pub mod codec;
+pub mod config;
 mod connection;
+mod intake;
 pub mod limits;
-pub mod server;
+mod sessions;
+mod shared;
+mod shell;
 pub mod translate;
 pub mod vendor;
 
-use std::{
-    collections::{HashMap, HashSet},
-    net::SocketAddr,
-    sync::{Arc, Mutex, atomic::Ordering::Relaxed},
-    time::{Duration, Instant},
-};
+use std::{collections::HashSet, sync::Arc};
 
-use gatehouse_proto as pb;
-use tokio::sync::{mpsc, oneshot};
+use futures::{FutureExt, future::BoxFuture};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use self::{
-    translate::{Reject, TopicKind},
-    vendor::VendorRouter,
-};
-use super::{AdapterContext, CommandRequest, CommandTx, command_result};
-use crate::{config::MqttSection, metrics::RejectReason};
-
-/// How long a device has to answer a command that carries no deadline.
-const DEFAULT_COMMAND_WAIT: Duration = Duration::from_secs(10);
+pub use self::shell::ServerError;
+use self::{config::MqttSection, intake::Intake, sessions::Sessions, vendor::VendorRouter};
+use super::{Adapter, AdapterContext, AdapterError, AdapterKind, RunningAdapter};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MqttError {
     #[error(transparent)]
-    Server(#[from] server::ServerError),
+    Server(#[from] ServerError),
 }
 
-/// Starts the MQTT server and the command task; returns the bound address and the channel
-/// that takes commands for any MQTT device.
-pub async fn start(
-    ctx: AdapterContext,
-    section: MqttSection,
-    shutdown: CancellationToken,
-) -> Result<(SocketAddr, CommandTx), MqttError> {
-    start_with_vendors(ctx, section, VendorRouter::default(), HashSet::new(), shutdown).await
+/// The MQTT adapter: the server, the intake of profile and vendor topics, and one command
+/// channel for every MQTT device.
+pub struct MqttAdapter {
+    pub section: MqttSection,
+    /// The vendor JSON topics (see [`vendor`]); empty when no device publishes vendor JSON.
+    pub vendors: VendorRouter,
+    /// The configured MQTT devices: their client ids always have room to connect, and
+    /// their commands come to this adapter.
+    pub devices: HashSet<String>,
 }
 
-/// [`start`], also reading the vendor JSON topics of `vendors` (see [`vendor`]); `devices`
-/// are the client ids of the configured MQTT devices, which always have room to connect.
-pub async fn start_with_vendors(
-    ctx: AdapterContext,
-    section: MqttSection,
-    vendors: VendorRouter,
-    devices: HashSet<String>,
-    shutdown: CancellationToken,
-) -> Result<(SocketAddr, CommandTx), MqttError> {
-    let intake = Arc::new(Intake {
-        ctx,
-        max_payload: section.max_payload_bytes,
-        pending: Mutex::default(),
-        log_limit: Mutex::default(),
-        vendors,
-    });
-    let sessions = server::Sessions::default();
-    let addr = server::start(intake.clone(), section, sessions.clone(), devices, shutdown.clone()).await?;
-    let (cmd_tx, cmd_rx) = mpsc::channel(256);
-    tokio::spawn(run_commands(intake, sessions, cmd_rx, shutdown));
-    Ok((addr, cmd_tx))
-}
-
-struct Pending {
-    reply: oneshot::Sender<pb::CommandResult>,
-    command: pb::Command,
-    until: Instant,
-}
-
-/// Translation of publishes into events, shared by every connection, and the commands
-/// awaiting their results.
-pub(crate) struct Intake {
-    ctx: AdapterContext,
-    max_payload: usize,
-    pending: Mutex<HashMap<String, Pending>>,
-    log_limit: Mutex<LogLimiter>,
-    vendors: VendorRouter,
-}
-
-async fn run_commands(
-    intake: Arc<Intake>,
-    sessions: server::Sessions,
-    mut commands: mpsc::Receiver<CommandRequest>,
-    shutdown: CancellationToken,
-) {
-    let mut sweep = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            Some(req) = commands.recv() => intake.send_command(&sessions, req),
-            _ = sweep.tick() => intake.expire_commands(),
-        }
-    }
-}
-
-impl Intake {
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Translates one publish: the event to store, or `None` when there is nothing to store
-    /// (a command result, completed here; or a rejection, counted and logged).
-    pub(crate) fn take(&self, topic: &str, payload: &[u8]) -> Option<pb::Event> {
-        let received_ms = pb::now_ms();
-        // The trace of this device message starts here; its context travels in the event.
-        // Only when OpenTelemetry export is on: otherwise no span is made at all.
-        let span = if crate::telemetry::enabled() {
-            tracing::info_span!(target: "gatehouse_gateway::mqtt", "gateway.mqtt.publish", topic = %topic, device = tracing::field::Empty, event_id = tracing::field::Empty)
-        } else {
-            tracing::Span::none()
-        };
-        match span.in_scope(|| self.translate(topic, payload, received_ms)) {
-            Ok(Some(mut event)) => {
-                if !span.is_none() {
-                    span.record("device", event.device_id.as_str());
-                    span.record("event_id", event.event_id.as_str());
-                    crate::telemetry::inject(&span, &mut event.trace_context);
-                }
-                self.ctx.metrics.mqtt_accepted.fetch_add(1, Relaxed);
-                Some(event)
-            }
-            Ok(None) => None,
-            Err((device, reject)) => {
-                self.ctx.metrics.reject(reject.reason);
-                let log = self
-                    .log_limit
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .allow(&device, Instant::now());
-                if log {
-                    tracing::warn!(device = %device, topic = %topic, reason = reject.reason.as_str(), detail = %reject.detail,
-                        "rejected MQTT publish (further rejections from this device are counted, and logged at most once a minute)");
-                }
-                None
-            }
-        }
-    }
-
-    /// Returns the event to store, `None` for a command result, or the rejection with the
-    /// device id it is logged under.
-    fn translate(&self, topic: &str, payload: &[u8], received_ms: i64) -> Result<Option<pb::Event>, (String, Reject)> {
-        if !topic.starts_with("gatehouse/v1/") && !self.vendors.is_empty() {
-            return self.translate_vendor(topic, payload, received_ms).map(Some);
-        }
-        let (device_id, kind) = translate::parse_topic(topic).map_err(|r| ("(bad topic)".to_string(), r))?;
-        if self.ctx.registry.speaks_other_protocol(device_id) {
-            return Err((
-                device_id.to_string(),
-                Reject {
-                    reason: RejectReason::UnknownType,
-                    detail: format!("device {device_id:?} reports over DC-09 or Modbus, not MQTT"),
-                },
-            ));
-        }
-        let Some(device) = self.ctx.registry.get(device_id) else {
-            return Err((
-                device_id.to_string(),
-                Reject {
-                    reason: RejectReason::UnknownDevice,
-                    detail: format!("device {device_id:?} is not in this gateway's registry"),
-                },
-            ));
-        };
-        let err = |r| (device_id.to_string(), r);
-        let body = match kind {
-            TopicKind::Event => {
-                let (occurred_ms, body) =
-                    translate::translate_event(device, payload, received_ms, self.max_payload).map_err(err)?;
-                return Ok(Some(self.ctx.registry.event(device, occurred_ms, received_ms, body)));
-            }
-            TopicKind::Status => translate::translate_status(payload).map_err(err)?,
-            TopicKind::CommandResult => {
-                let reply = translate::translate_command_result(payload).map_err(err)?;
-                self.complete_command(device_id, reply);
-                return Ok(None);
-            }
-        };
-        Ok(Some(self.ctx.registry.event(device, received_ms, received_ms, body)))
-    }
-
-    /// A vendor JSON publish: routed to its device by topic (and device key), mapped to a
-    /// profile object, translated like a profile publish.
-    fn translate_vendor(&self, topic: &str, payload: &[u8], received_ms: i64) -> Result<pb::Event, (String, Reject)> {
-        let anonymous = |r| (format!("(vendor topic {topic})"), r);
-        if payload.len() > self.max_payload {
-            return Err(anonymous(Reject {
-                reason: RejectReason::Oversized,
-                detail: format!(
-                    "payload of {} bytes exceeds the {}-byte limit",
-                    payload.len(),
-                    self.max_payload
-                ),
-            }));
-        }
-        let value: serde_json::Value = serde_json::from_slice(payload).map_err(|e| {
-            anonymous(Reject {
-                reason: RejectReason::MalformedJson,
-                detail: e.to_string(),
+impl Adapter for MqttAdapter {
+    fn start(
+        self: Box<Self>,
+        ctx: AdapterContext,
+        shutdown: CancellationToken,
+    ) -> BoxFuture<'static, Result<RunningAdapter, AdapterError>> {
+        async move {
+            let MqttAdapter {
+                section,
+                vendors,
+                devices,
+            } = *self;
+            let intake = Arc::new(Intake::new(ctx, section.max_payload_bytes, vendors));
+            let sessions = Sessions::default();
+            let commands: Vec<String> = devices.iter().cloned().collect();
+            let (addr, mut tasks) = shell::start(intake.clone(), section, sessions.clone(), devices, shutdown.clone())
+                .await
+                .map_err(MqttError::from)?;
+            let (cmd_tx, cmd_rx) = mpsc::channel(256);
+            tasks.push(intake::run_commands(intake, sessions, cmd_rx, shutdown).boxed());
+            Ok(RunningAdapter {
+                kind: AdapterKind::Mqtt,
+                listen_addr: Some(addr),
+                commands: commands.into_iter().map(|id| (id, cmd_tx.clone())).collect(),
+                tasks,
             })
-        })?;
-        let (binding, mapping) = self.vendors.route(topic, &value).map_err(anonymous)?;
-        let Some(device) = self.ctx.registry.get(&binding.device_id) else {
-            return Err(anonymous(Reject {
-                reason: RejectReason::UnknownDevice,
-                detail: format!("device {:?} is not in the registry", binding.device_id),
-            }));
-        };
-        let (occurred_ms, body) = vendor::translate(mapping, device, &value, received_ms, self.max_payload)
-            .map_err(|r| (device.id.clone(), r))?;
-        Ok(self.ctx.registry.event(device, occurred_ms, received_ms, body))
-    }
-
-    fn send_command(&self, sessions: &server::Sessions, req: CommandRequest) {
-        let cmd = &req.command;
-        let topic = format!("gatehouse/v1/{}/command", cmd.device_id);
-        let delivered = sessions.deliver(&topic, translate::encode_command(cmd).into());
-        if delivered == 0 {
-            tracing::debug!(device = %cmd.device_id, "no connected client subscribes to the command topic; waiting for the deadline");
         }
-        let wait = if cmd.deadline_ms > 0 {
-            Duration::from_millis((cmd.deadline_ms - pb::now_ms()).max(0) as u64)
-        } else {
-            DEFAULT_COMMAND_WAIT
-        };
-        self.pending().insert(
-            cmd.command_id.clone(),
-            Pending {
-                until: Instant::now() + wait,
-                command: req.command,
-                reply: req.reply,
-            },
-        );
-    }
-
-    fn complete_command(&self, device_id: &str, reply: translate::CommandReply) {
-        let mut pending = self.pending();
-        match pending.remove(&reply.command_id) {
-            Some(p) if p.command.device_id == device_id => {
-                let _ = p.reply.send(command_result(&p.command, reply.ok, reply.message));
-            }
-            Some(p) => {
-                tracing::warn!(device = device_id, command = %reply.command_id, "command result from a device the command was not for; ignored");
-                pending.insert(reply.command_id, p);
-            }
-            None => {
-                tracing::debug!(device = device_id, command = %reply.command_id, "result for an unknown or expired command")
-            }
-        }
-    }
-
-    fn expire_commands(&self) {
-        let now = Instant::now();
-        let mut pending = self.pending();
-        let expired: Vec<String> = pending
-            .iter()
-            .filter(|(_, p)| p.until <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for id in expired {
-            if let Some(p) = pending.remove(&id) {
-                let _ = p
-                    .reply
-                    .send(command_result(&p.command, false, "the device did not answer in time"));
-            }
-        }
-    }
-}
-
-/// At most one log line per device per minute, with a bounded memory of devices (a flood
-/// of made-up device ids must not grow it without end).
-#[derive(Default)]
-pub(crate) struct LogLimiter {
-    last: HashMap<String, Instant>,
-}
-
-impl LogLimiter {
-    const WINDOW: Duration = Duration::from_secs(60);
-    const MAX_KEYS: usize = 10_000;
-
-    pub(crate) fn allow(&mut self, key: &str, now: Instant) -> bool {
-        if let Some(t) = self.last.get(key)
-            && now.duration_since(*t) < Self::WINDOW
-        {
-            return false;
-        }
-        if self.last.len() >= Self::MAX_KEYS {
-            self.last.retain(|_, t| now.duration_since(*t) < Self::WINDOW);
-            if self.last.len() >= Self::MAX_KEYS {
-                return false;
-            }
-        }
-        self.last.insert(key.to_string(), now);
-        true
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rejections_are_logged_once_per_device_per_minute() {
-        let mut l = LogLimiter::default();
-        let t0 = Instant::now();
-        assert!(l.allow("a", t0));
-        assert!(!l.allow("a", t0 + Duration::from_secs(59)));
-        assert!(l.allow("b", t0 + Duration::from_secs(1)));
-        assert!(l.allow("a", t0 + Duration::from_secs(61)));
+        .boxed()
     }
 }

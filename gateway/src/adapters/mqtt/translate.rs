@@ -1,11 +1,15 @@
-//! Pure translation of MQTT device-profile v1 payloads (DESIGN §4.2) into canonical event
-//! bodies. No I/O here: table-tested below, and fed anything the network sends.
+//! Pure translation of MQTT device-profile v1 payloads (docs/design.md, MQTT device
+//! profile) into canonical event bodies. No I/O here: table-tested below, and fed anything
+//! the network sends.
 
 use gatehouse_proto as pb;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::{config::DeviceKind, metrics::RejectReason, registry::DeviceInfo};
+use crate::{
+    metrics::RejectReason,
+    registry::{DeviceInfo, DeviceKind},
+};
 
 /// Why a publish was not turned into an event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -82,7 +86,13 @@ pub fn translate_event(
     }
     let value: Value =
         serde_json::from_slice(payload).map_err(|e| Reject::new(RejectReason::MalformedJson, e.to_string()))?;
-    let Value::Object(ref map) = value else {
+    translate_value(device, &value, received_ms)
+}
+
+/// Translates a parsed profile object from `device` (a publish's payload, or what a vendor
+/// mapping made of a vendor payload). Returns the occurred-at time and the body.
+pub fn translate_value(device: &DeviceInfo, value: &Value, received_ms: i64) -> Result<(i64, pb::event::Body), Reject> {
+    let Value::Object(map) = value else {
         return Err(Reject::new(RejectReason::MalformedJson, "payload is not a JSON object"));
     };
     let ty = match map.get("type") {
@@ -115,9 +125,9 @@ pub fn translate_event(
     }
     let wrong = |e: serde_json::Error| Reject::new(RejectReason::WrongFieldType, format!("type {ty:?}: {e}"));
     let body = match device.kind {
-        DeviceKind::Door => door(DoorPayload::deserialize(&value).map_err(wrong)?),
-        DeviceKind::Intercom => intercom(IntercomPayload::deserialize(&value).map_err(wrong)?),
-        DeviceKind::FirePanel => fire(FirePayload::deserialize(&value).map_err(wrong)?),
+        DeviceKind::Door => door(DoorPayload::deserialize(value).map_err(wrong)?),
+        DeviceKind::Intercom => intercom(IntercomPayload::deserialize(value).map_err(wrong)?),
+        DeviceKind::FirePanel => fire(FirePayload::deserialize(value).map_err(wrong)?),
         DeviceKind::Modbus => {
             return Err(Reject::new(
                 RejectReason::UnknownType,

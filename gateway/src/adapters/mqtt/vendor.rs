@@ -1,6 +1,6 @@
-//! Vendor JSON over MQTT, mapped by configuration (DESIGN §4.2: "mapped by configuration,
-//! not by code"). Pure: a mapping turns a vendor payload into a device-profile-v1 object
-//! (`{"type": …, fields…}`), which [`super::translate::translate_event`] then checks and
+//! Vendor JSON over MQTT, mapped by configuration (docs/design.md, MQTT device profile:
+//! "mapped by configuration, not by code"). Pure: a mapping turns a vendor payload into a device-profile-v1 object
+//! (`{"type": …, fields…}`), which [`super::translate::translate_value`] then checks and
 //! translates like any profile publish — so a vendor event is held to the same field rules,
 //! and its rejections are counted under the same reasons.
 //!
@@ -25,11 +25,11 @@ use std::collections::{BTreeMap, HashSet};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::config::DeviceVendorConfig;
 use super::translate::{self, Reject};
 use crate::{
-    config::{Config, DeviceKind},
     metrics::RejectReason,
-    registry::DeviceInfo,
+    registry::{DeviceInfo, DeviceKind},
 };
 
 /// One vendor format.
@@ -202,11 +202,9 @@ pub fn translate(
     device: &DeviceInfo,
     payload: &Value,
     received_ms: i64,
-    max_payload: usize,
 ) -> Result<(i64, gatehouse_proto::event::Body), Reject> {
     let profile = mapping.to_profile(payload)?;
-    let bytes = serde_json::to_vec(&profile).unwrap_or_default();
-    translate::translate_event(device, &bytes, received_ms, max_payload.max(bytes.len()))
+    translate::translate_value(device, &profile, received_ms)
 }
 
 /// Whether MQTT topic `topic` matches subscription filter `filter` (`+` one level, `#` the
@@ -242,18 +240,22 @@ pub struct VendorRouter {
 }
 
 impl VendorRouter {
-    pub fn from_config(config: &Config) -> Self {
+    /// The router of `mappings` and the devices bound to them (device id, its
+    /// `[devices.vendor]` table).
+    pub fn new<'a>(
+        mappings: Vec<VendorMapping>,
+        devices: impl IntoIterator<Item = (&'a str, &'a DeviceVendorConfig)>,
+    ) -> Self {
         let mut router = VendorRouter {
-            mappings: config.vendor_mappings.clone(),
+            mappings,
             topics: Vec::new(),
         };
-        for d in &config.devices {
-            let Some(v) = &d.vendor else { continue };
+        for (id, v) in devices {
             let Some(mapping) = router.mappings.iter().position(|m| m.name == v.mapping) else {
                 continue;
             };
             let binding = Binding {
-                device_id: d.id.clone(),
+                device_id: id.to_string(),
                 mapping,
                 device_key: v.device_key.clone(),
             };
@@ -302,10 +304,15 @@ impl VendorRouter {
     }
 }
 
-/// Load-time checks of the vendor mappings and the devices bound to them.
-pub fn validate(config: &Config) -> Result<(), String> {
+/// Load-time checks of the vendor mappings and the devices bound to them (id, kind,
+/// `[devices.vendor]` table); `mqtt` is whether the file has an `[mqtt]` section.
+pub fn validate(
+    mappings: &[VendorMapping],
+    devices: &[(&str, DeviceKind, &DeviceVendorConfig)],
+    mqtt: bool,
+) -> Result<(), String> {
     let mut names = HashSet::new();
-    for m in &config.vendor_mappings {
+    for m in mappings {
         if !names.insert(m.name.as_str()) {
             return Err(format!("vendor mapping {:?} appears twice", m.name));
         }
@@ -335,14 +342,13 @@ pub fn validate(config: &Config) -> Result<(), String> {
             }
         }
     }
-    let mut per_topic: BTreeMap<&str, Vec<&crate::config::DeviceConfig>> = BTreeMap::new();
-    for d in config.devices.iter().filter(|d| d.vendor.is_some()) {
-        let Some(v) = &d.vendor else { continue };
-        let bad = |m: String| Err(format!("device {:?}: {m}", d.id));
-        if config.mqtt.is_none() {
+    let mut per_topic: BTreeMap<&str, Vec<&DeviceVendorConfig>> = BTreeMap::new();
+    for &(id, kind, v) in devices {
+        let bad = |m: String| Err(format!("device {id:?}: {m}"));
+        if !mqtt {
             return bad("publishes vendor JSON but there is no [mqtt] section".into());
         }
-        let Some(mapping) = config.vendor_mappings.iter().find(|m| m.name == v.mapping) else {
+        let Some(mapping) = mappings.iter().find(|m| m.name == v.mapping) else {
             return bad(format!(
                 "vendor.mapping {:?} is not a [[vendor_mappings]] name",
                 v.mapping
@@ -369,24 +375,20 @@ pub fn validate(config: &Config) -> Result<(), String> {
                 mapping.name
             ));
         }
-        if matches!(d.kind, DeviceKind::Modbus) {
+        if matches!(kind, DeviceKind::Modbus) {
             return bad("a Modbus device does not publish JSON".into());
         }
-        per_topic.entry(v.topic.as_str()).or_default().push(d);
+        per_topic.entry(v.topic.as_str()).or_default().push(v);
     }
     for (topic, devices) in &per_topic {
-        if devices.len() > 1
-            && devices
-                .iter()
-                .any(|d| d.vendor.as_ref().is_some_and(|v| v.device_key.is_none()))
-        {
+        if devices.len() > 1 && devices.iter().any(|v| v.device_key.is_none()) {
             return Err(format!(
                 "devices sharing vendor topic {topic:?} each need a vendor.device_key"
             ));
         }
         let mut keys = HashSet::new();
         for d in devices {
-            if let Some(k) = d.vendor.as_ref().and_then(|v| v.device_key.as_deref())
+            if let Some(k) = d.device_key.as_deref()
                 && !keys.insert(k)
             {
                 return Err(format!("device key {k:?} is given twice on vendor topic {topic:?}"));

@@ -2,7 +2,17 @@
 //! number when it is committed here, and leaves only when the hub has acknowledged it.
 //!
 //! Bounded by `max_events`: when full it sheds point readings first, then ordinary
-//! information, oldest first; fire and security events are never shed.
+//! information, oldest first; fire and security events are never shed ([`shed`]).
+//!
+//! - `queries.rs`: every SQL statement, the only place that writes the outbox's tables.
+//! - `tx.rs`: the write transaction; `writer.rs`: the group-commit writer task.
+//! - this file: [`Outbox`], which holds the write lock around every write and keeps the
+//!   depth gauge exact under it.
+
+mod queries;
+pub mod shed;
+mod tx;
+mod writer;
 
 use std::{
     path::Path,
@@ -14,13 +24,17 @@ use std::{
 use gatehouse_proto as pb;
 use prost::Message;
 use sqlx::{
-    Row, SqlitePool,
+    SqlitePool,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
-use tokio::sync::{mpsc, oneshot, watch};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::watch;
 
-use crate::{health::Check, metrics::Metrics};
+use self::tx::WriteTx;
+pub use self::{
+    shed::{ShedClass, shed_class},
+    writer::{Append, run_writer},
+};
+use crate::metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
@@ -45,25 +59,6 @@ fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> OutboxError {
     move |source| OutboxError::Db { op, source }
 }
 
-/// How readily an event may be shed from a full outbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum ShedClass {
-    Never = 0,
-    Information = 1,
-    Reading = 2,
-}
-
-pub fn shed_class(event: &pb::Event) -> ShedClass {
-    use pb::event::Body;
-    match &event.body {
-        Some(Body::Point(_)) => ShedClass::Reading,
-        Some(Body::Fire(_) | Body::Door(_)) => ShedClass::Never,
-        Some(Body::Intercom(i)) if i.r#type == pb::IntercomEventType::EmergencyCall as i32 => ShedClass::Never,
-        Some(Body::Access(a)) if a.result == pb::AccessResult::Denied as i32 => ShedClass::Never,
-        _ => ShedClass::Information,
-    }
-}
-
 /// What only the holder of the write lock may change.
 #[derive(Default)]
 struct WriteState {
@@ -83,68 +78,6 @@ pub struct Outbox {
     metrics: Arc<Metrics>,
     /// The highest sequence number committed; the uplink watches it.
     committed: watch::Sender<u64>,
-}
-
-const ACKED_KEY: &str = "acked_through";
-
-/// A write transaction whose failure cannot leave the file locked. After a failed COMMIT
-/// (disk full) SQLite keeps the transaction open; sqlx would pool the connection with it
-/// and its write lock, and every later write would fail with "database is locked" long
-/// after space returned. So a transaction that does not commit closes its connection
-/// (which rolls it back) instead of going back to the pool. `BEGIN IMMEDIATE` takes the
-/// write lock up front, so no read transaction has to upgrade (and fail) half-way.
-struct WriteTx {
-    conn: sqlx::pool::PoolConnection<sqlx::Sqlite>,
-    committed: bool,
-}
-
-impl WriteTx {
-    async fn begin(pool: &SqlitePool, op: &'static str) -> Result<Self, OutboxError> {
-        let mut conn = pool.acquire().await.map_err(db(op))?;
-        if let Err(e) = sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await {
-            conn.close_on_drop();
-            return Err(db(op)(e));
-        }
-        Ok(Self { conn, committed: false })
-    }
-
-    async fn commit(mut self, op: &'static str) -> Result<(), OutboxError> {
-        match sqlx::raw_sql("COMMIT").execute(&mut *self.conn).await {
-            Ok(_) => {
-                self.committed = true;
-                Ok(())
-            }
-            Err(e) => {
-                // Roll back here, so that the connection is clean when it goes back to the
-                // pool; if even that fails, Drop closes it.
-                if sqlx::raw_sql("ROLLBACK").execute(&mut *self.conn).await.is_ok() {
-                    self.committed = true;
-                }
-                Err(db(op)(e))
-            }
-        }
-    }
-}
-
-impl std::ops::Deref for WriteTx {
-    type Target = sqlx::SqliteConnection;
-    fn deref(&self) -> &Self::Target {
-        &self.conn
-    }
-}
-
-impl std::ops::DerefMut for WriteTx {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.conn
-    }
-}
-
-impl Drop for WriteTx {
-    fn drop(&mut self) {
-        if !self.committed {
-            self.conn.close_on_drop();
-        }
-    }
 }
 
 impl Outbox {
@@ -200,29 +133,19 @@ impl Outbox {
     }
 
     async fn count(&self) -> Result<u64, OutboxError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db("count"))?;
+        let n = queries::count(&self.pool).await?;
         Ok(n as u64)
     }
 
     /// The highest sequence number ever given (0 before the first event).
     pub async fn last_seq(&self) -> Result<u64, OutboxError> {
-        let n: Option<i64> = sqlx::query_scalar("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'")
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db("reading the sequence"))?;
+        let n = queries::last_seq(&self.pool).await?;
         Ok(n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
     }
 
     /// The highest sequence number the hub has acknowledged.
     pub async fn acked(&self) -> Result<u64, OutboxError> {
-        let n: Option<i64> = sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
-            .bind(ACKED_KEY)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db("reading the ack"))?;
+        let n = queries::acked(&self.pool).await?;
         Ok(n.unwrap_or(0) as u64)
     }
 
@@ -239,16 +162,9 @@ impl Outbox {
             if over == 0 {
                 break;
             }
-            let r = sqlx::query(
-                "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE class = $1 ORDER BY seq LIMIT $2)",
-            )
-            .bind(class as i64)
-            .bind(over as i64)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("shedding"))?;
-            over -= r.rows_affected();
-            shed_old += r.rows_affected();
+            let gone = queries::shed_oldest(&mut tx, class as i64, over).await?;
+            over -= gone;
+            shed_old += gone;
         }
         // Still full of events that are never shed: drop the incoming sheddable ones.
         let mut shed_new = 0u64;
@@ -261,12 +177,7 @@ impl Outbox {
                 shed_new += 1;
                 continue;
             }
-            let seq: i64 = sqlx::query_scalar("INSERT INTO outbox (class, event) VALUES ($1, $2) RETURNING seq")
-                .bind(class as i64)
-                .bind(event.encode_to_vec())
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db("insert"))?;
+            let seq = queries::insert(&mut tx, class as i64, event.encode_to_vec()).await?;
             last = seq as u64;
             stored += 1;
         }
@@ -317,16 +228,9 @@ impl Outbox {
 
     /// Up to `limit` events after `after`, in sequence order, with their sequence numbers.
     pub async fn read_after(&self, after: u64, limit: usize) -> Result<Vec<pb::Event>, OutboxError> {
-        let rows = sqlx::query("SELECT seq, event FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2")
-            .bind(i64::try_from(after).unwrap_or(i64::MAX))
-            .bind(limit as i64)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db("read"))?;
+        let rows = queries::read_after(&self.pool, i64::try_from(after).unwrap_or(i64::MAX), limit as i64).await?;
         rows.into_iter()
-            .map(|row| {
-                let seq: i64 = row.get(0);
-                let bytes: Vec<u8> = row.get(1);
+            .map(|(seq, bytes)| {
                 let mut event =
                     pb::Event::decode(bytes.as_slice()).map_err(|source| OutboxError::Decode { seq, source })?;
                 event.seq = seq as u64;
@@ -343,19 +247,8 @@ impl Outbox {
 
     async fn ack_through_locked(&self, seq: u64) -> Result<(), OutboxError> {
         let mut tx = WriteTx::begin(&self.pool, "begin ack").await?;
-        let r = sqlx::query("DELETE FROM outbox WHERE seq <= $1")
-            .bind(seq as i64)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("deleting acknowledged"))?;
-        sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)")
-            .bind(ACKED_KEY)
-            .bind(seq as i64)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("recording the ack"))?;
+        let gone = queries::ack_through(&mut tx, seq as i64).await?;
         tx.commit("commit ack").await?;
-        let gone = r.rows_affected();
         self.metrics.uplink_acked.fetch_add(gone, Relaxed);
         let _ = self
             .metrics
@@ -375,10 +268,7 @@ impl Outbox {
         if hub_last_seq <= ours {
             return self.ack_through_locked(hub_last_seq).await;
         }
-        let first: Option<i64> = sqlx::query_scalar("SELECT MIN(seq) FROM outbox")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db("reading the first pending event"))?;
+        let first = queries::first_pending(&self.pool).await?;
         // Pending rows keep their order and spacing, starting right after the hub's number.
         let first = first.and_then(|f| u64::try_from(f).ok()).unwrap_or(ours + 1).max(1);
         let refuse = || OutboxError::SeqOutOfRange { hub_last_seq, ours };
@@ -394,37 +284,7 @@ impl Outbox {
             "the hub has seen sequence numbers this outbox never gave: renumbering pending events past them"
         );
         let mut tx = WriteTx::begin(&self.pool, "begin renumber").await?;
-        // Two steps through negative keys, so no renumbered row collides with an old one.
-        sqlx::query("UPDATE outbox SET seq = -(seq + $1)")
-            .bind(offset)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("renumbering"))?;
-        sqlx::query("UPDATE outbox SET seq = -seq")
-            .execute(&mut *tx)
-            .await
-            .map_err(db("renumbering"))?;
-        // sqlite_sequence has no key: update its row, or add it when no event was ever stored.
-        let moved = sqlx::query("UPDATE sqlite_sequence SET seq = $1 WHERE name = 'outbox'")
-            .bind(moved_to)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("moving the sequence"))?;
-        if moved.rows_affected() == 0 {
-            sqlx::query("INSERT INTO sqlite_sequence (name, seq) VALUES ('outbox', $1)")
-                .bind(moved_to)
-                .execute(&mut *tx)
-                .await
-                .map_err(db("moving the sequence"))?;
-        }
-        sqlx::query(
-            "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(ACKED_KEY)
-        .bind(to_i64(hub_last_seq)?)
-        .execute(&mut *tx)
-        .await
-        .map_err(db("recording the ack"))?;
+        queries::renumber(&mut tx, offset, moved_to, to_i64(hub_last_seq)?).await?;
         tx.commit("commit renumber").await?;
         self.committed.send_replace(moved_to as u64);
         Ok(())
@@ -437,35 +297,19 @@ impl Outbox {
         let _write = self.write.lock().await;
         let seq = to_i64(seq)?;
         let mut tx = WriteTx::begin(&self.pool, "begin dead letter").await?;
-        let moved = sqlx::query(
-            "INSERT OR REPLACE INTO dead_letter (seq, event, reason, at_ms) SELECT seq, event, $2, $3 FROM outbox WHERE seq = $1",
-        )
-        .bind(seq)
-        .bind(reason)
-        .bind(gatehouse_proto::now_ms())
-        .execute(&mut *tx)
-        .await
-        .map_err(db("setting an event aside"))?;
-        sqlx::query("DELETE FROM outbox WHERE seq = $1")
-            .bind(seq)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("setting an event aside"))?;
+        let moved = queries::dead_letter(&mut tx, seq, reason, gatehouse_proto::now_ms()).await?;
         tx.commit("commit dead letter").await?;
-        let gone = moved.rows_affected();
+        let gone = u64::from(moved);
         let _ = self
             .metrics
             .outbox_depth
             .fetch_update(Relaxed, Relaxed, |d| Some(d.saturating_sub(gone)));
-        Ok(gone > 0)
+        Ok(moved)
     }
 
     /// Events set aside in `dead_letter`: (seq, reason).
     pub async fn dead_letters(&self) -> Result<Vec<(u64, String)>, OutboxError> {
-        let rows: Vec<(i64, String)> = sqlx::query_as("SELECT seq, reason FROM dead_letter ORDER BY seq")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db("reading the dead letters"))?;
+        let rows = queries::dead_letters(&self.pool).await?;
         Ok(rows.into_iter().map(|(s, r)| (s.max(0) as u64, r)).collect())
     }
 }
@@ -485,104 +329,6 @@ fn to_i64(n: u64) -> Result<i64, OutboxError> {
 pub fn batch_bytes(event: &pb::Event) -> usize {
     let len = event.encoded_len();
     1 + prost::length_delimiter_len(len) + len
-}
-
-/// One event handed to the writer, with whoever waits for its commit.
-pub struct Append {
-    pub event: pb::Event,
-    /// Completed once the transaction holding the event has committed (or the event was shed
-    /// from a full outbox: taken, like a reading dropped on arrival). Dropped unanswered when
-    /// the writer stops first, so a waiter learns that the event was not stored.
-    pub committed: Option<oneshot::Sender<()>>,
-}
-
-impl From<pb::Event> for Append {
-    fn from(event: pb::Event) -> Self {
-        Self { event, committed: None }
-    }
-}
-
-/// Moves events from the adapters' queue into the outbox, many to a transaction (group
-/// commit), and completes every waiter of a transaction after its commit. On a failed write
-/// (disk full, I/O) it keeps the batch and retries: nothing is dropped, waiters keep
-/// waiting, and the full queue pushes back on the adapters meanwhile. `check` (e.g.
-/// `outbox.writer`) fails while writes fail, naming the error.
-pub async fn run_writer(
-    outbox: Outbox,
-    mut rx: mpsc::Receiver<Append>,
-    check: Option<Check>,
-    shutdown: CancellationToken,
-) {
-    const MAX_BATCH: usize = 2_000;
-    let mut batch: Vec<Append> = Vec::with_capacity(MAX_BATCH);
-    let mut events: Vec<pb::Event> = Vec::with_capacity(MAX_BATCH);
-    let mut failing_since: Option<std::time::Instant> = None;
-    loop {
-        if batch.is_empty() {
-            tokio::select! {
-                n = rx.recv_many(&mut batch, MAX_BATCH) => if n == 0 { break },
-                _ = shutdown.cancelled() => break,
-            }
-            // The events move into `events` for the append; the waiters stay in `batch`.
-            events.clear();
-            events.extend(batch.iter_mut().map(|a| std::mem::take(&mut a.event)));
-        }
-        match outbox.append(&events).await {
-            Ok(_) => {
-                for a in batch.drain(..) {
-                    if let Some(done) = a.committed {
-                        let _ = done.send(());
-                    }
-                }
-                if let Some(since) = failing_since.take() {
-                    tracing::info!(
-                        failed_for_s = since.elapsed().as_secs(),
-                        "outbox writes succeed again; waiting events committed"
-                    );
-                }
-                if let Some(c) = &check {
-                    c.ok();
-                }
-            }
-            Err(e) => {
-                outbox.metrics.outbox_write_errors.fetch_add(1, Relaxed);
-                failing_since.get_or_insert_with(std::time::Instant::now);
-                tracing::error!(error = %e, pending = events.len(),
-                    "outbox write failed (disk full? I/O error?); nothing is acknowledged to devices until it succeeds; retrying in 1 s");
-                if let Some(c) = &check {
-                    c.fail(format!("outbox writes fail: {e}"));
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = shutdown.cancelled() => break,
-                }
-            }
-        }
-    }
-    // Drain what the adapters already handed over before stopping.
-    rx.close();
-    if !batch.is_empty() {
-        finish(&outbox, &events, batch.drain(..)).await;
-    }
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        events.clear();
-        events.extend(batch.iter_mut().map(|a| std::mem::take(&mut a.event)));
-        finish(&outbox, &events, batch.drain(..)).await;
-    }
-}
-
-/// One last append at shutdown; waiters are told only when it committed.
-async fn finish(outbox: &Outbox, events: &[pb::Event], waiters: impl Iterator<Item = Append>) {
-    match outbox.append(events).await {
-        Ok(_) => {
-            for a in waiters {
-                if let Some(done) = a.committed {
-                    let _ = done.send(());
-                }
-            }
-        }
-        Err(e) => tracing::error!(error = %e, lost = events.len(), "outbox write failed during shutdown"),
-    }
 }
 
 #[cfg(test)]

@@ -1,170 +1,16 @@
-//! The gateway's counters and gauges, rendered as Prometheus text on `/metrics`.
+//! The gateway's counters and gauges, rendered as Prometheus text on `/metrics`. A leaf:
+//! it imports nothing else of the crate; the label sets are in [`labels`].
 
 use std::{
     fmt::Write,
     sync::atomic::{AtomicU64, Ordering::Relaxed},
 };
 
-use crate::adapters::dc09::receiver::Verdict;
+mod labels;
 
-/// Why an MQTT publish was rejected. Each reason has its own counter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RejectReason {
-    MalformedJson,
-    UnknownDevice,
-    UnknownType,
-    WrongFieldType,
-    Oversized,
-    BadTopic,
-}
-
-impl RejectReason {
-    pub const ALL: [RejectReason; 6] = [
-        RejectReason::MalformedJson,
-        RejectReason::UnknownDevice,
-        RejectReason::UnknownType,
-        RejectReason::WrongFieldType,
-        RejectReason::Oversized,
-        RejectReason::BadTopic,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RejectReason::MalformedJson => "malformed_json",
-            RejectReason::UnknownDevice => "unknown_device",
-            RejectReason::UnknownType => "unknown_type",
-            RejectReason::WrongFieldType => "wrong_field_type",
-            RejectReason::Oversized => "oversized",
-            RejectReason::BadTopic => "bad_topic",
-        }
-    }
-}
-
-/// Why the hub refused a batch, as the gateway counts it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UplinkRejection {
-    SeqGap,
-    SeqCeiling,
-    TooLarge,
-    Other,
-}
-
-impl UplinkRejection {
-    pub const ALL: [UplinkRejection; 4] = [
-        UplinkRejection::SeqGap,
-        UplinkRejection::SeqCeiling,
-        UplinkRejection::TooLarge,
-        UplinkRejection::Other,
-    ];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UplinkRejection::SeqGap => "seq_gap",
-            UplinkRejection::SeqCeiling => "seq_ceiling",
-            UplinkRejection::TooLarge => "too_large",
-            UplinkRejection::Other => "other",
-        }
-    }
-}
-
-/// Why the MQTT server refused a connection (the CONNACK code, or a close before it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MqttRefusal {
-    /// `mqtt.max_pending_connections` TCP connections were already waiting for CONNECT.
-    PendingCap,
-    /// `mqtt.max_connections_per_ip` reached for the source address.
-    PerIpCap,
-    /// `mqtt.max_connections` clients that are not configured devices already connected
-    /// (CONNACK 0x03, server unavailable).
-    ConnectionCap,
-    /// Not MQTT 3.1.1 (CONNACK 0x01).
-    BadProtocol,
-    /// An empty client id without clean session, or one that is not UTF-8 (CONNACK 0x02).
-    IdentifierRejected,
-}
-
-impl MqttRefusal {
-    pub const ALL: [MqttRefusal; 5] = [
-        MqttRefusal::PendingCap,
-        MqttRefusal::PerIpCap,
-        MqttRefusal::ConnectionCap,
-        MqttRefusal::BadProtocol,
-        MqttRefusal::IdentifierRejected,
-    ];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MqttRefusal::PendingCap => "pending_cap",
-            MqttRefusal::PerIpCap => "per_ip_cap",
-            MqttRefusal::ConnectionCap => "connection_cap",
-            MqttRefusal::BadProtocol => "bad_protocol",
-            MqttRefusal::IdentifierRejected => "identifier_rejected",
-        }
-    }
-}
-
-/// Why the MQTT server closed a connection it had accepted (closes by the client are not
-/// counted here).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MqttClose {
-    /// No CONNECT within `mqtt.connect_timeout_ms`.
-    ConnectTimeout,
-    /// Nothing received for 1.5 × the client's keep-alive (or `mqtt.idle_timeout_s`).
-    KeepAlive,
-    /// A packet over `mqtt.max_packet_bytes`.
-    PacketTooLarge,
-    /// Bytes that are not an MQTT 3.1.1 packet, or a packet out of place.
-    Malformed,
-    /// Another connection took the client id over (MQTT session takeover).
-    TakenOver,
-    /// The outbox writer stopped (shutdown).
-    IntakeStopped,
-}
-
-impl MqttClose {
-    pub const ALL: [MqttClose; 6] = [
-        MqttClose::ConnectTimeout,
-        MqttClose::KeepAlive,
-        MqttClose::PacketTooLarge,
-        MqttClose::Malformed,
-        MqttClose::TakenOver,
-        MqttClose::IntakeStopped,
-    ];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MqttClose::ConnectTimeout => "connect_timeout",
-            MqttClose::KeepAlive => "keep_alive",
-            MqttClose::PacketTooLarge => "packet_too_large",
-            MqttClose::Malformed => "malformed",
-            MqttClose::TakenOver => "taken_over",
-            MqttClose::IntakeStopped => "intake_stopped",
-        }
-    }
-}
-
-/// Kinds of Modbus failure, counted apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ModbusFailure {
-    Timeout,
-    Transport,
-    Exception,
-    Connect,
-}
-
-impl ModbusFailure {
-    pub const ALL: [ModbusFailure; 4] = [
-        ModbusFailure::Timeout,
-        ModbusFailure::Transport,
-        ModbusFailure::Exception,
-        ModbusFailure::Connect,
-    ];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ModbusFailure::Timeout => "timeout",
-            ModbusFailure::Transport => "transport",
-            ModbusFailure::Exception => "exception",
-            ModbusFailure::Connect => "connect",
-        }
-    }
-}
+pub use labels::{
+    Dc09Closed, Dc09Conns, Dc09Verdict, ModbusFailure, MqttClose, MqttRefusal, RejectReason, UplinkRejection,
+};
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -204,7 +50,7 @@ pub struct Metrics {
     modbus_failures: [AtomicU64; ModbusFailure::ALL.len()],
     pub modbus_reconnects: AtomicU64,
     pub modbus_devices_offline: AtomicU64,
-    dc09_frames: [AtomicU64; Verdict::ALL.len()],
+    dc09_frames: [AtomicU64; Dc09Verdict::ALL.len()],
     /// Fire events stored from DC-09 frames.
     pub dc09_events: AtomicU64,
     /// Of those, codes the tables do not map (stored with their raw code, raising nothing).
@@ -213,7 +59,7 @@ pub struct Metrics {
     pub dc09_store_failures: AtomicU64,
     pub dc09_panels_offline: AtomicU64,
     /// DC-09 TCP connections: open, refused, closed by a limit.
-    pub dc09_conns: crate::adapters::dc09::conns::ConnMetrics,
+    pub dc09_conns: Dc09Conns,
     /// Zone-state changes read from Modbus fire panels.
     pub fire_zone_changes: AtomicU64,
 }
@@ -260,11 +106,11 @@ impl Metrics {
     }
 
     /// Counts a DC-09 frame by what became of it.
-    pub fn dc09_frame(&self, verdict: Verdict) {
+    pub fn dc09_frame(&self, verdict: Dc09Verdict) {
         self.dc09_frames[verdict as usize].fetch_add(1, Relaxed);
     }
 
-    pub fn dc09_frames(&self, verdict: Verdict) -> u64 {
+    pub fn dc09_frames(&self, verdict: Dc09Verdict) -> u64 {
         self.dc09_frames[verdict as usize].load(Relaxed)
     }
 
@@ -388,7 +234,7 @@ impl Metrics {
             out,
             "# HELP gatehouse_gateway_dc09_frames_total SIA DC-09 frames received, by outcome (accepted, poll and duplicate were ACKed).\n# TYPE gatehouse_gateway_dc09_frames_total counter"
         );
-        for v in Verdict::ALL {
+        for v in Dc09Verdict::ALL {
             let _ = writeln!(
                 out,
                 "gatehouse_gateway_dc09_frames_total{{result=\"{}\"}} {}",

@@ -37,31 +37,21 @@
 //! - **Health**: `mqtt.listener` fails while accepting fails; `mqtt.intake` fails while a
 //!   publish has waited longer than `mqtt.commit_wait_alarm_ms` for its commit.
 
-use std::{
-    collections::{BTreeMap, HashMap, HashSet},
-    net::SocketAddr,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, Ordering::Relaxed},
-    },
-    time::{Duration, Instant},
-};
+use std::{collections::HashSet, net::SocketAddr, sync::Arc, time::Duration};
 
-use bytes::Bytes;
-use rumqttc::mqttbytes::QoS;
-use tokio::{net::TcpListener, sync::mpsc};
+use futures::{FutureExt, future::BoxFuture};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Intake, LogLimiter, codec,
-    connection::{self, Outgoing},
-    limits::{Admission, Caps},
-};
-use crate::{
     config::MqttSection,
-    health::{Check, Severity},
-    metrics::{Metrics, MqttRefusal},
+    connection,
+    intake::Intake,
+    limits::{Admission, Caps},
+    sessions::Sessions,
+    shared::{Shared, Waits},
 };
+use crate::health::{Check, Severity};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -69,44 +59,15 @@ pub enum ServerError {
     Bind { addr: SocketAddr, source: std::io::Error },
 }
 
-/// What every connection of the server shares.
-pub(super) struct Shared {
-    pub intake: Arc<Intake>,
-    pub section: MqttSection,
-    pub metrics: Arc<Metrics>,
-    pub sessions: Sessions,
-    /// Client ids of the configured MQTT devices (they have room of their own).
-    pub devices: HashSet<String>,
-    pub waits: Waits,
-    log_limit: Mutex<LogLimiter>,
-}
-
-impl Shared {
-    /// Logs a refusal or close at most once a minute per `key`.
-    pub fn log_allowed(&self, key: &str) -> bool {
-        self.log_limit
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .allow(key, Instant::now())
-    }
-
-    pub fn refused(&self, why: MqttRefusal, peer: SocketAddr, detail: &str) {
-        self.metrics.mqtt_refused(why);
-        if self.log_allowed(why.as_str()) {
-            tracing::warn!(peer = %peer, reason = why.as_str(), detail,
-                "MQTT connection refused (counted on /metrics; logged at most once a minute per reason)");
-        }
-    }
-}
-
-/// Binds `section.listen` and serves until `shutdown`; returns the bound address.
+/// Binds `section.listen`; returns the bound address and the server's tasks (the accept
+/// loop and the commit watch), which serve until `shutdown`.
 pub(super) async fn start(
     intake: Arc<Intake>,
     section: MqttSection,
     sessions: Sessions,
     devices: HashSet<String>,
     shutdown: CancellationToken,
-) -> Result<SocketAddr, ServerError> {
+) -> Result<(SocketAddr, Vec<BoxFuture<'static, ()>>), ServerError> {
     let listener = TcpListener::bind(section.listen)
         .await
         .map_err(|source| ServerError::Bind {
@@ -132,11 +93,13 @@ pub(super) async fn start(
         sessions,
         devices,
         waits: Waits::default(),
-        log_limit: Mutex::default(),
+        log_limit: Default::default(),
     });
-    tokio::spawn(watch_commits(shared.clone(), intake_check, shutdown.clone()));
-    tokio::spawn(accept_loop(listener, admission, shared, listener_check, shutdown));
-    Ok(addr)
+    let tasks = vec![
+        watch_commits(shared.clone(), intake_check, shutdown.clone()).boxed(),
+        accept_loop(listener, admission, shared, listener_check, shutdown).boxed(),
+    ];
+    Ok((addr, tasks))
 }
 
 async fn accept_loop(
@@ -206,144 +169,5 @@ async fn watch_commits(shared: Arc<Shared>, check: Check, shutdown: Cancellation
             )),
             _ => check.ok(),
         }
-    }
-}
-
-/// Publishes awaiting their outbox commit, oldest first.
-#[derive(Default)]
-pub(super) struct Waits {
-    next: AtomicU64,
-    open: Mutex<BTreeMap<u64, Instant>>,
-}
-
-/// One publish's wait; ends (and is measured) when dropped.
-pub(super) struct Wait {
-    shared: Arc<Shared>,
-    id: u64,
-    since: Instant,
-}
-
-impl Waits {
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Instant>> {
-        self.open.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub fn begin(shared: &Arc<Shared>) -> Wait {
-        let id = shared.waits.next.fetch_add(1, Relaxed);
-        let since = Instant::now();
-        shared.waits.lock().insert(id, since);
-        shared.metrics.mqtt_awaiting_commit.fetch_add(1, Relaxed);
-        Wait {
-            shared: shared.clone(),
-            id,
-            since,
-        }
-    }
-
-    fn oldest(&self) -> Option<Duration> {
-        self.lock().first_key_value().map(|(_, t)| t.elapsed())
-    }
-}
-
-impl Drop for Wait {
-    fn drop(&mut self) {
-        self.shared.waits.lock().remove(&self.id);
-        let m = &self.shared.metrics;
-        let _ = m
-            .mqtt_awaiting_commit
-            .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(1)));
-        m.mqtt_commit_wait_max_ms
-            .fetch_max(self.since.elapsed().as_millis() as u64, Relaxed);
-    }
-}
-
-/// The connected clients by client id, with what each subscribed to.
-#[derive(Clone, Default)]
-pub(crate) struct Sessions {
-    inner: Arc<Mutex<HashMap<String, Session>>>,
-}
-
-struct Session {
-    conn: u64,
-    tx: mpsc::Sender<Outgoing>,
-    close: CancellationToken,
-    filters: Vec<(String, QoS)>,
-}
-
-impl Sessions {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Registers connection `conn` as `client_id`, closing any older connection of that id.
-    pub(super) fn open(&self, client_id: &str, conn: u64, tx: mpsc::Sender<Outgoing>, close: CancellationToken) {
-        let old = self.lock().insert(
-            client_id.to_string(),
-            Session {
-                conn,
-                tx,
-                close,
-                filters: Vec::new(),
-            },
-        );
-        if let Some(old) = old {
-            old.close.cancel();
-        }
-    }
-
-    /// Forgets `client_id` if `conn` still holds it (a takeover may have replaced it).
-    pub(super) fn close(&self, client_id: &str, conn: u64) {
-        let mut s = self.lock();
-        if s.get(client_id).is_some_and(|x| x.conn == conn) {
-            s.remove(client_id);
-        }
-    }
-
-    /// Whether `conn` still holds `client_id` (false once another connection took it over).
-    pub(super) fn holds(&self, client_id: &str, conn: u64) -> bool {
-        self.lock().get(client_id).is_some_and(|s| s.conn == conn)
-    }
-
-    pub(super) fn subscribe(&self, client_id: &str, conn: u64, filters: impl IntoIterator<Item = (String, QoS)>) {
-        if let Some(s) = self.lock().get_mut(client_id).filter(|s| s.conn == conn) {
-            for (f, q) in filters {
-                s.filters.retain(|(g, _)| *g != f);
-                s.filters.push((f, q));
-            }
-        }
-    }
-
-    pub(super) fn unsubscribe(&self, client_id: &str, conn: u64, filters: &[String]) {
-        if let Some(s) = self.lock().get_mut(client_id).filter(|s| s.conn == conn) {
-            s.filters.retain(|(g, _)| !filters.contains(g));
-        }
-    }
-
-    /// Queues `payload` on `topic` to every session with a matching filter, at the highest
-    /// QoS granted among its matching filters; returns how many sessions took it.
-    pub(crate) fn deliver(&self, topic: &str, payload: Bytes) -> usize {
-        let mut n = 0;
-        for s in self.lock().values() {
-            let qos = s
-                .filters
-                .iter()
-                .filter(|(f, _)| codec::matches(topic, f))
-                .map(|(_, q)| *q)
-                .fold(None, |best: Option<QoS>, q| match best {
-                    Some(b) if b >= q => Some(b),
-                    _ => Some(q),
-                });
-            if let Some(qos) = qos {
-                let out = Outgoing {
-                    topic: topic.to_string(),
-                    payload: payload.clone(),
-                    qos,
-                };
-                if s.tx.try_send(out).is_ok() {
-                    n += 1;
-                }
-            }
-        }
-        n
     }
 }

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{
+    config::{ModbusDeviceConfig, ModbusSection, PointConfig, Table},
     decode::{decode, decode_bit, encode},
     link::Link,
     plan::{DEFAULT_MAX_GAP, ReadRequest, plan},
@@ -30,7 +31,6 @@ use super::{
 };
 use crate::{
     adapters::{AdapterContext, CommandRequest, SinkClosed, command_result},
-    config::{ModbusDeviceConfig, ModbusSection, PointConfig, Table},
     metrics::{Metrics, ModbusFailure},
     registry::DeviceInfo,
 };

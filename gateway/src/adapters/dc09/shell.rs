@@ -1,7 +1,9 @@
 //! The I/O shell around [`Receiver`]: a TCP listener and a UDP socket on one address, one
-//! task per TCP connection, and a supervision tick. Events of a frame are committed to the
-//! outbox *before* its ACK is sent; if the commit fails the frame gets a NAK, so the panel
-//! sends it again.
+//! task per TCP connection, and a supervision tick. Events of a frame go through the
+//! [`EventSink`] and are committed to the outbox *before* its ACK is sent. While outbox
+//! writes fail the answer waits (the writer retries; a panel that gives up sends again and
+//! is ACKed as a duplicate once the first copy is in); if the writer has stopped the frame
+//! gets a NAK, so the panel sends it again.
 //!
 //! No connection can lock panels out: one without a complete frame for `idle_timeout_s` is
 //! closed, one source holds at most `max_connections_per_source`, and at `max_connections` a
@@ -15,6 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use futures::{FutureExt, future::BoxFuture};
 use gatehouse_proto::{self as pb, DeviceStatus, event::Body};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -26,16 +29,16 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{
+    config::{Dc09DeviceConfig, Dc09Section},
     conns::{Closed, Conns},
-    crypto::Key,
     frame::{self, Split},
     receiver::{AccountConfig, Outcome, Receiver, Verdict},
 };
 use crate::{
-    adapters::{AdapterContext, CommandRequest, CommandTx, command_result, mqtt::LogLimiter},
-    config::{Config, Dc09Section},
+    adapters::{
+        AdapterContext, CommandRequest, CommandTx, EventSink, SinkClosed, command_result, log_limit::LogLimiter,
+    },
     health::{Check, Severity},
-    outbox::Outbox,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -50,24 +53,19 @@ pub enum Dc09Error {
     Key { device: String, detail: String },
 }
 
-/// The accounts of `config`'s DC-09 fire panels.
-pub fn accounts(config: &Config) -> Result<Vec<AccountConfig>, Dc09Error> {
+/// The accounts of the DC-09 fire panels (device id, `[devices.dc09]` table).
+pub fn accounts<'a>(
+    panels: impl IntoIterator<Item = (&'a str, &'a Dc09DeviceConfig)>,
+) -> Result<Vec<AccountConfig>, Dc09Error> {
     let mut out = Vec::new();
-    for d in &config.devices {
-        let Some(dc09) = &d.dc09 else { continue };
-        let key = match (&dc09.key, &dc09.key_hex) {
-            (Some(text), None) => Some(Key::from_text(text)),
-            (None, Some(hex)) => Some(Key::from_hex(hex)),
-            _ => None,
-        }
-        .transpose()
-        .map_err(|e| Dc09Error::Key {
-            device: d.id.clone(),
-            detail: e.to_string(),
+    for (id, dc09) in panels {
+        let key = dc09.key().map_err(|detail| Dc09Error::Key {
+            device: id.to_string(),
+            detail,
         })?;
         out.push(AccountConfig {
             account: dc09.account.clone(),
-            device_id: d.id.clone(),
+            device_id: id.to_string(),
             key,
             supervision_ms: i64::try_from(dc09.supervision_s.saturating_mul(1000)).unwrap_or(i64::MAX),
         });
@@ -77,25 +75,22 @@ pub fn accounts(config: &Config) -> Result<Vec<AccountConfig>, Dc09Error> {
 
 struct Shell {
     ctx: AdapterContext,
-    outbox: Outbox,
     receiver: Mutex<Receiver>,
     log_limit: std::sync::Mutex<LogLimiter>,
     conns: Conns,
     idle: Duration,
 }
 
-/// Binds TCP and UDP on `section.listen` (port 0: any free port, the same for both), spawns
-/// the receiver's tasks into `tasks`, and returns the bound address and the channel that
-/// answers commands for DC-09 panels (which cannot take any: DC-09 only reports).
-pub async fn start(
+/// Binds TCP and UDP on `section.listen` (port 0: any free port, the same for both), and
+/// returns the bound address, the channel that answers commands for DC-09 panels (which
+/// cannot take any: DC-09 only reports), and the receiver's tasks.
+pub(super) async fn start(
     ctx: AdapterContext,
-    outbox: Outbox,
     section: &Dc09Section,
-    config: &Config,
+    panels: &[(String, Dc09DeviceConfig)],
     shutdown: CancellationToken,
-    tasks: &mut JoinSet<()>,
-) -> Result<(SocketAddr, CommandTx), Dc09Error> {
-    let accounts = accounts(config)?;
+) -> Result<(SocketAddr, CommandTx, Vec<BoxFuture<'static, ()>>), Dc09Error> {
+    let accounts = accounts(panels.iter().map(|(id, c)| (id.as_str(), c)))?;
     let (tcp, udp) = bind(section.listen).await?;
     let addr = tcp.local_addr().unwrap_or(section.listen);
     info!(%addr, accounts = accounts.len(), "DC-09 receiver listening (TCP and UDP)");
@@ -104,17 +99,18 @@ pub async fn start(
     let shell = Arc::new(Shell {
         receiver: Mutex::new(Receiver::new(accounts, pb::now_ms())),
         ctx,
-        outbox,
         log_limit: std::sync::Mutex::new(LogLimiter::default()),
         conns: Conns::new(section.max_connections, section.max_connections_per_source),
         idle: Duration::from_secs(section.idle_timeout_s),
     });
-    tasks.spawn(serve_tcp(shell.clone(), tcp, tcp_check, shutdown.clone()));
-    tasks.spawn(serve_udp(shell.clone(), udp, udp_check, shutdown.clone()));
-    tasks.spawn(supervise(shell, shutdown.clone()));
     let (tx, rx) = mpsc::channel(16);
-    tasks.spawn(refuse_commands(rx, shutdown));
-    Ok((addr, tx))
+    let tasks = vec![
+        serve_tcp(shell.clone(), tcp, tcp_check, shutdown.clone()).boxed(),
+        serve_udp(shell.clone(), udp, udp_check, shutdown.clone()).boxed(),
+        supervise(shell, shutdown.clone()).boxed(),
+        refuse_commands(rx, shutdown).boxed(),
+    ];
+    Ok((addr, tx, tasks))
 }
 
 async fn bind(listen: SocketAddr) -> Result<(TcpListener, UdpSocket), Dc09Error> {
@@ -185,7 +181,7 @@ impl Shell {
             }
         }
         if !events.is_empty() {
-            if let Err(e) = self.outbox.append(&events).await {
+            if let Err(e) = commit_all(&self.ctx.sink, events).await {
                 // Not stored: do not ACK. The NAK makes the panel send it again.
                 metrics.dc09_store_failures.fetch_add(1, Relaxed);
                 warn!(account = %accepted.account, seq = %accepted.seq, error = %e, "DC-09 frame not stored; answered NAK so the panel retries");
@@ -418,11 +414,12 @@ async fn supervise(shell: Arc<Shell>, shutdown: CancellationToken) {
                 ))
             })
             .collect();
-        if let Err(e) = shell.outbox.append(&events).await {
+        let lost = events.len();
+        if let Err(e) = commit_all(&shell.ctx.sink, events).await {
             // The panels stay marked offline here; the events are retried by nobody,
             // so say so loudly.
             shell.ctx.metrics.dc09_store_failures.fetch_add(1, Relaxed);
-            warn!(error = %e, lost = events.len(), "DC-09 offline status not stored");
+            warn!(error = %e, lost, "DC-09 offline status not stored");
         }
         shell
             .ctx
@@ -430,6 +427,20 @@ async fn supervise(shell: Arc<Shell>, shutdown: CancellationToken) {
             .dc09_panels_offline
             .store(receiver.offline_count() as u64, Relaxed);
     }
+}
+
+/// Hands `events` to the outbox in order and returns once all are committed: the ACK (or
+/// the offline report) follows this. An event over `uplink.max_event_bytes` is refused by
+/// the sink (counted, logged) like any adapter's.
+async fn commit_all(sink: &EventSink, events: Vec<pb::Event>) -> Result<(), SinkClosed> {
+    let mut commits = Vec::with_capacity(events.len());
+    for event in events {
+        commits.push(sink.enqueue(event).await?);
+    }
+    for commit in commits {
+        commit.wait().await?;
+    }
+    Ok(())
 }
 
 async fn refuse_commands(mut rx: mpsc::Receiver<CommandRequest>, shutdown: CancellationToken) {
