@@ -10,7 +10,10 @@ use serde::Deserialize;
 
 use crate::{
     adapters::{
-        dc09::config::{Dc09DeviceConfig, Dc09Section},
+        dc09::{
+            self,
+            config::{Dc09DeviceConfig, Dc09Section},
+        },
         modbus::config::{ModbusDeviceConfig, ModbusSection},
         modbus_fire::config::ModbusFireConfig,
         mqtt::{
@@ -241,6 +244,15 @@ impl Config {
             return bad(format!(
                 "uplink.max_event_bytes ({}) must exceed mqtt.max_payload_bytes ({}) by at least 4096 (room for the event's ids and times)",
                 u.max_event_bytes, m.max_payload_bytes
+            ));
+        }
+        if self.dc09.is_some() && 2 * dc09::frame::MAX_FRAME + 4096 > u.max_event_bytes {
+            // A DC-09 panel is ACKed after its events commit and has no other answer for an
+            // event the uplink could not carry: the largest frame must always fit.
+            return bad(format!(
+                "uplink.max_event_bytes ({}) must be at least {} when a [dc09] receiver runs (twice the largest DC-09 frame, plus the event's ids and times)",
+                u.max_event_bytes,
+                2 * dc09::frame::MAX_FRAME + 4096
             ));
         }
         if u.progress_timeout_s == 0 {
@@ -492,6 +504,11 @@ type = "bool"
                 "hubs = [\"http://127.0.0.1:50051\"]",
                 "hubs = [\"http://127.0.0.1:50051\"]\n[uplink]\nmax_event_bytes = 8192",
                 "mqtt.max_payload_bytes",
+            ),
+            (
+                "[mqtt]\nlisten = \"127.0.0.1:18830\"",
+                "[mqtt]\nlisten = \"127.0.0.1:18830\"\nmax_payload_bytes = 1024\n[dc09]\nlisten = \"127.0.0.1:0\"\n[uplink]\nmax_event_bytes = 8192",
+                "[dc09] receiver",
             ),
             ("[mqtt]\nlisten = \"127.0.0.1:18830\"", "", "no [mqtt] section"),
             (
