@@ -3,41 +3,14 @@
 //! hands over and who takes over — which the incoming guard acknowledges. Unacknowledged
 //! sheets are listed for the supervisor (`GET /rota/handovers?unacknowledged=true`).
 //!
-//! Pure: the sheet from what was read (the shell reads and writes, in `shell/handovers.rs`),
+//! Pure: the sheet from the rows read (the shell reads and writes, in `shell/handovers.rs`),
 //! and a stored sheet as the API shows it.
 
 use serde_json::{Value, json};
 
 use super::model::{PostConfig, Slot};
+use super::queries::{HandoverRow, SheetAlarm, SheetIncident, SheetNote};
 use crate::alarms::rfc3339;
-
-/// An alarm of the estate still standing (active, or not acknowledged).
-pub struct SheetAlarm {
-    pub id: i64,
-    pub priority: String,
-    pub category: String,
-    pub area: String,
-    pub message: String,
-    pub active: bool,
-    pub acknowledged: bool,
-}
-
-/// An open incident of the estate.
-pub struct SheetIncident {
-    pub id: i64,
-    pub title: String,
-    pub state: String,
-    pub priority: String,
-    pub area: String,
-}
-
-/// A note left for a post, not yet on a sheet.
-pub struct SheetNote {
-    pub id: i64,
-    pub text: String,
-    pub author: String,
-    pub at: i64,
-}
 
 /// The sheet of `post` for the shift `slot`: security and fire alarms as open alarms,
 /// plant and device alarms as equipment faults.
@@ -64,19 +37,6 @@ pub fn sheet(
         "open_incidents": incidents.iter().map(|i| json!({"id": i.id, "title": i.title, "state": i.state, "priority": i.priority, "area": i.area})).collect::<Vec<_>>(),
         "notes": notes.iter().map(|n| json!({"text": n.text, "author": n.author, "at": rfc3339(n.at)})).collect::<Vec<_>>(),
     })
-}
-
-/// A stored sheet.
-pub struct HandoverRow {
-    pub id: i64,
-    pub estate: String,
-    pub post: String,
-    pub shift_start: i64,
-    pub created_at: i64,
-    /// The sheet as JSON text.
-    pub sheet: String,
-    pub acked_by: Option<String>,
-    pub acked_at: Option<i64>,
 }
 
 /// A stored sheet as the API shows it.

@@ -8,7 +8,6 @@
 use serde_json::Value;
 
 use super::coverage::GapState;
-use super::handover::{HandoverRow, SheetAlarm, SheetIncident, SheetNote};
 use super::model::Slot;
 use super::state::{Absence, Assignment};
 use crate::store::{Conn, Context, Pool, StoreError};
@@ -19,10 +18,26 @@ fn q<T>(r: Result<T, sqlx::Error>, what: &str) -> Result<T, StoreError> {
 
 // ---- loading the live state (at start) -----------------------------------------------------
 
+type AssignmentTuple = (i64, String, String, String, i64, i64, i64, String, String);
+
+fn assignment(r: AssignmentTuple) -> Assignment {
+    let (id, estate, post, shift, shift_start, start, end, guard, source) = r;
+    Assignment {
+        id,
+        estate,
+        post,
+        shift,
+        shift_start,
+        start,
+        end,
+        guard,
+        source,
+    }
+}
+
 /// Active assignments that end after `since`.
 pub async fn active_assignments(pool: &Pool, since: i64) -> Result<Vec<Assignment>, StoreError> {
-    type Row = (i64, String, String, String, i64, i64, i64, String, String);
-    let rows: Vec<Row> = q(
+    let rows: Vec<AssignmentTuple> = q(
         sqlx::query_as(
             "SELECT id, estate_id, post_id, shift, shift_start_ms, start_ms, end_ms, guard_id, source \
              FROM rota_assignments WHERE status = 'active' AND end_ms > $1",
@@ -32,22 +47,7 @@ pub async fn active_assignments(pool: &Pool, since: i64) -> Result<Vec<Assignmen
         .await,
         "loading rota assignments",
     )?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(id, estate, post, shift, shift_start, start, end, guard, source)| Assignment {
-                id,
-                estate,
-                post,
-                shift,
-                shift_start,
-                start,
-                end,
-                guard,
-                source,
-            },
-        )
-        .collect())
+    Ok(rows.into_iter().map(assignment).collect())
 }
 
 /// Who is on which post: (guard, post, since).
@@ -116,33 +116,28 @@ pub async fn last_handovers(pool: &Pool) -> Result<Vec<(String, i64)>, StoreErro
     )
 }
 
-/// A patrol tour still running.
+/// A patrol tour still running. (Its stored checkpoint order is not read back: a tour's
+/// order is replanned from its seed.)
+#[derive(sqlx::FromRow)]
 pub struct RunningTour {
     pub id: i64,
+    #[sqlx(rename = "route_id")]
     pub route: String,
+    #[sqlx(rename = "started_at_ms")]
     pub started_at: i64,
+    #[sqlx(rename = "guard_id")]
     pub guard: Option<String>,
 }
 
 pub async fn running_tours(pool: &Pool) -> Result<Vec<RunningTour>, StoreError> {
-    let rows: Vec<(i64, String, i64, String, Option<String>)> = q(
+    q(
         sqlx::query_as(
             "SELECT id, route_id, started_at_ms, checkpoints, guard_id FROM rota_patrol_tours WHERE status = 'running'",
         )
         .fetch_all(pool)
         .await,
         "loading patrol tours",
-    )?;
-    // The stored order is not read back: a tour's order is replanned from its seed.
-    Ok(rows
-        .into_iter()
-        .map(|(id, route, started_at, _order, guard)| RunningTour {
-            id,
-            route,
-            started_at,
-            guard,
-        })
-        .collect())
+    )
 }
 
 /// A running tour's scans: (position, scanned at).
@@ -604,28 +599,14 @@ pub async fn end_assignment_for_cover(conn: &mut Conn, id: i64, now: i64) -> Res
     Ok(())
 }
 
-/// An active assignment as the API lists it.
-pub struct AssignmentRow {
-    pub id: i64,
-    pub estate: String,
-    pub post: String,
-    pub shift: String,
-    pub shift_start: i64,
-    pub start: i64,
-    pub end: i64,
-    pub guard: String,
-    pub source: String,
-}
-
 /// Active assignments overlapping `[from, to)` (of one estate, or all), at most 20,000.
 pub async fn list_assignments(
     pool: &Pool,
     from: i64,
     to: i64,
     estate: Option<&str>,
-) -> Result<Vec<AssignmentRow>, StoreError> {
-    type Row = (i64, String, String, String, i64, i64, i64, String, String);
-    let rows: Vec<Row> = q(
+) -> Result<Vec<Assignment>, StoreError> {
+    let rows: Vec<AssignmentTuple> = q(
         sqlx::query_as(
             "SELECT id, estate_id, post_id, shift, shift_start_ms, start_ms, end_ms, guard_id, source FROM rota_assignments \
              WHERE status = 'active' AND end_ms > $1 AND start_ms < $2 AND ($3 IS NULL OR estate_id = $3) \
@@ -638,28 +619,25 @@ pub async fn list_assignments(
         .await,
         "listing assignments",
     )?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(id, estate, post, shift, shift_start, start, end, guard, source)| AssignmentRow {
-                id,
-                estate,
-                post,
-                shift,
-                shift_start,
-                start,
-                end,
-                guard,
-                source,
-            },
-        )
-        .collect())
+    Ok(rows.into_iter().map(assignment).collect())
 }
 
 // ---- handovers -----------------------------------------------------------------------------------------
 
+/// An alarm of the estate still standing (active, or not acknowledged).
+#[derive(sqlx::FromRow)]
+pub struct SheetAlarm {
+    pub id: i64,
+    pub priority: String,
+    pub category: String,
+    pub area: String,
+    pub message: String,
+    pub active: bool,
+    pub acknowledged: bool,
+}
+
 pub async fn standing_alarms(conn: &mut Conn, estate: &str) -> Result<Vec<SheetAlarm>, StoreError> {
-    let rows: Vec<(i64, String, String, String, String, bool, bool)> = q(
+    q(
         sqlx::query_as(
             "SELECT id, priority, category, area, message, active, acknowledged FROM alarms \
              WHERE estate_id = $1 AND (active = $2 OR acknowledged = $3) ORDER BY priority, id",
@@ -670,25 +648,21 @@ pub async fn standing_alarms(conn: &mut Conn, estate: &str) -> Result<Vec<SheetA
         .fetch_all(&mut *conn)
         .await,
         "reading open alarms for a handover",
-    )?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(id, priority, category, area, message, active, acknowledged)| SheetAlarm {
-                id,
-                priority,
-                category,
-                area,
-                message,
-                active,
-                acknowledged,
-            },
-        )
-        .collect())
+    )
+}
+
+/// An open incident of the estate.
+#[derive(sqlx::FromRow)]
+pub struct SheetIncident {
+    pub id: i64,
+    pub title: String,
+    pub state: String,
+    pub priority: String,
+    pub area: String,
 }
 
 pub async fn open_incidents(conn: &mut Conn, estate: &str) -> Result<Vec<SheetIncident>, StoreError> {
-    let rows: Vec<(i64, String, String, String, String)> = q(
+    q(
         sqlx::query_as(
             "SELECT id, title, state, priority, area FROM incidents WHERE estate_id = $1 \
              AND state NOT IN ('closed', 'false_alarm') ORDER BY id",
@@ -697,21 +671,21 @@ pub async fn open_incidents(conn: &mut Conn, estate: &str) -> Result<Vec<SheetIn
         .fetch_all(&mut *conn)
         .await,
         "reading open incidents for a handover",
-    )?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, title, state, priority, area)| SheetIncident {
-            id,
-            title,
-            state,
-            priority,
-            area,
-        })
-        .collect())
+    )
+}
+
+/// A note left for a post, not yet on a sheet.
+#[derive(sqlx::FromRow)]
+pub struct SheetNote {
+    pub id: i64,
+    pub text: String,
+    pub author: String,
+    #[sqlx(rename = "at_ms")]
+    pub at: i64,
 }
 
 pub async fn pending_notes(conn: &mut Conn, post: &str) -> Result<Vec<SheetNote>, StoreError> {
-    let rows: Vec<(i64, String, String, i64)> = q(
+    q(
         sqlx::query_as(
             "SELECT id, text, author, at_ms FROM rota_notes WHERE post_id = $1 AND handover_id IS NULL ORDER BY id",
         )
@@ -719,11 +693,7 @@ pub async fn pending_notes(conn: &mut Conn, post: &str) -> Result<Vec<SheetNote>
         .fetch_all(&mut *conn)
         .await,
         "reading handover notes",
-    )?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, text, author, at)| SheetNote { id, text, author, at })
-        .collect())
+    )
 }
 
 /// Writes a sheet unless the post has one for that shift; returns its id when new.
@@ -788,6 +758,25 @@ pub async fn ack_handover(conn: &mut Conn, id: i64, guard: &str, now: i64) -> Re
     Ok(())
 }
 
+/// A stored sheet.
+#[derive(sqlx::FromRow)]
+pub struct HandoverRow {
+    pub id: i64,
+    #[sqlx(rename = "estate_id")]
+    pub estate: String,
+    #[sqlx(rename = "post_id")]
+    pub post: String,
+    #[sqlx(rename = "shift_start_ms")]
+    pub shift_start: i64,
+    #[sqlx(rename = "created_at_ms")]
+    pub created_at: i64,
+    /// The sheet as JSON text.
+    pub sheet: String,
+    pub acked_by: Option<String>,
+    #[sqlx(rename = "acked_at_ms")]
+    pub acked_at: Option<i64>,
+}
+
 /// Newest first; `unacknowledged` keeps the sheets nobody acknowledged.
 pub async fn list_handovers(
     pool: &Pool,
@@ -795,8 +784,7 @@ pub async fn list_handovers(
     unacknowledged: bool,
     limit: i64,
 ) -> Result<Vec<HandoverRow>, StoreError> {
-    type Row = (i64, String, String, i64, i64, String, Option<String>, Option<i64>);
-    let rows: Vec<Row> = q(
+    q(
         sqlx::query_as(
             "SELECT id, estate_id, post_id, shift_start_ms, created_at_ms, sheet, acked_by, acked_at_ms FROM rota_handovers \
              WHERE ($1 IS NULL OR estate_id = $1) AND ($2 = FALSE OR acked_by IS NULL) ORDER BY id DESC LIMIT $3",
@@ -807,36 +795,27 @@ pub async fn list_handovers(
         .fetch_all(pool)
         .await,
         "listing handovers",
-    )?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(id, estate, post, shift_start, created_at, sheet, acked_by, acked_at)| HandoverRow {
-                id,
-                estate,
-                post,
-                shift_start,
-                created_at,
-                sheet,
-                acked_by,
-                acked_at,
-            },
-        )
-        .collect())
+    )
 }
 
 // ---- reports (the API) ------------------------------------------------------------------------------------
 
 /// A patrol tour as the API lists it.
+#[derive(sqlx::FromRow)]
 pub struct TourRow {
     pub id: i64,
+    #[sqlx(rename = "route_id")]
     pub route: String,
+    #[sqlx(rename = "estate_id")]
     pub estate: String,
+    #[sqlx(rename = "started_at_ms")]
     pub started_at: i64,
     /// The checkpoint order as JSON text.
     pub checkpoints: String,
     pub status: String,
+    #[sqlx(rename = "guard_id")]
     pub guard: Option<String>,
+    #[sqlx(rename = "ended_at_ms")]
     pub ended_at: Option<i64>,
     pub findings: Option<String>,
     pub actions: Option<String>,
@@ -851,20 +830,7 @@ pub async fn list_tours(
     since: i64,
     limit: i64,
 ) -> Result<Vec<TourRow>, StoreError> {
-    type Row = (
-        i64,
-        String,
-        String,
-        i64,
-        String,
-        String,
-        Option<String>,
-        Option<i64>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-    );
-    let rows: Vec<Row> = q(
+    q(
         sqlx::query_as(
             "SELECT id, route_id, estate_id, started_at_ms, checkpoints, status, guard_id, ended_at_ms, findings, actions, recorded_by \
              FROM rota_patrol_tours WHERE ($1 IS NULL OR estate_id = $1) AND ($2 IS NULL OR route_id = $2) \
@@ -877,38 +843,26 @@ pub async fn list_tours(
         .fetch_all(pool)
         .await,
         "listing patrol tours",
-    )?;
-    Ok(rows
-        .into_iter()
-        .map(|r| TourRow {
-            id: r.0,
-            route: r.1,
-            estate: r.2,
-            started_at: r.3,
-            checkpoints: r.4,
-            status: r.5,
-            guard: r.6,
-            ended_at: r.7,
-            findings: r.8,
-            actions: r.9,
-            recorded_by: r.10,
-        })
-        .collect())
+    )
 }
 
 /// A scan as the API lists it.
+#[derive(sqlx::FromRow)]
 pub struct ScanRow {
     pub checkpoint: String,
     pub position: i64,
+    #[sqlx(rename = "expected_at_ms")]
     pub expected_at: i64,
+    #[sqlx(rename = "scanned_at_ms")]
     pub scanned_at: i64,
+    #[sqlx(rename = "guard_id")]
     pub guard: Option<String>,
     pub late_min: i64,
 }
 
 /// A tour's scans in the order they were made.
 pub async fn list_scans(pool: &Pool, tour: i64) -> Result<Vec<ScanRow>, StoreError> {
-    let rows: Vec<(String, i64, i64, i64, Option<String>, i64)> = q(
+    q(
         sqlx::query_as(
             "SELECT checkpoint, position, expected_at_ms, scanned_at_ms, guard_id, late_min FROM rota_patrol_scans \
              WHERE tour_id = $1 ORDER BY scanned_at_ms, id",
@@ -917,36 +871,29 @@ pub async fn list_scans(pool: &Pool, tour: i64) -> Result<Vec<ScanRow>, StoreErr
         .fetch_all(pool)
         .await,
         "listing patrol scans",
-    )?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(checkpoint, position, expected_at, scanned_at, guard, late_min)| ScanRow {
-                checkpoint,
-                position,
-                expected_at,
-                scanned_at,
-                guard,
-                late_min,
-            },
-        )
-        .collect())
+    )
 }
 
 /// A late clock-in or early clock-out as the API lists it.
+#[derive(sqlx::FromRow)]
 pub struct AttendanceRow {
+    #[sqlx(rename = "guard_id")]
     pub guard: String,
+    #[sqlx(rename = "post_id")]
     pub post: String,
+    #[sqlx(rename = "estate_id")]
     pub estate: String,
+    #[sqlx(rename = "shift_start_ms")]
     pub shift_start: i64,
     pub kind: String,
     pub minutes: i64,
+    #[sqlx(rename = "at_ms")]
     pub at: i64,
 }
 
 /// Since `since`, newest first, at most 1,000.
 pub async fn list_attendance(pool: &Pool, estate: Option<&str>, since: i64) -> Result<Vec<AttendanceRow>, StoreError> {
-    let rows: Vec<(String, String, String, i64, String, i64, i64)> = q(
+    q(
         sqlx::query_as(
             "SELECT guard_id, post_id, estate_id, shift_start_ms, kind, minutes, at_ms FROM rota_attendance \
              WHERE ($1 IS NULL OR estate_id = $1) AND at_ms >= $2 ORDER BY at_ms DESC LIMIT 1000",
@@ -956,19 +903,7 @@ pub async fn list_attendance(pool: &Pool, estate: Option<&str>, since: i64) -> R
         .fetch_all(pool)
         .await,
         "listing attendance",
-    )?;
-    Ok(rows
-        .into_iter()
-        .map(|(guard, post, estate, shift_start, kind, minutes, at)| AttendanceRow {
-            guard,
-            post,
-            estate,
-            shift_start,
-            kind,
-            minutes,
-            at,
-        })
-        .collect())
+    )
 }
 
 /// Gaps of the ledger that overlap `[from, to)`: (estate, post, opened, closed or None).

@@ -30,7 +30,7 @@ pub struct RangeQuery {
     to: Option<String>,
 }
 
-async fn assignment_rows(state: &AppState, q: &RangeQuery) -> Result<Vec<queries::AssignmentRow>, ApiError> {
+async fn assignment_rows(state: &AppState, q: &RangeQuery) -> Result<Vec<crate::rota::state::Assignment>, ApiError> {
     let estate = estate_filter(state, &q.estate)?;
     let now = state.clock.now_ms();
     let from = time("from", &q.from)?.unwrap_or(now - 86_400_000);
