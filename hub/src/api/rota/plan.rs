@@ -26,7 +26,11 @@ pub struct PlanBody {
     estates: Vec<String>,
     /// Any date of the week (local); default: next week.
     week: Option<NaiveDate>,
-    /// Local search budget (default 2000, at most 30000).
+    /// Local search budget in moves (default: by the week's size, see
+    /// `plan::default_moves`; at most `plan::MAX_MOVES`). With the seed, it decides the plan.
+    moves: Option<u64>,
+    /// A cap on the local search's time (default 10000, at most 30000); a run it cuts short
+    /// answers `"cut_short": true`.
     time_budget_ms: Option<u64>,
     seed: Option<u64>,
     /// Start from the published rota (default true: minimal changes).
@@ -63,7 +67,8 @@ pub async fn plan(State(state): State<AppState>, body: Result<Bytes, BytesReject
     let req = plan::Request {
         estates: b.estates.clone(),
         week_start: monday_of(week),
-        time_budget_ms: b.time_budget_ms.unwrap_or(2_000).min(30_000),
+        moves: b.moves.map(|n| n.min(plan::MAX_MOVES)),
+        time_budget_ms: b.time_budget_ms.unwrap_or(10_000).min(30_000),
         seed: b.seed.unwrap_or((days_from_epoch(week) as u64).wrapping_mul(0x9E37)),
         keep_published: b.keep_published.unwrap_or(true),
     };
