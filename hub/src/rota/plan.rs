@@ -750,8 +750,11 @@ mod tests {
         }
     }
 
-    /// What a plan decides: every seat's guard, the score, the moves tried and accepted.
-    fn decided(p: &Plan) -> (Vec<(String, Option<String>)>, i64, u64, BTreeMap<&'static str, u64>) {
+    /// Every seat's guard, the score, the moves tried and accepted.
+    type Decided = (Vec<(String, Option<String>)>, i64, u64, BTreeMap<&'static str, u64>);
+
+    /// What a plan decides.
+    fn decided(p: &Plan) -> Decided {
         let seats = p
             .assignments
             .iter()
