@@ -29,7 +29,7 @@ pub struct PlanBody {
     /// Local search budget in moves (default: by the week's size, see
     /// `plan::default_moves`; at most `plan::MAX_MOVES`). With the seed, it decides the plan.
     moves: Option<u64>,
-    /// A cap on the local search's time (default 10000, at most 30000); a run it cuts short
+    /// A cap on the local search's time (default and at most 30000); a run it cuts short
     /// answers `"cut_short": true`.
     time_budget_ms: Option<u64>,
     seed: Option<u64>,
@@ -68,7 +68,7 @@ pub async fn plan(State(state): State<AppState>, body: Result<Bytes, BytesReject
         estates: b.estates.clone(),
         week_start: monday_of(week),
         moves: b.moves.map(|n| n.min(plan::MAX_MOVES)),
-        time_budget_ms: b.time_budget_ms.unwrap_or(10_000).min(30_000),
+        time_budget_ms: b.time_budget_ms.unwrap_or(30_000).min(30_000),
         seed: b.seed.unwrap_or((days_from_epoch(week) as u64).wrapping_mul(0x9E37)),
         keep_published: b.keep_published.unwrap_or(true),
     };
