@@ -8,6 +8,7 @@
 use serde_json::Value;
 
 use super::coverage::GapState;
+use super::handover::{HandoverRow, SheetAlarm, SheetIncident, SheetNote};
 use super::model::Slot;
 use super::state::{Absence, Assignment};
 use crate::store::{Conn, Context, Pool, StoreError};
@@ -464,7 +465,7 @@ pub async fn record_findings(
 
 // ---- absences, notes -----------------------------------------------------------------------------
 
-/// A reported absence; returns its id.
+/// A reported absence (a sick call).
 pub struct NewAbsence<'a> {
     pub guard: &'a str,
     pub start: i64,
@@ -474,6 +475,7 @@ pub struct NewAbsence<'a> {
     pub at: i64,
 }
 
+/// Records an absence; returns its id.
 pub async fn insert_absence(conn: &mut Conn, a: &NewAbsence<'_>) -> Result<i64, StoreError> {
     q(
         sqlx::query_scalar(
@@ -624,18 +626,6 @@ pub async fn list_assignments(
 
 // ---- handovers -----------------------------------------------------------------------------------------
 
-/// An alarm of the estate still standing (active, or not acknowledged).
-#[derive(sqlx::FromRow)]
-pub struct SheetAlarm {
-    pub id: i64,
-    pub priority: String,
-    pub category: String,
-    pub area: String,
-    pub message: String,
-    pub active: bool,
-    pub acknowledged: bool,
-}
-
 pub async fn standing_alarms(conn: &mut Conn, estate: &str) -> Result<Vec<SheetAlarm>, StoreError> {
     q(
         sqlx::query_as(
@@ -651,16 +641,6 @@ pub async fn standing_alarms(conn: &mut Conn, estate: &str) -> Result<Vec<SheetA
     )
 }
 
-/// An open incident of the estate.
-#[derive(sqlx::FromRow)]
-pub struct SheetIncident {
-    pub id: i64,
-    pub title: String,
-    pub state: String,
-    pub priority: String,
-    pub area: String,
-}
-
 pub async fn open_incidents(conn: &mut Conn, estate: &str) -> Result<Vec<SheetIncident>, StoreError> {
     q(
         sqlx::query_as(
@@ -672,16 +652,6 @@ pub async fn open_incidents(conn: &mut Conn, estate: &str) -> Result<Vec<SheetIn
         .await,
         "reading open incidents for a handover",
     )
-}
-
-/// A note left for a post, not yet on a sheet.
-#[derive(sqlx::FromRow)]
-pub struct SheetNote {
-    pub id: i64,
-    pub text: String,
-    pub author: String,
-    #[sqlx(rename = "at_ms")]
-    pub at: i64,
 }
 
 pub async fn pending_notes(conn: &mut Conn, post: &str) -> Result<Vec<SheetNote>, StoreError> {
@@ -756,25 +726,6 @@ pub async fn ack_handover(conn: &mut Conn, id: i64, guard: &str, now: i64) -> Re
         "acknowledging a handover",
     )?;
     Ok(())
-}
-
-/// A stored sheet.
-#[derive(sqlx::FromRow)]
-pub struct HandoverRow {
-    pub id: i64,
-    #[sqlx(rename = "estate_id")]
-    pub estate: String,
-    #[sqlx(rename = "post_id")]
-    pub post: String,
-    #[sqlx(rename = "shift_start_ms")]
-    pub shift_start: i64,
-    #[sqlx(rename = "created_at_ms")]
-    pub created_at: i64,
-    /// The sheet as JSON text.
-    pub sheet: String,
-    pub acked_by: Option<String>,
-    #[sqlx(rename = "acked_at_ms")]
-    pub acked_at: Option<i64>,
 }
 
 /// Newest first; `unacknowledged` keeps the sheets nobody acknowledged.
