@@ -497,13 +497,15 @@ impl HubConfig {
 
     /// The rota's validated model (posts, guards, routes, shift templates).
     pub fn rota_model(&self) -> Result<crate::rota::model::RotaModel, ConfigError> {
-        crate::rota::model::RotaModel::build(
-            &self.estates,
-            &self.rota,
-            &self.posts,
-            &self.guards,
-            &self.patrol_routes,
-        )
+        let estates: Vec<crate::rota::model::EstateZone> = self
+            .estates
+            .iter()
+            .map(|e| crate::rota::model::EstateZone {
+                id: e.id.clone(),
+                timezone: e.timezone.clone(),
+            })
+            .collect();
+        crate::rota::model::RotaModel::build(&estates, &self.rota, &self.posts, &self.guards, &self.patrol_routes)
     }
 
     fn validate_incidents(&self, estate_ids: &HashSet<&str>) -> Result<(), ConfigError> {

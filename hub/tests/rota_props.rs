@@ -95,7 +95,7 @@ proptest! {
         let m = synth::model(estates, guards, seed);
         let live = synth::on_duty(&m, NOW, 0, seed);
         let week = monday_of(m.local_date("e0", NOW));
-        let req = plan::Request { estates: vec![], week_start: week, time_budget_ms: 30, seed, keep_published: keep };
+        let req = plan::Request { estates: vec![], week_start: week, moves: Some(20_000), time_budget_ms: 30, seed, keep_published: keep };
         let p = plan::plan(&m, &live, &req, NOW);
         let v = plan::violations(&m, &live, &p);
         prop_assert!(v.is_empty(), "{:?}", v);

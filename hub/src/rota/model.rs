@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, EstateConfig};
+use crate::error::ConfigError;
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
@@ -365,6 +365,15 @@ impl Slot {
     }
 }
 
+/// An estate as the rota needs it (from `[[estates]]`): its id and its time zone. The rota
+/// owns this type so that it does not depend on the configuration file's shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EstateZone {
+    pub id: String,
+    /// IANA name or fixed offset (see [`utc_offset_s`]).
+    pub timezone: String,
+}
+
 /// The validated rota model, with indexes.
 #[derive(Debug, Clone, Default)]
 pub struct RotaModel {
@@ -388,7 +397,7 @@ pub struct RotaModel {
 impl RotaModel {
     /// Validates the rota sections against the estates and builds the indexes.
     pub fn build(
-        estates: &[EstateConfig],
+        estates: &[EstateZone],
         settings: &RotaSettings,
         posts: &[PostConfig],
         guards: &[GuardConfig],
@@ -696,10 +705,9 @@ pub fn monday_of(d: NaiveDate) -> NaiveDate {
 mod tests {
     use super::*;
 
-    fn estate(tz: &str) -> EstateConfig {
-        EstateConfig {
+    fn estate(tz: &str) -> EstateZone {
+        EstateZone {
             id: "a".into(),
-            name: "A".into(),
             timezone: tz.into(),
         }
     }

@@ -6,18 +6,25 @@
 //!    it must), then greedy — seats in time order, each to the feasible guard of least
 //!    marginal cost. That is the first feasible plan (and, from an empty rota, the greedy
 //!    baseline the benchmark compares against).
-//! 2. Local search (simulated annealing within a time budget) over three moves: *change* (a
+//! 2. Local search (simulated annealing over a budget of moves) with three moves: *change* (a
 //!    seat to another guard, or filled from empty), *swap* (two guards exchange two seats),
 //!    *block swap* (two guards exchange all their seats over one to three days). Scoring is
 //!    incremental: a move rescores only the seats and the (at most two) guards it touches.
+//!
+//! Reproducible: the moves budget, not the clock, drives the search — the temperature falls
+//! with the share of moves tried, and the search stops when they are spent — so the same
+//! input and seed give the same plan on any machine, however busy. The wall-clock budget
+//! only caps a run; a run it cuts short says so (`Plan::cut_short`) and is then not
+//! reproducible. Time is read for that cap and for the reported durations, never by a
+//! decision.
 //!
 //! Objective: `weights.unfilled` per empty seat; per seat travel from the guard's home,
 //! unfamiliarity, and a change to the published rota; per guard overtime beyond the contract
 //! and the distance of their rolling four-week hours and nights from their fair share.
 //! Seats nobody can take are reported, never hidden.
 
-use std::collections::{HashMap, HashSet};
-use std::time::Instant;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
 use serde::Serialize;
@@ -29,6 +36,22 @@ use super::state::{Live, busy_of};
 
 const HOUR: f64 = 3_600_000.0;
 
+/// Default moves budget per seat of the week. Calibrated on the benchmark region (50
+/// estates, 2,884 seats, 800 guards): a three-second search, when the clock drove it, tried
+/// about 4.3 million moves there (1,490 a seat) on the 2-core build machine.
+pub const MOVES_PER_SEAT: u64 = 1_500;
+/// The default moves budget is at least this (small regions) …
+pub const MIN_MOVES: u64 = 20_000;
+/// … and at most this (some seven seconds of search on that machine).
+pub const MAX_MOVES: u64 = 10_000_000;
+
+/// The default moves budget for a week of `seats` seats.
+pub fn default_moves(seats: usize) -> u64 {
+    (seats as u64)
+        .saturating_mul(MOVES_PER_SEAT)
+        .clamp(MIN_MOVES, MAX_MOVES)
+}
+
 /// What to plan.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -36,6 +59,11 @@ pub struct Request {
     pub estates: Vec<String>,
     /// Local Monday the week starts.
     pub week_start: NaiveDate,
+    /// The local search's budget in moves tried (accepted or not); `None`: [`default_moves`]
+    /// of the week's seats. With the seed, it decides the plan.
+    pub moves: Option<u64>,
+    /// A cap on the local search's wall-clock time, never a decision: a run that reaches it
+    /// stops early and says so (`Plan::cut_short`).
     pub time_budget_ms: u64,
     pub seed: u64,
     /// Start from the published rota of the week (false: plan from scratch).
@@ -95,8 +123,14 @@ pub struct Plan {
     /// The first feasible plan (published rota kept where it holds, then greedy).
     pub first: Phase,
     pub last: Phase,
+    /// The moves budget of the local search.
+    pub moves_budget: u64,
+    /// Moves tried: the whole budget, unless the run was cut short.
     pub iterations: u64,
-    pub accepted: HashMap<&'static str, u64>,
+    /// The wall-clock cap stopped the local search before its moves budget was spent: the
+    /// plan is valid but depends on the machine's speed (not reproducible from the seed).
+    pub cut_short: bool,
+    pub accepted: BTreeMap<&'static str, u64>,
     pub changes_from_published: usize,
     pub assignments: Vec<SeatOut>,
     pub unfilled: Vec<SeatOut>,
@@ -425,22 +459,26 @@ pub fn plan(m: &RotaModel, live: &Live, req: &Request, now: i64) -> Plan {
         ms: started.elapsed().as_secs_f64() * 1000.0,
         breakdown: st.total,
     };
-    // 3. Local search.
+    // 3. Local search: `moves` moves, the temperature falling linearly with the share tried.
     let mut rng = Rng(req.seed ^ 0x5eed);
-    let budget = std::time::Duration::from_millis(req.time_budget_ms);
+    let moves = req.moves.unwrap_or_else(|| default_moves(p.seats.len()));
+    let cap = Duration::from_millis(req.time_budget_ms);
     let search_start = Instant::now();
     let mut iterations = 0u64;
-    let mut accepted: HashMap<&'static str, u64> = HashMap::from([("change", 0), ("swap", 0), ("block_swap", 0)]);
+    let mut cut_short = false;
+    let mut accepted: BTreeMap<&'static str, u64> = BTreeMap::from([("change", 0), ("swap", 0), ("block_swap", 0)]);
     let t0 = (p.m.settings.weights.change.max(50)) as f64;
     let mut best_sol = st.sol.clone();
     let mut best_total = st.total.total();
     if n > 0 && !p.seats.is_empty() {
-        loop {
-            iterations += 1;
-            if iterations.is_multiple_of(256) && search_start.elapsed() >= budget {
+        while iterations < moves {
+            // The cap is looked at, never the schedule: it can only end the run (flagged).
+            if iterations > 0 && iterations.is_multiple_of(256) && search_start.elapsed() >= cap {
+                cut_short = true;
                 break;
             }
-            let progress = (search_start.elapsed().as_secs_f64() / budget.as_secs_f64().max(1e-9)).min(1.0);
+            let progress = iterations as f64 / moves as f64;
+            iterations += 1;
             let temp = t0 * (1.0 - progress) + 1.0;
             let r = rng.below(10);
             let kind = if r < 6 {
@@ -517,7 +555,9 @@ pub fn plan(m: &RotaModel, live: &Live, req: &Request, now: i64) -> Plan {
         guards: n,
         first,
         last,
+        moves_budget: moves,
         iterations,
+        cut_short,
         accepted,
         changes_from_published: changes,
         assignments: (0..p.seats.len()).filter(|&s| st.sol[s].is_some()).map(out).collect(),
@@ -641,7 +681,7 @@ fn try_block(p: &Problem<'_>, st: &mut State, rng: &mut Rng) -> Option<Undo> {
 /// schedule one assignment at a time. Returns the violations found (tests, property tests).
 pub fn violations(m: &RotaModel, live: &Live, plan: &Plan) -> Vec<String> {
     let region: HashSet<&str> = plan.slot_keys.iter().map(String::as_str).collect();
-    let mut by_guard: HashMap<&str, Vec<&SeatOut>> = HashMap::new();
+    let mut by_guard: BTreeMap<&str, Vec<&SeatOut>> = BTreeMap::new();
     for a in &plan.assignments {
         by_guard.entry(a.guard.as_deref().unwrap_or("")).or_default().push(a);
     }
@@ -687,4 +727,102 @@ pub fn violations(m: &RotaModel, live: &Live, plan: &Plan) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rota::model::monday_of;
+    use crate::rota::synth;
+
+    /// 2026-11-25 22:10 in Shanghai.
+    const NOW: i64 = 1_764_079_800_000;
+
+    fn request(m: &RotaModel, seed: u64) -> Request {
+        Request {
+            estates: vec![],
+            week_start: monday_of(m.local_date("e0", NOW)) + chrono::Days::new(7),
+            moves: Some(60_000),
+            // Only a cap, far above what the run needs even on a loaded machine.
+            time_budget_ms: 600_000,
+            seed,
+            keep_published: true,
+        }
+    }
+
+    /// Every seat's guard, the score, the moves tried and accepted.
+    type Decided = (Vec<(String, Option<String>)>, i64, u64, BTreeMap<&'static str, u64>);
+
+    /// What a plan decides.
+    fn decided(p: &Plan) -> Decided {
+        let seats = p
+            .assignments
+            .iter()
+            .chain(&p.unfilled)
+            .map(|s| (s.slot.clone(), s.guard.clone()))
+            .collect();
+        (seats, p.last.score, p.iterations, p.accepted.clone())
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_plan_however_busy_the_machine() {
+        let m = synth::model(3, 30, 5);
+        let live = synth::on_duty(&m, NOW, 2, 5);
+        // Busy: the two runs race each other and threads that only burn CPU, so each run's
+        // share of the machine (and so its speed) differs from the other's and from any
+        // quiet run.
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let (a, b) = std::thread::scope(|s| {
+            for _ in 0..3 {
+                s.spawn(|| {
+                    let mut x = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                    }
+                });
+            }
+            let a = s.spawn(|| plan(&m, &live, &request(&m, 42), NOW));
+            let b = s.spawn(|| plan(&m, &live, &request(&m, 42), NOW));
+            let (a, b) = (a.join().expect("run a"), b.join().expect("run b"));
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            (a, b)
+        });
+        let c = plan(&m, &live, &request(&m, 42), NOW);
+        for p in [&a, &b, &c] {
+            assert!(!p.cut_short, "the cap is not what ended the run");
+            assert_eq!(p.iterations, 60_000);
+            assert_eq!(p.moves_budget, 60_000);
+        }
+        assert_eq!(decided(&a), decided(&b));
+        assert_eq!(decided(&a), decided(&c));
+        // The seed matters: another seed takes other moves (and, here, ends elsewhere).
+        let others: Vec<Plan> = [1, 2, 3]
+            .iter()
+            .map(|&s| plan(&m, &live, &request(&m, s), NOW))
+            .collect();
+        assert!(others.iter().any(|o| decided(o) != decided(&a)));
+    }
+
+    #[test]
+    fn a_run_the_cap_cuts_short_says_so() {
+        let m = synth::model(3, 30, 5);
+        let live = synth::on_duty(&m, NOW, 0, 5);
+        let mut req = request(&m, 42);
+        req.moves = Some(u64::MAX / 2);
+        req.time_budget_ms = 0;
+        let p = plan(&m, &live, &req, NOW);
+        assert!(p.cut_short);
+        assert!(p.iterations < req.moves.unwrap());
+        assert!(violations(&m, &live, &p).is_empty());
+    }
+
+    #[test]
+    fn the_default_moves_budget_follows_the_week_size() {
+        assert_eq!(default_moves(0), MIN_MOVES);
+        assert_eq!(
+            default_moves(1_000),
+            (1_000 * MOVES_PER_SEAT).clamp(MIN_MOVES, MAX_MOVES)
+        );
+        assert_eq!(default_moves(usize::MAX), MAX_MOVES);
+    }
 }

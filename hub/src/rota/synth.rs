@@ -6,18 +6,16 @@
 use std::collections::HashMap;
 
 use super::fit::{self, Busy};
-use super::model::{GuardConfig, LeaveConfig, PostConfig, PostKind, RotaModel, RotaSettings, TravelConfig};
+use super::model::{EstateZone, GuardConfig, LeaveConfig, PostConfig, PostKind, RotaModel, RotaSettings, TravelConfig};
 use super::patrol::Rng;
 use super::state::{Absence, Assignment, Live, Presence, busy_of};
-use crate::config::EstateConfig;
 
 /// A region: estates `e0…`, guards `g0…`.
 pub fn model(estates: usize, guards: usize, seed: u64) -> RotaModel {
     let mut rng = Rng(seed);
-    let es: Vec<EstateConfig> = (0..estates)
-        .map(|i| EstateConfig {
+    let es: Vec<EstateZone> = (0..estates)
+        .map(|i| EstateZone {
             id: format!("e{i}"),
-            name: format!("Estate {i}"),
             timezone: "Asia/Shanghai".into(),
         })
         .collect();
