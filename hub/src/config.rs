@@ -10,7 +10,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::alarms::Priority;
-use crate::book::Thresholds;
+use crate::alarms::book::Thresholds;
 use crate::escalation::{PolicyConfig, RosterEntry};
 use crate::incidents::{IncidentCategory, ProcedureConfig};
 
@@ -354,12 +354,7 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     }
 }
 
-/// The storage backend named by `hub.database`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DatabaseUrl {
-    Sqlite(String),
-    Postgres(String),
-}
+pub use crate::store::DatabaseUrl;
 
 impl HubConfig {
     /// Reads and validates a configuration file.

@@ -4,7 +4,7 @@
 //! 1. transport — raw tonic bidi streaming of the same messages to a `GatewayLink` server
 //!    that acknowledges every batch at once and stores nothing;
 //! 2. storage — batched SQLite inserts of the same rows through the hub's own statement
-//!    (`store::write::insert_events`), same pragmas (WAL, synchronous FULL);
+//!    (`events::queries::insert_events`), same pragmas (WAL, synchronous FULL);
 //! 3. hub — the real `gatehouse-hub` (child process) ingesting the same streams;
 //! 4. MQTT — QoS 1 publishes through Mosquitto
 //!    on 127.0.0.1:1883 when one answers there (skipped with a note otherwise).
@@ -22,7 +22,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use gatehouse_hub::{config::DatabaseUrl, store};
+use gatehouse_hub::{config::DatabaseUrl, events, store};
 use gatehouse_proto::{self as pb, downlink, gateway_link_server::GatewayLink, uplink};
 use prost::Message as _;
 use serde::Serialize;
@@ -276,7 +276,7 @@ async fn storage(path: &std::path::Path, rows_per_commit: usize, duration: Durat
     let began = Instant::now();
     while began.elapsed() < duration {
         let now = pb::now_ms();
-        let rows: Vec<store::write::EventRow> = (0..rows_per_commit)
+        let rows: Vec<events::queries::EventRow> = (0..rows_per_commit)
             .map(|_| {
                 seq += 1;
                 let gw = format!("gw-load-{}", seq % 1000);
@@ -298,7 +298,7 @@ async fn storage(path: &std::path::Path, rows_per_commit: usize, duration: Durat
                         reason: String::new(),
                     })),
                 };
-                store::write::EventRow {
+                events::queries::EventRow {
                     payload: event.encode_to_vec(),
                     gateway_id: event.gateway_id,
                     seq,
@@ -314,7 +314,7 @@ async fn storage(path: &std::path::Path, rows_per_commit: usize, duration: Durat
             })
             .collect();
         let mut tx = pool.begin().await?;
-        stored += store::write::insert_events(&mut tx, &rows, now).await?;
+        stored += events::queries::insert_events(&mut tx, &rows, now).await?;
         tx.commit().await?;
     }
     let rate = stored as f64 / began.elapsed().as_secs_f64();

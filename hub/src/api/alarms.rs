@@ -9,10 +9,10 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{ApiError, ApiPath, ApiQuery, AppState, json_body, text_field};
+use crate::alarms::queries::{self as store, AlarmFilter};
 use crate::alarms::{AlarmJson, HistoryJson};
 use crate::engine::Op;
-use crate::ingest::{AckError, WriterError};
-use crate::store::{self, AlarmFilter};
+use crate::writer::{AckError, WriterError};
 
 const DEFAULT_LIMIT: i64 = 500;
 const MAX_LIMIT: i64 = 5_000;

@@ -33,10 +33,11 @@ use tracing::error;
 use crate::clock::Clock;
 use crate::config::EstateConfig;
 use crate::error::OpError;
-use crate::ingest::{ActionError, LinkRegistry, WriterHandle};
+use crate::link::LinkRegistry;
 use crate::metrics::Metrics;
 use crate::notify::StreamEvent;
 use crate::store::{Pool, StoreError};
+use crate::writer::{ActionError, WriterHandle};
 
 /// What the handlers share.
 #[derive(Clone)]

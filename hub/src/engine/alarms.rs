@@ -3,13 +3,14 @@
 use serde_json::json;
 use tracing::{info, warn};
 
+use crate::alarms::book::{Chatter, Flood};
+use crate::alarms::queries::AlarmRow;
+use crate::alarms::queries::{self as alarm_q, Cause};
+use crate::alarms::rules::{Activation, AlarmChange};
 use crate::alarms::{AlarmKey, Category, HistoryChange, Priority};
-use crate::book::{Chatter, Flood};
 use crate::escalation::Role;
-use crate::rules::{Activation, AlarmChange};
-use crate::store::incidents::TimerRow;
-use crate::store::write::{self, Cause};
-use crate::store::{self, AlarmRow, Conn, StoreError};
+use crate::escalation::queries::TimerRow;
+use crate::store::{Conn, StoreError};
 
 use super::{Engine, q};
 
@@ -24,7 +25,7 @@ impl Engine {
     ) -> Result<(), StoreError> {
         match change {
             AlarmChange::Activate(a) => {
-                let (id, what) = write::activate(conn, a, now, cause).await?;
+                let (id, what) = alarm_q::activate(conn, a, now, cause).await?;
                 // The condition may carry personal data (an intercom's flat): not logged.
                 info!(alarm = id, estate = %a.key.estate, device = %a.key.device, priority = a.priority.as_str(), change = what.as_str(), "alarm activated");
                 self.publish_alarm(id, what.as_str(), a);
@@ -32,13 +33,13 @@ impl Engine {
                     self.on_raise(conn, id, now).await?;
                 }
             }
-            AlarmChange::Value { key, value } => write::set_value(conn, key, *value).await?,
+            AlarmChange::Value { key, value } => alarm_q::set_value(conn, key, *value).await?,
             AlarmChange::Clear { key, note } => {
                 let cause = Cause {
                     note: cause.note.or(Some(note)),
                     ..cause.clone()
                 };
-                if let Some(id) = write::clear(conn, key, now, &cause).await? {
+                if let Some(id) = alarm_q::clear(conn, key, now, &cause).await? {
                     info!(alarm = id, estate = %key.estate, device = %key.device, "alarm cleared");
                     self.publish(
                         "alarm",
@@ -52,7 +53,7 @@ impl Engine {
                 }
             }
             AlarmChange::Acknowledge { key, operator, .. } => {
-                if let Some(id) = write::acknowledge(conn, key, operator, now, cause).await? {
+                if let Some(id) = alarm_q::acknowledge(conn, key, operator, now, cause).await? {
                     self.publish(
                         "alarm",
                         id,
@@ -77,10 +78,12 @@ impl Engine {
     }
 
     pub(super) async fn alarm(conn: &mut Conn, id: i64) -> Result<AlarmRow, StoreError> {
-        store::get_alarm(conn, id).await?.ok_or_else(|| StoreError::Query {
-            what: format!("alarm {id} vanished inside its own transaction"),
-            source: sqlx::Error::RowNotFound,
-        })
+        crate::alarms::queries::get_alarm(conn, id)
+            .await?
+            .ok_or_else(|| StoreError::Query {
+                what: format!("alarm {id} vanished inside its own transaction"),
+                source: sqlx::Error::RowNotFound,
+            })
     }
 
     pub(super) async fn alarm_flag(conn: &mut Conn, id: i64, column: &str, on: bool) -> Result<(), StoreError> {
@@ -110,7 +113,7 @@ impl Engine {
             note,
             event: None,
         };
-        write::history(conn, id, change, now, &cause).await
+        alarm_q::history(conn, id, change, now, &cause).await
     }
 
     /// A raise or re-raise: chattering, flood, overlays, then the incident.
@@ -242,7 +245,7 @@ impl Engine {
                 note: Some("gateway heard again"),
                 ..Default::default()
             };
-            if let Some(id) = write::clear(conn, &key, now, &cause).await? {
+            if let Some(id) = alarm_q::clear(conn, &key, now, &cause).await? {
                 self.publish("alarm", id, "cleared", json!({"estate": estate, "device": gateway}));
             }
             q(
@@ -290,7 +293,7 @@ impl Engine {
             note: Some("no progress"),
             ..Default::default()
         };
-        let (id, what) = write::activate(conn, &a, now, &cause).await?;
+        let (id, what) = alarm_q::activate(conn, &a, now, &cause).await?;
         warn!(gateway, message, "gateway stalled");
         self.publish_alarm(id, what.as_str(), &a);
         if matches!(what, HistoryChange::Raised | HistoryChange::Reraised) {
@@ -312,7 +315,7 @@ impl Engine {
             note: Some("progress resumed"),
             ..Default::default()
         };
-        if let Some(id) = write::clear(conn, &key, now, &cause).await? {
+        if let Some(id) = alarm_q::clear(conn, &key, now, &cause).await? {
             self.publish("alarm", id, "cleared", json!({"estate": estate, "device": gateway}));
         }
         info!(gateway, "gateway progressing again");
@@ -347,7 +350,7 @@ impl Engine {
             note: Some("missed heartbeats"),
             ..Default::default()
         };
-        let (id, what) = write::activate(conn, &a, now, &cause).await?;
+        let (id, what) = alarm_q::activate(conn, &a, now, &cause).await?;
         let n = q(
             sqlx::query("UPDATE devices SET state_unknown = $1 WHERE gateway_id = $2")
                 .bind(true)
@@ -371,7 +374,7 @@ impl Engine {
         t: &TimerRow,
         now: i64,
     ) -> Result<String, StoreError> {
-        let Some(row) = store::get_alarm(conn, t.alarm_id).await? else {
+        let Some(row) = crate::alarms::queries::get_alarm(conn, t.alarm_id).await? else {
             return Ok("alarm missing".into());
         };
         if row.shelved_until_ms != Some(t.due_at_ms) {

@@ -3,12 +3,13 @@
 use serde_json::{Value, json};
 use tracing::warn;
 
+use crate::alarms::queries::{self as alarm_q, Cause};
+use crate::alarms::rules::{Activation, RuleState};
 use crate::alarms::{AlarmKey, Category, Priority};
+use crate::escalation::queries::TimerRow;
 use crate::escalation::{self, Condition, Decision, IncidentStatus, Role, StepSpec};
+use crate::incidents::queries::get_incident;
 use crate::incidents::{IncidentCategory, IncidentState};
-use crate::rules::{Activation, RuleState};
-use crate::store::incidents::{TimerRow, get_incident};
-use crate::store::write::{self, Cause};
 use crate::store::{Conn, StoreError};
 
 use super::{Engine, is_open, q};
@@ -283,10 +284,10 @@ impl Engine {
             note: Some("response target"),
             ..Default::default()
         };
-        let (id, what) = write::activate(conn, &a, now, &cause).await?;
+        let (id, what) = alarm_q::activate(conn, &a, now, &cause).await?;
         rules.restore_active(
             a.key.clone(),
-            crate::rules::ActiveAlarm {
+            crate::alarms::rules::ActiveAlarm {
                 latched: true,
                 value: None,
             },

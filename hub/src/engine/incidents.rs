@@ -3,12 +3,13 @@
 use serde_json::{Value, json};
 use tracing::info;
 
+use crate::alarms::book::Chatter;
+use crate::alarms::queries::AlarmRow;
 use crate::alarms::{Category, Priority};
-use crate::book::Chatter;
 use crate::escalation::{self, Condition, StepSpec};
+use crate::incidents::queries::{IncidentRow, get_incident};
 use crate::incidents::{self, IncidentCategory, OpenIncident, Route};
-use crate::store::incidents::{IncidentRow, get_incident};
-use crate::store::{AlarmRow, Conn, StoreError};
+use crate::store::{Conn, StoreError};
 
 use super::{Engine, is_open, q};
 

@@ -1,4 +1,4 @@
-//! The imperative shell around the pure decisions of [`crate::book`], [`crate::incidents`]
+//! The imperative shell around the pure decisions of [`crate::alarms::book`], [`crate::incidents`]
 //! and [`crate::escalation`]. Owned by the ingest writer and called inside its transaction,
 //! so an alarm change, the incident it opens, the escalation timers it plans and the
 //! notifications it queues commit together or not at all.
@@ -20,14 +20,14 @@ use std::sync::Arc;
 use serde_json::Value;
 use tracing::info;
 
+use crate::alarms::book::{BookState, Flood};
+use crate::alarms::rules::RuleState;
 use crate::alarms::{AlarmKey, HistoryChange, Priority, rfc3339};
-use crate::book::{BookState, Flood};
 use crate::config::HubConfig;
+use crate::escalation::queries::{TIMER_COLUMNS, TimerRow};
 use crate::escalation::{PolicyConfig, RoleResolver};
 use crate::incidents::{IncidentCategory, IncidentState, ProcedureConfig};
 use crate::notify::StreamEvent;
-use crate::rules::RuleState;
-use crate::store::incidents::{TIMER_COLUMNS, TimerRow};
 use crate::store::{Conn, Context, Pool, StoreError};
 
 pub use crate::error::OpError;

@@ -5,8 +5,8 @@ use tracing::warn;
 
 use crate::alarms::rfc3339;
 use crate::escalation::{Recipient, Role};
+use crate::incidents::queries::IncidentRow;
 use crate::notify::{Delivery, DeliveryOutcome, backoff_ms};
-use crate::store::incidents::IncidentRow;
 use crate::store::{Conn, StoreError};
 
 use super::{Engine, q};

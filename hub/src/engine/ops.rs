@@ -2,10 +2,10 @@
 
 use serde_json::{Value, json};
 
+use crate::alarms::book::Chatter;
+use crate::alarms::rules::RuleState;
 use crate::alarms::{HistoryChange, rfc3339};
-use crate::book::Chatter;
-use crate::rules::RuleState;
-use crate::store::{self, Conn, StoreError};
+use crate::store::{Conn, StoreError};
 
 use super::{Engine, Op, OpError, q};
 
@@ -25,10 +25,11 @@ impl Engine {
                 reason,
                 operator,
             } => {
-                let Some(row) = store::get_alarm(conn, alarm_id).await? else {
+                let Some(row) = crate::alarms::queries::get_alarm(conn, alarm_id).await? else {
                     return Ok(Err(OpError::NotFound(format!("alarm {alarm_id} not found"))));
                 };
-                let until = match crate::book::shelve_until(minutes, self.cfg.shelve_max_minutes, &reason, now) {
+                let until = match crate::alarms::book::shelve_until(minutes, self.cfg.shelve_max_minutes, &reason, now)
+                {
                     Ok(u) => u,
                     Err(e) => return Ok(Err(OpError::Unprocessable(e))),
                 };
@@ -67,7 +68,7 @@ impl Engine {
                 reason,
                 operator,
             } => {
-                let Some(row) = store::get_alarm(conn, alarm_id).await? else {
+                let Some(row) = crate::alarms::queries::get_alarm(conn, alarm_id).await? else {
                     return Ok(Err(OpError::NotFound(format!("alarm {alarm_id} not found"))));
                 };
                 if row.out_of_service == on {

@@ -4,8 +4,8 @@ use serde_json::json;
 use tracing::info;
 
 use crate::alarms::HistoryChange;
-use crate::rules::RuleState;
-use crate::store::write::{self, Cause};
+use crate::alarms::queries::{self as alarm_q, Cause};
+use crate::alarms::rules::RuleState;
 use crate::store::{Conn, StoreError};
 
 use super::Engine;
@@ -42,12 +42,12 @@ impl Engine {
                         note: Some("rota"),
                         ..Default::default()
                     };
-                    let (id, what) = write::activate(conn, &a, now, &cause).await?;
+                    let (id, what) = alarm_q::activate(conn, &a, now, &cause).await?;
                     if a.latched {
                         // Latched: the acknowledgement clears it, as for a forced door.
                         rules.restore_active(
                             a.key.clone(),
-                            crate::rules::ActiveAlarm {
+                            crate::alarms::rules::ActiveAlarm {
                                 latched: true,
                                 value: None,
                             },
@@ -64,7 +64,7 @@ impl Engine {
                         note: Some(&note),
                         ..Default::default()
                     };
-                    if let Some(id) = write::clear(conn, &key, now, &cause).await? {
+                    if let Some(id) = alarm_q::clear(conn, &key, now, &cause).await? {
                         self.publish(
                             "alarm",
                             id,

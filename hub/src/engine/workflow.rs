@@ -3,11 +3,11 @@
 use serde_json::{Value, json};
 use tracing::info;
 
+use crate::alarms::rules::RuleState;
 use crate::escalation::{Condition, Role};
+use crate::incidents::queries::get_incident;
 use crate::incidents::{self, IncidentState, TransitionContext, TransitionRequest};
-use crate::rules::RuleState;
-use crate::store::incidents::get_incident;
-use crate::store::{self, Conn, StoreError};
+use crate::store::{Conn, StoreError};
 
 use super::{Engine, OpError, is_open, q};
 
@@ -214,7 +214,7 @@ impl Engine {
                 inc.state
             ))));
         }
-        let steps = store::incidents::incident_steps(conn, iid).await?;
+        let steps = crate::incidents::queries::incident_steps(conn, iid).await?;
         let found = match step.parse::<i64>() {
             Ok(n) => steps.iter().find(|s| s.idx == n),
             Err(_) => steps.iter().find(|s| s.step_id == step),

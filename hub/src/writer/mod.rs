@@ -23,13 +23,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, debug, error, info, warn};
 
 use crate::alarms::AlarmJson;
+use crate::alarms::queries::{self as alarm_queries, Cause};
+use crate::alarms::rules::{ActiveAlarm, AlarmChange, RuleState};
 use crate::clock::Clock;
 use crate::config::{IngestConfig, PointRuleConfig};
 use crate::engine::{Engine, Op, OpError};
+use crate::events::queries::{self as events, EventRow};
 use crate::metrics::{Metrics, RejectKind};
-use crate::notify::{Delivery, DeliveryOutcome, StreamEvent};
-use crate::rules::{ActiveAlarm, AlarmChange, RuleState};
-use crate::store::write::{self, Cause, EventRow};
+use crate::notify::{Delivery, DeliveryDesk, DeliveryOutcome, StreamEvent};
 use crate::store::{self, Pool, StoreError};
 
 /// Most events committed in one transaction (more stay queued for the next).
@@ -270,18 +271,6 @@ impl WriterHandle {
         rx.await.map_err(|_| WriterError::Stopped)?
     }
 
-    /// Leases up to `limit` due notifications to the deliverer.
-    pub async fn claim_deliveries(&self, limit: i64) -> Result<Vec<Delivery>, WriterError> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Request::Claim(limit, reply)).await?;
-        rx.await.map_err(|_| WriterError::Stopped)?
-    }
-
-    /// Records how a delivery went.
-    pub async fn delivery_result(&self, outcome: DeliveryOutcome) -> Result<(), WriterError> {
-        self.send(Request::Delivered(outcome)).await
-    }
-
     /// An operator acknowledges alarm `alarm_id`; answers with the alarm after the commit.
     pub async fn acknowledge(
         &self,
@@ -298,6 +287,23 @@ impl WriterHandle {
         })
         .await?;
         rx.await.map_err(|_| WriterError::Stopped)?
+    }
+}
+
+/// The deliverer claims due notifications and records their outcomes through the writer.
+impl DeliveryDesk for WriterHandle {
+    type Error = WriterError;
+
+    /// Leases up to `limit` due notifications to the deliverer.
+    async fn claim_deliveries(&self, limit: i64) -> Result<Vec<Delivery>, WriterError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Request::Claim(limit, reply)).await?;
+        rx.await.map_err(|_| WriterError::Stopped)?
+    }
+
+    /// Records how a delivery went.
+    async fn delivery_result(&self, outcome: DeliveryOutcome) -> Result<(), WriterError> {
+        self.send(Request::Delivered(outcome)).await
     }
 }
 
@@ -402,9 +408,9 @@ impl Writer {
     }
 
     async fn reload(&mut self) -> Result<(), StoreError> {
-        self.last_seq = store::gateway_seqs(&self.pool).await?.into_iter().collect();
+        self.last_seq = events::gateway_seqs(&self.pool).await?.into_iter().collect();
         self.rules.forget_alarms();
-        for row in store::active_alarms(&self.pool).await? {
+        for row in alarm_queries::active_alarms(&self.pool).await? {
             self.rules.restore_active(
                 row.key(),
                 ActiveAlarm {
@@ -598,7 +604,7 @@ impl Writer {
                 let pool = self.pool.clone();
                 tokio::spawn(async move {
                     let reply = match result {
-                        Ok(id) => match store::find_alarm(&pool, id).await {
+                        Ok(id) => match alarm_queries::find_alarm(&pool, id).await {
                             Ok(Some(row)) => Ok(row.to_json()),
                             Ok(None) => Err(AckError::NotFound(id)),
                             Err(e) => Err(AckError::Writer(WriterError::Commit(e.to_string()))),
@@ -633,7 +639,7 @@ impl Writer {
         for request in group {
             match request {
                 Request::Hello(hello, reply) => {
-                    let stored = write::gateway_hello(
+                    let stored = events::gateway_hello(
                         &mut tx,
                         &hello.gateway_id,
                         &hello.estate_id,
@@ -741,11 +747,11 @@ impl Writer {
                             w.disconnected_at = Some(now);
                         }
                         self.seen.remove(&gateway_id);
-                        write::gateway_disconnected(&mut tx, &gateway_id, now).await?;
+                        events::gateway_disconnected(&mut tx, &gateway_id, now).await?;
                     }
                 }
                 Request::CommandResult { gateway_id, result } => {
-                    write::command_result(&mut tx, &gateway_id, &result, now).await?;
+                    events::command_result(&mut tx, &gateway_id, &result, now).await?;
                 }
                 Request::Acknowledge {
                     alarm_id,
@@ -753,7 +759,7 @@ impl Writer {
                     note,
                     reply,
                 } => {
-                    let result = match store::get_alarm(&mut tx, alarm_id).await? {
+                    let result = match alarm_queries::get_alarm(&mut tx, alarm_id).await? {
                         None => Err(AckError::NotFound(alarm_id)),
                         Some(row) if row.acknowledged => Err(AckError::AlreadyAcknowledged(alarm_id)),
                         Some(row) => {
@@ -807,15 +813,15 @@ impl Writer {
         if !rows.is_empty() {
             // `ingested_at_ms`: when the rows are written, the last step before COMMIT (not
             // when the transaction began), so publish → ingested measures up to the commit.
-            write::insert_events(&mut tx, &rows, self.clock.now_ms().max(now)).await?;
+            events::insert_events(&mut tx, &rows, self.clock.now_ms().max(now)).await?;
         }
         for (gateway, seen_at) in self.seen.drain() {
             if !progress.contains_key(&gateway) {
-                write::gateway_progress(&mut tx, &gateway, None, seen_at).await?;
+                events::gateway_progress(&mut tx, &gateway, None, seen_at).await?;
             }
         }
         for (gateway, last) in &progress {
-            write::gateway_progress(&mut tx, gateway, Some(*last), now).await?;
+            events::gateway_progress(&mut tx, gateway, Some(*last), now).await?;
         }
         tx.commit().await.map_err(|source| StoreError::Query {
             what: "committing the ingest transaction".into(),
@@ -990,7 +996,7 @@ fn event_row(event: Event, seq: i64) -> EventRow {
         None => "none",
     };
     EventRow {
-        device_kind: write::device_kind_name(event.device_kind),
+        device_kind: events::device_kind_name(event.device_kind),
         gateway_id: event.gateway_id,
         seq,
         event_id: event.event_id,

@@ -23,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
-use super::writer::{HelloRecord, Holds, IngestOutcome, Rejected, WriterError, WriterHandle};
 use crate::metrics::{Metrics, RejectKind};
+use crate::writer::{HelloRecord, Holds, IngestOutcome, Rejected, WriterError, WriterHandle};
 
 /// How often the hub asks gateways to send a heartbeat when idle.
 pub const HEARTBEAT_INTERVAL_MS: u32 = 5_000;

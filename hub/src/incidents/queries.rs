@@ -1,11 +1,13 @@
-//! Reads of incidents, their steps, timelines, timers and notifications (API and writer).
+//! Every SQL statement on incidents, their alarms, procedure steps and timeline: the reads
+//! of the API and the writes of the engine (inside the writer's transaction).
 
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::{QueryBuilder, Sqlite};
 
-use super::{ALARM_COLUMNS, AlarmRow, Conn, Context, Pool, StoreError};
+use crate::alarms::queries::{ALARM_COLUMNS, AlarmRow};
 use crate::alarms::rfc3339;
+use crate::store::{Conn, Context, Pool, StoreError};
 
 pub(crate) const INCIDENT_COLUMNS: &str = "id, estate_id, area, category, priority, title, state, opened_at_ms, \
      opened_by, last_alarm_at_ms, acknowledged_at_ms, acknowledged_by, on_site_at_ms, closed_at_ms, \
@@ -223,151 +225,4 @@ pub async fn timeline(conn: &mut Conn, id: i64) -> Result<Vec<TimelineJson>, Sto
                 .unwrap_or(Value::Null),
         })
         .collect())
-}
-
-/// A durable timer row.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct TimerRow {
-    pub id: i64,
-    pub kind: String,
-    pub incident_id: i64,
-    pub alarm_id: i64,
-    pub run: i64,
-    pub step: i64,
-    pub attempt: i64,
-    pub role: Option<String>,
-    pub condition: Option<String>,
-    pub due_at_ms: i64,
-    pub fired_at_ms: Option<i64>,
-    pub outcome: Option<String>,
-}
-
-pub(crate) const TIMER_COLUMNS: &str =
-    "id, kind, incident_id, alarm_id, run, step, attempt, role, condition, due_at_ms, fired_at_ms, outcome";
-
-/// An escalation timer as the API shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct TimerJson {
-    pub kind: String,
-    pub run: i64,
-    pub step: i64,
-    pub attempt: i64,
-    pub role: Option<String>,
-    pub condition: Option<String>,
-    pub due_at: String,
-    pub fired_at: Option<String>,
-    /// null while pending; fired, skipped: ..., stopped: ..., superseded, ...
-    pub outcome: Option<String>,
-}
-
-pub async fn incident_timers(conn: &mut Conn, id: i64) -> Result<Vec<TimerJson>, StoreError> {
-    let rows = sqlx::query_as::<_, TimerRow>(sqlx::AssertSqlSafe(format!(
-        "SELECT {TIMER_COLUMNS} FROM timers WHERE incident_id = $1 ORDER BY run, due_at_ms, step, attempt, id"
-    )))
-    .bind(id)
-    .fetch_all(conn)
-    .await
-    .context(|| format!("reading the timers of incident {id}"))?;
-    Ok(rows
-        .into_iter()
-        .map(|t| TimerJson {
-            kind: t.kind,
-            run: t.run,
-            step: t.step,
-            attempt: t.attempt,
-            role: t.role,
-            condition: t.condition,
-            due_at: rfc3339(t.due_at_ms),
-            fired_at: t.fired_at_ms.map(rfc3339),
-            outcome: t.outcome,
-        })
-        .collect())
-}
-
-/// A notification row.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct NotificationRow {
-    pub id: i64,
-    pub incident_id: Option<i64>,
-    pub kind: String,
-    pub role: String,
-    pub recipient: String,
-    pub channel: String,
-    pub body: String,
-    pub status: String,
-    pub attempts: i64,
-    pub next_attempt_at_ms: i64,
-    pub last_error: Option<String>,
-    pub created_at_ms: i64,
-    pub delivered_at_ms: Option<i64>,
-}
-
-pub(crate) const NOTIFICATION_COLUMNS: &str = "id, incident_id, kind, role, recipient, channel, body, status, \
-     attempts, next_attempt_at_ms, last_error, created_at_ms, delivered_at_ms";
-
-/// A notification as the API shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct NotificationJson {
-    pub id: i64,
-    pub incident_id: Option<i64>,
-    pub kind: String,
-    pub role: String,
-    pub recipient: String,
-    /// `log` or `webhook` (the URL is not shown).
-    pub channel: String,
-    pub status: String,
-    pub attempts: i64,
-    pub next_attempt_at: Option<String>,
-    pub last_error: Option<String>,
-    pub created_at: String,
-    pub delivered_at: Option<String>,
-    pub body: Value,
-}
-
-impl NotificationRow {
-    pub fn to_json(&self) -> NotificationJson {
-        NotificationJson {
-            id: self.id,
-            incident_id: self.incident_id,
-            kind: self.kind.clone(),
-            role: self.role.clone(),
-            recipient: self.recipient.clone(),
-            channel: if self.channel == "log" {
-                "log".into()
-            } else {
-                "webhook".into()
-            },
-            status: self.status.clone(),
-            attempts: self.attempts,
-            next_attempt_at: (self.status == "pending").then(|| rfc3339(self.next_attempt_at_ms)),
-            last_error: self.last_error.clone(),
-            created_at: rfc3339(self.created_at_ms),
-            delivered_at: self.delivered_at_ms.map(rfc3339),
-            body: serde_json::from_str(&self.body).unwrap_or(Value::Null),
-        }
-    }
-}
-
-/// Filters of `GET /notifications`.
-#[derive(Debug, Clone, Default)]
-pub struct NotificationFilter {
-    pub incident: Option<i64>,
-    pub status: Option<String>,
-    pub limit: i64,
-}
-
-pub async fn list_notifications(conn: &mut Conn, f: &NotificationFilter) -> Result<Vec<NotificationRow>, StoreError> {
-    let mut q: QueryBuilder<Sqlite> =
-        QueryBuilder::new(format!("SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE 1 = 1"));
-    if let Some(i) = f.incident {
-        q.push(" AND incident_id = ").push_bind(i);
-    }
-    if let Some(s) = &f.status {
-        q.push(" AND status = ").push_bind(s.clone());
-    }
-    q.push(" ORDER BY id LIMIT ").push_bind(f.limit);
-    q.build_query_as::<NotificationRow>()
-        .fetch_all(conn)
-        .await
-        .context(|| "listing notifications".into())
 }
