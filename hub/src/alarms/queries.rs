@@ -365,3 +365,192 @@ pub async fn history(
     .context(|| format!("writing the history of alarm {alarm_id}"))?;
     Ok(())
 }
+
+/// An alarm's overlay flag, set by the engine (never by the rule engine).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overlay {
+    Chattering,
+    Suppressed,
+    OutOfService,
+}
+
+impl Overlay {
+    fn column(self) -> &'static str {
+        match self {
+            Overlay::Chattering => "chattering",
+            Overlay::Suppressed => "suppressed",
+            Overlay::OutOfService => "out_of_service",
+        }
+    }
+}
+
+pub async fn set_overlay(conn: &mut Conn, id: i64, overlay: Overlay, on: bool) -> Result<(), StoreError> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE alarms SET {} = $1 WHERE id = $2",
+        overlay.column()
+    )))
+    .bind(on)
+    .bind(id)
+    .execute(&mut *conn)
+    .await
+    .context(|| "updating an alarm overlay".into())?;
+    Ok(())
+}
+
+/// Ends chattering of an alarm that is chattering; returns its id, or None.
+pub async fn end_chattering(conn: &mut Conn, key: &AlarmKey) -> Result<Option<i64>, StoreError> {
+    sqlx::query_scalar(
+        "UPDATE alarms SET chattering = $1 WHERE estate_id = $2 AND device_id = $3 AND condition = $4 AND chattering = $5 RETURNING id",
+    )
+    .bind(false)
+    .bind(&key.estate)
+    .bind(&key.device)
+    .bind(&key.condition)
+    .bind(true)
+    .fetch_optional(&mut *conn)
+    .await
+    .context(|| "ending chattering".into())
+}
+
+/// The id of the active alarm of one (estate, device, condition), if any.
+pub async fn active_id(conn: &mut Conn, key: &AlarmKey) -> Result<Option<i64>, StoreError> {
+    sqlx::query_scalar(
+        "SELECT id FROM alarms WHERE estate_id = $1 AND device_id = $2 AND condition = $3 AND active = $4",
+    )
+    .bind(&key.estate)
+    .bind(&key.device)
+    .bind(&key.condition)
+    .bind(true)
+    .fetch_optional(&mut *conn)
+    .await
+    .context(|| "checking for a disabled fire zone".into())
+}
+
+pub async fn shelve(
+    conn: &mut Conn,
+    id: i64,
+    until: i64,
+    operator: &str,
+    reason: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE alarms SET shelved_until_ms = $1, shelved_by = $2, shelve_reason = $3, changed_at_ms = $4 WHERE id = $5",
+    )
+    .bind(until)
+    .bind(operator)
+    .bind(reason)
+    .bind(now)
+    .bind(id)
+    .execute(&mut *conn)
+    .await
+    .context(|| "shelving an alarm".into())?;
+    Ok(())
+}
+
+pub async fn unshelve(conn: &mut Conn, id: i64, now: i64) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE alarms SET shelved_until_ms = NULL, shelved_by = NULL, shelve_reason = NULL, changed_at_ms = $1 WHERE id = $2",
+    )
+    .bind(now)
+    .bind(id)
+    .execute(&mut *conn)
+    .await
+    .context(|| "unshelving an alarm".into())?;
+    Ok(())
+}
+
+/// Recent raises (estate, device, condition, at) since `since`, for the book's memory.
+pub async fn raises_since(pool: &Pool, since: i64) -> Result<Vec<(String, String, String, i64)>, StoreError> {
+    sqlx::query_as(
+        "SELECT a.estate_id, a.device_id, a.condition, h.at_ms FROM alarm_history h \
+         JOIN alarms a ON a.id = h.alarm_id WHERE h.at_ms > $1 AND h.change IN ('raised', 'reraised')",
+    )
+    .bind(since)
+    .fetch_all(pool)
+    .await
+    .context(|| "reading recent alarm raises".into())
+}
+
+/// The flood period still open, if any.
+pub async fn open_flood(pool: &Pool) -> Result<Option<i64>, StoreError> {
+    sqlx::query_scalar("SELECT id FROM flood_periods WHERE ended_at_ms IS NULL LIMIT 1")
+        .fetch_optional(pool)
+        .await
+        .context(|| "reading flood periods".into())
+}
+
+pub async fn start_flood(conn: &mut Conn, alarms_at_start: i64, now: i64) -> Result<i64, StoreError> {
+    sqlx::query_scalar("INSERT INTO flood_periods (started_at_ms, alarms_at_start) VALUES ($1, $2) RETURNING id")
+        .bind(now)
+        .bind(alarms_at_start)
+        .fetch_one(&mut *conn)
+        .await
+        .context(|| "recording a flood".into())
+}
+
+/// Ends the open flood period; returns its id.
+pub async fn end_flood(conn: &mut Conn, now: i64) -> Result<Option<i64>, StoreError> {
+    sqlx::query_scalar("UPDATE flood_periods SET ended_at_ms = $1 WHERE ended_at_ms IS NULL RETURNING id")
+        .bind(now)
+        .fetch_optional(&mut *conn)
+        .await
+        .context(|| "ending a flood".into())
+}
+
+/// Why a device is in maintenance at `now`, if it is.
+pub async fn maintenance_reason(
+    conn: &mut Conn,
+    estate: &str,
+    device: &str,
+    now: i64,
+) -> Result<Option<String>, StoreError> {
+    sqlx::query_scalar(
+        "SELECT reason FROM device_maintenance WHERE estate_id = $1 AND device_id = $2 \
+         AND (until_ms IS NULL OR until_ms > $3)",
+    )
+    .bind(estate)
+    .bind(device)
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await
+    .context(|| "checking for device maintenance".into())
+}
+
+/// Starts (or changes) a device's maintenance; returns the rows changed.
+pub async fn start_maintenance(
+    conn: &mut Conn,
+    estate: &str,
+    device: &str,
+    reason: &str,
+    operator: &str,
+    until_ms: Option<i64>,
+    now: i64,
+) -> Result<u64, StoreError> {
+    Ok(sqlx::query(
+        "INSERT INTO device_maintenance (estate_id, device_id, reason, operator, since_ms, until_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (estate_id, device_id) DO UPDATE SET \
+         reason = excluded.reason, operator = excluded.operator, until_ms = excluded.until_ms",
+    )
+    .bind(estate)
+    .bind(device)
+    .bind(reason)
+    .bind(operator)
+    .bind(now)
+    .bind(until_ms)
+    .execute(&mut *conn)
+    .await
+    .context(|| "starting device maintenance".into())?
+    .rows_affected())
+}
+
+/// Ends a device's maintenance (an expired row goes too); returns its `until_ms` if a row
+/// was there.
+pub async fn end_maintenance(conn: &mut Conn, estate: &str, device: &str) -> Result<Option<Option<i64>>, StoreError> {
+    sqlx::query_scalar("DELETE FROM device_maintenance WHERE estate_id = $1 AND device_id = $2 RETURNING until_ms")
+        .bind(estate)
+        .bind(device)
+        .fetch_optional(&mut *conn)
+        .await
+        .context(|| "ending device maintenance".into())
+}

@@ -5,14 +5,15 @@ use tracing::{info, warn};
 
 use crate::alarms::book::{Chatter, Flood};
 use crate::alarms::queries::AlarmRow;
-use crate::alarms::queries::{self as alarm_q, Cause};
+use crate::alarms::queries::{self as alarm_q, Cause, Overlay};
 use crate::alarms::rules::{Activation, AlarmChange};
 use crate::alarms::{AlarmKey, Category, HistoryChange, Priority};
 use crate::escalation::Role;
 use crate::escalation::queries::TimerRow;
+use crate::events::queries as events;
 use crate::store::{Conn, StoreError};
 
-use super::{Engine, q};
+use super::Engine;
 
 impl Engine {
     /// Persists one alarm change and what follows from it.
@@ -86,18 +87,8 @@ impl Engine {
             })
     }
 
-    pub(super) async fn alarm_flag(conn: &mut Conn, id: i64, column: &str, on: bool) -> Result<(), StoreError> {
-        q(
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE alarms SET {column} = $1 WHERE id = $2"
-            )))
-            .bind(on)
-            .bind(id)
-            .execute(&mut *conn)
-            .await,
-            "updating an alarm overlay",
-        )?;
-        Ok(())
+    pub(super) async fn alarm_flag(conn: &mut Conn, id: i64, overlay: Overlay, on: bool) -> Result<(), StoreError> {
+        alarm_q::set_overlay(conn, id, overlay, on).await
     }
 
     pub(super) async fn history(
@@ -121,7 +112,7 @@ impl Engine {
         let row = Self::alarm(conn, id).await?;
         let (chatter, flood) = self.book.activation(&row.key(), now);
         if chatter.started {
-            Self::alarm_flag(conn, id, "chattering", true).await?;
+            Self::alarm_flag(conn, id, Overlay::Chattering, true).await?;
             Self::history(
                 conn,
                 id,
@@ -142,20 +133,10 @@ impl Engine {
             .strip_prefix("fire_alarm:")
             .or(row.condition.strip_prefix("pre_alarm:"))
         {
-            let disabled: Option<i64> = q(
-                sqlx::query_scalar(
-                    "SELECT id FROM alarms WHERE estate_id = $1 AND device_id = $2 AND condition = $3 AND active = $4",
-                )
-                .bind(&row.estate_id)
-                .bind(&row.device_id)
-                .bind(format!("zone_disabled:{zone}"))
-                .bind(true)
-                .fetch_optional(&mut *conn)
-                .await,
-                "checking for a disabled fire zone",
-            )?;
+            let zone_disabled = AlarmKey::new(&row.estate_id, &row.device_id, format!("zone_disabled:{zone}"));
+            let disabled = alarm_q::active_id(conn, &zone_disabled).await?;
             if disabled.is_some() != row.suppressed {
-                Self::alarm_flag(conn, id, "suppressed", disabled.is_some()).await?;
+                Self::alarm_flag(conn, id, Overlay::Suppressed, disabled.is_some()).await?;
             }
             if disabled.is_some() {
                 Self::history(
@@ -172,21 +153,10 @@ impl Engine {
             }
         }
         // Suppressed by design: the device is in maintenance.
-        let maintenance: Option<String> = q(
-            sqlx::query_scalar(
-                "SELECT reason FROM device_maintenance WHERE estate_id = $1 AND device_id = $2 \
-                 AND (until_ms IS NULL OR until_ms > $3)",
-            )
-            .bind(&row.estate_id)
-            .bind(&row.device_id)
-            .bind(now)
-            .fetch_optional(&mut *conn)
-            .await,
-            "checking for device maintenance",
-        )?;
+        let maintenance = alarm_q::maintenance_reason(conn, &row.estate_id, &row.device_id, now).await?;
         if let Some(reason) = maintenance {
             if !row.suppressed {
-                Self::alarm_flag(conn, id, "suppressed", true).await?;
+                Self::alarm_flag(conn, id, Overlay::Suppressed, true).await?;
             }
             let note = format!("device in maintenance: {reason}");
             Self::history(conn, id, HistoryChange::Suppressed, now, None, Some(&note)).await?;
@@ -200,16 +170,7 @@ impl Engine {
     }
 
     async fn flood_started(&mut self, conn: &mut Conn, estate: &str, n: usize, now: i64) -> Result<(), StoreError> {
-        let id: i64 = q(
-            sqlx::query_scalar(
-                "INSERT INTO flood_periods (started_at_ms, alarms_at_start) VALUES ($1, $2) RETURNING id",
-            )
-            .bind(now)
-            .bind(n as i64)
-            .fetch_one(&mut *conn)
-            .await,
-            "recording a flood",
-        )?;
+        let id = alarm_q::start_flood(conn, n as i64, now).await?;
         warn!(
             alarms_in_window = n,
             "alarm flood: grouping alarms per estate; only P1 notifies singly"
@@ -248,14 +209,7 @@ impl Engine {
             if let Some(id) = alarm_q::clear(conn, &key, now, &cause).await? {
                 self.publish("alarm", id, "cleared", json!({"estate": estate, "device": gateway}));
             }
-            q(
-                sqlx::query("UPDATE devices SET state_unknown = $1 WHERE gateway_id = $2")
-                    .bind(false)
-                    .bind(gateway)
-                    .execute(&mut *conn)
-                    .await,
-                "marking devices known",
-            )?;
+            events::set_devices_unknown(conn, gateway, false).await?;
             info!(gateway, "gateway heard again");
         }
         Ok(())
@@ -351,15 +305,7 @@ impl Engine {
             ..Default::default()
         };
         let (id, what) = alarm_q::activate(conn, &a, now, &cause).await?;
-        let n = q(
-            sqlx::query("UPDATE devices SET state_unknown = $1 WHERE gateway_id = $2")
-                .bind(true)
-                .bind(gateway)
-                .execute(&mut *conn)
-                .await,
-            "marking devices unknown",
-        )?
-        .rows_affected();
+        let n = events::set_devices_unknown(conn, gateway, true).await?;
         warn!(gateway, devices = n, "gateway silent: its devices' state is unknown");
         self.publish_alarm(id, what.as_str(), &a);
         if matches!(what, HistoryChange::Raised | HistoryChange::Reraised) {
@@ -380,14 +326,7 @@ impl Engine {
         if row.shelved_until_ms != Some(t.due_at_ms) {
             return Ok("superseded".into());
         }
-        q(
-            sqlx::query("UPDATE alarms SET shelved_until_ms = NULL, shelved_by = NULL, shelve_reason = NULL, changed_at_ms = $1 WHERE id = $2")
-                .bind(now)
-                .bind(row.id)
-                .execute(&mut *conn)
-                .await,
-            "unshelving an alarm",
-        )?;
+        alarm_q::unshelve(conn, row.id, now).await?;
         Self::history(
             conn,
             row.id,

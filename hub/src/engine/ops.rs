@@ -7,7 +7,8 @@ use crate::alarms::rules::RuleState;
 use crate::alarms::{HistoryChange, rfc3339};
 use crate::store::{Conn, StoreError};
 
-use super::{Engine, Op, OpError, q};
+use super::{Engine, Op, OpError};
+use crate::alarms::queries::{self as alarm_q, Overlay};
 
 impl Engine {
     /// Carries out an operator action. `Ok(Err(_))` is a refusal (nothing written).
@@ -33,17 +34,7 @@ impl Engine {
                     Ok(u) => u,
                     Err(e) => return Ok(Err(OpError::Unprocessable(e))),
                 };
-                q(
-                    sqlx::query("UPDATE alarms SET shelved_until_ms = $1, shelved_by = $2, shelve_reason = $3, changed_at_ms = $4 WHERE id = $5")
-                        .bind(until)
-                        .bind(&operator)
-                        .bind(&reason)
-                        .bind(now)
-                        .bind(alarm_id)
-                        .execute(&mut *conn)
-                        .await,
-                    "shelving an alarm",
-                )?;
+                alarm_q::shelve(conn, alarm_id, until, &operator, &reason, now).await?;
                 Self::history(
                     conn,
                     alarm_id,
@@ -80,7 +71,7 @@ impl Engine {
                 if reason.trim().is_empty() {
                     return Ok(Err(OpError::Unprocessable("a reason is required".into())));
                 }
-                Self::alarm_flag(conn, alarm_id, "out_of_service", on).await?;
+                Self::alarm_flag(conn, alarm_id, Overlay::OutOfService, on).await?;
                 let change = if on {
                     HistoryChange::OutOfService
                 } else {
@@ -126,35 +117,10 @@ impl Engine {
                     )));
                 }
                 let changed = if on {
-                    q(
-                        sqlx::query(
-                            "INSERT INTO device_maintenance (estate_id, device_id, reason, operator, since_ms, until_ms) \
-                             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (estate_id, device_id) DO UPDATE SET \
-                             reason = excluded.reason, operator = excluded.operator, until_ms = excluded.until_ms",
-                        )
-                        .bind(&estate)
-                        .bind(&device)
-                        .bind(&reason)
-                        .bind(&operator)
-                        .bind(now)
-                        .bind(until_ms)
-                        .execute(&mut *conn)
-                        .await,
-                        "starting device maintenance",
-                    )?
-                    .rows_affected()
+                    alarm_q::start_maintenance(conn, &estate, &device, &reason, &operator, until_ms, now).await?
                 } else {
                     // Only a maintenance still running can be ended; an expired row goes too.
-                    let until: Option<Option<i64>> = q(
-                        sqlx::query_scalar(
-                            "DELETE FROM device_maintenance WHERE estate_id = $1 AND device_id = $2 RETURNING until_ms",
-                        )
-                        .bind(&estate)
-                        .bind(&device)
-                        .fetch_optional(&mut *conn)
-                        .await,
-                        "ending device maintenance",
-                    )?;
+                    let until = alarm_q::end_maintenance(conn, &estate, &device).await?;
                     u64::from(until.is_some_and(|u| u.is_none_or(|u| u > now)))
                 };
                 if changed == 0 {

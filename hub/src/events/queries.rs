@@ -212,6 +212,24 @@ pub async fn mark_all_disconnected(pool: &Pool) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Marks a gateway's devices' state unknown (it fell silent) or known again; returns how many.
+pub async fn set_devices_unknown(conn: &mut Conn, gateway: &str, unknown: bool) -> Result<u64, StoreError> {
+    let what = if unknown {
+        "marking devices unknown"
+    } else {
+        "marking devices known"
+    };
+    Ok(
+        sqlx::query("UPDATE devices SET state_unknown = $1 WHERE gateway_id = $2")
+            .bind(unknown)
+            .bind(gateway)
+            .execute(&mut *conn)
+            .await
+            .context(|| what.into())?
+            .rows_affected(),
+    )
+}
+
 /// `door`, `fire_panel`, ... for a `DeviceKind` number (`unknown` if out of range).
 pub fn device_kind_name(kind: i32) -> &'static str {
     match DeviceKind::try_from(kind) {
@@ -223,4 +241,20 @@ pub fn device_kind_name(kind: i32) -> &'static str {
         Ok(DeviceKind::Unspecified) => "unspecified",
         Err(_) => "unknown",
     }
+}
+
+/// Counts one vehicle entry of `day` (`YYYY-MM-DD`) for the registration KPI; no plate stored.
+pub async fn count_vehicle_entry(conn: &mut Conn, estate: &str, day: &str, registered: bool) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO vehicle_entries (estate_id, day, entries, registered) VALUES ($1, $2, 1, $3) \
+         ON CONFLICT (estate_id, day) DO UPDATE SET entries = vehicle_entries.entries + 1, \
+         registered = vehicle_entries.registered + excluded.registered",
+    )
+    .bind(estate)
+    .bind(day)
+    .bind(i64::from(registered))
+    .execute(&mut *conn)
+    .await
+    .context(|| "counting a vehicle entry".into())?;
+    Ok(())
 }

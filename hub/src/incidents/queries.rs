@@ -226,3 +226,285 @@ pub async fn timeline(conn: &mut Conn, id: i64) -> Result<Vec<TimelineJson>, Sto
         })
         .collect())
 }
+
+/// The open incidents of an estate (id, area, last alarm), for routing.
+pub async fn open_incidents(conn: &mut Conn, estate: &str) -> Result<Vec<(i64, String, i64)>, StoreError> {
+    sqlx::query_as(
+        "SELECT id, area, last_alarm_at_ms FROM incidents WHERE estate_id = $1 \
+         AND state NOT IN ('closed', 'false_alarm')",
+    )
+    .bind(estate)
+    .fetch_all(&mut *conn)
+    .await
+    .context(|| "finding open incidents".into())
+}
+
+/// Links an alarm to its incident (both sides).
+pub async fn link_alarm(conn: &mut Conn, iid: i64, alarm_id: i64, now: i64) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO incident_alarms (incident_id, alarm_id, added_at_ms) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    )
+    .bind(iid)
+    .bind(alarm_id)
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .context(|| "linking an alarm to its incident".into())?;
+    sqlx::query("UPDATE alarms SET incident_id = $1 WHERE id = $2")
+        .bind(iid)
+        .bind(alarm_id)
+        .execute(&mut *conn)
+        .await
+        .context(|| "linking an alarm to its incident".into())?;
+    Ok(())
+}
+
+/// An alarm joined: its time, and the incident's priority raised to `priority` if `raise`.
+pub async fn alarm_joined(conn: &mut Conn, iid: i64, raise: bool, priority: &str, now: i64) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE incidents SET last_alarm_at_ms = $1, priority = CASE WHEN $2 THEN $3 ELSE priority END WHERE id = $4",
+    )
+    .bind(now)
+    .bind(raise)
+    .bind(priority)
+    .bind(iid)
+    .execute(&mut *conn)
+    .await
+    .context(|| "adding an alarm to an incident".into())?;
+    Ok(())
+}
+
+/// An alarm of the incident raised again.
+pub async fn alarm_retriggered(conn: &mut Conn, iid: i64, now: i64) -> Result<(), StoreError> {
+    sqlx::query("UPDATE incidents SET last_alarm_at_ms = $1 WHERE id = $2")
+        .bind(now)
+        .bind(iid)
+        .execute(&mut *conn)
+        .await
+        .context(|| "updating an incident".into())?;
+    Ok(())
+}
+
+/// A new escalation run: the incident is unacknowledged again.
+pub async fn restart_escalation(conn: &mut Conn, iid: i64, run: i64) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE incidents SET escalation_run = $1, acknowledged_at_ms = NULL, acknowledged_by = NULL WHERE id = $2",
+    )
+    .bind(run)
+    .bind(iid)
+    .execute(&mut *conn)
+    .await
+    .context(|| "restarting escalation".into())?;
+    Ok(())
+}
+
+/// What an incident opens with.
+#[derive(Debug)]
+pub struct NewIncident<'a> {
+    pub estate: &'a str,
+    pub area: &'a str,
+    pub category: &'a str,
+    pub priority: &'a str,
+    pub title: &'a str,
+    pub opened_by: &'a str,
+    /// The escalation policy's steps as JSON, snapshotted into the incident.
+    pub policy: &'a str,
+    pub flood_group: bool,
+}
+
+/// Inserts an incident in `discovered`; returns its id.
+pub async fn insert_incident(conn: &mut Conn, n: &NewIncident<'_>, now: i64) -> Result<i64, StoreError> {
+    sqlx::query_scalar(
+        "INSERT INTO incidents (estate_id, area, category, priority, title, state, opened_at_ms, opened_by, \
+         last_alarm_at_ms, state_changed_at_ms, policy, flood_group) \
+         VALUES ($1, $2, $3, $4, $5, 'discovered', $6, $7, $6, $6, $8, $9) RETURNING id",
+    )
+    .bind(n.estate)
+    .bind(n.area)
+    .bind(n.category)
+    .bind(n.priority)
+    .bind(n.title)
+    .bind(now)
+    .bind(n.opened_by)
+    .bind(n.policy)
+    .bind(n.flood_group)
+    .fetch_one(&mut *conn)
+    .await
+    .context(|| "opening an incident".into())
+}
+
+/// One step of an incident's procedure, open.
+pub async fn insert_step(
+    conn: &mut Conn,
+    iid: i64,
+    idx: i64,
+    step_id: &str,
+    text: &str,
+    mandatory: bool,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO incident_steps (incident_id, idx, step_id, text, mandatory, status) VALUES ($1, $2, $3, $4, $5, 'open')",
+    )
+    .bind(iid)
+    .bind(idx)
+    .bind(step_id)
+    .bind(text)
+    .bind(mandatory)
+    .execute(&mut *conn)
+    .await
+    .context(|| "writing an incident's procedure".into())?;
+    Ok(())
+}
+
+pub async fn acknowledge(conn: &mut Conn, iid: i64, actor: &str, now: i64) -> Result<(), StoreError> {
+    sqlx::query("UPDATE incidents SET acknowledged_at_ms = $1, acknowledged_by = $2 WHERE id = $3")
+        .bind(now)
+        .bind(actor)
+        .bind(iid)
+        .execute(&mut *conn)
+        .await
+        .context(|| "acknowledging an incident".into())?;
+    Ok(())
+}
+
+/// One row of an incident's timeline (`data` JSON, or NULL).
+pub async fn insert_timeline(
+    conn: &mut Conn,
+    iid: i64,
+    now: i64,
+    kind: &str,
+    actor: Option<&str>,
+    text: &str,
+    data: Option<String>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO incident_timeline (incident_id, at_ms, kind, actor, text, data) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(iid)
+    .bind(now)
+    .bind(kind)
+    .bind(actor)
+    .bind(text)
+    .bind(data)
+    .execute(&mut *conn)
+    .await
+    .context(|| "writing an incident's timeline".into())?;
+    Ok(())
+}
+
+/// The ids of an incident's mandatory steps still open, in order.
+pub async fn open_mandatory_steps(conn: &mut Conn, iid: i64) -> Result<Vec<String>, StoreError> {
+    sqlx::query_scalar(
+        "SELECT step_id FROM incident_steps WHERE incident_id = $1 AND mandatory = $2 AND status = 'open' ORDER BY idx",
+    )
+    .bind(iid)
+    .bind(true)
+    .fetch_all(&mut *conn)
+    .await
+    .context(|| "reading open steps".into())
+}
+
+/// The ids of an incident's alarms still active.
+pub async fn active_alarm_ids(conn: &mut Conn, iid: i64) -> Result<Vec<i64>, StoreError> {
+    sqlx::query_scalar(
+        "SELECT a.id FROM alarms a JOIN incident_alarms ia ON ia.alarm_id = a.id WHERE ia.incident_id = $1 AND a.active = $2 ORDER BY a.id",
+    )
+    .bind(iid)
+    .bind(true)
+    .fetch_all(&mut *conn)
+    .await
+    .context(|| "reading active alarms of an incident".into())
+}
+
+/// A workflow transition as stored: the new state and what it stamps.
+#[derive(Debug)]
+pub struct StateChange<'a> {
+    pub to: &'a str,
+    pub on_site: bool,
+    pub terminal: bool,
+    pub false_alarm: bool,
+    /// The false-alarm reason, or the override's reason.
+    pub reason: Option<&'a str>,
+    pub overridden: bool,
+    pub override_by: Option<&'a str>,
+}
+
+pub async fn change_state(conn: &mut Conn, iid: i64, c: &StateChange<'_>, now: i64) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE incidents SET state = $1, state_changed_at_ms = $2, transitions = transitions + 1, \
+         on_site_at_ms = CASE WHEN $3 THEN $2 ELSE on_site_at_ms END, \
+         closed_at_ms = CASE WHEN $4 THEN $2 ELSE closed_at_ms END, \
+         false_alarm_reason = CASE WHEN $5 THEN $6 ELSE false_alarm_reason END, \
+         override_by = CASE WHEN $7 THEN $8 ELSE override_by END, \
+         override_reason = CASE WHEN $7 THEN $6 ELSE override_reason END WHERE id = $9",
+    )
+    .bind(c.to)
+    .bind(now)
+    .bind(c.on_site)
+    .bind(c.terminal)
+    .bind(c.false_alarm)
+    .bind(c.reason)
+    .bind(c.overridden)
+    .bind(c.override_by)
+    .bind(iid)
+    .execute(&mut *conn)
+    .await
+    .context(|| "changing an incident's state".into())?;
+    Ok(())
+}
+
+/// A mandatory step skipped by a supervisor's override.
+pub async fn skip_step_by_override(
+    conn: &mut Conn,
+    iid: i64,
+    step_id: &str,
+    by: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE incident_steps SET status = 'skipped', done_at_ms = $1, done_by = $2, note = 'skipped by supervisor override' WHERE incident_id = $3 AND step_id = $4",
+    )
+    .bind(now)
+    .bind(by)
+    .bind(iid)
+    .bind(step_id)
+    .execute(&mut *conn)
+    .await
+    .context(|| "skipping steps".into())?;
+    Ok(())
+}
+
+/// A procedure step done or skipped.
+pub async fn record_step(
+    conn: &mut Conn,
+    iid: i64,
+    idx: i64,
+    status: &str,
+    actor: &str,
+    note: Option<&str>,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE incident_steps SET status = $1, done_at_ms = $2, done_by = $3, note = $4 WHERE incident_id = $5 AND idx = $6",
+    )
+    .bind(status)
+    .bind(now)
+    .bind(actor)
+    .bind(note)
+    .bind(iid)
+    .bind(idx)
+    .execute(&mut *conn)
+    .await
+    .context(|| "recording a procedure step".into())?;
+    Ok(())
+}
+
+pub async fn mark_response_breached(conn: &mut Conn, iid: i64) -> Result<(), StoreError> {
+    sqlx::query("UPDATE incidents SET response_breached = $1 WHERE id = $2")
+        .bind(true)
+        .bind(iid)
+        .execute(&mut *conn)
+        .await
+        .context(|| "recording a response-target breach".into())?;
+    Ok(())
+}

@@ -691,16 +691,8 @@ impl Writer {
                         }
                         last = seq;
                         outcome.stored += 1;
-                        if let Some(Body::Vehicle(v)) = &event.body
-                            && v.direction() == gatehouse_proto::Direction::In
-                        {
-                            let registered = v.resident || !v.pass.trim().is_empty();
-                            Engine::vehicle_entry(&mut tx, &event.estate_id, registered, now).await?;
-                        }
-                        // A guard's badge at a post reader or patrol checkpoint (the rota).
-                        if let Some(Body::Access(_)) = &event.body {
-                            self.engine.rota_access(&mut tx, &mut self.rules, &event, now).await?;
-                        }
+                        // Vehicle entries, a guard's badge at a post or checkpoint (the rota).
+                        self.engine.on_event(&mut tx, &mut self.rules, &event, now).await?;
                         // The event's trace goes on here (OpenTelemetry export on, and the
                         // event carries a context): ingest until commit, one child per alarm change.
                         let span = trace_span(&event);
