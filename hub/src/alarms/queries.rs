@@ -554,3 +554,88 @@ pub async fn end_maintenance(conn: &mut Conn, estate: &str, device: &str) -> Res
         .await
         .context(|| "ending device maintenance".into())
 }
+
+/// Raises and re-raises in (from, to], by priority (the KPI's mix).
+pub async fn raises_by_priority(pool: &Pool, from: i64, to: i64) -> Result<Vec<(String, i64)>, StoreError> {
+    sqlx::query_as(
+        "SELECT a.priority, COUNT(*) FROM alarm_history h JOIN alarms a ON a.id = h.alarm_id \
+         WHERE h.at_ms > $1 AND h.at_ms <= $2 AND h.change IN ('raised', 'reraised') GROUP BY a.priority",
+    )
+    .bind(from)
+    .bind(to)
+    .fetch_all(pool)
+    .await
+    .context(|| "counting alarms by priority".into())
+}
+
+/// One of the most frequent alarms of a period.
+#[derive(Debug, serde::Serialize, sqlx::FromRow)]
+pub struct TopAlarm {
+    alarm_id: i64,
+    estate: String,
+    device: String,
+    condition: String,
+    priority: String,
+    message: String,
+    activations: i64,
+}
+
+/// The ten alarms raised most often in (from, to].
+pub async fn top_ten(pool: &Pool, from: i64, to: i64) -> Result<Vec<TopAlarm>, StoreError> {
+    sqlx::query_as(
+        "SELECT a.id AS alarm_id, a.estate_id AS estate, a.device_id AS device, a.condition, a.priority, a.message, \
+         COUNT(*) AS activations FROM alarm_history h JOIN alarms a ON a.id = h.alarm_id \
+         WHERE h.at_ms > $1 AND h.at_ms <= $2 AND h.change IN ('raised', 'reraised') \
+         GROUP BY a.id, a.estate_id, a.device_id, a.condition, a.priority, a.message \
+         ORDER BY activations DESC, a.id LIMIT 10",
+    )
+    .bind(from)
+    .bind(to)
+    .fetch_all(pool)
+    .await
+    .context(|| "finding the most frequent alarms".into())
+}
+
+/// Active alarms raised before `before`.
+pub async fn standing_since(pool: &Pool, before: i64) -> Result<Vec<i64>, StoreError> {
+    sqlx::query_scalar("SELECT id FROM alarms WHERE active = $1 AND raised_at_ms < $2 ORDER BY id")
+        .bind(true)
+        .bind(before)
+        .fetch_all(pool)
+        .await
+        .context(|| "finding standing alarms".into())
+}
+
+/// Flood periods (start, end) open or ended after `from`.
+pub async fn floods_since(pool: &Pool, from: i64) -> Result<Vec<(i64, Option<i64>)>, StoreError> {
+    sqlx::query_as(
+        "SELECT started_at_ms, ended_at_ms FROM flood_periods WHERE ended_at_ms IS NULL OR ended_at_ms > $1 ORDER BY id",
+    )
+    .bind(from)
+    .fetch_all(pool)
+    .await
+    .context(|| "reading flood periods".into())
+}
+
+/// A device in maintenance.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MaintenanceRow {
+    pub estate_id: String,
+    pub device_id: String,
+    pub reason: String,
+    pub operator: String,
+    pub since_ms: i64,
+    pub until_ms: Option<i64>,
+}
+
+/// The devices in maintenance at `now`.
+pub async fn in_maintenance(pool: &Pool, now: i64) -> Result<Vec<MaintenanceRow>, StoreError> {
+    sqlx::query_as(
+        "SELECT estate_id, device_id, reason, operator, since_ms, until_ms FROM device_maintenance \
+         WHERE until_ms IS NULL OR until_ms > $1 ORDER BY estate_id, device_id",
+    )
+    .bind(now)
+    .fetch_all(pool)
+    .await
+    .context(|| "listing devices in maintenance".into())
+}
