@@ -9,7 +9,6 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::alarms::Priority;
 use crate::alarms::book::Thresholds;
 use crate::escalation::{PolicyConfig, RosterEntry};
 use crate::incidents::{IncidentCategory, ProcedureConfig};
@@ -321,29 +320,7 @@ pub struct RulesConfig {
     pub points: Vec<PointRuleConfig>,
 }
 
-/// `[[rules.points]]`: a limit rule (`low` and/or `high`) or a state rule (`when`) on a point.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PointRuleConfig {
-    pub point: String,
-    /// Only readings from this device (default: any device).
-    pub device: Option<String>,
-    /// Only readings from this estate (default: any estate).
-    pub estate: Option<String>,
-    pub low: Option<f64>,
-    pub high: Option<f64>,
-    /// A limit alarm clears only once the value is back past the limit by this much.
-    #[serde(default)]
-    pub deadband: f64,
-    /// On-delay: the condition must hold this long before the alarm activates.
-    #[serde(default)]
-    pub delay_s: u32,
-    /// State rule: alarm while the boolean point equals this (value 1.0 = true).
-    pub when: Option<bool>,
-    pub priority: Priority,
-    /// Text shown with the alarm (default: generated from the rule).
-    pub message: Option<String>,
-}
+pub use crate::alarms::rules::PointRuleConfig;
 
 pub use crate::error::ConfigError;
 
@@ -727,6 +704,7 @@ fn check_id(key: &str, value: &str) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alarms::Priority;
 
     const BASE: &str = r#"
 [hub]

@@ -225,7 +225,7 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
             max_connections: g.max_connections(config.estates.len()) as usize,
             max_per_source: g.max_connections_per_source as usize,
         },
-        metrics.clone(),
+        metrics.net.clone(),
     );
     let incoming = net::incoming::admitted(
         grpc_listener,
@@ -258,7 +258,7 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
             max_connections: h.max_connections as usize,
             max_per_source: h.max_connections_per_source as usize,
         },
-        metrics.clone(),
+        metrics.net.clone(),
     );
     let http_incoming = net::incoming::admitted(
         http_listener,

@@ -23,9 +23,33 @@
 use std::collections::HashMap;
 
 use gatehouse_proto::{DoorEventType, Event, FireEventType, IntercomEventType, Quality, event::Body};
+use serde::Deserialize;
 
-use crate::alarms::{AlarmKey, Category, Priority};
-use crate::config::PointRuleConfig;
+use super::{AlarmKey, Category, Priority};
+
+/// `[[rules.points]]`: a limit rule (`low` and/or `high`) or a state rule (`when`) on a point.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PointRuleConfig {
+    pub point: String,
+    /// Only readings from this device (default: any device).
+    pub device: Option<String>,
+    /// Only readings from this estate (default: any estate).
+    pub estate: Option<String>,
+    pub low: Option<f64>,
+    pub high: Option<f64>,
+    /// A limit alarm clears only once the value is back past the limit by this much.
+    #[serde(default)]
+    pub deadband: f64,
+    /// On-delay: the condition must hold this long before the alarm activates.
+    #[serde(default)]
+    pub delay_s: u32,
+    /// State rule: alarm while the boolean point equals this (value 1.0 = true).
+    pub when: Option<bool>,
+    pub priority: Priority,
+    /// Text shown with the alarm (default: generated from the rule).
+    pub message: Option<String>,
+}
 
 /// What the alarm book must do. The caller supplies the time and the causing event.
 #[derive(Debug, Clone, PartialEq)]

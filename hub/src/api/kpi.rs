@@ -8,8 +8,8 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiQuery, AppState};
-use crate::alarms::{Priority, rfc3339};
 use crate::alarms::queries::{self as alarm_q, TopAlarm};
+use crate::alarms::{Priority, rfc3339};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
