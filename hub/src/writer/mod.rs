@@ -1,7 +1,7 @@
 //! The single writer: one task that owns every write to the database.
 //!
 //! Invariant: nothing else writes. Everything that changes stored state (event batches,
-//! Hellos, operator actions, delivery outcomes, the timers' tick) is a [`handle::Request`]
+//! Hellos, operator actions, delivery outcomes, the timers' tick) is a request
 //! on its channel, applied in the writer's transaction by the [`Engine`] and the domains'
 //! `queries.rs`; stream events are published only after the commit.
 //!
