@@ -1,4 +1,4 @@
-//! The HTTP/JSON API (DESIGN §4.5): estates, alarms (ack, shelve, out of service, history),
+//! The HTTP/JSON API (docs/design.md, HTTP API): estates, alarms (ack, shelve, out of service, history),
 //! incidents (list, open, detail, transition, procedure steps), notifications, the live
 //! stream (SSE), the alarm KPI, health and metrics.
 //!

@@ -1,6 +1,6 @@
 //! Incidents: the gate house's workflow, procedures (SOPs), and where an alarm goes. Pure.
 //!
-//! Workflow (DESIGN §2): discovered → assessed → reported → on_site → recorded → closed, with
+//! Workflow (docs/design.md, Domain): discovered → assessed → reported → on_site → recorded → closed, with
 //! false_alarm from assessed (a reason required). Closing needs every mandatory procedure
 //! step done and every alarm of the incident cleared, or a supervisor's override with a
 //! reason (the open mandatory steps are then marked skipped and the supervisor notified).
