@@ -1,13 +1,16 @@
 //! Gatehouse hub: ingests events from every estate's gateway, decides alarms, and serves
 //! operators.
 //!
-//! Data flows through the modules in this order: [`ingest`] (gRPC link, single writer)
-//! → [`rules`] (pure: events → alarm changes) → [`book`] (pure: ISA-18.2 bits, chattering,
-//! flood) → [`incidents`] (pure: workflow, procedures, routing) → [`escalation`] (pure
-//! planner, role resolution) → [`notify`] (outbox deliverer, live stream) → [`api`] (HTTP).
-//! [`engine`] is the shell that applies the pure decisions inside the writer's transaction;
-//! [`clock`] gives every decision its time. [`store`] holds the SQL, [`config`] the
-//! configuration file, [`metrics`] the counters.
+//! Data flows through the modules in this order: [`link`] (the gRPC stream of each gateway)
+//! → [`writer`] (the single writer: one transaction per group of requests) → [`engine`] (the
+//! shell that applies the domains' decisions in that transaction) → the domains, each a
+//! folder with its pure decisions and its `queries.rs` (every SQL statement of the domain):
+//! [`events`] (event rows, gateways), [`alarms`] (rules, the alarm book), [`incidents`]
+//! (workflow, procedures, routing), [`escalation`] (policies, durable timers), [`notify`]
+//! (the notification outbox, its deliverer, the live stream), [`rota`] → [`api`] (HTTP).
+//! [`store`] is the database plumbing (pool, migrations, errors), [`clock`] gives every
+//! decision its time, [`config`] the configuration file, [`metrics`] the counters, [`net`]
+//! the listeners' limits.
 //!
 //! Invariant: an `Ack{through_seq}` is sent only after the events up to `through_seq` and
 //! their alarm consequences are committed in one transaction.

@@ -1,10 +1,32 @@
-//! The imperative shell around the pure decisions of [`crate::alarms::book`], [`crate::incidents`]
-//! and [`crate::escalation`]. Owned by the ingest writer and called inside its transaction,
-//! so an alarm change, the incident it opens, the escalation timers it plans and the
-//! notifications it queues commit together or not at all.
+//! The engine: the imperative shell that applies the domains' pure decisions
+//! ([`crate::alarms`], [`crate::incidents`], [`crate::escalation`], [`crate::notify`], the
+//! rota) inside the single writer's transaction, through each domain's `queries.rs`. So an
+//! alarm change, the incident it opens, the escalation timers it plans and the notifications
+//! it queues commit together or not at all; stream events are collected here and published
+//! by the writer only after the commit.
 //!
-//! Nothing here sleeps: deadlines are rows of `timers`, claimed by [`Engine::tick`] with a
-//! conditional UPDATE; notifications are rows of `notifications`, sent by the deliverer.
+//! Invariant: nothing here sleeps, sends, or writes outside the transaction it is given.
+//! Deadlines are rows of `timers`, claimed by [`Engine::tick`] with a conditional UPDATE;
+//! notifications are rows of `notifications`, sent by the deliverer.
+//!
+//! Every entry point (the writer calls them, in its transaction), and where it lives:
+//! - [`Engine::restore`] (here): what the alarm book remembers, reloaded at start.
+//! - [`Engine::on_event`] (here): a stored event's consequences besides alarms (vehicle
+//!   entries, badges to the rota, `rota.rs`).
+//! - [`Engine::apply_change`] (`alarms.rs`): an alarm change from the rule engine. A raise
+//!   goes on through chattering, flood and suppression to `incidents.rs` (open, join,
+//!   re-trigger), which plans escalation (`escalation.rs`), which queues notifications
+//!   (`notify.rs`). An acknowledgement or clear notes the incident's timeline.
+//! - [`Engine::hello`], [`Engine::heard`], [`Engine::gateway_stalled`],
+//!   [`Engine::gateway_progressing`] (`alarms.rs`): gateway liveness and its alarms.
+//! - [`Engine::op`] (`ops.rs`): operator actions ([`Op`]), refused with [`OpError`];
+//!   incident transitions and procedure steps are in `workflow.rs`.
+//! - [`Engine::tick`] (here): claims due timers and dispatches them by kind (`escalation`,
+//!   `response_target`, `progress` to `escalation.rs`; `shelve_expiry` to `alarms.rs`), then
+//!   ends floods and chattering, detects silent gateways and runs the rota's tick.
+//! - [`Engine::claim_deliveries`], [`Engine::delivery_result`] (`notify.rs`): the
+//!   deliverer's lease and outcomes, through the writer.
+//! - [`Engine::take_published`] / [`Engine::discard`] (here): after the commit / rollback.
 
 mod alarms;
 mod escalation;

@@ -12,7 +12,7 @@ use super::Engine;
 
 impl Engine {
     /// An `access` event: the rota's presence and patrol scans.
-    pub async fn rota_access(
+    pub(super) async fn rota_access(
         &mut self,
         conn: &mut Conn,
         rules: &mut RuleState,
