@@ -18,7 +18,7 @@
 //!   re-trigger), which plans escalation (`escalation.rs`), which queues notifications
 //!   (`notify.rs`). An acknowledgement or clear notes the incident's timeline.
 //! - [`Engine::hello`], [`Engine::heard`], [`Engine::gateway_stalled`],
-//!   [`Engine::gateway_progressing`] (`alarms.rs`): gateway liveness and its alarms.
+//!   [`Engine::gateway_progressing`] (`gateways.rs`): gateway liveness and its alarms.
 //! - [`Engine::op`] (`ops.rs`): operator actions ([`Op`]), refused with [`OpError`];
 //!   incident transitions and procedure steps are in `workflow.rs`.
 //! - [`Engine::tick`] (here): claims due timers and dispatches them by kind (`escalation`,
@@ -30,6 +30,7 @@
 
 mod alarms;
 mod escalation;
+mod gateways;
 mod incidents;
 mod notify;
 mod ops;
