@@ -9,12 +9,12 @@ use crate::alarms::book::{Chatter, Flood};
 use crate::alarms::queries::AlarmRow;
 use crate::alarms::queries::{self as alarm_q, Cause, Overlay};
 use crate::alarms::rules::{Activation, AlarmChange};
-use crate::alarms::{AlarmKey, HistoryChange};
+use crate::alarms::{AlarmKey, HistoryChange, rfc3339};
 use crate::escalation::Role;
 use crate::escalation::queries::TimerRow;
 use crate::store::{Conn, StoreError};
 
-use super::Engine;
+use super::{Engine, OpError};
 
 impl Engine {
     /// Persists one alarm change and what follows from it.
@@ -228,5 +228,137 @@ impl Engine {
             .await?;
         }
         Ok("expired".into())
+    }
+
+    /// `Op::Shelve`: hides an alarm for a while (within the configured maximum), with a reason.
+    pub(super) async fn shelve(
+        &mut self,
+        conn: &mut Conn,
+        alarm_id: i64,
+        minutes: i64,
+        reason: String,
+        operator: String,
+        now: i64,
+    ) -> Result<Result<i64, OpError>, StoreError> {
+        let Some(row) = crate::alarms::queries::get_alarm(conn, alarm_id).await? else {
+            return Ok(Err(OpError::NotFound(format!("alarm {alarm_id} not found"))));
+        };
+        let until = match crate::alarms::book::shelve_until(minutes, self.cfg.shelve_max_minutes, &reason, now) {
+            Ok(u) => u,
+            Err(e) => return Ok(Err(OpError::Unprocessable(e))),
+        };
+        alarm_q::shelve(conn, alarm_id, until, &operator, &reason, now).await?;
+        Self::history(
+            conn,
+            alarm_id,
+            HistoryChange::Shelved,
+            now,
+            Some(&operator),
+            Some(&format!("{minutes} min: {reason}")),
+        )
+        .await?;
+        Self::timer(conn, "shelve_expiry", 0, alarm_id, 0, until).await?;
+        self.publish(
+            "alarm",
+            alarm_id,
+            "shelved",
+            json!({"estate": row.estate_id, "until": rfc3339(until), "by": operator}),
+        );
+        Ok(Ok(alarm_id))
+    }
+
+    /// `Op::OutOfService`: takes an alarm out of service or returns it (re-routed if still standing).
+    pub(super) async fn out_of_service(
+        &mut self,
+        conn: &mut Conn,
+        alarm_id: i64,
+        on: bool,
+        reason: String,
+        operator: String,
+        now: i64,
+    ) -> Result<Result<i64, OpError>, StoreError> {
+        let Some(row) = crate::alarms::queries::get_alarm(conn, alarm_id).await? else {
+            return Ok(Err(OpError::NotFound(format!("alarm {alarm_id} not found"))));
+        };
+        if row.out_of_service == on {
+            return Ok(Err(OpError::Conflict(format!(
+                "alarm {alarm_id} is already {}",
+                if on { "out of service" } else { "in service" }
+            ))));
+        }
+        if reason.trim().is_empty() {
+            return Ok(Err(OpError::Unprocessable("a reason is required".into())));
+        }
+        Self::alarm_flag(conn, alarm_id, Overlay::OutOfService, on).await?;
+        let change = if on {
+            HistoryChange::OutOfService
+        } else {
+            HistoryChange::ReturnedToService
+        };
+        Self::history(conn, alarm_id, change, now, Some(&operator), Some(&reason)).await?;
+        self.publish(
+            "alarm",
+            alarm_id,
+            change.as_str(),
+            json!({"estate": row.estate_id, "by": operator}),
+        );
+        if !on && row.active && !row.acknowledged {
+            let row = Self::alarm(conn, alarm_id).await?;
+            self.route_alarm(
+                conn,
+                &row,
+                Chatter {
+                    chattering: false,
+                    started: false,
+                    quick_repeat: false,
+                },
+                now,
+            )
+            .await?;
+        }
+        Ok(Ok(alarm_id))
+    }
+
+    /// `Op::Maintenance`: puts a device in maintenance (its alarms suppressed) or takes it out.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn maintenance(
+        &mut self,
+        conn: &mut Conn,
+        estate: String,
+        device: String,
+        on: bool,
+        reason: String,
+        operator: String,
+        until_ms: Option<i64>,
+        now: i64,
+    ) -> Result<Result<i64, OpError>, StoreError> {
+        if on && reason.trim().is_empty() {
+            return Ok(Err(OpError::Unprocessable("a reason is required".into())));
+        }
+        if until_ms.is_some_and(|u| u <= now) {
+            return Ok(Err(OpError::Unprocessable(
+                "the maintenance must end in the future".into(),
+            )));
+        }
+        let changed = if on {
+            alarm_q::start_maintenance(conn, &estate, &device, &reason, &operator, until_ms, now).await?
+        } else {
+            // Only a maintenance still running can be ended; an expired row goes too.
+            let until = alarm_q::end_maintenance(conn, &estate, &device).await?;
+            u64::from(until.is_some_and(|u| u.is_none_or(|u| u > now)))
+        };
+        if changed == 0 {
+            return Ok(Err(OpError::Conflict(format!(
+                "device {device} at {estate} is not in maintenance"
+            ))));
+        }
+        let change = if on { "maintenance_started" } else { "maintenance_ended" };
+        self.publish(
+            "device",
+            0,
+            change,
+            json!({"estate": estate, "device": device, "by": operator, "reason": reason}),
+        );
+        Ok(Ok(0))
     }
 }

@@ -12,7 +12,7 @@ use crate::incidents::queries::{self, IncidentRow, get_incident};
 use crate::incidents::{self, IncidentCategory, OpenIncident, Route};
 use crate::store::{Conn, StoreError};
 
-use super::{Engine, is_open};
+use super::{Engine, OpError, is_open};
 
 impl Engine {
     pub(super) async fn incident(conn: &mut Conn, id: i64) -> Result<IncidentRow, StoreError> {
@@ -355,5 +355,29 @@ impl Engine {
     ) -> Result<(), StoreError> {
         let data = (!data.is_null()).then(|| data.to_string());
         queries::insert_timeline(conn, iid, now, kind, actor, text, data).await
+    }
+
+    /// `Op::Open`: an incident an operator opens by hand, with an optional first note.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn open_by_operator(
+        &mut self,
+        conn: &mut Conn,
+        estate: String,
+        area: String,
+        category: IncidentCategory,
+        priority: Priority,
+        title: String,
+        operator: String,
+        note: Option<String>,
+        now: i64,
+    ) -> Result<Result<i64, OpError>, StoreError> {
+        let iid = self
+            .open_incident(conn, &estate, &area, category, priority, &title, &operator, false, now)
+            .await?;
+        if let Some(note) = note {
+            self.timeline(conn, iid, now, "note", Some(&operator), &note, Value::Null)
+                .await?;
+        }
+        Ok(Ok(iid))
     }
 }

@@ -1,4 +1,6 @@
-//! Owns applying the rota shell's effects (alarms, notifications, coverage events) and access events; never sleeps, sends, or writes outside the transaction it is given.
+//! Applies the rota's effects (alarms through the book, notifications, coverage events), access
+//! events and rota operator actions; never sleeps, sends, or writes outside the transaction
+//! it is given.
 
 use serde_json::json;
 use tracing::info;
@@ -8,7 +10,7 @@ use crate::alarms::queries::{self as alarm_q, Cause};
 use crate::alarms::rules::RuleState;
 use crate::store::{Conn, StoreError};
 
-use super::Engine;
+use super::{Engine, OpError};
 
 impl Engine {
     /// An `access` event: the rota's presence and patrol scans.
@@ -88,5 +90,21 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// `Op::Rota`: a rota action, then what the rota decided (alarms, notifications).
+    pub(super) async fn rota_op(
+        &mut self,
+        conn: &mut Conn,
+        rules: &mut RuleState,
+        op: crate::rota::RotaOp,
+        now: i64,
+    ) -> Result<Result<i64, OpError>, StoreError> {
+        let Some(r) = self.rota.as_mut() else {
+            return Ok(Err(OpError::NotFound("no rota is configured ([[posts]])".into())));
+        };
+        let result = r.op(conn, op, now).await?;
+        self.rota_effects(conn, rules, now).await?;
+        Ok(result)
     }
 }
