@@ -1,13 +1,17 @@
-//! The sections of the configuration file, each with its defaults: `[hub]`, `[[estates]]`,
-//! `[rules]`, `[alarms]`, `[incidents]`, `[escalation]`, `[notify]`, `[ingest]`, `[limits]`.
-//! Checked as a whole by `HubConfig::validate`.
+//! The sections of the configuration file that belong to no domain, each with its defaults:
+//! `[hub]`, `[[estates]]`, `[ingest]`, `[limits]`. A domain's own section lives with the
+//! domain and is re-exported here (`[rules]`, `[alarms]`, `[incidents]`, `[escalation]`,
+//! `[notify]`). Checked as a whole by `HubConfig::validate`.
 
 use std::net::SocketAddr;
 
 use serde::Deserialize;
 
-use crate::alarms::rules::PointRuleConfig;
-use crate::escalation::PolicyConfig;
+pub use crate::alarms::book::AlarmsConfig;
+pub use crate::alarms::rules::RulesConfig;
+pub use crate::escalation::EscalationConfig;
+pub use crate::incidents::IncidentsConfig;
+pub use crate::notify::NotifyConfig;
 
 /// `[limits]`: who may hold a connection to the hub, and for how long.
 ///
@@ -106,38 +110,6 @@ impl Default for GrpcLimits {
     }
 }
 
-/// `[alarms]`: ISA-18.2 alarm-management thresholds.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AlarmsConfig {
-    /// An alarm activating this many times within `chatter_window_s` is chattering.
-    pub chatter_activations: u32,
-    pub chatter_window_s: u32,
-    /// More than this many new alarms within `flood_window_s` start flood mode …
-    pub flood_start_above: u32,
-    /// … which ends when fewer than this many remain in the window.
-    pub flood_end_below: u32,
-    pub flood_window_s: u32,
-    /// Longest shelving an operator may ask for.
-    pub shelve_max_minutes: u32,
-    /// A gateway not heard from for this long raises one P4 alarm (its devices: unknown).
-    pub gateway_silent_after_s: u32,
-}
-
-impl Default for AlarmsConfig {
-    fn default() -> Self {
-        AlarmsConfig {
-            chatter_activations: 3,
-            chatter_window_s: 60,
-            flood_start_above: 10,
-            flood_end_below: 5,
-            flood_window_s: 600,
-            shelve_max_minutes: 480,
-            gateway_silent_after_s: 30,
-        }
-    }
-}
-
 /// `[ingest]`: limits on what gateways send, and the progress watch.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -168,64 +140,6 @@ impl Default for IngestConfig {
             max_seq: 1 << 53,
             stall_after_s: 60,
             writer_stall_s: 15,
-        }
-    }
-}
-
-/// `[incidents]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct IncidentsConfig {
-    /// An alarm joins an open incident of the same estate and area whose last alarm is this recent.
-    pub group_window_s: u32,
-    /// The practice's response target: on site within this long, or a breach alarm is raised.
-    pub response_target_s: u32,
-    /// An acknowledged incident that does not move on within this long alerts the supervisor.
-    pub progress_limit_s: u32,
-}
-
-impl Default for IncidentsConfig {
-    fn default() -> Self {
-        IncidentsConfig {
-            group_window_s: 600,
-            response_target_s: 900,
-            progress_limit_s: 600,
-        }
-    }
-}
-
-/// `[escalation]`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EscalationConfig {
-    /// Policies per incident category (and optionally priority); others use the built-in ones.
-    #[serde(default)]
-    pub policies: Vec<PolicyConfig>,
-}
-
-/// `[notify]`: delivery of notifications.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct NotifyConfig {
-    /// HMAC-SHA256 key for webhook signatures (a roster entry's `secret` overrides it).
-    pub webhook_secret: Option<String>,
-    /// First retry after this long; doubled each attempt up to `retry_max_s`.
-    pub retry_initial_s: u32,
-    pub retry_max_s: u32,
-    /// Attempts before a notification is marked failed.
-    pub max_attempts: u32,
-    /// Timeout of one webhook request.
-    pub timeout_s: u32,
-}
-
-impl Default for NotifyConfig {
-    fn default() -> Self {
-        NotifyConfig {
-            webhook_secret: None,
-            retry_initial_s: 5,
-            retry_max_s: 300,
-            max_attempts: 8,
-            timeout_s: 10,
         }
     }
 }
@@ -263,12 +177,4 @@ pub struct EstateConfig {
 
 fn default_timezone() -> String {
     "UTC".to_owned()
-}
-
-/// `[rules]`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RulesConfig {
-    #[serde(default)]
-    pub points: Vec<PointRuleConfig>,
 }

@@ -310,6 +310,15 @@ impl RoleResolver for StaticRoster {
     }
 }
 
+/// `[escalation]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationConfig {
+    /// Policies per incident category (and optionally priority); others use the built-in ones.
+    #[serde(default)]
+    pub policies: Vec<PolicyConfig>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -425,6 +425,28 @@ pub fn transition(
     Ok(fx)
 }
 
+/// `[incidents]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IncidentsConfig {
+    /// An alarm joins an open incident of the same estate and area whose last alarm is this recent.
+    pub group_window_s: u32,
+    /// The practice's response target: on site within this long, or a breach alarm is raised.
+    pub response_target_s: u32,
+    /// An acknowledged incident that does not move on within this long alerts the supervisor.
+    pub progress_limit_s: u32,
+}
+
+impl Default for IncidentsConfig {
+    fn default() -> Self {
+        IncidentsConfig {
+            group_window_s: 600,
+            response_target_s: 900,
+            progress_limit_s: 600,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

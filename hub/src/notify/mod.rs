@@ -12,5 +12,5 @@ pub mod queries;
 pub mod stream;
 
 pub use deliverer::{DelivererConfig, run_deliverer, signature};
-pub use outbox::{Delivery, DeliveryDesk, DeliveryOutcome, backoff_ms};
+pub use outbox::{Delivery, DeliveryDesk, DeliveryOutcome, NotifyConfig, backoff_ms};
 pub use stream::StreamEvent;

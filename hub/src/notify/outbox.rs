@@ -7,6 +7,8 @@
 use std::fmt::Display;
 use std::future::Future;
 
+use serde::Deserialize;
+
 /// A claimed notification to send.
 #[derive(Debug, Clone)]
 pub struct Delivery {
@@ -42,6 +44,33 @@ pub trait DeliveryDesk: Clone + Send + Sync + 'static {
     fn claim_deliveries(&self, limit: i64) -> impl Future<Output = Result<Vec<Delivery>, Self::Error>> + Send;
     /// Records how a delivery went.
     fn delivery_result(&self, outcome: DeliveryOutcome) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// `[notify]`: delivery of notifications.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// HMAC-SHA256 key for webhook signatures (a roster entry's `secret` overrides it).
+    pub webhook_secret: Option<String>,
+    /// First retry after this long; doubled each attempt up to `retry_max_s`.
+    pub retry_initial_s: u32,
+    pub retry_max_s: u32,
+    /// Attempts before a notification is marked failed.
+    pub max_attempts: u32,
+    /// Timeout of one webhook request.
+    pub timeout_s: u32,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            webhook_secret: None,
+            retry_initial_s: 5,
+            retry_max_s: 300,
+            max_attempts: 8,
+            timeout_s: 10,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -598,5 +598,13 @@ impl Base<'_> {
     }
 }
 
+/// `[rules]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesConfig {
+    #[serde(default)]
+    pub points: Vec<PointRuleConfig>,
+}
+
 #[cfg(test)]
 mod tests;
