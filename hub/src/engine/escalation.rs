@@ -1,4 +1,6 @@
-//! Owns escalation plans and the timers they fire (steps, response target, progress limit); never sleeps (deadlines are `timers` rows) or writes outside the transaction.
+//! Applies escalation: plans a run's timers, stops steps, and fires what the tick claimed
+//! (an escalation step, the response target, the progress limit). Never sleeps: deadlines
+//! are `timers` rows.
 
 use serde_json::{Value, json};
 use tracing::warn;

@@ -1,4 +1,6 @@
-//! Owns incident routing (open, join, re-trigger), opening, acknowledgement and the timeline; never sleeps, sends, or writes outside the transaction it is given.
+//! Applies incidents: routing an alarm (open, join, re-trigger), opening one (by an alarm or
+//! an operator), acknowledgement, the timeline. Never sleeps, sends, or writes outside the
+//! transaction it is given.
 
 use serde_json::{Value, json};
 use tracing::info;

@@ -1,4 +1,5 @@
-//! Owns queueing notifications to a role's holders and recording claims and delivery outcomes; never sends: the deliverer does, after the commit.
+//! Applies the notification outbox: queueing to a role's holders, the deliverer's claims,
+//! delivery outcomes and retries. Never sends: the deliverer does, after the commit.
 
 use serde_json::{Value, json};
 use tracing::warn;

@@ -1,4 +1,6 @@
-//! Owns the incident workflow: state transitions (with their side effects) and procedure steps; never sleeps, sends, or writes outside the transaction it is given.
+//! Applies the incident workflow: state transitions (with what they stop, notify or pull
+//! off post) and procedure steps. Never sleeps, sends, or writes outside the transaction it
+//! is given.
 
 use serde_json::{Value, json};
 use tracing::info;
