@@ -1,5 +1,5 @@
 //! Storage plumbing: opening the database, migrations, the pool, [`StoreError`] and its
-//! [`Context`]. No domain SQL lives here: each domain keeps its statements in its own
+//! `Context`. No domain SQL lives here: each domain keeps its statements in its own
 //! `queries.rs` (`alarms`, `events`, `incidents`, `escalation`, `notify`, `rota`).
 //!
 //! Every write goes through the single writer (one writer, as SQLite wants). SQL is kept

@@ -5,8 +5,8 @@
 //! on its channel, applied in the writer's transaction by the [`Engine`] and the domains'
 //! `queries.rs`; stream events are published only after the commit.
 //!
-//! [`handle`] is the mailbox and its answers, [`seqs`] the pure sequence rule, [`watch`] the
-//! stall watch, [`trace`] the spans; this file is the loop and the transaction.
+//! `handle.rs` is the mailbox and its answers, `seqs.rs` the pure sequence rule, `watch.rs` the
+//! stall watch, `trace.rs` the spans; this file is the loop and the transaction.
 //!
 //! Stream handlers and the HTTP API send it requests on a bounded channel. It takes
 //! everything queued (group commit, bounded by [`MAX_GROUP_EVENTS`]) and, in ONE
