@@ -4,7 +4,8 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use gatehouse_hub::{alarms::Priority, config::PointRuleConfig, rules::RuleState};
+use gatehouse_hub::alarms::Priority;
+use gatehouse_hub::alarms::rules::{PointRuleConfig, RuleState};
 use gatehouse_proto as pb;
 use prost::Message as _;
 

@@ -21,7 +21,7 @@ pub struct Metrics {
     pub streams_refused: AtomicU64,
     http_by_class: [AtomicU64; 5],
     /// Connections of the HTTP and gRPC listeners: open, refused by a cap, cut by a limit.
-    pub net: crate::net::NetMetrics,
+    pub net: std::sync::Arc<crate::net::NetMetrics>,
     batches_rejected: [AtomicU64; RejectKind::ALL.len()],
     /// Gateway → stalled (connected, holding events, the stored sequence not advancing).
     stalled: Mutex<BTreeMap<String, bool>>,

@@ -16,7 +16,7 @@ use crate::{metrics::Metrics, store};
 /// How often the alarm counts are read from the database for the `alarms` gauge.
 const ALARM_COUNT_EVERY: Duration = Duration::from_secs(10);
 
-/// (priority, active, acknowledged, count), as `store::alarm_counts` reads them.
+/// (priority, active, acknowledged, count), as `crate::alarms::queries::alarm_counts` reads them.
 type AlarmCounts = Vec<(String, bool, bool, i64)>;
 
 /// Registers the hub's instruments. Does nothing when export is off.
@@ -72,7 +72,7 @@ pub fn register(metrics: &Arc<Metrics>, pool: &store::Pool, stop: CancellationTo
                 _ = stop.cancelled() => return,
                 _ = every.tick() => {}
             }
-            match store::alarm_counts(&pool).await {
+            match crate::alarms::queries::alarm_counts(&pool).await {
                 Ok(now) => *counts.lock().unwrap_or_else(|e| e.into_inner()) = now,
                 Err(e) => tracing::debug!(error = %e, "counting alarms for telemetry failed"),
             }

@@ -9,10 +9,10 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{ApiError, ApiPath, ApiQuery, AppState, json_body, text_field};
+use crate::alarms::queries::{self as alarm_q, AlarmFilter};
 use crate::alarms::{AlarmJson, HistoryJson};
 use crate::engine::Op;
-use crate::ingest::{AckError, WriterError};
-use crate::store::{self, AlarmFilter};
+use crate::writer::{AckError, WriterError};
 
 const DEFAULT_LIMIT: i64 = 500;
 const MAX_LIMIT: i64 = 5_000;
@@ -70,7 +70,7 @@ pub async fn list(
         category: parse("category", &q.category)?,
         limit,
     };
-    let rows = store::list_alarms(&state.pool, &filter).await?;
+    let rows = alarm_q::list_alarms(&state.pool, &filter).await?;
     Ok(Json(rows.iter().map(|r| r.to_json()).collect()))
 }
 
@@ -78,10 +78,10 @@ pub async fn history(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Vec<HistoryJson>>, ApiError> {
-    if store::find_alarm(&state.pool, id).await?.is_none() {
+    if alarm_q::find_alarm(&state.pool, id).await?.is_none() {
         return Err(not_found(id));
     }
-    Ok(Json(store::alarm_history(&state.pool, id).await?))
+    Ok(Json(alarm_q::alarm_history(&state.pool, id).await?))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -211,7 +211,7 @@ pub async fn out_of_service(
 }
 
 async fn read_back(state: &AppState, id: i64) -> Result<Json<AlarmJson>, ApiError> {
-    match store::find_alarm(&state.pool, id).await? {
+    match alarm_q::find_alarm(&state.pool, id).await? {
         Some(row) => Ok(Json(row.to_json())),
         None => Err(not_found(id)),
     }

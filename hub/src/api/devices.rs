@@ -6,12 +6,10 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
 use super::{ApiError, ApiPath, AppState, json_body, text_field};
 use crate::alarms::rfc3339;
 use crate::engine::Op;
-use crate::store::Context;
 
 /// Longest maintenance window an operator may give (a week); none means until ended.
 const MAX_MINUTES: i64 = 7 * 24 * 60;
@@ -79,23 +77,16 @@ pub async fn maintenance(
 
 /// `GET /devices/maintenance`: the devices in maintenance now.
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<MaintenanceJson>>, ApiError> {
-    let rows = sqlx::query(
-        "SELECT estate_id, device_id, reason, operator, since_ms, until_ms FROM device_maintenance \
-         WHERE until_ms IS NULL OR until_ms > $1 ORDER BY estate_id, device_id",
-    )
-    .bind(state.clock.now_ms())
-    .fetch_all(&state.pool)
-    .await
-    .context(|| "listing devices in maintenance".into())?;
+    let rows = crate::alarms::queries::in_maintenance(&state.pool, state.clock.now_ms()).await?;
     Ok(Json(
         rows.iter()
             .map(|r| MaintenanceJson {
-                estate: r.get(0),
-                device: r.get(1),
-                reason: r.get(2),
-                operator: r.get(3),
-                since: rfc3339(r.get(4)),
-                until: r.get::<Option<i64>, _>(5).map(rfc3339),
+                estate: r.estate_id.clone(),
+                device: r.device_id.clone(),
+                reason: r.reason.clone(),
+                operator: r.operator.clone(),
+                since: rfc3339(r.since_ms),
+                until: r.until_ms.map(rfc3339),
             })
             .collect(),
     ))

@@ -8,7 +8,6 @@ use serde::Serialize;
 
 use super::{ApiError, AppState};
 use crate::alarms::rfc3339;
-use crate::store;
 
 #[derive(Debug, Serialize)]
 pub struct EstateJson {
@@ -31,7 +30,7 @@ pub struct GatewayJson {
 
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<EstateJson>>, ApiError> {
     let mut gateways: HashMap<String, Vec<GatewayJson>> = HashMap::new();
-    for g in store::gateways(&state.pool).await? {
+    for g in crate::events::queries::gateways(&state.pool).await? {
         gateways.entry(g.estate_id).or_default().push(GatewayJson {
             connected: state.links.is_connected(&g.id),
             id: g.id,
@@ -40,7 +39,10 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<EstateJson>>
             software_version: g.software_version,
         });
     }
-    let active: HashMap<String, i64> = store::active_alarms_by_estate(&state.pool).await?.into_iter().collect();
+    let active: HashMap<String, i64> = crate::alarms::queries::active_alarms_by_estate(&state.pool)
+        .await?
+        .into_iter()
+        .collect();
     Ok(Json(
         state
             .estates

@@ -54,7 +54,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiEr
 }
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let alarms = match store::alarm_counts(&state.pool).await {
+    let alarms = match crate::alarms::queries::alarm_counts(&state.pool).await {
         Ok(counts) => counts,
         Err(e) => {
             warn!(error = %e, "metrics: cannot count alarms");

@@ -12,11 +12,11 @@ use serde_json::Value;
 use super::{ApiError, ApiPath, ApiQuery, AppState, json_body, text_field};
 use crate::alarms::{AlarmJson, Priority};
 use crate::engine::Op;
+use crate::escalation::queries::{TimerJson, incident_timers};
+use crate::incidents::queries::{self as q, IncidentFilter, IncidentJson, StepRow, TimelineJson};
 use crate::incidents::{IncidentCategory, IncidentState};
+use crate::notify::queries::{NotificationFilter, NotificationJson, list_notifications};
 use crate::store::Context;
-use crate::store::incidents::{
-    self as q, IncidentFilter, IncidentJson, NotificationFilter, NotificationJson, StepRow, TimelineJson, TimerJson,
-};
 
 const MAX_LIMIT: i64 = 5_000;
 const MAX_NAME: usize = 100;
@@ -130,12 +130,12 @@ pub async fn detail(
         .map(|a| a.to_json())
         .collect();
     let procedure = q::incident_steps(&mut conn, id).await?;
-    let (steps, timers): (Vec<_>, Vec<_>) = q::incident_timers(&mut conn, id)
+    let (steps, timers): (Vec<_>, Vec<_>) = incident_timers(&mut conn, id)
         .await?
         .into_iter()
         .partition(|t| t.kind == "escalation");
     let timeline = q::timeline(&mut conn, id).await?;
-    let notifications = q::list_notifications(
+    let notifications = list_notifications(
         &mut conn,
         &NotificationFilter {
             incident: Some(id),
@@ -346,7 +346,7 @@ pub async fn notifications(
         ));
     }
     let mut conn = state.pool.acquire().await.context(|| "listing notifications".into())?;
-    let rows = q::list_notifications(
+    let rows = list_notifications(
         &mut conn,
         &NotificationFilter {
             incident: query.incident,

@@ -8,8 +8,8 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiQuery, AppState};
+use crate::alarms::queries::{self as alarm_q, TopAlarm};
 use crate::alarms::{Priority, rfc3339};
-use crate::store::{Context, StoreError};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,17 +46,6 @@ pub struct FloodKpi {
     starts_above: u32,
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
-pub struct TopAlarm {
-    alarm_id: i64,
-    estate: String,
-    device: String,
-    condition: String,
-    priority: String,
-    message: String,
-    activations: i64,
-}
-
 #[derive(Debug, Serialize)]
 pub struct Standing {
     count: usize,
@@ -81,10 +70,6 @@ pub struct VehicleKpi {
     meets_target: bool,
 }
 
-fn ctx<T>(r: Result<T, sqlx::Error>, what: &str) -> Result<T, StoreError> {
-    r.context(|| what.to_owned())
-}
-
 pub async fn alarms(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<KpiQuery>,
@@ -99,17 +84,7 @@ pub async fn alarms(
     let now = state.clock.now_ms();
     let from = now - hours * 3_600_000;
     let pool = &state.pool;
-    let mix: Vec<(String, i64)> = ctx(
-        sqlx::query_as(
-            "SELECT a.priority, COUNT(*) FROM alarm_history h JOIN alarms a ON a.id = h.alarm_id \
-             WHERE h.at_ms > $1 AND h.at_ms <= $2 AND h.change IN ('raised', 'reraised') GROUP BY a.priority",
-        )
-        .bind(from)
-        .bind(now)
-        .fetch_all(pool)
-        .await,
-        "counting alarms by priority",
-    )?;
+    let mix = alarm_q::raises_by_priority(pool, from, now).await?;
     let total: i64 = mix.iter().map(|(_, n)| n).sum();
     let mut priority_mix = BTreeMap::new();
     for p in Priority::ALL {
@@ -117,50 +92,16 @@ pub async fn alarms(
         let share = if total > 0 { count as f64 / total as f64 } else { 0.0 };
         priority_mix.insert(p.as_str().to_owned(), PriorityShare { count, share });
     }
-    let top_ten: Vec<TopAlarm> = ctx(
-        sqlx::query_as(
-            "SELECT a.id AS alarm_id, a.estate_id AS estate, a.device_id AS device, a.condition, a.priority, a.message, \
-             COUNT(*) AS activations FROM alarm_history h JOIN alarms a ON a.id = h.alarm_id \
-             WHERE h.at_ms > $1 AND h.at_ms <= $2 AND h.change IN ('raised', 'reraised') \
-             GROUP BY a.id, a.estate_id, a.device_id, a.condition, a.priority, a.message \
-             ORDER BY activations DESC, a.id LIMIT 10",
-        )
-        .bind(from)
-        .bind(now)
-        .fetch_all(pool)
-        .await,
-        "finding the most frequent alarms",
-    )?;
-    let standing: Vec<i64> = ctx(
-        sqlx::query_scalar("SELECT id FROM alarms WHERE active = $1 AND raised_at_ms < $2 ORDER BY id")
-            .bind(true)
-            .bind(now - 24 * 3_600_000)
-            .fetch_all(pool)
-            .await,
-        "finding standing alarms",
-    )?;
-    let floods: Vec<(i64, Option<i64>)> = ctx(
-        sqlx::query_as("SELECT started_at_ms, ended_at_ms FROM flood_periods WHERE ended_at_ms IS NULL OR ended_at_ms > $1 ORDER BY id")
-            .bind(from)
-            .fetch_all(pool)
-            .await,
-        "reading flood periods",
-    )?;
+    let top_ten = alarm_q::top_ten(pool, from, now).await?;
+    let standing = alarm_q::standing_since(pool, now - 24 * 3_600_000).await?;
+    let floods = alarm_q::floods_since(pool, from).await?;
     let in_flood: i64 = floods
         .iter()
         .map(|(s, e)| (e.unwrap_or(now).min(now) - (*s).max(from)).max(0))
         .sum();
     let open = floods.iter().find(|(_, e)| e.is_none()).map(|(s, _)| *s);
     let from_day = rfc3339(from)[..10].to_owned();
-    let vehicles: Vec<(String, i64, i64)> = ctx(
-        sqlx::query_as(
-            "SELECT estate_id, SUM(entries), SUM(registered) FROM vehicle_entries WHERE day >= $1 GROUP BY estate_id",
-        )
-        .bind(from_day)
-        .fetch_all(pool)
-        .await,
-        "counting vehicle entries",
-    )?;
+    let vehicles = crate::events::queries::vehicle_entries_since(pool, &from_day).await?;
     let vehicle_registration = state
         .estates
         .iter()

@@ -1,4 +1,4 @@
-//! The HTTP/JSON API (DESIGN §4.5): estates, alarms (ack, shelve, out of service, history),
+//! The HTTP/JSON API (docs/design.md, HTTP API): estates, alarms (ack, shelve, out of service, history),
 //! incidents (list, open, detail, transition, procedure steps), notifications, the live
 //! stream (SSE), the alarm KPI, health and metrics.
 //!
@@ -33,10 +33,11 @@ use tracing::error;
 use crate::clock::Clock;
 use crate::config::EstateConfig;
 use crate::error::OpError;
-use crate::ingest::{ActionError, LinkRegistry, WriterHandle};
+use crate::link::LinkRegistry;
 use crate::metrics::Metrics;
 use crate::notify::StreamEvent;
 use crate::store::{Pool, StoreError};
+use crate::writer::{ActionError, WriterHandle};
 
 /// What the handlers share.
 #[derive(Clone)]

@@ -1,17 +1,20 @@
-//! Owns alarm changes, their history and overlays (chattering, flood, suppression, shelving, silent gateways); never sleeps, sends, or writes outside the transaction it is given.
+//! Applies alarm changes: the alarm row and its history, then overlays (chattering, flood,
+//! suppression by a disabled fire zone or device maintenance, shelve expiry) before the
+//! incident. Never sleeps, sends, or writes outside the transaction it is given.
 
 use serde_json::json;
 use tracing::{info, warn};
 
-use crate::alarms::{AlarmKey, Category, HistoryChange, Priority};
-use crate::book::{Chatter, Flood};
+use crate::alarms::book::{Chatter, Flood};
+use crate::alarms::queries::AlarmRow;
+use crate::alarms::queries::{self as alarm_q, Cause, Overlay};
+use crate::alarms::rules::{Activation, AlarmChange};
+use crate::alarms::{AlarmKey, HistoryChange, rfc3339};
 use crate::escalation::Role;
-use crate::rules::{Activation, AlarmChange};
-use crate::store::incidents::TimerRow;
-use crate::store::write::{self, Cause};
-use crate::store::{self, AlarmRow, Conn, StoreError};
+use crate::escalation::queries::TimerRow;
+use crate::store::{Conn, StoreError};
 
-use super::{Engine, q};
+use super::{Engine, OpError};
 
 impl Engine {
     /// Persists one alarm change and what follows from it.
@@ -24,7 +27,7 @@ impl Engine {
     ) -> Result<(), StoreError> {
         match change {
             AlarmChange::Activate(a) => {
-                let (id, what) = write::activate(conn, a, now, cause).await?;
+                let (id, what) = alarm_q::activate(conn, a, now, cause).await?;
                 // The condition may carry personal data (an intercom's flat): not logged.
                 info!(alarm = id, estate = %a.key.estate, device = %a.key.device, priority = a.priority.as_str(), change = what.as_str(), "alarm activated");
                 self.publish_alarm(id, what.as_str(), a);
@@ -32,13 +35,13 @@ impl Engine {
                     self.on_raise(conn, id, now).await?;
                 }
             }
-            AlarmChange::Value { key, value } => write::set_value(conn, key, *value).await?,
+            AlarmChange::Value { key, value } => alarm_q::set_value(conn, key, *value).await?,
             AlarmChange::Clear { key, note } => {
                 let cause = Cause {
                     note: cause.note.or(Some(note)),
                     ..cause.clone()
                 };
-                if let Some(id) = write::clear(conn, key, now, &cause).await? {
+                if let Some(id) = alarm_q::clear(conn, key, now, &cause).await? {
                     info!(alarm = id, estate = %key.estate, device = %key.device, "alarm cleared");
                     self.publish(
                         "alarm",
@@ -52,7 +55,7 @@ impl Engine {
                 }
             }
             AlarmChange::Acknowledge { key, operator, .. } => {
-                if let Some(id) = write::acknowledge(conn, key, operator, now, cause).await? {
+                if let Some(id) = alarm_q::acknowledge(conn, key, operator, now, cause).await? {
                     self.publish(
                         "alarm",
                         id,
@@ -77,24 +80,16 @@ impl Engine {
     }
 
     pub(super) async fn alarm(conn: &mut Conn, id: i64) -> Result<AlarmRow, StoreError> {
-        store::get_alarm(conn, id).await?.ok_or_else(|| StoreError::Query {
-            what: format!("alarm {id} vanished inside its own transaction"),
-            source: sqlx::Error::RowNotFound,
-        })
+        crate::alarms::queries::get_alarm(conn, id)
+            .await?
+            .ok_or_else(|| StoreError::Query {
+                what: format!("alarm {id} vanished inside its own transaction"),
+                source: sqlx::Error::RowNotFound,
+            })
     }
 
-    pub(super) async fn alarm_flag(conn: &mut Conn, id: i64, column: &str, on: bool) -> Result<(), StoreError> {
-        q(
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE alarms SET {column} = $1 WHERE id = $2"
-            )))
-            .bind(on)
-            .bind(id)
-            .execute(&mut *conn)
-            .await,
-            "updating an alarm overlay",
-        )?;
-        Ok(())
+    pub(super) async fn alarm_flag(conn: &mut Conn, id: i64, overlay: Overlay, on: bool) -> Result<(), StoreError> {
+        alarm_q::set_overlay(conn, id, overlay, on).await
     }
 
     pub(super) async fn history(
@@ -110,7 +105,7 @@ impl Engine {
             note,
             event: None,
         };
-        write::history(conn, id, change, now, &cause).await
+        alarm_q::history(conn, id, change, now, &cause).await
     }
 
     /// A raise or re-raise: chattering, flood, overlays, then the incident.
@@ -118,7 +113,7 @@ impl Engine {
         let row = Self::alarm(conn, id).await?;
         let (chatter, flood) = self.book.activation(&row.key(), now);
         if chatter.started {
-            Self::alarm_flag(conn, id, "chattering", true).await?;
+            Self::alarm_flag(conn, id, Overlay::Chattering, true).await?;
             Self::history(
                 conn,
                 id,
@@ -139,20 +134,10 @@ impl Engine {
             .strip_prefix("fire_alarm:")
             .or(row.condition.strip_prefix("pre_alarm:"))
         {
-            let disabled: Option<i64> = q(
-                sqlx::query_scalar(
-                    "SELECT id FROM alarms WHERE estate_id = $1 AND device_id = $2 AND condition = $3 AND active = $4",
-                )
-                .bind(&row.estate_id)
-                .bind(&row.device_id)
-                .bind(format!("zone_disabled:{zone}"))
-                .bind(true)
-                .fetch_optional(&mut *conn)
-                .await,
-                "checking for a disabled fire zone",
-            )?;
+            let zone_disabled = AlarmKey::new(&row.estate_id, &row.device_id, format!("zone_disabled:{zone}"));
+            let disabled = alarm_q::active_id(conn, &zone_disabled).await?;
             if disabled.is_some() != row.suppressed {
-                Self::alarm_flag(conn, id, "suppressed", disabled.is_some()).await?;
+                Self::alarm_flag(conn, id, Overlay::Suppressed, disabled.is_some()).await?;
             }
             if disabled.is_some() {
                 Self::history(
@@ -169,21 +154,10 @@ impl Engine {
             }
         }
         // Suppressed by design: the device is in maintenance.
-        let maintenance: Option<String> = q(
-            sqlx::query_scalar(
-                "SELECT reason FROM device_maintenance WHERE estate_id = $1 AND device_id = $2 \
-                 AND (until_ms IS NULL OR until_ms > $3)",
-            )
-            .bind(&row.estate_id)
-            .bind(&row.device_id)
-            .bind(now)
-            .fetch_optional(&mut *conn)
-            .await,
-            "checking for device maintenance",
-        )?;
+        let maintenance = alarm_q::maintenance_reason(conn, &row.estate_id, &row.device_id, now).await?;
         if let Some(reason) = maintenance {
             if !row.suppressed {
-                Self::alarm_flag(conn, id, "suppressed", true).await?;
+                Self::alarm_flag(conn, id, Overlay::Suppressed, true).await?;
             }
             let note = format!("device in maintenance: {reason}");
             Self::history(conn, id, HistoryChange::Suppressed, now, None, Some(&note)).await?;
@@ -197,16 +171,7 @@ impl Engine {
     }
 
     async fn flood_started(&mut self, conn: &mut Conn, estate: &str, n: usize, now: i64) -> Result<(), StoreError> {
-        let id: i64 = q(
-            sqlx::query_scalar(
-                "INSERT INTO flood_periods (started_at_ms, alarms_at_start) VALUES ($1, $2) RETURNING id",
-            )
-            .bind(now)
-            .bind(n as i64)
-            .fetch_one(&mut *conn)
-            .await,
-            "recording a flood",
-        )?;
+        let id = alarm_q::start_flood(conn, n as i64, now).await?;
         warn!(
             alarms_in_window = n,
             "alarm flood: grouping alarms per estate; only P1 notifies singly"
@@ -220,171 +185,19 @@ impl Engine {
         Ok(())
     }
 
-    /// A gateway was heard from (Hello, a batch, a heartbeat).
-    /// `estate` may be omitted once the gateway's Hello has named it.
-    pub async fn heard(
-        &mut self,
-        conn: &mut Conn,
-        gateway: &str,
-        estate: Option<&str>,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        let estate = match (estate, self.heard.get(gateway)) {
-            (Some(e), _) => e.to_owned(),
-            (None, Some((e, _))) => e.clone(),
-            (None, None) => return Ok(()),
-        };
-        let estate = estate.as_str();
-        self.heard.insert(gateway.to_owned(), (estate.to_owned(), now));
-        if self.silent.remove(gateway) {
-            let key = AlarmKey::new(estate, gateway, "gateway_silent");
-            let cause = Cause {
-                note: Some("gateway heard again"),
-                ..Default::default()
-            };
-            if let Some(id) = write::clear(conn, &key, now, &cause).await? {
-                self.publish("alarm", id, "cleared", json!({"estate": estate, "device": gateway}));
-            }
-            q(
-                sqlx::query("UPDATE devices SET state_unknown = $1 WHERE gateway_id = $2")
-                    .bind(false)
-                    .bind(gateway)
-                    .execute(&mut *conn)
-                    .await,
-                "marking devices known",
-            )?;
-            info!(gateway, "gateway heard again");
-        }
-        Ok(())
-    }
-
-    /// A gateway said Hello: remember its estate, but a Hello alone does not count as being
-    /// heard (a gateway reconnecting in a loop without delivering must still fall silent).
-    pub fn hello(&mut self, gateway: &str, estate: &str, now: i64) {
-        let at = self.heard.get(gateway).map_or(now, |(_, at)| *at);
-        self.heard.insert(gateway.to_owned(), (estate.to_owned(), at));
-    }
-
-    /// A connected gateway makes no progress (or its batch was refused): one P3 device
-    /// alarm `gateway_stalled`, beside `gateway_silent`; it clears when progress resumes.
-    pub async fn gateway_stalled(
-        &mut self,
-        conn: &mut Conn,
-        gateway: &str,
-        estate: &str,
-        message: &str,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        let a = Activation {
-            key: AlarmKey::new(estate, gateway, "gateway_stalled"),
-            gateway: gateway.to_owned(),
-            area: "gateway".into(),
-            priority: Priority::P3,
-            category: Category::Device,
-            message: message.to_owned(),
-            latched: false,
-            value: None,
-            repeat: false,
-        };
-        let cause = Cause {
-            note: Some("no progress"),
-            ..Default::default()
-        };
-        let (id, what) = write::activate(conn, &a, now, &cause).await?;
-        warn!(gateway, message, "gateway stalled");
-        self.publish_alarm(id, what.as_str(), &a);
-        if matches!(what, HistoryChange::Raised | HistoryChange::Reraised) {
-            self.on_raise(conn, id, now).await?;
-        }
-        Ok(())
-    }
-
-    /// The stalled gateway's stored sequence advanced again (or it has nothing pending).
-    pub async fn gateway_progressing(
-        &mut self,
-        conn: &mut Conn,
-        gateway: &str,
-        estate: &str,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        let key = AlarmKey::new(estate, gateway, "gateway_stalled");
-        let cause = Cause {
-            note: Some("progress resumed"),
-            ..Default::default()
-        };
-        if let Some(id) = write::clear(conn, &key, now, &cause).await? {
-            self.publish("alarm", id, "cleared", json!({"estate": estate, "device": gateway}));
-        }
-        info!(gateway, "gateway progressing again");
-        Ok(())
-    }
-
-    /// Inhibition: one P4 alarm for the gateway, and its devices' state unknown (not one
-    /// alarm per device).
-    pub(super) async fn gateway_silent(
-        &mut self,
-        conn: &mut Conn,
-        gateway: &str,
-        estate: &str,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        self.silent.insert(gateway.to_owned());
-        let a = Activation {
-            key: AlarmKey::new(estate, gateway, "gateway_silent"),
-            gateway: gateway.to_owned(),
-            area: "gateway".into(),
-            priority: Priority::P4,
-            category: Category::Device,
-            message: format!(
-                "Gateway {gateway} silent: no heartbeat for {} s; its devices' state is unknown",
-                self.cfg.gateway_silent_ms / 1000
-            ),
-            latched: false,
-            value: None,
-            repeat: false,
-        };
-        let cause = Cause {
-            note: Some("missed heartbeats"),
-            ..Default::default()
-        };
-        let (id, what) = write::activate(conn, &a, now, &cause).await?;
-        let n = q(
-            sqlx::query("UPDATE devices SET state_unknown = $1 WHERE gateway_id = $2")
-                .bind(true)
-                .bind(gateway)
-                .execute(&mut *conn)
-                .await,
-            "marking devices unknown",
-        )?
-        .rows_affected();
-        warn!(gateway, devices = n, "gateway silent: its devices' state is unknown");
-        self.publish_alarm(id, what.as_str(), &a);
-        if matches!(what, HistoryChange::Raised | HistoryChange::Reraised) {
-            self.on_raise(conn, id, now).await?;
-        }
-        Ok(())
-    }
-
     pub(super) async fn shelve_expired(
         &mut self,
         conn: &mut Conn,
         t: &TimerRow,
         now: i64,
     ) -> Result<String, StoreError> {
-        let Some(row) = store::get_alarm(conn, t.alarm_id).await? else {
+        let Some(row) = crate::alarms::queries::get_alarm(conn, t.alarm_id).await? else {
             return Ok("alarm missing".into());
         };
         if row.shelved_until_ms != Some(t.due_at_ms) {
             return Ok("superseded".into());
         }
-        q(
-            sqlx::query("UPDATE alarms SET shelved_until_ms = NULL, shelved_by = NULL, shelve_reason = NULL, changed_at_ms = $1 WHERE id = $2")
-                .bind(now)
-                .bind(row.id)
-                .execute(&mut *conn)
-                .await,
-            "unshelving an alarm",
-        )?;
+        alarm_q::unshelve(conn, row.id, now).await?;
         Self::history(
             conn,
             row.id,
@@ -415,5 +228,137 @@ impl Engine {
             .await?;
         }
         Ok("expired".into())
+    }
+
+    /// `Op::Shelve`: hides an alarm for a while (within the configured maximum), with a reason.
+    pub(super) async fn shelve(
+        &mut self,
+        conn: &mut Conn,
+        alarm_id: i64,
+        minutes: i64,
+        reason: String,
+        operator: String,
+        now: i64,
+    ) -> Result<Result<i64, OpError>, StoreError> {
+        let Some(row) = crate::alarms::queries::get_alarm(conn, alarm_id).await? else {
+            return Ok(Err(OpError::NotFound(format!("alarm {alarm_id} not found"))));
+        };
+        let until = match crate::alarms::book::shelve_until(minutes, self.cfg.shelve_max_minutes, &reason, now) {
+            Ok(u) => u,
+            Err(e) => return Ok(Err(OpError::Unprocessable(e))),
+        };
+        alarm_q::shelve(conn, alarm_id, until, &operator, &reason, now).await?;
+        Self::history(
+            conn,
+            alarm_id,
+            HistoryChange::Shelved,
+            now,
+            Some(&operator),
+            Some(&format!("{minutes} min: {reason}")),
+        )
+        .await?;
+        Self::timer(conn, "shelve_expiry", 0, alarm_id, 0, until).await?;
+        self.publish(
+            "alarm",
+            alarm_id,
+            "shelved",
+            json!({"estate": row.estate_id, "until": rfc3339(until), "by": operator}),
+        );
+        Ok(Ok(alarm_id))
+    }
+
+    /// `Op::OutOfService`: takes an alarm out of service or returns it (re-routed if still standing).
+    pub(super) async fn out_of_service(
+        &mut self,
+        conn: &mut Conn,
+        alarm_id: i64,
+        on: bool,
+        reason: String,
+        operator: String,
+        now: i64,
+    ) -> Result<Result<i64, OpError>, StoreError> {
+        let Some(row) = crate::alarms::queries::get_alarm(conn, alarm_id).await? else {
+            return Ok(Err(OpError::NotFound(format!("alarm {alarm_id} not found"))));
+        };
+        if row.out_of_service == on {
+            return Ok(Err(OpError::Conflict(format!(
+                "alarm {alarm_id} is already {}",
+                if on { "out of service" } else { "in service" }
+            ))));
+        }
+        if reason.trim().is_empty() {
+            return Ok(Err(OpError::Unprocessable("a reason is required".into())));
+        }
+        Self::alarm_flag(conn, alarm_id, Overlay::OutOfService, on).await?;
+        let change = if on {
+            HistoryChange::OutOfService
+        } else {
+            HistoryChange::ReturnedToService
+        };
+        Self::history(conn, alarm_id, change, now, Some(&operator), Some(&reason)).await?;
+        self.publish(
+            "alarm",
+            alarm_id,
+            change.as_str(),
+            json!({"estate": row.estate_id, "by": operator}),
+        );
+        if !on && row.active && !row.acknowledged {
+            let row = Self::alarm(conn, alarm_id).await?;
+            self.route_alarm(
+                conn,
+                &row,
+                Chatter {
+                    chattering: false,
+                    started: false,
+                    quick_repeat: false,
+                },
+                now,
+            )
+            .await?;
+        }
+        Ok(Ok(alarm_id))
+    }
+
+    /// `Op::Maintenance`: puts a device in maintenance (its alarms suppressed) or takes it out.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn maintenance(
+        &mut self,
+        conn: &mut Conn,
+        estate: String,
+        device: String,
+        on: bool,
+        reason: String,
+        operator: String,
+        until_ms: Option<i64>,
+        now: i64,
+    ) -> Result<Result<i64, OpError>, StoreError> {
+        if on && reason.trim().is_empty() {
+            return Ok(Err(OpError::Unprocessable("a reason is required".into())));
+        }
+        if until_ms.is_some_and(|u| u <= now) {
+            return Ok(Err(OpError::Unprocessable(
+                "the maintenance must end in the future".into(),
+            )));
+        }
+        let changed = if on {
+            alarm_q::start_maintenance(conn, &estate, &device, &reason, &operator, until_ms, now).await?
+        } else {
+            // Only a maintenance still running can be ended; an expired row goes too.
+            let until = alarm_q::end_maintenance(conn, &estate, &device).await?;
+            u64::from(until.is_some_and(|u| u.is_none_or(|u| u > now)))
+        };
+        if changed == 0 {
+            return Ok(Err(OpError::Conflict(format!(
+                "device {device} at {estate} is not in maintenance"
+            ))));
+        }
+        let change = if on { "maintenance_started" } else { "maintenance_ended" };
+        self.publish(
+            "device",
+            0,
+            change,
+            json!({"estate": estate, "device": device, "by": operator, "reason": reason}),
+        );
+        Ok(Ok(0))
     }
 }

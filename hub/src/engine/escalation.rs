@@ -1,17 +1,20 @@
-//! Owns escalation plans and the timers they fire (steps, response target, progress limit); never sleeps (deadlines are `timers` rows) or writes outside the transaction.
+//! Applies escalation: plans a run's timers, stops steps, and fires what the tick claimed
+//! (an escalation step, the response target, the progress limit). Never sleeps: deadlines
+//! are `timers` rows.
 
 use serde_json::{Value, json};
 use tracing::warn;
 
+use crate::alarms::queries::{self as alarm_q, Cause};
+use crate::alarms::rules::{Activation, RuleState};
 use crate::alarms::{AlarmKey, Category, Priority};
+use crate::escalation::queries::{self as timers, TimerRow};
 use crate::escalation::{self, Condition, Decision, IncidentStatus, Role, StepSpec};
+use crate::incidents::queries::{self as incident_q, get_incident};
 use crate::incidents::{IncidentCategory, IncidentState};
-use crate::rules::{Activation, RuleState};
-use crate::store::incidents::{TimerRow, get_incident};
-use crate::store::write::{self, Cause};
 use crate::store::{Conn, StoreError};
 
-use super::{Engine, is_open, q};
+use super::{Engine, is_open};
 
 fn alarm_category(c: IncidentCategory) -> Category {
     match c {
@@ -31,22 +34,17 @@ impl Engine {
         now: i64,
     ) -> Result<(), StoreError> {
         for t in escalation::plan_run(steps, now) {
-            q(
-                sqlx::query(
-                    "INSERT INTO timers (kind, incident_id, run, step, attempt, role, condition, due_at_ms) \
-                     VALUES ('escalation', $1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(iid)
-                .bind(run)
-                .bind(i64::from(t.step))
-                .bind(i64::from(t.attempt))
-                .bind(t.role.as_str())
-                .bind(t.condition.as_str())
-                .bind(t.due_ms)
-                .execute(&mut *conn)
-                .await,
-                "planning escalation",
-            )?;
+            timers::insert_step(
+                conn,
+                iid,
+                run,
+                i64::from(t.step),
+                i64::from(t.attempt),
+                t.role.as_str(),
+                t.condition.as_str(),
+                t.due_ms,
+            )
+            .await?;
         }
         Ok(())
     }
@@ -59,18 +57,7 @@ impl Engine {
         run: i64,
         due: i64,
     ) -> Result<(), StoreError> {
-        q(
-            sqlx::query("INSERT INTO timers (kind, incident_id, alarm_id, run, due_at_ms) VALUES ($1, $2, $3, $4, $5)")
-                .bind(kind)
-                .bind(iid)
-                .bind(alarm_id)
-                .bind(run)
-                .bind(due)
-                .execute(&mut *conn)
-                .await,
-            "scheduling a timer",
-        )?;
-        Ok(())
+        timers::insert_timer(conn, kind, iid, alarm_id, run, due).await
     }
 
     /// Stops pending escalation steps (of one condition, or all), noting it on the timeline.
@@ -82,20 +69,7 @@ impl Engine {
         outcome: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        let n = q(
-            sqlx::query(
-                "UPDATE timers SET fired_at_ms = $1, outcome = $2 WHERE incident_id = $3 AND kind = 'escalation' \
-                 AND fired_at_ms IS NULL AND ($4 IS NULL OR condition = $4)",
-            )
-            .bind(now)
-            .bind(outcome)
-            .bind(iid)
-            .bind(condition.map(Condition::as_str))
-            .execute(&mut *conn)
-            .await,
-            "stopping escalation steps",
-        )?
-        .rows_affected();
+        let n = timers::stop_steps(conn, iid, condition.map(Condition::as_str), outcome, now).await?;
         if n > 0 {
             self.timeline(
                 conn,
@@ -208,28 +182,11 @@ impl Engine {
                 )
                 .await?;
                 // Never waited out: the next step comes forward to now.
-                let next: Option<i64> = q(
-                    sqlx::query_scalar("SELECT MIN(due_at_ms) FROM timers WHERE incident_id = $1 AND run = $2 AND kind = 'escalation' AND fired_at_ms IS NULL AND step > $3")
-                        .bind(inc.id)
-                        .bind(t.run)
-                        .bind(t.step)
-                        .fetch_one(&mut *conn)
-                        .await,
-                    "finding the next escalation step",
-                )?;
+                let next = timers::next_step_due(conn, inc.id, t.run, t.step).await?;
                 if let Some(next) = next
                     && next > now
                 {
-                    q(
-                        sqlx::query("UPDATE timers SET due_at_ms = due_at_ms - $1 WHERE incident_id = $2 AND run = $3 AND kind = 'escalation' AND fired_at_ms IS NULL AND step > $4")
-                            .bind(next - now)
-                            .bind(inc.id)
-                            .bind(t.run)
-                            .bind(t.step)
-                            .execute(&mut *conn)
-                            .await,
-                        "bringing the next escalation step forward",
-                    )?;
+                    timers::bring_forward(conn, inc.id, t.run, t.step, next - now).await?;
                 }
                 format!("skipped: nobody holds role {}", role.as_str())
             }
@@ -252,14 +209,7 @@ impl Engine {
             return Ok("met".into());
         }
         let minutes = self.cfg.response_target_ms / 60_000;
-        q(
-            sqlx::query("UPDATE incidents SET response_breached = $1 WHERE id = $2")
-                .bind(true)
-                .bind(inc.id)
-                .execute(&mut *conn)
-                .await,
-            "recording a response-target breach",
-        )?;
+        incident_q::mark_response_breached(conn, inc.id).await?;
         let category = IncidentCategory::parse(&inc.category).unwrap_or(IncidentCategory::Other);
         let a = Activation {
             key: AlarmKey::new(
@@ -283,10 +233,10 @@ impl Engine {
             note: Some("response target"),
             ..Default::default()
         };
-        let (id, what) = write::activate(conn, &a, now, &cause).await?;
+        let (id, what) = alarm_q::activate(conn, &a, now, &cause).await?;
         rules.restore_active(
             a.key.clone(),
-            crate::rules::ActiveAlarm {
+            crate::alarms::rules::ActiveAlarm {
                 latched: true,
                 value: None,
             },

@@ -1,16 +1,20 @@
-//! Owns incident routing (open, join, re-trigger), opening, acknowledgement and the timeline; never sleeps, sends, or writes outside the transaction it is given.
+//! Applies incidents: routing an alarm (open, join, re-trigger), opening one (by an alarm or
+//! an operator), acknowledgement, the timeline. Never sleeps, sends, or writes outside the
+//! transaction it is given.
 
 use serde_json::{Value, json};
 use tracing::info;
 
+use crate::alarms::book::Chatter;
+use crate::alarms::queries::AlarmRow;
 use crate::alarms::{Category, Priority};
-use crate::book::Chatter;
+use crate::escalation::queries as timers;
 use crate::escalation::{self, Condition, StepSpec};
+use crate::incidents::queries::{self, IncidentRow, get_incident};
 use crate::incidents::{self, IncidentCategory, OpenIncident, Route};
-use crate::store::incidents::{IncidentRow, get_incident};
-use crate::store::{AlarmRow, Conn, StoreError};
+use crate::store::{Conn, StoreError};
 
-use super::{Engine, is_open, q};
+use super::{Engine, OpError, is_open};
 
 impl Engine {
     pub(super) async fn incident(conn: &mut Conn, id: i64) -> Result<IncidentRow, StoreError> {
@@ -40,17 +44,8 @@ impl Engine {
         {
             return self.retrigger(conn, &inc, row, chatter, now).await;
         }
-        let open: Vec<(i64, String, i64)> = q(
-            sqlx::query_as(
-                "SELECT id, area, last_alarm_at_ms FROM incidents WHERE estate_id = $1 \
-                 AND state NOT IN ('closed', 'false_alarm')",
-            )
-            .bind(&row.estate_id)
-            .fetch_all(&mut *conn)
-            .await,
-            "finding open incidents",
-        )?;
-        let open: Vec<OpenIncident> = open
+        let open: Vec<OpenIncident> = queries::open_incidents(conn, &row.estate_id)
+            .await?
             .into_iter()
             .map(|(id, area, last_alarm_at_ms)| OpenIncident {
                 id,
@@ -91,24 +86,7 @@ impl Engine {
     }
 
     pub(super) async fn link(&mut self, conn: &mut Conn, iid: i64, alarm_id: i64, now: i64) -> Result<(), StoreError> {
-        q(
-            sqlx::query("INSERT INTO incident_alarms (incident_id, alarm_id, added_at_ms) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-                .bind(iid)
-                .bind(alarm_id)
-                .bind(now)
-                .execute(&mut *conn)
-                .await,
-            "linking an alarm to its incident",
-        )?;
-        q(
-            sqlx::query("UPDATE alarms SET incident_id = $1 WHERE id = $2")
-                .bind(iid)
-                .bind(alarm_id)
-                .execute(&mut *conn)
-                .await,
-            "linking an alarm to its incident",
-        )?;
-        Ok(())
+        queries::link_alarm(conn, iid, alarm_id, now).await
     }
 
     async fn join(
@@ -123,16 +101,7 @@ impl Engine {
         self.link(conn, iid, row.id, now).await?;
         let inc = Self::incident(conn, iid).await?;
         let raise = inc.priority.parse::<Priority>().is_ok_and(|p| priority < p);
-        q(
-            sqlx::query("UPDATE incidents SET last_alarm_at_ms = $1, priority = CASE WHEN $2 THEN $3 ELSE priority END WHERE id = $4")
-                .bind(now)
-                .bind(raise)
-                .bind(priority.as_str())
-                .bind(iid)
-                .execute(&mut *conn)
-                .await,
-            "adding an alarm to an incident",
-        )?;
+        queries::alarm_joined(conn, iid, raise, priority.as_str(), now).await?;
         let how = if flood { " (flood: grouped by estate)" } else { "" };
         self.timeline(
             conn,
@@ -170,14 +139,7 @@ impl Engine {
         chatter: Chatter,
         now: i64,
     ) -> Result<(), StoreError> {
-        q(
-            sqlx::query("UPDATE incidents SET last_alarm_at_ms = $1 WHERE id = $2")
-                .bind(now)
-                .bind(inc.id)
-                .execute(&mut *conn)
-                .await,
-            "updating an incident",
-        )?;
+        queries::alarm_retriggered(conn, inc.id, now).await?;
         if chatter.chattering || chatter.quick_repeat {
             let why = if chatter.chattering {
                 "chattering"
@@ -196,14 +158,7 @@ impl Engine {
                 )
                 .await;
         }
-        let pending: i64 = q(
-            sqlx::query_scalar("SELECT COUNT(*) FROM timers WHERE incident_id = $1 AND kind = 'escalation' AND run = $2 AND fired_at_ms IS NULL")
-                .bind(inc.id)
-                .bind(inc.escalation_run)
-                .fetch_one(&mut *conn)
-                .await,
-            "counting pending escalation steps",
-        )?;
+        let pending = timers::pending_steps(conn, inc.id, inc.escalation_run).await?;
         if pending > 0 && inc.acknowledged_at_ms.is_none() {
             return self
                 .timeline(
@@ -221,23 +176,8 @@ impl Engine {
                 .await;
         }
         let run = inc.escalation_run + 1;
-        let n = q(
-            sqlx::query("UPDATE timers SET fired_at_ms = $1, outcome = 'superseded' WHERE incident_id = $2 AND kind = 'escalation' AND fired_at_ms IS NULL")
-                .bind(now)
-                .bind(inc.id)
-                .execute(&mut *conn)
-                .await,
-            "superseding an escalation run",
-        )?
-        .rows_affected();
-        q(
-            sqlx::query("UPDATE incidents SET escalation_run = $1, acknowledged_at_ms = NULL, acknowledged_by = NULL WHERE id = $2")
-                .bind(run)
-                .bind(inc.id)
-                .execute(&mut *conn)
-                .await,
-            "restarting escalation",
-        )?;
+        let n = timers::supersede_run(conn, inc.id, now).await?;
+        queries::restart_escalation(conn, inc.id, run).await?;
         let steps: Vec<StepSpec> = serde_json::from_str(&inc.policy).unwrap_or_default();
         self.plan(conn, inc.id, run, &steps, now).await?;
         self.timeline(
@@ -273,40 +213,22 @@ impl Engine {
     ) -> Result<i64, StoreError> {
         let steps = escalation::select_policy(&self.cfg.policies, category, priority);
         let policy = serde_json::to_string(&steps).unwrap_or_else(|_| "[]".into());
-        let iid: i64 = q(
-            sqlx::query_scalar(
-                "INSERT INTO incidents (estate_id, area, category, priority, title, state, opened_at_ms, opened_by, \
-                 last_alarm_at_ms, state_changed_at_ms, policy, flood_group) \
-                 VALUES ($1, $2, $3, $4, $5, 'discovered', $6, $7, $6, $6, $8, $9) RETURNING id",
-            )
-            .bind(estate)
-            .bind(area)
-            .bind(category.as_str())
-            .bind(priority.as_str())
-            .bind(title)
-            .bind(now)
-            .bind(opened_by)
-            .bind(&policy)
-            .bind(flood_group)
-            .fetch_one(&mut *conn)
-            .await,
-            "opening an incident",
-        )?;
+        let new = queries::NewIncident {
+            estate,
+            area,
+            category: category.as_str(),
+            priority: priority.as_str(),
+            title,
+            opened_by,
+            policy: &policy,
+            flood_group,
+        };
+        let iid = queries::insert_incident(conn, &new, now).await?;
         for (i, s) in incidents::select_procedure(&self.cfg.procedures, category)
             .iter()
             .enumerate()
         {
-            q(
-                sqlx::query("INSERT INTO incident_steps (incident_id, idx, step_id, text, mandatory, status) VALUES ($1, $2, $3, $4, $5, 'open')")
-                    .bind(iid)
-                    .bind(i as i64 + 1)
-                    .bind(&s.id)
-                    .bind(&s.text)
-                    .bind(s.mandatory)
-                    .execute(&mut *conn)
-                    .await,
-                "writing an incident's procedure",
-            )?;
+            queries::insert_step(conn, iid, i as i64 + 1, &s.id, &s.text, s.mandatory).await?;
         }
         self.plan(conn, iid, 1, &steps, now).await?;
         Self::timer(conn, "response_target", iid, 0, 0, now + self.cfg.response_target_ms).await?;
@@ -400,15 +322,7 @@ impl Engine {
         actor: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        q(
-            sqlx::query("UPDATE incidents SET acknowledged_at_ms = $1, acknowledged_by = $2 WHERE id = $3")
-                .bind(now)
-                .bind(actor)
-                .bind(inc.id)
-                .execute(&mut *conn)
-                .await,
-            "acknowledging an incident",
-        )?;
+        queries::acknowledge(conn, inc.id, actor, now).await?;
         self.stop_steps(
             conn,
             inc.id,
@@ -442,18 +356,30 @@ impl Engine {
         data: Value,
     ) -> Result<(), StoreError> {
         let data = (!data.is_null()).then(|| data.to_string());
-        q(
-            sqlx::query("INSERT INTO incident_timeline (incident_id, at_ms, kind, actor, text, data) VALUES ($1, $2, $3, $4, $5, $6)")
-                .bind(iid)
-                .bind(now)
-                .bind(kind)
-                .bind(actor)
-                .bind(text)
-                .bind(data)
-                .execute(&mut *conn)
-                .await,
-            "writing an incident's timeline",
-        )?;
-        Ok(())
+        queries::insert_timeline(conn, iid, now, kind, actor, text, data).await
+    }
+
+    /// `Op::Open`: an incident an operator opens by hand, with an optional first note.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn open_by_operator(
+        &mut self,
+        conn: &mut Conn,
+        estate: String,
+        area: String,
+        category: IncidentCategory,
+        priority: Priority,
+        title: String,
+        operator: String,
+        note: Option<String>,
+        now: i64,
+    ) -> Result<Result<i64, OpError>, StoreError> {
+        let iid = self
+            .open_incident(conn, &estate, &area, category, priority, &title, &operator, false, now)
+            .await?;
+        if let Some(note) = note {
+            self.timeline(conn, iid, now, "note", Some(&operator), &note, Value::Null)
+                .await?;
+        }
+        Ok(Ok(iid))
     }
 }

@@ -1,13 +1,36 @@
-//! The imperative shell around the pure decisions of [`crate::book`], [`crate::incidents`]
-//! and [`crate::escalation`]. Owned by the ingest writer and called inside its transaction,
-//! so an alarm change, the incident it opens, the escalation timers it plans and the
-//! notifications it queues commit together or not at all.
+//! The engine: the imperative shell that applies the domains' pure decisions
+//! ([`crate::alarms`], [`crate::incidents`], [`crate::escalation`], [`crate::notify`], the
+//! rota) inside the single writer's transaction, through each domain's `queries.rs`. So an
+//! alarm change, the incident it opens, the escalation timers it plans and the notifications
+//! it queues commit together or not at all; stream events are collected here and published
+//! by the writer only after the commit.
 //!
-//! Nothing here sleeps: deadlines are rows of `timers`, claimed by [`Engine::tick`] with a
-//! conditional UPDATE; notifications are rows of `notifications`, sent by the deliverer.
+//! Invariant: nothing here sleeps, sends, or writes outside the transaction it is given.
+//! Deadlines are rows of `timers`, claimed by [`Engine::tick`] with a conditional UPDATE;
+//! notifications are rows of `notifications`, sent by the deliverer.
+//!
+//! Every entry point (the writer calls them, in its transaction), and where it lives:
+//! - [`Engine::restore`] (here): what the alarm book remembers, reloaded at start.
+//! - [`Engine::on_event`] (here): a stored event's consequences besides alarms (vehicle
+//!   entries, badges to the rota, `rota.rs`).
+//! - [`Engine::apply_change`] (`alarms.rs`): an alarm change from the rule engine. A raise
+//!   goes on through chattering, flood and suppression to `incidents.rs` (open, join,
+//!   re-trigger), which plans escalation (`escalation.rs`), which queues notifications
+//!   (`notify.rs`). An acknowledgement or clear notes the incident's timeline.
+//! - [`Engine::hello`], [`Engine::heard`], [`Engine::gateway_stalled`],
+//!   [`Engine::gateway_progressing`] (`gateways.rs`): gateway liveness and its alarms.
+//! - [`Engine::op`] (`ops.rs`): operator actions ([`Op`]), refused with [`OpError`];
+//!   incident transitions and procedure steps are in `workflow.rs`.
+//! - [`Engine::tick`] (here): claims due timers and dispatches them by kind (`escalation`,
+//!   `response_target`, `progress` to `escalation.rs`; `shelve_expiry` to `alarms.rs`), then
+//!   ends floods and chattering, detects silent gateways and runs the rota's tick.
+//! - [`Engine::claim_deliveries`], [`Engine::delivery_result`] (`notify.rs`): the
+//!   deliverer's lease and outcomes, through the writer.
+//! - [`Engine::take_published`] / [`Engine::discard`] (here): after the commit / rollback.
 
 mod alarms;
 mod escalation;
+mod gateways;
 mod incidents;
 mod notify;
 mod ops;
@@ -20,15 +43,18 @@ use std::sync::Arc;
 use serde_json::Value;
 use tracing::info;
 
+use crate::alarms::book::{BookState, Flood};
+use crate::alarms::queries as alarm_q;
+use crate::alarms::rules::RuleState;
 use crate::alarms::{AlarmKey, HistoryChange, Priority, rfc3339};
-use crate::book::{BookState, Flood};
 use crate::config::HubConfig;
+use crate::escalation::queries as timers;
 use crate::escalation::{PolicyConfig, RoleResolver};
+use crate::events::queries as events;
 use crate::incidents::{IncidentCategory, IncidentState, ProcedureConfig};
 use crate::notify::StreamEvent;
-use crate::rules::RuleState;
-use crate::store::incidents::{TIMER_COLUMNS, TimerRow};
-use crate::store::{Conn, Context, Pool, StoreError};
+use crate::store::{Conn, Pool, StoreError};
+use gatehouse_proto::event::Body;
 
 pub use crate::error::OpError;
 
@@ -137,10 +163,6 @@ fn is_open(state: &str) -> bool {
     !matches!(state, "closed" | "false_alarm")
 }
 
-fn q<T>(r: Result<T, sqlx::Error>, what: &str) -> Result<T, StoreError> {
-    r.context(|| what.to_owned())
-}
-
 impl Engine {
     pub fn new(book: BookState, cfg: Arc<EngineConfig>, resolver: Arc<dyn RoleResolver>) -> Self {
         Engine {
@@ -165,22 +187,8 @@ impl Engine {
     /// Reloads what the book remembers (recent raises, an open flood) from the database.
     pub async fn restore(&mut self, pool: &Pool, now: i64) -> Result<(), StoreError> {
         let since = now - self.book.t.flood_window_ms.max(self.book.t.chatter_window_ms);
-        let rows: Vec<(String, String, String, i64)> = q(
-            sqlx::query_as(
-                "SELECT a.estate_id, a.device_id, a.condition, h.at_ms FROM alarm_history h \
-                 JOIN alarms a ON a.id = h.alarm_id WHERE h.at_ms > $1 AND h.change IN ('raised', 'reraised')",
-            )
-            .bind(since)
-            .fetch_all(pool)
-            .await,
-            "reading recent alarm raises",
-        )?;
-        let open: Option<i64> = q(
-            sqlx::query_scalar("SELECT id FROM flood_periods WHERE ended_at_ms IS NULL LIMIT 1")
-                .fetch_optional(pool)
-                .await,
-            "reading flood periods",
-        )?;
+        let rows = alarm_q::raises_since(pool, since).await?;
+        let open = alarm_q::open_flood(pool).await?;
         let mut book = BookState::new(self.book.t);
         book.restore(
             rows.into_iter().map(|(e, d, c, at)| (AlarmKey::new(e, d, c), at)),
@@ -222,18 +230,7 @@ impl Engine {
         let mut fired = 0;
         // A skipped step brings the next one forward, so claim again (bounded).
         for _ in 0..16 {
-            let mut due: Vec<TimerRow> = q(
-                sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "UPDATE timers SET fired_at_ms = $1, claimed_by = $2 WHERE id IN \
-                     (SELECT id FROM timers WHERE fired_at_ms IS NULL AND due_at_ms <= $1 ORDER BY due_at_ms, id LIMIT 500) \
-                     AND fired_at_ms IS NULL RETURNING {TIMER_COLUMNS}"
-                )))
-                .bind(now)
-                .bind(&self.cfg.hub_id)
-                .fetch_all(&mut *conn)
-                .await,
-                "claiming due timers",
-            )?;
+            let mut due = timers::claim_due(conn, &self.cfg.hub_id, now).await?;
             if due.is_empty() {
                 break;
             }
@@ -247,42 +244,17 @@ impl Engine {
                     "progress" => self.progress_check(conn, &t, now).await?,
                     other => format!("unknown timer kind {other}"),
                 };
-                q(
-                    sqlx::query("UPDATE timers SET outcome = $1 WHERE id = $2")
-                        .bind(&outcome)
-                        .bind(t.id)
-                        .execute(&mut *conn)
-                        .await,
-                    "recording a timer's outcome",
-                )?;
+                timers::record_outcome(conn, t.id, &outcome).await?;
             }
         }
         let (flood, calm) = self.book.tick(now);
         if flood == Some(Flood::Ended) {
-            let id: Option<i64> = q(
-                sqlx::query_scalar("UPDATE flood_periods SET ended_at_ms = $1 WHERE ended_at_ms IS NULL RETURNING id")
-                    .bind(now)
-                    .fetch_optional(&mut *conn)
-                    .await,
-                "ending a flood",
-            )?;
+            let id = alarm_q::end_flood(conn, now).await?;
             info!("alarm flood ended");
             self.publish("flood", id.unwrap_or(0), "ended", Value::Null);
         }
         for key in calm {
-            let id: Option<i64> = q(
-                sqlx::query_scalar(
-                    "UPDATE alarms SET chattering = $1 WHERE estate_id = $2 AND device_id = $3 AND condition = $4 AND chattering = $5 RETURNING id",
-                )
-                .bind(false)
-                .bind(&key.estate)
-                .bind(&key.device)
-                .bind(&key.condition)
-                .bind(true)
-                .fetch_optional(&mut *conn)
-                .await,
-                "ending chattering",
-            )?;
+            let id = alarm_q::end_chattering(conn, &key).await?;
             if let Some(id) = id {
                 Self::history(conn, id, HistoryChange::ChatteringEnded, now, None, None).await?;
                 self.publish("alarm", id, "chattering_ended", Value::Null);
@@ -304,22 +276,25 @@ impl Engine {
         Ok(fired)
     }
 
-    /// Counts a vehicle entry for the registration KPI (no plate stored here).
-    pub async fn vehicle_entry(conn: &mut Conn, estate: &str, registered: bool, now: i64) -> Result<(), StoreError> {
-        let day = rfc3339(now)[..10].to_owned();
-        q(
-            sqlx::query(
-                "INSERT INTO vehicle_entries (estate_id, day, entries, registered) VALUES ($1, $2, 1, $3) \
-                 ON CONFLICT (estate_id, day) DO UPDATE SET entries = vehicle_entries.entries + 1, \
-                 registered = vehicle_entries.registered + excluded.registered",
-            )
-            .bind(estate)
-            .bind(day)
-            .bind(i64::from(registered))
-            .execute(&mut *conn)
-            .await,
-            "counting a vehicle entry",
-        )?;
+    /// A stored event's consequences besides its alarm changes: a vehicle entering counts
+    /// for the registration KPI (no plate stored), a badge goes to the rota (presence and
+    /// patrol scans).
+    pub async fn on_event(
+        &mut self,
+        conn: &mut Conn,
+        rules: &mut RuleState,
+        event: &gatehouse_proto::Event,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        match &event.body {
+            Some(Body::Vehicle(v)) if v.direction() == gatehouse_proto::Direction::In => {
+                let registered = v.resident || !v.pass.trim().is_empty();
+                let day = &rfc3339(now)[..10];
+                events::count_vehicle_entry(conn, &event.estate_id, day, registered).await?;
+            }
+            Some(Body::Access(_)) => self.rota_access(conn, rules, event, now).await?,
+            _ => {}
+        }
         Ok(())
     }
 }

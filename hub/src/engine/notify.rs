@@ -1,15 +1,16 @@
-//! Owns queueing notifications to a role's holders and recording claims and delivery outcomes; never sends: the deliverer does, after the commit.
+//! Applies the notification outbox: queueing to a role's holders, the deliverer's claims,
+//! delivery outcomes and retries. Never sends: the deliverer does, after the commit.
 
 use serde_json::{Value, json};
 use tracing::warn;
 
 use crate::alarms::rfc3339;
 use crate::escalation::{Recipient, Role};
-use crate::notify::{Delivery, DeliveryOutcome, backoff_ms};
-use crate::store::incidents::IncidentRow;
+use crate::incidents::queries::IncidentRow;
+use crate::notify::{Delivery, DeliveryOutcome, backoff_ms, queries};
 use crate::store::{Conn, StoreError};
 
-use super::{Engine, q};
+use super::Engine;
 
 impl Engine {
     /// Queues a notification to everyone holding `role` at `estate`; logs it when nobody does.
@@ -67,21 +68,9 @@ impl Engine {
         now: i64,
     ) -> Result<(), StoreError> {
         for r in recipients {
-            let id: i64 = q(
-                sqlx::query_scalar(
-                    "INSERT INTO notifications (incident_id, kind, role, recipient, channel, body, status, next_attempt_at_ms, created_at_ms) \
-                     VALUES ($1, $2, $3, $4, $5, '', 'pending', $6, $6) RETURNING id",
-                )
-                .bind(inc.map(|i| i.id))
-                .bind(kind)
-                .bind(role.as_str())
-                .bind(&r.name)
-                .bind(&r.channel)
-                .bind(now)
-                .fetch_one(&mut *conn)
-                .await,
-                "queueing a notification",
-            )?;
+            let id =
+                queries::insert_notification(conn, inc.map(|i| i.id), kind, role.as_str(), &r.name, &r.channel, now)
+                    .await?;
             let body = json!({
                 "notification_id": id,
                 "kind": kind,
@@ -97,14 +86,7 @@ impl Engine {
                 })),
             })
             .to_string();
-            q(
-                sqlx::query("UPDATE notifications SET body = $1 WHERE id = $2")
-                    .bind(&body)
-                    .bind(id)
-                    .execute(&mut *conn)
-                    .await,
-                "queueing a notification",
-            )?;
+            queries::set_body(conn, id, &body).await?;
             if let Some(inc) = inc {
                 let via = if r.channel == "log" { "log" } else { "webhook" };
                 self.timeline(
@@ -140,21 +122,7 @@ impl Engine {
         limit: i64,
         now: i64,
     ) -> Result<Vec<Delivery>, StoreError> {
-        let rows: Vec<(i64, String, String, String, i64)> = q(
-            sqlx::query_as(
-                "UPDATE notifications SET lease_until_ms = $1 WHERE id IN \
-                 (SELECT id FROM notifications WHERE status = 'pending' AND next_attempt_at_ms <= $2 \
-                  AND (lease_until_ms IS NULL OR lease_until_ms <= $2) ORDER BY id LIMIT $3) \
-                 AND status = 'pending' AND (lease_until_ms IS NULL OR lease_until_ms <= $2) \
-                 RETURNING id, channel, recipient, body, attempts",
-            )
-            .bind(now + 60_000)
-            .bind(now)
-            .bind(limit)
-            .fetch_all(&mut *conn)
-            .await,
-            "claiming notifications",
-        )?;
+        let rows = queries::claim(conn, now + 60_000, now, limit).await?;
         let mut out: Vec<Delivery> = rows
             .into_iter()
             .map(|(id, channel, recipient, body, attempts)| Delivery {
@@ -171,13 +139,7 @@ impl Engine {
 
     /// Records how a delivery went: delivered, a retry with backoff, or failed for good.
     pub async fn delivery_result(&mut self, conn: &mut Conn, o: &DeliveryOutcome, now: i64) -> Result<(), StoreError> {
-        let row: Option<(Option<i64>, i64, String, String)> = q(
-            sqlx::query_as("SELECT incident_id, attempts, recipient, status FROM notifications WHERE id = $1")
-                .bind(o.id)
-                .fetch_optional(&mut *conn)
-                .await,
-            "reading a notification",
-        )?;
+        let row = queries::delivery_state(conn, o.id).await?;
         let Some((iid, attempts, recipient, status)) = row else {
             return Ok(());
         };
@@ -214,21 +176,16 @@ impl Engine {
                 ),
             )
         };
-        q(
-            sqlx::query(
-                "UPDATE notifications SET status = $1, attempts = $2, next_attempt_at_ms = $3, lease_until_ms = NULL, \
-                 last_error = $4, delivered_at_ms = $5 WHERE id = $6",
-            )
-            .bind(status)
-            .bind(attempts)
-            .bind(next)
-            .bind(o.error.as_deref())
-            .bind(o.ok.then_some(now))
-            .bind(o.id)
-            .execute(&mut *conn)
-            .await,
-            "recording a delivery",
-        )?;
+        queries::record_attempt(
+            conn,
+            o.id,
+            status,
+            attempts,
+            next,
+            o.error.as_deref(),
+            o.ok.then_some(now),
+        )
+        .await?;
         if !o.ok {
             warn!(
                 notification = o.id,

@@ -1,13 +1,11 @@
-//! Owns operator actions (`Op`, refused with `OpError`); never sleeps, sends, or writes outside the transaction it is given.
+//! Operator actions: [`Op`] dispatched to the file that applies it (`alarms.rs`,
+//! `incidents.rs`, `workflow.rs`, `rota.rs`). `Ok(Err(_))` is a refusal ([`OpError`]):
+//! nothing written.
 
-use serde_json::{Value, json};
+use crate::alarms::rules::RuleState;
+use crate::store::{Conn, StoreError};
 
-use crate::alarms::{HistoryChange, rfc3339};
-use crate::book::Chatter;
-use crate::rules::RuleState;
-use crate::store::{self, Conn, StoreError};
-
-use super::{Engine, Op, OpError, q};
+use super::{Engine, Op, OpError};
 
 impl Engine {
     /// Carries out an operator action. `Ok(Err(_))` is a refusal (nothing written).
@@ -24,90 +22,13 @@ impl Engine {
                 minutes,
                 reason,
                 operator,
-            } => {
-                let Some(row) = store::get_alarm(conn, alarm_id).await? else {
-                    return Ok(Err(OpError::NotFound(format!("alarm {alarm_id} not found"))));
-                };
-                let until = match crate::book::shelve_until(minutes, self.cfg.shelve_max_minutes, &reason, now) {
-                    Ok(u) => u,
-                    Err(e) => return Ok(Err(OpError::Unprocessable(e))),
-                };
-                q(
-                    sqlx::query("UPDATE alarms SET shelved_until_ms = $1, shelved_by = $2, shelve_reason = $3, changed_at_ms = $4 WHERE id = $5")
-                        .bind(until)
-                        .bind(&operator)
-                        .bind(&reason)
-                        .bind(now)
-                        .bind(alarm_id)
-                        .execute(&mut *conn)
-                        .await,
-                    "shelving an alarm",
-                )?;
-                Self::history(
-                    conn,
-                    alarm_id,
-                    HistoryChange::Shelved,
-                    now,
-                    Some(&operator),
-                    Some(&format!("{minutes} min: {reason}")),
-                )
-                .await?;
-                Self::timer(conn, "shelve_expiry", 0, alarm_id, 0, until).await?;
-                self.publish(
-                    "alarm",
-                    alarm_id,
-                    "shelved",
-                    json!({"estate": row.estate_id, "until": rfc3339(until), "by": operator}),
-                );
-                Ok(Ok(alarm_id))
-            }
+            } => self.shelve(conn, alarm_id, minutes, reason, operator, now).await,
             Op::OutOfService {
                 alarm_id,
                 on,
                 reason,
                 operator,
-            } => {
-                let Some(row) = store::get_alarm(conn, alarm_id).await? else {
-                    return Ok(Err(OpError::NotFound(format!("alarm {alarm_id} not found"))));
-                };
-                if row.out_of_service == on {
-                    return Ok(Err(OpError::Conflict(format!(
-                        "alarm {alarm_id} is already {}",
-                        if on { "out of service" } else { "in service" }
-                    ))));
-                }
-                if reason.trim().is_empty() {
-                    return Ok(Err(OpError::Unprocessable("a reason is required".into())));
-                }
-                Self::alarm_flag(conn, alarm_id, "out_of_service", on).await?;
-                let change = if on {
-                    HistoryChange::OutOfService
-                } else {
-                    HistoryChange::ReturnedToService
-                };
-                Self::history(conn, alarm_id, change, now, Some(&operator), Some(&reason)).await?;
-                self.publish(
-                    "alarm",
-                    alarm_id,
-                    change.as_str(),
-                    json!({"estate": row.estate_id, "by": operator}),
-                );
-                if !on && row.active && !row.acknowledged {
-                    let row = Self::alarm(conn, alarm_id).await?;
-                    self.route_alarm(
-                        conn,
-                        &row,
-                        Chatter {
-                            chattering: false,
-                            started: false,
-                            quick_repeat: false,
-                        },
-                        now,
-                    )
-                    .await?;
-                }
-                Ok(Ok(alarm_id))
-            }
+            } => self.out_of_service(conn, alarm_id, on, reason, operator, now).await,
             Op::Maintenance {
                 estate,
                 device,
@@ -116,59 +37,8 @@ impl Engine {
                 operator,
                 until_ms,
             } => {
-                if on && reason.trim().is_empty() {
-                    return Ok(Err(OpError::Unprocessable("a reason is required".into())));
-                }
-                if until_ms.is_some_and(|u| u <= now) {
-                    return Ok(Err(OpError::Unprocessable(
-                        "the maintenance must end in the future".into(),
-                    )));
-                }
-                let changed = if on {
-                    q(
-                        sqlx::query(
-                            "INSERT INTO device_maintenance (estate_id, device_id, reason, operator, since_ms, until_ms) \
-                             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (estate_id, device_id) DO UPDATE SET \
-                             reason = excluded.reason, operator = excluded.operator, until_ms = excluded.until_ms",
-                        )
-                        .bind(&estate)
-                        .bind(&device)
-                        .bind(&reason)
-                        .bind(&operator)
-                        .bind(now)
-                        .bind(until_ms)
-                        .execute(&mut *conn)
-                        .await,
-                        "starting device maintenance",
-                    )?
-                    .rows_affected()
-                } else {
-                    // Only a maintenance still running can be ended; an expired row goes too.
-                    let until: Option<Option<i64>> = q(
-                        sqlx::query_scalar(
-                            "DELETE FROM device_maintenance WHERE estate_id = $1 AND device_id = $2 RETURNING until_ms",
-                        )
-                        .bind(&estate)
-                        .bind(&device)
-                        .fetch_optional(&mut *conn)
-                        .await,
-                        "ending device maintenance",
-                    )?;
-                    u64::from(until.is_some_and(|u| u.is_none_or(|u| u > now)))
-                };
-                if changed == 0 {
-                    return Ok(Err(OpError::Conflict(format!(
-                        "device {device} at {estate} is not in maintenance"
-                    ))));
-                }
-                let change = if on { "maintenance_started" } else { "maintenance_ended" };
-                self.publish(
-                    "device",
-                    0,
-                    change,
-                    json!({"estate": estate, "device": device, "by": operator, "reason": reason}),
-                );
-                Ok(Ok(0))
+                self.maintenance(conn, estate, device, on, reason, operator, until_ms, now)
+                    .await
             }
             Op::Open {
                 estate,
@@ -179,14 +49,8 @@ impl Engine {
                 operator,
                 note,
             } => {
-                let iid = self
-                    .open_incident(conn, &estate, &area, category, priority, &title, &operator, false, now)
-                    .await?;
-                if let Some(note) = note {
-                    self.timeline(conn, iid, now, "note", Some(&operator), &note, Value::Null)
-                        .await?;
-                }
-                Ok(Ok(iid))
+                self.open_by_operator(conn, estate, area, category, priority, title, operator, note, now)
+                    .await
             }
             Op::Transition {
                 incident_id,
@@ -206,14 +70,7 @@ impl Engine {
                 note,
                 skipped,
             } => self.step(conn, incident_id, &step, &actor, note, skipped, now).await,
-            Op::Rota(op) => {
-                let Some(r) = self.rota.as_mut() else {
-                    return Ok(Err(OpError::NotFound("no rota is configured ([[posts]])".into())));
-                };
-                let result = r.op(conn, op, now).await?;
-                self.rota_effects(conn, rules, now).await?;
-                Ok(result)
-            }
+            Op::Rota(op) => self.rota_op(conn, rules, op, now).await,
         }
     }
 }

@@ -1,18 +1,20 @@
-//! Owns applying the rota shell's effects (alarms, notifications, coverage events) and access events; never sleeps, sends, or writes outside the transaction it is given.
+//! Applies the rota's effects (alarms through the book, notifications, coverage events), access
+//! events and rota operator actions; never sleeps, sends, or writes outside the transaction
+//! it is given.
 
 use serde_json::json;
 use tracing::info;
 
 use crate::alarms::HistoryChange;
-use crate::rules::RuleState;
-use crate::store::write::{self, Cause};
+use crate::alarms::queries::{self as alarm_q, Cause};
+use crate::alarms::rules::RuleState;
 use crate::store::{Conn, StoreError};
 
-use super::Engine;
+use super::{Engine, OpError};
 
 impl Engine {
     /// An `access` event: the rota's presence and patrol scans.
-    pub async fn rota_access(
+    pub(super) async fn rota_access(
         &mut self,
         conn: &mut Conn,
         rules: &mut RuleState,
@@ -42,12 +44,12 @@ impl Engine {
                         note: Some("rota"),
                         ..Default::default()
                     };
-                    let (id, what) = write::activate(conn, &a, now, &cause).await?;
+                    let (id, what) = alarm_q::activate(conn, &a, now, &cause).await?;
                     if a.latched {
                         // Latched: the acknowledgement clears it, as for a forced door.
                         rules.restore_active(
                             a.key.clone(),
-                            crate::rules::ActiveAlarm {
+                            crate::alarms::rules::ActiveAlarm {
                                 latched: true,
                                 value: None,
                             },
@@ -64,7 +66,7 @@ impl Engine {
                         note: Some(&note),
                         ..Default::default()
                     };
-                    if let Some(id) = write::clear(conn, &key, now, &cause).await? {
+                    if let Some(id) = alarm_q::clear(conn, &key, now, &cause).await? {
                         self.publish(
                             "alarm",
                             id,
@@ -88,5 +90,21 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// `Op::Rota`: a rota action, then what the rota decided (alarms, notifications).
+    pub(super) async fn rota_op(
+        &mut self,
+        conn: &mut Conn,
+        rules: &mut RuleState,
+        op: crate::rota::RotaOp,
+        now: i64,
+    ) -> Result<Result<i64, OpError>, StoreError> {
+        let Some(r) = self.rota.as_mut() else {
+            return Ok(Err(OpError::NotFound("no rota is configured ([[posts]])".into())));
+        };
+        let result = r.op(conn, op, now).await?;
+        self.rota_effects(conn, rules, now).await?;
+        Ok(result)
     }
 }

@@ -1,15 +1,18 @@
-//! Owns the incident workflow: state transitions (with their side effects) and procedure steps; never sleeps, sends, or writes outside the transaction it is given.
+//! Applies the incident workflow: state transitions (with what they stop, notify or pull
+//! off post) and procedure steps. Never sleeps, sends, or writes outside the transaction it
+//! is given.
 
 use serde_json::{Value, json};
 use tracing::info;
 
+use crate::alarms::rules::RuleState;
+use crate::escalation::queries as timers;
 use crate::escalation::{Condition, Role};
+use crate::incidents::queries::{self, get_incident};
 use crate::incidents::{self, IncidentState, TransitionContext, TransitionRequest};
-use crate::rules::RuleState;
-use crate::store::incidents::get_incident;
-use crate::store::{self, Conn, StoreError};
+use crate::store::{Conn, StoreError};
 
-use super::{Engine, OpError, is_open, q};
+use super::{Engine, OpError, is_open};
 
 impl Engine {
     #[allow(clippy::too_many_arguments)]
@@ -29,22 +32,8 @@ impl Engine {
             return Ok(Err(OpError::NotFound(format!("incident {iid} not found"))));
         };
         let from = IncidentState::parse(&inc.state).unwrap_or(IncidentState::Discovered);
-        let open_steps: Vec<String> = q(
-            sqlx::query_scalar("SELECT step_id FROM incident_steps WHERE incident_id = $1 AND mandatory = $2 AND status = 'open' ORDER BY idx")
-                .bind(iid)
-                .bind(true)
-                .fetch_all(&mut *conn)
-                .await,
-            "reading open steps",
-        )?;
-        let active: Vec<i64> = q(
-            sqlx::query_scalar("SELECT a.id FROM alarms a JOIN incident_alarms ia ON ia.alarm_id = a.id WHERE ia.incident_id = $1 AND a.active = $2 ORDER BY a.id")
-                .bind(iid)
-                .bind(true)
-                .fetch_all(&mut *conn)
-                .await,
-            "reading active alarms of an incident",
-        )?;
+        let open_steps = queries::open_mandatory_steps(conn, iid).await?;
+        let active = queries::active_alarm_ids(conn, iid).await?;
         let req = TransitionRequest {
             to,
             reason: reason.clone(),
@@ -61,28 +50,16 @@ impl Engine {
             }
             Err(e) => return Ok(Err(OpError::Conflict(e.to_string()))),
         };
-        q(
-            sqlx::query(
-                "UPDATE incidents SET state = $1, state_changed_at_ms = $2, transitions = transitions + 1, \
-                 on_site_at_ms = CASE WHEN $3 THEN $2 ELSE on_site_at_ms END, \
-                 closed_at_ms = CASE WHEN $4 THEN $2 ELSE closed_at_ms END, \
-                 false_alarm_reason = CASE WHEN $5 THEN $6 ELSE false_alarm_reason END, \
-                 override_by = CASE WHEN $7 THEN $8 ELSE override_by END, \
-                 override_reason = CASE WHEN $7 THEN $6 ELSE override_reason END WHERE id = $9",
-            )
-            .bind(to.as_str())
-            .bind(now)
-            .bind(fx.on_site)
-            .bind(fx.terminal)
-            .bind(to == IncidentState::FalseAlarm)
-            .bind(reason.as_deref())
-            .bind(fx.overridden)
-            .bind(override_by.as_deref())
-            .bind(iid)
-            .execute(&mut *conn)
-            .await,
-            "changing an incident's state",
-        )?;
+        let change = queries::StateChange {
+            to: to.as_str(),
+            on_site: fx.on_site,
+            terminal: fx.terminal,
+            false_alarm: to == IncidentState::FalseAlarm,
+            reason: reason.as_deref(),
+            overridden: fx.overridden,
+            override_by: override_by.as_deref(),
+        };
+        queries::change_state(conn, iid, &change, now).await?;
         let mut text = format!("{from} → {to}");
         if let Some(r) = &reason {
             text.push_str(&format!(" (reason: {r})"));
@@ -129,16 +106,7 @@ impl Engine {
             )
             .await?;
             for step in &fx.skipped_steps {
-                q(
-                    sqlx::query("UPDATE incident_steps SET status = 'skipped', done_at_ms = $1, done_by = $2, note = 'skipped by supervisor override' WHERE incident_id = $3 AND step_id = $4")
-                        .bind(now)
-                        .bind(&by)
-                        .bind(iid)
-                        .bind(step)
-                        .execute(&mut *conn)
-                        .await,
-                    "skipping steps",
-                )?;
+                queries::skip_step_by_override(conn, iid, step, &by, now).await?;
             }
             if !fx.skipped_steps.is_empty() {
                 let text = format!(
@@ -160,14 +128,7 @@ impl Engine {
         if fx.terminal {
             self.stop_steps(conn, iid, None, "stopped: incident closed", now)
                 .await?;
-            q(
-                sqlx::query("UPDATE timers SET fired_at_ms = $1, outcome = 'stopped: incident closed' WHERE incident_id = $2 AND fired_at_ms IS NULL")
-                    .bind(now)
-                    .bind(iid)
-                    .execute(&mut *conn)
-                    .await,
-                "stopping an incident's timers",
-            )?;
+            timers::stop_all(conn, iid, now).await?;
         } else if inc.acknowledged_at_ms.is_some() && !fx.acknowledges {
             Self::timer(
                 conn,
@@ -214,7 +175,7 @@ impl Engine {
                 inc.state
             ))));
         }
-        let steps = store::incidents::incident_steps(conn, iid).await?;
+        let steps = queries::incident_steps(conn, iid).await?;
         let found = match step.parse::<i64>() {
             Ok(n) => steps.iter().find(|s| s.idx == n),
             Err(_) => steps.iter().find(|s| s.step_id == step),
@@ -238,18 +199,7 @@ impl Engine {
             )));
         }
         let status = if skipped { "skipped" } else { "done" };
-        q(
-            sqlx::query("UPDATE incident_steps SET status = $1, done_at_ms = $2, done_by = $3, note = $4 WHERE incident_id = $5 AND idx = $6")
-                .bind(status)
-                .bind(now)
-                .bind(actor)
-                .bind(note.as_deref())
-                .bind(iid)
-                .bind(s.idx)
-                .execute(&mut *conn)
-                .await,
-            "recording a procedure step",
-        )?;
+        queries::record_step(conn, iid, s.idx, status, actor, note.as_deref(), now).await?;
         let mut text = format!("Step {} {status}: {}", s.step_id, s.text);
         if let Some(n) = &note {
             text.push_str(&format!(" — {n}"));

@@ -179,7 +179,7 @@ pub struct ConnTracker {
     listener: Listener,
     caps: Caps,
     counts: Mutex<Counts>,
-    metrics: Arc<crate::metrics::Metrics>,
+    metrics: Arc<NetMetrics>,
     log: LogGate,
 }
 
@@ -202,7 +202,7 @@ impl Permit {
     }
 
     pub fn metrics(&self) -> &NetMetrics {
-        &self.tracker.metrics.net
+        &self.tracker.metrics
     }
 }
 
@@ -221,7 +221,7 @@ pub fn source_of(peer: &SocketAddr) -> IpAddr {
 }
 
 impl ConnTracker {
-    pub fn new(listener: Listener, caps: Caps, metrics: Arc<crate::metrics::Metrics>) -> Arc<ConnTracker> {
+    pub fn new(listener: Listener, caps: Caps, metrics: Arc<NetMetrics>) -> Arc<ConnTracker> {
         Arc::new(ConnTracker {
             listener,
             caps,
@@ -252,7 +252,7 @@ impl ConnTracker {
                 Ok(())
             }
         };
-        let net = &self.metrics.net;
+        let net = &self.metrics;
         match verdict {
             Ok(()) => {
                 net.open[self.listener as usize].fetch_add(1, Relaxed);
@@ -287,12 +287,12 @@ impl ConnTracker {
                 }
             }
         }
-        self.metrics.net.open[self.listener as usize].fetch_sub(1, Relaxed);
+        self.metrics.open[self.listener as usize].fetch_sub(1, Relaxed);
     }
 
     /// Logs a cut (timeout, size) at most every 10 s per listener, and counts it.
     pub fn cut(&self, cut: Cut, peer: SocketAddr) {
-        self.metrics.net.count_cut(self.listener, cut);
+        self.metrics.count_cut(self.listener, cut);
         if let Some(suppressed) = self.log.allow() {
             warn!(listener = self.listener.as_str(), %peer, reason = cut.as_str(), suppressed,
                 "connection closed by a limit (counted on /metrics, logged at most every 10 s)");
@@ -347,7 +347,7 @@ mod tests {
                 max_connections: 3,
                 max_per_source: 2,
             },
-            metrics.clone(),
+            metrics.net.clone(),
         );
         let a1 = t.admit(peer("10.0.0.1")).unwrap();
         let _a2 = t.admit(peer("10.0.0.1")).unwrap();

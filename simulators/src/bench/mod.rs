@@ -4,7 +4,7 @@
 //! 1. transport — raw tonic bidi streaming of the same messages to a `GatewayLink` server
 //!    that acknowledges every batch at once and stores nothing;
 //! 2. storage — batched SQLite inserts of the same rows through the hub's own statement
-//!    (`store::write::insert_events`), same pragmas (WAL, synchronous FULL);
+//!    (`events::queries::insert_events`), same pragmas (WAL, synchronous FULL);
 //! 3. hub — the real `gatehouse-hub` (child process) ingesting the same streams;
 //! 4. MQTT — QoS 1 publishes through Mosquitto
 //!    on 127.0.0.1:1883 when one answers there (skipped with a note otherwise).

@@ -1,10 +1,10 @@
 //! Phase 2 of the bench: batched SQLite inserts of load rows through the hub's own
-//! statement (`store::write::insert_events`) and pragmas, the storage limit.
+//! statement (`events::queries::insert_events`) and pragmas, the storage limit.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use gatehouse_hub::{config::DatabaseUrl, store};
+use gatehouse_hub::{config::DatabaseUrl, events, store};
 use gatehouse_proto as pb;
 use prost::Message as _;
 
@@ -18,7 +18,7 @@ pub(super) async fn storage(path: &std::path::Path, rows_per_commit: usize, dura
     let began = Instant::now();
     while began.elapsed() < duration {
         let now = pb::now_ms();
-        let rows: Vec<store::write::EventRow> = (0..rows_per_commit)
+        let rows: Vec<events::queries::EventRow> = (0..rows_per_commit)
             .map(|_| {
                 seq += 1;
                 let gw = format!("gw-load-{}", seq % 1000);
@@ -40,7 +40,7 @@ pub(super) async fn storage(path: &std::path::Path, rows_per_commit: usize, dura
                         reason: String::new(),
                     })),
                 };
-                store::write::EventRow {
+                events::queries::EventRow {
                     payload: event.encode_to_vec(),
                     gateway_id: event.gateway_id,
                     seq,
@@ -56,7 +56,7 @@ pub(super) async fn storage(path: &std::path::Path, rows_per_commit: usize, dura
             })
             .collect();
         let mut tx = pool.begin().await?;
-        stored += store::write::insert_events(&mut tx, &rows, now).await?;
+        stored += events::queries::insert_events(&mut tx, &rows, now).await?;
         tx.commit().await?;
     }
     let rate = stored as f64 / began.elapsed().as_secs_f64();

@@ -1,4 +1,4 @@
-//! `GatewayLink.Connect`: one bidirectional stream per gateway (DESIGN §4.4).
+//! `GatewayLink.Connect`: one bidirectional stream per gateway (docs/design.md, gRPC).
 //!
 //! Hello → Welcome{last_seq}; then each EventBatch is checked, queued to the writer, and
 //! acknowledged (in order) once the writer has committed it. Several batches may be in
@@ -6,16 +6,16 @@
 //! arrives on the network may panic the hub: everything is checked and refused with a
 //! status instead.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::stream::{FuturesOrdered, StreamExt as _};
 use gatehouse_proto::gateway_link_server::GatewayLink;
 use gatehouse_proto::{
-    Ack, Command, Downlink, Event, Hello, Rejection, RejectionReason, Uplink, Welcome, downlink, now_ms, uplink,
+    Ack, Downlink, Event, Hello, Rejection, RejectionReason, Uplink, Welcome, downlink, now_ms, uplink,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -23,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
-use super::writer::{HelloRecord, Holds, IngestOutcome, Rejected, WriterError, WriterHandle};
 use crate::metrics::{Metrics, RejectKind};
+use crate::writer::{HelloRecord, Holds, IngestOutcome, Rejected, WriterError, WriterHandle};
 
 /// How often the hub asks gateways to send a heartbeat when idle.
 pub const HEARTBEAT_INTERVAL_MS: u32 = 5_000;
@@ -41,98 +41,9 @@ const MAX_DEVICES: usize = 100_000;
 
 type DownlinkSender = mpsc::Sender<Result<Downlink, Status>>;
 
-/// Why a downlink message could not be sent.
-#[derive(Debug, thiserror::Error)]
-pub enum LinkError {
-    #[error("gateway {0} is not connected")]
-    NotConnected(String),
-    #[error("the stream of gateway {0} closed")]
-    Closed(String),
-}
+mod registry;
 
-struct Link {
-    conn_id: u64,
-    tx: DownlinkSender,
-    cancel: CancellationToken,
-}
-
-/// The gateways connected now, and a way to send them downlink messages.
-#[derive(Clone, Default)]
-pub struct LinkRegistry {
-    links: Arc<Mutex<HashMap<String, Link>>>,
-    next_conn: Arc<AtomicU64>,
-}
-
-impl std::fmt::Debug for LinkRegistry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LinkRegistry")
-            .field("connected", &self.connected())
-            .finish()
-    }
-}
-
-impl LinkRegistry {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Link>> {
-        // A panic while holding this lock cannot leave the map inconsistent.
-        self.links.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Ids of the gateways with an open stream, sorted.
-    pub fn connected(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self.lock().keys().cloned().collect();
-        ids.sort();
-        ids
-    }
-
-    pub fn connected_count(&self) -> usize {
-        self.lock().len()
-    }
-
-    pub fn is_connected(&self, gateway_id: &str) -> bool {
-        self.lock().contains_key(gateway_id)
-    }
-
-    /// Sends a command down to a connected gateway.
-    pub async fn send_command(&self, gateway_id: &str, command: Command) -> Result<(), LinkError> {
-        let tx = self
-            .lock()
-            .get(gateway_id)
-            .map(|l| l.tx.clone())
-            .ok_or_else(|| LinkError::NotConnected(gateway_id.to_owned()))?;
-        tx.send(Ok(Downlink {
-            msg: Some(downlink::Msg::Command(command)),
-        }))
-        .await
-        .map_err(|_| LinkError::Closed(gateway_id.to_owned()))
-    }
-
-    /// A number for a new stream of any gateway.
-    fn next_conn_id(&self) -> u64 {
-        self.next_conn.fetch_add(1, Ordering::Relaxed) + 1
-    }
-
-    /// Makes a stream the gateway's current one (commands go to it), ending any older one.
-    /// Called only once its Welcome is queued: the gateway must read Welcome first, so no
-    /// command may be queued on the stream before it.
-    fn register(&self, gateway_id: &str, conn_id: u64, tx: DownlinkSender, cancel: CancellationToken) {
-        let old = self.lock().insert(gateway_id.to_owned(), Link { conn_id, tx, cancel });
-        if let Some(old) = old {
-            info!(gateway = %gateway_id, "a new stream replaces the gateway's older one");
-            old.cancel.cancel();
-        }
-    }
-
-    /// Removes a stream if it is still the gateway's current one.
-    fn unregister(&self, gateway_id: &str, conn_id: u64) -> bool {
-        let mut links = self.lock();
-        if links.get(gateway_id).is_some_and(|l| l.conn_id == conn_id) {
-            links.remove(gateway_id);
-            true
-        } else {
-            false
-        }
-    }
-}
+pub use registry::{LinkError, LinkRegistry};
 
 /// The `GatewayLink` service.
 #[derive(Clone)]

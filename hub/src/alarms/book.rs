@@ -3,6 +3,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use serde::Deserialize;
+
 use crate::alarms::{AlarmKey, HistoryChange};
 
 /// The two independent bits of an alarm.
@@ -218,6 +220,38 @@ pub fn shelve_until(minutes: i64, max_minutes: i64, reason: &str, now: i64) -> R
         return Err(format!("minutes must be between 1 and {max_minutes}"));
     }
     Ok(now + minutes * 60_000)
+}
+
+/// `[alarms]`: ISA-18.2 alarm-management thresholds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlarmsConfig {
+    /// An alarm activating this many times within `chatter_window_s` is chattering.
+    pub chatter_activations: u32,
+    pub chatter_window_s: u32,
+    /// More than this many new alarms within `flood_window_s` start flood mode …
+    pub flood_start_above: u32,
+    /// … which ends when fewer than this many remain in the window.
+    pub flood_end_below: u32,
+    pub flood_window_s: u32,
+    /// Longest shelving an operator may ask for.
+    pub shelve_max_minutes: u32,
+    /// A gateway not heard from for this long raises one P4 alarm (its devices: unknown).
+    pub gateway_silent_after_s: u32,
+}
+
+impl Default for AlarmsConfig {
+    fn default() -> Self {
+        AlarmsConfig {
+            chatter_activations: 3,
+            chatter_window_s: 60,
+            flood_start_above: 10,
+            flood_end_below: 5,
+            flood_window_s: 600,
+            shelve_max_minutes: 480,
+            gateway_silent_after_s: 30,
+        }
+    }
 }
 
 #[cfg(test)]

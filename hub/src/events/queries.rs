@@ -1,11 +1,11 @@
-//! Writes, all inside the ingest writer's transaction. Nothing else writes to the database.
+//! Every SQL statement on events, gateways (their sequence and progress), their device
+//! registries, command results and the vehicle-entry count. Writes run only inside the
+//! single writer's transaction.
 
 use gatehouse_proto::{CommandResult, DeviceInfo, DeviceKind};
 use sqlx::{QueryBuilder, Sqlite};
 
-use super::{Conn, Context, StoreError};
-use crate::alarms::{AlarmKey, HistoryChange};
-use crate::rules::Activation;
+use crate::store::{Conn, Context, Pool, StoreError};
 
 /// One event as stored.
 #[derive(Debug, Clone)]
@@ -172,151 +172,62 @@ pub async fn command_result(
     Ok(())
 }
 
-/// Who or what caused an alarm change.
-#[derive(Debug, Clone, Default)]
-pub struct Cause<'a> {
-    pub actor: Option<&'a str>,
-    pub event: Option<(&'a str, i64)>,
-    pub note: Option<&'a str>,
+/// A gateway row.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct GatewayRow {
+    pub id: String,
+    pub estate_id: String,
+    pub software_version: String,
+    pub connected: bool,
+    pub last_seen_ms: Option<i64>,
+    pub last_seq: i64,
 }
 
-/// Raises, re-raises or updates an alarm. Re-activating a cleared alarm re-arms it
-/// (unacknowledged again). Returns the alarm id and what the change was.
-pub async fn activate(
-    conn: &mut Conn,
-    a: &Activation,
-    now_ms: i64,
-    cause: &Cause<'_>,
-) -> Result<(i64, HistoryChange), StoreError> {
-    let (id, activations): (i64, i64) = sqlx::query_as(
-        "INSERT INTO alarms (estate_id, device_id, gateway_id, area, condition, priority, \
-         category, message, active, acknowledged, latched, activations, value, raised_at_ms, \
-         changed_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $13, $13) \
-         ON CONFLICT (estate_id, device_id, condition) DO UPDATE SET \
-         gateway_id = excluded.gateway_id, area = excluded.area, \
-         priority = excluded.priority, category = excluded.category, \
-         message = excluded.message, latched = excluded.latched, value = excluded.value, \
-         activations = alarms.activations + 1, changed_at_ms = excluded.changed_at_ms, \
-         raised_at_ms = CASE WHEN alarms.active THEN alarms.raised_at_ms \
-                        ELSE excluded.raised_at_ms END, \
-         acknowledged = CASE WHEN alarms.active THEN alarms.acknowledged ELSE $10 END, \
-         acked_at_ms = CASE WHEN alarms.active THEN alarms.acked_at_ms ELSE NULL END, \
-         acked_by = CASE WHEN alarms.active THEN alarms.acked_by ELSE NULL END, \
-         active = $9 \
-         RETURNING id, activations",
+pub async fn gateways(pool: &Pool) -> Result<Vec<GatewayRow>, StoreError> {
+    sqlx::query_as::<_, GatewayRow>(
+        "SELECT id, estate_id, software_version, connected, last_seen_ms, last_seq \
+         FROM gateways ORDER BY estate_id, id",
     )
-    .bind(&a.key.estate)
-    .bind(&a.key.device)
-    .bind(&a.gateway)
-    .bind(&a.area)
-    .bind(&a.key.condition)
-    .bind(a.priority.as_str())
-    .bind(a.category.as_str())
-    .bind(&a.message)
-    .bind(true)
-    .bind(false)
-    .bind(a.latched)
-    .bind(a.value)
-    .bind(now_ms)
-    .fetch_one(&mut *conn)
+    .fetch_all(pool)
     .await
-    .context(|| format!("raising alarm on device {} of estate {}", a.key.device, a.key.estate))?;
-    let change = if a.repeat {
-        HistoryChange::Updated
-    } else if activations == 1 {
-        HistoryChange::Raised
-    } else {
-        HistoryChange::Reraised
-    };
-    history(conn, id, change, now_ms, cause).await?;
-    Ok((id, change))
+    .context(|| "listing gateways".into())
 }
 
-/// Stores an active alarm's latest value (no history row).
-pub async fn set_value(conn: &mut Conn, key: &AlarmKey, value: f64) -> Result<(), StoreError> {
-    sqlx::query("UPDATE alarms SET value = $1 WHERE estate_id = $2 AND device_id = $3 AND condition = $4")
-        .bind(value)
-        .bind(&key.estate)
-        .bind(&key.device)
-        .bind(&key.condition)
-        .execute(&mut *conn)
+/// Every gateway's stored last sequence number (writer start).
+pub async fn gateway_seqs(pool: &Pool) -> Result<Vec<(String, i64)>, StoreError> {
+    sqlx::query_as::<_, (String, i64)>("SELECT id, last_seq FROM gateways")
+        .fetch_all(pool)
         .await
-        .context(|| format!("updating the value of an alarm of device {}", key.device))?;
+        .context(|| "reading gateway sequence numbers".into())
+}
+
+/// Marks every gateway disconnected (start: no stream survives a restart).
+pub async fn mark_all_disconnected(pool: &Pool) -> Result<(), StoreError> {
+    sqlx::query("UPDATE gateways SET connected = $1 WHERE connected = $2")
+        .bind(false)
+        .bind(true)
+        .execute(pool)
+        .await
+        .context(|| "marking gateways disconnected".into())?;
     Ok(())
 }
 
-/// Clears an active alarm. Returns its id, or None if it was not active.
-pub async fn clear(conn: &mut Conn, key: &AlarmKey, now_ms: i64, cause: &Cause<'_>) -> Result<Option<i64>, StoreError> {
-    let id: Option<i64> = sqlx::query_scalar(
-        "UPDATE alarms SET active = $1, changed_at_ms = $2 \
-         WHERE estate_id = $3 AND device_id = $4 AND condition = $5 AND active = $6 \
-         RETURNING id",
+/// Marks a gateway's devices' state unknown (it fell silent) or known again; returns how many.
+pub async fn set_devices_unknown(conn: &mut Conn, gateway: &str, unknown: bool) -> Result<u64, StoreError> {
+    let what = if unknown {
+        "marking devices unknown"
+    } else {
+        "marking devices known"
+    };
+    Ok(
+        sqlx::query("UPDATE devices SET state_unknown = $1 WHERE gateway_id = $2")
+            .bind(unknown)
+            .bind(gateway)
+            .execute(&mut *conn)
+            .await
+            .context(|| what.into())?
+            .rows_affected(),
     )
-    .bind(false)
-    .bind(now_ms)
-    .bind(&key.estate)
-    .bind(&key.device)
-    .bind(&key.condition)
-    .bind(true)
-    .fetch_optional(&mut *conn)
-    .await
-    .context(|| format!("clearing an alarm of device {}", key.device))?;
-    if let Some(id) = id {
-        history(conn, id, HistoryChange::Cleared, now_ms, cause).await?;
-    }
-    Ok(id)
-}
-
-/// Records an operator's acknowledgement. Returns the alarm id, or None if unknown.
-pub async fn acknowledge(
-    conn: &mut Conn,
-    key: &AlarmKey,
-    operator: &str,
-    now_ms: i64,
-    cause: &Cause<'_>,
-) -> Result<Option<i64>, StoreError> {
-    let id: Option<i64> = sqlx::query_scalar(
-        "UPDATE alarms SET acknowledged = $1, acked_at_ms = $2, acked_by = $3, \
-         changed_at_ms = $2 WHERE estate_id = $4 AND device_id = $5 AND condition = $6 \
-         RETURNING id",
-    )
-    .bind(true)
-    .bind(now_ms)
-    .bind(operator)
-    .bind(&key.estate)
-    .bind(&key.device)
-    .bind(&key.condition)
-    .fetch_optional(&mut *conn)
-    .await
-    .context(|| format!("acknowledging an alarm of device {}", key.device))?;
-    if let Some(id) = id {
-        history(conn, id, HistoryChange::Acknowledged, now_ms, cause).await?;
-    }
-    Ok(id)
-}
-
-pub async fn history(
-    conn: &mut Conn,
-    alarm_id: i64,
-    change: HistoryChange,
-    now_ms: i64,
-    cause: &Cause<'_>,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO alarm_history (alarm_id, at_ms, change, actor, event_gateway_id, \
-         event_seq, note) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(alarm_id)
-    .bind(now_ms)
-    .bind(change.as_str())
-    .bind(cause.actor)
-    .bind(cause.event.map(|(g, _)| g))
-    .bind(cause.event.map(|(_, s)| s))
-    .bind(cause.note)
-    .execute(&mut *conn)
-    .await
-    .context(|| format!("writing the history of alarm {alarm_id}"))?;
-    Ok(())
 }
 
 /// `door`, `fire_panel`, ... for a `DeviceKind` number (`unknown` if out of range).
@@ -330,4 +241,31 @@ pub fn device_kind_name(kind: i32) -> &'static str {
         Ok(DeviceKind::Unspecified) => "unspecified",
         Err(_) => "unknown",
     }
+}
+
+/// Counts one vehicle entry of `day` (`YYYY-MM-DD`) for the registration KPI; no plate stored.
+pub async fn count_vehicle_entry(conn: &mut Conn, estate: &str, day: &str, registered: bool) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO vehicle_entries (estate_id, day, entries, registered) VALUES ($1, $2, 1, $3) \
+         ON CONFLICT (estate_id, day) DO UPDATE SET entries = vehicle_entries.entries + 1, \
+         registered = vehicle_entries.registered + excluded.registered",
+    )
+    .bind(estate)
+    .bind(day)
+    .bind(i64::from(registered))
+    .execute(&mut *conn)
+    .await
+    .context(|| "counting a vehicle entry".into())?;
+    Ok(())
+}
+
+/// (estate, entries, registered) per estate since `from_day` (`YYYY-MM-DD`).
+pub async fn vehicle_entries_since(pool: &Pool, from_day: &str) -> Result<Vec<(String, i64, i64)>, StoreError> {
+    sqlx::query_as(
+        "SELECT estate_id, SUM(entries), SUM(registered) FROM vehicle_entries WHERE day >= $1 GROUP BY estate_id",
+    )
+    .bind(from_day)
+    .fetch_all(pool)
+    .await
+    .context(|| "counting vehicle entries".into())
 }

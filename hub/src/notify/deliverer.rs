@@ -1,4 +1,4 @@
-//! Notifications: the live stream's events, and the deliverer that sends the outbox.
+//! The deliverer: the one task that sends the notification outbox (I/O: HTTP and the log).
 //!
 //! The writer inserts notification rows in the same transaction as the decision that caused
 //! them (an escalation step, a supervisor alert, a flood). The deliverer asks the writer to
@@ -13,52 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hmac::{KeyInit, Mac};
-use serde::Serialize;
-use serde_json::Value;
 use sha2::Sha256;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::ingest::WriterHandle;
-
-/// One change on the live stream (`GET /api/v1/stream`): SSE event name = `kind`.
-#[derive(Debug, Clone, Serialize)]
-pub struct StreamEvent {
-    /// alarm | incident | notification | flood
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub id: i64,
-    pub change: String,
-    pub data: Value,
-}
-
-/// A claimed notification to send.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    pub id: i64,
-    pub channel: String,
-    pub recipient: String,
-    pub body: String,
-    /// Attempts made before this one.
-    pub attempts: i64,
-}
-
-/// How a send went.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeliveryOutcome {
-    pub id: i64,
-    pub ok: bool,
-    pub error: Option<String>,
-}
-
-/// Delay before the next attempt after `attempts` failed ones: initial × 2^(attempts−1), capped.
-pub fn backoff_ms(attempts: i64, initial_s: u32, max_s: u32) -> i64 {
-    let exp = attempts.clamp(1, 30) - 1;
-    (i64::from(initial_s) * 1000)
-        .saturating_mul(1i64 << exp)
-        .min(i64::from(max_s) * 1000)
-}
+use super::outbox::{Delivery, DeliveryDesk, DeliveryOutcome};
 
 /// `sha256=<hex>` of the body under `secret`.
 pub fn signature(secret: &str, body: &[u8]) -> String {
@@ -79,7 +39,12 @@ pub struct DelivererConfig {
 }
 
 /// Runs until `stop`: claims due notifications, sends them, reports the outcomes.
-pub async fn run_deliverer(writer: WriterHandle, wake: Arc<Notify>, config: DelivererConfig, stop: CancellationToken) {
+pub async fn run_deliverer<D: DeliveryDesk>(
+    writer: D,
+    wake: Arc<Notify>,
+    config: DelivererConfig,
+    stop: CancellationToken,
+) {
     let client = match reqwest::Client::builder()
         .timeout(config.timeout)
         .redirect(reqwest::redirect::Policy::none())
@@ -171,14 +136,6 @@ fn without_url(e: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_from_the_initial_delay_up_to_the_cap() {
-        let b: Vec<_> = (1..=8).map(|a| backoff_ms(a, 5, 60)).collect();
-        assert_eq!(b, [5_000, 10_000, 20_000, 40_000, 60_000, 60_000, 60_000, 60_000]);
-        assert_eq!(backoff_ms(0, 5, 60), 5_000);
-        assert_eq!(backoff_ms(1_000, 5, 300), 300_000);
-    }
 
     #[test]
     fn signature_is_the_hex_hmac_sha256_of_the_body() {

@@ -1,4 +1,12 @@
-//! The ingest writer: one task that owns every write to the database.
+//! The single writer: one task that owns every write to the database.
+//!
+//! Invariant: nothing else writes. Everything that changes stored state (event batches,
+//! Hellos, operator actions, delivery outcomes, the timers' tick) is a request
+//! on its channel, applied in the writer's transaction by the [`Engine`] and the domains'
+//! `queries.rs`; stream events are published only after the commit.
+//!
+//! `handle.rs` is the mailbox and its answers, `seqs.rs` the pure sequence rule, `watch.rs` the
+//! stall watch, `trace.rs` the spans; this file is the loop and the transaction.
 //!
 //! Stream handlers and the HTTP API send it requests on a bounded channel. It takes
 //! everything queued (group commit, bounded by [`MAX_GROUP_EVENTS`]) and, in ONE
@@ -16,21 +24,19 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gatehouse_proto::{CommandResult, DeviceInfo, Event, event::Body};
-use prost::Message as _;
-use tokio::sync::{Notify, broadcast, mpsc, oneshot};
+use tokio::sync::{Notify, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument as _, debug, error, info, warn};
+use tracing::{Instrument as _, debug, error, info};
 
-use crate::alarms::AlarmJson;
+use crate::alarms::queries::{self as alarm_queries, Cause};
+use crate::alarms::rules::{ActiveAlarm, AlarmChange, RuleState};
 use crate::clock::Clock;
 use crate::config::{IngestConfig, PointRuleConfig};
-use crate::engine::{Engine, Op, OpError};
-use crate::metrics::{Metrics, RejectKind};
-use crate::notify::{Delivery, DeliveryOutcome, StreamEvent};
-use crate::rules::{ActiveAlarm, AlarmChange, RuleState};
-use crate::store::write::{self, Cause, EventRow};
-use crate::store::{self, Pool, StoreError};
+use crate::engine::Engine;
+use crate::events::queries::{self as events, EventRow};
+use crate::metrics::Metrics;
+use crate::notify::StreamEvent;
+use crate::store::{Pool, StoreError};
 
 /// Most events committed in one transaction (more stay queued for the next).
 pub const MAX_GROUP_EVENTS: usize = 5_000;
@@ -39,294 +45,17 @@ const MAX_GROUP_REQUESTS: usize = 1_024;
 /// Requests that can wait for the writer before senders are held back.
 const QUEUE_DEPTH: usize = 1_024;
 
-/// Why the writer could not do what was asked.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum WriterError {
-    #[error("the ingest writer has stopped")]
-    Stopped,
-    #[error("commit failed: {0}")]
-    Commit(String),
-    #[error("gateway {0} must reconnect: an earlier batch of its stream failed to commit")]
-    MustReconnect(String),
-    #[error("{0}")]
-    Rejected(Rejected),
-}
+mod handle;
+mod seqs;
+mod trace;
+mod watch;
 
-/// A batch refused for its sequence numbers: nothing of it was stored.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("batch {first_seq}..={last_seq} refused ({}): {detail}", kind.as_str())]
-pub struct Rejected {
-    pub kind: RejectKind,
-    pub first_seq: u64,
-    pub last_seq: u64,
-    pub detail: String,
-}
+pub use handle::{AckError, ActionError, HelloRecord, Holds, IngestOutcome, WriterError, WriterHandle};
+pub use seqs::{Rejected, check_seqs};
 
-/// Checks a batch's sequence numbers (sorted) against the gateway's last stored one: none
-/// above the ceiling, and no step between consecutive new numbers larger than the gap.
-/// Pure, so the rule is table-tested.
-pub fn check_seqs(events: &[Event], last: i64, limits: &IngestConfig) -> Result<(), Rejected> {
-    let first_seq = events.first().map_or(0, |e| e.seq);
-    let last_seq = events.last().map_or(0, |e| e.seq);
-    let reject = |kind, detail: String| Rejected {
-        kind,
-        first_seq,
-        last_seq,
-        detail,
-    };
-    if last_seq > limits.max_seq {
-        return Err(reject(
-            RejectKind::SeqCeiling,
-            format!(
-                "seq {last_seq} is above the hub's ceiling {} (ingest.max_seq)",
-                limits.max_seq
-            ),
-        ));
-    }
-    let mut prev = u64::try_from(last).unwrap_or(0);
-    for e in events {
-        if e.seq <= prev {
-            continue;
-        }
-        if e.seq - prev > limits.max_seq_gap {
-            return Err(reject(
-                RejectKind::SeqGap,
-                format!(
-                    "seq {} jumps {} past {prev}, more than ingest.max_seq_gap ({})",
-                    e.seq,
-                    e.seq - prev,
-                    limits.max_seq_gap
-                ),
-            ));
-        }
-        prev = e.seq;
-    }
-    Ok(())
-}
-
-/// Why an acknowledgement was not recorded.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum AckError {
-    #[error("alarm {0} not found")]
-    NotFound(i64),
-    #[error("alarm {0} is already acknowledged")]
-    AlreadyAcknowledged(i64),
-    #[error(transparent)]
-    Writer(#[from] WriterError),
-}
-
-/// Why an operator action was not carried out.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ActionError {
-    #[error(transparent)]
-    Refused(#[from] OpError),
-    #[error(transparent)]
-    Writer(#[from] WriterError),
-}
-
-/// What became of one batch.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct IngestOutcome {
-    pub stored: usize,
-    pub duplicates: usize,
-}
-
-/// What a gateway says it holds (Hello, Heartbeat): the highest sequence number its outbox
-/// committed and how many events the hub has not acknowledged.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Holds {
-    pub last_seq: u64,
-    pub pending: u64,
-}
-
-/// A gateway's Hello as the writer records it.
-#[derive(Debug, Clone)]
-pub struct HelloRecord {
-    pub gateway_id: String,
-    pub estate_id: String,
-    pub software_version: String,
-    pub devices: Vec<DeviceInfo>,
-    /// Identifies this stream, so a late "disconnected" of a replaced stream is ignored.
-    pub conn_id: u64,
-    pub holds: Holds,
-}
-
-type Reply<T> = oneshot::Sender<Result<T, WriterError>>;
-
-enum Request {
-    Hello(HelloRecord, Reply<u64>),
-    Ingest {
-        gateway_id: String,
-        events: Vec<Event>,
-        reply: Reply<IngestOutcome>,
-    },
-    Seen {
-        gateway_id: String,
-        at_ms: i64,
-        holds: Holds,
-    },
-    Disconnected {
-        gateway_id: String,
-        conn_id: u64,
-    },
-    CommandResult {
-        gateway_id: String,
-        result: CommandResult,
-    },
-    Acknowledge {
-        alarm_id: i64,
-        operator: String,
-        note: Option<String>,
-        reply: oneshot::Sender<Result<AlarmJson, AckError>>,
-    },
-    /// Run the timers now (tests, after advancing a manual clock).
-    Tick(oneshot::Sender<()>),
-    Op(Op, oneshot::Sender<Result<i64, ActionError>>),
-    Claim(i64, Reply<Vec<Delivery>>),
-    Delivered(DeliveryOutcome),
-}
-
-impl Request {
-    fn events(&self) -> usize {
-        match self {
-            Request::Ingest { events, .. } => events.len(),
-            _ => 0,
-        }
-    }
-}
-
-/// A cheap, cloneable handle for sending work to the writer.
-#[derive(Clone, Debug)]
-pub struct WriterHandle {
-    tx: mpsc::Sender<Request>,
-}
-
-impl std::fmt::Debug for Request {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Request")
-    }
-}
-
-impl WriterHandle {
-    async fn send(&self, request: Request) -> Result<(), WriterError> {
-        self.tx.send(request).await.map_err(|_| WriterError::Stopped)
-    }
-
-    /// Records a Hello; returns the gateway's durably stored last sequence number.
-    pub async fn hello(&self, hello: HelloRecord) -> Result<u64, WriterError> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Request::Hello(hello, reply)).await?;
-        rx.await.map_err(|_| WriterError::Stopped)?
-    }
-
-    /// Queues a batch (events already checked to belong to `gateway_id`). The returned
-    /// receiver answers once the batch is committed; queueing waits while the writer is full.
-    pub async fn ingest(
-        &self,
-        gateway_id: String,
-        events: Vec<Event>,
-    ) -> Result<oneshot::Receiver<Result<IngestOutcome, WriterError>>, WriterError> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Request::Ingest {
-            gateway_id,
-            events,
-            reply,
-        })
-        .await?;
-        Ok(rx)
-    }
-
-    /// The gateway was heard from (heartbeat); written with the next transaction.
-    pub async fn seen(&self, gateway_id: String, at_ms: i64, holds: Holds) -> Result<(), WriterError> {
-        self.send(Request::Seen {
-            gateway_id,
-            at_ms,
-            holds,
-        })
-        .await
-    }
-
-    /// A gateway's stream ended.
-    pub async fn disconnected(&self, gateway_id: String, conn_id: u64) -> Result<(), WriterError> {
-        self.send(Request::Disconnected { gateway_id, conn_id }).await
-    }
-
-    pub async fn command_result(&self, gateway_id: String, result: CommandResult) -> Result<(), WriterError> {
-        self.send(Request::CommandResult { gateway_id, result }).await
-    }
-
-    /// Runs the writer's timers now (on-delays, escalation, shelving, response targets,
-    /// flood end, silent gateways) and returns after that transaction committed.
-    pub async fn tick_now(&self) -> Result<(), WriterError> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Request::Tick(reply)).await?;
-        rx.await.map_err(|_| WriterError::Stopped)
-    }
-
-    /// Carries out an operator action; answers with the alarm or incident id after the commit.
-    pub async fn op(&self, op: Op) -> Result<i64, ActionError> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Request::Op(op, reply)).await?;
-        rx.await.map_err(|_| WriterError::Stopped)?
-    }
-
-    /// Leases up to `limit` due notifications to the deliverer.
-    pub async fn claim_deliveries(&self, limit: i64) -> Result<Vec<Delivery>, WriterError> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Request::Claim(limit, reply)).await?;
-        rx.await.map_err(|_| WriterError::Stopped)?
-    }
-
-    /// Records how a delivery went.
-    pub async fn delivery_result(&self, outcome: DeliveryOutcome) -> Result<(), WriterError> {
-        self.send(Request::Delivered(outcome)).await
-    }
-
-    /// An operator acknowledges alarm `alarm_id`; answers with the alarm after the commit.
-    pub async fn acknowledge(
-        &self,
-        alarm_id: i64,
-        operator: String,
-        note: Option<String>,
-    ) -> Result<AlarmJson, AckError> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Request::Acknowledge {
-            alarm_id,
-            operator,
-            note,
-            reply,
-        })
-        .await?;
-        rx.await.map_err(|_| WriterError::Stopped)?
-    }
-}
-
-/// Answers held until the transaction commits.
-enum Answer {
-    Hello(Reply<u64>, u64),
-    Ingest(Reply<IngestOutcome>, IngestOutcome, String),
-    Refused(Reply<IngestOutcome>, String),
-    Rejected(Reply<IngestOutcome>, Rejected),
-    Ack(oneshot::Sender<Result<AlarmJson, AckError>>, Result<i64, AckError>),
-    Tick(oneshot::Sender<()>),
-    Op(oneshot::Sender<Result<i64, ActionError>>, Result<i64, OpError>),
-    Claim(Reply<Vec<Delivery>>, Vec<Delivery>),
-}
-
-/// The progress watch of one gateway: is it connected, holding events the hub has not
-/// stored, while the stored sequence stands still?
-#[derive(Debug, Clone)]
-struct Watch {
-    estate: String,
-    holds: Holds,
-    /// When the stored sequence last advanced, or the gateway last had nothing pending. A
-    /// reconnect does not move it, so a gateway that reconnects in a loop still stalls.
-    progress_at: i64,
-    stalled: bool,
-    /// When its stream last ended. A gateway back after a real absence (longer than half
-    /// `stall_after_s`) gets a fresh start; one reconnecting in a loop does not.
-    disconnected_at: Option<i64>,
-}
+use handle::{Answer, Request};
+use trace::{alarm_span, trace_span};
+use watch::Watch;
 
 /// The writer task's state.
 pub struct Writer {
@@ -402,9 +131,9 @@ impl Writer {
     }
 
     async fn reload(&mut self) -> Result<(), StoreError> {
-        self.last_seq = store::gateway_seqs(&self.pool).await?.into_iter().collect();
+        self.last_seq = events::gateway_seqs(&self.pool).await?.into_iter().collect();
         self.rules.forget_alarms();
-        for row in store::active_alarms(&self.pool).await? {
+        for row in alarm_queries::active_alarms(&self.pool).await? {
             self.rules.restore_active(
                 row.key(),
                 ActiveAlarm {
@@ -598,7 +327,7 @@ impl Writer {
                 let pool = self.pool.clone();
                 tokio::spawn(async move {
                     let reply = match result {
-                        Ok(id) => match store::find_alarm(&pool, id).await {
+                        Ok(id) => match alarm_queries::find_alarm(&pool, id).await {
                             Ok(Some(row)) => Ok(row.to_json()),
                             Ok(None) => Err(AckError::NotFound(id)),
                             Err(e) => Err(AckError::Writer(WriterError::Commit(e.to_string()))),
@@ -633,7 +362,7 @@ impl Writer {
         for request in group {
             match request {
                 Request::Hello(hello, reply) => {
-                    let stored = write::gateway_hello(
+                    let stored = events::gateway_hello(
                         &mut tx,
                         &hello.gateway_id,
                         &hello.estate_id,
@@ -685,16 +414,8 @@ impl Writer {
                         }
                         last = seq;
                         outcome.stored += 1;
-                        if let Some(Body::Vehicle(v)) = &event.body
-                            && v.direction() == gatehouse_proto::Direction::In
-                        {
-                            let registered = v.resident || !v.pass.trim().is_empty();
-                            Engine::vehicle_entry(&mut tx, &event.estate_id, registered, now).await?;
-                        }
-                        // A guard's badge at a post reader or patrol checkpoint (the rota).
-                        if let Some(Body::Access(_)) = &event.body {
-                            self.engine.rota_access(&mut tx, &mut self.rules, &event, now).await?;
-                        }
+                        // Vehicle entries, a guard's badge at a post or checkpoint (the rota).
+                        self.engine.on_event(&mut tx, &mut self.rules, &event, now).await?;
                         // The event's trace goes on here (OpenTelemetry export on, and the
                         // event carries a context): ingest until commit, one child per alarm change.
                         let span = trace_span(&event);
@@ -713,7 +434,7 @@ impl Writer {
                         if !span.is_none() {
                             self.traced.push(span);
                         }
-                        rows.push(event_row(event, seq));
+                        rows.push(crate::events::row(event, seq));
                     }
                     if outcome.duplicates > 0 {
                         debug!(gateway = %gateway_id, duplicates = outcome.duplicates, "dropped duplicate events");
@@ -741,11 +462,11 @@ impl Writer {
                             w.disconnected_at = Some(now);
                         }
                         self.seen.remove(&gateway_id);
-                        write::gateway_disconnected(&mut tx, &gateway_id, now).await?;
+                        events::gateway_disconnected(&mut tx, &gateway_id, now).await?;
                     }
                 }
                 Request::CommandResult { gateway_id, result } => {
-                    write::command_result(&mut tx, &gateway_id, &result, now).await?;
+                    events::command_result(&mut tx, &gateway_id, &result, now).await?;
                 }
                 Request::Acknowledge {
                     alarm_id,
@@ -753,7 +474,7 @@ impl Writer {
                     note,
                     reply,
                 } => {
-                    let result = match store::get_alarm(&mut tx, alarm_id).await? {
+                    let result = match alarm_queries::get_alarm(&mut tx, alarm_id).await? {
                         None => Err(AckError::NotFound(alarm_id)),
                         Some(row) if row.acknowledged => Err(AckError::AlreadyAcknowledged(alarm_id)),
                         Some(row) => {
@@ -807,244 +528,20 @@ impl Writer {
         if !rows.is_empty() {
             // `ingested_at_ms`: when the rows are written, the last step before COMMIT (not
             // when the transaction began), so publish → ingested measures up to the commit.
-            write::insert_events(&mut tx, &rows, self.clock.now_ms().max(now)).await?;
+            events::insert_events(&mut tx, &rows, self.clock.now_ms().max(now)).await?;
         }
         for (gateway, seen_at) in self.seen.drain() {
             if !progress.contains_key(&gateway) {
-                write::gateway_progress(&mut tx, &gateway, None, seen_at).await?;
+                events::gateway_progress(&mut tx, &gateway, None, seen_at).await?;
             }
         }
         for (gateway, last) in &progress {
-            write::gateway_progress(&mut tx, gateway, Some(*last), now).await?;
+            events::gateway_progress(&mut tx, gateway, Some(*last), now).await?;
         }
         tx.commit().await.map_err(|source| StoreError::Query {
             what: "committing the ingest transaction".into(),
             source,
         })?;
         Ok(changes)
-    }
-}
-
-impl Writer {
-    /// Records what a gateway says it holds; caught up (nothing pending, or nothing the hub
-    /// has not stored) counts as progress.
-    async fn observe_holds(
-        &mut self,
-        conn: &mut store::Conn,
-        gateway: &str,
-        estate: Option<&str>,
-        holds: Holds,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        let stored = u64::try_from(self.last_seq.get(gateway).copied().unwrap_or(0)).unwrap_or(0);
-        let w = match (self.watch.get_mut(gateway), estate) {
-            (Some(w), _) => w,
-            (None, Some(estate)) => self.watch.entry(gateway.to_owned()).or_insert(Watch {
-                estate: estate.to_owned(),
-                holds,
-                progress_at: now,
-                stalled: false,
-                disconnected_at: None,
-            }),
-            (None, None) => return Ok(()),
-        };
-        if let Some(estate) = estate {
-            // A Hello: only an absence longer than a reconnect loop's backoff restarts the clock.
-            estate.clone_into(&mut w.estate);
-            let absence = i64::from(self.limits.stall_after_s) * 500;
-            if w.disconnected_at.take().is_some_and(|t| now - t >= absence) {
-                w.progress_at = now;
-            }
-        }
-        w.holds = holds;
-        if holds.pending == 0 || holds.last_seq <= stored {
-            self.progressed(conn, gateway, now).await?;
-        }
-        Ok(())
-    }
-
-    /// The gateway's stored sequence advanced (or it has nothing to send): clears a stall.
-    async fn progressed(&mut self, conn: &mut store::Conn, gateway: &str, now: i64) -> Result<(), StoreError> {
-        let Some(w) = self.watch.get_mut(gateway) else {
-            return Ok(());
-        };
-        w.progress_at = now;
-        if w.stalled {
-            w.stalled = false;
-            let estate = w.estate.clone();
-            self.engine.gateway_progressing(conn, gateway, &estate, now).await?;
-        }
-        Ok(())
-    }
-
-    /// Raises `gateway_stalled` for every connected gateway that holds events the hub has
-    /// not stored and whose stored sequence has stood still for `ingest.stall_after_s`.
-    async fn find_stalled(&mut self, conn: &mut store::Conn, now: i64) -> Result<(), StoreError> {
-        let after_ms = i64::from(self.limits.stall_after_s) * 1000;
-        let stalled: Vec<(String, String, Holds, u64)> = self
-            .watch
-            .iter()
-            .filter(|(g, w)| {
-                // Connected, or gone so briefly that it is reconnecting in a loop.
-                let present =
-                    self.current_conn.contains_key(*g) || w.disconnected_at.is_some_and(|t| now - t < after_ms / 2);
-                !w.stalled && present && now - w.progress_at >= after_ms
-            })
-            .filter_map(|(g, w)| {
-                let stored = u64::try_from(self.last_seq.get(g).copied().unwrap_or(0)).unwrap_or(0);
-                (w.holds.pending > 0 && w.holds.last_seq > stored)
-                    .then(|| (g.clone(), w.estate.clone(), w.holds, stored))
-            })
-            .collect();
-        for (gateway, estate, holds, stored) in stalled {
-            let message = format!(
-                "Gateway {gateway} connected but making no progress: it holds {} events (up to seq {}), the hub has stored up to {stored}, nothing new for {} s",
-                holds.pending, holds.last_seq, self.limits.stall_after_s
-            );
-            self.stall(conn, &gateway, &estate, &message, now).await?;
-        }
-        Ok(())
-    }
-
-    async fn stall(
-        &mut self,
-        conn: &mut store::Conn,
-        gateway: &str,
-        estate: &str,
-        message: &str,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        if let Some(w) = self.watch.get_mut(gateway) {
-            w.stalled = true;
-        }
-        self.engine.gateway_stalled(conn, gateway, estate, message, now).await
-    }
-
-    /// Counts, logs (once a minute per gateway) and alarms a refused batch.
-    async fn reject(
-        &mut self,
-        conn: &mut store::Conn,
-        gateway: &str,
-        rejected: &Rejected,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        self.metrics.batch_rejected(rejected.kind);
-        let quiet = self
-            .rejection_logged
-            .get(gateway)
-            .is_some_and(|t| t.elapsed() < Duration::from_secs(60));
-        if !quiet {
-            if self.rejection_logged.len() > 10_000 {
-                self.rejection_logged.clear();
-            }
-            self.rejection_logged.insert(gateway.to_owned(), Instant::now());
-            warn!(gateway, first_seq = rejected.first_seq, last_seq = rejected.last_seq, reason = rejected.kind.as_str(), detail = %rejected.detail,
-                "gateway batch refused; its stored sequence is unchanged (logged at most once a minute per gateway)");
-        }
-        let Some(estate) = self.watch.get(gateway).map(|w| w.estate.clone()) else {
-            return Ok(());
-        };
-        let message = format!("Gateway {gateway}: a batch was refused and nothing of it stored: {rejected}");
-        self.stall(conn, gateway, &estate, &message, now).await
-    }
-}
-
-/// `hub.ingest` for a traced event, a child of the context it carries; `Span::none()` when
-/// export is off or the event carries no context.
-fn trace_span(event: &Event) -> tracing::Span {
-    if !crate::telemetry::enabled() || event.trace_context.is_empty() {
-        return tracing::Span::none();
-    }
-    let span = tracing::info_span!(target: "gatehouse_hub::ingest", "hub.ingest",
-        gateway = %event.gateway_id, seq = event.seq, device = %event.device_id, committed = tracing::field::Empty);
-    crate::telemetry::set_parent(&span, &event.trace_context);
-    span
-}
-
-/// `hub.alarm`, a child of an event's `hub.ingest` span, around one alarm change.
-fn alarm_span(parent: &tracing::Span, change: &AlarmChange) -> tracing::Span {
-    if parent.is_none() {
-        return tracing::Span::none();
-    }
-    let what = match change {
-        AlarmChange::Activate(_) => "activate",
-        AlarmChange::Value { .. } => "value",
-        AlarmChange::Clear { .. } => "clear",
-        AlarmChange::Acknowledge { .. } => "acknowledge",
-    };
-    let key = change.key();
-    tracing::info_span!(target: "gatehouse_hub::alarms", parent: parent, "hub.alarm",
-        change = what, estate = %key.estate, device = %key.device, condition = %key.condition)
-}
-
-fn event_row(event: Event, seq: i64) -> EventRow {
-    let payload = event.encode_to_vec();
-    let body_kind = match &event.body {
-        Some(Body::Access(_)) => "access",
-        Some(Body::Door(_)) => "door",
-        Some(Body::Vehicle(_)) => "vehicle",
-        Some(Body::Intercom(_)) => "intercom",
-        Some(Body::Fire(_)) => "fire",
-        Some(Body::Point(_)) => "point",
-        Some(Body::Status(_)) => "status",
-        None => "none",
-    };
-    EventRow {
-        device_kind: write::device_kind_name(event.device_kind),
-        gateway_id: event.gateway_id,
-        seq,
-        event_id: event.event_id,
-        estate_id: event.estate_id,
-        device_id: event.device_id,
-        area: event.area,
-        occurred_at_ms: event.occurred_at_ms,
-        received_at_ms: event.received_at_ms,
-        body_kind,
-        payload,
-    }
-}
-
-#[cfg(test)]
-mod seq_tests {
-    use super::*;
-
-    fn batch(seqs: &[u64]) -> Vec<Event> {
-        seqs.iter()
-            .map(|s| Event {
-                seq: *s,
-                ..Default::default()
-            })
-            .collect()
-    }
-
-    #[test]
-    fn sequence_numbers_are_refused_above_the_ceiling_or_past_the_gap_and_gaps_within_it_pass() {
-        let limits = IngestConfig {
-            max_seq_gap: 1_000,
-            max_seq: 1 << 53,
-            ..Default::default()
-        };
-        let cases: &[(&[u64], i64, Option<RejectKind>)] = &[
-            (&[4, 5, 6], 3, None),
-            // Duplicates and a shed gap inside the bound are fine.
-            (&[2, 3, 900, 1_900], 3, None),
-            (&[(1 << 63) - 1], 3, Some(RejectKind::SeqCeiling)),
-            (&[u64::MAX], 0, Some(RejectKind::SeqCeiling)),
-            (&[(1 << 53) + 1], 1 << 53, Some(RejectKind::SeqCeiling)),
-            (&[1_005], 3, Some(RejectKind::SeqGap)),
-            // A jump inside the batch counts too.
-            (&[4, 2_000], 3, Some(RejectKind::SeqGap)),
-            (&[1_001], 0, Some(RejectKind::SeqGap)),
-        ];
-        for (seqs, last, want) in cases {
-            let got = check_seqs(&batch(seqs), *last, &limits).err().map(|r| r.kind);
-            assert_eq!(got, *want, "seqs {seqs:?} after {last}");
-        }
-        let r = check_seqs(&batch(&[4, 2_000]), 3, &limits).unwrap_err();
-        assert_eq!(
-            (r.first_seq, r.last_seq),
-            (4, 2_000),
-            "the rejection names the batch's range"
-        );
     }
 }

@@ -1,0 +1,208 @@
+//! Loading and validating configuration documents: defaults, every refusal names its key.
+
+use super::*;
+use crate::alarms::Priority;
+
+const BASE: &str = r#"
+[hub]
+grpc_listen = "127.0.0.1:0"
+http_listen = "127.0.0.1:0"
+database = "sqlite://data/hub.db"
+
+[[estates]]
+id = "estate-a"
+name = "Riverside Gardens"
+timezone = "Asia/Shanghai"
+"#;
+
+fn with(extra: &str) -> Result<HubConfig, ConfigError> {
+    HubConfig::from_toml(&format!("{BASE}{extra}"))
+}
+
+#[test]
+fn example_configuration_loads_with_defaults() {
+    let c = with(
+        r#"
+[[rules.points]]
+point = "outlet_pressure"
+low = 0.25
+deadband = 0.02
+delay_s = 5
+priority = "P3"
+
+[[rules.points]]
+point = "pump1_fault"
+when = true
+priority = "P3"
+"#,
+    )
+    .unwrap();
+    assert_eq!(c.hub.hub_id, "hub");
+    assert_eq!(c.rules.points.len(), 2);
+    assert_eq!(c.rules.points[0].priority, Priority::P3);
+    assert_eq!(
+        c.database_url().unwrap(),
+        DatabaseUrl::Sqlite("sqlite://data/hub.db".into())
+    );
+}
+
+#[test]
+fn unknown_key_is_rejected_and_named() {
+    let err = with("[[rules.points]]\npoint = \"p\"\nlow = 1.0\npriority = \"P3\"\nlimit = 3\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("limit"), "{err}");
+}
+
+#[test]
+fn rule_without_condition_is_rejected() {
+    let err = with("[[rules.points]]\npoint = \"p\"\npriority = \"P3\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("rules.points[0]"), "{err}");
+    assert!(err.contains("neither low/high nor when"), "{err}");
+}
+
+#[test]
+fn rule_naming_unknown_estate_is_rejected() {
+    let err = with("[[rules.points]]\npoint = \"p\"\nhigh = 2.0\nestate = \"nowhere\"\npriority = \"P2\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("rules.points[0].estate"), "{err}");
+}
+
+#[test]
+fn bad_priority_and_bad_address_are_rejected() {
+    assert!(with("[[rules.points]]\npoint = \"p\"\nhigh = 2.0\npriority = \"P9\"\n").is_err());
+    let err = HubConfig::from_toml(&BASE.replace("127.0.0.1:0\"\nhttp", "nowhere\"\nhttp"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("grpc_listen"), "{err}");
+}
+
+#[test]
+fn low_above_high_and_unknown_database_scheme_are_rejected() {
+    assert!(with("[[rules.points]]\npoint = \"p\"\nlow = 3.0\nhigh = 2.0\npriority = \"P3\"\n").is_err());
+    let err = HubConfig::from_toml(&BASE.replace("sqlite://data/hub.db", "mysql://x"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("hub.database"), "{err}");
+}
+
+#[test]
+fn postgres_url_is_accepted_by_the_parser() {
+    let c = HubConfig::from_toml(&BASE.replace("sqlite://data/hub.db", "postgres://u@h/db")).unwrap();
+    assert!(matches!(c.database_url().unwrap(), DatabaseUrl::Postgres(_)));
+}
+
+#[test]
+fn incident_sections_load_with_defaults_and_policies_roster_and_procedures() {
+    let c = with(
+        r#"
+[alarms]
+flood_start_above = 20
+
+[incidents]
+response_target_s = 600
+
+[[escalation.policies]]
+category = "fire"
+priority = "P1"
+steps = [
+  { role = "monitoring_room" },
+  { role = "duty_manager", wait_s = 30, condition = "not_acknowledged", repeat = 2, repeat_every_s = 60 },
+]
+
+[[procedures]]
+category = "pump_flooding"
+steps = [{ id = "check", text = "Check the pump room", mandatory = true }]
+
+[[roster]]
+estate = "estate-a"
+role = "supervisor"
+name = "Zhang Wei"
+channel = "http://127.0.0.1:9000/hook"
+
+[[roster]]
+role = "duty_manager"
+name = "Centre duty manager"
+channel = "log"
+
+[notify]
+webhook_secret = "0123456789abcdef0123"
+"#,
+    )
+    .unwrap();
+    assert_eq!(c.alarms.flood_start_above, 20);
+    assert_eq!(c.alarms.flood_end_below, 5);
+    assert_eq!(c.incidents.response_target_s, 600);
+    assert_eq!(c.escalation.policies[0].steps[1].repeat, 2);
+    assert_eq!(c.roster.len(), 2);
+    assert_eq!(c.notify.max_attempts, 8);
+}
+
+#[test]
+fn bad_incident_configuration_is_rejected_and_named() {
+    for (extra, needle) in [
+        (
+            "[[roster]]\nrole = \"supervisor\"\nname = \"x\"\nchannel = \"http://h/x\"\n",
+            "roster[0].channel",
+        ),
+        ("[[roster]]\nrole = \"boss\"\nname = \"x\"\nchannel = \"log\"\n", "boss"),
+        (
+            "[[roster]]\nestate = \"zz\"\nrole = \"supervisor\"\nname = \"x\"\nchannel = \"log\"\n",
+            "roster[0].estate",
+        ),
+        (
+            "[[roster]]\nrole = \"supervisor\"\nname = \"x\"\nchannel = \"mailto:x\"\n",
+            "roster[0].channel",
+        ),
+        (
+            "[[escalation.policies]]\ncategory = \"fire\"\nsteps = []\n",
+            "escalation.policies[0].steps",
+        ),
+        ("[[escalation.policies]]\ncategory = \"arson\"\nsteps = []\n", "arson"),
+        (
+            "[[procedures]]\ncategory = \"fire\"\nsteps = [{ id = \"a b\", text = \"t\" }]\n",
+            "procedures[0].steps[0].id",
+        ),
+        ("[alarms]\nflood_end_below = 50\n", "alarms.flood_end_below"),
+        ("[notify]\nsurprise = 1\n", "surprise"),
+    ] {
+        let err = with(extra).unwrap_err().to_string();
+        assert!(err.contains(needle), "{extra}: {err}");
+    }
+}
+
+#[test]
+fn limits_load_with_defaults_and_bad_limits_are_named() {
+    let c = with("[limits.http]\nheader_timeout_s = 2\n").unwrap();
+    assert_eq!(c.limits.http.header_timeout_s, 2);
+    assert_eq!(c.limits.http.max_connections, 384);
+    assert_eq!(c.limits.grpc.max_connections_per_source, 8);
+    assert_eq!(c.limits.grpc.max_connections(1), 512);
+    assert_eq!(c.limits.grpc.max_connections(1000), 2008, "two per configured estate");
+    for (extra, needle) in [
+        ("[limits.http]\nmax_connections = 0\n", "limits.http.max_connections"),
+        (
+            "[limits.http]\nmax_connections = 4\nmax_connections_per_source = 5\n",
+            "limits.http.max_connections_per_source",
+        ),
+        (
+            "[limits.grpc]\nmax_connections = 2\nmax_connections_per_source = 2\n",
+            "limits.grpc.max_connections",
+        ),
+        ("[limits.grpc]\nidle = 3\n", "idle"),
+    ] {
+        let err = with(extra).unwrap_err().to_string();
+        assert!(err.contains(needle), "{extra}: {err}");
+    }
+}
+
+#[test]
+fn duplicate_estate_is_rejected() {
+    let err = with("[[estates]]\nid = \"estate-a\"\nname = \"again\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("estates[1].id"), "{err}");
+}

@@ -1,0 +1,105 @@
+//! The gateways connected now: one downlink sender per gateway, so the API can send them
+//! commands; a newer stream of the same gateway replaces (and cancels) the older one.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use gatehouse_proto::{Command, Downlink, downlink};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use super::DownlinkSender;
+
+/// Why a downlink message could not be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("gateway {0} is not connected")]
+    NotConnected(String),
+    #[error("the stream of gateway {0} closed")]
+    Closed(String),
+}
+
+struct Link {
+    conn_id: u64,
+    tx: DownlinkSender,
+    cancel: CancellationToken,
+}
+
+/// The gateways connected now, and a way to send them downlink messages.
+#[derive(Clone, Default)]
+pub struct LinkRegistry {
+    links: Arc<Mutex<HashMap<String, Link>>>,
+    next_conn: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for LinkRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkRegistry")
+            .field("connected", &self.connected())
+            .finish()
+    }
+}
+
+impl LinkRegistry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Link>> {
+        // A panic while holding this lock cannot leave the map inconsistent.
+        self.links.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Ids of the gateways with an open stream, sorted.
+    pub fn connected(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.lock().keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    pub fn connected_count(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_connected(&self, gateway_id: &str) -> bool {
+        self.lock().contains_key(gateway_id)
+    }
+
+    /// Sends a command down to a connected gateway.
+    pub async fn send_command(&self, gateway_id: &str, command: Command) -> Result<(), LinkError> {
+        let tx = self
+            .lock()
+            .get(gateway_id)
+            .map(|l| l.tx.clone())
+            .ok_or_else(|| LinkError::NotConnected(gateway_id.to_owned()))?;
+        tx.send(Ok(Downlink {
+            msg: Some(downlink::Msg::Command(command)),
+        }))
+        .await
+        .map_err(|_| LinkError::Closed(gateway_id.to_owned()))
+    }
+
+    /// A number for a new stream of any gateway.
+    pub(super) fn next_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Makes a stream the gateway's current one (commands go to it), ending any older one.
+    /// Called only once its Welcome is queued: the gateway must read Welcome first, so no
+    /// command may be queued on the stream before it.
+    pub(super) fn register(&self, gateway_id: &str, conn_id: u64, tx: DownlinkSender, cancel: CancellationToken) {
+        let old = self.lock().insert(gateway_id.to_owned(), Link { conn_id, tx, cancel });
+        if let Some(old) = old {
+            info!(gateway = %gateway_id, "a new stream replaces the gateway's older one");
+            old.cancel.cancel();
+        }
+    }
+
+    /// Removes a stream if it is still the gateway's current one.
+    pub(super) fn unregister(&self, gateway_id: &str, conn_id: u64) -> bool {
+        let mut links = self.lock();
+        if links.get(gateway_id).is_some_and(|l| l.conn_id == conn_id) {
+            links.remove(gateway_id);
+            true
+        } else {
+            false
+        }
+    }
+}

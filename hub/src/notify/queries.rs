@@ -1,0 +1,195 @@
+//! Every SQL statement on `notifications`: queueing (with the decision that caused it),
+//! the deliverer's lease, outcomes and retries, and the API's reads.
+
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::{QueryBuilder, Sqlite};
+
+use crate::alarms::rfc3339;
+use crate::store::{Conn, Context, StoreError};
+
+/// A notification row.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct NotificationRow {
+    pub id: i64,
+    pub incident_id: Option<i64>,
+    pub kind: String,
+    pub role: String,
+    pub recipient: String,
+    pub channel: String,
+    pub body: String,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at_ms: i64,
+    pub last_error: Option<String>,
+    pub created_at_ms: i64,
+    pub delivered_at_ms: Option<i64>,
+}
+
+pub(crate) const NOTIFICATION_COLUMNS: &str = "id, incident_id, kind, role, recipient, channel, body, status, \
+     attempts, next_attempt_at_ms, last_error, created_at_ms, delivered_at_ms";
+
+/// A notification as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NotificationJson {
+    pub id: i64,
+    pub incident_id: Option<i64>,
+    pub kind: String,
+    pub role: String,
+    pub recipient: String,
+    /// `log` or `webhook` (the URL is not shown).
+    pub channel: String,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: Option<String>,
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub delivered_at: Option<String>,
+    pub body: Value,
+}
+
+impl NotificationRow {
+    pub fn to_json(&self) -> NotificationJson {
+        NotificationJson {
+            id: self.id,
+            incident_id: self.incident_id,
+            kind: self.kind.clone(),
+            role: self.role.clone(),
+            recipient: self.recipient.clone(),
+            channel: if self.channel == "log" {
+                "log".into()
+            } else {
+                "webhook".into()
+            },
+            status: self.status.clone(),
+            attempts: self.attempts,
+            next_attempt_at: (self.status == "pending").then(|| rfc3339(self.next_attempt_at_ms)),
+            last_error: self.last_error.clone(),
+            created_at: rfc3339(self.created_at_ms),
+            delivered_at: self.delivered_at_ms.map(rfc3339),
+            body: serde_json::from_str(&self.body).unwrap_or(Value::Null),
+        }
+    }
+}
+
+/// Filters of `GET /notifications`.
+#[derive(Debug, Clone, Default)]
+pub struct NotificationFilter {
+    pub incident: Option<i64>,
+    pub status: Option<String>,
+    pub limit: i64,
+}
+
+pub async fn list_notifications(conn: &mut Conn, f: &NotificationFilter) -> Result<Vec<NotificationRow>, StoreError> {
+    let mut q: QueryBuilder<Sqlite> =
+        QueryBuilder::new(format!("SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE 1 = 1"));
+    if let Some(i) = f.incident {
+        q.push(" AND incident_id = ").push_bind(i);
+    }
+    if let Some(s) = &f.status {
+        q.push(" AND status = ").push_bind(s.clone());
+    }
+    q.push(" ORDER BY id LIMIT ").push_bind(f.limit);
+    q.build_query_as::<NotificationRow>()
+        .fetch_all(conn)
+        .await
+        .context(|| "listing notifications".into())
+}
+
+/// Queues a notification (pending, due now, body filled in by [`set_body`]); returns its id.
+pub async fn insert_notification(
+    conn: &mut Conn,
+    incident_id: Option<i64>,
+    kind: &str,
+    role: &str,
+    recipient: &str,
+    channel: &str,
+    now: i64,
+) -> Result<i64, StoreError> {
+    sqlx::query_scalar(
+        "INSERT INTO notifications (incident_id, kind, role, recipient, channel, body, status, next_attempt_at_ms, created_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, '', 'pending', $6, $6) RETURNING id",
+    )
+    .bind(incident_id)
+    .bind(kind)
+    .bind(role)
+    .bind(recipient)
+    .bind(channel)
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await
+    .context(|| "queueing a notification".into())
+}
+
+/// The body names the notification's own id, so it is written after the insert.
+pub async fn set_body(conn: &mut Conn, id: i64, body: &str) -> Result<(), StoreError> {
+    sqlx::query("UPDATE notifications SET body = $1 WHERE id = $2")
+        .bind(body)
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .context(|| "queueing a notification".into())?;
+    Ok(())
+}
+
+/// Leases up to `limit` due notifications until `lease_until`: (id, channel, recipient,
+/// body, attempts). A conditional UPDATE, so no two claims take one row.
+pub async fn claim(
+    conn: &mut Conn,
+    lease_until: i64,
+    now: i64,
+    limit: i64,
+) -> Result<Vec<(i64, String, String, String, i64)>, StoreError> {
+    sqlx::query_as(
+        "UPDATE notifications SET lease_until_ms = $1 WHERE id IN \
+         (SELECT id FROM notifications WHERE status = 'pending' AND next_attempt_at_ms <= $2 \
+          AND (lease_until_ms IS NULL OR lease_until_ms <= $2) ORDER BY id LIMIT $3) \
+         AND status = 'pending' AND (lease_until_ms IS NULL OR lease_until_ms <= $2) \
+         RETURNING id, channel, recipient, body, attempts",
+    )
+    .bind(lease_until)
+    .bind(now)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await
+    .context(|| "claiming notifications".into())
+}
+
+/// (incident, attempts, recipient, status) of one notification.
+pub async fn delivery_state(
+    conn: &mut Conn,
+    id: i64,
+) -> Result<Option<(Option<i64>, i64, String, String)>, StoreError> {
+    sqlx::query_as("SELECT incident_id, attempts, recipient, status FROM notifications WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+        .context(|| "reading a notification".into())
+}
+
+/// An attempt's outcome: the new status, attempts, next attempt; the lease released.
+#[allow(clippy::too_many_arguments)]
+pub async fn record_attempt(
+    conn: &mut Conn,
+    id: i64,
+    status: &str,
+    attempts: i64,
+    next_attempt_at_ms: i64,
+    error: Option<&str>,
+    delivered_at_ms: Option<i64>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE notifications SET status = $1, attempts = $2, next_attempt_at_ms = $3, lease_until_ms = NULL, \
+         last_error = $4, delivered_at_ms = $5 WHERE id = $6",
+    )
+    .bind(status)
+    .bind(attempts)
+    .bind(next_attempt_at_ms)
+    .bind(error)
+    .bind(delivered_at_ms)
+    .bind(id)
+    .execute(&mut *conn)
+    .await
+    .context(|| "recording a delivery".into())?;
+    Ok(())
+}
