@@ -11,7 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(files, ["proto"])?;
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("gatehouse_descriptor.bin"), fds.encode_to_vec())?;
-    // The RPC is named `Connect` (DESIGN §4.4), which would clash with the generated client's
+    // The RPC is named `Connect` (docs/design.md, gRPC), which would clash with the generated client's
     // `connect(endpoint)` constructor: clients build a `Channel` and call `::new(channel)`.
     tonic_prost_build::configure().build_transport(false).compile_fds(fds)?;
     Ok(())

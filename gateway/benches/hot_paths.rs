@@ -84,7 +84,7 @@ fn modbus(c: &mut Criterion) {
     c.bench_function("modbus decode u16 scaled", |b| {
         b.iter(|| decode::decode(black_box(&words[..1]), &u16_point).unwrap())
     });
-    // 30 points of one device (the §3 Modbus load: 500 devices × 30 points at 1 Hz).
+    // 30 points of one device (the Modbus load of issue 5: 500 devices × 30 points at 1 Hz).
     let block: Vec<u16> = (0..60).collect();
     c.bench_function("modbus decode 30 f32 points", |b| {
         b.iter(|| {

@@ -1,4 +1,4 @@
-//! The `gatehouse.v1` contract (DESIGN §4.4): the canonical [`Event`](v1::Event) model and
+//! The `gatehouse.v1` contract (docs/design.md, gRPC): the canonical [`Event`](v1::Event) model and
 //! the gRPC services, generated from `proto/gatehouse/v1/gatehouse.proto` without a system
 //! `protoc`.
 

@@ -1,4 +1,4 @@
-//! Logs, traces and metrics for the gateway and the hub (DESIGN §4.7), in one place.
+//! Logs, traces and metrics for the gateway and the hub (docs/design.md, Observability), in one place.
 //!
 //! - Logs: `tracing` to stderr, filtered by `RUST_LOG`.
 //! - OpenTelemetry: traces and metrics over OTLP/gRPC (through our own tonic) when

@@ -32,6 +32,23 @@ fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
+/// Every file under `dir`, build output excepted.
+fn any_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if path.file_name().is_some_and(|n| n != "target") {
+                any_files(&path, out);
+            }
+        } else {
+            out.push(path);
+        }
+    }
+}
+
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -492,21 +509,20 @@ fn no_source_file_is_too_long() {
 fn documents_cited_are_in_the_repository() {
     let root = workspace();
     let mut missing = Vec::new();
-    let mut texts = shipped_sources();
-    for doc in ["ARCHITECTURE.md", "README.md"] {
-        texts.push((doc.into(), std::fs::read_to_string(root.join(doc)).expect("readable")));
+    // Every text file of the repository a reader or a build sees, not only shipped code.
+    let mut files = Vec::new();
+    for dir in CRATES.iter().copied().chain(["docs", "deploy", ".ci"]) {
+        any_files(&root.join(dir), &mut files);
     }
-    if let Ok(entries) = std::fs::read_dir(root.join("docs")) {
-        for e in entries.flatten() {
-            let p = e.path();
-            let rel = p
-                .strip_prefix(&root)
-                .expect("in the workspace")
-                .to_string_lossy()
-                .into_owned();
-            texts.push((rel, std::fs::read_to_string(&p).unwrap_or_default()));
-        }
-    }
+    files.extend(["ARCHITECTURE.md", "README.md", "Cargo.toml"].map(|f| root.join(f)));
+    let texts: Vec<(String, String)> = files
+        .into_iter()
+        .filter_map(|p| {
+            let text = std::fs::read_to_string(&p).ok()?;
+            let rel = p.strip_prefix(&root).ok()?.to_string_lossy().into_owned();
+            Some((rel, text))
+        })
+        .collect();
     for (file, text) in texts {
         for (n, line) in text.lines().enumerate() {
             let outside = ["DESIGN.md", "DESIGN §", "../shared"];
