@@ -30,6 +30,7 @@ pub mod net;
 pub mod notify;
 pub mod rota;
 pub mod store;
+pub mod stream;
 pub mod telemetry;
 pub mod writer;
 

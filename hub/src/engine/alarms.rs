@@ -43,7 +43,7 @@ impl Engine {
                 };
                 if let Some(id) = alarm_q::clear(conn, key, now, &cause).await? {
                     info!(alarm = id, estate = %key.estate, device = %key.device, "alarm cleared");
-                    self.publish(
+                    self.out.push(
                         "alarm",
                         id,
                         "cleared",
@@ -56,7 +56,7 @@ impl Engine {
             }
             AlarmChange::Acknowledge { key, operator, .. } => {
                 if let Some(id) = alarm_q::acknowledge(conn, key, operator, now, cause).await? {
-                    self.publish(
+                    self.out.push(
                         "alarm",
                         id,
                         "acknowledged",
@@ -70,7 +70,7 @@ impl Engine {
     }
 
     pub(super) fn publish_alarm(&mut self, id: i64, change: &str, a: &Activation) {
-        self.publish(
+        self.out.push(
             "alarm",
             id,
             change,
@@ -123,7 +123,8 @@ impl Engine {
                 Some("3 or more activations within the chatter window"),
             )
             .await?;
-            self.publish("alarm", id, "chattering", json!({"estate": row.estate_id}));
+            self.out
+                .push("alarm", id, "chattering", json!({"estate": row.estate_id}));
         }
         if let Some(Flood::Started { alarms_in_window }) = flood {
             self.flood_started(conn, &row.estate_id, alarms_in_window, now).await?;
@@ -149,7 +150,8 @@ impl Engine {
                     Some("fire zone disabled at the panel"),
                 )
                 .await?;
-                self.publish("alarm", id, "suppressed", json!({"estate": row.estate_id}));
+                self.out
+                    .push("alarm", id, "suppressed", json!({"estate": row.estate_id}));
                 return Ok(());
             }
         }
@@ -161,7 +163,8 @@ impl Engine {
             }
             let note = format!("device in maintenance: {reason}");
             Self::history(conn, id, HistoryChange::Suppressed, now, None, Some(&note)).await?;
-            self.publish("alarm", id, "suppressed", json!({"estate": row.estate_id}));
+            self.out
+                .push("alarm", id, "suppressed", json!({"estate": row.estate_id}));
             return Ok(());
         }
         if row.shelved_until_ms.is_some_and(|t| t > now) || row.out_of_service {
@@ -176,11 +179,21 @@ impl Engine {
             alarms_in_window = n,
             "alarm flood: grouping alarms per estate; only P1 notifies singly"
         );
-        self.publish("flood", id, "started", json!({"alarms_in_window": n}));
+        self.out.push("flood", id, "started", json!({"alarms_in_window": n}));
         let text = format!(
             "Alarm flood at the command centre: {n} new alarms within the flood window. Alarms are grouped per estate; only P1 notifies singly."
         );
-        self.notify_role(conn, None, estate, Role::DutyManager, "flood", &text, now)
+        self.notify
+            .to_role(
+                conn,
+                &mut self.out,
+                None,
+                estate,
+                Role::DutyManager,
+                "flood",
+                &text,
+                now,
+            )
             .await?;
         Ok(())
     }
@@ -207,7 +220,7 @@ impl Engine {
             Some("shelve expired"),
         )
         .await?;
-        self.publish(
+        self.out.push(
             "alarm",
             row.id,
             "unshelved",
@@ -258,7 +271,7 @@ impl Engine {
         )
         .await?;
         Self::timer(conn, "shelve_expiry", 0, alarm_id, 0, until).await?;
-        self.publish(
+        self.out.push(
             "alarm",
             alarm_id,
             "shelved",
@@ -296,7 +309,7 @@ impl Engine {
             HistoryChange::ReturnedToService
         };
         Self::history(conn, alarm_id, change, now, Some(&operator), Some(&reason)).await?;
-        self.publish(
+        self.out.push(
             "alarm",
             alarm_id,
             change.as_str(),
@@ -353,7 +366,7 @@ impl Engine {
             ))));
         }
         let change = if on { "maintenance_started" } else { "maintenance_ended" };
-        self.publish(
+        self.out.push(
             "device",
             0,
             change,

@@ -142,18 +142,20 @@ impl Engine {
                     inc.state,
                     condition.as_str().replace('_', " ")
                 );
-                self.notify(
-                    conn,
-                    Some(&inc),
-                    &inc.estate_id,
-                    role,
-                    &recipients,
-                    "escalation",
-                    &text,
-                    now,
-                )
-                .await?;
-                self.publish(
+                self.notify
+                    .queue(
+                        conn,
+                        &mut self.out,
+                        Some(&inc),
+                        &inc.estate_id,
+                        role,
+                        &recipients,
+                        "escalation",
+                        &text,
+                        now,
+                    )
+                    .await?;
+                self.out.push(
                     "incident",
                     inc.id,
                     "escalated",
@@ -261,16 +263,18 @@ impl Engine {
             "Incident #{} at {} ({}): nobody on site within {minutes} min — {}",
             inc.id, inc.estate_id, inc.area, inc.title
         );
-        self.notify_role(
-            conn,
-            Some(&inc),
-            &inc.estate_id,
-            Role::Supervisor,
-            "response_target",
-            &text,
-            now,
-        )
-        .await?;
+        self.notify
+            .to_role(
+                conn,
+                &mut self.out,
+                Some(&inc),
+                &inc.estate_id,
+                Role::Supervisor,
+                "response_target",
+                &text,
+                now,
+            )
+            .await?;
         Ok("breached".into())
     }
 
@@ -304,16 +308,18 @@ impl Engine {
             "Incident #{} at {} ({}) acknowledged but still {} after {minutes} min — {}",
             inc.id, inc.estate_id, inc.area, inc.state, inc.title
         );
-        self.notify_role(
-            conn,
-            Some(&inc),
-            &inc.estate_id,
-            Role::Supervisor,
-            "supervisor",
-            &text,
-            now,
-        )
-        .await?;
+        self.notify
+            .to_role(
+                conn,
+                &mut self.out,
+                Some(&inc),
+                &inc.estate_id,
+                Role::Supervisor,
+                "supervisor",
+                &text,
+                now,
+            )
+            .await?;
         Ok("alerted".into())
     }
 }

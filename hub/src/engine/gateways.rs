@@ -37,7 +37,8 @@ impl Engine {
                 ..Default::default()
             };
             if let Some(id) = alarm_q::clear(conn, &key, now, &cause).await? {
-                self.publish("alarm", id, "cleared", json!({"estate": estate, "device": gateway}));
+                self.out
+                    .push("alarm", id, "cleared", json!({"estate": estate, "device": gateway}));
             }
             events::set_devices_unknown(conn, gateway, false).await?;
             info!(gateway, "gateway heard again");
@@ -100,7 +101,8 @@ impl Engine {
             ..Default::default()
         };
         if let Some(id) = alarm_q::clear(conn, &key, now, &cause).await? {
-            self.publish("alarm", id, "cleared", json!({"estate": estate, "device": gateway}));
+            self.out
+                .push("alarm", id, "cleared", json!({"estate": estate, "device": gateway}));
         }
         info!(gateway, "gateway progressing again");
         Ok(())

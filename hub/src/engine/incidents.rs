@@ -125,7 +125,8 @@ impl Engine {
             )
             .await?;
         }
-        self.publish("incident", iid, "alarm_joined", json!({"alarm_id": row.id}));
+        self.out
+            .push("incident", iid, "alarm_joined", json!({"alarm_id": row.id}));
         Ok(())
     }
 
@@ -193,7 +194,8 @@ impl Engine {
             json!({"alarm_id": row.id, "run": run}),
         )
         .await?;
-        self.publish("incident", inc.id, "escalation_restarted", json!({"run": run}));
+        self.out
+            .push("incident", inc.id, "escalation_restarted", json!({"run": run}));
         Ok(())
     }
 
@@ -249,7 +251,7 @@ impl Engine {
             json!({"policy": steps}),
         )
         .await?;
-        self.publish(
+        self.out.push(
             "incident",
             iid,
             "opened",
@@ -340,7 +342,7 @@ impl Engine {
             now + self.cfg.progress_limit_ms,
         )
         .await?;
-        self.publish("incident", inc.id, "acknowledged", json!({"by": actor}));
+        self.out.push("incident", inc.id, "acknowledged", json!({"by": actor}));
         Ok(())
     }
 
@@ -355,8 +357,7 @@ impl Engine {
         text: &str,
         data: Value,
     ) -> Result<(), StoreError> {
-        let data = (!data.is_null()).then(|| data.to_string());
-        queries::insert_timeline(conn, iid, now, kind, actor, text, data).await
+        crate::incidents::apply::timeline(conn, iid, now, kind, actor, text, data).await
     }
 
     /// `Op::Open`: an incident an operator opens by hand, with an optional first note.

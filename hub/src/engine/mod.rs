@@ -32,7 +32,6 @@ mod alarms;
 mod escalation;
 mod gateways;
 mod incidents;
-mod notify;
 mod ops;
 mod rota;
 mod workflow;
@@ -52,8 +51,10 @@ use crate::escalation::queries as timers;
 use crate::escalation::{PolicyConfig, RoleResolver};
 use crate::events::queries as events;
 use crate::incidents::{IncidentCategory, IncidentState, ProcedureConfig};
-use crate::notify::StreamEvent;
+use crate::notify::apply::NotifyShell;
+use crate::notify::{Delivery, DeliveryOutcome};
 use crate::store::{Conn, Pool, StoreError};
+use crate::stream::{Published, StreamEvent};
 use gatehouse_proto::event::Body;
 
 pub use crate::error::OpError;
@@ -153,8 +154,9 @@ pub struct Engine {
     /// Gateway → (estate, last heard), for silence detection.
     heard: HashMap<String, (String, i64)>,
     silent: HashSet<String>,
-    published: Vec<StreamEvent>,
-    wake: bool,
+    /// What this transaction publishes after its commit.
+    out: Published,
+    notify: NotifyShell,
     /// The rota shell (issue 4), when posts are configured.
     rota: Option<crate::rota::RotaEngine>,
 }
@@ -165,14 +167,21 @@ fn is_open(state: &str) -> bool {
 
 impl Engine {
     pub fn new(book: BookState, cfg: Arc<EngineConfig>, resolver: Arc<dyn RoleResolver>) -> Self {
+        let notify = NotifyShell::new(
+            cfg.hub_id.clone(),
+            resolver.clone(),
+            cfg.retry_initial_s,
+            cfg.retry_max_s,
+            cfg.max_attempts,
+        );
         Engine {
             book,
             cfg,
             resolver,
             heard: HashMap::new(),
             silent: HashSet::new(),
-            published: Vec::new(),
-            wake: false,
+            out: Published::default(),
+            notify,
             rota: None,
         }
     }
@@ -203,7 +212,7 @@ impl Engine {
         if let Some(r) = self.rota.as_mut() {
             r.commit();
         }
-        (std::mem::take(&mut self.published), std::mem::take(&mut self.wake))
+        self.out.take()
     }
 
     /// The transaction failed: nothing it would have published happened.
@@ -211,17 +220,22 @@ impl Engine {
         if let Some(r) = self.rota.as_mut() {
             r.rollback();
         }
-        self.published.clear();
-        self.wake = false;
+        self.out.clear();
     }
 
-    fn publish(&mut self, kind: &'static str, id: i64, change: impl Into<String>, data: Value) {
-        self.published.push(StreamEvent {
-            kind,
-            id,
-            change: change.into(),
-            data,
-        });
+    /// Leases due notifications to the deliverer.
+    pub async fn claim_deliveries(
+        &mut self,
+        conn: &mut Conn,
+        limit: i64,
+        now: i64,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        self.notify.claim(conn, limit, now).await
+    }
+
+    /// Records how a delivery went: delivered, a retry with backoff, or failed for good.
+    pub async fn delivery_result(&mut self, conn: &mut Conn, o: &DeliveryOutcome, now: i64) -> Result<(), StoreError> {
+        self.notify.record(conn, &mut self.out, o, now).await
     }
 
     /// Does whatever has fallen due by `now`: claimed timers, flood end, chattering end,
@@ -251,13 +265,13 @@ impl Engine {
         if flood == Some(Flood::Ended) {
             let id = alarm_q::end_flood(conn, now).await?;
             info!("alarm flood ended");
-            self.publish("flood", id.unwrap_or(0), "ended", Value::Null);
+            self.out.push("flood", id.unwrap_or(0), "ended", Value::Null);
         }
         for key in calm {
             let id = alarm_q::end_chattering(conn, &key).await?;
             if let Some(id) = id {
                 Self::history(conn, id, HistoryChange::ChatteringEnded, now, None, None).await?;
-                self.publish("alarm", id, "chattering_ended", Value::Null);
+                self.out.push("alarm", id, "chattering_ended", Value::Null);
             }
         }
         let silent: Vec<(String, String)> = self

@@ -67,7 +67,7 @@ impl Engine {
                         ..Default::default()
                     };
                     if let Some(id) = alarm_q::clear(conn, &key, now, &cause).await? {
-                        self.publish(
+                        self.out.push(
                             "alarm",
                             id,
                             "cleared",
@@ -83,10 +83,11 @@ impl Engine {
                     kind,
                     text,
                 } => {
-                    self.notify(conn, None, &estate, role, &recipients, kind, &text, now)
+                    self.notify
+                        .queue(conn, &mut self.out, None, &estate, role, &recipients, kind, &text, now)
                         .await?;
                 }
-                crate::rota::RotaEffect::Publish { id, change, data } => self.publish("coverage", id, change, data),
+                crate::rota::RotaEffect::Publish { id, change, data } => self.out.push("coverage", id, change, data),
             }
         }
         Ok(())

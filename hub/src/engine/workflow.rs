@@ -113,16 +113,18 @@ impl Engine {
                     "Incident #{iid} closed by override of {by}; mandatory steps skipped: {}",
                     fx.skipped_steps.join(", ")
                 );
-                self.notify_role(
-                    conn,
-                    Some(&inc),
-                    &inc.estate_id,
-                    Role::Supervisor,
-                    "supervisor",
-                    &text,
-                    now,
-                )
-                .await?;
+                self.notify
+                    .to_role(
+                        conn,
+                        &mut self.out,
+                        Some(&inc),
+                        &inc.estate_id,
+                        Role::Supervisor,
+                        "supervisor",
+                        &text,
+                        now,
+                    )
+                    .await?;
             }
         }
         if fx.terminal {
@@ -146,7 +148,7 @@ impl Engine {
             to = to.as_str(),
             "incident transition"
         );
-        self.publish(
+        self.out.push(
             "incident",
             iid,
             "transition",
@@ -220,18 +222,20 @@ impl Engine {
                 s.text,
                 note.as_deref().unwrap_or("")
             );
-            self.notify_role(
-                conn,
-                Some(&inc),
-                &inc.estate_id,
-                Role::Supervisor,
-                "supervisor",
-                &text,
-                now,
-            )
-            .await?;
+            self.notify
+                .to_role(
+                    conn,
+                    &mut self.out,
+                    Some(&inc),
+                    &inc.estate_id,
+                    Role::Supervisor,
+                    "supervisor",
+                    &text,
+                    now,
+                )
+                .await?;
         }
-        self.publish(
+        self.out.push(
             "incident",
             iid,
             "step",

@@ -3,6 +3,7 @@
 //! ([`queries`]). The engine (`engine/incidents.rs`, `engine/workflow.rs`) applies the
 //! decisions inside the writer's transaction.
 
+pub mod apply;
 pub mod model;
 pub mod procedures;
 pub mod queries;
