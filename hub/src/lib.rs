@@ -28,6 +28,7 @@ pub mod link;
 pub mod metrics;
 pub mod net;
 pub mod notify;
+pub mod roles;
 pub mod rota;
 pub mod store;
 pub mod stream;

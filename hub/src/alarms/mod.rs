@@ -3,6 +3,7 @@
 //! statement on alarms ([`queries`]). The engine (`engine/alarms.rs`) applies the changes
 //! inside the writer's transaction.
 
+pub mod apply;
 pub mod book;
 pub mod model;
 pub mod queries;

@@ -8,7 +8,7 @@ use tracing::{info, warn};
 use crate::alarms::book::{Chatter, Flood};
 use crate::alarms::queries::AlarmRow;
 use crate::alarms::queries::{self as alarm_q, Cause, Overlay};
-use crate::alarms::rules::{Activation, AlarmChange};
+use crate::alarms::rules::AlarmChange;
 use crate::alarms::{AlarmKey, HistoryChange, rfc3339};
 use crate::escalation::Role;
 use crate::escalation::queries::TimerRow;
@@ -30,7 +30,7 @@ impl Engine {
                 let (id, what) = alarm_q::activate(conn, a, now, cause).await?;
                 // The condition may carry personal data (an intercom's flat): not logged.
                 info!(alarm = id, estate = %a.key.estate, device = %a.key.device, priority = a.priority.as_str(), change = what.as_str(), "alarm activated");
-                self.publish_alarm(id, what.as_str(), a);
+                crate::alarms::apply::publish_alarm(&mut self.out, id, what.as_str(), a);
                 if matches!(what, HistoryChange::Raised | HistoryChange::Reraised) {
                     self.on_raise(conn, id, now).await?;
                 }
@@ -67,16 +67,6 @@ impl Engine {
             }
         }
         Ok(())
-    }
-
-    pub(super) fn publish_alarm(&mut self, id: i64, change: &str, a: &Activation) {
-        self.out.push(
-            "alarm",
-            id,
-            change,
-            json!({"estate": a.key.estate, "device": a.key.device, "area": a.area,
-                   "priority": a.priority.as_str(), "category": a.category.as_str(), "message": a.message}),
-        );
     }
 
     pub(super) async fn alarm(conn: &mut Conn, id: i64) -> Result<AlarmRow, StoreError> {
@@ -270,7 +260,7 @@ impl Engine {
             Some(&format!("{minutes} min: {reason}")),
         )
         .await?;
-        Self::timer(conn, "shelve_expiry", 0, alarm_id, 0, until).await?;
+        crate::escalation::apply::timer(conn, "shelve_expiry", 0, alarm_id, 0, until).await?;
         self.out.push(
             "alarm",
             alarm_id,

@@ -80,7 +80,7 @@ impl Engine {
         };
         let (id, what) = alarm_q::activate(conn, &a, now, &cause).await?;
         warn!(gateway, message, "gateway stalled");
-        self.publish_alarm(id, what.as_str(), &a);
+        crate::alarms::apply::publish_alarm(&mut self.out, id, what.as_str(), &a);
         if matches!(what, HistoryChange::Raised | HistoryChange::Reraised) {
             self.on_raise(conn, id, now).await?;
         }
@@ -139,7 +139,7 @@ impl Engine {
         let (id, what) = alarm_q::activate(conn, &a, now, &cause).await?;
         let n = events::set_devices_unknown(conn, gateway, true).await?;
         warn!(gateway, devices = n, "gateway silent: its devices' state is unknown");
-        self.publish_alarm(id, what.as_str(), &a);
+        crate::alarms::apply::publish_alarm(&mut self.out, id, what.as_str(), &a);
         if matches!(what, HistoryChange::Raised | HistoryChange::Reraised) {
             self.on_raise(conn, id, now).await?;
         }

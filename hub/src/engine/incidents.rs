@@ -8,13 +8,14 @@ use tracing::info;
 use crate::alarms::book::Chatter;
 use crate::alarms::queries::AlarmRow;
 use crate::alarms::{Category, Priority};
-use crate::escalation::queries as timers;
-use crate::escalation::{self, Condition, StepSpec};
+use crate::escalation::Condition;
 use crate::incidents::queries::{self, IncidentRow, get_incident};
 use crate::incidents::{self, IncidentCategory, OpenIncident, Route};
 use crate::store::{Conn, StoreError};
 
-use super::{Engine, OpError, is_open};
+use crate::incidents::apply::is_open;
+
+use super::{Engine, OpError};
 
 impl Engine {
     pub(super) async fn incident(conn: &mut Conn, id: i64) -> Result<IncidentRow, StoreError> {
@@ -159,44 +160,7 @@ impl Engine {
                 )
                 .await;
         }
-        let pending = timers::pending_steps(conn, inc.id, inc.escalation_run).await?;
-        if pending > 0 && inc.acknowledged_at_ms.is_none() {
-            return self
-                .timeline(
-                    conn,
-                    inc.id,
-                    now,
-                    "alarm",
-                    None,
-                    &format!(
-                        "Alarm #{} re-triggered; escalation run {} continues",
-                        row.id, inc.escalation_run
-                    ),
-                    json!({"alarm_id": row.id}),
-                )
-                .await;
-        }
-        let run = inc.escalation_run + 1;
-        let n = timers::supersede_run(conn, inc.id, now).await?;
-        queries::restart_escalation(conn, inc.id, run).await?;
-        let steps: Vec<StepSpec> = serde_json::from_str(&inc.policy).unwrap_or_default();
-        self.plan(conn, inc.id, run, &steps, now).await?;
-        self.timeline(
-            conn,
-            inc.id,
-            now,
-            "escalation",
-            None,
-            &format!(
-                "Alarm #{} re-triggered: escalation restarts (run {run}; {n} pending steps of the old run superseded)",
-                row.id
-            ),
-            json!({"alarm_id": row.id, "run": run}),
-        )
-        .await?;
-        self.out
-            .push("incident", inc.id, "escalation_restarted", json!({"run": run}));
-        Ok(())
+        self.escalation.retrigger(conn, &mut self.out, inc, row.id, now).await
     }
 
     /// Opens an incident with its procedure, policy snapshot, escalation run 1 and response target.
@@ -213,7 +177,7 @@ impl Engine {
         flood_group: bool,
         now: i64,
     ) -> Result<i64, StoreError> {
-        let steps = escalation::select_policy(&self.cfg.policies, category, priority);
+        let steps = self.escalation.policy_for(category, priority);
         let policy = serde_json::to_string(&steps).unwrap_or_else(|_| "[]".into());
         let new = queries::NewIncident {
             estate,
@@ -232,8 +196,7 @@ impl Engine {
         {
             queries::insert_step(conn, iid, i as i64 + 1, &s.id, &s.text, s.mandatory).await?;
         }
-        self.plan(conn, iid, 1, &steps, now).await?;
-        Self::timer(conn, "response_target", iid, 0, 0, now + self.cfg.response_target_ms).await?;
+        self.escalation.start(conn, iid, &steps, now).await?;
         info!(
             incident = iid,
             estate,
@@ -325,7 +288,7 @@ impl Engine {
         now: i64,
     ) -> Result<(), StoreError> {
         queries::acknowledge(conn, inc.id, actor, now).await?;
-        self.stop_steps(
+        crate::escalation::apply::stop_steps(
             conn,
             inc.id,
             Some(Condition::NotAcknowledged),
@@ -333,15 +296,9 @@ impl Engine {
             now,
         )
         .await?;
-        Self::timer(
-            conn,
-            "progress",
-            inc.id,
-            0,
-            inc.transitions,
-            now + self.cfg.progress_limit_ms,
-        )
-        .await?;
+        self.escalation
+            .watch_progress(conn, inc.id, inc.transitions, now)
+            .await?;
         self.out.push("incident", inc.id, "acknowledged", json!({"by": actor}));
         Ok(())
     }

@@ -29,7 +29,6 @@
 //! - [`Engine::take_published`] / [`Engine::discard`] (here): after the commit / rollback.
 
 mod alarms;
-mod escalation;
 mod gateways;
 mod incidents;
 mod ops;
@@ -47,8 +46,8 @@ use crate::alarms::queries as alarm_q;
 use crate::alarms::rules::RuleState;
 use crate::alarms::{AlarmKey, HistoryChange, Priority, rfc3339};
 use crate::config::HubConfig;
-use crate::escalation::queries as timers;
-use crate::escalation::{PolicyConfig, RoleResolver};
+use crate::escalation::apply::EscalationShell;
+use crate::escalation::{self, PolicyConfig, RoleResolver};
 use crate::events::queries as events;
 use crate::incidents::{IncidentCategory, IncidentState, ProcedureConfig};
 use crate::notify::apply::NotifyShell;
@@ -150,19 +149,15 @@ impl EngineConfig {
 pub struct Engine {
     pub book: BookState,
     cfg: Arc<EngineConfig>,
-    resolver: Arc<dyn RoleResolver>,
     /// Gateway → (estate, last heard), for silence detection.
     heard: HashMap<String, (String, i64)>,
     silent: HashSet<String>,
     /// What this transaction publishes after its commit.
     out: Published,
     notify: NotifyShell,
+    escalation: EscalationShell,
     /// The rota shell (issue 4), when posts are configured.
     rota: Option<crate::rota::RotaEngine>,
-}
-
-fn is_open(state: &str) -> bool {
-    !matches!(state, "closed" | "false_alarm")
 }
 
 impl Engine {
@@ -174,10 +169,17 @@ impl Engine {
             cfg.retry_max_s,
             cfg.max_attempts,
         );
+        let escalation = EscalationShell::new(
+            cfg.hub_id.clone(),
+            resolver.clone(),
+            cfg.policies.clone(),
+            cfg.response_target_ms,
+            cfg.progress_limit_ms,
+        );
         Engine {
             book,
+            escalation,
             cfg,
-            resolver,
             heard: HashMap::new(),
             silent: HashSet::new(),
             out: Published::default(),
@@ -244,7 +246,7 @@ impl Engine {
         let mut fired = 0;
         // A skipped step brings the next one forward, so claim again (bounded).
         for _ in 0..16 {
-            let mut due = timers::claim_due(conn, &self.cfg.hub_id, now).await?;
+            let mut due = self.escalation.claim_due(conn, now).await?;
             if due.is_empty() {
                 break;
             }
@@ -252,13 +254,21 @@ impl Engine {
             for t in due {
                 fired += 1;
                 let outcome = match t.kind.as_str() {
-                    "escalation" => self.fire_escalation(conn, &t, now).await?,
+                    "escalation" => self.escalation.fire(conn, &mut self.out, &self.notify, &t, now).await?,
                     "shelve_expiry" => self.shelve_expired(conn, &t, now).await?,
-                    "response_target" => self.response_target(conn, rules, &t, now).await?,
-                    "progress" => self.progress_check(conn, &t, now).await?,
+                    "response_target" => {
+                        self.escalation
+                            .response_target(conn, &mut self.out, rules, &self.notify, &t, now)
+                            .await?
+                    }
+                    "progress" => {
+                        self.escalation
+                            .progress_check(conn, &mut self.out, &self.notify, &t, now)
+                            .await?
+                    }
                     other => format!("unknown timer kind {other}"),
                 };
-                timers::record_outcome(conn, t.id, &outcome).await?;
+                escalation::apply::record_outcome(conn, t.id, &outcome).await?;
             }
         }
         let (flood, calm) = self.book.tick(now);

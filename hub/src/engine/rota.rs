@@ -56,7 +56,7 @@ impl Engine {
                         );
                     }
                     info!(alarm = id, estate = %a.key.estate, condition = %a.key.condition, "rota alarm");
-                    self.publish_alarm(id, what.as_str(), &a);
+                    crate::alarms::apply::publish_alarm(&mut self.out, id, what.as_str(), &a);
                     if matches!(what, HistoryChange::Raised | HistoryChange::Reraised) {
                         self.on_raise(conn, id, now).await?;
                     }

@@ -6,13 +6,14 @@ use serde_json::{Value, json};
 use tracing::info;
 
 use crate::alarms::rules::RuleState;
-use crate::escalation::queries as timers;
 use crate::escalation::{Condition, Role};
 use crate::incidents::queries::{self, get_incident};
 use crate::incidents::{self, IncidentState, TransitionContext, TransitionRequest};
 use crate::store::{Conn, StoreError};
 
-use super::{Engine, OpError, is_open};
+use crate::incidents::apply::is_open;
+
+use super::{Engine, OpError};
 
 impl Engine {
     #[allow(clippy::too_many_arguments)]
@@ -81,7 +82,7 @@ impl Engine {
             self.acknowledge_incident(conn, &inc, actor, now).await?;
         }
         if fx.on_site {
-            self.stop_steps(conn, iid, Some(Condition::NotOnSite), "stopped: on site", now)
+            crate::escalation::apply::stop_steps(conn, iid, Some(Condition::NotOnSite), "stopped: on site", now)
                 .await?;
             // The guard who went on site leaves their post (the rota opens the gap).
             if let Some(r) = self.rota.as_mut() {
@@ -128,19 +129,10 @@ impl Engine {
             }
         }
         if fx.terminal {
-            self.stop_steps(conn, iid, None, "stopped: incident closed", now)
-                .await?;
-            timers::stop_all(conn, iid, now).await?;
+            crate::escalation::apply::stop_steps(conn, iid, None, "stopped: incident closed", now).await?;
+            crate::escalation::apply::stop_all(conn, iid, now).await?;
         } else if inc.acknowledged_at_ms.is_some() && !fx.acknowledges {
-            Self::timer(
-                conn,
-                "progress",
-                iid,
-                0,
-                inc.transitions,
-                now + self.cfg.progress_limit_ms,
-            )
-            .await?;
+            self.escalation.watch_progress(conn, iid, inc.transitions, now).await?;
         }
         info!(
             incident = iid,

@@ -11,6 +11,11 @@ use crate::store::{Conn, StoreError};
 
 use super::queries;
 
+/// An incident still open (not closed, not a false alarm).
+pub fn is_open(state: &str) -> bool {
+    !matches!(state, "closed" | "false_alarm")
+}
+
 /// One line of an incident's timeline (`data` stored as JSON unless null).
 pub async fn timeline(
     conn: &mut Conn,

@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 use tracing::warn;
 
 use crate::alarms::rfc3339;
-use crate::escalation::{Recipient, Role, RoleResolver};
 use crate::incidents::apply::timeline;
 use crate::incidents::queries::IncidentRow;
+use crate::roles::{Recipient, Role, RoleResolver};
 use crate::store::{Conn, StoreError};
 use crate::stream::Published;
 

@@ -1,20 +1,31 @@
-//! Applies escalation: plans a run's timers, stops steps, and fires what the tick claimed
-//! (an escalation step, the response target, the progress limit). Never sleeps: deadlines
-//! are `timers` rows.
+//! The escalation shell: plans a run's timers, stops steps, and fires what the tick claimed
+//! (an escalation step, the response target, the progress limit) inside the writer's
+//! transaction, through [`super::queries`]. It queues its notifications through the
+//! notification shell (below it) and raises the response-target alarm through the alarm
+//! queries.
+//!
+//! Invariant: never sleeps, sends, or writes outside the transaction it is given: deadlines
+//! are `timers` rows, claimed by the tick with a conditional UPDATE.
+
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 use tracing::warn;
 
+use crate::alarms::apply::publish_alarm;
 use crate::alarms::queries::{self as alarm_q, Cause};
-use crate::alarms::rules::{Activation, RuleState};
+use crate::alarms::rules::{Activation, ActiveAlarm, RuleState};
 use crate::alarms::{AlarmKey, Category, Priority};
-use crate::escalation::queries::{self as timers, TimerRow};
-use crate::escalation::{self, Condition, Decision, IncidentStatus, Role, StepSpec};
-use crate::incidents::queries::{self as incident_q, get_incident};
+use crate::incidents::apply::{is_open, timeline};
+use crate::incidents::queries::{self as incident_q, IncidentRow, get_incident};
 use crate::incidents::{IncidentCategory, IncidentState};
+use crate::notify::apply::NotifyShell;
+use crate::roles::{Role, RoleResolver};
 use crate::store::{Conn, StoreError};
+use crate::stream::Published;
 
-use super::{Engine, is_open};
+use super::queries::{self as timers, TimerRow};
+use super::{Condition, Decision, IncidentStatus, PolicyConfig, StepSpec};
 
 fn alarm_category(c: IncidentCategory) -> Category {
     match c {
@@ -24,16 +35,48 @@ fn alarm_category(c: IncidentCategory) -> Category {
     }
 }
 
-impl Engine {
-    pub(super) async fn plan(
-        &mut self,
+/// The escalation shell: the policies, who holds a role, and the limits it reads.
+#[derive(Debug)]
+pub struct EscalationShell {
+    hub_id: String,
+    resolver: Arc<dyn RoleResolver>,
+    policies: Vec<PolicyConfig>,
+    response_target_ms: i64,
+    progress_limit_ms: i64,
+}
+
+impl EscalationShell {
+    pub fn new(
+        hub_id: String,
+        resolver: Arc<dyn RoleResolver>,
+        policies: Vec<PolicyConfig>,
+        response_target_ms: i64,
+        progress_limit_ms: i64,
+    ) -> Self {
+        EscalationShell {
+            hub_id,
+            resolver,
+            policies,
+            response_target_ms,
+            progress_limit_ms,
+        }
+    }
+
+    /// The policy steps an incident of this category and priority snapshots when it opens.
+    pub fn policy_for(&self, category: IncidentCategory, priority: Priority) -> Vec<StepSpec> {
+        super::select_policy(&self.policies, category, priority)
+    }
+
+    /// Plans run `run` of an incident: one `escalation` timer per step and repeat.
+    pub async fn plan(
+        &self,
         conn: &mut Conn,
         iid: i64,
         run: i64,
         steps: &[StepSpec],
         now: i64,
     ) -> Result<(), StoreError> {
-        for t in escalation::plan_run(steps, now) {
+        for t in super::plan_run(steps, now) {
             timers::insert_step(
                 conn,
                 iid,
@@ -49,45 +92,83 @@ impl Engine {
         Ok(())
     }
 
-    pub(super) async fn timer(
+    /// An alarm of an open (not chattering) incident raised again: a new escalation run,
+    /// unless the current run is still going and nobody has acknowledged.
+    pub async fn retrigger(
+        &self,
         conn: &mut Conn,
-        kind: &str,
-        iid: i64,
+        out: &mut Published,
+        inc: &IncidentRow,
         alarm_id: i64,
-        run: i64,
-        due: i64,
-    ) -> Result<(), StoreError> {
-        timers::insert_timer(conn, kind, iid, alarm_id, run, due).await
-    }
-
-    /// Stops pending escalation steps (of one condition, or all), noting it on the timeline.
-    pub(super) async fn stop_steps(
-        &mut self,
-        conn: &mut Conn,
-        iid: i64,
-        condition: Option<Condition>,
-        outcome: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        let n = timers::stop_steps(conn, iid, condition.map(Condition::as_str), outcome, now).await?;
-        if n > 0 {
-            self.timeline(
+        let pending = timers::pending_steps(conn, inc.id, inc.escalation_run).await?;
+        if pending > 0 && inc.acknowledged_at_ms.is_none() {
+            return timeline(
                 conn,
-                iid,
+                inc.id,
                 now,
-                "escalation",
+                "alarm",
                 None,
-                &format!("Escalation {outcome} ({n} pending steps cancelled)"),
-                Value::Null,
+                &format!(
+                    "Alarm #{alarm_id} re-triggered; escalation run {} continues",
+                    inc.escalation_run
+                ),
+                json!({"alarm_id": alarm_id}),
             )
-            .await?;
+            .await;
         }
+        let run = inc.escalation_run + 1;
+        let n = timers::supersede_run(conn, inc.id, now).await?;
+        incident_q::restart_escalation(conn, inc.id, run).await?;
+        let steps: Vec<StepSpec> = serde_json::from_str(&inc.policy).unwrap_or_default();
+        self.plan(conn, inc.id, run, &steps, now).await?;
+        timeline(
+            conn,
+            inc.id,
+            now,
+            "escalation",
+            None,
+            &format!(
+                "Alarm #{alarm_id} re-triggered: escalation restarts (run {run}; {n} pending steps of the old run superseded)"
+            ),
+            json!({"alarm_id": alarm_id, "run": run}),
+        )
+        .await?;
+        out.push("incident", inc.id, "escalation_restarted", json!({"run": run}));
         Ok(())
     }
 
-    pub(super) async fn fire_escalation(
-        &mut self,
+    /// Run 1 of a new incident, and its response target.
+    pub async fn start(&self, conn: &mut Conn, iid: i64, steps: &[StepSpec], now: i64) -> Result<(), StoreError> {
+        self.plan(conn, iid, 1, steps, now).await?;
+        timer(conn, "response_target", iid, 0, 0, now + self.response_target_ms).await
+    }
+
+    /// The progress limit: an acknowledged incident still in the state it reached at
+    /// transition `transitions` alerts the supervisor when this falls due.
+    pub async fn watch_progress(
+        &self,
         conn: &mut Conn,
+        iid: i64,
+        transitions: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        timer(conn, "progress", iid, 0, transitions, now + self.progress_limit_ms).await
+    }
+
+    /// Claims every timer due by `now` (a conditional UPDATE: a timer fires once).
+    pub async fn claim_due(&self, conn: &mut Conn, now: i64) -> Result<Vec<TimerRow>, StoreError> {
+        timers::claim_due(conn, &self.hub_id, now).await
+    }
+
+    /// Fires a claimed `escalation` timer: notifies the step's role, skips it when nobody
+    /// holds the role (bringing the next step forward), or records why it stopped.
+    pub async fn fire(
+        &self,
+        conn: &mut Conn,
+        out: &mut Published,
+        notify: &NotifyShell,
         t: &TimerRow,
         now: i64,
     ) -> Result<String, StoreError> {
@@ -115,10 +196,10 @@ impl Engine {
                 String::new()
             }
         );
-        Ok(match escalation::decide(t.run, condition, &status, recipients) {
+        Ok(match super::decide(t.run, condition, &status, recipients) {
             Decision::Fire(recipients) => {
                 let names: Vec<&str> = recipients.iter().map(|r| r.name.as_str()).collect();
-                self.timeline(
+                timeline(
                     conn,
                     inc.id,
                     now,
@@ -142,10 +223,10 @@ impl Engine {
                     inc.state,
                     condition.as_str().replace('_', " ")
                 );
-                self.notify
+                notify
                     .queue(
                         conn,
-                        &mut self.out,
+                        out,
                         Some(&inc),
                         &inc.estate_id,
                         role,
@@ -155,7 +236,7 @@ impl Engine {
                         now,
                     )
                     .await?;
-                self.out.push(
+                out.push(
                     "incident",
                     inc.id,
                     "escalated",
@@ -169,7 +250,7 @@ impl Engine {
                     role = role.as_str(),
                     "escalation step skipped: nobody holds the role"
                 );
-                self.timeline(
+                timeline(
                     conn,
                     inc.id,
                     now,
@@ -197,10 +278,14 @@ impl Engine {
         })
     }
 
-    pub(super) async fn response_target(
-        &mut self,
+    /// A claimed `response_target` timer: nobody on site in time raises a latched P2 alarm
+    /// on the incident and alerts the supervisor.
+    pub async fn response_target(
+        &self,
         conn: &mut Conn,
+        out: &mut Published,
         rules: &mut RuleState,
+        notify: &NotifyShell,
         t: &TimerRow,
         now: i64,
     ) -> Result<String, StoreError> {
@@ -210,7 +295,7 @@ impl Engine {
         if !is_open(&inc.state) || inc.on_site_at_ms.is_some() {
             return Ok("met".into());
         }
-        let minutes = self.cfg.response_target_ms / 60_000;
+        let minutes = self.response_target_ms / 60_000;
         incident_q::mark_response_breached(conn, inc.id).await?;
         let category = IncidentCategory::parse(&inc.category).unwrap_or(IncidentCategory::Other);
         let a = Activation {
@@ -238,15 +323,15 @@ impl Engine {
         let (id, what) = alarm_q::activate(conn, &a, now, &cause).await?;
         rules.restore_active(
             a.key.clone(),
-            crate::alarms::rules::ActiveAlarm {
+            ActiveAlarm {
                 latched: true,
                 value: None,
             },
         );
-        self.publish_alarm(id, what.as_str(), &a);
-        self.link(conn, inc.id, id, now).await?;
+        publish_alarm(out, id, what.as_str(), &a);
+        incident_q::link_alarm(conn, inc.id, id, now).await?;
         warn!(incident = inc.id, "response target breached");
-        self.timeline(
+        timeline(
             conn,
             inc.id,
             now,
@@ -263,10 +348,10 @@ impl Engine {
             "Incident #{} at {} ({}): nobody on site within {minutes} min — {}",
             inc.id, inc.estate_id, inc.area, inc.title
         );
-        self.notify
+        notify
             .to_role(
                 conn,
-                &mut self.out,
+                out,
                 Some(&inc),
                 &inc.estate_id,
                 Role::Supervisor,
@@ -278,9 +363,12 @@ impl Engine {
         Ok("breached".into())
     }
 
-    pub(super) async fn progress_check(
-        &mut self,
+    /// A claimed `progress` timer: acknowledged but no transition since alerts the supervisor.
+    pub async fn progress_check(
+        &self,
         conn: &mut Conn,
+        out: &mut Published,
+        notify: &NotifyShell,
         t: &TimerRow,
         now: i64,
     ) -> Result<String, StoreError> {
@@ -290,8 +378,8 @@ impl Engine {
         if !is_open(&inc.state) || inc.transitions != t.run || inc.acknowledged_at_ms.is_none() {
             return Ok("progressed".into());
         }
-        let minutes = self.cfg.progress_limit_ms / 60_000;
-        self.timeline(
+        let minutes = self.progress_limit_ms / 60_000;
+        timeline(
             conn,
             inc.id,
             now,
@@ -308,10 +396,10 @@ impl Engine {
             "Incident #{} at {} ({}) acknowledged but still {} after {minutes} min — {}",
             inc.id, inc.estate_id, inc.area, inc.state, inc.title
         );
-        self.notify
+        notify
             .to_role(
                 conn,
-                &mut self.out,
+                out,
                 Some(&inc),
                 &inc.estate_id,
                 Role::Supervisor,
@@ -322,4 +410,43 @@ impl Engine {
             .await?;
         Ok("alerted".into())
     }
+}
+
+/// A durable timer of `kind` (`shelve_expiry`, `response_target`, `progress`) due at `due`.
+pub async fn timer(conn: &mut Conn, kind: &str, iid: i64, alarm_id: i64, run: i64, due: i64) -> Result<(), StoreError> {
+    timers::insert_timer(conn, kind, iid, alarm_id, run, due).await
+}
+
+/// Records what a claimed timer came to.
+pub async fn record_outcome(conn: &mut Conn, id: i64, outcome: &str) -> Result<(), StoreError> {
+    timers::record_outcome(conn, id, outcome).await
+}
+
+/// The incident ended: every timer of it still pending stops.
+pub async fn stop_all(conn: &mut Conn, iid: i64, now: i64) -> Result<(), StoreError> {
+    timers::stop_all(conn, iid, now).await
+}
+
+/// Stops pending escalation steps (of one condition, or all), noting it on the timeline.
+pub async fn stop_steps(
+    conn: &mut Conn,
+    iid: i64,
+    condition: Option<Condition>,
+    outcome: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    let n = timers::stop_steps(conn, iid, condition.map(Condition::as_str), outcome, now).await?;
+    if n > 0 {
+        timeline(
+            conn,
+            iid,
+            now,
+            "escalation",
+            None,
+            &format!("Escalation {outcome} ({n} pending steps cancelled)"),
+            Value::Null,
+        )
+        .await?;
+    }
+    Ok(())
 }
