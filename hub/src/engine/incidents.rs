@@ -54,7 +54,7 @@ impl Engine {
                 last_alarm_at_ms,
             })
             .collect();
-        let flood = self.book.in_flood();
+        let flood = self.alarms.in_flood();
         match incidents::route(&open, &row.area, priority, flood, self.cfg.group_window_ms, now) {
             Route::Join(iid) => self.join(conn, iid, row, priority, flood, now).await,
             Route::Open => {
@@ -230,7 +230,7 @@ impl Engine {
         what: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        let row = Self::alarm(conn, alarm_id).await?;
+        let row = crate::alarms::apply::alarm(conn, alarm_id).await?;
         if let Some(iid) = row.incident_id
             && let Some(inc) = get_incident(conn, iid).await?
             && is_open(&inc.state)
@@ -256,7 +256,7 @@ impl Engine {
         operator: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        let row = Self::alarm(conn, alarm_id).await?;
+        let row = crate::alarms::apply::alarm(conn, alarm_id).await?;
         let Some(iid) = row.incident_id else { return Ok(()) };
         let Some(inc) = get_incident(conn, iid).await? else {
             return Ok(());

@@ -28,27 +28,23 @@
 //!   deliverer's lease and outcomes, through the writer.
 //! - [`Engine::take_published`] / [`Engine::discard`] (here): after the commit / rollback.
 
-mod alarms;
-mod gateways;
+mod flow;
 mod incidents;
 mod ops;
 mod rota;
 mod workflow;
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use serde_json::Value;
-use tracing::info;
-
-use crate::alarms::book::{BookState, Flood};
-use crate::alarms::queries as alarm_q;
-use crate::alarms::rules::RuleState;
-use crate::alarms::{AlarmKey, HistoryChange, Priority, rfc3339};
+use crate::alarms::Priority;
+use crate::alarms::apply::{self as alarms, AlarmShell, NOT_CHATTERING};
+use crate::alarms::book::BookState;
+use crate::alarms::queries::Cause;
+use crate::alarms::rules::{AlarmChange, RuleState};
 use crate::config::HubConfig;
 use crate::escalation::apply::EscalationShell;
 use crate::escalation::{self, PolicyConfig, RoleResolver};
-use crate::events::queries as events;
+use crate::events::apply::{self as events, Liveness};
 use crate::incidents::{IncidentCategory, IncidentState, ProcedureConfig};
 use crate::notify::apply::NotifyShell;
 use crate::notify::{Delivery, DeliveryOutcome};
@@ -147,11 +143,9 @@ impl EngineConfig {
 /// The writer's alarm-book, incident and escalation state.
 #[derive(Debug)]
 pub struct Engine {
-    pub book: BookState,
     cfg: Arc<EngineConfig>,
-    /// Gateway → (estate, last heard), for silence detection.
-    heard: HashMap<String, (String, i64)>,
-    silent: HashSet<String>,
+    alarms: AlarmShell,
+    liveness: Liveness,
     /// What this transaction publishes after its commit.
     out: Published,
     notify: NotifyShell,
@@ -177,11 +171,10 @@ impl Engine {
             cfg.progress_limit_ms,
         );
         Engine {
-            book,
+            alarms: AlarmShell::new(book, cfg.shelve_max_minutes),
+            liveness: Liveness::new(cfg.gateway_silent_ms),
             escalation,
             cfg,
-            heard: HashMap::new(),
-            silent: HashSet::new(),
             out: Published::default(),
             notify,
             rota: None,
@@ -195,18 +188,9 @@ impl Engine {
         self
     }
 
-    /// Reloads what the book remembers (recent raises, an open flood) from the database.
+    /// Reloads what the alarm book remembers (recent raises, an open flood) from the database.
     pub async fn restore(&mut self, pool: &Pool, now: i64) -> Result<(), StoreError> {
-        let since = now - self.book.t.flood_window_ms.max(self.book.t.chatter_window_ms);
-        let rows = alarm_q::raises_since(pool, since).await?;
-        let open = alarm_q::open_flood(pool).await?;
-        let mut book = BookState::new(self.book.t);
-        book.restore(
-            rows.into_iter().map(|(e, d, c, at)| (AlarmKey::new(e, d, c), at)),
-            open.is_some(),
-        );
-        self.book = book;
-        Ok(())
+        self.alarms.restore(pool, now).await
     }
 
     /// Stream events of the transaction that just committed.
@@ -255,7 +239,14 @@ impl Engine {
                 fired += 1;
                 let outcome = match t.kind.as_str() {
                     "escalation" => self.escalation.fire(conn, &mut self.out, &self.notify, &t, now).await?,
-                    "shelve_expiry" => self.shelve_expired(conn, &t, now).await?,
+                    "shelve_expiry" => {
+                        let (outcome, again) =
+                            alarms::shelve_expired(conn, &mut self.out, t.alarm_id, t.due_at_ms, now).await?;
+                        if let Some(row) = again {
+                            self.route_alarm(conn, &row, NOT_CHATTERING, now).await?;
+                        }
+                        outcome
+                    }
                     "response_target" => {
                         self.escalation
                             .response_target(conn, &mut self.out, rules, &self.notify, &t, now)
@@ -271,27 +262,13 @@ impl Engine {
                 escalation::apply::record_outcome(conn, t.id, &outcome).await?;
             }
         }
-        let (flood, calm) = self.book.tick(now);
-        if flood == Some(Flood::Ended) {
-            let id = alarm_q::end_flood(conn, now).await?;
-            info!("alarm flood ended");
-            self.out.push("flood", id.unwrap_or(0), "ended", Value::Null);
-        }
-        for key in calm {
-            let id = alarm_q::end_chattering(conn, &key).await?;
-            if let Some(id) = id {
-                Self::history(conn, id, HistoryChange::ChatteringEnded, now, None, None).await?;
-                self.out.push("alarm", id, "chattering_ended", Value::Null);
-            }
-        }
-        let silent: Vec<(String, String)> = self
-            .heard
-            .iter()
-            .filter(|(g, (_, at))| *at <= now - self.cfg.gateway_silent_ms && !self.silent.contains(*g))
-            .map(|(g, (e, _))| (g.clone(), e.clone()))
-            .collect();
-        for (gateway, estate) in silent {
-            self.gateway_silent(conn, &gateway, &estate, now).await?;
+        self.alarms.calm(conn, &mut self.out, now).await?;
+        for (gateway, estate) in self.liveness.fallen_silent(now) {
+            let raised = self
+                .liveness
+                .silent(conn, &mut self.out, &gateway, &estate, now)
+                .await?;
+            self.follow(conn, raised, now).await?;
         }
         if let Some(r) = self.rota.as_mut() {
             r.tick(conn, now).await?;
@@ -310,15 +287,67 @@ impl Engine {
         event: &gatehouse_proto::Event,
         now: i64,
     ) -> Result<(), StoreError> {
-        match &event.body {
-            Some(Body::Vehicle(v)) if v.direction() == gatehouse_proto::Direction::In => {
-                let registered = v.resident || !v.pass.trim().is_empty();
-                let day = &rfc3339(now)[..10];
-                events::count_vehicle_entry(conn, &event.estate_id, day, registered).await?;
-            }
-            Some(Body::Access(_)) => self.rota_access(conn, rules, event, now).await?,
-            _ => {}
+        events::count_entry(conn, event, now).await?;
+        if let Some(Body::Access(_)) = &event.body {
+            self.rota_access(conn, rules, event, now).await?;
         }
         Ok(())
+    }
+
+    /// Persists one alarm change from the rule engine, and carries it on
+    /// ([`Engine::follow`]).
+    pub async fn apply_change(
+        &mut self,
+        conn: &mut Conn,
+        change: &AlarmChange,
+        now: i64,
+        cause: &Cause<'_>,
+    ) -> Result<(), StoreError> {
+        let then = self
+            .alarms
+            .apply_change(conn, &mut self.out, change, now, cause)
+            .await?;
+        self.follow(conn, then, now).await
+    }
+
+    /// A gateway said Hello: its estate is remembered; a Hello alone is not being heard.
+    pub fn hello(&mut self, gateway: &str, estate: &str, now: i64) {
+        self.liveness.hello(gateway, estate, now);
+    }
+
+    /// A gateway was heard from (Hello, a batch, a heartbeat): it is silent no more.
+    /// `estate` may be omitted once the gateway's Hello has named it.
+    pub async fn heard(
+        &mut self,
+        conn: &mut Conn,
+        gateway: &str,
+        estate: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.liveness.heard(conn, &mut self.out, gateway, estate, now).await
+    }
+
+    /// A connected gateway makes no progress (or its batch was refused): `gateway_stalled`.
+    pub async fn gateway_stalled(
+        &mut self,
+        conn: &mut Conn,
+        gateway: &str,
+        estate: &str,
+        message: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let raised = events::stalled(conn, &mut self.out, gateway, estate, message, now).await?;
+        self.follow(conn, raised, now).await
+    }
+
+    /// The stalled gateway's stored sequence advanced again (or it has nothing pending).
+    pub async fn gateway_progressing(
+        &mut self,
+        conn: &mut Conn,
+        gateway: &str,
+        estate: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        events::progressing(conn, &mut self.out, gateway, estate, now).await
     }
 }

@@ -2,7 +2,9 @@
 //! `incidents.rs`, `workflow.rs`, `rota.rs`). `Ok(Err(_))` is a refusal ([`OpError`]):
 //! nothing written.
 
+use crate::alarms::apply::{self as alarms, NOT_CHATTERING};
 use crate::alarms::rules::RuleState;
+use crate::escalation::apply as escalation;
 use crate::store::{Conn, StoreError};
 
 use super::{Engine, Op, OpError};
@@ -22,13 +24,35 @@ impl Engine {
                 minutes,
                 reason,
                 operator,
-            } => self.shelve(conn, alarm_id, minutes, reason, operator, now).await,
+            } => {
+                let until = self
+                    .alarms
+                    .shelve(conn, &mut self.out, alarm_id, minutes, &reason, &operator, now)
+                    .await?;
+                match until {
+                    Ok(until) => {
+                        escalation::timer(conn, "shelve_expiry", 0, alarm_id, 0, until).await?;
+                        Ok(Ok(alarm_id))
+                    }
+                    Err(e) => Ok(Err(e)),
+                }
+            }
             Op::OutOfService {
                 alarm_id,
                 on,
                 reason,
                 operator,
-            } => self.out_of_service(conn, alarm_id, on, reason, operator, now).await,
+            } => {
+                let back = alarms::out_of_service(conn, &mut self.out, alarm_id, on, &reason, &operator, now).await?;
+                match back {
+                    Ok(Some(row)) => {
+                        self.route_alarm(conn, &row, NOT_CHATTERING, now).await?;
+                        Ok(Ok(alarm_id))
+                    }
+                    Ok(None) => Ok(Ok(alarm_id)),
+                    Err(e) => Ok(Err(e)),
+                }
+            }
             Op::Maintenance {
                 estate,
                 device,
@@ -37,8 +61,18 @@ impl Engine {
                 operator,
                 until_ms,
             } => {
-                self.maintenance(conn, estate, device, on, reason, operator, until_ms, now)
-                    .await
+                alarms::maintenance(
+                    conn,
+                    &mut self.out,
+                    &estate,
+                    &device,
+                    on,
+                    &reason,
+                    &operator,
+                    until_ms,
+                    now,
+                )
+                .await
             }
             Op::Open {
                 estate,

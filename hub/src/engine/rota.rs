@@ -2,10 +2,9 @@
 //! events and rota operator actions; never sleeps, sends, or writes outside the transaction
 //! it is given.
 
-use serde_json::json;
 use tracing::info;
 
-use crate::alarms::HistoryChange;
+use crate::alarms::apply::Followup;
 use crate::alarms::queries::{self as alarm_q, Cause};
 use crate::alarms::rules::RuleState;
 use crate::store::{Conn, StoreError};
@@ -57,9 +56,7 @@ impl Engine {
                     }
                     info!(alarm = id, estate = %a.key.estate, condition = %a.key.condition, "rota alarm");
                     crate::alarms::apply::publish_alarm(&mut self.out, id, what.as_str(), &a);
-                    if matches!(what, HistoryChange::Raised | HistoryChange::Reraised) {
-                        self.on_raise(conn, id, now).await?;
-                    }
+                    self.follow(conn, crate::alarms::apply::raised(id, what), now).await?;
                 }
                 crate::rota::RotaEffect::Clear { key, note } => {
                     let cause = Cause {
@@ -67,13 +64,8 @@ impl Engine {
                         ..Default::default()
                     };
                     if let Some(id) = alarm_q::clear(conn, &key, now, &cause).await? {
-                        self.out.push(
-                            "alarm",
-                            id,
-                            "cleared",
-                            json!({"estate": key.estate, "device": key.device}),
-                        );
-                        self.on_alarm_note(conn, id, "cleared", now).await?;
+                        crate::alarms::apply::publish_cleared(&mut self.out, id, &key);
+                        self.follow(conn, Some(Followup::Cleared(id)), now).await?;
                     }
                 }
                 crate::rota::RotaEffect::Notify {

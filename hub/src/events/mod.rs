@@ -2,6 +2,7 @@
 //! registries, command results and the vehicle-entry count. All of its SQL is in
 //! [`queries`]; the single writer calls it inside its transaction.
 
+pub mod apply;
 pub mod queries;
 
 use gatehouse_proto::Event;
