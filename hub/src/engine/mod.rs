@@ -1,38 +1,35 @@
-//! The engine: the imperative shell that applies the domains' pure decisions
-//! ([`crate::alarms`], [`crate::incidents`], [`crate::escalation`], [`crate::notify`], the
-//! rota) inside the single writer's transaction, through each domain's `queries.rs`. So an
-//! alarm change, the incident it opens, the escalation timers it plans and the notifications
-//! it queues commit together or not at all; stream events are collected here and published
-//! by the writer only after the commit.
+//! The engine: owns the writer's domain state (the alarm book, gateway liveness, the rota
+//! shell, the stream events of the transaction under way) and dispatches every entry point
+//! the writer calls, in its transaction, to the domains' shells — `alarms/apply.rs`,
+//! `events/apply.rs`, `incidents/apply.rs`, `escalation/apply.rs`, `notify/apply.rs`,
+//! `rota/shell/`. Each shell applies its domain's pure decisions through its own
+//! `queries.rs` and returns what follows elsewhere; [`flow`](self) (`flow.rs`) is the one
+//! place that says what follows what. So an alarm change, the incident it opens, the
+//! escalation timers it plans and the notifications it queues commit together or not at
+//! all; stream events are published by the writer only after the commit.
 //!
-//! Invariant: nothing here sleeps, sends, or writes outside the transaction it is given.
-//! Deadlines are rows of `timers`, claimed by [`Engine::tick`] with a conditional UPDATE;
-//! notifications are rows of `notifications`, sent by the deliverer.
+//! Invariant: nothing here or in the shells sleeps, sends, or writes outside the
+//! transaction it is given. Deadlines are rows of `timers`, claimed by [`Engine::tick`] with
+//! a conditional UPDATE; notifications are rows of `notifications`, sent by the deliverer.
 //!
-//! Every entry point (the writer calls them, in its transaction), and where it lives:
-//! - [`Engine::restore`] (here): what the alarm book remembers, reloaded at start.
-//! - [`Engine::on_event`] (here): a stored event's consequences besides alarms (vehicle
-//!   entries, badges to the rota, `rota.rs`).
-//! - [`Engine::apply_change`] (`alarms.rs`): an alarm change from the rule engine. A raise
-//!   goes on through chattering, flood and suppression to `incidents.rs` (open, join,
-//!   re-trigger), which plans escalation (`escalation.rs`), which queues notifications
-//!   (`notify.rs`). An acknowledgement or clear notes the incident's timeline.
+//! The entry points:
+//! - [`Engine::restore`]: what the alarm book remembers, reloaded at start.
+//! - [`Engine::on_event`]: a stored event's consequences besides alarms (vehicle entries;
+//!   badges to the rota, `rota.rs`).
+//! - [`Engine::apply_change`]: an alarm change from the rule engine, carried on by `flow.rs`.
 //! - [`Engine::hello`], [`Engine::heard`], [`Engine::gateway_stalled`],
-//!   [`Engine::gateway_progressing`] (`gateways.rs`): gateway liveness and its alarms.
-//! - [`Engine::op`] (`ops.rs`): operator actions ([`Op`]), refused with [`OpError`];
-//!   incident transitions and procedure steps are in `workflow.rs`.
-//! - [`Engine::tick`] (here): claims due timers and dispatches them by kind (`escalation`,
-//!   `response_target`, `progress` to `escalation.rs`; `shelve_expiry` to `alarms.rs`), then
-//!   ends floods and chattering, detects silent gateways and runs the rota's tick.
-//! - [`Engine::claim_deliveries`], [`Engine::delivery_result`] (`notify.rs`): the
-//!   deliverer's lease and outcomes, through the writer.
-//! - [`Engine::take_published`] / [`Engine::discard`] (here): after the commit / rollback.
+//!   [`Engine::gateway_progressing`]: gateway liveness and its alarms.
+//! - [`Engine::op`] (`ops.rs`): operator actions ([`Op`]), refused with [`OpError`].
+//! - [`Engine::tick`]: claims due timers and dispatches them by kind (`escalation`,
+//!   `response_target`, `progress` to escalation; `shelve_expiry` to alarms), then ends
+//!   floods and chattering, detects silent gateways and runs the rota's tick.
+//! - [`Engine::claim_deliveries`], [`Engine::delivery_result`]: the deliverer's lease and
+//!   outcomes, through the writer.
+//! - [`Engine::take_published`] / [`Engine::discard`]: after the commit / rollback.
 
 mod flow;
-mod incidents;
 mod ops;
 mod rota;
-mod workflow;
 
 use std::sync::Arc;
 
@@ -45,6 +42,7 @@ use crate::config::HubConfig;
 use crate::escalation::apply::EscalationShell;
 use crate::escalation::{self, PolicyConfig, RoleResolver};
 use crate::events::apply::{self as events, Liveness};
+use crate::incidents::apply::IncidentShell;
 use crate::incidents::{IncidentCategory, IncidentState, ProcedureConfig};
 use crate::notify::apply::NotifyShell;
 use crate::notify::{Delivery, DeliveryOutcome};
@@ -143,12 +141,12 @@ impl EngineConfig {
 /// The writer's alarm-book, incident and escalation state.
 #[derive(Debug)]
 pub struct Engine {
-    cfg: Arc<EngineConfig>,
     alarms: AlarmShell,
     liveness: Liveness,
     /// What this transaction publishes after its commit.
     out: Published,
     notify: NotifyShell,
+    incidents: IncidentShell,
     escalation: EscalationShell,
     /// The rota shell (issue 4), when posts are configured.
     rota: Option<crate::rota::RotaEngine>,
@@ -173,8 +171,8 @@ impl Engine {
         Engine {
             alarms: AlarmShell::new(book, cfg.shelve_max_minutes),
             liveness: Liveness::new(cfg.gateway_silent_ms),
+            incidents: IncidentShell::new(cfg.procedures.clone(), cfg.group_window_ms),
             escalation,
-            cfg,
             out: Published::default(),
             notify,
             rota: None,

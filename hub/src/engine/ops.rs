@@ -3,8 +3,11 @@
 //! nothing written.
 
 use crate::alarms::apply::{self as alarms, NOT_CHATTERING};
+use serde_json::Value;
+
 use crate::alarms::rules::RuleState;
 use crate::escalation::apply as escalation;
+use crate::incidents::apply::{self as incidents, Opening};
 use crate::store::{Conn, StoreError};
 
 use super::{Engine, Op, OpError};
@@ -83,8 +86,20 @@ impl Engine {
                 operator,
                 note,
             } => {
-                self.open_by_operator(conn, estate, area, category, priority, title, operator, note, now)
-                    .await
+                let opening = Opening {
+                    estate: &estate,
+                    area: &area,
+                    category,
+                    priority,
+                    title: &title,
+                    opened_by: &operator,
+                    flood_group: false,
+                };
+                let iid = self.open_incident(conn, &opening, now).await?;
+                if let Some(note) = note {
+                    incidents::timeline(conn, iid, now, "note", Some(&operator), &note, Value::Null).await?;
+                }
+                Ok(Ok(iid))
             }
             Op::Transition {
                 incident_id,
@@ -103,7 +118,10 @@ impl Engine {
                 actor,
                 note,
                 skipped,
-            } => self.step(conn, incident_id, &step, &actor, note, skipped, now).await,
+            } => {
+                self.step(conn, incident_id, &step, &actor, note.as_deref(), skipped, now)
+                    .await
+            }
             Op::Rota(op) => self.rota_op(conn, rules, op, now).await,
         }
     }
