@@ -15,7 +15,7 @@ use crate::stream::Published;
 
 use super::book::{BookState, Chatter, Flood};
 use super::queries::{self as alarm_q, AlarmRow, Cause, Overlay};
-use super::rules::{Activation, AlarmChange};
+use super::rules::{Activation, ActiveAlarm, AlarmChange, RuleState};
 use super::{AlarmKey, HistoryChange, rfc3339};
 
 /// What follows an alarm change in another domain; the engine carries it on.
@@ -233,6 +233,54 @@ impl AlarmShell {
         );
         Ok(Ok(until))
     }
+}
+
+/// The rota raises an alarm (a post uncovered, a guard late): activated and published. A
+/// latched one is remembered by the rule engine, so its acknowledgement clears it, as for a
+/// forced door.
+pub async fn rota_raise(
+    conn: &mut Conn,
+    out: &mut Published,
+    rules: &mut RuleState,
+    a: &Activation,
+    now: i64,
+) -> Result<Option<Followup>, StoreError> {
+    let cause = Cause {
+        note: Some("rota"),
+        ..Default::default()
+    };
+    let (id, what) = alarm_q::activate(conn, a, now, &cause).await?;
+    if a.latched {
+        rules.restore_active(
+            a.key.clone(),
+            ActiveAlarm {
+                latched: true,
+                value: None,
+            },
+        );
+    }
+    info!(alarm = id, estate = %a.key.estate, condition = %a.key.condition, "rota alarm");
+    publish_alarm(out, id, what.as_str(), a);
+    Ok(raised(id, what))
+}
+
+/// The rota clears its alarm, saying why.
+pub async fn rota_clear(
+    conn: &mut Conn,
+    out: &mut Published,
+    key: &AlarmKey,
+    note: &str,
+    now: i64,
+) -> Result<Option<Followup>, StoreError> {
+    let cause = Cause {
+        note: Some(note),
+        ..Default::default()
+    };
+    let Some(id) = alarm_q::clear(conn, key, now, &cause).await? else {
+        return Ok(None);
+    };
+    publish_cleared(out, id, key);
+    Ok(Some(Followup::Cleared(id)))
 }
 
 /// `Some(id)` when an activation raised or re-raised the alarm (what goes on to the book).

@@ -222,6 +222,7 @@ impl Engine {
 
     /// `Op::Step`: a procedure step done or skipped; a skipped mandatory step tells the
     /// supervisor.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn step(
         &mut self,
         conn: &mut Conn,

@@ -33,7 +33,6 @@ mod rota;
 
 use std::sync::Arc;
 
-use crate::alarms::Priority;
 use crate::alarms::apply::{self as alarms, AlarmShell, NOT_CHATTERING};
 use crate::alarms::book::BookState;
 use crate::alarms::queries::Cause;
@@ -42,8 +41,8 @@ use crate::config::HubConfig;
 use crate::escalation::apply::EscalationShell;
 use crate::escalation::{self, PolicyConfig, RoleResolver};
 use crate::events::apply::{self as events, Liveness};
+use crate::incidents::ProcedureConfig;
 use crate::incidents::apply::IncidentShell;
-use crate::incidents::{IncidentCategory, IncidentState, ProcedureConfig};
 use crate::notify::apply::NotifyShell;
 use crate::notify::{Delivery, DeliveryOutcome};
 use crate::store::{Conn, Pool, StoreError};
@@ -51,58 +50,7 @@ use crate::stream::{Published, StreamEvent};
 use gatehouse_proto::event::Body;
 
 pub use crate::error::OpError;
-
-/// An operator action carried out by the writer.
-#[derive(Debug, Clone)]
-pub enum Op {
-    Shelve {
-        alarm_id: i64,
-        minutes: i64,
-        reason: String,
-        operator: String,
-    },
-    OutOfService {
-        alarm_id: i64,
-        on: bool,
-        reason: String,
-        operator: String,
-    },
-    /// Puts a device in maintenance (its alarms suppressed by design) or takes it out.
-    Maintenance {
-        estate: String,
-        device: String,
-        on: bool,
-        reason: String,
-        operator: String,
-        until_ms: Option<i64>,
-    },
-    Open {
-        estate: String,
-        area: String,
-        category: IncidentCategory,
-        priority: Priority,
-        title: String,
-        operator: String,
-        note: Option<String>,
-    },
-    Transition {
-        incident_id: i64,
-        to: IncidentState,
-        actor: String,
-        note: Option<String>,
-        reason: Option<String>,
-        override_by: Option<String>,
-    },
-    Step {
-        incident_id: i64,
-        step: String,
-        actor: String,
-        note: Option<String>,
-        skipped: bool,
-    },
-    /// A rota action (check-in/out, absence, accepting a proposal, assignments, plans).
-    Rota(crate::rota::RotaOp),
-}
+pub use ops::Op;
 
 /// Settings the engine reads from the configuration.
 #[derive(Debug)]

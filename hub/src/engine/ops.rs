@@ -1,6 +1,6 @@
-//! Operator actions: [`Op`] dispatched to the file that applies it (`alarms.rs`,
-//! `incidents.rs`, `workflow.rs`, `rota.rs`). `Ok(Err(_))` is a refusal ([`OpError`]):
-//! nothing written.
+//! Operator actions: [`Op`], what an operator may ask of the writer, dispatched to the
+//! domain's shell (and on through `flow.rs` where another domain follows). `Ok(Err(_))` is
+//! a refusal ([`OpError`]): nothing written.
 
 use crate::alarms::apply::{self as alarms, NOT_CHATTERING};
 use serde_json::Value;
@@ -10,7 +10,62 @@ use crate::escalation::apply as escalation;
 use crate::incidents::apply::{self as incidents, Opening};
 use crate::store::{Conn, StoreError};
 
-use super::{Engine, Op, OpError};
+use crate::alarms::Priority;
+use crate::incidents::{IncidentCategory, IncidentState};
+
+use super::{Engine, OpError};
+
+/// An operator action carried out by the writer.
+#[derive(Debug, Clone)]
+pub enum Op {
+    Shelve {
+        alarm_id: i64,
+        minutes: i64,
+        reason: String,
+        operator: String,
+    },
+    OutOfService {
+        alarm_id: i64,
+        on: bool,
+        reason: String,
+        operator: String,
+    },
+    /// Puts a device in maintenance (its alarms suppressed by design) or takes it out.
+    Maintenance {
+        estate: String,
+        device: String,
+        on: bool,
+        reason: String,
+        operator: String,
+        until_ms: Option<i64>,
+    },
+    Open {
+        estate: String,
+        area: String,
+        category: IncidentCategory,
+        priority: Priority,
+        title: String,
+        operator: String,
+        note: Option<String>,
+    },
+    Transition {
+        incident_id: i64,
+        to: IncidentState,
+        actor: String,
+        note: Option<String>,
+        reason: Option<String>,
+        override_by: Option<String>,
+    },
+    Step {
+        incident_id: i64,
+        step: String,
+        actor: String,
+        note: Option<String>,
+        skipped: bool,
+    },
+    /// A rota action (check-in/out, absence, accepting a proposal, assignments, plans).
+    Rota(crate::rota::RotaOp),
+}
 
 impl Engine {
     /// Carries out an operator action. `Ok(Err(_))` is a refusal (nothing written).

@@ -35,7 +35,7 @@ pub enum Routed {
     /// an alarm that opens incidents.
     Done,
     /// Its open incident's alarm raised again: escalation decides on a new run.
-    Retriggered(IncidentRow),
+    Retriggered(Box<IncidentRow>),
     /// A new incident: the engine opens it, then [`opened_by_alarm`].
     Open {
         category: IncidentCategory,
@@ -196,7 +196,7 @@ async fn retriggered(
         .await?;
         return Ok(Routed::Done);
     }
-    Ok(Routed::Retriggered(inc))
+    Ok(Routed::Retriggered(Box::new(inc)))
 }
 
 async fn join(
