@@ -2,16 +2,15 @@
 //! domain's shell (and on through `flow.rs` where another domain follows). `Ok(Err(_))` is
 //! a refusal ([`OpError`]): nothing written.
 
-use crate::alarms::apply::{self as alarms, NOT_CHATTERING};
 use serde_json::Value;
 
+use crate::alarms::Priority;
+use crate::alarms::apply::{self as alarms, NOT_CHATTERING};
 use crate::alarms::rules::RuleState;
 use crate::escalation::apply as escalation;
 use crate::incidents::apply::{self as incidents, Opening};
-use crate::store::{Conn, StoreError};
-
-use crate::alarms::Priority;
 use crate::incidents::{IncidentCategory, IncidentState};
+use crate::store::{Conn, StoreError};
 
 use super::{Engine, OpError};
 
