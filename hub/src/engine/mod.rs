@@ -3,7 +3,7 @@
 //! the writer calls, in its transaction, to the domains' shells — `alarms/apply.rs`,
 //! `events/apply.rs`, `incidents/apply.rs`, `escalation/apply.rs`, `notify/apply.rs`,
 //! `rota/shell/`. Each shell applies its domain's pure decisions through its own
-//! `queries.rs` and returns what follows elsewhere; [`flow`](self) (`flow.rs`) is the one
+//! `queries.rs` and returns what follows elsewhere; `flow.rs` is the one
 //! place that says what follows what. So an alarm change, the incident it opens, the
 //! escalation timers it plans and the notifications it queues commit together or not at
 //! all; stream events are published by the writer only after the commit.
@@ -240,8 +240,7 @@ impl Engine {
         Ok(())
     }
 
-    /// Persists one alarm change from the rule engine, and carries it on
-    /// ([`Engine::follow`]).
+    /// Persists one alarm change from the rule engine, and carries it on (`flow.rs`).
     pub async fn apply_change(
         &mut self,
         conn: &mut Conn,
