@@ -11,7 +11,7 @@
 //! [`escalation`] (policies, durable timers), [`notify`] (the notification outbox, its
 //! deliverer), [`rota`] (its shell in `rota/shell/`) → [`api`] (HTTP). Shared leaves:
 //! [`stream`] (the live stream's events, published after the commit), [`roles`] (who holds
-//! a role), [`error`]. [`store`] is the database plumbing (pool, migrations, errors),
+//! a role), [`error`](mod@error). [`store`] is the database plumbing (pool, migrations, errors),
 //! [`clock`] gives every decision its time, [`config`] the configuration file, [`metrics`]
 //! the counters, [`net`] the listeners' limits.
 //!
