@@ -2,15 +2,18 @@
 //! operators.
 //!
 //! Data flows through the modules in this order: [`link`] (the gRPC stream of each gateway)
-//! → [`writer`] (the single writer: one transaction per group of requests) → [`engine`] (the
-//! shell that applies the domains' decisions in that transaction) → the domains, each a
-//! folder with its pure decisions and its `queries.rs` (every SQL statement of the domain):
-//! [`events`] (event rows, gateways), [`alarms`] (rules, the alarm book), [`incidents`]
-//! (workflow, procedures, routing), [`escalation`] (policies, durable timers), [`notify`]
-//! (the notification outbox, its deliverer, the live stream), [`rota`] → [`api`] (HTTP).
-//! [`store`] is the database plumbing (pool, migrations, errors), [`clock`] gives every
-//! decision its time, [`config`] the configuration file, [`metrics`] the counters, [`net`]
-//! the listeners' limits.
+//! → [`writer`] (the single writer: one transaction per group of requests) → [`engine`]
+//! (dispatches each request to the domains' shells in that transaction; `engine/flow.rs`
+//! says what follows what) → the domains, each a folder with its pure decisions, its shell
+//! `apply.rs` (applies them in the writer's transaction) and its `queries.rs` (every SQL
+//! statement of the domain): [`events`] (event rows, gateways and their liveness),
+//! [`alarms`] (rules, the alarm book), [`incidents`] (workflow, procedures, routing),
+//! [`escalation`] (policies, durable timers), [`notify`] (the notification outbox, its
+//! deliverer), [`rota`] (its shell in `rota/shell/`) → [`api`] (HTTP). Shared leaves:
+//! [`stream`] (the live stream's events, published after the commit), [`roles`] (who holds
+//! a role), [`error`](mod@error). [`store`] is the database plumbing (pool, migrations, errors),
+//! [`clock`] gives every decision its time, [`config`] the configuration file, [`metrics`]
+//! the counters, [`net`] the listeners' limits.
 //!
 //! Invariant: an `Ack{through_seq}` is sent only after the events up to `through_seq` and
 //! their alarm consequences are committed in one transaction.
@@ -28,8 +31,10 @@ pub mod link;
 pub mod metrics;
 pub mod net;
 pub mod notify;
+pub mod roles;
 pub mod rota;
 pub mod store;
+pub mod stream;
 pub mod telemetry;
 pub mod writer;
 

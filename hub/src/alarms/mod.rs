@@ -1,8 +1,9 @@
 //! Alarms: the model ([`model`]), the rule engine that turns events into alarm changes
-//! ([`rules`], pure), the alarm book's ISA-18.2 decisions ([`book`], pure), and every SQL
-//! statement on alarms ([`queries`]). The engine (`engine/alarms.rs`) applies the changes
-//! inside the writer's transaction.
+//! ([`rules`], pure), the alarm book's ISA-18.2 decisions ([`book`], pure), every SQL
+//! statement on alarms ([`queries`]), and the shell that applies the changes and the book's
+//! decisions inside the writer's transaction ([`apply`]).
 
+pub mod apply;
 pub mod book;
 pub mod model;
 pub mod queries;

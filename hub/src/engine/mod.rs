@@ -1,114 +1,56 @@
-//! The engine: the imperative shell that applies the domains' pure decisions
-//! ([`crate::alarms`], [`crate::incidents`], [`crate::escalation`], [`crate::notify`], the
-//! rota) inside the single writer's transaction, through each domain's `queries.rs`. So an
-//! alarm change, the incident it opens, the escalation timers it plans and the notifications
-//! it queues commit together or not at all; stream events are collected here and published
-//! by the writer only after the commit.
+//! The engine: owns the writer's domain state (the alarm book, gateway liveness, the rota
+//! shell, the stream events of the transaction under way) and dispatches every entry point
+//! the writer calls, in its transaction, to the domains' shells — `alarms/apply.rs`,
+//! `events/apply.rs`, `incidents/apply.rs`, `escalation/apply.rs`, `notify/apply.rs`,
+//! `rota/shell/`. Each shell applies its domain's pure decisions through its own
+//! `queries.rs` and returns what follows elsewhere; `flow.rs` is the one
+//! place that says what follows what. So an alarm change, the incident it opens, the
+//! escalation timers it plans and the notifications it queues commit together or not at
+//! all; stream events are published by the writer only after the commit.
 //!
-//! Invariant: nothing here sleeps, sends, or writes outside the transaction it is given.
-//! Deadlines are rows of `timers`, claimed by [`Engine::tick`] with a conditional UPDATE;
-//! notifications are rows of `notifications`, sent by the deliverer.
+//! Invariant: nothing here or in the shells sleeps, sends, or writes outside the
+//! transaction it is given. Deadlines are rows of `timers`, claimed by [`Engine::tick`] with
+//! a conditional UPDATE; notifications are rows of `notifications`, sent by the deliverer.
 //!
-//! Every entry point (the writer calls them, in its transaction), and where it lives:
-//! - [`Engine::restore`] (here): what the alarm book remembers, reloaded at start.
-//! - [`Engine::on_event`] (here): a stored event's consequences besides alarms (vehicle
-//!   entries, badges to the rota, `rota.rs`).
-//! - [`Engine::apply_change`] (`alarms.rs`): an alarm change from the rule engine. A raise
-//!   goes on through chattering, flood and suppression to `incidents.rs` (open, join,
-//!   re-trigger), which plans escalation (`escalation.rs`), which queues notifications
-//!   (`notify.rs`). An acknowledgement or clear notes the incident's timeline.
+//! The entry points:
+//! - [`Engine::restore`]: what the alarm book remembers, reloaded at start.
+//! - [`Engine::on_event`]: a stored event's consequences besides alarms (vehicle entries;
+//!   badges to the rota, `rota.rs`).
+//! - [`Engine::apply_change`]: an alarm change from the rule engine, carried on by `flow.rs`.
 //! - [`Engine::hello`], [`Engine::heard`], [`Engine::gateway_stalled`],
-//!   [`Engine::gateway_progressing`] (`gateways.rs`): gateway liveness and its alarms.
-//! - [`Engine::op`] (`ops.rs`): operator actions ([`Op`]), refused with [`OpError`];
-//!   incident transitions and procedure steps are in `workflow.rs`.
-//! - [`Engine::tick`] (here): claims due timers and dispatches them by kind (`escalation`,
-//!   `response_target`, `progress` to `escalation.rs`; `shelve_expiry` to `alarms.rs`), then
-//!   ends floods and chattering, detects silent gateways and runs the rota's tick.
-//! - [`Engine::claim_deliveries`], [`Engine::delivery_result`] (`notify.rs`): the
-//!   deliverer's lease and outcomes, through the writer.
-//! - [`Engine::take_published`] / [`Engine::discard`] (here): after the commit / rollback.
+//!   [`Engine::gateway_progressing`]: gateway liveness and its alarms.
+//! - [`Engine::op`] (`ops.rs`): operator actions ([`Op`]), refused with [`OpError`].
+//! - [`Engine::tick`]: claims due timers and dispatches them by kind (`escalation`,
+//!   `response_target`, `progress` to escalation; `shelve_expiry` to alarms), then ends
+//!   floods and chattering, detects silent gateways and runs the rota's tick.
+//! - [`Engine::claim_deliveries`], [`Engine::delivery_result`]: the deliverer's lease and
+//!   outcomes, through the writer.
+//! - [`Engine::take_published`] / [`Engine::discard`]: after the commit / rollback.
 
-mod alarms;
-mod escalation;
-mod gateways;
-mod incidents;
-mod notify;
+mod flow;
 mod ops;
 mod rota;
-mod workflow;
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use serde_json::Value;
-use tracing::info;
-
-use crate::alarms::book::{BookState, Flood};
-use crate::alarms::queries as alarm_q;
-use crate::alarms::rules::RuleState;
-use crate::alarms::{AlarmKey, HistoryChange, Priority, rfc3339};
+use crate::alarms::apply::{self as alarms, AlarmShell, NOT_CHATTERING};
+use crate::alarms::book::BookState;
+use crate::alarms::queries::Cause;
+use crate::alarms::rules::{AlarmChange, RuleState};
 use crate::config::HubConfig;
-use crate::escalation::queries as timers;
-use crate::escalation::{PolicyConfig, RoleResolver};
-use crate::events::queries as events;
-use crate::incidents::{IncidentCategory, IncidentState, ProcedureConfig};
-use crate::notify::StreamEvent;
+use crate::escalation::apply::EscalationShell;
+use crate::escalation::{self, PolicyConfig, RoleResolver};
+use crate::events::apply::{self as events, Liveness};
+use crate::incidents::ProcedureConfig;
+use crate::incidents::apply::IncidentShell;
+use crate::notify::apply::NotifyShell;
+use crate::notify::{Delivery, DeliveryOutcome};
 use crate::store::{Conn, Pool, StoreError};
+use crate::stream::{Published, StreamEvent};
 use gatehouse_proto::event::Body;
 
 pub use crate::error::OpError;
-
-/// An operator action carried out by the writer.
-#[derive(Debug, Clone)]
-pub enum Op {
-    Shelve {
-        alarm_id: i64,
-        minutes: i64,
-        reason: String,
-        operator: String,
-    },
-    OutOfService {
-        alarm_id: i64,
-        on: bool,
-        reason: String,
-        operator: String,
-    },
-    /// Puts a device in maintenance (its alarms suppressed by design) or takes it out.
-    Maintenance {
-        estate: String,
-        device: String,
-        on: bool,
-        reason: String,
-        operator: String,
-        until_ms: Option<i64>,
-    },
-    Open {
-        estate: String,
-        area: String,
-        category: IncidentCategory,
-        priority: Priority,
-        title: String,
-        operator: String,
-        note: Option<String>,
-    },
-    Transition {
-        incident_id: i64,
-        to: IncidentState,
-        actor: String,
-        note: Option<String>,
-        reason: Option<String>,
-        override_by: Option<String>,
-    },
-    Step {
-        incident_id: i64,
-        step: String,
-        actor: String,
-        note: Option<String>,
-        skipped: bool,
-    },
-    /// A rota action (check-in/out, absence, accepting a proposal, assignments, plans).
-    Rota(crate::rota::RotaOp),
-}
+pub use ops::Op;
 
 /// Settings the engine reads from the configuration.
 #[derive(Debug)]
@@ -147,32 +89,40 @@ impl EngineConfig {
 /// The writer's alarm-book, incident and escalation state.
 #[derive(Debug)]
 pub struct Engine {
-    pub book: BookState,
-    cfg: Arc<EngineConfig>,
-    resolver: Arc<dyn RoleResolver>,
-    /// Gateway → (estate, last heard), for silence detection.
-    heard: HashMap<String, (String, i64)>,
-    silent: HashSet<String>,
-    published: Vec<StreamEvent>,
-    wake: bool,
+    alarms: AlarmShell,
+    liveness: Liveness,
+    /// What this transaction publishes after its commit.
+    out: Published,
+    notify: NotifyShell,
+    incidents: IncidentShell,
+    escalation: EscalationShell,
     /// The rota shell (issue 4), when posts are configured.
     rota: Option<crate::rota::RotaEngine>,
 }
 
-fn is_open(state: &str) -> bool {
-    !matches!(state, "closed" | "false_alarm")
-}
-
 impl Engine {
     pub fn new(book: BookState, cfg: Arc<EngineConfig>, resolver: Arc<dyn RoleResolver>) -> Self {
+        let notify = NotifyShell::new(
+            cfg.hub_id.clone(),
+            resolver.clone(),
+            cfg.retry_initial_s,
+            cfg.retry_max_s,
+            cfg.max_attempts,
+        );
+        let escalation = EscalationShell::new(
+            cfg.hub_id.clone(),
+            resolver.clone(),
+            cfg.policies.clone(),
+            cfg.response_target_ms,
+            cfg.progress_limit_ms,
+        );
         Engine {
-            book,
-            cfg,
-            resolver,
-            heard: HashMap::new(),
-            silent: HashSet::new(),
-            published: Vec::new(),
-            wake: false,
+            alarms: AlarmShell::new(book, cfg.shelve_max_minutes),
+            liveness: Liveness::new(cfg.gateway_silent_ms),
+            incidents: IncidentShell::new(cfg.procedures.clone(), cfg.group_window_ms),
+            escalation,
+            out: Published::default(),
+            notify,
             rota: None,
         }
     }
@@ -184,18 +134,9 @@ impl Engine {
         self
     }
 
-    /// Reloads what the book remembers (recent raises, an open flood) from the database.
+    /// Reloads what the alarm book remembers (recent raises, an open flood) from the database.
     pub async fn restore(&mut self, pool: &Pool, now: i64) -> Result<(), StoreError> {
-        let since = now - self.book.t.flood_window_ms.max(self.book.t.chatter_window_ms);
-        let rows = alarm_q::raises_since(pool, since).await?;
-        let open = alarm_q::open_flood(pool).await?;
-        let mut book = BookState::new(self.book.t);
-        book.restore(
-            rows.into_iter().map(|(e, d, c, at)| (AlarmKey::new(e, d, c), at)),
-            open.is_some(),
-        );
-        self.book = book;
-        Ok(())
+        self.alarms.restore(pool, now).await
     }
 
     /// Stream events of the transaction that just committed.
@@ -203,7 +144,7 @@ impl Engine {
         if let Some(r) = self.rota.as_mut() {
             r.commit();
         }
-        (std::mem::take(&mut self.published), std::mem::take(&mut self.wake))
+        self.out.take()
     }
 
     /// The transaction failed: nothing it would have published happened.
@@ -211,17 +152,22 @@ impl Engine {
         if let Some(r) = self.rota.as_mut() {
             r.rollback();
         }
-        self.published.clear();
-        self.wake = false;
+        self.out.clear();
     }
 
-    fn publish(&mut self, kind: &'static str, id: i64, change: impl Into<String>, data: Value) {
-        self.published.push(StreamEvent {
-            kind,
-            id,
-            change: change.into(),
-            data,
-        });
+    /// Leases due notifications to the deliverer.
+    pub async fn claim_deliveries(
+        &mut self,
+        conn: &mut Conn,
+        limit: i64,
+        now: i64,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        self.notify.claim(conn, limit, now).await
+    }
+
+    /// Records how a delivery went: delivered, a retry with backoff, or failed for good.
+    pub async fn delivery_result(&mut self, conn: &mut Conn, o: &DeliveryOutcome, now: i64) -> Result<(), StoreError> {
+        self.notify.record(conn, &mut self.out, o, now).await
     }
 
     /// Does whatever has fallen due by `now`: claimed timers, flood end, chattering end,
@@ -230,7 +176,7 @@ impl Engine {
         let mut fired = 0;
         // A skipped step brings the next one forward, so claim again (bounded).
         for _ in 0..16 {
-            let mut due = timers::claim_due(conn, &self.cfg.hub_id, now).await?;
+            let mut due = self.escalation.claim_due(conn, now).await?;
             if due.is_empty() {
                 break;
             }
@@ -238,36 +184,37 @@ impl Engine {
             for t in due {
                 fired += 1;
                 let outcome = match t.kind.as_str() {
-                    "escalation" => self.fire_escalation(conn, &t, now).await?,
-                    "shelve_expiry" => self.shelve_expired(conn, &t, now).await?,
-                    "response_target" => self.response_target(conn, rules, &t, now).await?,
-                    "progress" => self.progress_check(conn, &t, now).await?,
+                    "escalation" => self.escalation.fire(conn, &mut self.out, &self.notify, &t, now).await?,
+                    "shelve_expiry" => {
+                        let (outcome, again) =
+                            alarms::shelve_expired(conn, &mut self.out, t.alarm_id, t.due_at_ms, now).await?;
+                        if let Some(row) = again {
+                            self.route_alarm(conn, &row, NOT_CHATTERING, now).await?;
+                        }
+                        outcome
+                    }
+                    "response_target" => {
+                        self.escalation
+                            .response_target(conn, &mut self.out, rules, &self.notify, &t, now)
+                            .await?
+                    }
+                    "progress" => {
+                        self.escalation
+                            .progress_check(conn, &mut self.out, &self.notify, &t, now)
+                            .await?
+                    }
                     other => format!("unknown timer kind {other}"),
                 };
-                timers::record_outcome(conn, t.id, &outcome).await?;
+                escalation::apply::record_outcome(conn, t.id, &outcome).await?;
             }
         }
-        let (flood, calm) = self.book.tick(now);
-        if flood == Some(Flood::Ended) {
-            let id = alarm_q::end_flood(conn, now).await?;
-            info!("alarm flood ended");
-            self.publish("flood", id.unwrap_or(0), "ended", Value::Null);
-        }
-        for key in calm {
-            let id = alarm_q::end_chattering(conn, &key).await?;
-            if let Some(id) = id {
-                Self::history(conn, id, HistoryChange::ChatteringEnded, now, None, None).await?;
-                self.publish("alarm", id, "chattering_ended", Value::Null);
-            }
-        }
-        let silent: Vec<(String, String)> = self
-            .heard
-            .iter()
-            .filter(|(g, (_, at))| *at <= now - self.cfg.gateway_silent_ms && !self.silent.contains(*g))
-            .map(|(g, (e, _))| (g.clone(), e.clone()))
-            .collect();
-        for (gateway, estate) in silent {
-            self.gateway_silent(conn, &gateway, &estate, now).await?;
+        self.alarms.calm(conn, &mut self.out, now).await?;
+        for (gateway, estate) in self.liveness.fallen_silent(now) {
+            let raised = self
+                .liveness
+                .silent(conn, &mut self.out, &gateway, &estate, now)
+                .await?;
+            self.follow(conn, raised, now).await?;
         }
         if let Some(r) = self.rota.as_mut() {
             r.tick(conn, now).await?;
@@ -286,15 +233,66 @@ impl Engine {
         event: &gatehouse_proto::Event,
         now: i64,
     ) -> Result<(), StoreError> {
-        match &event.body {
-            Some(Body::Vehicle(v)) if v.direction() == gatehouse_proto::Direction::In => {
-                let registered = v.resident || !v.pass.trim().is_empty();
-                let day = &rfc3339(now)[..10];
-                events::count_vehicle_entry(conn, &event.estate_id, day, registered).await?;
-            }
-            Some(Body::Access(_)) => self.rota_access(conn, rules, event, now).await?,
-            _ => {}
+        events::count_entry(conn, event, now).await?;
+        if let Some(Body::Access(_)) = &event.body {
+            self.rota_access(conn, rules, event, now).await?;
         }
         Ok(())
+    }
+
+    /// Persists one alarm change from the rule engine, and carries it on (`flow.rs`).
+    pub async fn apply_change(
+        &mut self,
+        conn: &mut Conn,
+        change: &AlarmChange,
+        now: i64,
+        cause: &Cause<'_>,
+    ) -> Result<(), StoreError> {
+        let then = self
+            .alarms
+            .apply_change(conn, &mut self.out, change, now, cause)
+            .await?;
+        self.follow(conn, then, now).await
+    }
+
+    /// A gateway said Hello: its estate is remembered; a Hello alone is not being heard.
+    pub fn hello(&mut self, gateway: &str, estate: &str, now: i64) {
+        self.liveness.hello(gateway, estate, now);
+    }
+
+    /// A gateway was heard from (Hello, a batch, a heartbeat): it is silent no more.
+    /// `estate` may be omitted once the gateway's Hello has named it.
+    pub async fn heard(
+        &mut self,
+        conn: &mut Conn,
+        gateway: &str,
+        estate: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.liveness.heard(conn, &mut self.out, gateway, estate, now).await
+    }
+
+    /// A connected gateway makes no progress (or its batch was refused): `gateway_stalled`.
+    pub async fn gateway_stalled(
+        &mut self,
+        conn: &mut Conn,
+        gateway: &str,
+        estate: &str,
+        message: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let raised = events::stalled(conn, &mut self.out, gateway, estate, message, now).await?;
+        self.follow(conn, raised, now).await
+    }
+
+    /// The stalled gateway's stored sequence advanced again (or it has nothing pending).
+    pub async fn gateway_progressing(
+        &mut self,
+        conn: &mut Conn,
+        gateway: &str,
+        estate: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        events::progressing(conn, &mut self.out, gateway, estate, now).await
     }
 }

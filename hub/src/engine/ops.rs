@@ -1,11 +1,70 @@
-//! Operator actions: [`Op`] dispatched to the file that applies it (`alarms.rs`,
-//! `incidents.rs`, `workflow.rs`, `rota.rs`). `Ok(Err(_))` is a refusal ([`OpError`]):
-//! nothing written.
+//! Operator actions: [`Op`], what an operator may ask of the writer, dispatched to the
+//! domain's shell (and on through `flow.rs` where another domain follows). `Ok(Err(_))` is
+//! a refusal ([`OpError`]): nothing written.
 
+use serde_json::Value;
+
+use crate::alarms::Priority;
+use crate::alarms::apply::{self as alarms, NOT_CHATTERING};
 use crate::alarms::rules::RuleState;
+use crate::escalation::apply as escalation;
+use crate::incidents::apply::{self as incidents, Opening};
+use crate::incidents::{IncidentCategory, IncidentState};
 use crate::store::{Conn, StoreError};
 
-use super::{Engine, Op, OpError};
+use super::{Engine, OpError};
+
+/// An operator action carried out by the writer.
+#[derive(Debug, Clone)]
+pub enum Op {
+    Shelve {
+        alarm_id: i64,
+        minutes: i64,
+        reason: String,
+        operator: String,
+    },
+    OutOfService {
+        alarm_id: i64,
+        on: bool,
+        reason: String,
+        operator: String,
+    },
+    /// Puts a device in maintenance (its alarms suppressed by design) or takes it out.
+    Maintenance {
+        estate: String,
+        device: String,
+        on: bool,
+        reason: String,
+        operator: String,
+        until_ms: Option<i64>,
+    },
+    Open {
+        estate: String,
+        area: String,
+        category: IncidentCategory,
+        priority: Priority,
+        title: String,
+        operator: String,
+        note: Option<String>,
+    },
+    Transition {
+        incident_id: i64,
+        to: IncidentState,
+        actor: String,
+        note: Option<String>,
+        reason: Option<String>,
+        override_by: Option<String>,
+    },
+    Step {
+        incident_id: i64,
+        step: String,
+        actor: String,
+        note: Option<String>,
+        skipped: bool,
+    },
+    /// A rota action (check-in/out, absence, accepting a proposal, assignments, plans).
+    Rota(crate::rota::RotaOp),
+}
 
 impl Engine {
     /// Carries out an operator action. `Ok(Err(_))` is a refusal (nothing written).
@@ -22,13 +81,35 @@ impl Engine {
                 minutes,
                 reason,
                 operator,
-            } => self.shelve(conn, alarm_id, minutes, reason, operator, now).await,
+            } => {
+                let until = self
+                    .alarms
+                    .shelve(conn, &mut self.out, alarm_id, minutes, &reason, &operator, now)
+                    .await?;
+                match until {
+                    Ok(until) => {
+                        escalation::timer(conn, "shelve_expiry", 0, alarm_id, 0, until).await?;
+                        Ok(Ok(alarm_id))
+                    }
+                    Err(e) => Ok(Err(e)),
+                }
+            }
             Op::OutOfService {
                 alarm_id,
                 on,
                 reason,
                 operator,
-            } => self.out_of_service(conn, alarm_id, on, reason, operator, now).await,
+            } => {
+                let back = alarms::out_of_service(conn, &mut self.out, alarm_id, on, &reason, &operator, now).await?;
+                match back {
+                    Ok(Some(row)) => {
+                        self.route_alarm(conn, &row, NOT_CHATTERING, now).await?;
+                        Ok(Ok(alarm_id))
+                    }
+                    Ok(None) => Ok(Ok(alarm_id)),
+                    Err(e) => Ok(Err(e)),
+                }
+            }
             Op::Maintenance {
                 estate,
                 device,
@@ -37,8 +118,18 @@ impl Engine {
                 operator,
                 until_ms,
             } => {
-                self.maintenance(conn, estate, device, on, reason, operator, until_ms, now)
-                    .await
+                alarms::maintenance(
+                    conn,
+                    &mut self.out,
+                    &estate,
+                    &device,
+                    on,
+                    &reason,
+                    &operator,
+                    until_ms,
+                    now,
+                )
+                .await
             }
             Op::Open {
                 estate,
@@ -49,8 +140,20 @@ impl Engine {
                 operator,
                 note,
             } => {
-                self.open_by_operator(conn, estate, area, category, priority, title, operator, note, now)
-                    .await
+                let opening = Opening {
+                    estate: &estate,
+                    area: &area,
+                    category,
+                    priority,
+                    title: &title,
+                    opened_by: &operator,
+                    flood_group: false,
+                };
+                let iid = self.open_incident(conn, &opening, now).await?;
+                if let Some(note) = note {
+                    incidents::timeline(conn, iid, now, "note", Some(&operator), &note, Value::Null).await?;
+                }
+                Ok(Ok(iid))
             }
             Op::Transition {
                 incident_id,
@@ -69,7 +172,10 @@ impl Engine {
                 actor,
                 note,
                 skipped,
-            } => self.step(conn, incident_id, &step, &actor, note, skipped, now).await,
+            } => {
+                self.step(conn, incident_id, &step, &actor, note.as_deref(), skipped, now)
+                    .await
+            }
             Op::Rota(op) => self.rota_op(conn, rules, op, now).await,
         }
     }

@@ -1,12 +1,8 @@
-//! Applies the rota's effects (alarms through the book, notifications, coverage events), access
-//! events and rota operator actions; never sleeps, sends, or writes outside the transaction
-//! it is given.
+//! The rota's chain: access events, the tick and rota operator actions go to the rota shell
+//! (`rota/shell/`), and what it decides ([`crate::rota::RotaEffect`]s) goes on to the alarm
+//! shell (and through `flow.rs` to incidents), the notification shell and the stream.
 
-use serde_json::json;
-use tracing::info;
-
-use crate::alarms::HistoryChange;
-use crate::alarms::queries::{self as alarm_q, Cause};
+use crate::alarms::apply as alarms;
 use crate::alarms::rules::RuleState;
 use crate::store::{Conn, StoreError};
 
@@ -40,41 +36,12 @@ impl Engine {
         for e in r.take_effects() {
             match e {
                 crate::rota::RotaEffect::Raise(a) => {
-                    let cause = Cause {
-                        note: Some("rota"),
-                        ..Default::default()
-                    };
-                    let (id, what) = alarm_q::activate(conn, &a, now, &cause).await?;
-                    if a.latched {
-                        // Latched: the acknowledgement clears it, as for a forced door.
-                        rules.restore_active(
-                            a.key.clone(),
-                            crate::alarms::rules::ActiveAlarm {
-                                latched: true,
-                                value: None,
-                            },
-                        );
-                    }
-                    info!(alarm = id, estate = %a.key.estate, condition = %a.key.condition, "rota alarm");
-                    self.publish_alarm(id, what.as_str(), &a);
-                    if matches!(what, HistoryChange::Raised | HistoryChange::Reraised) {
-                        self.on_raise(conn, id, now).await?;
-                    }
+                    let then = alarms::rota_raise(conn, &mut self.out, rules, &a, now).await?;
+                    self.follow(conn, then, now).await?;
                 }
                 crate::rota::RotaEffect::Clear { key, note } => {
-                    let cause = Cause {
-                        note: Some(&note),
-                        ..Default::default()
-                    };
-                    if let Some(id) = alarm_q::clear(conn, &key, now, &cause).await? {
-                        self.publish(
-                            "alarm",
-                            id,
-                            "cleared",
-                            json!({"estate": key.estate, "device": key.device}),
-                        );
-                        self.on_alarm_note(conn, id, "cleared", now).await?;
-                    }
+                    let then = alarms::rota_clear(conn, &mut self.out, &key, &note, now).await?;
+                    self.follow(conn, then, now).await?;
                 }
                 crate::rota::RotaEffect::Notify {
                     estate,
@@ -83,10 +50,11 @@ impl Engine {
                     kind,
                     text,
                 } => {
-                    self.notify(conn, None, &estate, role, &recipients, kind, &text, now)
+                    self.notify
+                        .queue(conn, &mut self.out, None, &estate, role, &recipients, kind, &text, now)
                         .await?;
                 }
-                crate::rota::RotaEffect::Publish { id, change, data } => self.publish("coverage", id, change, data),
+                crate::rota::RotaEffect::Publish { id, change, data } => self.out.push("coverage", id, change, data),
             }
         }
         Ok(())

@@ -11,9 +11,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::roles::{Recipient, Role};
 use crate::alarms::Priority;
 use crate::incidents::{IncidentCategory, IncidentState};
+use crate::roles::{Recipient, Role};
 
 /// While what does a step still fire?
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

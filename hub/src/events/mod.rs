@@ -1,7 +1,9 @@
 //! What gateways deliver: event rows, each gateway's sequence and progress, device
 //! registries, command results and the vehicle-entry count. All of its SQL is in
-//! [`queries`]; the single writer calls it inside its transaction.
+//! [`queries`]; the single writer calls it inside its transaction. [`apply`] is the shell:
+//! vehicle entries and gateway liveness (silent, stalled) as alarms.
 
+pub mod apply;
 pub mod queries;
 
 use gatehouse_proto::Event;

@@ -1,8 +1,8 @@
 //! Incidents: categories and where an alarm goes ([`model`]), procedures ([`procedures`]),
-//! the workflow ([`workflow`]), all pure; and every SQL statement on incidents
-//! ([`queries`]). The engine (`engine/incidents.rs`, `engine/workflow.rs`) applies the
-//! decisions inside the writer's transaction.
+//! the workflow ([`workflow`]), all pure; every SQL statement on incidents ([`queries`]);
+//! and the shell that applies the decisions inside the writer's transaction ([`apply`]).
 
+pub mod apply;
 pub mod model;
 pub mod procedures;
 pub mod queries;

@@ -1,5 +1,5 @@
-//! Procedures (SOPs), pure: the built-in steps per incident category, worded from the
-//! gate-house course (`seed/`), unless `[[procedures]]` replaces them.
+//! Procedures (SOPs), pure: the built-in gate-house standard operating procedures, one list
+//! of steps per incident category, unless `[[procedures]]` replaces them.
 
 use serde::{Deserialize, Serialize};
 
@@ -32,7 +32,7 @@ fn s(id: &str, text: &str, mandatory: bool) -> ProcedureStep {
     }
 }
 
-/// The built-in procedures, worded from the gate-house course (seed/).
+/// The built-in gate-house SOPs: the steps a guard works through for each incident category.
 pub fn default_procedure(category: IncidentCategory) -> Vec<ProcedureStep> {
     match category {
         IncidentCategory::Fire => vec![

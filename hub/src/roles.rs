@@ -1,5 +1,6 @@
 //! Roles and who holds them: the [`RoleResolver`] seam (the rota answers from live
-//! coverage), and [`StaticRoster`], the `[[roster]]` of the configuration file.
+//! coverage), and [`StaticRoster`], the `[[roster]]` of the configuration file. A leaf
+//! (nothing else of the crate imported): escalation, the notifications and the rota share it.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,23 +1,58 @@
-//! Applies the notification outbox: queueing to a role's holders, the deliverer's claims,
-//! delivery outcomes and retries. Never sends: the deliverer does, after the commit.
+//! The notification shell: queues notifications to a role's holders, leases them to the
+//! deliverer and records how each delivery went (a retry with backoff, or failed for good),
+//! inside the writer's transaction, through [`super::queries`].
+//!
+//! Invariant: never sends (the deliverer does, after the commit) and never writes outside
+//! the transaction it is given.
+
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 use tracing::warn;
 
 use crate::alarms::rfc3339;
-use crate::escalation::{Recipient, Role};
+use crate::incidents::apply::timeline;
 use crate::incidents::queries::IncidentRow;
-use crate::notify::{Delivery, DeliveryOutcome, backoff_ms, queries};
+use crate::roles::{Recipient, Role, RoleResolver};
 use crate::store::{Conn, StoreError};
+use crate::stream::Published;
 
-use super::Engine;
+use super::{Delivery, DeliveryOutcome, backoff_ms, queries};
 
-impl Engine {
-    /// Queues a notification to everyone holding `role` at `estate`; logs it when nobody does.
+/// The notification shell: who holds a role, and the settings it reads.
+#[derive(Debug)]
+pub struct NotifyShell {
+    hub_id: String,
+    resolver: Arc<dyn RoleResolver>,
+    retry_initial_s: u32,
+    retry_max_s: u32,
+    max_attempts: i64,
+}
+
+impl NotifyShell {
+    pub fn new(
+        hub_id: String,
+        resolver: Arc<dyn RoleResolver>,
+        retry_initial_s: u32,
+        retry_max_s: u32,
+        max_attempts: i64,
+    ) -> Self {
+        NotifyShell {
+            hub_id,
+            resolver,
+            retry_initial_s,
+            retry_max_s,
+            max_attempts,
+        }
+    }
+
+    /// Queues a notification to everyone holding `role` at `estate`; logs it (and notes it on
+    /// the incident's timeline) when nobody does. Returns how many were queued.
     #[allow(clippy::too_many_arguments)]
-    pub(super) async fn notify_role(
-        &mut self,
+    pub async fn to_role(
+        &self,
         conn: &mut Conn,
+        out: &mut Published,
         inc: Option<&IncidentRow>,
         estate: &str,
         role: Role,
@@ -34,7 +69,7 @@ impl Engine {
                 "nobody holds the role: notification not sent"
             );
             if let Some(inc) = inc {
-                self.timeline(
+                timeline(
                     conn,
                     inc.id,
                     now,
@@ -50,15 +85,17 @@ impl Engine {
             }
             return Ok(0);
         }
-        self.notify(conn, inc, estate, role, &recipients, kind, text, now)
+        self.queue(conn, out, inc, estate, role, &recipients, kind, text, now)
             .await?;
         Ok(recipients.len())
     }
 
+    /// Queues one notification per recipient, each noted on the incident's timeline.
     #[allow(clippy::too_many_arguments)]
-    pub(super) async fn notify(
-        &mut self,
+    pub async fn queue(
+        &self,
         conn: &mut Conn,
+        out: &mut Published,
         inc: Option<&IncidentRow>,
         estate: &str,
         role: Role,
@@ -79,7 +116,7 @@ impl Engine {
                 "estate": estate,
                 "text": text,
                 "created_at": rfc3339(now),
-                "hub": self.cfg.hub_id,
+                "hub": self.hub_id,
                 "incident": inc.map(|i| json!({
                     "id": i.id, "estate": i.estate_id, "area": i.area, "category": i.category,
                     "priority": i.priority, "title": i.title, "state": i.state,
@@ -89,7 +126,7 @@ impl Engine {
             queries::set_body(conn, id, &body).await?;
             if let Some(inc) = inc {
                 let via = if r.channel == "log" { "log" } else { "webhook" };
-                self.timeline(
+                timeline(
                     conn,
                     inc.id,
                     now,
@@ -104,24 +141,19 @@ impl Engine {
                 )
                 .await?;
             }
-            self.publish(
+            out.push(
                 "notification",
                 id,
                 "queued",
                 json!({"incident_id": inc.map(|i| i.id), "kind": kind, "role": role.as_str(), "recipient": r.name}),
             );
         }
-        self.wake = true;
+        out.wake_deliverer();
         Ok(())
     }
 
     /// Leases due notifications to the deliverer.
-    pub async fn claim_deliveries(
-        &mut self,
-        conn: &mut Conn,
-        limit: i64,
-        now: i64,
-    ) -> Result<Vec<Delivery>, StoreError> {
+    pub async fn claim(&self, conn: &mut Conn, limit: i64, now: i64) -> Result<Vec<Delivery>, StoreError> {
         let rows = queries::claim(conn, now + 60_000, now, limit).await?;
         let mut out: Vec<Delivery> = rows
             .into_iter()
@@ -138,7 +170,13 @@ impl Engine {
     }
 
     /// Records how a delivery went: delivered, a retry with backoff, or failed for good.
-    pub async fn delivery_result(&mut self, conn: &mut Conn, o: &DeliveryOutcome, now: i64) -> Result<(), StoreError> {
+    pub async fn record(
+        &self,
+        conn: &mut Conn,
+        out: &mut Published,
+        o: &DeliveryOutcome,
+        now: i64,
+    ) -> Result<(), StoreError> {
         let row = queries::delivery_state(conn, o.id).await?;
         let Some((iid, attempts, recipient, status)) = row else {
             return Ok(());
@@ -153,7 +191,7 @@ impl Engine {
                 now,
                 format!("Notification #{} to {recipient} delivered (attempt {attempts})", o.id),
             )
-        } else if attempts >= self.cfg.max_attempts {
+        } else if attempts >= self.max_attempts {
             (
                 "failed",
                 now,
@@ -164,7 +202,7 @@ impl Engine {
                 ),
             )
         } else {
-            let delay = backoff_ms(attempts, self.cfg.retry_initial_s, self.cfg.retry_max_s);
+            let delay = backoff_ms(attempts, self.retry_initial_s, self.retry_max_s);
             (
                 "pending",
                 now + delay,
@@ -195,7 +233,7 @@ impl Engine {
             );
         }
         if let Some(iid) = iid {
-            self.timeline(
+            timeline(
                 conn,
                 iid,
                 now,
@@ -206,7 +244,7 @@ impl Engine {
             )
             .await?;
         }
-        self.publish(
+        out.push(
             "notification",
             o.id,
             status,
