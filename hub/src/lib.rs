@@ -38,11 +38,6 @@ pub mod stream;
 pub mod telemetry;
 pub mod writer;
 
-/// Shim for the rota (`crate::rules::Activation`), which moves in parallel; the lead
-/// removes it after the merge.
-#[doc(hidden)]
-pub use alarms::rules;
-
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -134,8 +129,8 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
     // The rota, when posts are configured: roles resolve to the guards on post now.
     let rota_model = Arc::new(config.rota_model()?);
     let rota = rota_model.enabled().then(|| rota::RotaShared::new(rota_model));
-    let roster = escalation::StaticRoster::new(config.roster.clone());
-    let resolver: Arc<dyn escalation::RoleResolver> = match &rota {
+    let roster = roles::StaticRoster::new(config.roster.clone());
+    let resolver: Arc<dyn roles::RoleResolver> = match &rota {
         Some(r) => Arc::new(rota::resolver::RotaResolver {
             rota: r.clone(),
             fallback: roster,

@@ -157,8 +157,8 @@ impl PostKind {
     }
 
     /// The escalation role the post holds.
-    pub fn role(self) -> crate::escalation::Role {
-        use crate::escalation::Role;
+    pub fn role(self) -> crate::roles::Role {
+        use crate::roles::Role;
         match self {
             PostKind::Gate | PostKind::VehicleGate => Role::GatePost,
             PostKind::Patrol => Role::PatrolPost,

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use super::RotaShared;
-use crate::escalation::{Recipient, Role, RoleResolver, StaticRoster};
+use crate::roles::{Recipient, Role, RoleResolver, StaticRoster};
 
 #[derive(Debug)]
 pub struct RotaResolver {

@@ -12,7 +12,7 @@ use super::super::{fit, proposals, queries};
 use super::{RotaEffect, RotaEngine, refused};
 use crate::alarms::rfc3339;
 use crate::error::OpError;
-use crate::escalation::Recipient;
+use crate::roles::Recipient;
 use crate::store::{Conn, StoreError};
 
 impl RotaEngine {

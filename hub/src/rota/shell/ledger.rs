@@ -12,7 +12,7 @@ use super::super::coverage::{self, GapEffect};
 use super::super::queries::{self, NewGap};
 use super::{HOUR_MS, RotaEffect, RotaEngine, unattended_key};
 use crate::alarms::{Category, Priority};
-use crate::rules::Activation;
+use crate::alarms::rules::Activation;
 use crate::store::{Conn, StoreError};
 
 impl RotaEngine {

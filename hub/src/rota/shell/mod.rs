@@ -37,8 +37,8 @@ use super::shared::RotaShared;
 use super::state::{Live, Presence};
 use crate::alarms::AlarmKey;
 use crate::error::OpError;
-use crate::escalation::{Recipient, Role};
-use crate::rules::Activation;
+use crate::roles::{Recipient, Role};
+use crate::alarms::rules::Activation;
 use crate::store::{Conn, Pool, StoreError};
 
 const HOUR_MS: i64 = 3_600_000;

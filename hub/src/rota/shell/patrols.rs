@@ -12,7 +12,7 @@ use super::super::queries::{self, ScanRecord};
 use super::{RotaEffect, RotaEngine, patrol_area, refused};
 use crate::alarms::{AlarmKey, Category, Priority, rfc3339};
 use crate::error::OpError;
-use crate::rules::Activation;
+use crate::alarms::rules::Activation;
 use crate::store::{Conn, StoreError};
 
 impl RotaEngine {
