@@ -30,7 +30,7 @@ pub struct HubConfig {
     /// Procedures (SOPs) per incident category; categories not listed use the built-in ones.
     #[serde(default)]
     pub procedures: Vec<ProcedureConfig>,
-    /// The static roster: who holds which role (until the rota engine resolves roles).
+    /// The static roster: who holds which role (for the roles the rota does not resolve).
     #[serde(default)]
     pub roster: Vec<RosterEntry>,
     #[serde(default)]
@@ -38,7 +38,7 @@ pub struct HubConfig {
     /// `[ingest]`: what the hub accepts from gateways, and when it calls one stalled.
     #[serde(default)]
     pub ingest: IngestConfig,
-    /// `[rota]`: the rota engine's settings (issue 4).
+    /// `[rota]`: the rota's settings.
     #[serde(default)]
     pub rota: crate::rota::model::RotaSettings,
     /// `[[posts]]`: the posts of each estate; none = no rota (roles from `[[roster]]`).

@@ -143,7 +143,7 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
         resolver,
     );
     if let Some(r) = &rota {
-        engine = engine.with_rota(rota::RotaEngine::restore(r.clone(), &pool, clock.now_ms()).await?);
+        engine = engine.with_rota(rota::RotaShell::restore(r.clone(), &pool, clock.now_ms()).await?);
     }
     let (writer, writer_task) = Writer::start(
         pool.clone(),

@@ -54,8 +54,8 @@ pub struct Recipient {
     pub channel: String,
 }
 
-/// Resolves a role at an estate to the people holding it now. The rota engine of a later
-/// issue implements this; until then [`StaticRoster`] does.
+/// Resolves a role at an estate to the people holding it now: the rota's `RotaResolver`
+/// from who is on post (falling back to the roster), or [`StaticRoster`] alone.
 pub trait RoleResolver: Send + Sync + std::fmt::Debug {
     fn resolve(&self, estate: &str, role: Role, now_ms: i64) -> Vec<Recipient>;
 }

@@ -97,7 +97,7 @@ pub struct Engine {
     incidents: IncidentShell,
     escalation: EscalationShell,
     /// The rota shell (issue 4), when posts are configured.
-    rota: Option<crate::rota::RotaEngine>,
+    rota: Option<crate::rota::RotaShell>,
 }
 
 impl Engine {
@@ -129,7 +129,7 @@ impl Engine {
 
     /// Adds the rota shell: presence from access events, the coverage ledger in the tick,
     /// `on_site` pulling guards off post, rota operator actions.
-    pub fn with_rota(mut self, rota: crate::rota::RotaEngine) -> Self {
+    pub fn with_rota(mut self, rota: crate::rota::RotaShell) -> Self {
         self.rota = Some(rota);
         self
     }

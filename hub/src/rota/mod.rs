@@ -13,7 +13,7 @@
 //! State: [`state`] — `Live`, the working state; [`shared`] — [`RotaShared`], the committed
 //! state readers see; [`resolver`] — "who is on duty at this post now" for escalation.
 //!
-//! The shell: [`shell`] — [`RotaEngine`], called by the engine in the writer's transaction;
+//! The shell: [`shell`] — [`RotaShell`], called by the engine in the writer's transaction;
 //! it persists what the cores decide and hands the alarm book [`RotaEffect`]s (raise, clear,
 //! notify, publish). [`queries`] holds every SQL statement of the rota.
 
@@ -35,4 +35,4 @@ pub mod state;
 pub mod synth;
 
 pub use shared::RotaShared;
-pub use shell::{RotaEffect, RotaEngine, RotaOp};
+pub use shell::{RotaEffect, RotaOp, RotaShell};

@@ -12,7 +12,7 @@ use crate::error::ConfigError;
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
 
-/// `[rota]`: settings of the rota engine.
+/// `[rota]`: settings of the rota.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RotaSettings {

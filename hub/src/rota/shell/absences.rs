@@ -8,12 +8,12 @@ use tracing::info;
 
 use super::super::queries::{self, NewAbsence};
 use super::super::state::{Absence, Assignment};
-use super::{HOUR_MS, RotaEngine, refused};
+use super::{HOUR_MS, RotaShell, refused};
 use crate::alarms::rfc3339;
 use crate::error::OpError;
 use crate::store::{Conn, StoreError};
 
-impl RotaEngine {
+impl RotaShell {
     /// `RotaOp::Absence`; returns the absence's id.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn absence(

@@ -9,13 +9,13 @@ use tracing::info;
 
 use super::super::model::Slot;
 use super::super::{fit, proposals, queries};
-use super::{RotaEffect, RotaEngine, refused};
+use super::{RotaEffect, RotaShell, refused};
 use crate::alarms::rfc3339;
 use crate::error::OpError;
 use crate::roles::Recipient;
 use crate::store::{Conn, StoreError};
 
-impl RotaEngine {
+impl RotaShell {
     /// Accepts a proposal `gap~guard[~backfill]`, re-checking it against the state now.
     pub(super) async fn accept(
         &mut self,

@@ -1,7 +1,7 @@
 //! Assignments: an operator assigns a guard to a slot (checked against every hard rule) or
 //! cancels an assignment; a bulk action (CSV import, published plan) is applied one slice
 //! per writer turn and recorded once at its end. Every change of `rota_assignments` passes
-//! through [`RotaEngine::insert`] and [`RotaEngine::set_status`] (or `release`), which keep
+//! through [`RotaShell::insert`] and [`RotaShell::set_status`] (or `release`), which keep
 //! the live state in step with the rows.
 
 use std::collections::HashMap;
@@ -14,11 +14,11 @@ use tracing::info;
 use super::super::model::Slot;
 use super::super::state::Assignment;
 use super::super::{bulk, fit, proposals, queries};
-use super::{RotaEngine, refused};
+use super::{RotaShell, refused};
 use crate::error::OpError;
 use crate::store::{Conn, StoreError};
 
-impl RotaEngine {
+impl RotaShell {
     /// `RotaOp::Assign`; returns the assignment's id.
     pub(super) async fn assign(
         &mut self,

@@ -7,11 +7,11 @@ use serde_json::json;
 use super::super::handover;
 use super::super::model::{PostConfig, Slot};
 use super::super::queries;
-use super::{RotaEngine, refused};
+use super::{RotaShell, refused};
 use crate::error::OpError;
 use crate::store::{Conn, StoreError};
 
-impl RotaEngine {
+impl RotaShell {
     /// The shift `slot` of `post` started: its handover sheet.
     pub(super) async fn handover(
         &mut self,

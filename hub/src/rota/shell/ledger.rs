@@ -10,12 +10,12 @@ use tracing::{info, warn};
 
 use super::super::coverage::{self, GapEffect};
 use super::super::queries::{self, NewGap};
-use super::{HOUR_MS, RotaEffect, RotaEngine, unattended_key};
-use crate::alarms::{Category, Priority};
+use super::{HOUR_MS, RotaEffect, RotaShell, unattended_key};
 use crate::alarms::rules::Activation;
+use crate::alarms::{Category, Priority};
 use crate::store::{Conn, StoreError};
 
-impl RotaEngine {
+impl RotaShell {
     /// Brings one post's gap up to date with its presence and the time.
     pub(super) async fn ledger(&mut self, conn: &mut Conn, post_id: &str, now: i64) -> Result<(), StoreError> {
         let m = self.m();

@@ -1,13 +1,13 @@
-//! The rota's shell, [`RotaEngine`]: owned by the engine inside the writer and called in
+//! The rota's shell, [`RotaShell`]: owned by the engine inside the writer and called in
 //! its transaction. It asks the pure cores what to do, writes the `rota_*` tables through
 //! [`super::queries`], changes a working copy of the live state, and returns
 //! [`RotaEffect`]s (raise or clear an alarm, notify, publish) for the engine to apply.
 //!
 //! Invariant: it never sleeps, sends, or writes outside the transaction it is given, and
-//! readers see its state only after the commit ([`RotaEngine::commit`]); a rollback restores
+//! readers see its state only after the commit ([`RotaShell::commit`]); a rollback restores
 //! the committed copy.
 //!
-//! By concern, each file an `impl RotaEngine`:
+//! By concern, each file an `impl RotaShell`:
 //! - [`presence`] — badges (`access`), clocking on and off, late / early, `pull` (on site);
 //! - [`ledger`] — the gap of each post against the grace period, and the `tick`;
 //! - [`patrols`] — starting, scanning and ending tours, a patrol's findings;
@@ -36,9 +36,9 @@ use super::queries;
 use super::shared::RotaShared;
 use super::state::{Live, Presence};
 use crate::alarms::AlarmKey;
+use crate::alarms::rules::Activation;
 use crate::error::OpError;
 use crate::roles::{Recipient, Role};
-use crate::alarms::rules::Activation;
 use crate::store::{Conn, Pool, StoreError};
 
 const HOUR_MS: i64 = 3_600_000;
@@ -134,7 +134,7 @@ pub enum RotaOp {
 
 /// The writer's rota shell.
 #[derive(Debug)]
-pub struct RotaEngine {
+pub struct RotaShell {
     shared: Arc<RotaShared>,
     cur: Live,
     /// The committed state, kept from the first change of a transaction (for a rollback).
@@ -148,9 +148,9 @@ fn refused<T>(e: OpError) -> Result<Result<T, OpError>, StoreError> {
     Ok(Err(e))
 }
 
-impl RotaEngine {
+impl RotaShell {
     /// Loads the rota's state from the database.
-    pub async fn restore(shared: Arc<RotaShared>, pool: &Pool, now: i64) -> Result<RotaEngine, StoreError> {
+    pub async fn restore(shared: Arc<RotaShared>, pool: &Pool, now: i64) -> Result<RotaShell, StoreError> {
         let m = shared.model.clone();
         let horizon = now - 29 * 24 * HOUR_MS;
         let mut live = Live::default();
@@ -189,7 +189,7 @@ impl RotaEngine {
             open_gaps = live.gaps.len(),
             "rota loaded"
         );
-        Ok(RotaEngine {
+        Ok(RotaShell {
             shared,
             cur: live,
             backup: None,

@@ -9,13 +9,13 @@ use tracing::warn;
 use super::super::model::PatrolRouteConfig;
 use super::super::patrol;
 use super::super::queries::{self, ScanRecord};
-use super::{RotaEffect, RotaEngine, patrol_area, refused};
+use super::{RotaEffect, RotaShell, patrol_area, refused};
+use crate::alarms::rules::Activation;
 use crate::alarms::{AlarmKey, Category, Priority, rfc3339};
 use crate::error::OpError;
-use crate::alarms::rules::Activation;
 use crate::store::{Conn, StoreError};
 
-impl RotaEngine {
+impl RotaShell {
     /// A route at the tick: the running tour's deadlines, or a new tour when one is due.
     pub(super) async fn patrol_tick(
         &mut self,

@@ -13,14 +13,14 @@ use tracing::{info, warn};
 use super::super::coverage;
 use super::super::queries::{self, AttendanceRecord, PresenceChange};
 use super::super::state::Presence;
-use super::{RotaEngine, refused};
+use super::{RotaShell, refused};
 use crate::error::OpError;
 use crate::store::{Conn, StoreError};
 
 /// A second badge at the same post reader within this long is a double tap, not a clock-off.
 const DEBOUNCE_MS: i64 = 60_000;
 
-impl RotaEngine {
+impl RotaShell {
     /// An `access` event: a guard's badge at a post's reader clocks them on (or, at the post
     /// they are on, off); at a patrol checkpoint it records the tour.
     pub async fn access(&mut self, conn: &mut Conn, event: &Event, now: i64) -> Result<(), StoreError> {
