@@ -26,14 +26,19 @@ pub mod sink;
 
 use std::{net::SocketAddr, sync::Arc};
 
-use futures::future::BoxFuture;
+use futures::{FutureExt, future::BoxFuture};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use self::{
     commands::{CommandRequest, CommandRouter, CommandTx, command_result},
     sink::{Commit, EventSink, Oversized, SinkClosed, check_event_size},
 };
-use crate::{health::Health, metrics::Metrics, registry::Registry};
+use crate::{
+    health::Health,
+    metrics::Metrics,
+    registry::{DeviceInfo, Registry},
+};
 
 /// What every adapter is given.
 #[derive(Clone)]
@@ -75,6 +80,40 @@ pub struct RunningAdapter {
     /// Its long-running tasks, for the gateway to spawn and await at shutdown.
     pub tasks: Vec<BoxFuture<'static, ()>>,
 }
+
+impl RunningAdapter {
+    /// An adapter of pollers: one task and one command channel per configured device (the
+    /// Modbus point poller, the Modbus fire-panel zone poller). A device the registry does
+    /// not know is skipped; the configuration check already refuses one.
+    pub fn per_device<C, Fut>(
+        kind: AdapterKind,
+        ctx: &AdapterContext,
+        devices: Vec<(String, C)>,
+        mut poll: impl FnMut(DeviceInfo, C, mpsc::Receiver<CommandRequest>) -> Fut,
+    ) -> Self
+    where
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let mut running = RunningAdapter {
+            kind,
+            listen_addr: None,
+            commands: Vec::new(),
+            tasks: Vec::new(),
+        };
+        for (id, cfg) in devices {
+            let Some(device) = ctx.registry.get(&id).cloned() else {
+                continue;
+            };
+            let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+            running.commands.push((id, tx));
+            running.tasks.push(poll(device, cfg, rx).boxed());
+        }
+        running
+    }
+}
+
+/// Commands that may wait for one polled device before the sender is held back.
+const COMMAND_QUEUE: usize = 16;
 
 /// An adapter that could not start.
 #[derive(Debug, thiserror::Error)]

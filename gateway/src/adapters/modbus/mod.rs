@@ -16,7 +16,6 @@ pub mod report;
 mod shell;
 
 use futures::{FutureExt, future::BoxFuture};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use self::config::{ModbusDeviceConfig, ModbusSection};
@@ -36,22 +35,10 @@ impl Adapter for ModbusAdapter {
         ctx: AdapterContext,
         shutdown: CancellationToken,
     ) -> BoxFuture<'static, Result<RunningAdapter, AdapterError>> {
-        let mut running = RunningAdapter {
-            kind: AdapterKind::Modbus,
-            listen_addr: None,
-            commands: Vec::new(),
-            tasks: Vec::new(),
-        };
-        for (id, cfg) in self.devices {
-            let Some(device) = ctx.registry.get(&id).cloned() else {
-                continue;
-            };
-            let (tx, rx) = mpsc::channel(16);
-            running.commands.push((id, tx));
-            running
-                .tasks
-                .push(run_device(ctx.clone(), device, cfg, self.section.clone(), rx, shutdown.clone()).boxed());
-        }
+        let section = self.section;
+        let running = RunningAdapter::per_device(AdapterKind::Modbus, &ctx, self.devices, |device, cfg, rx| {
+            run_device(ctx.clone(), device, cfg, section.clone(), rx, shutdown.clone())
+        });
         async move { Ok(running) }.boxed()
     }
 }

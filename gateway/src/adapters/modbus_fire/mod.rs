@@ -11,7 +11,6 @@ mod shell;
 pub mod zones;
 
 use futures::{FutureExt, future::BoxFuture};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use self::config::ModbusFireConfig;
@@ -31,22 +30,10 @@ impl Adapter for ModbusFireAdapter {
         ctx: AdapterContext,
         shutdown: CancellationToken,
     ) -> BoxFuture<'static, Result<RunningAdapter, AdapterError>> {
-        let mut running = RunningAdapter {
-            kind: AdapterKind::ModbusFire,
-            listen_addr: None,
-            commands: Vec::new(),
-            tasks: Vec::new(),
-        };
-        for (id, cfg) in self.panels {
-            let Some(device) = ctx.registry.get(&id).cloned() else {
-                continue;
-            };
-            let (tx, rx) = mpsc::channel(16);
-            running.commands.push((id, tx));
-            running
-                .tasks
-                .push(run_device(ctx.clone(), device, cfg, self.section.clone(), rx, shutdown.clone()).boxed());
-        }
+        let section = self.section;
+        let running = RunningAdapter::per_device(AdapterKind::ModbusFire, &ctx, self.panels, |device, cfg, rx| {
+            run_device(ctx.clone(), device, cfg, section.clone(), rx, shutdown.clone())
+        });
         async move { Ok(running) }.boxed()
     }
 }
