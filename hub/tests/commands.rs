@@ -370,6 +370,19 @@ async fn a_command_for_an_incident_is_on_its_timeline() {
     .await;
     assert_eq!(settled(&hub, c["id"].as_i64().unwrap()).await["state"], "ok");
 
+    // The estate's record of commands, and the incident's.
+    for query in [
+        format!("estate={ESTATE}"),
+        format!("incident={iid}"),
+        "device=panel-1".into(),
+    ] {
+        let listed = get(&hub, &format!("/api/v1/commands?{query}")).await;
+        assert_eq!(listed.as_array().map(Vec::len), Some(1), "{query}: {listed}");
+        assert_eq!(listed[0]["reason"], "false alarm confirmed");
+    }
+    let listed = get(&hub, "/api/v1/commands?device=door-1").await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(0), "{listed}");
+
     let detail = get(&hub, &format!("/api/v1/incidents/{iid}")).await;
     let timeline: Vec<String> = detail["timeline"]
         .as_array()

@@ -1,4 +1,5 @@
-//! `POST /devices/{id}/commands`, `GET /commands/{id}`: an operator's command to a device.
+//! `POST /devices/{id}/commands`, `GET /commands/{id}`, `GET /commands`: an operator's
+//! command to a device, and the record of them.
 //! The command is checked against its device's kind, recorded through the writer, and only
 //! then sent down its gateway's link; a gateway with no stream makes it `gateway_offline`.
 
@@ -14,9 +15,10 @@ use serde::Deserialize;
 use serde_json::Value;
 use tracing::warn;
 
-use super::{ApiError, ApiPath, AppState, json_body, text_field};
+use super::{ApiError, ApiPath, ApiQuery, AppState, json_body, text_field};
+use crate::commands::NewCommand;
 use crate::commands::model;
-use crate::commands::{NewCommand, queries};
+use crate::commands::queries::{self, CommandFilter};
 use crate::engine::Op;
 
 #[derive(Debug, Default, Deserialize)]
@@ -110,4 +112,38 @@ pub async fn get(State(state): State<AppState>, ApiPath(id): ApiPath<i64>) -> Re
             format!("command {id}").into(),
         )),
     }
+}
+
+/// Most commands one `GET /commands` lists.
+const MAX_LIMIT: i64 = 1_000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    estate: Option<String>,
+    device: Option<String>,
+    incident: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// `GET /commands?estate=&device=&incident=&limit=` (100, ≤ 1000): newest first.
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<Vec<Value>>, ApiError> {
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid limit",
+            format!("limit must be between 1 and {MAX_LIMIT}"),
+        ));
+    }
+    let filter = CommandFilter {
+        estate: text_field("estate", query.estate, 100, false)?,
+        device: text_field("device", query.device, 200, false)?,
+        incident: query.incident,
+        limit,
+    };
+    let rows = queries::list(&state.pool, &filter).await?;
+    Ok(Json(rows.iter().map(queries::CommandRow::to_json).collect()))
 }

@@ -74,6 +74,7 @@ pub fn router(state: AppState) -> Router {
         .route("/devices/maintenance", get(devices::list))
         .route("/devices/{id}/maintenance", post(devices::maintenance))
         .route("/devices/{id}/commands", post(commands::send))
+        .route("/commands", get(commands::list))
         .route("/commands/{id}", get(commands::get))
         .route("/incidents", get(incidents::list).post(incidents::open))
         .route("/incidents/{id}", get(incidents::detail))

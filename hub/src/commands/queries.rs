@@ -2,6 +2,7 @@
 //! run only inside the single writer's transaction.
 
 use serde_json::{Value, json};
+use sqlx::{QueryBuilder, Sqlite};
 
 use crate::alarms::rfc3339;
 use crate::store::{Conn, Context, Pool, StoreError};
@@ -119,6 +120,34 @@ pub async fn get(conn: &mut Conn, id: i64) -> Result<Option<CommandRow>, StoreEr
 pub async fn find(pool: &Pool, id: i64) -> Result<Option<CommandRow>, StoreError> {
     let mut conn = pool.acquire().await.context(|| format!("reading command {id}"))?;
     get(&mut conn, id).await
+}
+
+/// Filters of `GET /commands`.
+#[derive(Debug, Clone, Default)]
+pub struct CommandFilter {
+    pub estate: Option<String>,
+    pub device: Option<String>,
+    pub incident: Option<i64>,
+    pub limit: i64,
+}
+
+/// Commands, newest first.
+pub async fn list(pool: &Pool, f: &CommandFilter) -> Result<Vec<CommandRow>, StoreError> {
+    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {COLUMNS} FROM commands WHERE 1 = 1"));
+    if let Some(e) = &f.estate {
+        q.push(" AND estate_id = ").push_bind(e.clone());
+    }
+    if let Some(d) = &f.device {
+        q.push(" AND device_id = ").push_bind(d.clone());
+    }
+    if let Some(i) = f.incident {
+        q.push(" AND incident_id = ").push_bind(i);
+    }
+    q.push(" ORDER BY id DESC LIMIT ").push_bind(f.limit);
+    q.build_query_as::<CommandRow>()
+        .fetch_all(pool)
+        .await
+        .context(|| "listing commands".into())
 }
 
 /// A device of an estate as its gateway last announced it: (gateway, kind). A device id
