@@ -21,6 +21,7 @@
 pub mod alarms;
 pub mod api;
 pub mod clock;
+pub mod commands;
 pub mod config;
 pub mod engine;
 pub mod error;

@@ -1,5 +1,6 @@
 //! The HTTP/JSON API (docs/design.md, HTTP API): estates, alarms (ack, shelve, out of service, history),
-//! incidents (list, open, detail, transition, procedure steps), notifications, the live
+//! incidents (list, open, detail, transition, procedure steps), commands to devices,
+//! notifications, the live
 //! stream (SSE), the alarm KPI, health and metrics.
 //!
 //! Reads go straight to the database; writes (acknowledgements) go through the ingest
@@ -7,6 +8,7 @@
 //! body `{"error": "...", "detail": ...}`, including malformed paths, queries and bodies.
 
 mod alarms;
+mod commands;
 mod devices;
 mod estates;
 mod health;
@@ -71,6 +73,9 @@ pub fn router(state: AppState) -> Router {
         .route("/alarms/{id}/out-of-service", post(alarms::out_of_service))
         .route("/devices/maintenance", get(devices::list))
         .route("/devices/{id}/maintenance", post(devices::maintenance))
+        .route("/devices/{id}/commands", post(commands::send))
+        .route("/commands", get(commands::list))
+        .route("/commands/{id}", get(commands::get))
         .route("/incidents", get(incidents::list).post(incidents::open))
         .route("/incidents/{id}", get(incidents::detail))
         .route("/incidents/{id}/transition", post(incidents::transition))

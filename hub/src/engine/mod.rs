@@ -21,12 +21,16 @@
 //!   [`Engine::gateway_progressing`]: gateway liveness and its alarms.
 //! - [`Engine::op`] (`ops.rs`): operator actions ([`Op`]), refused with [`OpError`].
 //! - [`Engine::tick`]: claims due timers and dispatches them by kind (`escalation`,
-//!   `response_target`, `progress` to escalation; `shelve_expiry` to alarms), then ends
+//!   `response_target`, `progress` to escalation; `shelve_expiry` to alarms;
+//!   `command_deadline` to commands), then ends
 //!   floods and chattering, detects silent gateways and runs the rota's tick.
+//! - [`Engine::command_result`] and the command ops (`commands.rs`): operator commands to
+//!   devices recorded, settled by a gateway's result, and timed out by their timer.
 //! - [`Engine::claim_deliveries`], [`Engine::delivery_result`]: the deliverer's lease and
 //!   outcomes, through the writer.
 //! - [`Engine::take_published`] / [`Engine::discard`]: after the commit / rollback.
 
+mod commands;
 mod flow;
 mod ops;
 mod rota;
@@ -203,6 +207,7 @@ impl Engine {
                             .progress_check(conn, &mut self.out, &self.notify, &t, now)
                             .await?
                     }
+                    commands::DEADLINE_TIMER => self.command_deadline(conn, t.alarm_id, now).await?,
                     other => format!("unknown timer kind {other}"),
                 };
                 escalation::apply::record_outcome(conn, t.id, &outcome).await?;

@@ -64,6 +64,11 @@ pub enum Op {
     },
     /// A rota action (check-in/out, absence, accepting a proposal, assignments, plans).
     Rota(crate::rota::RotaOp),
+    /// Records a command to a device (sent by the caller only after the commit); answers
+    /// its id. Refused if its incident does not exist.
+    Command(crate::commands::NewCommand),
+    /// The command could not be handed to its gateway (no stream): `gateway_offline`.
+    CommandUndelivered { id: i64, detail: String },
 }
 
 impl Engine {
@@ -177,6 +182,8 @@ impl Engine {
                     .await
             }
             Op::Rota(op) => self.rota_op(conn, rules, op, now).await,
+            Op::Command(c) => self.record_command(conn, c, now).await,
+            Op::CommandUndelivered { id, detail } => self.command_undelivered(conn, id, &detail, now).await,
         }
     }
 }

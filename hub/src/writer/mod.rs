@@ -467,6 +467,7 @@ impl Writer {
                 }
                 Request::CommandResult { gateway_id, result } => {
                     events::command_result(&mut tx, &gateway_id, &result, now).await?;
+                    self.engine.command_result(&mut tx, &gateway_id, &result, now).await?;
                 }
                 Request::Acknowledge {
                     alarm_id,

@@ -8,7 +8,8 @@ use std::time::Duration;
 use gatehouse_hub::RunningHub;
 use gatehouse_proto::gateway_link_client::GatewayLinkClient;
 use gatehouse_proto::{
-    DeviceInfo, Downlink, Event, EventBatch, Heartbeat, Hello, Uplink, downlink, event::Body, uplink,
+    CommandResult, DeviceInfo, DeviceKind, Downlink, Event, EventBatch, Heartbeat, Hello, Uplink, downlink,
+    event::Body, uplink,
 };
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -43,6 +44,23 @@ impl Link {
         last_seq: u64,
         outbox_depth: u64,
     ) -> Link {
+        let devices: Vec<(&str, DeviceKind)> = devices.iter().map(|d| (*d, DeviceKind::Unspecified)).collect();
+        Self::open(hub, gateway, estate, &devices, last_seq, outbox_depth).await
+    }
+
+    /// [`Link::connect`] announcing each device with its kind.
+    pub async fn connect_kinds(hub: &RunningHub, gateway: &str, estate: &str, devices: &[(&str, DeviceKind)]) -> Link {
+        Self::open(hub, gateway, estate, devices, 0, 0).await
+    }
+
+    async fn open(
+        hub: &RunningHub,
+        gateway: &str,
+        estate: &str,
+        devices: &[(&str, DeviceKind)],
+        last_seq: u64,
+        outbox_depth: u64,
+    ) -> Link {
         let channel = Endpoint::from_shared(format!("http://{}", hub.grpc_addr()))
             .unwrap()
             .connect()
@@ -51,10 +69,10 @@ impl Link {
         let (tx, rx) = mpsc::channel(16);
         let devices = devices
             .iter()
-            .map(|d| DeviceInfo {
+            .map(|(d, kind)| DeviceInfo {
                 device_id: (*d).into(),
+                kind: *kind as i32,
                 area: "main gate".into(),
-                ..Default::default()
             })
             .collect();
         tx.send(Uplink {
@@ -173,6 +191,16 @@ impl Link {
                     outbox_depth,
                     last_seq,
                 })),
+            })
+            .await
+            .unwrap();
+    }
+
+    /// Answers a command as the gateway would.
+    pub async fn command_result(&self, result: CommandResult) {
+        self.tx
+            .send(Uplink {
+                msg: Some(uplink::Msg::CommandResult(result)),
             })
             .await
             .unwrap();
