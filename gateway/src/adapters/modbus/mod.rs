@@ -13,7 +13,7 @@ pub mod decode;
 pub mod link;
 pub mod plan;
 pub mod report;
-mod shell;
+pub(crate) mod shell;
 
 use futures::{FutureExt, future::BoxFuture};
 use tokio_util::sync::CancellationToken;

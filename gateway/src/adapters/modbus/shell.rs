@@ -97,15 +97,16 @@ enum Data {
 /// One point's observation in a poll: a value, or the reason it has none.
 type Observation = Result<f64, String>;
 
-/// Where events go. Kept apart from the connection (which is not `Sync`) so a borrow of
-/// it can be held across the `emit` await in a `Send` task.
-struct Emitter {
-    ctx: AdapterContext,
-    device: DeviceInfo,
+/// Where a polled device's events go. Kept apart from the connection (which is not `Sync`)
+/// so a borrow of it can be held across the `emit` await in a `Send` task. The Modbus
+/// fire-panel poller emits through it too.
+pub(crate) struct Emitter {
+    pub(crate) ctx: AdapterContext,
+    pub(crate) device: DeviceInfo,
 }
 
 impl Emitter {
-    async fn emit(&self, body: Body) -> Result<(), SinkClosed> {
+    pub(crate) async fn emit(&self, body: Body) -> Result<(), SinkClosed> {
         let now = pb::now_ms();
         self.ctx
             .sink
@@ -113,7 +114,7 @@ impl Emitter {
             .await
     }
 
-    async fn status(&self, online: bool, reason: String) -> Result<(), SinkClosed> {
+    pub(crate) async fn status(&self, online: bool, reason: String) -> Result<(), SinkClosed> {
         self.emit(Body::Status(DeviceStatus { online, reason })).await
     }
 

@@ -8,7 +8,7 @@
 
 use std::{sync::atomic::Ordering::Relaxed, time::Duration};
 
-use gatehouse_proto::{self as pb, DeviceStatus, event::Body};
+use gatehouse_proto as pb;
 use tokio::{
     sync::mpsc,
     time::{self, MissedTickBehavior},
@@ -29,6 +29,7 @@ use crate::adapters::{
         link::Link,
         plan::{DEFAULT_MAX_GAP, ReadRequest, plan},
         report::{Health, StatusChange},
+        shell::Emitter,
     },
 };
 use crate::{metrics::ModbusFailure, registry::DeviceInfo};
@@ -54,25 +55,8 @@ pub fn zone_points(cfg: &ModbusFireConfig) -> Vec<PointConfig> {
         .collect()
 }
 
-/// Where events go: apart from the connection (which is not `Sync`) so a borrow of it can
-/// be held across the `emit` await in a `Send` task.
-struct Out {
-    ctx: AdapterContext,
-    device: DeviceInfo,
-}
-
-impl Out {
-    async fn emit(&self, body: Body) -> Result<(), SinkClosed> {
-        let now = pb::now_ms();
-        self.ctx
-            .sink
-            .emit(self.ctx.registry.event(&self.device, now, now, body))
-            .await
-    }
-}
-
 struct Panel {
-    out: Out,
+    out: Emitter,
     cfg: ModbusFireConfig,
     points: Vec<PointConfig>,
     plan: Vec<ReadRequest>,
@@ -107,7 +91,7 @@ pub async fn run_device(
         points,
         health: Health::new(section.offline_after_failures),
         counted_offline: false,
-        out: Out { ctx, device },
+        out: Emitter { ctx, device },
         cfg,
     };
     info!(device = %panel.out.device.id, address = %panel.cfg.address, zones = panel.cfg.zones, "modbus fire panel polling starts");
@@ -156,12 +140,7 @@ impl Panel {
                         self.counted_offline = false;
                     }
                     info!(device = %self.out.device.id, "modbus fire panel online");
-                    self.out
-                        .emit(Body::Status(DeviceStatus {
-                            online: true,
-                            reason: String::new(),
-                        }))
-                        .await?;
+                    self.out.status(true, String::new()).await?;
                 }
                 for (index, word) in words {
                     let (Some(point), Some(slot)) = (self.points.get(index), self.states.get_mut(index)) else {
@@ -185,9 +164,7 @@ impl Panel {
                         self.counted_offline = true;
                     }
                     warn!(device = %self.out.device.id, %reason, "modbus fire panel offline; backing off");
-                    self.out
-                        .emit(Body::Status(DeviceStatus { online: false, reason }))
-                        .await?;
+                    self.out.status(false, reason).await?;
                 }
                 Ok(())
             }
