@@ -72,7 +72,7 @@ fn expected_type(path: &str) -> &'static str {
     }
 }
 
-fn header<'a>(r: &'a reqwest::Response, name: reqwest::header::HeaderName) -> &'a str {
+fn header(r: &reqwest::Response, name: reqwest::header::HeaderName) -> &str {
     r.headers()
         .get(&name)
         .unwrap_or_else(|| panic!("{} has no {name} header", r.url()))

@@ -1,7 +1,8 @@
 //! The HTTP/JSON API (docs/design.md, HTTP API): estates, alarms (ack, shelve, out of service, history),
 //! incidents (list, open, detail, transition, procedure steps), commands to devices,
 //! notifications, the live
-//! stream (SSE), the alarm KPI, health and metrics.
+//! stream (SSE, with catch-up), the alarm KPI, health and metrics; and, outside `/api/v1`, the
+//! board's embedded files (`board.rs`).
 //!
 //! Reads go straight to the database; writes (acknowledgements) go through the ingest
 //! writer, the single writer that also keeps the rule engine's state. Every error is a JSON
@@ -38,7 +39,6 @@ use crate::config::EstateConfig;
 use crate::error::OpError;
 use crate::link::LinkRegistry;
 use crate::metrics::Metrics;
-use crate::notify::StreamEvent;
 use crate::store::{Pool, StoreError};
 use crate::writer::{ActionError, WriterHandle};
 
@@ -51,8 +51,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub estates: Arc<Vec<EstateConfig>>,
     pub clock: Arc<dyn Clock>,
-    /// Changes published by the writer after each commit (`GET /stream`).
-    pub stream: tokio::sync::broadcast::Sender<StreamEvent>,
+    /// Changes published by the writer after each commit (`GET /stream`), with the replay
+    /// ring for clients that reconnect.
+    pub stream: Arc<crate::stream::Feed>,
     pub hub_id: String,
     pub response_target_ms: i64,
     pub flood_start_above: u32,
