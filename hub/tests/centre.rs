@@ -534,6 +534,37 @@ async fn watch_incidents_sends_open_incidents_then_transitions_steps_and_the_clo
         }
     };
     assert!(change.removed, "a closed incident leaves the watched set");
+
+    // A watch of estate-b: an empty snapshot, then only estate-b's incidents.
+    let mut b = client
+        .watch_incidents(WatchIncidentsRequest {
+            estate_id: "estate-b".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(matches!(
+        next_incident(&mut b).await,
+        incident_update::Update::SnapshotStart(_)
+    ));
+    match next_incident(&mut b).await {
+        incident_update::Update::SnapshotComplete(c) => assert_eq!(c.count, 0),
+        other => panic!("estate-a's incidents are not estate-b's business: {other:?}"),
+    }
+    for estate in [ESTATE, "estate-b"] {
+        let (status, inc) = http(
+            &hub,
+            "POST",
+            "/api/v1/incidents",
+            Some(json!({"estate": estate, "category": "intrusion", "title": "Fence cut", "operator": "wang"})),
+        )
+        .await;
+        assert_eq!(status, 201, "{inc}");
+    }
+    match next_incident(&mut b).await {
+        incident_update::Update::Change(c) => assert_eq!(c.incident.unwrap().estate_id, "estate-b"),
+        other => panic!("expected estate-b's incident, got {other:?}"),
+    }
     hub.shutdown().await;
 }
 
