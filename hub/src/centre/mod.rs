@@ -18,7 +18,6 @@ use gatehouse_proto::{
     AcknowledgeAlarmRequest, Alarm, AlarmUpdate, CommandRecord, CompleteStepRequest, Incident, IncidentUpdate,
     SendCommandRequest, ShelveAlarmRequest, TransitionIncidentRequest, WatchAlarmsRequest, WatchIncidentsRequest,
 };
-use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
@@ -28,7 +27,7 @@ use crate::actions::{
 use crate::alarms::queries::find_alarm;
 use crate::link::LinkRegistry;
 use crate::store::Pool;
-use crate::stream::StreamEvent;
+use crate::stream::{Feed, Resume};
 use crate::writer::WriterHandle;
 
 pub use gatehouse_proto::command_centre_server::CommandCentreServer;
@@ -42,7 +41,7 @@ pub struct CentreService {
     /// The configured estates (a watch filter must name one of them).
     pub estates: Arc<HashSet<String>>,
     /// Changes published by the writer after each commit.
-    pub stream: broadcast::Sender<StreamEvent>,
+    pub stream: Arc<Feed>,
     pub response_target_ms: i64,
     /// Ends the watch streams when the hub stops.
     pub shutdown: CancellationToken,
@@ -92,7 +91,7 @@ impl CommandCentre for CentreService {
     ) -> Result<Response<Self::WatchAlarmsStream>, Status> {
         let estate = self.estate_filter(request.into_inner().estate_id)?;
         // Subscribed before the snapshot is read, so no change falls between.
-        let rx = self.stream.subscribe();
+        let rx = self.stream.subscribe(Resume::Fresh).rx;
         let watch = watch::Alarms {
             pool: self.pool.clone(),
             estate,
@@ -105,7 +104,7 @@ impl CommandCentre for CentreService {
         request: Request<WatchIncidentsRequest>,
     ) -> Result<Response<Self::WatchIncidentsStream>, Status> {
         let estate = self.estate_filter(request.into_inner().estate_id)?;
-        let rx = self.stream.subscribe();
+        let rx = self.stream.subscribe(Resume::Fresh).rx;
         let watch = watch::Incidents {
             pool: self.pool.clone(),
             estate,

@@ -9,6 +9,7 @@
 //! missing changes.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use gatehouse_proto::{
     AlarmChange, AlarmUpdate, IncidentChange, IncidentUpdate, SnapshotComplete, SnapshotStart, alarm_update,
@@ -25,7 +26,7 @@ use crate::alarms::queries::find_alarm;
 use crate::incidents::queries::{IncidentFilter, list_incidents};
 use crate::incidents::{IncidentState, queries as incident_q};
 use crate::store::{Context, Pool, StoreError};
-use crate::stream::StreamEvent;
+use crate::stream::Stamped;
 
 /// Updates queued to one client before its task waits for it.
 const QUEUE: usize = 64;
@@ -46,7 +47,7 @@ pub trait Watch: Send + Sync + 'static {
 /// Runs `watch` for one client; `rx` must have been subscribed before this is called.
 pub fn spawn<W: Watch>(
     watch: W,
-    rx: broadcast::Receiver<StreamEvent>,
+    rx: broadcast::Receiver<Arc<Stamped>>,
     shutdown: CancellationToken,
 ) -> ReceiverStream<Result<W::Update, Status>> {
     let (tx, out) = mpsc::channel(QUEUE);
@@ -98,7 +99,7 @@ async fn snapshot<W: Watch>(
 
 async fn run<W: Watch>(
     watch: &W,
-    mut rx: broadcast::Receiver<StreamEvent>,
+    mut rx: broadcast::Receiver<Arc<Stamped>>,
     tx: &mpsc::Sender<Result<W::Update, Status>>,
 ) -> End {
     let result: Result<(), End> = async {
@@ -109,8 +110,8 @@ async fn run<W: Watch>(
                 event = rx.recv() => event,
             };
             match event {
-                Ok(ev) if ev.kind == W::KIND => {
-                    if let Some(update) = watch.change(ev.id, &ev.change).await? {
+                Ok(ev) if ev.event.kind == W::KIND => {
+                    if let Some(update) = watch.change(ev.event.id, &ev.event.change).await? {
                         send(tx, update).await?;
                     }
                 }
