@@ -10,7 +10,7 @@ const CATEGORIES = ['fire', 'security', 'plant', 'device'];
 // unacknowledged / acknowledged / active / cleared as the API's state filter names them,
 // plus the board's own states (shelved, suppressed, out of service)
 const STATES = ['unacknowledged', 'acknowledged', 'active', 'cleared', 'shelved', 'suppressed', 'out_of_service'];
-const ROW_LIMIT = 500;
+const ROW_LIMIT = 1000;
 
 function matches(q) {
   return (a) => {
