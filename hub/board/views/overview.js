@@ -56,7 +56,7 @@ export function mount(root, ctx) {
       if (down || !gws.length) gwDown++;
       if (s.worst) withAlarms++;
       const cov = coverage === 'none' ? null : coverage && coverage.get(id);
-      const sig = JSON.stringify([e.name, s, down, gws.length, cov, ctx.lang]);
+      const sig = JSON.stringify([e.name, s, down, gws.length, cov, coverage === null ? 0 : coverage === 'none' ? 1 : 2]);
       const x = tile(id);
       order.push({ id, name: e.name || id, rank: s.worst ? RANK[s.worst] : 9, unack: s.unack, x });
       if (sig === x.sig) continue;
