@@ -137,7 +137,7 @@ export function createStore({ api, emit, status, gh }) {
       if (!idsSupported || ids.length > IDS_MAX) {
         alarmFetch = loadAlarms();
       } else {
-        alarmFetch = api.get('/alarms', { ids: ids.join(','), limit: IDS_MAX })
+        alarmFetch = api.get('/alarms', { ids: ids.join(',') })
           .then((list) => applyAlarmList(list, ids))
           .catch((e) => {
             if (e.status === 400 || e.status === 404) { idsSupported = false; return loadAlarms(); }
