@@ -113,7 +113,7 @@ export function mount(root, ctx, params) {
       grid.append(b.node);
       req += e.required; cov += e.covered;
       setText(b.head, `${e.covered}/${e.required}`);
-      b.node.classList.toggle('b-cov-short', e.covered < e.required);
+      b.node.classList.toggle('b-cov-est-short', e.covered < e.required);
       for (const p0 of e.posts) {
         const p = { ...p0, estate: e.estate };
         let r = b.rows.get(p.post);
@@ -176,7 +176,7 @@ export function mount(root, ctx, params) {
         el('div', null,
           el('strong', null, `${estateName(ctx, g.estate)} · ${g.post}`), ' ',
           el('span', { class: 'b-muted' }, `${ctx.t('coverage.gapkind.' + g.kind)} · ${shiftLabel(ctx, g)}`), ' ',
-          el('span', { class: 'b-gap-need' }, `⚠ ${ctx.t('coverage.need', { n: g.need })}`),
+          g.need > 0 ? el('span', { class: 'b-gap-need' }, `⚠ ${ctx.t('coverage.need', { n: g.need })}`) : el('span', null, `✔ ${ctx.t('coverage.cover_coming')}`),
           g.since ? el('span', { class: 'b-small b-muted' }, ` · ${ctx.t('coverage.gap_since')} ${hm(ctx, g.since, g.estate)}`) : null,
           g.en_route && g.en_route.length ? el('span', { class: 'b-small' }, ` · ${ctx.t('coverage.en_route')}: ${g.en_route.join(', ')}`) : null),
         props.length

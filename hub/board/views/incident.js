@@ -122,7 +122,9 @@ function mountDetail(root, ctx, id) {
   let alive = true;
   const hdrTitle = el('h2');
   const hdrMeta = el('div', { class: 'b-meta-line' });
-  const stateEl = el('span', { class: 'b-state', testid: 'incident-state' });
+  // The label in the operator's language, and the state's code (what `incident-state` holds).
+  const stateLabel = el('span', { class: 'b-state' });
+  const stateEl = el('code', { class: 'b-state-code', testid: 'incident-state' });
   const transitions = el('div', { class: 'b-actions' });
   const steps = el('ol', { class: 'b-steps' });
   const escBox = el('div', { class: 'b-esc' });
@@ -141,7 +143,7 @@ function mountDetail(root, ctx, id) {
 
   root.append(
     el('nav', { class: 'b-crumbs' }, el('a', { href: '#/incidents' }, `← ${ctx.t('incident.title')}`)),
-    el('header', { class: 'b-head b-inc-head' }, hdrTitle, stateEl, hdrMeta),
+    el('header', { class: 'b-head b-inc-head' }, hdrTitle, stateLabel, stateEl, hdrMeta),
     el('div', { class: 'b-cols' },
       el('div', { class: 'b-main' },
         el('section', { class: 'b-panel' }, el('h3', null, ctx.t('incident.actions')), transitions),
@@ -282,6 +284,13 @@ function mountDetail(root, ctx, id) {
     countdown.classList.toggle('b-overdue', ms < 0);
   }
 
+  async function ackAlarm(a) {
+    try {
+      await ctx.api.post(`/alarms/${a.id}/ack`, { operator: ctx.operator });
+    } catch (e) { apiError(ctx, e); }
+    later();
+  }
+
   function renderAlarms(d) {
     alarmsBody.textContent = '';
     for (const a of d.alarms || []) {
@@ -291,7 +300,8 @@ function mountDetail(root, ctx, id) {
         el('td', null, prioBadge(a.priority)),
         el('td', null, el('a', { href: `#/devices/${encodeURIComponent(a.estate)}/${encodeURIComponent(a.device)}` }, a.device)),
         el('td', null, a.message || a.condition),
-        el('td', null, ctx.t('incident.alarm_state.' + st)),
+        el('td', null, ctx.t('incident.alarm_state.' + st), a.acknowledged ? null : [' ',
+          el('button', { class: 'b-btn', testid: 'incident-alarm-ack', onclick: () => ackAlarm(a) }, ctx.t('incident.alarm_ack'))]),
         el('td', { class: 'b-time' }, ctx.fmtTime(a.raised_at, a.estate))));
     }
     if (!(d.alarms || []).length) alarmsBody.append(el('tr', null, el('td', { colspan: 5, class: 'b-muted' }, ctx.t('incident.none'))));
@@ -345,7 +355,8 @@ function mountDetail(root, ctx, id) {
         d.on_site_at ? `${ctx.t('incident.on_site_at')}: ${ctx.fmtTime(d.on_site_at, d.estate)}`
           : `${d.response_breached ? '⚠ ' + ctx.t('incident.breached') + ' ' : ''}${ctx.t('incident.due')} ${ctx.fmtTime(d.response_due_at, d.estate)}`),
       d.flood_group ? el('span', { class: 'b-tag' }, ctx.t('incident.flood_group')) : null));
-    setText(stateEl, stateText(ctx, d.state));
+    setText(stateLabel, stateText(ctx, d.state));
+    setText(stateEl, d.state);
     stateEl.dataset.state = d.state;
     root.dataset.state = d.state;
     renderTransitions(d);
