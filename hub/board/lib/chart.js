@@ -55,7 +55,7 @@ function align(series) {
  * Draws `series` ([{name, samples}]) of one `unit` into `box`. `fmtTime(ms)` formats the
  * legend's time (the shell's, in the estate's zone). Returns {update(series), destroy()}.
  */
-export function trendChart(box, { unit, series, tz, fmtTime, width = 640, height = 220 }) {
+export function trendChart(box, { unit, series, tz, fmtTime, timeLabel = 'Time', width = 640, height = 190 }) {
   const data = align(series);
   const span = data[0].length ? data[0][data[0].length - 1] - data[0][0] : 0;
   const opts = {
@@ -83,7 +83,7 @@ export function trendChart(box, { unit, series, tz, fmtTime, width = 640, height
       },
     ],
     series: [
-      { value: (u, v) => (v === null || v === undefined ? '–' : fmtTime(v * 1000)) },
+      { label: timeLabel, value: (u, v) => (v === null || v === undefined ? '–' : fmtTime(v * 1000)) },
       ...series.map((s, i) => ({
         label: unit ? `${s.name} (${unit})` : s.name,
         stroke: LINES[i % LINES.length].stroke,

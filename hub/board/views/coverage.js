@@ -1,7 +1,7 @@
 // Coverage board `#/coverage?estate=`: posts × shifts per estate (the shift running now:
 // who is on post; the next shift: who is assigned), open gaps with their cover proposals
 // (score breakdown, accept), a sick call, and handover sheets. Live on `coverage` events.
-import { el, setText, debounce, apiError } from './devices.js';
+import { el, setText, coalesce, apiError } from './devices.js';
 
 export const title = 'nav.coverage';
 
@@ -288,9 +288,9 @@ export function mount(root, ctx, params) {
     }
   }
   let lastSol = null;
-  const later = debounce(refresh, 700);
+  const later = coalesce(refresh, 700);
   const offs = [ctx.on('coverage', () => { later(); }), ctx.on('reset', later)];
-  const timer = setInterval(() => { if (!document.hidden) refresh(); }, 60_000);
-  refresh();
+  const timer = setInterval(() => { if (!document.hidden) later(); }, 60_000);
+  later();
   return { unmount() { alive = false; later.cancel(); clearInterval(timer); offs.forEach(f => f && f()); } };
 }

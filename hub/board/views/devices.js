@@ -40,12 +40,28 @@ export function prioBadge(p) {
   return el('span', { class: `b-prio b-prio-${pr}`, data: { priority: p } }, `${PRIO_SYMBOL[pr]} ${p || ''}`);
 }
 
-/** Calls `fn` at most once per `ms`, after the last call (a burst of events → one refetch). */
-export function debounce(fn, ms) {
-  let t = null;
-  const d = (...a) => { clearTimeout(t); t = setTimeout(() => { t = null; fn(...a); }, ms); };
-  d.cancel = () => clearTimeout(t);
-  return d;
+/**
+ * Coalesces calls: the first call schedules `fn` after `ms`, later calls until then join it
+ * (a steady stream of events still refetches every `ms`, unlike a debounce, which would
+ * wait for a pause that may never come). Never runs `fn` twice at once: a call during a
+ * run schedules one more run after it (so answers are applied in order).
+ */
+export function coalesce(fn, ms) {
+  let timer = null;
+  let running = false;
+  let again = false;
+  const run = async () => {
+    timer = null;
+    if (running) { again = true; return; }
+    running = true;
+    try { await fn(); } catch (e) { console.error(e); } finally {
+      running = false;
+      if (again) { again = false; c(); }
+    }
+  };
+  const c = () => { if (!timer) timer = setTimeout(run, ms); };
+  c.cancel = () => { clearTimeout(timer); timer = null; again = false; };
+  return c;
 }
 
 /** Shows an API failure as a toast (422 and 409 answers name what is wrong). */
@@ -63,6 +79,20 @@ export const ACTIONS = {
   modbus: ['write'],
 };
 const ALL_ACTIONS = [...new Set(Object.values(ACTIONS).flat())];
+
+/**
+ * A hub without `/devices` does not say a device's kind: guess it from an alarm of it
+ * (a fire alarm comes from a fire panel, a plant alarm from a Modbus device), else from its
+ * name. null when nothing fits (then every action is offered and the hub decides).
+ */
+export function guessKind(alarm) {
+  const name = String(alarm.device || '').toLowerCase();
+  if (alarm.category === 'fire' || /fire|panel/.test(name)) return 'fire_panel';
+  if (/intercom/.test(name)) return 'intercom';
+  if (alarm.category === 'plant' || /pump|tank|modbus/.test(name)) return 'modbus';
+  if (/door|gate|barrier/.test(name)) return 'door';
+  return null;
+}
 
 function actionsOf(kind) {
   if (kind && ACTIONS[kind]) return ACTIONS[kind];
@@ -92,7 +122,9 @@ export async function sendCommandDialog(ctx, devices, incident) {
     return null;
   }
   const needsWrite = choices.some(c => c.a === 'write');
-  const writable = devices.flatMap(d => Object.keys(d.points || {})).filter(p => /reset|set|cmd|write|run|start|stop/i.test(p));
+  // Guess the point to write: a reset point first (a pump fault is reset by writing it).
+  const names = devices.flatMap(d => Object.keys(d.points || {}));
+  const writable = [...names.filter(p => /reset/i.test(p)), ...names.filter(p => !/reset/i.test(p) && /set|cmd|write|start|stop/i.test(p))];
   const fields = [{ name: 'choice', label: 'device.command_action', type: 'select', options: choices.map(c => ({ value: c.value, label: c.label })), value: '0', required: true }];
   if (needsWrite) {
     fields.push({ name: 'point', label: 'device.command_point', type: 'text', value: writable[0] || '' });
@@ -191,7 +223,7 @@ async function loadDevices(ctx, estate) {
   ]);
   const m = new Map();
   for (const a of alarms) {
-    if (!m.has(a.device)) m.set(a.device, { estate, device: a.device, kind: null, area: a.area, gateway: a.gateway, gateway_connected: null, online: null, last_seen: a.changed_at, maintenance: false, points: {} });
+    if (!m.has(a.device)) m.set(a.device, { estate, device: a.device, kind: guessKind(a), guessed: true, area: a.area, gateway: a.gateway, gateway_connected: null, online: null, last_seen: a.changed_at, maintenance: false, points: {} });
     const d = m.get(a.device);
     if (a.changed_at > (d.last_seen || '')) d.last_seen = a.changed_at;
   }
@@ -266,10 +298,10 @@ function mountList(root, ctx, query) {
     for (const [id, r] of rows) if (!seen.has(id)) { r.remove(); rows.delete(id); }
     if (!res.list.length) { setText(note, ctx.t('device.none')); note.hidden = false; }
   }
-  const later = debounce(refresh, 500);
+  const later = coalesce(refresh, 500);
   const offs = [ctx.on('device', later), ctx.on('reset', later)];
-  const timer = setInterval(() => { if (!document.hidden) refresh(); }, 10_000);
-  refresh();
+  const timer = setInterval(() => { if (!document.hidden) later(); }, 10_000);
+  later();
   return {
     unmount() { alive = false; clearInterval(timer); later.cancel(); offs.forEach(f => f && f()); },
   };
@@ -286,7 +318,7 @@ function mountDetail(root, ctx, estate, device) {
   const readings = el('tbody');
   const chartBox = el('div', { class: 'b-charts' });
   const chartNote = el('p', { class: 'b-note', hidden: true });
-  const hoursSel = el('select', { testid: 'trend-hours', onchange: () => { hours = Number(hoursSel.value); loadPoints(); } },
+  const hoursSel = el('select', { testid: 'trend-hours', onchange: () => { hours = Number(hoursSel.value); later(); } },
     HOURS.map(h => el('option', { value: h, selected: h === hours }, ctx.t('device.hours', { n: h }))));
   const cmds = new CommandList(ctx, c => c.estate === estate && c.device === device);
   const cmdBtn = el('button', { class: 'b-btn b-btn-cmd', testid: 'device-command', onclick: async () => {
@@ -357,7 +389,7 @@ function mountDetail(root, ctx, estate, device) {
       for (const [unit, series] of byUnit) {
         const box = el('div', { class: 'b-chart', testid: 'trend-chart', data: { unit } });
         chartBox.append(box);
-        charts.push(trendChart(box, { unit, series, tz, fmtTime: t => ctx.fmtTime(t, estate), width: Math.max(360, chartBox.clientWidth - 8) }));
+        charts.push(trendChart(box, { unit, series, tz, timeLabel: ctx.t('device.time'), fmtTime: t => ctx.fmtTime(t, estate), width: Math.max(360, chartBox.clientWidth - 8) }));
       }
       charts.key = key;
     } else {
@@ -366,17 +398,16 @@ function mountDetail(root, ctx, estate, device) {
     }
   }
 
-  const refreshAll = () => { if (!document.hidden) { loadInfo(); loadPoints(); } };
-  const later = debounce(refreshAll, 800);
+  const refreshAll = () => (document.hidden ? null : Promise.all([loadInfo(), loadPoints()]));
+  const later = coalesce(refreshAll, 800);
   const offs = [
     ctx.on('alarm', ev => { const a = ev && ev.data; if (a && a.estate === estate && a.device === device) later(); }),
     ctx.on('device', later),
     ctx.on('reset', later),
   ];
-  const timer = setInterval(refreshAll, 10_000);
+  const timer = setInterval(later, 10_000);
   ctx.api.get('/commands', { estate, device, limit: 20 }).then(l => alive && cmds.load(l)).catch(e => alive && apiError(ctx, e));
-  loadInfo();
-  loadPoints();
+  Promise.all([loadInfo(), loadPoints()]);
   return {
     unmount() {
       alive = false; clearInterval(timer); later.cancel(); offs.forEach(f => f && f()); cmds.unmount();

@@ -1,7 +1,7 @@
 // Incident view: `#/incidents` (open and recent incidents) and `#/incidents/<id>` (header,
 // timeline — newest at the top —, procedure checklist, escalation with a live countdown,
 // the legal transitions, linked alarms, commands to the incident's devices).
-import { el, setText, prioBadge, debounce, apiError, sendCommandDialog, CommandList } from './devices.js';
+import { el, setText, prioBadge, coalesce, apiError, sendCommandDialog, CommandList, guessKind } from './devices.js';
 
 export const title = 'nav.incidents';
 
@@ -98,11 +98,11 @@ function mountList(root, ctx, query) {
     for (const [k, r] of rows) if (!seen.has(k)) { r.remove(); rows.delete(k); }
     setText(openCount, `(${open.length})`);
   }
-  const later = debounce(refresh, 400);
+  const later = coalesce(refresh, 400);
   const offs = [ctx.on('incident', later), ctx.on('reset', later)];
   // Response-due flags change with time alone.
-  const timer = setInterval(() => { if (!document.hidden) refresh(); }, 30_000);
-  refresh();
+  const timer = setInterval(() => { if (!document.hidden) later(); }, 30_000);
+  later();
   return { unmount() { alive = false; later.cancel(); clearInterval(timer); offs.forEach(f => f && f()); } };
 }
 
@@ -167,11 +167,11 @@ function mountDetail(root, ctx, id) {
   async function act(fn) {
     try {
       const d = await fn();
-      if (d && d.id === id) render(d); else load();
+      if (d && d.id === id) render(d); else later();
       return true;
     } catch (e) {
       apiError(ctx, e);
-      load();
+      later();
       return false;
     }
   }
@@ -201,7 +201,7 @@ function mountDetail(root, ctx, id) {
         return;
       }
       apiError(ctx, e);
-      load();
+      later();
     }
   }
 
@@ -326,7 +326,7 @@ function mountDetail(root, ctx, id) {
     if (key === devicesKey) return;
     devicesKey = key;
     const want = new Map();
-    for (const a of d.alarms || []) want.set(a.estate + '/' + a.device, { estate: a.estate, device: a.device, kind: null, points: {} });
+    for (const a of d.alarms || []) want.set(a.estate + '/' + a.device, { estate: a.estate, device: a.device, kind: guessKind(a), guessed: true, points: {} });
     const estates = [...new Set([...want.values()].map(x => x.estate))];
     for (const e of estates) {
       try {
@@ -379,7 +379,7 @@ function mountDetail(root, ctx, id) {
       apiError(ctx, e);
     }
   }
-  const later = debounce(load, 300);
+  const later = coalesce(load, 300);
   const offs = [
     ctx.on('incident', ev => { if (ev && Number(ev.id) === id) later(); }),
     ctx.on('alarm', ev => { const a = ev && ev.data; if (a && a.incident_id === id) later(); }),
