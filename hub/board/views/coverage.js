@@ -178,10 +178,10 @@ export function mount(root, ctx, params) {
           el('span', { class: 'b-muted' }, `${ctx.t('coverage.gapkind.' + g.kind)} · ${shiftLabel(ctx, g)}`), ' ',
           g.need > 0 ? el('span', { class: 'b-gap-need' }, `⚠ ${ctx.t('coverage.need', { n: g.need })}`) : el('span', null, `✔ ${ctx.t('coverage.cover_coming')}`),
           g.since ? el('span', { class: 'b-small b-muted' }, ` · ${ctx.t('coverage.gap_since')} ${hm(ctx, g.since, g.estate)}`) : null,
-          g.en_route && g.en_route.length ? el('span', { class: 'b-small' }, ` · ${ctx.t('coverage.en_route')}: ${g.en_route.join(', ')}`) : null),
+          g.en_route && g.en_route.length ? el('span', { class: 'b-small' }, ` · ${ctx.t('coverage.en_route')}: ${g.en_route.map(guardName).join(', ')}`) : null),
         props.length
           ? el('ol', { class: 'b-proposals' }, props.slice(0, 5).map(proposalNode))
-          : el('p', { class: 'b-muted b-small' }, sol ? ctx.t('coverage.no_proposal') : ctx.t('coverage.loading'))));
+          : g.need > 0 ? el('p', { class: 'b-muted b-small' }, sol ? ctx.t('coverage.no_proposal') : ctx.t('coverage.loading')) : null));
     }
     if (!gaps.length) gapsBox.append(el('p', { class: 'b-muted' }, ctx.t('coverage.no_gaps')));
   }
@@ -230,7 +230,7 @@ export function mount(root, ctx, params) {
             ? el('span', null, `✔ ${ctx.t('coverage.handover_acked_by', { guard: h.acked_by || '' })}`)
             : el('button', { class: 'b-btn', testid: 'handover-ack', onclick: () => ackHandover(h) }, ctx.t('coverage.handover_ack'))),
         el('div', { class: 'b-small' },
-          `${ctx.t('coverage.outgoing')}: ${people(s.outgoing)} → ${ctx.t('coverage.incoming')}: ${people(s.incoming)}`),
+          `${ctx.t('coverage.outgoing')}: ${people((s.outgoing || []).map(guardName))} → ${ctx.t('coverage.incoming')}: ${people((s.incoming || []).map(guardName))}`),
         el('div', { class: 'b-small b-muted' },
           `${ctx.t('coverage.open_alarms')} ${(s.open_alarms || []).length} · ${ctx.t('coverage.faults')} ${(s.equipment_faults || []).length} · ${ctx.t('coverage.open_incidents')} ${(s.open_incidents || []).length} · ${ctx.t('coverage.notes')} ${(s.notes || []).length}`),
         (s.notes || []).slice(0, 3).map(n => el('div', { class: 'b-small' }, `✎ ${n.author || ''}: `, n.text || ''))));
@@ -239,6 +239,8 @@ export function mount(root, ctx, params) {
   }
 
   let guardsLoaded = false;
+  const guardNames = new Map();
+  const guardName = id => guardNames.get(id) || id;
   async function loadGuards() {
     try {
       const gs = await ctx.api.get('/rota/guards');
@@ -247,6 +249,7 @@ export function mount(root, ctx, params) {
       guardSel.textContent = '';
       guardSel.append(el('option', { value: '' }, ctx.t('coverage.pick_guard')));
       const list = gs.filter(g => !estate || g.home_estate === estate || (g.on_post && g.on_post.post) || g.floating);
+      for (const g of gs) guardNames.set(g.id, g.name);
       for (const g of list.sort((a, b) => (b.on_post ? 1 : 0) - (a.on_post ? 1 : 0) || String(a.name).localeCompare(String(b.name)))) {
         guardSel.append(el('option', { value: g.id, selected: g.id === keep }, `${g.name} (${g.id})${g.on_post ? ' · ' + g.on_post.post : ''}${g.absent ? ' · ' + ctx.t('coverage.absent') : ''}`));
       }
@@ -272,11 +275,11 @@ export function mount(root, ctx, params) {
       ctx.api.get('/rota/gaps', q).catch(e => { apiError(ctx, e); return []; }),
       ctx.api.get('/rota/handovers', { ...q, limit: 30 }).catch(() => []),
     ]);
+    if (!guardsLoaded) await loadGuards();
     if (!alive) return;
     note.hidden = true;
     renderGrid(now, next);
     renderHandovers(hands);
-    if (!guardsLoaded) loadGuards();
     renderGaps(gaps, lastSol);
     if (gaps.length && !solving) {
       solving = true;

@@ -49,8 +49,8 @@ function mountList(root, ctx, query) {
   root.append(
     el('header', { class: 'b-head' }, el('h2', null, ctx.t('incident.title')),
       estate ? el('span', { class: 'b-filter' }, `${ctx.t('incident.col.estate')}: ${estateName(ctx, estate)} `, el('a', { href: '#/incidents' }, ctx.t('incident.all_estates'))) : null),
-    el('section', { class: 'b-panel' }, el('h3', null, ctx.t('incident.open'), ' ', openCount), el('table', { class: 'b-table' }, head(), openBody)),
-    el('section', { class: 'b-panel' }, el('h3', null, ctx.t('incident.recent')), el('table', { class: 'b-table' }, head(), recentBody)));
+    el('section', { class: 'b-panel' }, el('h3', null, ctx.t('incident.open'), ' ', openCount), el('table', { class: 'b-table b-inc-table' }, head(), openBody)),
+    el('section', { class: 'b-panel' }, el('h3', null, ctx.t('incident.recent')), el('table', { class: 'b-table b-inc-table' }, head(), recentBody)));
   const rows = new Map();
   let alive = true;
 
@@ -74,7 +74,7 @@ function mountList(root, ctx, query) {
     r.dataset.state = i.state;
     setText(c[7], ctx.fmtTime(i.opened_at, i.estate));
     const breached = i.response_breached && !i.on_site_at;
-    setText(c[8], TERMINAL.has(i.state) ? '' : i.on_site_at ? `✔ ${ctx.t('incident.on_site_done')}` : `${breached ? '⚠ ' + ctx.t('incident.breached') + ' ' : ''}${ctx.t('incident.due')} ${ctx.fmtTime(i.response_due_at, i.estate)}`);
+    setText(c[8], TERMINAL.has(i.state) ? (i.closed_at ? `${ctx.t('incident.closed_at')} ${ctx.fmtTime(i.closed_at, i.estate)}` : '') : i.on_site_at ? `✔ ${ctx.t('incident.on_site_done')}` : `${breached ? '⚠ ' + ctx.t('incident.breached') + ' ' : ''}${ctx.t('incident.due')} ${ctx.fmtTime(i.response_due_at, i.estate)}`);
     r.classList.toggle('b-breached', !!breached);
     return r;
   }
