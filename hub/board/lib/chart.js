@@ -96,12 +96,21 @@ export function trendChart(box, { unit, series, tz, fmtTime, timeLabel = 'Time',
   };
   const plot = new uPlot(opts, data, box);
   box.dataset.samples = String(data[0].length);
+  // Follow the width of the panel (window resized, side panel opened).
+  let lastW = width;
+  const ro = typeof ResizeObserver === 'function' && box.parentElement
+    ? new ResizeObserver(() => {
+      const w = Math.max(320, Math.floor(box.parentElement.clientWidth - 12));
+      if (Math.abs(w - lastW) > 4) { lastW = w; plot.setSize({ width: w, height }); }
+    })
+    : null;
+  if (ro) ro.observe(box.parentElement);
   return {
     update(next) {
       const d = align(next);
       plot.setData(d);
       box.dataset.samples = String(d[0].length);
     },
-    destroy() { plot.destroy(); },
+    destroy() { if (ro) ro.disconnect(); plot.destroy(); },
   };
 }

@@ -86,6 +86,10 @@ export function mount(root, ctx, params) {
     td.dataset.status = status;
     td.dataset.basis = live ? 'present' : 'assigned';
     td.className = `b-cov-cell b-cov-${status}`;
+    // Rebuild the cell only when what it shows changed (hundreds of cells per refresh).
+    const sig = JSON.stringify(p ? [p.status, p.required, p.shift, p.shift_start, p.present, p.assigned, p.gap, live] : null) + ctx.lang;
+    if (td.dataset.sig === sig) return;
+    td.dataset.sig = sig;
     td.textContent = '';
     if (!p) { td.append(ctx.t('coverage.status.not_staffed')); return; }
     const people = live ? p.present : p.assigned;
@@ -141,6 +145,7 @@ export function mount(root, ctx, params) {
       await ctx.api.post(`/rota/proposals/${encodeURIComponent(p.id)}/accept`, { operator: ctx.operator });
       ctx.toast(ctx.t('coverage.accepted', { guard: p.guard_name || p.guard }));
     } catch (e) { apiError(ctx, e); }
+    forceSolve = true;
     later();
   }
 
@@ -200,6 +205,7 @@ export function mount(root, ctx, params) {
       ctx.toast(ctx.t('coverage.absence_done', { guard: name }));
       absHours.value = '';
     } catch (e) { apiError(ctx, e); }
+    forceSolve = true;
     later();
   }
 
@@ -227,7 +233,7 @@ export function mount(root, ctx, params) {
         el('div', null, el('strong', null, `${estateName(ctx, h.estate)} · ${h.post}`), ' ',
           el('span', { class: 'b-time' }, ctx.fmtTime(h.shift_start, h.estate)), ' ',
           h.acknowledged
-            ? el('span', null, `✔ ${ctx.t('coverage.handover_acked_by', { guard: h.acked_by || '' })}`)
+            ? el('span', null, `✔ ${ctx.t('coverage.handover_acked_by', { guard: guardName(h.acked_by || '') })}`)
             : el('button', { class: 'b-btn', testid: 'handover-ack', onclick: () => ackHandover(h) }, ctx.t('coverage.handover_ack'))),
         el('div', { class: 'b-small' },
           `${ctx.t('coverage.outgoing')}: ${people((s.outgoing || []).map(guardName))} → ${ctx.t('coverage.incoming')}: ${people((s.incoming || []).map(guardName))}`),
@@ -281,8 +287,13 @@ export function mount(root, ctx, params) {
     renderGrid(now, next);
     renderHandovers(hands);
     renderGaps(gaps, lastSol);
-    if (gaps.length && !solving) {
+    const solKey = gaps.map(g => `${g.id}:${g.need}`).join(',');
+    const stale = solKey !== lastSolKey || Date.now() - lastSolAt > 15_000 || forceSolve;
+    if (gaps.length && !solving && stale) {
       solving = true;
+      lastSolKey = solKey;
+      lastSolAt = Date.now();
+      forceSolve = false;
       try {
         // One solve covers every gap together (the joint optimum); a single gap asks `?gap=`.
         lastSol = await ctx.api.get('/rota/proposals', gaps.length === 1 ? { gap: gaps[0].id } : {});
@@ -291,6 +302,11 @@ export function mount(root, ctx, params) {
     }
   }
   let lastSol = null;
+  // Solving is the costly read (every open gap at once): again only when the gaps changed,
+  // after an operator's action, or every 15 s (guards' hours and positions move on).
+  let lastSolKey = '';
+  let lastSolAt = 0;
+  let forceSolve = false;
   const later = coalesce(refresh, 700);
   const offs = [ctx.on('coverage', () => { later(); }), ctx.on('reset', later)];
   const timer = setInterval(() => { if (!document.hidden) later(); }, 60_000);

@@ -183,6 +183,9 @@ export class CommandList {
       this.empty.remove();
       if (prepend) this.root.prepend(n); else this.root.append(n);
     }
+    // The stream may bring the settled state before the POST's answer (`sent`) arrives:
+    // a command settles once, so never go back to `sent`.
+    if (c.state === 'sent' && n.dataset.state && n.dataset.state !== 'sent') return;
     n.dataset.state = c.state;
     const [st, what, detail, time] = n.querySelectorAll('span, time');
     setText(st, `${CMD_SYMBOL[c.state] || '?'} ${ctx.t('device.cmd_state.' + c.state)}`);
