@@ -146,7 +146,7 @@ export async function sendCommandDialog(ctx, devices, incident) {
   }
 }
 
-const CMD_SYMBOL = { sent: '…', ok: '✔', failed: '✖', timed_out: '⌛', gateway_offline: '⚠' };
+const CMD_SYMBOL = { sent: '…', ok: '✔', failed: '✖', timed_out: '◷', gateway_offline: '⚠' };
 
 /**
  * A live list of commands (`command-result` rows): fed by `GET /commands` and the `command`
@@ -293,7 +293,7 @@ function mountList(root, ctx, query) {
       setText(c[4], onlineText(ctx, d));
       r.dataset.online = String(d.online);
       setText(c[5], d.last_seen ? ctx.fmtTime(d.last_seen, estate) : '–');
-      setText(c[6], d.maintenance ? `🔧 ${ctx.t('device.in_maintenance')}` : '');
+      setText(c[6], d.maintenance ? ctx.t('device.in_maintenance') : '');
       r.classList.toggle('b-maint', !!d.maintenance);
       const pts = Object.entries(d.points || {});
       setText(c[7], pts.slice(0, 5).map(([k, p]) => `${k} ${readingText(p)}`).join(' · ') + (pts.length > 5 ? ` … (+${pts.length - 5})` : ''));
@@ -355,7 +355,7 @@ function mountDetail(root, ctx, estate, device) {
     item('gateway', info.gateway ? `${info.gateway}${info.gateway_connected === false ? ' ⚠ ' + ctx.t('device.gateway_down') : ''}` : '–');
     item('state', onlineText(ctx, info));
     item('last_seen', info.last_seen ? ctx.fmtTime(info.last_seen, estate) : '–');
-    item('maintenance', info.maintenance ? `🔧 ${ctx.t('device.in_maintenance')}` : ctx.t('device.no'));
+    item('maintenance', info.maintenance ? ctx.t('device.in_maintenance') : ctx.t('device.no'));
     readings.textContent = '';
     const pts = Object.entries(info.points || {}).sort(([a], [b]) => a.localeCompare(b));
     for (const [k, p] of pts) {
