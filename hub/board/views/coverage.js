@@ -111,7 +111,10 @@ export function mount(root, ctx, params) {
     for (const e of next.estates || []) for (const p of e.posts) nextBy.set(e.estate + '|' + p.post, { ...p, estate: e.estate });
     const seen = new Set();
     let req = 0, cov = 0;
-    for (const e of now.estates || []) {
+    // Estates short of guards first (what needs a decision on top), then by name.
+    const order = (now.estates || []).slice().sort((a, b) => ((b.covered < b.required) - (a.covered < a.required))
+      || String(estateName(ctx, a.estate)).localeCompare(String(estateName(ctx, b.estate))));
+    for (const e of order) {
       const b = block(e.estate);
       seen.add(e.estate);
       grid.append(b.node);
