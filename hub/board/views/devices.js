@@ -127,15 +127,22 @@ export async function sendCommandDialog(ctx, devices, incident) {
   const writable = [...names.filter(p => /reset/i.test(p)), ...names.filter(p => !/reset/i.test(p) && /set|cmd|write|start|stop/i.test(p))];
   const fields = [{ name: 'choice', label: 'device.command_action', type: 'select', options: choices.map(c => ({ value: c.value, label: c.label })), value: '0', required: true }];
   if (needsWrite) {
-    fields.push({ name: 'point', label: 'device.command_point', type: 'text', value: writable[0] || '' });
-    fields.push({ name: 'value', label: 'device.command_value', type: 'text', value: '1' });
+    const only = choices.every(c => c.a === 'write');
+    fields.push({ name: 'point', label: 'device.command_point', type: 'text', value: writable[0] || '', required: only });
+    fields.push({ name: 'value', label: 'device.command_value', type: 'text', value: '1', required: only });
   }
   fields.push({ name: 'reason', label: 'device.command_reason', type: 'text' });
   const v = await ctx.form(incident ? 'incident.command_title' : 'device.command_title', fields);
   if (!v) return null;
   const c = choices[Number(v.choice)] || choices[0];
   const body = { estate: c.d.estate, action: c.a, operator: ctx.operator };
-  if (c.a === 'write') body.args = { point: String(v.point || '').trim(), value: String(v.value ?? '').trim() };
+  if (c.a === 'write') {
+    body.args = { point: String(v.point || '').trim(), value: String(v.value ?? '').trim() };
+    if (!body.args.point || !body.args.value) {
+      ctx.toast(ctx.t('device.write_needs'), 'error');
+      return null;
+    }
+  }
   if (v.reason && String(v.reason).trim()) body.reason = String(v.reason).trim();
   if (incident) body.incident = incident;
   try {
@@ -226,6 +233,7 @@ async function loadDevices(ctx, estate) {
   ]);
   const m = new Map();
   for (const a of alarms) {
+    if (a.gateway === 'hub') continue; // raised by the hub itself (a post unattended): no device
     if (!m.has(a.device)) m.set(a.device, { estate, device: a.device, kind: guessKind(a), guessed: true, area: a.area, gateway: a.gateway, gateway_connected: null, online: null, last_seen: a.changed_at, maintenance: false, points: {} });
     const d = m.get(a.device);
     if (a.changed_at > (d.last_seen || '')) d.last_seen = a.changed_at;

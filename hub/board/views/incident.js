@@ -220,10 +220,16 @@ function mountDetail(root, ctx, id) {
 
   function renderTransitions(d) {
     transitions.textContent = '';
+    // Where the incident stands on the workflow's path (the current state framed).
+    const path = ['discovered', 'assessed', 'reported', 'on_site', 'recorded', 'closed'];
+    const at = d.state === 'false_alarm' ? 1 : path.indexOf(d.state);
+    transitions.append(el('ol', { class: 'b-flow' }, path.map((st, i) => el('li', {
+      class: st === d.state ? 'b-flow-now' : i < at ? 'b-flow-past' : '',
+    }, stateText(ctx, st))), d.state === 'false_alarm' ? el('li', { class: 'b-flow-now' }, stateText(ctx, 'false_alarm')) : null));
     const next = NEXT[d.state] || [];
     for (const to of next) {
       transitions.append(el('button', { class: `b-btn b-tr-${to}`, testid: `transition-${to}`, onclick: () => transition(to) },
-        `→ ${stateText(ctx, to)}`));
+        `→ ${ctx.t('incident.transition_' + to)}`));
     }
     if (!next.length) transitions.append(el('span', { class: 'b-muted' }, ctx.t('incident.terminal')));
     if (d.false_alarm_reason) transitions.append(el('p', null, `${ctx.t('incident.reason')}: `, d.false_alarm_reason));
@@ -265,7 +271,7 @@ function mountDetail(root, ctx, id) {
         el('td', null, t.kind === 'escalation' ? `${esc.run === t.run ? '' : 'r' + t.run + ' '}${t.step + 1}${t.attempt > 1 ? ' ×' + t.attempt : ''}` : ctx.t('incident.timer.' + t.kind)),
         el('td', null, t.role ? ctx.t('incident.role.' + t.role) : (t.condition || '')),
         el('td', { class: 'b-time' }, ctx.fmtTime(t.due_at, d.estate)),
-        el('td', null, t.outcome || (t.fired_at ? ctx.t('incident.fired') : ctx.t('incident.pending')))));
+        el('td', null, t.outcome ? outcomeText(t.outcome) : (t.fired_at ? ctx.t('incident.fired') : ctx.t('incident.pending')))));
     }
     escList.append(body);
     notifList.textContent = '';
@@ -274,6 +280,16 @@ function mountDetail(root, ctx, id) {
         `${n.role ? ctx.t('incident.role.' + n.role) : ''} ${n.recipient || ''} · ${ctx.t('incident.notif.' + n.status)}${n.attempts > 1 ? ' ×' + n.attempts : ''} · `, (n.body && n.body.text) || n.kind || ''));
     }
     if (!(d.notifications || []).length) notifList.append(el('li', { class: 'b-muted' }, ctx.t('incident.none')));
+  }
+
+  // A timer's outcome is `fired`, `superseded`, or `stopped: why` / `skipped: why`: the
+  // word in the operator's language, the hub's reason as it is.
+  function outcomeText(o) {
+    const i = o.indexOf(':');
+    const head = i < 0 ? o : o.slice(0, i);
+    const label = ctx.t('incident.outcome.' + head);
+    if (label === 'incident.outcome.' + head) return o;
+    return i < 0 ? label : `${label}: ${o.slice(i + 1).trim()}`;
   }
 
   function tick() {
@@ -322,19 +338,20 @@ function mountDetail(root, ctx, id) {
   }
 
   async function loadDevices(d) {
-    const key = (d.alarms || []).map(a => a.estate + '/' + a.device).sort().join(',');
-    if (key === devicesKey) return;
+    // Alarms the hub raises itself (gateway `hub`: a post unattended) have no device.
+    const fromDevices = (d.alarms || []).filter(a => a.gateway !== 'hub');
+    const key = fromDevices.map(a => a.estate + '/' + a.device).sort().join(',');
+    if (key === devicesKey && devicesKey) return;
     devicesKey = key;
     const want = new Map();
-    for (const a of d.alarms || []) want.set(a.estate + '/' + a.device, { estate: a.estate, device: a.device, kind: guessKind(a), guessed: true, points: {} });
+    for (const a of fromDevices) want.set(a.estate + '/' + a.device, { estate: a.estate, device: a.device, kind: guessKind(a), guessed: true, points: {} });
     const estates = [...new Set([...want.values()].map(x => x.estate))];
     for (const e of estates) {
       try {
-        for (const x of await ctx.api.get('/devices', { estate: e })) {
-          const k = x.estate + '/' + x.device;
-          if (want.has(k)) want.set(k, x);
-        }
-      } catch { /* a hub without /devices: kinds unknown, the hub checks the action */ }
+        const known = new Map((await ctx.api.get('/devices', { estate: e })).map(x => [x.estate + '/' + x.device, x]));
+        // The hub's list is the truth: a device it does not know takes no command.
+        for (const k of [...want.keys()]) if (k.startsWith(e + '/')) { if (known.has(k)) want.set(k, known.get(k)); else want.delete(k); }
+      } catch { /* a hub without /devices: kinds guessed from the alarms, the hub checks the action */ }
     }
     devices = [...want.values()];
     cmdBtn.disabled = !devices.length;
