@@ -314,7 +314,7 @@ function mountDetail(root, ctx, id) {
         : a.active ? (a.acknowledged ? 'ack_active' : 'unack_active') : (a.acknowledged ? 'cleared' : 'unack_cleared');
       alarmsBody.append(el('tr', { class: `b-alarm b-alarm-${st}`, data: { alarmId: a.id, state: st } },
         el('td', null, prioBadge(a.priority)),
-        el('td', null, el('a', { href: `#/devices/${encodeURIComponent(a.estate)}/${encodeURIComponent(a.device)}` }, a.device)),
+        el('td', null, el('a', { href: a.gateway === 'hub' ? `#/coverage?estate=${encodeURIComponent(a.estate)}` : `#/devices/${encodeURIComponent(a.estate)}/${encodeURIComponent(a.device)}` }, a.device)),
         el('td', null, a.message || a.condition),
         el('td', null, ctx.t('incident.alarm_state.' + st), a.acknowledged ? null : [' ',
           el('button', { class: 'b-btn', testid: 'incident-alarm-ack', onclick: () => ackAlarm(a) }, ctx.t('incident.alarm_ack'))]),
