@@ -125,7 +125,7 @@ function renderSound() {
   if (!el.sound) return;
   const s = sound.state();
   setAttr(el.sound, 'data-state', s);
-  setText(el.sound, s === 'on' ? '🔔 ' + t('shell.sound_on') : s === 'blocked' ? '🔕 ' + t('shell.sound_enable') : '🔕 ' + t('shell.sound_off'));
+  setText(el.sound, s === 'on' ? '♪ ' + t('shell.sound_on') : s === 'blocked' ? '♪ ' + t('shell.sound_enable') : '✕ ' + t('shell.sound_off'));
   el.sound.classList.toggle('attention', s === 'blocked');
 }
 

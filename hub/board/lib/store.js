@@ -100,8 +100,10 @@ export function createStore({ api, emit, status, gh }) {
     pendingKinds.add('flood');
   }
 
+  let reloadAgain = null;
   function reloadAll(why) {
-    if (loading) return loading;
+    // a gap reported while a load runs may predate its snapshot: read once more after it
+    if (loading) { if (why !== 'start') reloadAgain = why; return loading; }
     gh.reloads++;
     dirtyAlarms.clear();
     incidentsDirty = false;
@@ -109,6 +111,7 @@ export function createStore({ api, emit, status, gh }) {
       .then(() => {
         loaded = true;
         loading = null;
+        if (reloadAgain) { const w = reloadAgain; reloadAgain = null; reloadAll(w); return; }
         const q = queue;
         queue = [];
         for (const ev of q) onEvent(ev);

@@ -10,7 +10,7 @@ const CATEGORIES = ['fire', 'security', 'plant', 'device'];
 // unacknowledged / acknowledged / active / cleared as the API's state filter names them,
 // plus the board's own states (shelved, suppressed, out of service)
 const STATES = ['unacknowledged', 'acknowledged', 'active', 'cleared', 'shelved', 'suppressed', 'out_of_service'];
-const ROW_LIMIT = 500;
+const ROW_LIMIT = 1000;
 
 function matches(q) {
   return (a) => {
@@ -49,13 +49,14 @@ export function mount(root, ctx, params) {
     select('state', STATES.map((s) => [s, t('fstate.' + s)]), 'filter.state'),
   );
   const counts = h('span', { class: 'muted' });
+  const flood = h('span', { class: 'flag flood-flag', testid: 'alarm-flood' });
   const table = createAlarmTable(ctx, {
     filter: matches(query),
     pin: true,
     limit: all ? Infinity : ROW_LIMIT,
     showAll: () => { all = true; ctx.navigate('#/alarms?all=1'); },
   });
-  toolbar.append(counts, table.hiddenBox);
+  toolbar.append(counts, flood, table.hiddenBox);
   root.append(h('h1', null, t('alarms.title')), toolbar, table.node);
 
   function syncSelects() {
@@ -81,6 +82,8 @@ export function mount(root, ctx, params) {
     let n = 0, un = 0;
     for (const a of ctx.store.alarms.values()) { n++; if (needsAck(a)) un++; }
     counts.textContent = t('alarms.counts', { n, un });
+    flood.hidden = !ctx.store.flood;
+    flood.textContent = ctx.store.flood ? t('alarms.flood') : '';
   }
 
   function apply(params2) {
@@ -100,6 +103,7 @@ export function mount(root, ctx, params) {
         const have = new Set([...s.options].map((o) => o.value));
         for (const [v, l] of estateOpts()) if (!have.has(v)) s.append(h('option', { value: v }, l));
       }
+      if (kinds.has('flood')) renderCounts();
       if (kinds.has('alarms') || kinds.has('estates')) {
         table.update(kinds.has('estates') ? null : detail && detail.alarmIds);
         renderCounts();

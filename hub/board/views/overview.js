@@ -56,7 +56,7 @@ export function mount(root, ctx) {
       if (down || !gws.length) gwDown++;
       if (s.worst) withAlarms++;
       const cov = coverage === 'none' ? null : coverage && coverage.get(id);
-      const sig = JSON.stringify([e.name, s, down, gws.length, cov, ctx.lang]);
+      const sig = JSON.stringify([e.name, s, down, gws.length, cov, coverage === null ? 0 : coverage === 'none' ? 1 : 2]);
       const x = tile(id);
       order.push({ id, name: e.name || id, rank: s.worst ? RANK[s.worst] : 9, unack: s.unack, x });
       if (sig === x.sig) continue;
@@ -80,7 +80,7 @@ export function mount(root, ctx) {
         setText(x.cov, t('overview.cov', { covered: cov.covered, required: cov.required }) + (cov.gaps ? ' · ' + t('overview.gaps', { n: cov.gaps }) : ''));
       }
     }
-    order.sort((a, b) => a.rank - b.rank || b.unack - a.unack || String(a.name).localeCompare(String(b.name)));
+    order.sort((a, b) => a.rank - b.rank || String(a.name).localeCompare(String(b.name)));
     for (const id of [...tiles.keys()]) if (!ctx.estates.has(id)) tiles.delete(id);
     reorder(grid, order.map((o) => o.x.node));
     setText(summary, [t('overview.estates', { n: ctx.estates.size }), t('overview.with_alarms', { n: withAlarms }), t('overview.gw_problem', { n: gwDown })].join(' · '));
