@@ -252,7 +252,7 @@ export function mount(root, ctx, params) {
   root.classList.add('b-view', 'b-devices');
   const view = path.length >= 2
     ? mountDetail(root, ctx, decodeURIComponent(path[0]), decodeURIComponent(path.slice(1).join('/')))
-    : mountList(root, ctx, params.query || {});
+    : mountList(root, ctx, path.length === 1 ? { ...(params.query || {}), estate: path[0] } : (params.query || {}));
   return view;
 }
 
