@@ -48,6 +48,13 @@ export function mount(root, ctx, params) {
     }
   }
 
+  // the incident view's labels when they are there (one wording on every page)
+  function stateText(st) {
+    const k = 'incident.state.' + st;
+    const v = t(k);
+    return v !== k ? v : t('istate.' + st);
+  }
+
   function renderIncidents() {
     incList.textContent = '';
     const list = [...ctx.store.incidents.values()].filter((i) => i.estate === id)
@@ -57,7 +64,7 @@ export function mount(root, ctx, params) {
       incList.append(h('li', { testid: 'estate-incident', dataset: { incidentId: i.id } },
         badge(t, i.priority), ' ',
         h('a', { href: '#/incidents/' + i.id }, `#${i.id} ${i.title}`), ' · ',
-        h('span', null, t('istate.' + i.state)), ' · ',
+        h('span', null, stateText(i.state)), ' · ',
         h('span', { class: 'muted time' }, ctx.fmtTime(i.opened_at, id)),
         i.response_breached ? h('span', { class: 'flag' }, t('estate.breached')) : null));
     }
