@@ -400,12 +400,12 @@ function mountDetail(root, ctx, estate, device) {
       for (const [unit, series] of byUnit) {
         const box = el('div', { class: 'b-chart', testid: 'trend-chart', data: { unit } });
         chartBox.append(box);
-        charts.push(trendChart(box, { unit, series, tz, timeLabel: ctx.t('device.time'), fmtTime: t => ctx.fmtTime(t, estate), width: Math.max(360, chartBox.clientWidth - 8) }));
+        charts.push(trendChart(box, { unit, series, tz, from: res.from, to: res.to, timeLabel: ctx.t('device.time'), fmtTime: t => ctx.fmtTime(t, estate), width: Math.max(360, chartBox.clientWidth - 8) }));
       }
       charts.key = key;
     } else {
       let i = 0;
-      for (const [, series] of byUnit) charts[i++].update(series);
+      for (const [, series] of byUnit) charts[i++].update(series, res.from, res.to);
     }
   }
 
