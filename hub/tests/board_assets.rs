@@ -3,33 +3,18 @@
 //! headers, and nothing outside the table (404 JSON, even for a path that climbs out).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use gatehouse_hub::{HubConfig, ManualClock, RunningHub};
+use gatehouse_hub::{ManualClock, RunningHub};
 use reqwest::StatusCode;
 use reqwest::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-async fn start(dir: &Path) -> RunningHub {
-    let config = HubConfig::from_toml(&format!(
-        r#"
-[hub]
-grpc_listen = "127.0.0.1:0"
-http_listen = "127.0.0.1:0"
-database = "sqlite://{}"
-hub_id = "hub-test"
+mod common;
 
-[[estates]]
-id = "estate-a"
-name = "Riverside Gardens"
-"#,
-        dir.join("hub.db").display()
-    ))
-    .expect("test configuration is valid");
-    gatehouse_hub::start_with_clock(config, Arc::new(ManualClock::new(1_750_000_000_000)))
-        .await
-        .expect("hub starts")
+async fn start(dir: &Path) -> RunningHub {
+    let clock = ManualClock::new(1_750_000_000_000);
+    common::start_at(common::config(&dir.join("hub.db"), common::ESTATE_A), &clock).await
 }
 
 /// Every file under `hub/board/` (hidden ones left out, as build.rs does), as

@@ -13,7 +13,9 @@ fn keys(lang: &str) -> BTreeSet<String> {
     let path = board().join("i18n").join(format!("{lang}.json"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let obj = v.as_object().unwrap_or_else(|| panic!("{}: not a flat object", path.display()));
+    let obj = v
+        .as_object()
+        .unwrap_or_else(|| panic!("{}: not a flat object", path.display()));
     for (k, v) in obj {
         assert!(
             v.as_str().is_some_and(|s| !s.trim().is_empty()),
@@ -69,7 +71,10 @@ fn both_languages_carry_the_same_keys() {
     let (zh, en) = (keys("zh-CN"), keys("en"));
     let only_zh: Vec<_> = zh.difference(&en).collect();
     let only_en: Vec<_> = en.difference(&zh).collect();
-    assert!(only_zh.is_empty() && only_en.is_empty(), "only in zh-CN: {only_zh:?}; only in en: {only_en:?}");
+    assert!(
+        only_zh.is_empty() && only_en.is_empty(),
+        "only in zh-CN: {only_zh:?}; only in en: {only_en:?}"
+    );
     assert!(en.len() > 100, "the label files look empty: {} keys", en.len());
 }
 

@@ -7,10 +7,9 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
-use gatehouse_hub::{HubConfig, ManualClock, RunningHub};
+use gatehouse_hub::{ManualClock, RunningHub};
 use gatehouse_proto::command_centre_client::CommandCentreClient;
 use gatehouse_proto::{
     AcknowledgeAlarmRequest, AlarmUpdate, CompleteStepRequest, DeviceKind, DoorEvent, DoorEventType, Downlink,
@@ -29,32 +28,8 @@ const GW: &str = "gw-1";
 const ESTATE: &str = "estate-a";
 const T0: i64 = 1_764_000_000_000;
 
-fn config(db: &Path) -> HubConfig {
-    HubConfig::from_toml(&format!(
-        r#"
-[hub]
-grpc_listen = "127.0.0.1:0"
-http_listen = "127.0.0.1:0"
-database = "sqlite://{}"
-hub_id = "hub-test"
-
-[[estates]]
-id = "estate-a"
-name = "Riverside Gardens"
-
-[[estates]]
-id = "estate-b"
-name = "Hillside Court"
-"#,
-        db.display()
-    ))
-    .expect("test configuration is valid")
-}
-
 async fn start(db: &Path) -> RunningHub {
-    gatehouse_hub::start_with_clock(config(db), Arc::new(ManualClock::new(T0)))
-        .await
-        .expect("hub starts")
+    common::start_at(common::config(db, common::ESTATES_AB), &ManualClock::new(T0)).await
 }
 
 async fn connect(hub: &RunningHub) -> Link {

@@ -2,9 +2,8 @@
 //! played by hand over real gRPC, real SQLite, a manual clock for the deadline.
 
 use std::path::Path;
-use std::sync::Arc;
 
-use gatehouse_hub::{HubConfig, ManualClock, RunningHub};
+use gatehouse_hub::{ManualClock, RunningHub};
 use gatehouse_proto::{CommandResult, DeviceKind, Downlink, downlink};
 use serde_json::{Value, json};
 
@@ -16,28 +15,8 @@ const GW: &str = "gw-1";
 const ESTATE: &str = "estate-a";
 const T0: i64 = 1_750_000_000_000;
 
-fn config(db: &Path) -> HubConfig {
-    HubConfig::from_toml(&format!(
-        r#"
-[hub]
-grpc_listen = "127.0.0.1:0"
-http_listen = "127.0.0.1:0"
-database = "sqlite://{}"
-hub_id = "hub-test"
-
-[[estates]]
-id = "estate-a"
-name = "Riverside Gardens"
-"#,
-        db.display()
-    ))
-    .expect("test configuration is valid")
-}
-
 async fn start(db: &Path, clock: &ManualClock) -> RunningHub {
-    gatehouse_hub::start_with_clock(config(db), Arc::new(clock.clone()))
-        .await
-        .expect("hub starts")
+    common::start_at(common::config(db, common::ESTATE_A), clock).await
 }
 
 async fn connect(hub: &RunningHub) -> Link {

@@ -4,10 +4,9 @@
 //! `GET /alarms?ids=`.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use gatehouse_hub::{HubConfig, ManualClock, RunningHub};
+use gatehouse_hub::{ManualClock, RunningHub};
 use gatehouse_proto::event::Body;
 use gatehouse_proto::{DeviceKind, DeviceStatus, PointReading, Quality};
 use serde_json::{Value, json};
@@ -20,32 +19,8 @@ const T0: i64 = 1_750_000_000_000;
 const MIN: i64 = 60_000;
 const HOUR: i64 = 3_600_000;
 
-fn config(db: &Path) -> HubConfig {
-    HubConfig::from_toml(&format!(
-        r#"
-[hub]
-grpc_listen = "127.0.0.1:0"
-http_listen = "127.0.0.1:0"
-database = "sqlite://{}"
-hub_id = "hub-test"
-
-[[estates]]
-id = "estate-a"
-name = "Riverside Gardens"
-
-[[estates]]
-id = "estate-b"
-name = "Hillside Court"
-"#,
-        db.display()
-    ))
-    .expect("test configuration is valid")
-}
-
 async fn start(db: &Path) -> RunningHub {
-    gatehouse_hub::start_with_clock(config(db), Arc::new(ManualClock::new(T0)))
-        .await
-        .expect("hub starts")
+    common::start_at(common::config(db, common::ESTATES_AB), &ManualClock::new(T0)).await
 }
 
 async fn connect_a(hub: &RunningHub) -> Link {

@@ -3,9 +3,11 @@
 
 #![allow(dead_code)]
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-use gatehouse_hub::RunningHub;
+use gatehouse_hub::{HubConfig, ManualClock, RunningHub};
 use gatehouse_proto::gateway_link_client::GatewayLinkClient;
 use gatehouse_proto::{
     CommandResult, DeviceInfo, DeviceKind, Downlink, Event, EventBatch, Heartbeat, Hello, Uplink, downlink,
@@ -18,6 +20,28 @@ use tonic::Streaming;
 use tonic::transport::Endpoint;
 
 pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Estate A, as most tests configure it.
+pub const ESTATE_A: &str = "[[estates]]\nid = \"estate-a\"\nname = \"Riverside Gardens\"\n";
+/// Estates A and B.
+pub const ESTATES_AB: &str = "[[estates]]\nid = \"estate-a\"\nname = \"Riverside Gardens\"\n\n[[estates]]\nid = \"estate-b\"\nname = \"Hillside Court\"\n";
+
+/// A test hub's configuration: both listeners on loopback ports chosen at run time, its
+/// SQLite database at `db`, then `rest` (estates and any other sections).
+pub fn config(db: &Path, rest: &str) -> HubConfig {
+    HubConfig::from_toml(&format!(
+        "[hub]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\nhub_id = \"hub-test\"\n\n{rest}",
+        db.display()
+    ))
+    .expect("test configuration is valid")
+}
+
+/// Starts a hub on `config` whose clock stands still at `t0` until the test moves it.
+pub async fn start_at(config: HubConfig, clock: &ManualClock) -> RunningHub {
+    gatehouse_hub::start_with_clock(config, Arc::new(clock.clone()))
+        .await
+        .expect("hub starts")
+}
 
 /// One gateway's `GatewayLink.Connect` stream, numbering its events from the hub's Welcome.
 pub struct Link {
