@@ -179,6 +179,19 @@ impl Page {
         }
     }
 
+    /// Clicks the first match of `css` once there is one (a real WebDriver click: the
+    /// element must be visible and not covered).
+    pub async fn click(&self, what: &str, css: &str) {
+        let e = self.wait_css(what, Duration::from_secs(15), css).await;
+        e.click().await.unwrap_or_else(|e| panic!("clicking {what} ({css}): {e}"));
+    }
+
+    /// Changes the hash route in place (no reload).
+    pub async fn route(&self, hash: &str) {
+        self.js("location.hash = arguments[0]; return true;", vec![Value::from(hash)])
+            .await;
+    }
+
     pub async fn count(&self, css: &str) -> usize {
         self.client
             .find_all(Locator::Css(css))
@@ -227,7 +240,19 @@ impl Page {
                 .await
                 .unwrap_or_else(|e| panic!("dialog field {name}: {e}"));
             let tag = input.tag_name().await.unwrap_or_default().to_lowercase();
-            if tag == "select" {
+            if let (true, Some(label)) = (tag == "select", value.strip_prefix('~')) {
+                // `~text`: the option whose label contains `text`.
+                let options = input.find_all(Locator::Css("option")).await.unwrap_or_default();
+                let mut chosen = false;
+                for o in options {
+                    if o.text().await.unwrap_or_default().contains(label) {
+                        o.click().await.unwrap_or_else(|e| panic!("choosing {label} in {name}: {e}"));
+                        chosen = true;
+                        break;
+                    }
+                }
+                assert!(chosen, "no option of {name} mentions {label:?}");
+            } else if tag == "select" {
                 input
                     .select_by_value(value)
                     .await
