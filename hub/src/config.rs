@@ -53,6 +53,9 @@ pub struct HubConfig {
     /// `[limits.http]`, `[limits.grpc]`: connection caps and timeouts of the listeners.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// `[api]`: the HTTP API's own settings (the live stream's replay).
+    #[serde(default)]
+    pub api: ApiConfig,
 }
 
 mod sections;
@@ -378,6 +381,12 @@ impl HubConfig {
             if v == 0 {
                 return Err(invalid(key, "must be at least 1"));
             }
+        }
+        if self.api.stream_replay > MAX_STREAM_REPLAY {
+            return Err(invalid(
+                "api.stream_replay",
+                format!("at most {MAX_STREAM_REPLAY} (each held event costs memory)"),
+            ));
         }
         if h.max_body_bytes < 1024 {
             return Err(invalid("limits.http.max_body_bytes", "must be at least 1024"));

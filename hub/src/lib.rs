@@ -125,7 +125,7 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
 
     let metrics = Arc::new(Metrics::default());
     let writer_stop = CancellationToken::new();
-    let (stream, _) = tokio::sync::broadcast::channel(4096);
+    let stream = Arc::new(stream::Feed::new(config.api.stream_replay as usize, 4096));
     let wake = Arc::new(tokio::sync::Notify::new());
     // The rota, when posts are configured: roles resolve to the guards on post now.
     let rota_model = Arc::new(config.rota_model()?);

@@ -83,6 +83,8 @@ impl AlarmRow {
 /// Filters of `GET /alarms`.
 #[derive(Debug, Clone, Default)]
 pub struct AlarmFilter {
+    /// Only these alarms (at most a few hundred: one bound variable each).
+    pub ids: Option<Vec<i64>>,
     pub estate: Option<String>,
     pub state: Option<StateFilter>,
     pub priority: Option<Priority>,
@@ -93,6 +95,17 @@ pub struct AlarmFilter {
 /// Alarms matching `filter`, newest change first.
 pub async fn list_alarms(pool: &Pool, filter: &AlarmFilter) -> Result<Vec<AlarmRow>, StoreError> {
     let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {ALARM_COLUMNS} FROM alarms WHERE 1 = 1"));
+    if let Some(ids) = &filter.ids {
+        q.push(" AND id IN (");
+        if ids.is_empty() {
+            q.push("NULL");
+        }
+        let mut list = q.separated(", ");
+        for id in ids {
+            list.push_bind(*id);
+        }
+        q.push(")");
+    }
     if let Some(estate) = &filter.estate {
         q.push(" AND estate_id = ").push_bind(estate.clone());
     }

@@ -18,6 +18,8 @@ const DEFAULT_LIMIT: i64 = 500;
 const MAX_LIMIT: i64 = 5_000;
 const MAX_OPERATOR_LEN: usize = 100;
 const MAX_NOTE_LEN: usize = 2_000;
+/// At most this many ids in `?ids=`.
+const MAX_IDS: usize = 500;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,6 +29,8 @@ pub struct AlarmQuery {
     priority: Option<String>,
     category: Option<String>,
     limit: Option<i64>,
+    /// `1,2,3`: only these alarms (any state; the other filters still apply).
+    ids: Option<String>,
 }
 
 /// An empty value (`?state=`) means no filter.
@@ -63,7 +67,9 @@ pub async fn list(
             format!("limit must be between 1 and {MAX_LIMIT}"),
         ));
     }
+    let ids = given(&q.ids).map(parse_ids).transpose()?;
     let filter = AlarmFilter {
+        ids,
         estate,
         state: parse("state", &q.state)?,
         priority: parse("priority", &q.priority)?,
@@ -72,6 +78,22 @@ pub async fn list(
     };
     let rows = alarm_q::list_alarms(&state.pool, &filter).await?;
     Ok(Json(rows.iter().map(|r| r.to_json()).collect()))
+}
+
+/// `1,2,3` → the ids (at most [`MAX_IDS`], each a positive integer).
+fn parse_ids(s: &str) -> Result<Vec<i64>, ApiError> {
+    let ids = s
+        .split(',')
+        .map(|p| p.trim().parse::<i64>().ok().filter(|id| *id > 0))
+        .collect::<Option<Vec<i64>>>()
+        .ok_or_else(|| ApiError::bad_request("invalid ids filter", "comma-separated alarm ids, e.g. 1,2,3"))?;
+    if ids.len() > MAX_IDS {
+        return Err(ApiError::bad_request(
+            "invalid ids filter",
+            format!("at most {MAX_IDS} ids"),
+        ));
+    }
+    Ok(ids)
 }
 
 pub async fn history(

@@ -1,5 +1,5 @@
 //! The sections of the configuration file that belong to no domain, each with its defaults:
-//! `[hub]`, `[[estates]]`, `[ingest]`, `[limits]`. A domain's own section lives with the
+//! `[hub]`, `[[estates]]`, `[ingest]`, `[limits]`, `[api]`. A domain's own section lives with the
 //! domain and is re-exported here (`[rules]`, `[alarms]`, `[incidents]`, `[escalation]`,
 //! `[notify]`). Checked as a whole by `HubConfig::validate`.
 
@@ -12,6 +12,25 @@ pub use crate::alarms::rules::RulesConfig;
 pub use crate::escalation::EscalationConfig;
 pub use crate::incidents::IncidentsConfig;
 pub use crate::notify::NotifyConfig;
+
+/// `[api]`: the HTTP API's own settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// How many of the last live-stream events the hub keeps, so that a client that
+    /// reconnects (`Last-Event-ID`) gets what it missed instead of re-reading every list.
+    /// 0: none (every reconnect that missed something is told to `reset`).
+    pub stream_replay: u32,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { stream_replay: 10_000 }
+    }
+}
+
+/// Largest `api.stream_replay`: a ring of a few hundred MB at most.
+pub const MAX_STREAM_REPLAY: u32 = 1_000_000;
 
 /// `[limits]`: who may hold a connection to the hub, and for how long.
 ///

@@ -1,10 +1,12 @@
 //! What gateways deliver: event rows, each gateway's sequence and progress, device
-//! registries, command results and the vehicle-entry count. All of its SQL is in
+//! registries, command results and the vehicle-entry count; [`readings`] turns stored point
+//! and status events into what the board shows. All of its SQL is in
 //! [`queries`]; the single writer calls it inside its transaction. [`apply`] is the shell:
 //! vehicle entries and gateway liveness (silent, stalled) as alarms.
 
 pub mod apply;
 pub mod queries;
+pub mod readings;
 
 use gatehouse_proto::Event;
 use gatehouse_proto::event::Body;

@@ -269,3 +269,92 @@ pub async fn vehicle_entries_since(pool: &Pool, from_day: &str) -> Result<Vec<(S
     .await
     .context(|| "counting vehicle entries".into())
 }
+
+/// A device the hub knows from its gateway's Hello, with what the board shows beside it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeviceRow {
+    pub estate_id: String,
+    pub device_id: String,
+    pub kind: String,
+    pub area: String,
+    pub gateway_id: String,
+    pub gateway_connected: bool,
+    /// Its newest event's time.
+    pub last_seen_ms: Option<i64>,
+    /// Its newest status event (encoded `Event`) since `status_since_ms`.
+    pub status_payload: Option<Vec<u8>>,
+}
+
+/// The devices of `estate` (every estate when None), by estate and id, at most `limit`.
+/// Per device two index probes on `events_device_time`: its newest event, and its newest
+/// status event no older than `status_since_ms` (which bounds that walk on a busy device).
+pub async fn devices(
+    pool: &Pool,
+    estate: Option<&str>,
+    status_since_ms: i64,
+    limit: i64,
+) -> Result<Vec<DeviceRow>, StoreError> {
+    sqlx::query_as::<_, DeviceRow>(
+        "SELECT d.estate_id, d.device_id, d.kind, d.area, d.gateway_id, \
+         COALESCE(g.connected, FALSE) AS gateway_connected, \
+         (SELECT MAX(e.occurred_at_ms) FROM events e \
+          WHERE e.estate_id = d.estate_id AND e.device_id = d.device_id) AS last_seen_ms, \
+         (SELECT e.payload FROM events e \
+          WHERE e.estate_id = d.estate_id AND e.device_id = d.device_id \
+          AND e.occurred_at_ms >= $2 AND e.body_kind = 'status' \
+          ORDER BY e.occurred_at_ms DESC LIMIT 1) AS status_payload \
+         FROM devices d LEFT JOIN gateways g ON g.id = d.gateway_id \
+         WHERE ($1 IS NULL OR d.estate_id = $1) \
+         ORDER BY d.estate_id, d.device_id, d.gateway_id LIMIT $3",
+    )
+    .bind(estate)
+    .bind(status_since_ms)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+    .context(|| "listing devices".into())
+}
+
+/// Whether `device` of `estate` is in a gateway's registry.
+pub async fn device_known(pool: &Pool, estate: &str, device: &str) -> Result<bool, StoreError> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE estate_id = $1 AND device_id = $2")
+        .bind(estate)
+        .bind(device)
+        .fetch_one(pool)
+        .await
+        .context(|| format!("looking up device {device}"))?;
+    Ok(n > 0)
+}
+
+/// A stored point reading: (device, occurred at, encoded `Event`).
+pub type PointRow = (String, i64, Vec<u8>);
+
+/// Point readings of `estate` (of one `device` if given) with `from_ms <= occurred <= to_ms`,
+/// newest first, at most `limit` rows.
+pub async fn point_readings(
+    pool: &Pool,
+    estate: &str,
+    device: Option<&str>,
+    from_ms: i64,
+    to_ms: i64,
+    limit: i64,
+) -> Result<Vec<PointRow>, StoreError> {
+    // Two shapes, so the planner takes `events_device_time` for one device and
+    // `events_estate_time` for an estate.
+    let mut q: QueryBuilder<Sqlite> =
+        QueryBuilder::new("SELECT device_id, occurred_at_ms, payload FROM events WHERE estate_id = ");
+    q.push_bind(estate.to_owned());
+    if let Some(device) = device {
+        q.push(" AND device_id = ").push_bind(device.to_owned());
+    }
+    q.push(" AND body_kind = 'point' AND occurred_at_ms >= ")
+        .push_bind(from_ms)
+        .push(" AND occurred_at_ms <= ")
+        .push_bind(to_ms)
+        .push(" ORDER BY occurred_at_ms DESC LIMIT ")
+        .push_bind(limit);
+    q.build_query_as::<PointRow>()
+        .fetch_all(pool)
+        .await
+        .context(|| format!("reading point readings of estate {estate}"))
+}

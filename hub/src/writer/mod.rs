@@ -24,7 +24,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, broadcast, mpsc};
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, debug, error, info};
 
@@ -35,8 +35,8 @@ use crate::config::{IngestConfig, PointRuleConfig};
 use crate::engine::Engine;
 use crate::events::queries::{self as events, EventRow};
 use crate::metrics::Metrics;
-use crate::notify::StreamEvent;
 use crate::store::{Pool, StoreError};
+use crate::stream::Feed;
 
 /// Most events committed in one transaction (more stay queued for the next).
 pub const MAX_GROUP_EVENTS: usize = 5_000;
@@ -70,7 +70,7 @@ pub struct Writer {
     seen: HashMap<String, i64>,
     clock: Arc<dyn Clock>,
     engine: Engine,
-    stream: broadcast::Sender<StreamEvent>,
+    stream: Arc<Feed>,
     wake: Arc<Notify>,
     /// Trace spans of this transaction's events (only when OpenTelemetry export is on);
     /// they end once it has committed or failed.
@@ -87,7 +87,7 @@ pub struct WriterParts {
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
     pub engine: Engine,
-    pub stream: broadcast::Sender<StreamEvent>,
+    pub stream: Arc<Feed>,
     pub wake: Arc<Notify>,
     pub ingest: IngestConfig,
 }
@@ -225,10 +225,8 @@ impl Writer {
                     span.record("committed", true);
                 }
                 let (events, wake) = self.engine.take_published();
-                for e in events {
-                    // Nobody listening is fine.
-                    let _ = self.stream.send(e);
-                }
+                // Stamped with the next sequence numbers, in commit order (one writer).
+                self.stream.publish(events);
                 if wake {
                     self.wake.notify_one();
                 }

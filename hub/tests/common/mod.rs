@@ -113,9 +113,15 @@ impl Link {
     /// Sends `(device, area, body)` events as one batch and waits for the Ack: they are
     /// committed.
     pub async fn send(&mut self, items: Vec<(&str, &str, Body)>) {
+        self.send_at(items.into_iter().map(|(d, a, b)| (d, a, 0, b)).collect())
+            .await;
+    }
+
+    /// [`Link::send`] with each event's `occurred_at_ms`.
+    pub async fn send_at(&mut self, items: Vec<(&str, &str, i64, Body)>) {
         let events = items
             .into_iter()
-            .map(|(device, area, body)| {
+            .map(|(device, area, occurred_at_ms, body)| {
                 self.seq += 1;
                 Event {
                     event_id: format!("ev-{}", self.seq),
@@ -124,6 +130,7 @@ impl Link {
                     estate_id: self.estate.clone(),
                     device_id: device.into(),
                     area: area.into(),
+                    occurred_at_ms,
                     body: Some(body),
                     ..Default::default()
                 }
