@@ -183,7 +183,9 @@ impl Page {
     /// element must be visible and not covered).
     pub async fn click(&self, what: &str, css: &str) {
         let e = self.wait_css(what, Duration::from_secs(15), css).await;
-        e.click().await.unwrap_or_else(|e| panic!("clicking {what} ({css}): {e}"));
+        e.click()
+            .await
+            .unwrap_or_else(|e| panic!("clicking {what} ({css}): {e}"));
     }
 
     /// Changes the hash route in place (no reload).
@@ -241,12 +243,15 @@ impl Page {
                 .unwrap_or_else(|e| panic!("dialog field {name}: {e}"));
             let tag = input.tag_name().await.unwrap_or_default().to_lowercase();
             if let (true, Some(label)) = (tag == "select", value.strip_prefix('~')) {
-                // `~text`: the option whose label contains `text`.
+                // `~text`: the option whose label contains `text`, in any case.
+                let label = label.to_lowercase();
                 let options = input.find_all(Locator::Css("option")).await.unwrap_or_default();
                 let mut chosen = false;
                 for o in options {
-                    if o.text().await.unwrap_or_default().contains(label) {
-                        o.click().await.unwrap_or_else(|e| panic!("choosing {label} in {name}: {e}"));
+                    if o.text().await.unwrap_or_default().to_lowercase().contains(&label) {
+                        o.click()
+                            .await
+                            .unwrap_or_else(|e| panic!("choosing {label} in {name}: {e}"));
                         chosen = true;
                         break;
                     }

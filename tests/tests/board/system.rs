@@ -26,7 +26,8 @@ pub struct Sut {
     pub estates: Vec<SimEstate>,
     /// What the browser talks to.
     pub proxy: CutProxy,
-    pub dir: TempDir,
+    // The hub's and gateways' files; removed when the test ends.
+    _dir: TempDir,
 }
 
 impl Sut {
@@ -58,7 +59,7 @@ impl Sut {
             api,
             estates,
             proxy,
-            dir,
+            _dir: dir,
         }
     }
 
@@ -67,10 +68,6 @@ impl Sut {
             .iter()
             .find(|e| e.spec.id == id)
             .unwrap_or_else(|| panic!("no estate {id}"))
-    }
-
-    pub async fn get(&self, path: &str) -> Value {
-        get_json(&format!("{}/api/v1{path}", self.api)).await
     }
 
     /// The first alarm the hub lists matching `pred`, once there is one.
