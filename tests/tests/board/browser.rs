@@ -81,6 +81,8 @@ impl Driver {
                     "--disable-background-networking", "--disable-component-update",
                     "--disable-sync", "--no-first-run",
                     "--autoplay-policy=no-user-gesture-required", "--window-size=1600,1000",
+                    // performance.memory to the byte, not in coarse buckets (the figures).
+                    "--enable-precise-memory-info",
                     format!("--user-data-dir={}", self.profile.path().display()),
                 ],
             },
