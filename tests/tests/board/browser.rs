@@ -35,6 +35,16 @@ impl Driver {
                  chromium-driver and fonts-noto-cjk) before the board's browser tests"
             );
         }
+        // Without a CJK font the zh-CN screens (and their screenshots) are empty boxes.
+        let fonts = Command::new("fc-list")
+            .args([":lang=zh", "family"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        assert!(
+            fonts.contains("Noto Sans CJK"),
+            "the Noto Sans CJK font is not installed: run `bash .ci/setup` (installs fonts-noto-cjk)"
+        );
         let profile = tempfile::tempdir().expect("tempdir for the browser profile");
         let mut cmd = Command::new(CHROMEDRIVER);
         cmd.arg("--port=0")
