@@ -56,13 +56,13 @@ static ASSETS: LazyLock<HashMap<&'static str, Asset>> = LazyLock::new(|| {
         .collect()
 });
 
-/// The embedded files' paths (relative to `board/`), for tests and diagnostics.
-pub fn paths() -> impl Iterator<Item = &'static str> {
-    table::BOARD_ASSETS.iter().map(|(p, _)| *p)
+/// Hashes every file now, at start, rather than on the first request.
+pub fn prepare() {
+    LazyLock::force(&ASSETS);
 }
 
 /// The content type of a board file, by its extension.
-pub fn content_type(path: &str) -> &'static str {
+fn content_type(path: &str) -> &'static str {
     let name = path.rsplit('/').next().unwrap_or(path);
     let ext = match name.rsplit_once('.') {
         Some((_, ext)) => ext.to_ascii_lowercase(),

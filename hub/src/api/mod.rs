@@ -9,7 +9,7 @@
 //! body `{"error": "...", "detail": ...}`, including malformed paths, queries and bodies.
 
 mod alarms;
-pub mod board;
+mod board;
 mod commands;
 mod devices;
 mod estates;
@@ -66,6 +66,7 @@ pub struct AppState {
 /// Every route of the HTTP API, in one place: authentication and TLS layers go here
 /// (wrap the returned router, or add a `.layer(...)` before `with_state`).
 pub fn router(state: AppState) -> Router {
+    board::prepare();
     let api = Router::new()
         .route("/estates", get(estates::list))
         .route("/alarms", get(alarms::list))
