@@ -65,7 +65,11 @@ const live = createStore({
   emit,
   gh,
   status(s, err) {
-    if (s === 'error') { if (err) ctx.toast(t('shell.load_failed', { error: err.message }), 'error'); return; }
+    if (s === 'error') { if (err) loadFailed(err); return; }
+    if (s === 'live') {
+      loadFailedShown = false;
+      if (estates.size === 0) loadEstates(); // the hub was down when the page opened
+    }
     liveState = s;
     renderLive();
   },
@@ -237,8 +241,16 @@ async function loadEstates() {
     renderCounts();
     emit('store', new Set(['estates']), { alarmIds: new Set() });
   } catch (e) {
-    ctx.toast(t('shell.load_failed', { error: e.message }), 'error');
+    loadFailed(e);
   }
+}
+
+// One toast per outage: the loads retry by themselves and the live status already says so.
+let loadFailedShown = false;
+function loadFailed(e) {
+  if (loadFailedShown) return;
+  loadFailedShown = true;
+  ctx.toast(t('shell.load_failed', { error: e.message }), 'error');
 }
 
 // ---- router ---------------------------------------------------------------------------

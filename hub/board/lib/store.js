@@ -78,7 +78,8 @@ export function createStore({ api, emit, status, gh }) {
 
   async function loadAlarms() {
     const list = await api.get('/alarms', { state: 'standing', limit: 5000 });
-    store.alarms = new Map();
+    // the same Map object for the page's life: a view may keep a reference to it
+    store.alarms.clear();
     for (const a of list) store.alarms.set(a.id, a);
     allAlarmsChanged = true;
     pendingKinds.add('alarms');
@@ -86,7 +87,8 @@ export function createStore({ api, emit, status, gh }) {
 
   async function loadIncidents() {
     const list = await api.get('/incidents', { open: 'true', limit: 1000 });
-    store.incidents = new Map(list.map((i) => [i.id, i]));
+    store.incidents.clear();
+    for (const i of list) store.incidents.set(i.id, i);
     pendingKinds.add('incidents');
   }
 

@@ -9,6 +9,17 @@ export function s(tag, attrs, text) {
   return el;
 }
 
+// Cut a label to about `px` wide at the charts' 12 px font (CJK twice as wide), with an ellipsis.
+export function fit(text, px) {
+  const str = String(text);
+  let w = 0;
+  for (let i = 0; i < str.length; i++) {
+    w += str.charCodeAt(i) > 0x2e80 ? 12 : 6.6;
+    if (w > px) return str.slice(0, Math.max(1, i - 1)) + '…';
+  }
+  return str;
+}
+
 function niceMax(v) {
   if (!(v > 0)) return 1;
   const p = Math.pow(10, Math.floor(Math.log10(v)));
@@ -52,7 +63,7 @@ export function bars(items, { width = 560, labelWidth = 180, max, fmt = (x) => x
   const iw = width - labelWidth - R;
   items.forEach((it, i) => {
     const y0 = 3 + i * row;
-    svg.append(s('text', { x: labelWidth - 6, y: y0 + row * 0.68, 'text-anchor': 'end' }, it.label));
+    svg.append(s('text', { x: labelWidth - 6, y: y0 + row * 0.68, 'text-anchor': 'end' }, fit(it.label, labelWidth - 8)));
     const w = Math.max(0, (it.value / m) * iw);
     const r = s('rect', { x: labelWidth, y: y0 + 3, width: w, height: row - 6, class: 'bar' + (it.over ? ' over' : ''), fill: it.fill || null });
     r.append(s('title', {}, it.title || `${it.label}: ${fmt(it.value)}`));
@@ -61,7 +72,8 @@ export function bars(items, { width = 560, labelWidth = 180, max, fmt = (x) => x
       const tw = (it.target / m) * iw;
       svg.append(s('rect', { x: labelWidth, y: y0 + 1, width: tw, height: row - 2, class: 'target-bar' }));
     }
-    svg.append(s('text', { x: labelWidth + Math.max(w, it.target != null ? (it.target / m) * iw : 0) + 4, y: y0 + row * 0.68 }, it.text != null ? it.text : fmt(it.value)));
+    const tx = labelWidth + Math.max(w, it.target != null ? (it.target / m) * iw : 0) + 4;
+    svg.append(s('text', { x: tx, y: y0 + row * 0.68 }, fit(it.text != null ? it.text : fmt(it.value), width - tx - 2)));
   });
   return svg;
 }
