@@ -251,8 +251,8 @@ export function mount(root, ctx, params) {
   if (path[0] === 'devices') path.shift();
   root.classList.add('b-view', 'b-devices');
   const view = path.length >= 2
-    ? mountDetail(root, ctx, decodeURIComponent(path[0]), decodeURIComponent(path.slice(1).join('/')))
-    : mountList(root, ctx, params.query || {});
+    ? mountDetail(root, ctx, path[0], path.slice(1).join('/')) // the shell decoded the segments
+    : mountList(root, ctx, path.length === 1 ? { ...(params.query || {}), estate: path[0] } : (params.query || {}));
   return view;
 }
 
