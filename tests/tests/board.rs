@@ -131,6 +131,8 @@ async fn the_board_loads_in_both_languages_and_every_view_renders() {
     let sut = Sut::start(&specs[..2]).await;
     let (a, b) = (sut.estate("estate-a"), sut.estate("estate-b"));
     a.door.forced("main-gate-east").await.expect("forced door");
+    // The duty pump trips: its readings change, so the pump room's trend has lines to draw.
+    a.pump_room.trip_pump(1);
     b.fire_panel
         .fire_alarm(3, "Block 3 12F corridor smoke detector")
         .await
