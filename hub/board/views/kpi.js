@@ -3,7 +3,7 @@
 // here from the alarm list (GET /alarms, first raise time), which is what the API offers.
 import { h } from '../lib/dom.js';
 import { columns, bars } from '../lib/svg.js';
-import { PRIORITIES, SYMBOL } from '../lib/prio.js';
+import { SYMBOL } from '../lib/prio.js';
 import { toMs } from '../lib/time.js';
 
 export const title = 'nav.kpi';
