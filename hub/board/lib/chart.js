@@ -37,40 +37,55 @@ function num(v) {
   return null;
 }
 
-/** Aligns series of `[unix_s, value]` samples on one x array (uPlot's data layout). */
-function align(series) {
+/**
+ * Aligns series of `[unix_s, value]` samples on one x array (uPlot's data layout). Devices
+ * report on change, so a value holds until the next sample: each series is carried on to
+ * `to` (the end of the window) and drawn as steps.
+ */
+function align(series, to) {
   const xs = new Set();
   for (const s of series) for (const [t] of s.samples) xs.add(t);
+  if (to) xs.add(to);
   const x = [...xs].sort((a, b) => a - b);
   const at = new Map(x.map((t, i) => [t, i]));
   const ys = series.map(s => {
     const y = new Array(x.length).fill(null);
-    for (const [t, v] of s.samples) y[at.get(t)] = num(v);
+    let last = null;
+    for (const [t, v] of s.samples) { y[at.get(t)] = num(v); last = [t, num(v)]; }
+    if (to && last && last[0] < to && last[1] !== null) y[at.get(to)] = last[1];
     return y;
   });
   return [x, ...ys];
 }
 
+function secs(t) {
+  if (t === null || t === undefined) return null;
+  const ms = typeof t === 'number' ? t * 1000 : Date.parse(t);
+  return Number.isFinite(ms) ? ms / 1000 : null;
+}
+
 /**
- * Draws `series` ([{name, samples}]) of one `unit` into `box`. `fmtTime(ms)` formats the
+ * Draws `series` ([{name, samples}]) of one `unit` into `box` over `from`..`to` (RFC 3339). `fmtTime(ms)` formats the
  * legend's time (the shell's, in the estate's zone). Returns {update(series), destroy()}.
  */
-export function trendChart(box, { unit, series, tz, fmtTime, timeLabel = 'Time', width = 640, height = 190 }) {
-  const data = align(series);
-  const span = data[0].length ? data[0][data[0].length - 1] - data[0][0] : 0;
+export function trendChart(box, { unit, series, tz, fmtTime, timeLabel = 'Time', from, to, width = 640, height = 190 }) {
+  // The window asked for (from..to), not only where samples fall.
+  let win = [secs(from), secs(to)];
+  const data = align(series, win[1]);
+  const step = uPlot.paths.stepped({ align: 1 });
   const opts = {
     width,
     height,
     tzDate: tz ? ts => uPlot.tzDate(new Date(ts * 1000), tz) : undefined,
     legend: { live: true },
     cursor: { drag: { x: false, y: false } },
-    scales: { x: { time: true } },
+    scales: { x: { time: true, range: (u, min, max) => (win[0] && win[1] ? [win[0], win[1]] : [min, max]) } },
     axes: [
       {
         stroke: '#333',
         grid: { stroke: '#c8c8c8', width: 1 },
         ticks: { stroke: '#999', width: 1 },
-        values: (u, splits) => splits.map(s => stamp(tz, s, span > 36 * 3600)),
+        values: (u, splits) => splits.map(s => stamp(tz, s, u.scales.x.max - u.scales.x.min > 36 * 3600)),
         font: '12px "Noto Sans CJK SC", "PingFang SC", "Microsoft YaHei", sans-serif',
       },
       {
@@ -90,6 +105,7 @@ export function trendChart(box, { unit, series, tz, fmtTime, timeLabel = 'Time',
         dash: LINES[i % LINES.length].dash,
         width: 1.5,
         spanGaps: true,
+        paths: step,
         points: { show: false },
       })),
     ],
@@ -106,8 +122,9 @@ export function trendChart(box, { unit, series, tz, fmtTime, timeLabel = 'Time',
     : null;
   if (ro) ro.observe(box.parentElement);
   return {
-    update(next) {
-      const d = align(next);
+    update(next, nextFrom, nextTo) {
+      if (nextFrom && nextTo) win = [secs(nextFrom), secs(nextTo)];
+      const d = align(next, win[1]);
       plot.setData(d);
       box.dataset.samples = String(d[0].length);
     },

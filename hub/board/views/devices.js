@@ -336,6 +336,20 @@ function mountDetail(root, ctx, estate, device) {
     const c = await sendCommandDialog(ctx, [info]);
     if (c) { cmds.put(c, true); ctx.toast(ctx.t('device.command_sent', { id: c.id })); }
   } }, ctx.t('device.command'));
+  // Maintenance suppresses the device's alarms by design while it lasts (ISA-18.2).
+  async function toggleMaintenance() {
+    const on = !info.maintenance;
+    const fields = [{ name: 'reason', label: 'device.maintenance_reason', type: 'text', required: true }];
+    if (on) fields.push({ name: 'minutes', label: 'device.maintenance_minutes', type: 'number', min: 1, max: 10080 });
+    const v = await ctx.form(on ? 'device.maintenance_start' : 'device.maintenance_end', fields);
+    if (!v) return;
+    const body = { estate, on, reason: v.reason, operator: ctx.operator };
+    if (on && v.minutes !== '' && v.minutes !== undefined) body.minutes = Number(v.minutes);
+    try {
+      await ctx.api.post(`/devices/${encodeURIComponent(device)}/maintenance`, body);
+    } catch (e) { apiError(ctx, e); }
+    later();
+  }
   root.append(
     el('nav', { class: 'b-crumbs' }, el('a', { href: `#/devices?estate=${encodeURIComponent(estate)}` }, `← ${ctx.t('device.title')} · ${estateName(ctx, estate)}`)),
     el('header', { class: 'b-head' }, hdr, meta),
@@ -363,7 +377,9 @@ function mountDetail(root, ctx, estate, device) {
     item('gateway', info.gateway ? `${info.gateway}${info.gateway_connected === false ? ' ⚠ ' + ctx.t('device.gateway_down') : ''}` : '–');
     item('state', onlineText(ctx, info));
     item('last_seen', info.last_seen ? ctx.fmtTime(info.last_seen, estate) : '–');
-    item('maintenance', info.maintenance ? ctx.t('device.in_maintenance') : ctx.t('device.no'));
+    item('maintenance', el('span', null, info.maintenance ? ctx.t('device.in_maintenance') : ctx.t('device.no'), ' ',
+      el('button', { class: 'b-btn b-btn-quiet', testid: 'device-maintenance', onclick: toggleMaintenance },
+        ctx.t(info.maintenance ? 'device.maintenance_end' : 'device.maintenance_start'))));
     readings.textContent = '';
     const pts = Object.entries(info.points || {}).sort(([a], [b]) => a.localeCompare(b));
     for (const [k, p] of pts) {
@@ -400,12 +416,12 @@ function mountDetail(root, ctx, estate, device) {
       for (const [unit, series] of byUnit) {
         const box = el('div', { class: 'b-chart', testid: 'trend-chart', data: { unit } });
         chartBox.append(box);
-        charts.push(trendChart(box, { unit, series, tz, timeLabel: ctx.t('device.time'), fmtTime: t => ctx.fmtTime(t, estate), width: Math.max(360, chartBox.clientWidth - 8) }));
+        charts.push(trendChart(box, { unit, series, tz, from: res.from, to: res.to, timeLabel: ctx.t('device.time'), fmtTime: t => ctx.fmtTime(t, estate), width: Math.max(360, chartBox.clientWidth - 8) }));
       }
       charts.key = key;
     } else {
       let i = 0;
-      for (const [, series] of byUnit) charts[i++].update(series);
+      for (const [, series] of byUnit) charts[i++].update(series, res.from, res.to);
     }
   }
 

@@ -176,6 +176,17 @@ function mountDetail(root, ctx, id) {
     }
   }
 
+  /** Closing needs a supervisor's override while mandatory steps are open or alarms active. */
+  async function overrideClose(body, why) {
+    ctx.toast(why, 'error');
+    const o = await ctx.form('incident.override_title', [
+      { name: 'supervisor', label: 'incident.supervisor', type: 'text', required: true },
+      { name: 'reason', label: 'incident.reason', type: 'textarea', required: true },
+    ]);
+    if (!o) return;
+    await act(() => ctx.api.post(`/incidents/${id}/transition`, { ...body, override: { supervisor: o.supervisor.trim(), reason: o.reason.trim() } }));
+  }
+
   async function transition(to) {
     const fields = [];
     if (to === 'false_alarm') fields.push({ name: 'reason', label: 'incident.reason', type: 'textarea', required: true });
@@ -186,18 +197,20 @@ function mountDetail(root, ctx, id) {
     const body = { to, actor: (v.actor && v.actor.trim()) || ctx.operator };
     if (v.note && v.note.trim()) body.note = v.note.trim();
     if (v.reason && v.reason.trim()) body.reason = v.reason.trim();
+    if (to === 'closed' && inc) {
+      // Known blockers go straight to the override (the hub checks again and answers 409).
+      const steps = (inc.procedure || []).filter(x => x.mandatory && x.status === 'open').map(x => x.step_id);
+      const alarms = (inc.alarms || []).filter(a => a.active).map(a => '#' + a.id);
+      if (steps.length || alarms.length) {
+        await overrideClose(body, ctx.t('incident.close_blocked', { steps: steps.join(', ') || '–', alarms: alarms.join(', ') || '–' }));
+        return;
+      }
+    }
     try {
       render(await ctx.api.post(`/incidents/${id}/transition`, body));
     } catch (e) {
       if (to === 'closed' && e.status === 409 && /close/i.test(e.message || '')) {
-        // Blocked close: mandatory steps open or alarms active. A supervisor may override.
-        ctx.toast(e.message, 'error');
-        const o = await ctx.form('incident.override_title', [
-          { name: 'supervisor', label: 'incident.supervisor', type: 'text', required: true },
-          { name: 'reason', label: 'incident.reason', type: 'textarea', required: true },
-        ]);
-        if (!o) return;
-        await act(() => ctx.api.post(`/incidents/${id}/transition`, { ...body, override: { supervisor: o.supervisor.trim(), reason: o.reason.trim() } }));
+        await overrideClose(body, e.message);
         return;
       }
       apiError(ctx, e);
