@@ -11,15 +11,19 @@
 //! [`escalation`] (policies, durable timers), [`notify`] (the notification outbox, its
 //! deliverer), [`rota`] (its shell in `rota/shell/`) → [`api`] (HTTP). Shared leaves:
 //! [`stream`] (the live stream's events, published after the commit), [`roles`] (who holds
-//! a role), [`error`](mod@error). [`store`] is the database plumbing (pool, migrations, errors),
+//! a role), [`error`](mod@error). The operators' front doors, [`api`] (HTTP) and [`centre`]
+//! (the gRPC command centre), share their actions' checks and writer calls in [`actions`].
+//! [`store`] is the database plumbing (pool, migrations, errors),
 //! [`clock`] gives every decision its time, [`config`] the configuration file, [`metrics`]
 //! the counters, [`net`] the listeners' limits.
 //!
 //! Invariant: an `Ack{through_seq}` is sent only after the events up to `through_seq` and
 //! their alarm consequences are committed in one transaction.
 
+pub mod actions;
 pub mod alarms;
 pub mod api;
+pub mod centre;
 pub mod clock;
 pub mod commands;
 pub mod config;
@@ -208,8 +212,20 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
         max_message_bytes: config.ingest.max_message_bytes,
         shutdown: servers_stop.child_token(),
     };
+    let centre = centre::CentreService {
+        pool: pool.clone(),
+        writer: writer.clone(),
+        links: links.clone(),
+        estates: link.estates.clone(),
+        stream: stream.clone(),
+        response_target_ms: i64::from(config.incidents.response_target_s) * 1000,
+        shutdown: servers_stop.child_token(),
+    };
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<GatewayLinkServer<LinkService>>().await;
+    health_reporter
+        .set_serving::<centre::CommandCentreServer<centre::CentreService>>()
+        .await;
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(gatehouse_proto::v1::FILE_DESCRIPTOR_SET)
@@ -251,6 +267,7 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
             GatewayLinkServer::new(link)
                 .max_decoding_message_size(usize::try_from(config.ingest.max_message_bytes).unwrap_or(usize::MAX)),
         )
+        .add_service(centre::CommandCentreServer::new(centre))
         .serve_with_incoming_shutdown(incoming, servers_stop.clone().cancelled_owned());
     let grpc_task = tokio::spawn(grpc);
 

@@ -67,7 +67,7 @@ fn expected_type(path: &str) -> &'static str {
         Some("svg") => "image/svg+xml",
         Some("png") => "image/png",
         Some("woff2") => "font/woff2",
-        Some("txt") | None => "text/plain; charset=utf-8",
+        Some("txt" | "md") | None => "text/plain; charset=utf-8",
         Some(other) => panic!("board file {path}: add a content type for .{other} to the hub and to this test"),
     }
 }

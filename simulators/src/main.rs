@@ -23,6 +23,13 @@ struct Args {
     command: Command,
 }
 
+/// `--operator` of the demo.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DemoOperatorArg {
+    Script,
+    Board,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// One hub and three estates with simulated devices and a storyline.
@@ -36,6 +43,10 @@ enum Command {
         /// Stop after this long (e.g. 90s, 5m); without it, runs until Ctrl-C.
         #[arg(long = "for", value_parser = parse_duration)]
         run_for: Option<Duration>,
+        /// Who handles the storyline: `script` (a scripted operator, unattended) or `board`
+        /// (you, at the board the demo prints; the devices wait for your decisions).
+        #[arg(long, value_enum, default_value = "script")]
+        operator: DemoOperatorArg,
     },
     /// A load run against a hub (a `gatehouse-hub` child process, or `--hub`): `--via mqtt`,
     /// one gateway process per estate with MQTT devices publishing at a fixed total rate;
@@ -158,11 +169,16 @@ async fn main() -> anyhow::Result<()> {
             http_addr,
             data_dir,
             run_for,
+            operator,
         } => {
             demo::run(demo::DemoOptions {
                 http_addr,
                 data_dir,
                 run_for,
+                operator: match operator {
+                    DemoOperatorArg::Script => demo::DemoOperator::Script,
+                    DemoOperatorArg::Board => demo::DemoOperator::Board,
+                },
             })
             .await
         }

@@ -15,6 +15,7 @@ async fn demo_shows_p1_p2_and_p3_alarms_from_all_three_estates_within_sixty_seco
         http_addr: http,
         data_dir: dir.path().to_path_buf(),
         run_for: Some(Duration::from_secs(120)),
+        operator: demo::DemoOperator::Script,
     }));
     let base = format!("http://{http}");
     let seen = eventually(

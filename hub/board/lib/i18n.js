@@ -1,5 +1,4 @@
-// Flat-key labels. Loads i18n/<lang>.json and merges i18n/<lang>.b.json when present
-// (the other UI helper's keys until the lead folds them in; a 404 is ignored).
+// Flat-key labels: i18n/<lang>.json (zh-CN and en hold the same keys; a test checks it).
 export const LANGS = ['zh-CN', 'en'];
 const KEY = 'gh.lang';
 
@@ -23,8 +22,7 @@ async function load(file) {
 }
 
 export async function loadLabels(lang) {
-  const [a, b] = await Promise.all([load(`${lang}.json`), load(`${lang}.b.json`)]);
-  return { ...b, ...a };
+  return load(`${lang}.json`);
 }
 
 /** t(key, vars) over a label table; a missing key answers the key itself. */

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{ApiError, ApiPath, ApiQuery, AppState, json_body, text_field};
+use crate::actions::{AckRequest, ShelveRequest};
 use crate::alarms::queries::{self as alarm_q, AlarmFilter};
 use crate::alarms::{AlarmJson, HistoryJson};
 use crate::engine::Op;
@@ -106,45 +107,14 @@ pub async fn history(
     Ok(Json(alarm_q::alarm_history(&state.pool, id).await?))
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AckBody {
-    operator: Option<String>,
-    note: Option<String>,
-}
-
 pub async fn acknowledge(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<i64>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<AlarmJson>, ApiError> {
-    let body = body.map_err(|r| ApiError::new(r.status(), "cannot read the request body", r.body_text().into()))?;
     // Both fields are optional, and so is the body itself.
-    let body: AckBody = if body.iter().all(u8::is_ascii_whitespace) {
-        AckBody::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("invalid JSON body", e.to_string()))?
-    };
-    let operator = body
-        .operator
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .unwrap_or("operator")
-        .to_owned();
-    if operator.chars().count() > MAX_OPERATOR_LEN || operator.chars().any(char::is_control) {
-        return Err(ApiError::bad_request(
-            "invalid operator",
-            format!("at most {MAX_OPERATOR_LEN} characters, no control characters"),
-        ));
-    }
-    let note = body.note.filter(|n| !n.trim().is_empty());
-    if note.as_ref().is_some_and(|n| n.chars().count() > MAX_NOTE_LEN) {
-        return Err(ApiError::bad_request(
-            "invalid note",
-            format!("at most {MAX_NOTE_LEN} characters"),
-        ));
-    }
+    let body: AckRequest = json_body(body)?;
+    let (operator, note) = body.checked()?;
     match state.writer.acknowledge(id, operator, note).await {
         Ok(alarm) => Ok(Json(alarm)),
         Err(AckError::NotFound(id)) => Err(not_found(id)),
@@ -169,14 +139,6 @@ fn writer_error(e: WriterError) -> ApiError {
     )
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ShelveBody {
-    minutes: Option<i64>,
-    reason: Option<String>,
-    operator: Option<String>,
-}
-
 /// `POST /alarms/{id}/shelve` `{"minutes", "reason", "operator"?}`: hidden from incidents and
 /// notifications until it expires (then it returns by itself).
 pub async fn shelve(
@@ -184,21 +146,8 @@ pub async fn shelve(
     ApiPath(id): ApiPath<i64>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<AlarmJson>, ApiError> {
-    let body: ShelveBody = json_body(body)?;
-    let minutes = body
-        .minutes
-        .ok_or_else(|| ApiError::bad_request("invalid body", "minutes is required"))?;
-    let reason = text_field("reason", body.reason, MAX_NOTE_LEN, true)?.unwrap_or_default();
-    let operator = text_field("operator", body.operator, MAX_OPERATOR_LEN, false)?.unwrap_or_else(|| "operator".into());
-    state
-        .writer
-        .op(Op::Shelve {
-            alarm_id: id,
-            minutes,
-            reason,
-            operator,
-        })
-        .await?;
+    let body: ShelveRequest = json_body(body)?;
+    state.writer.op(body.op(id)?).await?;
     read_back(&state, id).await
 }
 

@@ -1,40 +1,20 @@
 //! `POST /devices/{id}/commands`, `GET /commands/{id}`, `GET /commands`: an operator's
 //! command to a device, and the record of them.
 //! The command is checked against its device's kind, recorded through the writer, and only
-//! then sent down its gateway's link; a gateway with no stream makes it `gateway_offline`.
-
-use std::collections::BTreeMap;
+//! then sent down its gateway's link; a gateway with no stream makes it `gateway_offline`
+//! (`actions::send_command`, which the gRPC command centre shares).
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
-use gatehouse_proto::Command;
 use serde::Deserialize;
 use serde_json::Value;
-use tracing::warn;
 
 use super::{ApiError, ApiPath, ApiQuery, AppState, json_body, text_field};
-use crate::commands::NewCommand;
-use crate::commands::model;
+use crate::actions::{self, CommandError, CommandRequest};
 use crate::commands::queries::{self, CommandFilter};
-use crate::engine::Op;
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CommandBody {
-    estate: Option<String>,
-    action: Option<String>,
-    args: Option<BTreeMap<String, String>>,
-    operator: Option<String>,
-    reason: Option<String>,
-    incident: Option<i64>,
-}
-
-fn unprocessable(error: &str, detail: impl Into<Value>) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, error, detail.into())
-}
 
 /// `POST /devices/{id}/commands` `{"estate", "action", "args"?, "operator", "reason"?,
 /// "incident"?}`: **202** with the command (its `id`, `state` `sent` or `gateway_offline`).
@@ -43,62 +23,23 @@ pub async fn send(
     ApiPath(device): ApiPath<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let body: CommandBody = json_body(body)?;
-    let estate = text_field("estate", body.estate, 100, false)?
-        .ok_or_else(|| unprocessable("missing estate", "a device id is unique within its estate"))?;
-    let action = text_field("action", body.action, 64, false)?
-        .ok_or_else(|| unprocessable("missing action", "e.g. unlock, release, reset, silence, write"))?;
-    let operator = text_field("operator", body.operator, 100, false)?
-        .ok_or_else(|| unprocessable("missing operator", "who asks for the command"))?;
-    let reason = text_field("reason", body.reason, 2_000, true)?;
-    let args = body.args.unwrap_or_default();
-    let Some((gateway, kind)) = queries::find_device(&state.pool, &estate, &device).await? else {
-        return Err(ApiError::new(
+    let body: CommandRequest = json_body(body)?;
+    match actions::send_command(&state.pool, &state.writer, &state.links, device, body).await {
+        Ok(row) => Ok((StatusCode::ACCEPTED, Json(row.to_json()))),
+        Err(CommandError::Invalid(e)) => Err(e.into()),
+        Err(e @ CommandError::UnknownDevice { .. }) => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown device",
-            format!("no gateway of estate {estate} announced device {device}").into(),
-        ));
-    };
-    model::check(&kind, &action, &args)
-        .map_err(|e| unprocessable("action not valid for this device", e.to_string()))?;
-    let args_json = serde_json::to_string(&args).unwrap_or_else(|_| "{}".into());
-    let id = state
-        .writer
-        .op(Op::Command(NewCommand {
-            estate_id: estate,
-            gateway_id: gateway.clone(),
-            device_id: device.clone(),
-            device_kind: kind,
-            action: action.clone(),
-            args: args_json,
-            operator,
-            reason,
-            incident_id: body.incident,
-        }))
-        .await?;
-    let row = queries::find(&state.pool, id)
-        .await?
-        .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "command not stored", Value::Null))?;
-    // Sent only now that the record is committed, so its result always finds it.
-    let command = Command {
-        command_id: model::wire_id(id),
-        device_id: device,
-        action,
-        arguments: args.into_iter().collect(),
-        deadline_ms: row.deadline_ms,
-    };
-    if let Err(e) = state.links.send_command(&gateway, command).await {
-        warn!(command = id, gateway = %gateway, error = %e, "command not sent");
-        state
-            .writer
-            .op(Op::CommandUndelivered {
-                id,
-                detail: e.to_string(),
-            })
-            .await?;
+            e.to_string().into(),
+        )),
+        Err(CommandError::Action(e)) => Err(e.into()),
+        Err(CommandError::Store(e)) => Err(e.into()),
+        Err(e @ CommandError::NotStored(_)) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "command not stored",
+            e.to_string().into(),
+        )),
     }
-    let row = queries::find(&state.pool, id).await?.unwrap_or(row);
-    Ok((StatusCode::ACCEPTED, Json(row.to_json())))
 }
 
 /// `GET /commands/{id}`: the command as stored, the same object the stream's `command`

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{ApiError, ApiPath, ApiQuery, AppState, json_body, text_field};
+use crate::actions::{StepRequest, TransitionRequest};
 use crate::alarms::{AlarmJson, Priority};
 use crate::engine::Op;
 use crate::escalation::queries::{TimerJson, incident_timers};
@@ -228,24 +229,6 @@ pub async fn open(
     Ok((StatusCode::CREATED, read_back(&state, id).await?))
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OverrideBody {
-    supervisor: Option<String>,
-    reason: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TransitionBody {
-    to: Option<String>,
-    note: Option<String>,
-    actor: Option<String>,
-    reason: Option<String>,
-    #[serde(rename = "override")]
-    override_: Option<OverrideBody>,
-}
-
 /// `POST /incidents/{id}/transition` `{"to", "note"?, "actor"?, "reason"?, "override"?:
 /// {"supervisor", "reason"}}`. Illegal transitions: 409 naming from → to; a missing reason: 422.
 pub async fn transition(
@@ -253,73 +236,20 @@ pub async fn transition(
     ApiPath(id): ApiPath<i64>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<IncidentDetail>, ApiError> {
-    let b: TransitionBody = json_body(body)?;
-    let to =
-        text_field("to", b.to, 32, false)?.ok_or_else(|| ApiError::bad_request("invalid body", "to is required"))?;
-    let to = IncidentState::parse(&to).ok_or_else(|| {
-        ApiError::bad_request(
-            "invalid state",
-            format!("unknown state {to:?} (discovered, assessed, reported, on_site, recorded, closed, false_alarm)"),
-        )
-    })?;
-    let actor = text_field("actor", b.actor, MAX_NAME, false)?.unwrap_or_else(|| "operator".into());
-    let note = text_field("note", b.note, MAX_NOTE, true)?;
-    let mut reason = text_field("reason", b.reason, MAX_NOTE, true)?;
-    let mut override_by = None;
-    if let Some(o) = b.override_ {
-        let sup = text_field("override.supervisor", o.supervisor, MAX_NAME, false)?
-            .ok_or_else(|| ApiError::bad_request("invalid override", "override.supervisor is required"))?;
-        override_by = Some(sup);
-        if let Some(r) = text_field("override.reason", o.reason, MAX_NOTE, true)? {
-            reason = Some(r);
-        }
-    }
-    state
-        .writer
-        .op(Op::Transition {
-            incident_id: id,
-            to,
-            actor,
-            note,
-            reason,
-            override_by,
-        })
-        .await?;
+    let b: TransitionRequest = json_body(body)?;
+    state.writer.op(b.op(id)?).await?;
     read_back(&state, id).await
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StepBody {
-    actor: Option<String>,
-    note: Option<String>,
-    /// Mark the step skipped rather than done (a note saying why is required; skipping a
-    /// mandatory step notifies the supervisor).
-    skipped: Option<bool>,
-}
-
-/// `POST /incidents/{id}/steps/{step}/done` (step = its id or its 1-based position).
+/// `POST /incidents/{id}/steps/{step}/done` (step = its id or its 1-based position) `{"actor"?,
+/// "note"?, "skipped"?}`.
 pub async fn step_done(
     State(state): State<AppState>,
     ApiPath((id, step)): ApiPath<(i64, String)>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<IncidentDetail>, ApiError> {
-    let b: StepBody = json_body(body)?;
-    let actor = text_field("actor", b.actor, MAX_NAME, false)?.unwrap_or_else(|| "operator".into());
-    let note = text_field("note", b.note, MAX_NOTE, true)?;
-    if step.len() > 64 {
-        return Err(ApiError::bad_request("invalid step", "at most 64 characters"));
-    }
-    state
-        .writer
-        .op(Op::Step {
-            incident_id: id,
-            step,
-            actor,
-            note,
-            skipped: b.skipped.unwrap_or(false),
-        })
-        .await?;
+    let b: StepRequest = json_body(body)?;
+    state.writer.op(b.op(id, step)?).await?;
     read_back(&state, id).await
 }
 

@@ -34,6 +34,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tracing::error;
 
+use crate::actions::Invalid;
 use crate::clock::Clock;
 use crate::config::EstateConfig;
 use crate::error::OpError;
@@ -219,16 +220,18 @@ pub(crate) fn text_field(
     max: usize,
     multiline: bool,
 ) -> Result<Option<String>, ApiError> {
-    let Some(v) = v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()) else {
-        return Ok(None);
-    };
-    if v.chars().count() > max || v.chars().any(|c| c.is_control() && !(multiline && c == '\n')) {
-        return Err(ApiError::bad_request(
-            format!("invalid {name}"),
-            format!("at most {max} characters, no control characters"),
-        ));
+    Ok(crate::actions::text_field(name, v, max, multiline)?)
+}
+
+impl From<Invalid> for ApiError {
+    fn from(e: Invalid) -> Self {
+        let status = if e.unprocessable {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        ApiError::new(status, e.error, Value::String(e.detail))
     }
-    Ok(Some(v))
 }
 
 /// `Path` whose rejection is our JSON error.

@@ -1,0 +1,193 @@
+//! The gRPC `CommandCentre` service (docs/design.md, gRPC): consoles watch the standing
+//! alarms and the open incidents (`watch.rs`: a snapshot, then each committed change) and
+//! carry out the operator actions of the HTTP API. The actions are the HTTP API's own —
+//! the same request values, checks and writer calls ([`crate::actions`]) — so the two front
+//! doors refuse and accept the same things; only the statuses differ (`convert.rs`).
+
+mod convert;
+pub mod queries;
+mod watch;
+
+use std::collections::HashSet;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use gatehouse_proto::command_centre_server::CommandCentre;
+use gatehouse_proto::{
+    AcknowledgeAlarmRequest, Alarm, AlarmUpdate, CommandRecord, CompleteStepRequest, Incident, IncidentUpdate,
+    SendCommandRequest, ShelveAlarmRequest, TransitionIncidentRequest, WatchAlarmsRequest, WatchIncidentsRequest,
+};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use crate::actions::{
+    self, AckRequest, CommandRequest, OverrideRequest, ShelveRequest, StepRequest, TransitionRequest,
+};
+use crate::alarms::queries::find_alarm;
+use crate::link::LinkRegistry;
+use crate::store::Pool;
+use crate::stream::{Feed, Resume};
+use crate::writer::WriterHandle;
+
+pub use gatehouse_proto::command_centre_server::CommandCentreServer;
+
+/// What the service needs from the hub.
+#[derive(Clone)]
+pub struct CentreService {
+    pub pool: Pool,
+    pub writer: WriterHandle,
+    pub links: LinkRegistry,
+    /// The configured estates (a watch filter must name one of them).
+    pub estates: Arc<HashSet<String>>,
+    /// Changes published by the writer after each commit.
+    pub stream: Arc<Feed>,
+    pub response_target_ms: i64,
+    /// Ends the watch streams when the hub stops.
+    pub shutdown: CancellationToken,
+}
+
+type UpdateStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// An empty proto string is an absent field, as an absent JSON field is for the HTTP API.
+fn given(s: String) -> Option<String> {
+    Some(s).filter(|s| !s.trim().is_empty())
+}
+
+impl CentreService {
+    fn estate_filter(&self, estate: String) -> Result<Option<String>, Status> {
+        match given(estate) {
+            Some(e) if !self.estates.contains(&e) => Err(Status::invalid_argument(format!("unknown estate {e:?}"))),
+            e => Ok(e),
+        }
+    }
+
+    async fn alarm(&self, id: i64) -> Result<Alarm, Status> {
+        match find_alarm(&self.pool, id).await.map_err(convert::store)? {
+            Some(row) => Ok(convert::alarm(&row)),
+            None => Err(Status::not_found(format!("alarm {id} not found"))),
+        }
+    }
+
+    async fn incident(&self, id: i64) -> Result<Incident, Status> {
+        match watch::Incidents::read(&self.pool, id, self.response_target_ms)
+            .await
+            .map_err(convert::store)?
+        {
+            Some((incident, _)) => Ok(incident),
+            None => Err(Status::not_found(format!("incident {id} not found"))),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl CommandCentre for CentreService {
+    type WatchAlarmsStream = UpdateStream<AlarmUpdate>;
+    type WatchIncidentsStream = UpdateStream<IncidentUpdate>;
+
+    async fn watch_alarms(
+        &self,
+        request: Request<WatchAlarmsRequest>,
+    ) -> Result<Response<Self::WatchAlarmsStream>, Status> {
+        let estate = self.estate_filter(request.into_inner().estate_id)?;
+        // Subscribed before the snapshot is read, so no change falls between.
+        let rx = self.stream.subscribe(Resume::Fresh).rx;
+        let watch = watch::Alarms {
+            pool: self.pool.clone(),
+            estate,
+        };
+        Ok(Response::new(Box::pin(watch::spawn(watch, rx, self.shutdown.clone()))))
+    }
+
+    async fn watch_incidents(
+        &self,
+        request: Request<WatchIncidentsRequest>,
+    ) -> Result<Response<Self::WatchIncidentsStream>, Status> {
+        let estate = self.estate_filter(request.into_inner().estate_id)?;
+        let rx = self.stream.subscribe(Resume::Fresh).rx;
+        let watch = watch::Incidents {
+            pool: self.pool.clone(),
+            estate,
+            response_target_ms: self.response_target_ms,
+        };
+        Ok(Response::new(Box::pin(watch::spawn(watch, rx, self.shutdown.clone()))))
+    }
+
+    async fn acknowledge_alarm(&self, request: Request<AcknowledgeAlarmRequest>) -> Result<Response<Alarm>, Status> {
+        let r = request.into_inner();
+        let (operator, note) = AckRequest {
+            operator: given(r.operator),
+            note: given(r.note),
+        }
+        .checked()
+        .map_err(convert::invalid)?;
+        self.writer
+            .acknowledge(r.alarm_id, operator, note)
+            .await
+            .map_err(convert::ack)?;
+        Ok(Response::new(self.alarm(r.alarm_id).await?))
+    }
+
+    async fn shelve_alarm(&self, request: Request<ShelveAlarmRequest>) -> Result<Response<Alarm>, Status> {
+        let r = request.into_inner();
+        let op = ShelveRequest {
+            minutes: Some(r.minutes),
+            reason: given(r.reason),
+            operator: given(r.operator),
+        }
+        .op(r.alarm_id)
+        .map_err(convert::invalid)?;
+        self.writer.op(op).await.map_err(convert::action)?;
+        Ok(Response::new(self.alarm(r.alarm_id).await?))
+    }
+
+    async fn transition_incident(
+        &self,
+        request: Request<TransitionIncidentRequest>,
+    ) -> Result<Response<Incident>, Status> {
+        let r = request.into_inner();
+        let op = TransitionRequest {
+            to: given(r.to),
+            note: given(r.note),
+            actor: given(r.actor),
+            reason: given(r.reason),
+            override_: r.supervisor_override.map(|o| OverrideRequest {
+                supervisor: given(o.supervisor),
+                reason: given(o.reason),
+            }),
+        }
+        .op(r.incident_id)
+        .map_err(convert::invalid)?;
+        self.writer.op(op).await.map_err(convert::action)?;
+        Ok(Response::new(self.incident(r.incident_id).await?))
+    }
+
+    async fn complete_step(&self, request: Request<CompleteStepRequest>) -> Result<Response<Incident>, Status> {
+        let r = request.into_inner();
+        let op = StepRequest {
+            actor: given(r.actor),
+            note: given(r.note),
+            skipped: Some(r.skipped),
+        }
+        .op(r.incident_id, r.step)
+        .map_err(convert::invalid)?;
+        self.writer.op(op).await.map_err(convert::action)?;
+        Ok(Response::new(self.incident(r.incident_id).await?))
+    }
+
+    async fn send_command(&self, request: Request<SendCommandRequest>) -> Result<Response<CommandRecord>, Status> {
+        let r = request.into_inner();
+        let command = CommandRequest {
+            estate: given(r.estate_id),
+            action: given(r.action),
+            args: Some(r.args.into_iter().collect()),
+            operator: given(r.operator),
+            reason: given(r.reason),
+            incident: (r.incident_id != 0).then_some(r.incident_id),
+        };
+        let row = actions::send_command(&self.pool, &self.writer, &self.links, r.device_id, command)
+            .await
+            .map_err(convert::command_error)?;
+        Ok(Response::new(convert::command(&row)))
+    }
+}
