@@ -193,11 +193,20 @@ impl Page {
 
     /// Clicks the first match of `css` once there is one (a real WebDriver click: the
     /// element must be visible and not covered).
+    /// A live view may rebuild the element between finding and clicking it; then it is
+    /// found again.
     pub async fn click(&self, what: &str, css: &str) {
-        let e = self.wait_css(what, Duration::from_secs(15), css).await;
-        e.click()
-            .await
-            .unwrap_or_else(|e| panic!("clicking {what} ({css}): {e}"));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let e = self.wait_css(what, Duration::from_secs(15), css).await;
+            match e.click().await {
+                Ok(()) => return,
+                Err(err) if err.to_string().contains("stale element") && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(err) => panic!("clicking {what} ({css}): {err}"),
+            }
+        }
     }
 
     /// Changes the hash route in place (no reload).
