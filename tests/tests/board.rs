@@ -17,7 +17,7 @@ use gatehouse_sim::scenario::{EstateSpec, demo_estates};
 use harness::{
     browser::{Driver, Page, tid},
     figures,
-    system::{SERIAL, Sut, get_json, open_board, wait_live},
+    system::{SERIAL, Sut, get_json, open_board_as, wait_live},
 };
 use serde_json::{Value, json};
 
@@ -33,17 +33,7 @@ fn plain_estate() -> EstateSpec {
 
 /// Opens the board as `OPERATOR` in `lang` at `hash`, its stream live.
 async fn board(driver: &Driver, sut: &Sut, test: &'static str, lang: &str, hash: &str) -> Page {
-    let page = open_board(driver, sut, test, hash).await;
-    page.js(
-        "localStorage.setItem('gh.operator', arguments[0]); localStorage.setItem('gh.lang', arguments[1]); return true;",
-        vec![json!(OPERATOR), json!(lang)],
-    )
-    .await;
-    page.client.refresh().await.expect("reload with the operator's name");
-    wait_live(&page).await;
-    // A marker that survives only as long as the document does: no reload after this.
-    page.js("window.__browserTest = 1; return true;", vec![]).await;
-    page
+    open_board_as(driver, sut, test, OPERATOR, lang, hash).await
 }
 
 async fn not_reloaded(page: &Page) {

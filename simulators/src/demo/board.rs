@@ -59,24 +59,33 @@ pub(super) async fn story(estates: &[SimEstate], op: &Operator, base: &str) -> a
             GATE_GUARDS[0].1,
             guard(0, &a.spec.id)
         ));
-        wait_for(move || async move {
+        let gap = wait_for(move || async move {
             let gaps = op.gaps(&a.spec.id).await?;
-            Ok(gaps.iter().any(|g| g["alarmed"] == true).then_some(()))
+            Ok(gaps.into_iter().find(|g| g["alarmed"] == true))
         })
         .await
         .context("the empty gate post was never alarmed")?;
-        wait_for(move || async move {
+        let gap_id = gap["id"].as_str().context("gap id")?.to_string();
+        // The cover the operator accepted is on its way (or the gap closed another way).
+        let gap_id = &gap_id;
+        let cover = wait_for(move || async move {
             let gaps = op.gaps(&a.spec.id).await?;
-            Ok(gaps.is_empty().then_some(()))
+            Ok(match gaps.iter().find(|g| g["id"].as_str() == Some(gap_id.as_str())) {
+                None => Some(None),
+                Some(g) => g["en_route"]
+                    .as_array()
+                    .and_then(|r| r.first())
+                    .and_then(|v| v.as_str())
+                    .map(|guard| Some(guard.to_string())),
+            })
         })
         .await
         .context("the gate post was never covered")?;
         tokio::time::sleep(Duration::from_secs(3)).await;
-        say(&format!(
-            "{} — {} badges in at the main gate",
-            a.spec.name, GATE_GUARDS[1].1
-        ));
-        a.door.badge("main-gate-east", &guard(1, &a.spec.id)).await?;
+        // A guard's badge is their id (the demo's roster).
+        let cover = cover.unwrap_or_else(|| guard(1, &a.spec.id));
+        say(&format!("{} — {cover} badges in at the main gate", a.spec.name));
+        a.door.badge("main-gate-east", &cover).await?;
         anyhow::Ok(())
     };
     tokio::try_join!(door, pump, fire, sick)?;

@@ -125,6 +125,13 @@ async fn storyline(
     Ok(estates)
 }
 
+/// The storyline for a person at the board, on estates already started (the demo's three, in
+/// order): the devices act up, then follow the operator's decisions; returns once every
+/// incident is closed and the empty gate post covered. The browser tests drive it.
+pub async fn board_story(estates: &[SimEstate], op: &Operator, base: &str) -> anyhow::Result<()> {
+    board::story(estates, op, base).await
+}
+
 /// The devices' part of the storyline, the same whoever operates: a guard badges in, residents
 /// come home, then at night the main gate's door is forced (estate A), the duty pump trips
 /// (B) and a smoke detector goes off (C). Runs until 16 s after `start`.

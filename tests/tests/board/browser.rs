@@ -199,6 +199,17 @@ impl Page {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
         loop {
             let e = self.wait_css(what, Duration::from_secs(15), css).await;
+            // Into the middle of the viewport: chromedriver only scrolls an element whose
+            // centre is outside it, so one half under the sticky header would stay there.
+            if let Ok(arg) = serde_json::to_value(&e) {
+                let _ = self
+                    .client
+                    .execute(
+                        "arguments[0].scrollIntoView({block: 'center'}); return true;",
+                        vec![arg],
+                    )
+                    .await;
+            }
             match e.click().await {
                 Ok(()) => return,
                 Err(err) if err.to_string().contains("stale element") && tokio::time::Instant::now() < deadline => {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use gatehouse_hub::RunningHub;
 use gatehouse_sim::scenario::{EstateSpec, SimEstate, start_estate, start_hub};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use super::{
@@ -126,6 +126,29 @@ pub async fn open_board(driver: &Driver, sut: &Sut, test: &'static str, hash: &s
     };
     page.goto(hash).await;
     wait_live(&page).await;
+    page
+}
+
+/// Opens the board as `operator` (what the API records) in `lang` at `hash`, its stream live,
+/// and marks the document so [`not_reloaded`] can tell it was never reloaded.
+pub async fn open_board_as(
+    driver: &Driver,
+    sut: &Sut,
+    test: &'static str,
+    operator: &str,
+    lang: &str,
+    hash: &str,
+) -> Page {
+    let page = open_board(driver, sut, test, hash).await;
+    page.js(
+        "localStorage.setItem('gh.operator', arguments[0]); localStorage.setItem('gh.lang', arguments[1]); return true;",
+        vec![json!(operator), json!(lang)],
+    )
+    .await;
+    page.client.refresh().await.expect("reload with the operator's name");
+    wait_live(&page).await;
+    // A marker that survives only as long as the document does: no reload after this.
+    page.js("window.__browserTest = 1; return true;", vec![]).await;
     page
 }
 
