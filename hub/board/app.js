@@ -158,7 +158,12 @@ function renderCounts() {
   setText(el.estates, t('shell.estates', { n: estates.size }));
   const f = live.store.flood;
   floodBanner.hidden = !f;
-  if (f) setText(floodBanner, '⚠ ' + t('shell.flood', { n: f.alarms_in_window ?? '—', since: f.since ? ctx.fmtTime(f.since) : '' }));
+  // The count is known from a `flood` event; a flood already under way at load (read from
+  // the KPI answer) has none, so say it without a number rather than with a dash.
+  const since = f && f.since ? ctx.fmtTime(f.since) : '';
+  if (f) setText(floodBanner, '⚠ ' + (f.alarms_in_window == null
+    ? t('shell.flood_nocount', { since })
+    : t('shell.flood', { n: f.alarms_in_window, since })));
 }
 
 function markNav() {
