@@ -275,6 +275,11 @@ async fn close_is_refused_while_a_mandatory_step_is_open_and_allowed_with_a_supe
     assert_eq!(status, 201, "{inc}");
     let id = inc["id"].as_i64().unwrap();
     assert_eq!(inc["opened_by"], "wang");
+    assert_eq!(
+        inc["next"],
+        json!(["assessed"]),
+        "the detail names the legal transitions"
+    );
     let to = |state: &str| json!({"to": state, "actor": "wang", "note": format!("now {state}")});
     let path = format!("/api/v1/incidents/{id}/transition");
 
@@ -283,7 +288,9 @@ async fn close_is_refused_while_a_mandatory_step_is_open_and_allowed_with_a_supe
     assert!(e["detail"].as_str().unwrap().contains("discovered → closed"), "{e}");
     let (status, e) = post(&hub, &path, json!({"to": "burning"})).await;
     assert_eq!(status, 400, "{e}");
-    assert_eq!(post(&hub, &path, to("assessed")).await.0, 200);
+    let (status, assessed) = post(&hub, &path, to("assessed")).await;
+    assert_eq!(status, 200, "{assessed}");
+    assert_eq!(assessed["next"], json!(["reported", "false_alarm"]), "{assessed}");
     let (status, e) = post(&hub, &path, to("false_alarm")).await;
     assert_eq!(status, 422, "a false alarm needs a reason: {e}");
     for s in ["reported", "on_site", "recorded"] {

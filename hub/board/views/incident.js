@@ -5,18 +5,7 @@ import { el, setText, prioBadge, coalesce, apiError, sendCommandDialog, CommandL
 
 export const title = 'nav.incidents';
 
-// The workflow's legal transitions, mirrored from IncidentState::next in
-// hub/src/incidents/workflow.rs (GET /incidents/{id} does not carry them). The hub checks
-// again and answers 409 for anything else.
-export const NEXT = {
-  discovered: ['assessed'],
-  assessed: ['reported', 'false_alarm'],
-  reported: ['on_site'],
-  on_site: ['recorded'],
-  recorded: ['closed'],
-  closed: [],
-  false_alarm: [],
-};
+// States with no way out; which transitions are legal otherwise comes from the hub (`next`).
 const TERMINAL = new Set(['closed', 'false_alarm']);
 
 function estateName(ctx, id) {
@@ -239,7 +228,8 @@ function mountDetail(root, ctx, id) {
     transitions.append(el('ol', { class: 'b-flow' }, path.map((st, i) => el('li', {
       class: st === d.state ? 'b-flow-now' : i < at ? 'b-flow-past' : '',
     }, stateText(ctx, st))), d.state === 'false_alarm' ? el('li', { class: 'b-flow-now' }, stateText(ctx, 'false_alarm')) : null));
-    const next = NEXT[d.state] || [];
+    // The hub says which transitions the workflow allows from here (`next`).
+    const next = d.next || [];
     for (const to of next) {
       transitions.append(el('button', { class: `b-btn b-tr-${to}`, testid: `transition-${to}`, onclick: () => transition(to) },
         `→ ${ctx.t('incident.transition_' + to)}`));

@@ -95,6 +95,9 @@ pub async fn list(
 pub struct IncidentDetail {
     #[serde(flatten)]
     incident: IncidentJson,
+    /// The states the workflow allows from this one (`POST …/transition` `to`), so a client
+    /// offers exactly these and keeps no copy of the workflow.
+    next: Vec<&'static str>,
     alarms: Vec<AlarmJson>,
     procedure: Vec<StepRow>,
     escalation: EscalationJson,
@@ -148,7 +151,11 @@ pub async fn detail(
     .iter()
     .map(|n| n.to_json())
     .collect();
+    let next = crate::incidents::IncidentState::parse(&row.state)
+        .map(|s| s.next().iter().map(|n| n.as_str()).collect())
+        .unwrap_or_default();
     Ok(Json(IncidentDetail {
+        next,
         incident: row.to_json(state.response_target_ms),
         alarms,
         procedure,
