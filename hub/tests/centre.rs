@@ -241,10 +241,12 @@ async fn a_watcher_that_falls_behind_gets_a_fresh_snapshot_not_a_silent_gap() {
     let dir = tempfile::tempdir().unwrap();
     let hub = start(&dir.path().join("hub.db")).await;
     let mut link = connect(&hub).await;
-    // A small HTTP/2 window, so what the client does not read stays at the hub.
+    // A small HTTP/2 stream window, so what the client does not read stays at the hub. Small:
+    // h2's client counts unread DATA frames under 256 bytes (an update is about that) and
+    // sends GOAWAY ENHANCE_YOUR_CALM past ~100 of them, which a 64 KiB window could hold.
     let small = Endpoint::from_shared(format!("http://{}", hub.grpc_addr()))
         .unwrap()
-        .initial_stream_window_size(Some(65_535))
+        .initial_stream_window_size(Some(8_192))
         .initial_connection_window_size(Some(65_535))
         .connect()
         .await
