@@ -92,7 +92,7 @@ pub enum StateFilter {
     Cleared,
     Unacknowledged,
     Acknowledged,
-    /// Active or unacknowledged: what still needs someone's attention.
+    /// Active, unacknowledged or shelved (`AlarmRow::stands`).
     Standing,
 }
 

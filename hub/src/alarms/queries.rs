@@ -44,6 +44,13 @@ pub(crate) const ALARM_COLUMNS: &str = "id, estate_id, device_id, gateway_id, ar
      suppressed, out_of_service, chattering, incident_id";
 
 impl AlarmRow {
+    /// Whether it still needs someone's attention: active, unacknowledged, or shelved (a
+    /// shelved alarm stays in view as shelved until it returns). `state=standing` lists
+    /// exactly these; the command centre's watch drops an alarm when it stops standing.
+    pub fn stands(&self) -> bool {
+        self.active || !self.acknowledged || self.shelved_until_ms.is_some()
+    }
+
     pub fn key(&self) -> AlarmKey {
         AlarmKey::new(&self.estate_id, &self.device_id, &self.condition)
     }
@@ -129,12 +136,13 @@ pub async fn list_alarms(pool: &Pool, filter: &AlarmFilter) -> Result<Vec<AlarmR
         Some(StateFilter::Unacknowledged) => {
             q.push(" AND acknowledged = ").push_bind(false);
         }
+        // The SQL form of `AlarmRow::stands`.
         Some(StateFilter::Standing) => {
             q.push(" AND (active = ")
                 .push_bind(true)
                 .push(" OR acknowledged = ")
                 .push_bind(false)
-                .push(")");
+                .push(" OR shelved_until_ms IS NOT NULL)");
         }
     }
     q.push(" ORDER BY changed_at_ms DESC, id DESC LIMIT ")

@@ -5,7 +5,6 @@
 //! doors refuse and accept the same things; only the statuses differ (`convert.rs`).
 
 mod convert;
-pub mod queries;
 mod watch;
 
 use std::collections::HashSet;

@@ -21,8 +21,9 @@ use tokio_util::sync::CancellationToken;
 use tonic::Status;
 use tracing::debug;
 
-use super::{convert, queries};
-use crate::alarms::queries::find_alarm;
+use super::convert;
+use crate::alarms::StateFilter;
+use crate::alarms::queries::{AlarmFilter, find_alarm, list_alarms};
 use crate::incidents::queries::{IncidentFilter, list_incidents};
 use crate::incidents::{IncidentState, queries as incident_q};
 use crate::store::{Context, Pool, StoreError};
@@ -132,7 +133,7 @@ async fn run<W: Watch>(
     }
 }
 
-/// `WatchAlarms`: standing alarms (`queries::stands`).
+/// `WatchAlarms`: standing alarms (`AlarmRow::stands`).
 pub struct Alarms {
     pub pool: Pool,
     pub estate: Option<String>,
@@ -143,9 +144,17 @@ impl Watch for Alarms {
     const KIND: &'static str = "alarm";
 
     async fn snapshot(&self) -> Result<Vec<AlarmUpdate>, StoreError> {
-        let rows = queries::standing_alarms(&self.pool, self.estate.as_deref()).await?;
+        let filter = AlarmFilter {
+            estate: self.estate.clone(),
+            state: Some(StateFilter::Standing),
+            limit: i64::MAX,
+            ..AlarmFilter::default()
+        };
+        let rows = list_alarms(&self.pool, &filter).await?;
+        // Oldest change first: the order they came to stand as they do.
         Ok(rows
             .iter()
+            .rev()
             .map(|r| AlarmUpdate {
                 update: Some(alarm_update::Update::Snapshot(convert::alarm(r))),
             })
@@ -163,7 +172,7 @@ impl Watch for Alarms {
             update: Some(alarm_update::Update::Change(AlarmChange {
                 change: change.to_owned(),
                 alarm: Some(convert::alarm(&row)),
-                removed: !queries::stands(&row),
+                removed: !row.stands(),
             })),
         }))
     }
