@@ -1,13 +1,15 @@
 // Small DOM helpers. All API text goes through textContent (never innerHTML with data).
 
-/** h('div', {class: 'x', dataset: {a: 1}, onclick: fn}, child, 'text', ...) */
+/** h('div', {class: 'x', data: {a: 1}, testid: 't', onclick: fn}, child, 'text', [more], ...) */
 export function h(tag, attrs, ...children) {
   const el = document.createElement(tag);
   if (attrs) {
     for (const [k, v] of Object.entries(attrs)) {
       if (v == null || v === false) continue;
       if (k === 'class') el.className = v;
-      else if (k === 'dataset') Object.assign(el.dataset, v);
+      else if (k === 'dataset' || k === 'data') {
+        for (const [dk, dv] of Object.entries(v)) if (dv != null) el.dataset[dk] = String(dv);
+      }
       else if (k === 'testid') el.dataset.testid = v;
       else if (k === 'text') el.textContent = v;
       else if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
@@ -15,7 +17,7 @@ export function h(tag, attrs, ...children) {
       else el.setAttribute(k, v === true ? '' : String(v));
     }
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c == null || c === false) continue;
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }

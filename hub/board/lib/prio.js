@@ -15,7 +15,7 @@ export function alarmState(a) {
   return a.acknowledged ? 'normal' : 'unack_cleared';
 }
 
-/** Standing = active or unacknowledged (docs/design.md §4.7 `state=standing`), plus shelved. */
+/** Standing = active, unacknowledged or shelved (docs/design.md §4.7 `state=standing`). */
 export function isStanding(a) {
   return !!(a.active || !a.acknowledged || a.shelved);
 }

@@ -1,7 +1,8 @@
 // Coverage board `#/coverage?estate=`: posts × shifts per estate (the shift running now:
 // who is on post; the next shift: who is assigned), open gaps with their cover proposals
 // (score breakdown, accept), a sick call, and handover sheets. Live on `coverage` events.
-import { el, setText, coalesce, apiError } from './devices.js';
+import { h as el, setText } from '../lib/dom.js';
+import { coalesce, apiError } from './devices.js';
 
 export const title = 'nav.coverage';
 

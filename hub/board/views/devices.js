@@ -1,36 +1,11 @@
 // Device and plant view: `#/devices?estate=` (devices of an estate) and
 // `#/devices/<estate>/<device>` (last readings, trend chart, commands).
-// Also the home of what the incident view shares with it: the small DOM helper, the
-// priority badge, and device commands (form + live result), since commands are devices'.
+// Also the home of what the incident view shares with it: the priority badge, and device
+// commands (form + live result), since commands are devices'.
 import { trendChart } from '../lib/chart.js';
+import { h as el, setText } from '../lib/dom.js';
 
 export const title = 'nav.devices';
-
-/** Builds an element; strings become text nodes (API text is never parsed as HTML). */
-export function el(tag, attrs, ...kids) {
-  const n = document.createElement(tag);
-  if (attrs) {
-    for (const [k, v] of Object.entries(attrs)) {
-      if (v === undefined || v === null || v === false) continue;
-      if (k === 'class') n.className = v;
-      else if (k === 'testid') n.dataset.testid = v;
-      else if (k === 'data') for (const [dk, dv] of Object.entries(v)) { if (dv !== undefined && dv !== null) n.dataset[dk] = String(dv); }
-      else if (k.startsWith('on') && typeof v === 'function') n.addEventListener(k.slice(2), v);
-      else n.setAttribute(k, v === true ? '' : String(v));
-    }
-  }
-  for (const k of kids.flat(Infinity)) {
-    if (k === null || k === undefined || k === false) continue;
-    n.append(k instanceof Node ? k : String(k));
-  }
-  return n;
-}
-
-/** Sets text only when it changed (keeps layout work to what changed). */
-export function setText(node, text) {
-  const s = text === null || text === undefined ? '' : String(text);
-  if (node.textContent !== s) node.textContent = s;
-}
 
 const PRIO_SYMBOL = { P1: '◆', P2: '▲', P3: '■', P4: '●' };
 

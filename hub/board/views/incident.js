@@ -1,7 +1,8 @@
 // Incident view: `#/incidents` (open and recent incidents) and `#/incidents/<id>` (header,
 // timeline — newest at the top —, procedure checklist, escalation with a live countdown,
 // the legal transitions, linked alarms, commands to the incident's devices).
-import { el, setText, prioBadge, coalesce, apiError, sendCommandDialog, CommandList, guessKind } from './devices.js';
+import { h as el, setText } from '../lib/dom.js';
+import { prioBadge, coalesce, apiError, sendCommandDialog, CommandList, guessKind } from './devices.js';
 
 export const title = 'nav.incidents';
 
