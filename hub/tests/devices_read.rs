@@ -88,6 +88,11 @@ async fn devices_show_registry_status_last_seen_maintenance_and_last_readings() 
     assert_eq!(plc["last_seen"], Value::Null);
     assert_eq!(plc["maintenance"], false);
     assert_eq!(plc["points"], json!({}));
+    assert_eq!(plc["actions"], json!(["write"]), "the commands a Modbus device takes");
+    assert_eq!(
+        by_device(&list, "door-1")["actions"],
+        json!(["unlock", "lock", "release"])
+    );
 
     a.send_at(vec![
         (

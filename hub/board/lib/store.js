@@ -25,7 +25,6 @@ export function createStore({ api, emit, status, gh }) {
   let queue = [];            // events that arrived while loading
   let closedTimer = null;
   let backoff = 1000;
-  let idsSupported = true;   // main's hub before issue 11 answers ?ids= with 400
   const dirtyAlarms = new Set();
   let incidentsDirty = false;
   let pendingKinds = new Set();
@@ -136,13 +135,12 @@ export function createStore({ api, emit, status, gh }) {
     while (dirtyAlarms.size) {
       const ids = [...dirtyAlarms];
       dirtyAlarms.clear();
-      if (!idsSupported || ids.length > IDS_MAX) {
+      if (ids.length > IDS_MAX) {
         alarmFetch = loadAlarms();
       } else {
         alarmFetch = api.get('/alarms', { ids: ids.join(',') })
           .then((list) => applyAlarmList(list, ids))
           .catch((e) => {
-            if (e.status === 400 || e.status === 404) { idsSupported = false; return loadAlarms(); }
             for (const id of ids) dirtyAlarms.add(id);
             throw e;
           });

@@ -45,37 +45,6 @@ export function apiError(ctx, e) {
   ctx.toast(`${ctx.t('device.error')}${status}: ${e && e.message ? e.message : e}`, 'error');
 }
 
-// The actions each device kind takes (mirrors hub/src/commands/model.rs ACTIONS; the hub
-// checks again and answers 422 for anything else).
-export const ACTIONS = {
-  door: ['unlock', 'lock', 'release'],
-  intercom: ['release', 'unlock'],
-  fire_panel: ['reset', 'silence'],
-  modbus: ['write'],
-};
-const ALL_ACTIONS = [...new Set(Object.values(ACTIONS).flat())];
-
-/**
- * A hub without `/devices` does not say a device's kind: guess it from an alarm of it
- * (a fire alarm comes from a fire panel, a plant alarm from a Modbus device), else from its
- * name. null when nothing fits (then every action is offered and the hub decides).
- */
-export function guessKind(alarm) {
-  const name = String(alarm.device || '').toLowerCase();
-  if (alarm.category === 'fire' || /fire|panel/.test(name)) return 'fire_panel';
-  if (/intercom/.test(name)) return 'intercom';
-  if (alarm.category === 'plant' || /pump|tank|modbus/.test(name)) return 'modbus';
-  if (/door|gate|barrier/.test(name)) return 'door';
-  return null;
-}
-
-function actionsOf(kind) {
-  if (kind && ACTIONS[kind]) return ACTIONS[kind];
-  // Unknown kind (no /devices on this hub): offer everything, the hub refuses what the
-  // device cannot take.
-  return kind ? [] : ALL_ACTIONS;
-}
-
 function actionLabel(ctx, a) {
   return ctx.t(`device.action.${a}`);
 }
@@ -88,7 +57,8 @@ function actionLabel(ctx, a) {
 export async function sendCommandDialog(ctx, devices, incident) {
   const choices = [];
   for (const d of devices) {
-    for (const a of actionsOf(d.kind)) {
+    // The hub says what each device's kind takes (`GET /devices` `actions`).
+    for (const a of d.actions || []) {
       choices.push({ value: `${choices.length}`, label: `${d.device}${d.kind ? ' (' + ctx.t('device.kind.' + d.kind) + ')' : ''} — ${actionLabel(ctx, a)}`, d, a });
     }
   }
@@ -195,30 +165,9 @@ function readingText(p) {
   return `${fmtValue(p.value)}${p.unit ? ' ' + p.unit : ''}`;
 }
 
-/** Devices of an estate from `/devices`, or (hub without it) from alarms and maintenance. */
+/** Devices of an estate, as the hub knows them from its gateways. */
 async function loadDevices(ctx, estate) {
-  try {
-    return { list: await ctx.api.get('/devices', { estate }), derived: false };
-  } catch (e) {
-    if (e.status !== 404) throw e;
-  }
-  const [alarms, maint] = await Promise.all([
-    ctx.api.get('/alarms', { estate, limit: 5000 }).catch(() => []),
-    ctx.api.get('/devices/maintenance').catch(() => []),
-  ]);
-  const m = new Map();
-  for (const a of alarms) {
-    if (a.gateway === 'hub') continue; // raised by the hub itself (a post unattended): no device
-    if (!m.has(a.device)) m.set(a.device, { estate, device: a.device, kind: guessKind(a), guessed: true, area: a.area, gateway: a.gateway, gateway_connected: null, online: null, last_seen: a.changed_at, maintenance: false, points: {} });
-    const d = m.get(a.device);
-    if (a.changed_at > (d.last_seen || '')) d.last_seen = a.changed_at;
-  }
-  for (const x of maint) {
-    if (x.estate !== estate) continue;
-    if (!m.has(x.device)) m.set(x.device, { estate, device: x.device, kind: null, area: '', gateway: '', gateway_connected: null, online: null, last_seen: null, maintenance: true, points: {} });
-    m.get(x.device).maintenance = true;
-  }
-  return { list: [...m.values()].sort((a, b) => a.device.localeCompare(b.device)), derived: true };
+  return { list: await ctx.api.get('/devices', { estate }) };
 }
 
 export function mount(root, ctx, params) {
@@ -256,8 +205,7 @@ function mountList(root, ctx, query) {
     let res;
     try { res = await loadDevices(ctx, estate); } catch (e) { if (alive) apiError(ctx, e); return; }
     if (!alive) return;
-    note.hidden = !res.derived;
-    setText(note, res.derived ? ctx.t('device.derived') : '');
+    note.hidden = true;
     const seen = new Set();
     for (const d of res.list) {
       seen.add(d.device);
@@ -361,7 +309,7 @@ function mountDetail(root, ctx, estate, device) {
       readings.append(el('tr', { data: { point: k, quality: p.quality } },
         el('td', null, k), el('td', { class: 'b-num' }, readingText(p)), el('td', null, p.quality || ''), el('td', { class: 'b-time' }, p.at ? ctx.fmtTime(p.at, estate) : '')));
     }
-    if (!pts.length) readings.append(el('tr', null, el('td', { colspan: 4, class: 'b-muted' }, res.derived ? ctx.t('device.derived') : ctx.t('device.no_readings'))));
+    if (!pts.length) readings.append(el('tr', null, el('td', { colspan: 4, class: 'b-muted' }, ctx.t('device.no_readings'))));
   }
 
   async function loadPoints() {

@@ -2,7 +2,7 @@
 // timeline — newest at the top —, procedure checklist, escalation with a live countdown,
 // the legal transitions, linked alarms, commands to the incident's devices).
 import { h as el, setText } from '../lib/dom.js';
-import { prioBadge, coalesce, apiError, sendCommandDialog, CommandList, guessKind } from './devices.js';
+import { prioBadge, coalesce, apiError, sendCommandDialog, CommandList } from './devices.js';
 
 export const title = 'nav.incidents';
 
@@ -347,17 +347,16 @@ function mountDetail(root, ctx, id) {
     const key = fromDevices.map(a => a.estate + '/' + a.device).sort().join(',');
     if (key === devicesKey && devicesKey) return;
     devicesKey = key;
-    const want = new Map();
-    for (const a of fromDevices) want.set(a.estate + '/' + a.device, { estate: a.estate, device: a.device, kind: guessKind(a), guessed: true, points: {} });
-    const estates = [...new Set([...want.values()].map(x => x.estate))];
-    for (const e of estates) {
+    // The incident's devices as the hub knows them (kind, the actions it takes); one its
+    // gateways do not know takes no command.
+    const want = new Set(fromDevices.map(a => a.estate + '/' + a.device));
+    const found = [];
+    for (const e of new Set(fromDevices.map(a => a.estate))) {
       try {
-        const known = new Map((await ctx.api.get('/devices', { estate: e })).map(x => [x.estate + '/' + x.device, x]));
-        // The hub's list is the truth: a device it does not know takes no command.
-        for (const k of [...want.keys()]) if (k.startsWith(e + '/')) { if (known.has(k)) want.set(k, known.get(k)); else want.delete(k); }
-      } catch { /* a hub without /devices: kinds guessed from the alarms, the hub checks the action */ }
+        for (const x of await ctx.api.get('/devices', { estate: e })) if (want.has(x.estate + '/' + x.device)) found.push(x);
+      } catch (err) { apiError(ctx, err); devicesKey = null; }
     }
-    devices = [...want.values()];
+    devices = found;
     cmdBtn.disabled = !devices.length;
   }
 

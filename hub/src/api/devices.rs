@@ -146,6 +146,8 @@ pub struct DeviceJson {
     online: Option<bool>,
     last_seen: Option<String>,
     maintenance: bool,
+    /// The commands its kind takes (`POST /devices/{id}/commands` `action`).
+    actions: &'static [&'static str],
     points: BTreeMap<String, PointJson>,
 }
 
@@ -219,6 +221,7 @@ pub async fn registry(
                 last_seen: r.last_seen_ms.map(rfc3339),
                 estate: key.0,
                 device: key.1,
+                actions: crate::commands::model::actions(&r.kind),
                 kind: r.kind,
                 area: r.area,
                 gateway: r.gateway_id,
