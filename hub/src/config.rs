@@ -56,6 +56,10 @@ pub struct HubConfig {
     /// `[api]`: the HTTP API's own settings (the live stream's replay).
     #[serde(default)]
     pub api: ApiConfig,
+    /// `[[api_tokens]]`: tokens for integrations and scripts (`Authorization: Bearer`),
+    /// stored as the SHA-256 of the token.
+    #[serde(default)]
+    pub api_tokens: Vec<crate::auth::ApiTokenConfig>,
 }
 
 mod sections;

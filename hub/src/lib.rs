@@ -23,6 +23,7 @@
 pub mod actions;
 pub mod alarms;
 pub mod api;
+pub mod auth;
 pub mod centre;
 pub mod clock;
 pub mod commands;
@@ -304,6 +305,7 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
         flood_start_above: config.alarms.flood_start_above,
         rota,
         writer_stall: Duration::from_secs(u64::from(config.ingest.writer_stall_s)),
+        tokens: Arc::new(auth::TokenTable::new(&config.api_tokens)),
     });
     let app = api::limits::apply(app, &limits, metrics);
     let http_task = tokio::spawn(net::http::serve(

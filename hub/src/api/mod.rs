@@ -62,6 +62,8 @@ pub struct AppState {
     pub rota: Option<Arc<crate::rota::RotaShared>>,
     /// `/healthz` fails when the writer has not committed for this long (`ingest.writer_stall_s`).
     pub writer_stall: std::time::Duration,
+    /// `[[api_tokens]]` by hash.
+    pub tokens: Arc<crate::auth::TokenTable>,
 }
 
 /// Every route of the HTTP API, in one place: authentication and TLS layers go here
@@ -110,7 +112,11 @@ pub fn router(state: AppState) -> Router {
         .route("/rota/attendance", get(rota::attendance))
         .route("/rota/guards", get(rota::guards))
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed);
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.tokens.clone(),
+            crate::auth::placeholder_bearer_or_admin,
+        ));
     Router::new()
         .nest("/api/v1", api)
         .route("/", get(board::index))

@@ -192,6 +192,13 @@ pub struct EstateConfig {
     /// IANA time zone of the estate (shifts are in local time). Default `UTC`.
     #[serde(default = "default_timezone")]
     pub timezone: String,
+    /// The region the estate belongs to (users are scoped to regions and estates).
+    #[serde(default = "default_region")]
+    pub region: String,
+}
+
+fn default_region() -> String {
+    "default".to_owned()
 }
 
 fn default_timezone() -> String {

@@ -53,7 +53,8 @@ pub async fn serve(
                 next = incoming.next() => match next {
                     Some(Ok(io)) => {
                         let peer = io.peer();
-                        let service = TowerToHyperService::new(app.clone());
+                        // Handlers see who called from where (`auth::Caller`).
+                        let service = TowerToHyperService::new(app.clone().layer(axum::Extension(crate::auth::Peer(peer))));
                         let builder = builder.clone();
                         let stop = stop.clone();
                         let tracker = tracker.clone();
