@@ -237,8 +237,10 @@ impl Config {
                 u.max_event_bytes, u.max_batch_bytes
             ));
         }
+        // Saturating: a huge max_payload_bytes from the file is refused here, not an
+        // arithmetic overflow (a panic in a debug build, a wrap that passes in release).
         if let Some(m) = &self.mqtt
-            && m.max_payload_bytes + 4096 > u.max_event_bytes
+            && m.max_payload_bytes.saturating_add(4096) > u.max_event_bytes
         {
             // A publish the broker takes must make an event the uplink can carry.
             return bad(format!(

@@ -71,7 +71,8 @@ impl Dc09Section {
             return Err("dc09.idle_timeout_s and dc09.max_connections_per_source must be at least 1".into());
         }
         // One source at its cap must leave a connection for every configured panel.
-        if self.max_connections < self.max_connections_per_source + panels {
+        // Saturating: a huge per-source cap from the file is refused, not an overflow.
+        if self.max_connections < self.max_connections_per_source.saturating_add(panels) {
             return Err(format!(
                 "dc09.max_connections must be at least max_connections_per_source ({}) + the {} configured DC-09 panels",
                 self.max_connections_per_source, panels
