@@ -129,3 +129,89 @@ proptest! {
         prop_assert_eq!(decode(&[word], &p), Ok(f64::from((w >> bit) & 1)));
     }
 }
+
+/// What a fake device answers a read request with.
+#[derive(Debug, Clone)]
+enum Reply {
+    /// A well-framed exception: the request's function code with the high bit, and a code.
+    Exception(u8),
+    /// A well-framed answer (transaction id and unit echoed) with any PDU.
+    Pdu(Vec<u8>),
+    /// Any bytes at all.
+    Raw(Vec<u8>),
+}
+
+fn reply() -> impl Strategy<Value = Reply> {
+    prop_oneof![
+        any::<u8>().prop_map(Reply::Exception),
+        proptest::collection::vec(any::<u8>(), 0..40).prop_map(Reply::Pdu),
+        proptest::collection::vec(any::<u8>(), 0..40).prop_map(Reply::Raw),
+    ]
+}
+
+/// One request of the gateway's Modbus link against a device on a real socket that answers
+/// with `reply`.
+async fn ask(reply: Reply) -> Result<Result<tokio_modbus::Response, tokio_modbus::ExceptionCode>, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let device = tokio::spawn(async move {
+        let Ok((mut s, _)) = listener.accept().await else {
+            return;
+        };
+        let mut req = [0u8; 12];
+        if s.read_exact(&mut req).await.is_err() {
+            return;
+        }
+        let frame = |pdu: &[u8]| {
+            // MBAP: transaction id echoed, protocol 0, length (unit + PDU), unit echoed.
+            let mut out = vec![req[0], req[1], 0, 0];
+            out.extend_from_slice(&(pdu.len() as u16 + 1).to_be_bytes());
+            out.push(req[6]);
+            out.extend_from_slice(pdu);
+            out
+        };
+        let bytes = match &reply {
+            Reply::Exception(code) => frame(&[req[7] | 0x80, *code]),
+            Reply::Pdu(pdu) => frame(pdu),
+            Reply::Raw(raw) => raw.clone(),
+        };
+        let _ = s.write_all(&bytes).await;
+        // Hold the connection until the link has read (or given up).
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    });
+    let mut link = gatehouse_gateway::adapters::modbus::link::Link::new(
+        "pump-1",
+        &addr.to_string(),
+        1,
+        std::time::Duration::from_millis(150),
+        std::sync::Arc::new(gatehouse_gateway::metrics::Metrics::default()),
+    );
+    let answer = link.call(tokio_modbus::Request::ReadHoldingRegisters(0, 2)).await;
+    device.abort();
+    answer
+}
+
+proptest! {
+    #![proptest_config(cases(24))]
+
+    #[test]
+    fn any_device_answer_is_a_response_an_exception_or_an_error(reply in reply()) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let answer = rt.block_on(ask(reply.clone()));
+        match (&reply, &answer) {
+            // A well-framed exception is the device's exception, with its code.
+            (Reply::Exception(code), a) => {
+                prop_assert_eq!(a, &Ok(Err(tokio_modbus::ExceptionCode::new(*code))));
+            }
+            // Registers are only read from a well-framed answer to this request.
+            (Reply::Pdu(pdu), Ok(Ok(tokio_modbus::Response::ReadHoldingRegisters(words)))) => {
+                prop_assert!(pdu.first() == Some(&0x03) && 2 + 2 * words.len() <= pdu.len(), "{:?} from {:?}", words, pdu);
+            }
+            (Reply::Pdu(_) | Reply::Raw(_), Ok(Ok(other))) => {
+                prop_assert!(matches!(other, tokio_modbus::Response::ReadHoldingRegisters(_)), "{:?}", other);
+            }
+            _ => {}
+        }
+    }
+}

@@ -414,3 +414,80 @@ proptest! {
         }
     }
 }
+
+mod codec {
+    //! The MQTT wire boundary (`codec::read_packet`, rumqttc's v4 codecs): publishes of any
+    //! topic, payload, QoS and flags, sent back to back and read in pieces of any size,
+    //! come out as the same packets; one over the size limit is refused, not read (the limit
+    //! counts the bytes after the fixed header, up to five fewer than the whole packet).
+
+    use bytes::BytesMut;
+    use gatehouse_gateway::adapters::mqtt::codec::{DecodeError, read_packet};
+    use proptest::prelude::*;
+    use rumqttc::mqttbytes::{
+        QoS,
+        v4::{Packet, Publish},
+    };
+
+    use crate::cases;
+
+    fn publish() -> impl Strategy<Value = Publish> {
+        (
+            "[a-z0-9/_\\-é]{1,30}",
+            proptest::collection::vec(any::<u8>(), 0..200),
+            prop_oneof![Just(QoS::AtMostOnce), Just(QoS::AtLeastOnce)],
+            any::<bool>(),
+            1u16..,
+        )
+            .prop_map(|(topic, payload, qos, retain, pkid)| {
+                let mut p = Publish::new(topic, qos, payload);
+                p.retain = retain;
+                if qos != QoS::AtMostOnce {
+                    p.pkid = pkid;
+                }
+                p
+            })
+    }
+
+    proptest! {
+        #![proptest_config(cases(256))]
+
+        #[test]
+        fn publishes_read_back_from_a_stream_cut_anywhere(
+            pubs in proptest::collection::vec(publish(), 1..5),
+            chunk in 1usize..64,
+        ) {
+            let mut wire = BytesMut::new();
+            for p in &pubs {
+                Packet::Publish(p.clone()).write(&mut wire, 1 << 20).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+            }
+            let mut buf = BytesMut::new();
+            let mut got = Vec::new();
+            for part in wire.chunks(chunk) {
+                buf.extend_from_slice(part);
+                while let Some(p) = read_packet(&mut buf, 4096).map_err(|e| TestCaseError::fail(e.to_string()))? {
+                    got.push(p);
+                }
+            }
+            prop_assert!(buf.is_empty());
+            let want: Vec<Packet> = pubs.into_iter().map(Packet::Publish).collect();
+            prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn a_packet_over_the_limit_is_refused(p in publish(), limit in 16usize..128) {
+            let mut wire = BytesMut::new();
+            Packet::Publish(p).write(&mut wire, 1 << 20).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+            let len = wire.len();
+            // The limit applies to the remaining length, the bytes after the fixed header
+            // (one type byte and one to four length bytes), as rumqttc counts it.
+            let header = 2 + usize::from(len - 2 > 127) + usize::from(len - 3 > 16_383);
+            let remaining = len - header;
+            match read_packet(&mut wire, limit) {
+                Ok(Some(_)) => prop_assert!(remaining <= limit, "a packet of {} bytes after its header passed a limit of {}", remaining, limit),
+                Ok(None) => return Err(TestCaseError::fail("a whole packet needs no more bytes")),
+                Err(e) => prop_assert!(remaining > limit && matches!(e, DecodeError::TooLarge(_)), "{} ({} bytes, limit {})", e, remaining, limit),
+            }
+        }
+    }
+}
