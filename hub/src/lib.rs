@@ -82,6 +82,8 @@ pub enum HubError {
     },
     #[error("cannot build the gRPC reflection service: {0}")]
     Reflection(String),
+    #[error("webhooks: {0}")]
+    WebhookTls(#[from] notify::tls::TlsSetupError),
     #[error("the {what} server failed: {message}")]
     Server { what: &'static str, message: String },
 }
@@ -123,6 +125,13 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, HubError> {
 /// advanced by hand, then [`RunningHub::tick_now`]).
 pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Result<RunningHub, HubError> {
     config.validate()?;
+    // Before anything uses TLS: ring becomes the process's one rustls provider, and the
+    // webhooks' CA files are read now, so a bad one stops the start instead of a delivery.
+    notify::tls::install_ring_provider();
+    let clients = notify::tls::WebhookClients::build(
+        &config.webhook_trust(),
+        Duration::from_secs(u64::from(config.notify.timeout_s)),
+    )?;
     warn_if_descriptors_below_caps(&config);
     let database = config.database_url()?;
     let pool = store::open(&database).await?;
@@ -182,8 +191,10 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
         wake,
         notify::DelivererConfig {
             secrets,
-            timeout: Duration::from_secs(u64::from(config.notify.timeout_s)),
+            default_secret: config.notify.webhook_secret.clone(),
+            clients,
             poll: Duration::from_millis(250),
+            metrics: metrics.clone(),
         },
         deliverer_stop.clone(),
     ));
