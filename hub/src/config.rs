@@ -403,6 +403,11 @@ impl HubConfig {
             ("limits.http.header_timeout_s", h.header_timeout_s),
             ("limits.http.request_timeout_s", h.request_timeout_s),
             ("limits.http.bulk_request_timeout_s", h.bulk_request_timeout_s),
+            ("limits.http.max_stream_subscribers", h.max_stream_subscribers),
+            (
+                "limits.http.max_stream_subscribers_per_source",
+                h.max_stream_subscribers_per_source,
+            ),
             ("limits.grpc.max_connections", g.max_connections(self.estates.len())),
             ("limits.grpc.max_connections_per_source", g.max_connections_per_source),
             ("limits.grpc.handshake_timeout_s", g.handshake_timeout_s),

@@ -14,20 +14,24 @@ use std::time::{Duration, Instant};
 
 use tracing::warn;
 
-/// The hub's listeners, as labelled on `/metrics`.
+/// The hub's listeners, as labelled on `/metrics`; `Stream` counts the subscribers of the
+/// live SSE stream (`GET /api/v1/stream`), each an HTTP connection held open, capped apart
+/// so that screens left open cannot take every place of the HTTP listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Listener {
     Http = 0,
     Grpc = 1,
+    Stream = 2,
 }
 
 impl Listener {
-    pub const ALL: [Listener; 2] = [Listener::Http, Listener::Grpc];
+    pub const ALL: [Listener; 3] = [Listener::Http, Listener::Grpc, Listener::Stream];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Listener::Http => "http",
             Listener::Grpc => "grpc",
+            Listener::Stream => "stream",
         }
     }
 }
@@ -81,9 +85,9 @@ impl Cut {
 /// The counters of both listeners.
 #[derive(Debug, Default)]
 pub struct NetMetrics {
-    open: [AtomicU64; 2],
-    refused: [[AtomicU64; 2]; 2],
-    cut: [[AtomicU64; 4]; 2],
+    open: [AtomicU64; Listener::ALL.len()],
+    refused: [[AtomicU64; Refusal::ALL.len()]; Listener::ALL.len()],
+    cut: [[AtomicU64; Cut::ALL.len()]; Listener::ALL.len()],
 }
 
 impl NetMetrics {
@@ -145,6 +149,7 @@ impl NetMetrics {
                 let possible = match l {
                     Listener::Http => c != Cut::Handshake,
                     Listener::Grpc => c == Cut::Handshake,
+                    Listener::Stream => false,
                 };
                 if possible {
                     let _ = writeln!(
