@@ -267,19 +267,24 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
             handshake_timeout: Some(secs(g.handshake_timeout_s)),
         },
     );
+    // Streams per connection: refused with a reason and counted by `net::streams`, under
+    // a higher HTTP/2 ceiling.
+    let streams = net::streams::StreamCaps::new(g.max_concurrent_streams, metrics.net.clone());
     let grpc = tonic::transport::Server::builder()
         // Finds gateways that vanished without closing their connection.
         .http2_keepalive_interval(Some(secs(g.keepalive_interval_s)))
         .http2_keepalive_timeout(Some(secs(g.keepalive_timeout_s)))
-        .max_concurrent_streams(Some(g.max_concurrent_streams))
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
+        .max_concurrent_streams(Some(net::streams::h2_ceiling(g.max_concurrent_streams)))
+        .add_service(streams.wrap(health_service))
+        .add_service(streams.wrap(reflection_v1))
+        .add_service(streams.wrap(reflection_v1alpha))
         .add_service(
-            GatewayLinkServer::new(link)
-                .max_decoding_message_size(usize::try_from(config.ingest.max_message_bytes).unwrap_or(usize::MAX)),
+            streams.wrap(
+                GatewayLinkServer::new(link)
+                    .max_decoding_message_size(usize::try_from(config.ingest.max_message_bytes).unwrap_or(usize::MAX)),
+            ),
         )
-        .add_service(centre::CommandCentreServer::new(centre))
+        .add_service(streams.wrap(centre::CommandCentreServer::new(centre)))
         .serve_with_incoming_shutdown(incoming, servers_stop.clone().cancelled_owned());
     let grpc_task = tokio::spawn(grpc);
 

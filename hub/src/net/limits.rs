@@ -88,6 +88,8 @@ pub struct NetMetrics {
     open: [AtomicU64; Listener::ALL.len()],
     refused: [[AtomicU64; Refusal::ALL.len()]; Listener::ALL.len()],
     cut: [[AtomicU64; Cut::ALL.len()]; Listener::ALL.len()],
+    /// gRPC streams refused over `limits.grpc.max_concurrent_streams` (see `streams.rs`).
+    streams_refused: AtomicU64,
 }
 
 impl NetMetrics {
@@ -105,6 +107,14 @@ impl NetMetrics {
 
     pub fn count_cut(&self, l: Listener, c: Cut) {
         self.cut[l as usize][c as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn count_stream_refused(&self) {
+        self.streams_refused.fetch_add(1, Relaxed);
+    }
+
+    pub fn streams_refused(&self) -> u64 {
+        self.streams_refused.load(Relaxed)
     }
 
     /// `gatehouse_hub_connections_open`, `…_refused_total`, `…_closed_total`.
@@ -162,6 +172,13 @@ impl NetMetrics {
                 }
             }
         }
+        let _ = writeln!(
+            out,
+            "# HELP gatehouse_hub_grpc_streams_refused_total gRPC streams refused: their connection held limits.grpc.max_concurrent_streams.\n\
+             # TYPE gatehouse_hub_grpc_streams_refused_total counter\n\
+             gatehouse_hub_grpc_streams_refused_total {}",
+            self.streams_refused()
+        );
     }
 }
 
