@@ -208,3 +208,36 @@ async fn a_source_flooding_frames_is_rate_limited_and_counted_while_another_pane
     );
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_frame_over_max_frame_bytes_is_dropped_and_counted_and_the_next_one_is_acked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = config(dir.path());
+    config.dc09.as_mut().expect("[dc09] configured").max_frame_bytes = 100;
+    let gw = gatehouse_gateway::start(config).await.expect("gateway starts");
+    let addr = gw.dc09_addr.expect("DC-09 listening");
+
+    let mut panel = connect_from("127.0.0.1".parse().unwrap(), addr).await;
+    let long = Message::new(
+        Token::AdmCid,
+        1,
+        "1234",
+        &format!("#1234|1110 01 019{}", " ".repeat(120)),
+    )
+    .with_timestamp(pb::now_ms());
+    let bytes = frame::encode(&long);
+    assert!(bytes.len() > 100);
+    panel.write_all(&bytes).await.expect("send the long frame");
+    assert_eq!(
+        count_answers(&mut panel, Duration::from_millis(700)).await,
+        0,
+        "no answer"
+    );
+    assert_eq!(gw.metrics.dc09_oversized.load(std::sync::atomic::Ordering::Relaxed), 1);
+
+    let alarm = Message::new(Token::AdmCid, 2, "1234", "#1234|1110 01 017").with_timestamp(pb::now_ms());
+    panel.write_all(&frame::encode(&alarm)).await.expect("send the alarm");
+    assert_eq!(answer(&mut panel).await, Token::Ack);
+    assert!(gw.metrics.render().contains("gatehouse_gateway_dc09_oversized_total 1"));
+    gw.shutdown().await;
+}
