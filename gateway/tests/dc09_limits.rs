@@ -150,3 +150,94 @@ async fn idle_connections_do_not_lock_out_a_real_panel_and_are_closed_after_the_
     assert!(gw.health.live(), "{:?}", gw.health.failures());
     gw.shutdown().await;
 }
+
+/// Answers (one CR-terminated frame each) read from `stream` until it is quiet for `quiet`.
+async fn count_answers(stream: &mut TcpStream, quiet: Duration) -> usize {
+    let mut n = 0;
+    let mut buf = [0u8; 4096];
+    while let Ok(Ok(read)) = timeout(quiet, stream.read(&mut buf)).await {
+        if read == 0 {
+            break;
+        }
+        n += buf[..read].iter().filter(|b| **b == b'\r').count();
+    }
+    n
+}
+
+#[tokio::test]
+async fn a_source_flooding_frames_is_rate_limited_and_counted_while_another_panel_is_acked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = config(dir.path());
+    let dc09 = config.dc09.as_mut().expect("[dc09] configured");
+    dc09.max_frames_per_s = 2;
+    dc09.frame_burst = 5;
+    let gw = gatehouse_gateway::start(config).await.expect("gateway starts");
+    let addr = gw.dc09_addr.expect("DC-09 listening");
+
+    // Forty valid polls at once from one address: the burst (5) is answered, plus what the
+    // rate gives back meanwhile; the rest are dropped unanswered.
+    let mut flood = connect_from("127.0.0.2".parse().unwrap(), addr).await;
+    let mut frames = Vec::new();
+    for seq in 1..=40 {
+        frames.extend(frame::encode(
+            &Message::new(Token::Null, seq, "1234", "").with_timestamp(pb::now_ms()),
+        ));
+    }
+    flood.write_all(&frames).await.expect("send the flood");
+    let answered = count_answers(&mut flood, Duration::from_millis(1500)).await;
+    assert!((5..=10).contains(&answered), "{answered} of 40 frames answered");
+    let dropped = gw.metrics.dc09_rate_limited.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(dropped >= 30, "{dropped} frames counted as rate-limited");
+
+    // A panel at another address is ACKed at once, and its alarm stored.
+    let mut panel = connect_from("127.0.0.1".parse().unwrap(), addr).await;
+    let alarm = Message::new(Token::AdmCid, 41, "1234", "#1234|1110 01 018").with_timestamp(pb::now_ms());
+    panel.write_all(&frame::encode(&alarm)).await.expect("send the alarm");
+    assert_eq!(answer(&mut panel).await, Token::Ack);
+    let stored = gw.outbox.read_after(0, 100).await.expect("outbox readable");
+    assert!(
+        stored
+            .iter()
+            .any(|e| matches!(&e.body, Some(Body::Fire(f)) if f.zone == "18")),
+        "the fire alarm is in the outbox"
+    );
+    assert!(
+        gw.metrics
+            .render()
+            .contains(&format!("gatehouse_gateway_dc09_rate_limited_total {dropped}"))
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_frame_over_max_frame_bytes_is_dropped_and_counted_and_the_next_one_is_acked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = config(dir.path());
+    config.dc09.as_mut().expect("[dc09] configured").max_frame_bytes = 100;
+    let gw = gatehouse_gateway::start(config).await.expect("gateway starts");
+    let addr = gw.dc09_addr.expect("DC-09 listening");
+
+    let mut panel = connect_from("127.0.0.1".parse().unwrap(), addr).await;
+    let long = Message::new(
+        Token::AdmCid,
+        1,
+        "1234",
+        &format!("#1234|1110 01 019{}", " ".repeat(120)),
+    )
+    .with_timestamp(pb::now_ms());
+    let bytes = frame::encode(&long);
+    assert!(bytes.len() > 100);
+    panel.write_all(&bytes).await.expect("send the long frame");
+    assert_eq!(
+        count_answers(&mut panel, Duration::from_millis(700)).await,
+        0,
+        "no answer"
+    );
+    assert_eq!(gw.metrics.dc09_oversized.load(std::sync::atomic::Ordering::Relaxed), 1);
+
+    let alarm = Message::new(Token::AdmCid, 2, "1234", "#1234|1110 01 017").with_timestamp(pb::now_ms());
+    panel.write_all(&frame::encode(&alarm)).await.expect("send the alarm");
+    assert_eq!(answer(&mut panel).await, Token::Ack);
+    assert!(gw.metrics.render().contains("gatehouse_gateway_dc09_oversized_total 1"));
+    gw.shutdown().await;
+}

@@ -338,7 +338,11 @@ impl HubConfig {
                 if r.secret.is_some() {
                     return Err(invalid(key("secret"), "only webhook channels are signed"));
                 }
-            } else if let Some(rest) = r.channel.strip_prefix("http://") {
+            } else if let Some(rest) = r
+                .channel
+                .strip_prefix("http://")
+                .or_else(|| r.channel.strip_prefix("https://"))
+            {
                 if rest.is_empty() || r.channel.parse::<reqwest::Url>().is_err() {
                     return Err(invalid(key("channel"), format!("{:?} is not a valid URL", r.channel)));
                 }
@@ -348,22 +352,47 @@ impl HubConfig {
                         "a webhook needs a signing secret: set notify.webhook_secret or this entry's secret",
                     ));
                 }
-            } else if r.channel.starts_with("https://") {
-                return Err(invalid(
-                    key("channel"),
-                    "https webhooks are not available yet (no TLS client built in); use http:// behind a local relay",
-                ));
             } else {
                 return Err(invalid(
                     key("channel"),
-                    format!("expected \"log\" or an http:// URL, got {:?}", r.channel),
+                    format!("expected \"log\" or an http:// or https:// URL, got {:?}", r.channel),
                 ));
+            }
+            if let Some(ca) = &r.ca_file {
+                if !r.channel.starts_with("https://") {
+                    return Err(invalid(key("ca_file"), "only https:// webhooks use a CA file"));
+                }
+                // One channel, one client: two entries naming it must trust the same roots.
+                if let Some(other) = self
+                    .roster
+                    .iter()
+                    .take(i)
+                    .find(|o| o.channel == r.channel && o.ca_file.as_ref().is_some_and(|c| c != ca))
+                {
+                    return Err(invalid(
+                        key("ca_file"),
+                        format!("another entry for this channel names {:?}", other.ca_file),
+                    ));
+                }
             }
         }
         if self.notify.webhook_secret.as_deref().is_some_and(|s| s.len() < 16) {
             return Err(invalid("notify.webhook_secret", "must be at least 16 characters"));
         }
         Ok(())
+    }
+
+    /// What each https webhook trusts beyond the system's roots (CA files are read at start,
+    /// by [`crate::notify::tls::WebhookClients::build`]).
+    pub fn webhook_trust(&self) -> crate::notify::tls::WebhookTrust {
+        crate::notify::tls::WebhookTrust {
+            default_ca: self.notify.ca_file.clone(),
+            per_channel: self
+                .roster
+                .iter()
+                .filter_map(|r| r.ca_file.clone().map(|ca| (r.channel.clone(), ca)))
+                .collect(),
+        }
     }
 
     fn validate_limits(&self) -> Result<(), ConfigError> {
@@ -374,6 +403,11 @@ impl HubConfig {
             ("limits.http.header_timeout_s", h.header_timeout_s),
             ("limits.http.request_timeout_s", h.request_timeout_s),
             ("limits.http.bulk_request_timeout_s", h.bulk_request_timeout_s),
+            ("limits.http.max_stream_subscribers", h.max_stream_subscribers),
+            (
+                "limits.http.max_stream_subscribers_per_source",
+                h.max_stream_subscribers_per_source,
+            ),
             ("limits.grpc.max_connections", g.max_connections(self.estates.len())),
             ("limits.grpc.max_connections_per_source", g.max_connections_per_source),
             ("limits.grpc.handshake_timeout_s", g.handshake_timeout_s),

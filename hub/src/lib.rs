@@ -82,6 +82,8 @@ pub enum HubError {
     },
     #[error("cannot build the gRPC reflection service: {0}")]
     Reflection(String),
+    #[error("webhooks: {0}")]
+    WebhookTls(#[from] notify::tls::TlsSetupError),
     #[error("the {what} server failed: {message}")]
     Server { what: &'static str, message: String },
 }
@@ -123,6 +125,13 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, HubError> {
 /// advanced by hand, then [`RunningHub::tick_now`]).
 pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Result<RunningHub, HubError> {
     config.validate()?;
+    // Before anything uses TLS: ring becomes the process's one rustls provider, and the
+    // webhooks' CA files are read now, so a bad one stops the start instead of a delivery.
+    notify::tls::install_ring_provider();
+    let clients = notify::tls::WebhookClients::build(
+        &config.webhook_trust(),
+        Duration::from_secs(u64::from(config.notify.timeout_s)),
+    )?;
     warn_if_descriptors_below_caps(&config);
     let database = config.database_url()?;
     let pool = store::open(&database).await?;
@@ -182,8 +191,10 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
         wake,
         notify::DelivererConfig {
             secrets,
-            timeout: Duration::from_secs(u64::from(config.notify.timeout_s)),
+            default_secret: config.notify.webhook_secret.clone(),
+            clients,
             poll: Duration::from_millis(250),
+            metrics: metrics.clone(),
         },
         deliverer_stop.clone(),
     ));
@@ -256,19 +267,24 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
             handshake_timeout: Some(secs(g.handshake_timeout_s)),
         },
     );
+    // Streams per connection: refused with a reason and counted by `net::streams`, under
+    // a higher HTTP/2 ceiling.
+    let streams = net::streams::StreamCaps::new(g.max_concurrent_streams, metrics.net.clone());
     let grpc = tonic::transport::Server::builder()
         // Finds gateways that vanished without closing their connection.
         .http2_keepalive_interval(Some(secs(g.keepalive_interval_s)))
         .http2_keepalive_timeout(Some(secs(g.keepalive_timeout_s)))
-        .max_concurrent_streams(Some(g.max_concurrent_streams))
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
+        .max_concurrent_streams(Some(net::streams::h2_ceiling(g.max_concurrent_streams)))
+        .add_service(streams.wrap(health_service))
+        .add_service(streams.wrap(reflection_v1))
+        .add_service(streams.wrap(reflection_v1alpha))
         .add_service(
-            GatewayLinkServer::new(link)
-                .max_decoding_message_size(usize::try_from(config.ingest.max_message_bytes).unwrap_or(usize::MAX)),
+            streams.wrap(
+                GatewayLinkServer::new(link)
+                    .max_decoding_message_size(usize::try_from(config.ingest.max_message_bytes).unwrap_or(usize::MAX)),
+            ),
         )
-        .add_service(centre::CommandCentreServer::new(centre))
+        .add_service(streams.wrap(centre::CommandCentreServer::new(centre)))
         .serve_with_incoming_shutdown(incoming, servers_stop.clone().cancelled_owned());
     let grpc_task = tokio::spawn(grpc);
 

@@ -67,10 +67,14 @@ pub struct RosterEntry {
     pub estate: Option<String>,
     pub role: Role,
     pub name: String,
-    /// `log`, or an `http://` webhook URL.
+    /// `log`, or an `http://` or `https://` webhook URL.
     pub channel: String,
     /// HMAC secret for this webhook (default: `notify.webhook_secret`).
     pub secret: Option<String>,
+    /// https webhooks: a PEM file of CA certificates trusted besides the system's roots
+    /// (instead of `notify.ca_file`).
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// The roster from the configuration file.
@@ -111,6 +115,7 @@ mod tests {
                 name: "sup-a".into(),
                 channel: "log".into(),
                 secret: None,
+                ca_file: None,
             },
             RosterEntry {
                 estate: None,
@@ -118,6 +123,7 @@ mod tests {
                 name: "dm".into(),
                 channel: "log".into(),
                 secret: None,
+                ca_file: None,
             },
         ]);
         assert_eq!(r.resolve("a", Role::Supervisor, 0).len(), 1);

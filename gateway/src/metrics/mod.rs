@@ -57,6 +57,10 @@ pub struct Metrics {
     pub dc09_unmapped: AtomicU64,
     /// Frames not ACKed because the outbox could not store them.
     pub dc09_store_failures: AtomicU64,
+    /// Frames dropped unanswered: their source sent more than `dc09.max_frames_per_s`.
+    pub dc09_rate_limited: AtomicU64,
+    /// Frames dropped unanswered: longer than `dc09.max_frame_bytes`.
+    pub dc09_oversized: AtomicU64,
     pub dc09_panels_offline: AtomicU64,
     /// DC-09 TCP connections: open, refused, closed by a limit.
     pub dc09_conns: Dc09Conns,
@@ -259,6 +263,16 @@ impl Metrics {
             "gatehouse_gateway_dc09_store_failures_total",
             "DC-09 frames answered NAK because the outbox could not store them.",
             self.dc09_store_failures.load(Relaxed),
+        );
+        counter(
+            "gatehouse_gateway_dc09_rate_limited_total",
+            "DC-09 frames dropped unanswered: their source address was over dc09.max_frames_per_s (the panel retries after its ACK timeout).",
+            self.dc09_rate_limited.load(Relaxed),
+        );
+        counter(
+            "gatehouse_gateway_dc09_oversized_total",
+            "DC-09 frames dropped unanswered: longer than dc09.max_frame_bytes.",
+            self.dc09_oversized.load(Relaxed),
         );
         counter(
             "gatehouse_gateway_uplink_dead_lettered_total",

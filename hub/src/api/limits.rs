@@ -1,6 +1,9 @@
 //! Per-request limits of the HTTP API: a time limit on every request except the live
-//! stream, and a body size limit. Connection-level limits (caps, header timeout) are in
-//! [`crate::net`].
+//! stream, a body size limit (413, in the API's JSON error shape like every other refusal),
+//! and caps on the live stream's subscribers, in total (503) and per source address (429),
+//! each subscriber holding its place until its response body is dropped. Connection-level
+//! limits (caps, header timeout) are in [`crate::net`]. Every refusal is counted on
+//! `/metrics`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,8 +19,8 @@ use tracing::warn;
 use super::ApiError;
 use crate::config::HttpLimits;
 use crate::metrics::Metrics;
-use crate::net::Listener;
-use crate::net::limits::{Cut, LogGate};
+use crate::net::limits::{Caps, ConnTracker, Cut, LogGate, Refusal};
+use crate::net::{Listener, limits::Permit};
 
 /// Paths that run an operator's bulk action, with their own longer time limit.
 const BULK: [&str; 2] = ["/api/v1/rota/import", "/api/v1/rota/plan"];
@@ -29,8 +32,11 @@ const STREAM: &str = "/api/v1/stream";
 struct Limits {
     request: Duration,
     bulk: Duration,
+    max_body_bytes: u64,
     metrics: Arc<Metrics>,
     log: Arc<LogGate>,
+    /// The live stream's subscribers (`listener="stream"` on `/metrics`).
+    subscribers: Arc<ConnTracker>,
 }
 
 /// `router` with the request time limit and the body size limit of `limits`.
@@ -38,6 +44,15 @@ pub fn apply(router: Router, limits: &HttpLimits, metrics: Arc<Metrics>) -> Rout
     let state = Limits {
         request: Duration::from_secs(u64::from(limits.request_timeout_s)),
         bulk: Duration::from_secs(u64::from(limits.bulk_request_timeout_s)),
+        max_body_bytes: limits.max_body_bytes,
+        subscribers: ConnTracker::new(
+            Listener::Stream,
+            Caps {
+                max_connections: limits.max_stream_subscribers as usize,
+                max_per_source: limits.max_stream_subscribers_per_source as usize,
+            },
+            metrics.net.clone(),
+        ),
         metrics,
         log: Arc::new(LogGate::new(Duration::from_secs(10))),
     };
@@ -59,7 +74,21 @@ async fn limit_request(State(limits): State<Limits>, request: Request, next: Nex
         Some(limits.request)
     };
     let response = match limit {
-        None => next.run(request).await,
+        None => {
+            let permit = match request.extensions().get::<crate::auth::Peer>() {
+                Some(peer) => match limits.subscribers.admit(peer.0) {
+                    Ok(p) => Some(p),
+                    Err(refusal) => return stream_full(refusal),
+                },
+                // Not behind our accept loop (no peer known): nothing to count it under.
+                None => None,
+            };
+            let response = next.run(request).await;
+            match permit {
+                Some(permit) => holding(response, permit),
+                None => response,
+            }
+        }
         Some(limit) => match tokio::time::timeout(limit, next.run(request)).await {
             Ok(r) => r,
             Err(_) => {
@@ -79,6 +108,50 @@ async fn limit_request(State(limits): State<Limits>, request: Request, next: Nex
     };
     if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
         limits.metrics.net.count_cut(Listener::Http, Cut::Body);
+        // axum's own 413 (from `DefaultBodyLimit`) is plain text: answer in the API's shape.
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large",
+            Value::String(format!(
+                "at most {} bytes (limits.http.max_body_bytes)",
+                limits.max_body_bytes
+            )),
+        )
+        .into_response();
     }
     response
+}
+
+/// The refusal of a subscriber over a cap: 503 when every place is taken, 429 when the
+/// caller's address holds its share (it is the one to back off).
+fn stream_full(refusal: Refusal) -> Response {
+    let (status, detail) = match refusal {
+        Refusal::Total => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the hub serves as many live-stream subscribers as it may (limits.http.max_stream_subscribers); retry later",
+        ),
+        Refusal::PerSource => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "this address holds as many live-stream subscriptions as it may (limits.http.max_stream_subscribers_per_source); close one first",
+        ),
+    };
+    let mut response =
+        ApiError::new(status, "too many stream subscribers", Value::String(detail.into())).into_response();
+    response.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static("5"),
+    );
+    response
+}
+
+/// `response` whose body holds `permit` until the body is dropped: the subscriber's place is
+/// freed when its stream ends or its client goes.
+fn holding(response: Response, permit: Permit) -> Response {
+    use futures::StreamExt as _;
+    let (parts, body) = response.into_parts();
+    let stream = body.into_data_stream().map(move |chunk| {
+        let _held = &permit;
+        chunk
+    });
+    Response::from_parts(parts, axum::body::Body::from_stream(stream))
 }

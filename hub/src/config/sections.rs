@@ -67,6 +67,12 @@ pub struct HttpLimits {
     pub bulk_request_timeout_s: u32,
     /// Largest request body; a larger one is answered 413.
     pub max_body_bytes: u64,
+    /// Live-stream (`GET /api/v1/stream`) subscribers at once; more are answered 503. Each
+    /// also holds one of `max_connections`.
+    pub max_stream_subscribers: u32,
+    /// Live-stream subscribers at once from one source address; more are answered 429 (a
+    /// board holds one per open tab).
+    pub max_stream_subscribers_per_source: u32,
 }
 
 impl Default for HttpLimits {
@@ -78,6 +84,8 @@ impl Default for HttpLimits {
             request_timeout_s: 60,
             bulk_request_timeout_s: 900,
             max_body_bytes: 8 * 1024 * 1024,
+            max_stream_subscribers: 256,
+            max_stream_subscribers_per_source: 32,
         }
     }
 }

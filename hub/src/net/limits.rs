@@ -14,20 +14,24 @@ use std::time::{Duration, Instant};
 
 use tracing::warn;
 
-/// The hub's listeners, as labelled on `/metrics`.
+/// The hub's listeners, as labelled on `/metrics`; `Stream` counts the subscribers of the
+/// live SSE stream (`GET /api/v1/stream`), each an HTTP connection held open, capped apart
+/// so that screens left open cannot take every place of the HTTP listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Listener {
     Http = 0,
     Grpc = 1,
+    Stream = 2,
 }
 
 impl Listener {
-    pub const ALL: [Listener; 2] = [Listener::Http, Listener::Grpc];
+    pub const ALL: [Listener; 3] = [Listener::Http, Listener::Grpc, Listener::Stream];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Listener::Http => "http",
             Listener::Grpc => "grpc",
+            Listener::Stream => "stream",
         }
     }
 }
@@ -81,9 +85,11 @@ impl Cut {
 /// The counters of both listeners.
 #[derive(Debug, Default)]
 pub struct NetMetrics {
-    open: [AtomicU64; 2],
-    refused: [[AtomicU64; 2]; 2],
-    cut: [[AtomicU64; 4]; 2],
+    open: [AtomicU64; Listener::ALL.len()],
+    refused: [[AtomicU64; Refusal::ALL.len()]; Listener::ALL.len()],
+    cut: [[AtomicU64; Cut::ALL.len()]; Listener::ALL.len()],
+    /// gRPC streams refused over `limits.grpc.max_concurrent_streams` (see `streams.rs`).
+    streams_refused: AtomicU64,
 }
 
 impl NetMetrics {
@@ -101,6 +107,14 @@ impl NetMetrics {
 
     pub fn count_cut(&self, l: Listener, c: Cut) {
         self.cut[l as usize][c as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn count_stream_refused(&self) {
+        self.streams_refused.fetch_add(1, Relaxed);
+    }
+
+    pub fn streams_refused(&self) -> u64 {
+        self.streams_refused.load(Relaxed)
     }
 
     /// `gatehouse_hub_connections_open`, `…_refused_total`, `…_closed_total`.
@@ -145,6 +159,7 @@ impl NetMetrics {
                 let possible = match l {
                     Listener::Http => c != Cut::Handshake,
                     Listener::Grpc => c == Cut::Handshake,
+                    Listener::Stream => false,
                 };
                 if possible {
                     let _ = writeln!(
@@ -157,6 +172,13 @@ impl NetMetrics {
                 }
             }
         }
+        let _ = writeln!(
+            out,
+            "# HELP gatehouse_hub_grpc_streams_refused_total gRPC streams refused: their connection held limits.grpc.max_concurrent_streams.\n\
+             # TYPE gatehouse_hub_grpc_streams_refused_total counter\n\
+             gatehouse_hub_grpc_streams_refused_total {}",
+            self.streams_refused()
+        );
     }
 }
 

@@ -8,6 +8,7 @@
 //!   the peer must have sent the HTTP/2 preface.
 //! - [`incoming`]: the accept side shared by both servers: TCP options, the caps, refusals.
 //! - [`http`]: the HTTP/1 server loop (header timeout, graceful shutdown) over that.
+//! - [`streams`]: concurrent gRPC streams per connection, refused with a reason and counted.
 //! - [`rlimit`]: raising the descriptor limit, so that the caps, not the descriptor table,
 //!   decide who is refused.
 
@@ -16,5 +17,6 @@ pub mod incoming;
 pub mod io;
 pub mod limits;
 pub mod rlimit;
+pub mod streams;
 
 pub use limits::{ConnTracker, Listener, NetMetrics};

@@ -7,6 +7,11 @@
 //! the body>`), and reports the outcome back through the writer, which records it on the row
 //! and on the incident's timeline and schedules a retry with exponential backoff. Delivery is
 //! at least once: a hub that dies mid-send resends after the lease runs out.
+//!
+//! Webhooks are `http://` or `https://` (rustls on ring; the system's roots plus a CA file,
+//! see [`super::tls`]). Every attempt is counted by result
+//! (`gatehouse_hub_webhook_attempts_total{result}`); a failure's text names its cause (an
+//! untrusted certificate, a refused connection, the status answered).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,6 +24,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::outbox::{Delivery, DeliveryDesk, DeliveryOutcome};
+use super::tls::{WebhookClients, error_chain, is_tls_failure};
+use crate::metrics::{Metrics, WebhookResult};
 
 /// `sha256=<hex>` of the body under `secret`.
 pub fn signature(secret: &str, body: &[u8]) -> String {
@@ -33,9 +40,13 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 pub struct DelivererConfig {
     /// Webhook URL → secret.
     pub secrets: HashMap<String, String>,
-    pub timeout: Duration,
+    /// The secret of a webhook not in `secrets` (a guard's channel): `notify.webhook_secret`.
+    pub default_secret: Option<String>,
+    /// The clients, with each channel's trusted roots (built at start: see [`super::tls`]).
+    pub clients: WebhookClients,
     /// How often due retries are looked for when nothing wakes the deliverer.
     pub poll: Duration,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Runs until `stop`: claims due notifications, sends them, reports the outcomes.
@@ -45,17 +56,6 @@ pub async fn run_deliverer<D: DeliveryDesk>(
     config: DelivererConfig,
     stop: CancellationToken,
 ) {
-    let client = match reqwest::Client::builder()
-        .timeout(config.timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            warn!(error = %e, "cannot build the webhook client; notifications stay queued");
-            return;
-        }
-    };
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
@@ -73,7 +73,7 @@ pub async fn run_deliverer<D: DeliveryDesk>(
             if batch.is_empty() {
                 break;
             }
-            let sends = batch.into_iter().map(|d| send(&client, &config, d));
+            let sends = batch.into_iter().map(|d| send(&config, d));
             for outcome in futures::future::join_all(sends).await {
                 if let Err(e) = writer.delivery_result(outcome).await {
                     debug!(error = %e, "cannot record a delivery outcome; the lease will expire and it is resent");
@@ -87,16 +87,25 @@ pub async fn run_deliverer<D: DeliveryDesk>(
     debug!("notification deliverer stopped");
 }
 
-async fn send(client: &reqwest::Client, config: &DelivererConfig, d: Delivery) -> DeliveryOutcome {
+async fn send(config: &DelivererConfig, d: Delivery) -> DeliveryOutcome {
     let result = if d.channel == "log" {
         // The body names no card, plate or flat; the recipient is a roster name.
         info!(notification = d.id, recipient = %d.recipient, body = %d.body, "notification");
         Ok(())
     } else {
-        match config.secrets.get(&d.channel) {
-            None => Err("no signing secret for this webhook".to_owned()),
-            Some(secret) => post(client, &d, secret).await,
+        let secret = config.secrets.get(&d.channel).or(config.default_secret.as_ref());
+        let (result, counted) = match secret {
+            None => (
+                Err("no signing secret for this webhook".to_owned()),
+                WebhookResult::Other,
+            ),
+            Some(secret) => post(config.clients.for_channel(&d.channel), &d, secret).await,
+        };
+        config.metrics.webhook_attempt(counted);
+        if let Err(e) = &result {
+            warn!(notification = d.id, attempt = d.attempts + 1, error = %e, "webhook delivery failed; retried with backoff");
         }
+        result
     };
     DeliveryOutcome {
         id: d.id,
@@ -105,8 +114,8 @@ async fn send(client: &reqwest::Client, config: &DelivererConfig, d: Delivery) -
     }
 }
 
-async fn post(client: &reqwest::Client, d: &Delivery, secret: &str) -> Result<(), String> {
-    let response = client
+async fn post(client: &reqwest::Client, d: &Delivery, secret: &str) -> (Result<(), String>, WebhookResult) {
+    let sent = client
         .post(&d.channel)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header("X-Gatehouse-Signature", signature(secret, d.body.as_bytes()))
@@ -114,23 +123,43 @@ async fn post(client: &reqwest::Client, d: &Delivery, secret: &str) -> Result<()
         .header("X-Gatehouse-Attempt", (d.attempts + 1).to_string())
         .body(d.body.clone())
         .send()
-        .await
-        .map_err(|e| format!("request failed: {}", without_url(&e)))?;
+        .await;
+    let response = match sent {
+        Ok(r) => r,
+        Err(e) if e.is_timeout() => return (Err("request failed: timed out".into()), WebhookResult::Unreachable),
+        Err(e) if is_tls_failure(&e) => {
+            let why = format!(
+                "TLS handshake failed: {}; the webhook's certificate must chain to the system's roots or to the channel's ca_file",
+                without_url(&e)
+            );
+            return (Err(why), WebhookResult::Tls);
+        }
+        Err(e) => {
+            return (
+                Err(format!("request failed: {}", without_url(&e))),
+                WebhookResult::Unreachable,
+            );
+        }
+    };
     let status = response.status();
     if status.is_success() {
-        Ok(())
+        (Ok(()), WebhookResult::Delivered)
     } else {
-        Err(format!("webhook answered HTTP {}", status.as_u16()))
+        (
+            Err(format!("webhook answered HTTP {}", status.as_u16())),
+            WebhookResult::Refused,
+        )
     }
 }
 
-/// reqwest errors carry the URL, which may hold a token: keep it out of logs and the API.
+/// The error and its causes. reqwest errors carry the URL, which may hold a token: keep it
+/// out of logs and the API.
 fn without_url(e: &reqwest::Error) -> String {
-    let mut msg = e.to_string();
+    let mut msg = error_chain(e);
     if let Some(url) = e.url() {
         msg = msg.replace(url.as_str(), "<webhook>");
     }
-    if e.is_timeout() { "timed out".into() } else { msg }
+    msg
 }
 
 #[cfg(test)]

@@ -4,13 +4,15 @@
 //!
 //! The shell ([`apply`]) queues rows in the writer's transaction; the deliverer
 //! ([`deliverer`]) claims them through a [`DeliveryDesk`] (the writer), sends each one on its
-//! channel and reports the outcome back the same way. Every statement on `notifications` is
+//! channel and reports the outcome back the same way; [`tls`] says which roots an https
+//! webhook trusts. Every statement on `notifications` is
 //! in [`queries`].
 
 pub mod apply;
 pub mod deliverer;
 pub mod outbox;
 pub mod queries;
+pub mod tls;
 
 pub use crate::stream::StreamEvent;
 pub use deliverer::{DelivererConfig, run_deliverer, signature};

@@ -59,6 +59,9 @@ pub struct NotifyConfig {
     pub max_attempts: u32,
     /// Timeout of one webhook request.
     pub timeout_s: u32,
+    /// https webhooks: a PEM file of CA certificates trusted besides the system's roots, for
+    /// every channel without its own `ca_file`. Read at start.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for NotifyConfig {
@@ -69,6 +72,7 @@ impl Default for NotifyConfig {
             retry_max_s: 300,
             max_attempts: 8,
             timeout_s: 10,
+            ca_file: None,
         }
     }
 }

@@ -232,7 +232,8 @@ pub struct GuardConfig {
     pub max_consecutive_nights: u32,
     #[serde(default)]
     pub leave: Vec<LeaveConfig>,
-    /// Where the guard's notifications go: `log` or an `http://` webhook.
+    /// Where the guard's notifications go: `log` or an `http://` / `https://` webhook
+    /// (signed with `notify.webhook_secret`, trusting `notify.ca_file`).
     #[serde(default = "default_channel")]
     pub channel: String,
 }
@@ -530,8 +531,11 @@ impl RotaModel {
                     return Err(invalid(format!("guards[{i}].leave[{j}]"), "`to` is before `from`"));
                 }
             }
-            if g.channel != "log" && !g.channel.starts_with("http://") {
-                return Err(invalid(key("channel"), "expected \"log\" or an http:// URL"));
+            if g.channel != "log" && !g.channel.starts_with("http://") && !g.channel.starts_with("https://") {
+                return Err(invalid(
+                    key("channel"),
+                    "expected \"log\" or an http:// or https:// URL",
+                ));
             }
         }
         let mut route_ids = HashSet::new();

@@ -26,6 +26,31 @@ pub struct Dc09Section {
     /// TCP connections open at once from one source address; more are refused.
     #[serde(default = "default_dc09_max_connections_per_source")]
     pub max_connections_per_source: usize,
+    /// Frames a second one source address may send, sustained (TCP and UDP together); a
+    /// frame over it is dropped unanswered and counted, and the panel retries after its ACK
+    /// timeout. A panel sends a few frames a minute; a fire spreading, tens at once.
+    #[serde(default = "default_dc09_max_frames_per_s")]
+    pub max_frames_per_s: u32,
+    /// Frames one source address may send at once above that rate (the bucket's size).
+    #[serde(default = "default_dc09_frame_burst")]
+    pub frame_burst: u32,
+    /// Longest frame (bytes, LF to CR) answered; a longer one is dropped unanswered and
+    /// counted. DC-09's length field caps a frame at 4107 bytes, the default; a panel's
+    /// frames are well under 200 (Contact ID or SIA DCS, with AES padding).
+    #[serde(default = "default_dc09_max_frame_bytes")]
+    pub max_frame_bytes: usize,
+}
+
+fn default_dc09_max_frame_bytes() -> usize {
+    super::frame::MAX_FRAME
+}
+
+fn default_dc09_max_frames_per_s() -> u32 {
+    20
+}
+
+fn default_dc09_frame_burst() -> u32 {
+    100
 }
 
 fn default_dc09_idle_timeout_s() -> u64 {
@@ -69,6 +94,15 @@ impl Dc09Section {
     pub fn validate(&self, panels: usize) -> Result<(), String> {
         if self.idle_timeout_s == 0 || self.max_connections_per_source == 0 {
             return Err("dc09.idle_timeout_s and dc09.max_connections_per_source must be at least 1".into());
+        }
+        if !(64..=super::frame::MAX_FRAME).contains(&self.max_frame_bytes) {
+            return Err(format!(
+                "dc09.max_frame_bytes must be between 64 and {} (DC-09's largest frame)",
+                super::frame::MAX_FRAME
+            ));
+        }
+        if self.max_frames_per_s == 0 || self.frame_burst == 0 {
+            return Err("dc09.max_frames_per_s and dc09.frame_burst must be at least 1".into());
         }
         // One source at its cap must leave a connection for every configured panel.
         // Saturating: a huge per-source cap from the file is refused, not an overflow.

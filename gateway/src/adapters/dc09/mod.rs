@@ -7,6 +7,7 @@
 //! - [`cid`], [`sia`]: the event tables onto canonical fire events (pure).
 //! - [`receiver`]: the decisions — answer, events, duplicates, supervision (pure, clock in).
 //! - [`config`]: `[dc09]` and a panel's `[devices.dc09]`.
+//! - [`conns`]: the TCP connection table; [`rate`]: frames per source address (pure).
 //! - `shell.rs`: the I/O: sockets, the outbox commit before the ACK, the supervision tick.
 
 pub mod cid;
@@ -15,6 +16,7 @@ pub mod conns;
 pub mod crc;
 pub mod crypto;
 pub mod frame;
+pub mod rate;
 pub mod receiver;
 mod shell;
 pub mod sia;

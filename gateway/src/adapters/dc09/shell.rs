@@ -32,6 +32,7 @@ use super::{
     config::{Dc09DeviceConfig, Dc09Section},
     conns::{Closed, Conns},
     frame::{self, Split},
+    rate::FrameRate,
     receiver::{AccountConfig, Outcome, Receiver, Verdict},
 };
 use crate::{
@@ -78,6 +79,8 @@ struct Shell {
     receiver: Mutex<Receiver>,
     log_limit: std::sync::Mutex<LogLimiter>,
     conns: Conns,
+    rate: std::sync::Mutex<FrameRate>,
+    max_frame_bytes: usize,
     idle: Duration,
 }
 
@@ -101,6 +104,8 @@ pub(super) async fn start(
         ctx,
         log_limit: std::sync::Mutex::new(LogLimiter::default()),
         conns: Conns::new(section.max_connections, section.max_connections_per_source),
+        rate: std::sync::Mutex::new(FrameRate::new(section.max_frames_per_s, section.frame_burst)),
+        max_frame_bytes: section.max_frame_bytes,
         idle: Duration::from_secs(section.idle_timeout_s),
     });
     let (tx, rx) = mpsc::channel(16);
@@ -138,9 +143,28 @@ async fn bind(listen: SocketAddr) -> Result<(TcpListener, UdpSocket), Dc09Error>
 }
 
 impl Shell {
-    /// One frame in, its answer out (after committing its events).
+    /// One frame in, its answer out (after committing its events); nothing when it is longer
+    /// than `max_frame_bytes` or its source is over its frame rate (dropped before it takes
+    /// the receiver's lock).
     async fn process(&self, bytes: &[u8], transport: &'static str, peer: SocketAddr) -> Option<Vec<u8>> {
         let metrics = &self.ctx.metrics;
+        if bytes.len() > self.max_frame_bytes {
+            metrics.dc09_oversized.fetch_add(1, Relaxed);
+            self.log_limited(&format!("size:{}", peer.ip()), || warn!(%peer, %transport, bytes = bytes.len(), limit = self.max_frame_bytes,
+                "DC-09 frame dropped unanswered: longer than dc09.max_frame_bytes (counted; logged at most once a minute per address)"));
+            return None;
+        }
+        let within = self
+            .rate
+            .lock()
+            .map(|mut r| r.allow(peer.ip(), Instant::now()))
+            .unwrap_or(true);
+        if !within {
+            metrics.dc09_rate_limited.fetch_add(1, Relaxed);
+            self.log_limited(&format!("rate:{}", peer.ip()), || warn!(%peer, %transport,
+                "DC-09 frame dropped unanswered: its address is over dc09.max_frames_per_s (counted; logged at most once a minute per address)"));
+            return None;
+        }
         let mut receiver = self.receiver.lock().await;
         let now = pb::now_ms();
         let mut pad = || fastrand::u8(0x21..0x7F);
