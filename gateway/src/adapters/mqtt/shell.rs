@@ -37,13 +37,21 @@
 //! - **Health**: `mqtt.listener` fails while accepting fails; `mqtt.intake` fails while a
 //!   publish has waited longer than `mqtt.commit_wait_alarm_ms` for its commit.
 
-use std::{collections::HashSet, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use futures::{FutureExt, future::BoxFuture};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use tokio_rustls::TlsAcceptor;
+
 use super::{
+    auth::{Credentials, FailureLimiter},
     config::MqttSection,
     connection,
     intake::Intake,
@@ -57,6 +65,8 @@ use crate::health::{Check, Severity};
 pub enum ServerError {
     #[error("binding the MQTT listener on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Tls(#[from] super::tls::TlsError),
 }
 
 /// Binds `section.listen`; returns the bound address and the server's tasks (the accept
@@ -66,8 +76,10 @@ pub(super) async fn start(
     section: MqttSection,
     sessions: Sessions,
     devices: HashSet<String>,
+    passwords: HashMap<String, String>,
     shutdown: CancellationToken,
 ) -> Result<(SocketAddr, Vec<BoxFuture<'static, ()>>), ServerError> {
+    let tls = section.tls.as_ref().map(super::tls::acceptor).transpose()?;
     let listener = TcpListener::bind(section.listen)
         .await
         .map_err(|source| ServerError::Bind {
@@ -89,21 +101,28 @@ pub(super) async fn start(
     let shared = Arc::new(Shared {
         metrics: intake.ctx.metrics.clone(),
         intake,
-        section,
         sessions,
         devices,
         waits: Waits::default(),
         log_limit: Default::default(),
+        credentials: Credentials::new(passwords),
+        failures: Mutex::new(FailureLimiter::new(
+            section.auth_max_failures,
+            Duration::from_secs(section.auth_failure_window_s),
+            Duration::from_secs(section.auth_backoff_s),
+        )),
+        section,
     });
     let tasks = vec![
         watch_commits(shared.clone(), intake_check, shutdown.clone()).boxed(),
-        accept_loop(listener, admission, shared, listener_check, shutdown).boxed(),
+        accept_loop(listener, tls, admission, shared, listener_check, shutdown).boxed(),
     ];
     Ok((addr, tasks))
 }
 
 async fn accept_loop(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     admission: Admission,
     shared: Arc<Shared>,
     check: Check,
@@ -138,6 +157,7 @@ async fn accept_loop(
         next_conn += 1;
         tokio::spawn(connection::serve(
             stream,
+            tls.clone(),
             peer,
             ticket,
             shared.clone(),
