@@ -134,7 +134,9 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 }
 
 /// Failed logins per source address: after `max` within `window`, the source is refused
-/// for `backoff` without its credentials being checked. Pure: the time is an argument.
+/// for `backoff` without its credentials being checked. A success does not wipe the count
+/// (a guesser holding one valid login could otherwise interleave it to guess without end);
+/// failures age out with the window. Pure: the time is an argument.
 pub struct FailureLimiter {
     max: u32,
     window: Duration,
@@ -198,13 +200,6 @@ impl FailureLimiter {
         }
         false
     }
-
-    /// A successful login forgets the source's failures.
-    pub fn succeeded(&mut self, ip: IpAddr) {
-        if self.sources.get(&ip).is_some_and(|s| s.blocked_until.is_none()) {
-            self.sources.remove(&ip);
-        }
-    }
 }
 
 #[cfg(test)]
@@ -223,8 +218,7 @@ mod tests {
         assert!(l.failed(ip, t0 + Duration::from_secs(2)), "the third failure starts the backoff");
         assert!(l.blocked(ip, t0 + Duration::from_secs(3)));
         assert!(!l.blocked(other, t0 + Duration::from_secs(3)), "per source");
-        l.succeeded(ip);
-        assert!(l.blocked(ip, t0 + Duration::from_secs(4)), "a success does not lift a backoff");
+        assert!(l.blocked(ip, t0 + Duration::from_secs(4)));
         assert!(!l.blocked(ip, t0 + Duration::from_secs(303)));
         assert!(!l.failed(ip, t0 + Duration::from_secs(304)), "counting starts again");
     }

@@ -79,15 +79,10 @@ impl Shared {
             (None, None) if self.section.allow_anonymous => Ok(Identity::Anonymous),
             (None, None) => Err(Denied::NoCredentials),
         };
-        match &verdict {
-            Ok(_) => limiter().succeeded(ip),
-            Err(_) => {
-                if limiter().failed(ip, Instant::now()) {
-                    tracing::warn!(peer = %peer, failures = self.section.auth_max_failures,
-                        backoff_s = self.section.auth_backoff_s,
-                        "MQTT logins from this address failed repeatedly; it is refused without checking for the backoff");
-                }
-            }
+        if verdict.is_err() && limiter().failed(ip, Instant::now()) {
+            tracing::warn!(peer = %peer, failures = self.section.auth_max_failures,
+                backoff_s = self.section.auth_backoff_s,
+                "MQTT logins from this address failed repeatedly; it is refused without checking for the backoff");
         }
         verdict
     }
