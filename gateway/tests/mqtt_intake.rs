@@ -676,20 +676,30 @@ async fn a_last_will_is_stored_after_an_abnormal_close_and_discarded_after_disco
             .spawn()
             .expect("mosquitto_sub")
     };
-    // door-2 dies without DISCONNECT (SIGKILL: the kernel closes its socket).
+    // door-2 dies without DISCONNECT (SIGKILL: the kernel closes its socket). A first login
+    // puts its password in the verified-secret cache, so that its session is established
+    // (not still hashing) by the time it is killed.
+    assert!(mosquitto_pub(
+        rig.mqtt,
+        "door-2",
+        &["-t", "gatehouse/v1/door-2/status", "-m", "online"]
+    ));
     let mut dying = Reaped(Some(session("door-2")));
     wait_until("door-2's session", Duration::from_secs(5), async || {
         rig.metric("gatehouse_gateway_mqtt_connections").await == Some(1)
     })
     .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     drop(dying.0.take().map(|mut c| {
         let _ = c.kill();
         c.wait()
     }));
     wait_until("door-2's will at the hub", Duration::from_secs(10), async || {
-        !rig.hub_rows("SELECT seq FROM events WHERE device_id = 'door-2' AND body_kind = 'status'")
+        // Its `online`, then its will.
+        rig.hub_rows("SELECT seq FROM events WHERE device_id = 'door-2' AND body_kind = 'status'")
             .await
-            .is_empty()
+            .len()
+            == 2
     })
     .await;
     assert_eq!(rig.metric("gatehouse_gateway_mqtt_wills_total").await, Some(1));
