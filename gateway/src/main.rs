@@ -8,7 +8,13 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "gatehouse-gateway", version, about = "Gatehouse site gateway", args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+#[command(
+    name = "gatehouse-gateway",
+    version,
+    about = "Gatehouse site gateway",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 struct Args {
     /// The gateway's TOML configuration file.
     #[arg(long, short, required = true)]

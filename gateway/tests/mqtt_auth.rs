@@ -72,21 +72,53 @@ async fn only_devices_with_their_password_get_in_and_only_to_their_own_topics() 
     // The right password: in, and the event is taken.
     assert!(publish(
         &gw,
-        &["-i", "door-1", "-u", "door-1", "-P", PASSWORD, "-t", "gatehouse/v1/door-1/event", "-m", EVENT]
+        &[
+            "-i",
+            "door-1",
+            "-u",
+            "door-1",
+            "-P",
+            PASSWORD,
+            "-t",
+            "gatehouse/v1/door-1/event",
+            "-m",
+            EVENT
+        ]
     ));
     assert_eq!(accepted(), 1);
 
     // A wrong password, an unknown user, no credentials: refused and counted.
     assert!(!publish(
         &gw,
-        &["-u", "door-1", "-P", "wrong", "-t", "gatehouse/v1/door-1/event", "-m", EVENT]
+        &[
+            "-u",
+            "door-1",
+            "-P",
+            "wrong",
+            "-t",
+            "gatehouse/v1/door-1/event",
+            "-m",
+            EVENT
+        ]
     ));
     assert!(!publish(
         &gw,
-        &["-u", "attacker", "-P", PASSWORD, "-t", "gatehouse/v1/door-1/event", "-m", EVENT]
+        &[
+            "-u",
+            "attacker",
+            "-P",
+            PASSWORD,
+            "-t",
+            "gatehouse/v1/door-1/event",
+            "-m",
+            EVENT
+        ]
     ));
     assert_eq!(refused(&gw, MqttRefusal::BadCredentials), 2);
-    assert!(!publish(&gw, &["-i", "attacker", "-t", "gatehouse/v1/door-1/event", "-m", EVENT]));
+    assert!(!publish(
+        &gw,
+        &["-i", "attacker", "-t", "gatehouse/v1/door-1/event", "-m", EVENT]
+    ));
     assert_eq!(refused(&gw, MqttRefusal::NoCredentials), 1);
     assert_eq!(accepted(), 1, "nothing refused was taken");
 
@@ -94,7 +126,16 @@ async fn only_devices_with_their_password_get_in_and_only_to_their_own_topics() 
     // allows), counted, nothing raised.
     assert!(publish(
         &gw,
-        &["-u", "door-1", "-P", PASSWORD, "-t", "gatehouse/v1/door-2/event", "-m", EVENT]
+        &[
+            "-u",
+            "door-1",
+            "-P",
+            PASSWORD,
+            "-t",
+            "gatehouse/v1/door-2/event",
+            "-m",
+            EVENT
+        ]
     ));
     assert_eq!(gw.metrics.mqtt_denials(MqttDenial::PublishNotOwn), 1);
     assert_eq!(accepted(), 1, "door-2's forced door was not raised by door-1");
@@ -122,7 +163,11 @@ async fn only_devices_with_their_password_get_in_and_only_to_their_own_topics() 
         .output()
         .expect("mosquitto_sub");
     assert!(own.stdout.is_empty(), "no retained command was delivered");
-    assert_eq!(gw.metrics.mqtt_denials(MqttDenial::SubscribeNotOwn), 0, "its own command topic is its right");
+    assert_eq!(
+        gw.metrics.mqtt_denials(MqttDenial::SubscribeNotOwn),
+        0,
+        "its own command topic is its right"
+    );
 
     // `mosquitto_sub -t '#'` with door-1's credentials: the subscription is refused (SUBACK
     // 0x80) and it sees nothing while door-2 publishes.
@@ -139,12 +184,27 @@ async fn only_devices_with_their_password_get_in_and_only_to_their_own_topics() 
     .await;
     assert!(publish(
         &gw,
-        &["-i", "door-2", "-u", "door-2", "-P", PASSWORD, "-t", "gatehouse/v1/door-2/event", "-m", EVENT]
+        &[
+            "-i",
+            "door-2",
+            "-u",
+            "door-2",
+            "-P",
+            PASSWORD,
+            "-t",
+            "gatehouse/v1/door-2/event",
+            "-m",
+            EVENT
+        ]
     ));
     let out = tokio::task::spawn_blocking(move || everything.wait_with_output().expect("wait"))
         .await
         .expect("join");
-    assert!(out.stdout.is_empty(), "door-1 saw: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.stdout.is_empty(),
+        "door-1 saw: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert_eq!(accepted(), 2);
 
     // A last will on another device's topic is refused at CONNECT.
@@ -173,18 +233,47 @@ async fn only_devices_with_their_password_get_in_and_only_to_their_own_topics() 
     for _ in 0..3 {
         assert!(!publish(
             &gw,
-            &["-u", "door-3", "-P", "guess", "-t", "gatehouse/v1/door-3/event", "-m", EVENT]
+            &[
+                "-u",
+                "door-3",
+                "-P",
+                "guess",
+                "-t",
+                "gatehouse/v1/door-3/event",
+                "-m",
+                EVENT
+            ]
         ));
     }
     assert!(!publish(
         &gw,
-        &["-u", "door-3", "-P", PASSWORD, "-t", "gatehouse/v1/door-3/event", "-m", EVENT]
+        &[
+            "-u",
+            "door-3",
+            "-P",
+            PASSWORD,
+            "-t",
+            "gatehouse/v1/door-3/event",
+            "-m",
+            EVENT
+        ]
     ));
     assert!(refused(&gw, MqttRefusal::AuthRateLimited) >= 1);
     // Another source address is not affected.
     assert!(publish(
         &gw,
-        &["-A", "127.0.0.2", "-u", "door-3", "-P", PASSWORD, "-t", "gatehouse/v1/door-3/event", "-m", EVENT]
+        &[
+            "-A",
+            "127.0.0.2",
+            "-u",
+            "door-3",
+            "-P",
+            PASSWORD,
+            "-t",
+            "gatehouse/v1/door-3/event",
+            "-m",
+            EVENT
+        ]
     ));
     assert_eq!(accepted(), 3);
     let text = gw.metrics.render();
@@ -208,7 +297,10 @@ fn anonymous_access_is_refused_off_loopback() {
     Config::from_toml(&base("127.0.0.1:1883")).expect("allowed on loopback");
     let bad_hash = "[gateway]\nid = \"g\"\nestate = \"e\"\ndata_dir = \"/tmp/x\"\nhubs = [\"http://127.0.0.1:1\"]\n\n\
          [mqtt]\nlisten = \"127.0.0.1:1\"\n\n[[devices]]\nid = \"d\"\nkind = \"door\"\narea = \"a\"\nmqtt_password_hash = \"secret\"\n";
-    assert!(Config::from_toml(bad_hash).is_err(), "a clear-text password is not a hash");
+    assert!(
+        Config::from_toml(bad_hash).is_err(),
+        "a clear-text password is not a hash"
+    );
 }
 
 struct Pki {
@@ -226,8 +318,7 @@ fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
 }
 
 fn leaf(issuer: &CertifiedIssuer<'static, KeyPair>, cn: &str, sans: &[&str]) -> (String, String) {
-    let mut params =
-        CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("params");
+    let mut params = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("params");
     params.distinguished_name.push(DnType::CommonName, cn);
     let key = KeyPair::generate().expect("key");
     let cert = params.signed_by(&key, issuer).expect("signed");
@@ -309,7 +400,16 @@ async fn a_device_logs_in_by_client_certificate_over_tls_and_a_wrong_one_is_refu
     // Plain MQTT on the TLS port gets nowhere.
     assert!(!publish(
         &gw,
-        &["-u", "door-3", "-P", PASSWORD, "-t", "gatehouse/v1/door-3/event", "-m", EVENT]
+        &[
+            "-u",
+            "door-3",
+            "-P",
+            PASSWORD,
+            "-t",
+            "gatehouse/v1/door-3/event",
+            "-m",
+            EVENT
+        ]
     ));
     assert_eq!(gw.metrics.mqtt_accepted.load(Relaxed), 2);
 }

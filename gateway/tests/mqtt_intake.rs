@@ -461,7 +461,12 @@ async fn a_client_id_collision_with_anything_does_not_stop_intake() {
     .await;
     // Client ids are scoped to the device that logged in: door-1 using the client ids
     // `gatehouse-gateway` and `fire-1` takes nothing over; fire-1 itself takes its session.
-    for (device, id) in [("door-1", "gatehouse-gateway"), ("door-1", "fire-1"), ("door-1", "door-1"), ("fire-1", "fire-1")] {
+    for (device, id) in [
+        ("door-1", "gatehouse-gateway"),
+        ("door-1", "fire-1"),
+        ("door-1", "door-1"),
+        ("fire-1", "fire-1"),
+    ] {
         assert!(mosquitto_pub_as(
             rig.mqtt,
             device,
@@ -552,7 +557,13 @@ async fn retained_publishes_are_never_stored_so_they_cannot_grow_memory() {
         assert!(mosquitto_pub(
             rig.mqtt,
             "door-9",
-            &["-r", "-t", "gatehouse/v1/door-9/status", "-f", &big.display().to_string()]
+            &[
+                "-r",
+                "-t",
+                "gatehouse/v1/door-9/status",
+                "-f",
+                &big.display().to_string()
+            ]
         ));
     }
     assert_eq!(

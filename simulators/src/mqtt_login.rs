@@ -17,7 +17,9 @@ pub fn random_password() -> anyhow::Result<String> {
 
 /// The argon2id PHC string of `password` (what `gatehouse-gateway hash-password` prints).
 pub fn hash(password: &str) -> anyhow::Result<String> {
-    Ok(gatehouse_gateway::adapters::mqtt::auth::hash_password(password.as_bytes())?)
+    Ok(gatehouse_gateway::adapters::mqtt::auth::hash_password(
+        password.as_bytes(),
+    )?)
 }
 
 /// The hash of [`TEST_PASSWORD`], made once per process.

@@ -154,7 +154,12 @@ pub async fn start_hub(http: SocketAddr, data_dir: &Path, estates: &[EstateSpec]
 }
 
 /// The MQTT devices of a simulated estate.
-pub const MQTT_DEVICES: [&str; 4] = ["door-main-gate", "barrier-vehicle-gate", "intercom-block-3", "fire-panel-1"];
+pub const MQTT_DEVICES: [&str; 4] = [
+    "door-main-gate",
+    "barrier-vehicle-gate",
+    "intercom-block-3",
+    "fire-panel-1",
+];
 
 /// One random MQTT password per device of a simulated estate, with its hash.
 pub struct DeviceLogins {

@@ -9,7 +9,8 @@ use std::{
 mod labels;
 
 pub use labels::{
-    Dc09Closed, Dc09Conns, Dc09Verdict, ModbusFailure, MqttClose, MqttDenial, MqttRefusal, RejectReason, UplinkRejection,
+    Dc09Closed, Dc09Conns, Dc09Verdict, ModbusFailure, MqttClose, MqttDenial, MqttRefusal, RejectReason,
+    UplinkRejection,
 };
 
 #[derive(Debug, Default)]

@@ -177,7 +177,10 @@ pub(super) async fn drive(opts: &LoadOptions, gateway_bin: &Path, data_dir: &Pat
     for (e, gw) in gateways.iter().enumerate() {
         for i in 0..opts.devices_per_estate {
             let (id, kind) = device_id(e, i);
-            devices.push((Arc::new(MqttDevice::connect(gw.mqtt, &id, Some(&password))), kind == "intercom"));
+            devices.push((
+                Arc::new(MqttDevice::connect(gw.mqtt, &id, Some(&password))),
+                kind == "intercom",
+            ));
         }
     }
     if let Err(e) = wait_for(

@@ -85,7 +85,10 @@ pub fn may_subscribe(who: &Identity, filter: &str) -> bool {
         return true;
     };
     let own = format!("{PREFIX}{device}/command");
-    filter == own || filter.strip_prefix(own.as_str()).is_some_and(|rest| rest.starts_with('/'))
+    filter == own
+        || filter
+            .strip_prefix(own.as_str())
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// Whether a command on `topic` may go to a session of `who` subscribed with `filter`
@@ -124,10 +127,7 @@ type = "door_forced"
             device_key: None,
         };
         let (a, b) = (shared("door-1"), shared("door-2"));
-        VendorRouter::new(
-            vec![mapping],
-            [("door-1", &a), ("door-2", &b), ("door-9", &own)].into_iter(),
-        )
+        VendorRouter::new(vec![mapping], [("door-1", &a), ("door-2", &b), ("door-9", &own)])
     }
 
     #[test]
@@ -157,7 +157,10 @@ type = "door_forced"
             Err(Refusal::CommandTopic),
             "nobody but the gateway publishes on a command topic"
         );
-        assert_eq!(may_publish(&Identity::Anonymous, "gatehouse/v1/door-b/event", &v), Ok(()));
+        assert_eq!(
+            may_publish(&Identity::Anonymous, "gatehouse/v1/door-b/event", &v),
+            Ok(())
+        );
     }
 
     #[test]
@@ -165,9 +168,15 @@ type = "door_forced"
         let v = router();
         assert_eq!(may_publish(&door("door-1"), "acme/x/events", &v), Ok(()));
         assert_eq!(may_publish(&door("door-2"), "acme/x/events", &v), Ok(()));
-        assert_eq!(may_publish(&door("door-9"), "acme/x/events", &v), Err(Refusal::NotOwnTopic));
+        assert_eq!(
+            may_publish(&door("door-9"), "acme/x/events", &v),
+            Err(Refusal::NotOwnTopic)
+        );
         assert_eq!(may_publish(&door("door-9"), "other/door-9", &v), Ok(()));
-        assert_eq!(may_publish(&door("door-1"), "other/door-9", &v), Err(Refusal::NotOwnTopic));
+        assert_eq!(
+            may_publish(&door("door-1"), "other/door-9", &v),
+            Err(Refusal::NotOwnTopic)
+        );
     }
 
     #[test]
@@ -189,7 +198,11 @@ type = "door_forced"
             assert!(!may_subscribe(&a, no), "{no}");
         }
         assert!(may_subscribe(&Identity::Anonymous, "#"));
-        assert!(may_receive(&a, "gatehouse/v1/door-a/command", "gatehouse/v1/door-a/command"));
+        assert!(may_receive(
+            &a,
+            "gatehouse/v1/door-a/command",
+            "gatehouse/v1/door-a/command"
+        ));
         assert!(!may_receive(&a, "gatehouse/v1/door-b/command", "#"));
         assert!(is_command_topic("gatehouse/v1/x/command"));
         assert!(!is_command_topic("gatehouse/v1/x/command/result"));

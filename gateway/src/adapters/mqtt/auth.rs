@@ -215,7 +215,10 @@ mod tests {
         assert!(!l.failed(ip, t0));
         assert!(!l.failed(ip, t0 + Duration::from_secs(1)));
         assert!(!l.blocked(ip, t0 + Duration::from_secs(2)));
-        assert!(l.failed(ip, t0 + Duration::from_secs(2)), "the third failure starts the backoff");
+        assert!(
+            l.failed(ip, t0 + Duration::from_secs(2)),
+            "the third failure starts the backoff"
+        );
         assert!(l.blocked(ip, t0 + Duration::from_secs(3)));
         assert!(!l.blocked(other, t0 + Duration::from_secs(3)), "per source");
         assert!(l.blocked(ip, t0 + Duration::from_secs(4)));
@@ -247,7 +250,10 @@ mod tests {
         let t = Instant::now();
         assert!(c.verify("door-1", b"s3cret").await, "cached");
         let cached = t.elapsed();
-        assert!(!c.verify("door-1", b"s3cret ").await, "the cache holds only the verified secret");
+        assert!(
+            !c.verify("door-1", b"s3cret ").await,
+            "the cache holds only the verified secret"
+        );
         eprintln!("argon2id hash: {hashed:?}; cached verify: {cached:?}");
         assert!(check_phc("plain").is_err());
         assert!(hash_password(b"").is_err());

@@ -446,7 +446,9 @@ impl Session {
                 Some(Packet::SubAck(SubAck::new(s.pkid, codes)))
             }
             Packet::Unsubscribe(u) => {
-                self.shared.sessions.unsubscribe(&self.session_key, self.conn, &u.topics);
+                self.shared
+                    .sessions
+                    .unsubscribe(&self.session_key, self.conn, &u.topics);
                 Some(Packet::UnsubAck(UnsubAck::new(u.pkid)))
             }
             Packet::PingReq => Some(Packet::PingResp),

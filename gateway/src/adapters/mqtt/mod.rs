@@ -73,9 +73,16 @@ impl Adapter for MqttAdapter {
             let intake = Arc::new(Intake::new(ctx, section.max_payload_bytes, vendors));
             let sessions = Sessions::default();
             let commands: Vec<String> = devices.iter().cloned().collect();
-            let (addr, mut tasks) = shell::start(intake.clone(), section, sessions.clone(), devices, passwords, shutdown.clone())
-                .await
-                .map_err(MqttError::from)?;
+            let (addr, mut tasks) = shell::start(
+                intake.clone(),
+                section,
+                sessions.clone(),
+                devices,
+                passwords,
+                shutdown.clone(),
+            )
+            .await
+            .map_err(MqttError::from)?;
             let (cmd_tx, cmd_rx) = mpsc::channel(256);
             tasks.push(intake::run_commands(intake, sessions, cmd_rx, shutdown).boxed());
             Ok(RunningAdapter {

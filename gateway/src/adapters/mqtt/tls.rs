@@ -6,10 +6,7 @@
 
 use std::sync::Arc;
 
-use rustls::{
-    ServerConfig, ServerConnection, crypto::ring,
-    server::WebPkiClientVerifier,
-};
+use rustls::{ServerConfig, ServerConnection, crypto::ring, server::WebPkiClientVerifier};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use tokio_rustls::TlsAcceptor;
 
