@@ -276,6 +276,8 @@ pub struct SimEstate {
     pub fire_panel: Arc<EstateFirePanel>,
     pub pump_room: PumpRoom,
     pub data_dir: PathBuf,
+    /// The MQTT passwords its devices log in with (the gateway has only their hashes).
+    pub mqtt_logins: DeviceLogins,
 }
 
 /// Starts one estate's pump room, gateway and devices, its gateway pointed at `hub`.
@@ -321,6 +323,7 @@ pub async fn start_estate(spec: EstateSpec, hub: SocketAddr, data_root: &Path) -
         gateway,
         pump_room,
         data_dir,
+        mqtt_logins: logins,
     })
 }
 
