@@ -172,7 +172,21 @@ pub(super) async fn serve(
     } else {
         connect.client_id.clone()
     };
-    let identity = match shared.authenticate(connect.login.as_ref(), cert_device, peer).await {
+    // Verifications queue behind a small pool (auth.rs); a login still waiting after the
+    // CONNECT wait is closed like a CONNECT that never came.
+    let verdict = tokio::select! {
+        _ = close.cancelled() => return,
+        v = timeout(connect_wait, shared.authenticate(connect.login.as_ref(), cert_device, peer)) => v,
+    };
+    let Ok(verdict) = verdict else {
+        return closed(
+            &shared,
+            MqttClose::ConnectTimeout,
+            peer,
+            "login not checked in time (verifications queued)",
+        );
+    };
+    let identity = match verdict {
         Ok(i) => i,
         Err(denied) => {
             let (why, code) = match denied {

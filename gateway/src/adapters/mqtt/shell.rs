@@ -26,14 +26,25 @@
 //!   accept. Refusals: another protocol or version → 0x01; an empty client id without clean
 //!   session → 0x02; `mqtt.max_connections` strangers connected → 0x03. Keep-alive is
 //!   enforced at 1.5 × the client's value (0: `mqtt.idle_timeout_s`).
-//! - **A client id in use is taken over**: the older connection is closed (its will is
+//! - **Who** (`auth.rs`, `tls.rs`): every CONNECT logs in — username = device id with the
+//!   password of its `mqtt_password_hash` (argon2), or a TLS client certificate whose CN is
+//!   the device id — unless `mqtt.allow_anonymous` (loopback only). Refusals: wrong or
+//!   unknown credentials → 0x04; none, or a source in its failed-login backoff, or a will
+//!   outside the device's topics → 0x05. Counted per reason, logged once a minute per source.
+//! - **What** (`acl.rs`): a device publishes only on its own topics and subscribes only to
+//!   its own command topic; a publish outside them is acknowledged and dropped (counted), a
+//!   subscription outside them gets SUBACK 0x80. Nobody publishes on a command topic.
+//! - **A client id in use is taken over**, within one device: a session's key is the client
+//!   id scoped to the device that logged in, so no device can take another's session over.
+//!   Besides: the older connection is closed (its will is
 //!   discarded: its client id is connected again) and nothing else is affected. No client id
 //!   is special: the gateway has no in-process link to collide with.
 //! - **Last will**: after an abnormal close (no DISCONNECT: reset, keep-alive, malformed
 //!   packet) the will is handled as if the device had published it, through the same intake.
 //! - **Limits** (`limits.rs`): pending connections, connections per source address, and
-//!   strangers (client ids that are not configured MQTT devices); configured devices always
-//!   have room. Every refusal and every close by the gateway is counted by reason.
+//!   strangers (every connection but a device's own session, whose client id is the device
+//!   id it logged in as — or, anonymous, a configured device's id); devices always have
+//!   room. Every refusal and every close by the gateway is counted by reason.
 //! - **Health**: `mqtt.listener` fails while accepting fails; `mqtt.intake` fails while a
 //!   publish has waited longer than `mqtt.commit_wait_alarm_ms` for its commit.
 
