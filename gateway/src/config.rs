@@ -191,6 +191,10 @@ pub struct DeviceConfig {
     /// A device that publishes its vendor's own JSON to the embedded broker.
     #[serde(default)]
     pub vendor: Option<DeviceVendorConfig>,
+    /// The device's MQTT password as an argon2 PHC string (`gatehouse-gateway
+    /// hash-password`); the device connects with username = its id and that password.
+    #[serde(default)]
+    pub mqtt_password_hash: Option<String>,
 }
 
 impl DeviceConfig {
@@ -292,6 +296,12 @@ impl Config {
             }
             if d.speaks_mqtt() && self.mqtt.is_none() {
                 return bad(format!("device {:?} speaks MQTT but there is no [mqtt] section", d.id));
+            }
+        }
+        for d in &self.devices {
+            if let Some(h) = &d.mqtt_password_hash {
+                crate::adapters::mqtt::auth::check_phc(h)
+                    .map_err(|e| ConfigError::Invalid(format!("device {:?}: mqtt_password_hash: {e}", d.id)))?;
             }
         }
         if let Some(m) = &self.mqtt {

@@ -76,6 +76,12 @@ fn adapters(config: &Config) -> Vec<Box<dyn Adapter>> {
                 .filter(|d| d.speaks_mqtt())
                 .map(|d| d.id.clone())
                 .collect(),
+            passwords: config
+                .devices
+                .iter()
+                .filter(|d| d.speaks_mqtt())
+                .filter_map(|d| Some((d.id.clone(), d.mqtt_password_hash.clone()?)))
+                .collect(),
         }));
     }
     if let Some(section) = &config.dc09 {

@@ -1,16 +1,45 @@
 //! `gatehouse-gateway --config FILE`: runs one site gateway until Ctrl-C or SIGTERM.
+//! `gatehouse-gateway hash-password`: reads a device's MQTT password from stdin and prints
+//! its argon2id PHC string for `[[devices]] mqtt_password_hash`.
 
-use std::path::PathBuf;
+use std::{io::Read, path::PathBuf};
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "gatehouse-gateway", version, about = "Gatehouse site gateway")]
+#[command(
+    name = "gatehouse-gateway",
+    version,
+    about = "Gatehouse site gateway",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 struct Args {
     /// The gateway's TOML configuration file.
-    #[arg(long, short)]
-    config: PathBuf,
+    #[arg(long, short, required = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Reads a password from stdin (one line; the trailing newline is not part of it) and
+    /// prints its argon2id PHC string for `[[devices]] mqtt_password_hash`.
+    HashPassword,
+}
+
+fn hash_password() -> anyhow::Result<()> {
+    let mut input = String::new();
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .context("reading the password from stdin")?;
+    let password = input.strip_suffix('\n').unwrap_or(&input);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    let phc = gatehouse_gateway::adapters::mqtt::auth::hash_password(password.as_bytes())?;
+    println!("{phc}");
+    Ok(())
 }
 
 /// Two workers whatever the core count: a gateway's work is I/O and a few thousand events a
@@ -20,11 +49,14 @@ struct Args {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     // Logs by RUST_LOG; OpenTelemetry export only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
-    let telemetry = gatehouse_gateway::telemetry::init("gatehouse-gateway", "info");
     let args = Args::parse();
+    let (Some(path), None) = (args.config, args.command) else {
+        return hash_password();
+    };
+    let telemetry = gatehouse_gateway::telemetry::init("gatehouse-gateway", "info");
     raise_descriptor_limit();
-    let config = gatehouse_gateway::config::Config::load(&args.config)
-        .with_context(|| format!("loading configuration {}", args.config.display()))?;
+    let config = gatehouse_gateway::config::Config::load(&path)
+        .with_context(|| format!("loading configuration {}", path.display()))?;
     let mut gateway = gatehouse_gateway::start(config).await.context("starting the gateway")?;
     gatehouse_gateway::telemetry::register(&gateway.metrics);
     tokio::select! {

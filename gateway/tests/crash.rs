@@ -3,7 +3,7 @@
 //! against an in-process hub, with a real MQTT client publishing throughout.
 
 mod common;
-use common::{Gateway, free_addr, wait_until};
+use common::{Gateway, PASSWORD, free_addr, hash_line, wait_until};
 use std::{
     collections::HashSet,
     path::{Path, PathBuf},
@@ -81,9 +81,10 @@ async fn gateway_killed_mid_stream_loses_and_duplicates_nothing_that_reached_its
         format!(
             "[gateway]\nid = \"gw-crash\"\nestate = \"estate-a\"\ndata_dir = \"{}\"\nhubs = [\"http://{}\"]\n\
              http_listen = \"{http}\"\n\n[mqtt]\nlisten = \"{mqtt}\"\n\n[uplink]\nbackoff_max_ms = 300\n\n\
-             [[devices]]\nid = \"intercom-1\"\nkind = \"intercom\"\narea = \"block-1\"\n",
+             [[devices]]\nid = \"intercom-1\"\nkind = \"intercom\"\narea = \"block-1\"\n{}",
             data.display(),
-            hub.grpc_addr()
+            hub.grpc_addr(),
+            hash_line()
         ),
     )
     .expect("write config");
@@ -96,6 +97,7 @@ async fn gateway_killed_mid_stream_loses_and_duplicates_nothing_that_reached_its
 
     // A device publishing without pause; its client reconnects by itself.
     let mut options = MqttOptions::new("intercom-1", "127.0.0.1", mqtt.port());
+    options.set_credentials("intercom-1", PASSWORD);
     options.set_keep_alive(Duration::from_secs(5));
     let (client, mut session) = AsyncClient::new(options, 256);
     let stop = Arc::new(AtomicBool::new(false));

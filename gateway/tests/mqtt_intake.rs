@@ -7,7 +7,7 @@
 //! mounts a tmpfs (root, as here and in CI).
 
 mod common;
-use common::{Gateway, free_addr, wait_until};
+use common::{Gateway, PASSWORD, free_addr, hash_line, wait_until};
 use std::{
     collections::HashSet,
     io::{Read, Write},
@@ -52,10 +52,11 @@ async fn rig(dir: &Path, data: PathBuf, mqtt_extra: &str) -> Rig {
         .await
         .expect("hub");
     let (mqtt, http) = (free_addr(), free_addr());
-    let mut doors = String::new();
+    let mut doors = format!("{}\n", hash_line());
     for i in 1..=10 {
         doors.push_str(&format!(
-            "\n[[devices]]\nid = \"door-{i}\"\nkind = \"door\"\narea = \"gate-{i}\"\n"
+            "\n[[devices]]\nid = \"door-{i}\"\nkind = \"door\"\narea = \"gate-{i}\"\n{}",
+            hash_line()
         ));
     }
     let config_path = dir.join("gateway.toml");
@@ -176,8 +177,14 @@ impl Rig {
     }
 }
 
-/// `mosquitto_pub -q 1` with `extra` arguments; true when it exited 0 (CONNACK and PUBACK).
+/// `mosquitto_pub -q 1` as device `client_id` (its client id and username) with `extra`
+/// arguments; true when it exited 0 (CONNACK and PUBACK).
 fn mosquitto_pub(mqtt: SocketAddr, client_id: &str, extra: &[&str]) -> bool {
+    mosquitto_pub_as(mqtt, client_id, client_id, extra)
+}
+
+/// `mosquitto_pub -q 1` logged in as `device`, with client id `client_id`.
+fn mosquitto_pub_as(mqtt: SocketAddr, device: &str, client_id: &str, extra: &[&str]) -> bool {
     Command::new("mosquitto_pub")
         .args([
             "-h",
@@ -188,6 +195,10 @@ fn mosquitto_pub(mqtt: SocketAddr, client_id: &str, extra: &[&str]) -> bool {
             "1",
             "-i",
             client_id,
+            "-u",
+            device,
+            "-P",
+            PASSWORD,
         ])
         .args(extra)
         .stdout(Stdio::null())
@@ -204,7 +215,7 @@ const PUBLISHERS: &str = r#"
 import sys, threading, time
 import paho.mqtt.client as mqtt
 
-port, rate, seconds, drain_s, acked_path, tag = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), sys.argv[5], sys.argv[6]
+port, rate, seconds, drain_s, acked_path, tag, password = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), sys.argv[5], sys.argv[6], sys.argv[7]
 results = []
 
 def run(i):
@@ -215,6 +226,7 @@ def run(i):
         acked_at[mid] = time.monotonic()
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"door-{i}")
     c.on_publish = on_publish
+    c.username_pw_set(f"door-{i}", password)
     c.max_inflight_messages_set(20)
     c.connect("127.0.0.1", port, keepalive=30)
     c.loop_start()
@@ -287,6 +299,7 @@ fn spawn_publishers(rig: &Rig, rate: u32, seconds: f64, drain_s: f64, tag: &str)
             drain_s.to_string(),
             acked.display().to_string(),
             tag.to_string(),
+            PASSWORD.to_string(),
         ])
         .stderr(Stdio::inherit())
         .spawn()
@@ -383,11 +396,14 @@ async fn puback_means_stored_while_the_outbox_is_locked_by_another_process() {
     );
 }
 
-/// A raw MQTT 3.1.1 CONNECT with `client_id`, keep-alive 30 s, clean session.
+/// A raw MQTT 3.1.1 CONNECT with `client_id` (a device: also the username, with
+/// [`PASSWORD`]), keep-alive 30 s, clean session.
 fn connect_packet(client_id: &str) -> Vec<u8> {
-    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 30];
-    body.extend_from_slice(&(client_id.len() as u16).to_be_bytes());
-    body.extend_from_slice(client_id.as_bytes());
+    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0xC2, 0, 30];
+    for field in [client_id, client_id, PASSWORD] {
+        body.extend_from_slice(&(field.len() as u16).to_be_bytes());
+        body.extend_from_slice(field.as_bytes());
+    }
     let mut p = vec![0x10, body.len() as u8];
     p.extend(body);
     p
@@ -400,7 +416,7 @@ async fn two_connects_reset_before_connack_do_not_stop_intake() {
     for _ in 0..2 {
         use tokio::io::AsyncWriteExt;
         let mut s = tokio::net::TcpStream::connect(rig.mqtt).await.expect("connect");
-        s.write_all(&connect_packet("victim")).await.expect("send CONNECT");
+        s.write_all(&connect_packet("door-5")).await.expect("send CONNECT");
         // RST instead of FIN, before reading the CONNACK.
         s.set_zero_linger().expect("SO_LINGER 0");
         drop(s);
@@ -408,7 +424,7 @@ async fn two_connects_reset_before_connack_do_not_stop_intake() {
     // A third, and a keeper: new connections are accepted.
     let mut s = TcpStream::connect(rig.mqtt).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-    s.write_all(&connect_packet("victim")).expect("send CONNECT");
+    s.write_all(&connect_packet("door-5")).expect("send CONNECT");
     let mut connack = [0u8; 4];
     s.read_exact(&mut connack).expect("a CONNACK");
     assert_eq!(connack, [0x20, 2, 0, 0], "accepted");
@@ -429,6 +445,10 @@ async fn a_client_id_collision_with_anything_does_not_stop_intake() {
             &rig.mqtt.port().to_string(),
             "-i",
             "fire-1",
+            "-u",
+            "fire-1",
+            "-P",
+            PASSWORD,
             "-t",
         ])
         .arg("gatehouse/v1/fire-1/command")
@@ -439,11 +459,19 @@ async fn a_client_id_collision_with_anything_does_not_stop_intake() {
         rig.metric("gatehouse_gateway_mqtt_connections").await == Some(1)
     })
     .await;
-    for id in ["gatehouse-gateway", "fire-1", "door-1"] {
-        assert!(mosquitto_pub(
+    // Client ids are scoped to the device that logged in: door-1 using the client ids
+    // `gatehouse-gateway` and `fire-1` takes nothing over; fire-1 itself takes its session.
+    for (device, id) in [
+        ("door-1", "gatehouse-gateway"),
+        ("door-1", "fire-1"),
+        ("door-1", "door-1"),
+        ("fire-1", "fire-1"),
+    ] {
+        assert!(mosquitto_pub_as(
             rig.mqtt,
+            device,
             id,
-            &["-t", "gatehouse/v1/door-1/status", "-m", "online"]
+            &["-t", &format!("gatehouse/v1/{device}/status"), "-m", "online"]
         ));
     }
     wait_until("the takeover counted", Duration::from_secs(5), async || {
@@ -525,12 +553,17 @@ async fn retained_publishes_are_never_stored_so_they_cannot_grow_memory() {
     let rig = rig(dir.path(), dir.path().join("gw"), "").await;
     let big = rig.dir.join("big.bin");
     std::fs::write(&big, vec![b'x'; 200 * 1024]).expect("payload file");
-    for i in 0..50 {
-        let topic = format!("junk/{i}");
+    for _ in 0..50 {
         assert!(mosquitto_pub(
             rig.mqtt,
-            "stranger",
-            &["-r", "-t", &topic, "-f", &big.display().to_string()]
+            "door-9",
+            &[
+                "-r",
+                "-t",
+                "gatehouse/v1/door-9/status",
+                "-f",
+                &big.display().to_string()
+            ]
         ));
     }
     assert_eq!(
@@ -544,8 +577,12 @@ async fn retained_publishes_are_never_stored_so_they_cannot_grow_memory() {
             "127.0.0.1",
             "-p",
             &rig.mqtt.port().to_string(),
+            "-u",
+            "door-9",
+            "-P",
+            PASSWORD,
             "-t",
-            "#",
+            "gatehouse/v1/door-9/command",
             "-C",
             "1",
             "-W",
@@ -636,6 +673,10 @@ async fn a_last_will_is_stored_after_an_abnormal_close_and_discarded_after_disco
                 &rig.mqtt.port().to_string(),
                 "-i",
                 id,
+                "-u",
+                id,
+                "-P",
+                PASSWORD,
                 "-q",
                 "1",
             ])
@@ -646,20 +687,30 @@ async fn a_last_will_is_stored_after_an_abnormal_close_and_discarded_after_disco
             .spawn()
             .expect("mosquitto_sub")
     };
-    // door-2 dies without DISCONNECT (SIGKILL: the kernel closes its socket).
+    // door-2 dies without DISCONNECT (SIGKILL: the kernel closes its socket). A first login
+    // puts its password in the verified-secret cache, so that its session is established
+    // (not still hashing) by the time it is killed.
+    assert!(mosquitto_pub(
+        rig.mqtt,
+        "door-2",
+        &["-t", "gatehouse/v1/door-2/status", "-m", "online"]
+    ));
     let mut dying = Reaped(Some(session("door-2")));
     wait_until("door-2's session", Duration::from_secs(5), async || {
         rig.metric("gatehouse_gateway_mqtt_connections").await == Some(1)
     })
     .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     drop(dying.0.take().map(|mut c| {
         let _ = c.kill();
         c.wait()
     }));
     wait_until("door-2's will at the hub", Duration::from_secs(10), async || {
-        !rig.hub_rows("SELECT seq FROM events WHERE device_id = 'door-2' AND body_kind = 'status'")
+        // Its `online`, then its will.
+        rig.hub_rows("SELECT seq FROM events WHERE device_id = 'door-2' AND body_kind = 'status'")
             .await
-            .is_empty()
+            .len()
+            == 2
     })
     .await;
     assert_eq!(rig.metric("gatehouse_gateway_mqtt_wills_total").await, Some(1));
@@ -712,11 +763,11 @@ async fn malformed_and_oversized_packets_close_only_their_own_connection() {
     };
     // Garbage after CONNECT; a packet type only a server sends; a 1 MiB remaining length;
     // an MQTT 5 CONNECT (answered 0x01).
-    let mut garbage = connected("junk-1").await;
+    let mut garbage = connected("door-6").await;
     garbage.write_all(&[0xF0, 0x03, 1, 2, 3]).await.expect("write");
-    let mut server_only = connected("junk-2").await;
+    let mut server_only = connected("door-7").await;
     server_only.write_all(&[0x20, 0x02, 0, 0]).await.expect("write");
-    let mut huge = connected("junk-3").await;
+    let mut huge = connected("door-8").await;
     huge.write_all(&[0x30, 0x80, 0x80, 0x40]).await.expect("write");
     let mut v5 = tokio::net::TcpStream::connect(rig.mqtt).await.expect("connect");
     v5.write_all(&[0x10, 0x0d, 0, 4, b'M', b'Q', b'T', b'T', 5, 2, 0, 30, 0, 0, 0])
@@ -764,6 +815,10 @@ async fn a_qos_2_publish_is_stored_once_and_completed() {
             "2",
             "-i",
             "door-4",
+            "-u",
+            "door-4",
+            "-P",
+            PASSWORD,
         ])
         .args(["-t", "gatehouse/v1/door-4/event"])
         .args([

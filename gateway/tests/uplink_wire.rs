@@ -3,7 +3,7 @@
 //! client publishing, loopback ports chosen at run time.
 
 mod common;
-use common::{Gateway, free_addr, wait_until};
+use common::{Gateway, PASSWORD, free_addr, hash_line, wait_until};
 use std::{
     net::SocketAddr,
     path::Path,
@@ -79,8 +79,9 @@ fn gateway_config(
         format!(
             "[gateway]\nid = \"{id}\"\nestate = \"estate-a\"\ndata_dir = \"{}\"\nhubs = [\"{hub}\"]\n\
              http_listen = \"{http}\"\n\n[mqtt]\nlisten = \"{mqtt}\"\n\n[uplink]\nbackoff_max_ms = 300\n{uplink}\n\n\
-             [[devices]]\nid = \"panel-1\"\nkind = \"fire_panel\"\narea = \"block-3\"\n",
+             [[devices]]\nid = \"panel-1\"\nkind = \"fire_panel\"\narea = \"block-3\"\n{}",
             dir.join(id).display(),
+            hash_line(),
         ),
     )
     .expect("write config");
@@ -90,6 +91,7 @@ fn gateway_config(
 /// A fire panel's MQTT session (QoS 1).
 async fn panel(mqtt: SocketAddr) -> AsyncClient {
     let mut options = MqttOptions::new("panel-1", "127.0.0.1", mqtt.port());
+    options.set_credentials("panel-1", PASSWORD);
     options.set_keep_alive(Duration::from_secs(5));
     options.set_max_packet_size(64 * 1024, 64 * 1024);
     let (client, mut session) = AsyncClient::new(options, 64);
@@ -534,6 +536,7 @@ async fn an_event_too_large_for_the_hubs_limit_is_set_aside_and_the_alarms_behin
     })
     .await;
     let mut options = MqttOptions::new("panel-1", "127.0.0.1", mqtt.port());
+    options.set_credentials("panel-1", PASSWORD);
     options.set_max_packet_size(256 * 1024, 256 * 1024);
     let (client, mut session) = AsyncClient::new(options, 64);
     tokio::spawn(async move { while session.poll().await.is_ok() {} });

@@ -371,10 +371,17 @@ async fn a_vendor_publish_through_the_embedded_broker_reaches_the_outbox() {
         .local_addr()
         .expect("addr")
         .port();
-    let gw = gatehouse_gateway::start(config(dir.path(), &format!("127.0.0.1:{port}")))
-        .await
-        .expect("gateway starts");
+    // uhppoted-mqtt logs in as one of the doors it publishes for: the doors sharing its
+    // topic are one controller's.
+    let password = "uhppoted-bridge-password";
+    let mut cfg = config(dir.path(), &format!("127.0.0.1:{port}"));
+    for d in cfg.devices.iter_mut().filter(|d| d.id == "door-east") {
+        d.mqtt_password_hash =
+            Some(gatehouse_gateway::adapters::mqtt::auth::hash_password(password.as_bytes()).expect("hash"));
+    }
+    let gw = gatehouse_gateway::start(cfg).await.expect("gateway starts");
     let mut opts = rumqttc::MqttOptions::new("uhppoted-mqtt", "127.0.0.1", port);
+    opts.set_credentials("door-east", password);
     opts.set_keep_alive(Duration::from_secs(5));
     let (client, mut eventloop) = rumqttc::AsyncClient::new(opts, 16);
     tokio::spawn(async move {

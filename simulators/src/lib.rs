@@ -22,6 +22,7 @@ pub mod harness;
 pub mod load;
 pub mod modbus_load;
 pub mod mqtt_device;
+pub mod mqtt_login;
 pub mod net;
 pub mod operator;
 pub mod pumproom;

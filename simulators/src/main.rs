@@ -68,6 +68,10 @@ enum Command {
         broker: SocketAddr,
         #[arg(long)]
         id: String,
+        /// The device's MQTT password (username = `--id`); omit only for a gateway with
+        /// `mqtt.allow_anonymous`.
+        #[arg(long)]
+        password: Option<String>,
         /// Events per minute.
         #[arg(long, default_value_t = 30)]
         rate: u32,
@@ -78,6 +82,10 @@ enum Command {
         broker: SocketAddr,
         #[arg(long)]
         id: String,
+        /// The device's MQTT password (username = `--id`); omit only for a gateway with
+        /// `mqtt.allow_anonymous`.
+        #[arg(long)]
+        password: Option<String>,
         #[arg(long, default_value_t = 6)]
         rate: u32,
     },
@@ -87,6 +95,10 @@ enum Command {
         broker: SocketAddr,
         #[arg(long)]
         id: String,
+        /// The device's MQTT password (username = `--id`); omit only for a gateway with
+        /// `mqtt.allow_anonymous`.
+        #[arg(long)]
+        password: Option<String>,
         #[arg(long, default_value = "1")]
         zone: String,
         #[arg(long, default_value = "10s", value_parser = parse_duration)]
@@ -185,14 +197,24 @@ async fn main() -> anyhow::Result<()> {
         Command::Load(args) => load::cli::command(args, stop).await,
         Command::Bench(args) => bench::cli::command(args).await,
         Command::ModbusLoad(args) => modbus_load::cli::command(args, stop).await,
-        Command::Door { broker, id, rate } => {
-            DoorController(MqttDevice::connect(broker, &id))
+        Command::Door {
+            broker,
+            id,
+            password,
+            rate,
+        } => {
+            DoorController(MqttDevice::connect(broker, &id, password.as_deref()))
                 .background("door-1", rate, stop)
                 .await;
             Ok(())
         }
-        Command::Intercom { broker, id, rate } => {
-            Intercom(MqttDevice::connect(broker, &id))
+        Command::Intercom {
+            broker,
+            id,
+            password,
+            rate,
+        } => {
+            Intercom(MqttDevice::connect(broker, &id, password.as_deref()))
                 .background("lobby", rate, stop)
                 .await;
             Ok(())
@@ -200,10 +222,11 @@ async fn main() -> anyhow::Result<()> {
         Command::FirePanel {
             broker,
             id,
+            password,
             zone,
             after,
         } => {
-            let panel = FirePanel(MqttDevice::connect(broker, &id));
+            let panel = FirePanel(MqttDevice::connect(broker, &id, password.as_deref()));
             tokio::time::sleep(after).await;
             panel.fire_alarm(&zone, "simulated fire alarm").await?;
             println!("fire alarm sent for zone {zone}");

@@ -25,9 +25,14 @@ pub struct MqttDevice {
 }
 
 impl MqttDevice {
-    /// Connects to the gateway's broker. The session reconnects by itself after a lost link.
-    pub fn connect(broker: SocketAddr, device_id: &str) -> Self {
+    /// Connects to the gateway's broker as `device_id` (client id and username) with
+    /// `password` (`None`: no credentials, for a gateway with `mqtt.allow_anonymous` or a
+    /// test of a refusal). The session reconnects by itself after a lost link.
+    pub fn connect(broker: SocketAddr, device_id: &str, password: Option<&str>) -> Self {
         let mut options = MqttOptions::new(device_id, broker.ip().to_string(), broker.port());
+        if let Some(password) = password {
+            options.set_credentials(device_id, password);
+        }
         options.set_keep_alive(Duration::from_secs(10));
         // rumqttc refuses to send packets over 10 KiB by default; tests send oversized ones
         // on purpose, for the gateway to refuse.

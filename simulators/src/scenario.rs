@@ -3,6 +3,7 @@
 //! time). The demo, the load command and the end-to-end tests build on this.
 
 use std::{
+    collections::HashMap,
     net::SocketAddr,
     path::{Path, PathBuf},
     sync::Arc,
@@ -19,6 +20,7 @@ use crate::{
     devices::{DoorController, FirePanel, Intercom},
     firepanel::dc09::{self, Answer, Dc09Panel, Format, Transport},
     mqtt_device::MqttDevice,
+    mqtt_login,
     net::free_local_addr,
     pumproom::{self, PumpRoom},
 };
@@ -151,13 +153,53 @@ pub async fn start_hub(http: SocketAddr, data_dir: &Path, estates: &[EstateSpec]
     start_hub_at("127.0.0.1:0".parse()?, http, data_dir, estates).await
 }
 
-/// A gateway's configuration for one simulated estate.
+/// The MQTT devices of a simulated estate.
+pub const MQTT_DEVICES: [&str; 4] = [
+    "door-main-gate",
+    "barrier-vehicle-gate",
+    "intercom-block-3",
+    "fire-panel-1",
+];
+
+/// One random MQTT password per device of a simulated estate, with its hash.
+pub struct DeviceLogins {
+    /// Device id → (password, argon2 PHC string).
+    pub by_device: HashMap<String, (String, String)>,
+}
+
+impl DeviceLogins {
+    pub fn generate() -> anyhow::Result<Self> {
+        let mut by_device = HashMap::new();
+        for d in MQTT_DEVICES {
+            let password = mqtt_login::random_password()?;
+            let hash = mqtt_login::hash(&password)?;
+            by_device.insert(d.to_string(), (password, hash));
+        }
+        Ok(Self { by_device })
+    }
+
+    pub fn password(&self, device: &str) -> Option<&str> {
+        self.by_device.get(device).map(|(p, _)| p.as_str())
+    }
+
+    /// The `mqtt_password_hash = "…"` line of `device`'s table (empty for another device).
+    fn hash_line(&self, device: &str) -> String {
+        self.by_device
+            .get(device)
+            .map(|(_, h)| format!("mqtt_password_hash = \"{h}\"\n"))
+            .unwrap_or_default()
+    }
+}
+
+/// A gateway's configuration for one simulated estate: only the devices' password hashes
+/// are written, never the passwords.
 pub fn gateway_toml(
     estate: &EstateSpec,
     data_dir: &Path,
     hub: SocketAddr,
     mqtt: SocketAddr,
     modbus: SocketAddr,
+    logins: &DeviceLogins,
 ) -> String {
     let (dc09_section, dc09_device) = if estate.dc09_fire_panel {
         (
@@ -166,6 +208,11 @@ pub fn gateway_toml(
         )
     } else {
         (String::new(), String::new())
+    };
+    let fire_hash = if estate.dc09_fire_panel {
+        String::new()
+    } else {
+        logins.hash_line("fire-panel-1")
     };
     let estate = &estate.id;
     format!(
@@ -183,22 +230,22 @@ listen = "{mqtt}"
 id = "door-main-gate"
 kind = "door"
 area = "main-gate"
-
+{door_hash}
 [[devices]]
 id = "barrier-vehicle-gate"
 kind = "door"
 area = "vehicle-gate"
-
+{barrier_hash}
 [[devices]]
 id = "intercom-block-3"
 kind = "intercom"
 area = "block-3"
-
+{intercom_hash}
 [[devices]]
 id = "fire-panel-1"
 kind = "fire_panel"
 area = "fire-control-room"
-{dc09_device}
+{fire_hash}{dc09_device}
 
 [[devices]]
 id = "pump-room-1"
@@ -212,6 +259,9 @@ timeout_ms = 400
 {points}"#,
         data = data_dir.display(),
         points = pumproom::gateway_points_toml(),
+        door_hash = logins.hash_line("door-main-gate"),
+        barrier_hash = logins.hash_line("barrier-vehicle-gate"),
+        intercom_hash = logins.hash_line("intercom-block-3"),
     )
 }
 
@@ -226,6 +276,8 @@ pub struct SimEstate {
     pub fire_panel: Arc<EstateFirePanel>,
     pub pump_room: PumpRoom,
     pub data_dir: PathBuf,
+    /// The MQTT passwords its devices log in with (the gateway has only their hashes).
+    pub mqtt_logins: DeviceLogins,
 }
 
 /// Starts one estate's pump room, gateway and devices, its gateway pointed at `hub`.
@@ -235,7 +287,8 @@ pub async fn start_estate(spec: EstateSpec, hub: SocketAddr, data_root: &Path) -
         .context("starting the pump-room simulator")?;
     let mqtt = free_local_addr().context("choosing an MQTT port")?;
     let data_dir = data_root.join(format!("gw-{}", spec.id));
-    let toml = gateway_toml(&spec, &data_dir, hub, mqtt, pump_room.addr());
+    let logins = DeviceLogins::generate().context("making the devices' MQTT passwords")?;
+    let toml = gateway_toml(&spec, &data_dir, hub, mqtt, pump_room.addr(), &logins);
     let config = GatewayConfig::from_toml(&toml).with_context(|| format!("gateway configuration for {}", spec.id))?;
     let gateway = gatehouse_gateway::start(config)
         .await
@@ -254,17 +307,23 @@ pub async fn start_estate(spec: EstateSpec, hub: SocketAddr, data_root: &Path) -
             tokio::spawn(dc09::poll_loop(panel.clone(), Duration::from_secs(30), polls.clone()));
             EstateFirePanel::Dc09 { panel, polls }
         }
-        _ => EstateFirePanel::Mqtt(FirePanel(MqttDevice::connect(mqtt, "fire-panel-1"))),
+        _ => EstateFirePanel::Mqtt(FirePanel(MqttDevice::connect(
+            mqtt,
+            "fire-panel-1",
+            logins.password("fire-panel-1"),
+        ))),
     };
+    let device = |id: &str| MqttDevice::connect(mqtt, id, logins.password(id));
     Ok(SimEstate {
-        door: Arc::new(DoorController(MqttDevice::connect(mqtt, "door-main-gate"))),
-        vehicle_gate: Arc::new(DoorController(MqttDevice::connect(mqtt, "barrier-vehicle-gate"))),
-        intercom: Arc::new(Intercom(MqttDevice::connect(mqtt, "intercom-block-3"))),
+        door: Arc::new(DoorController(device("door-main-gate"))),
+        vehicle_gate: Arc::new(DoorController(device("barrier-vehicle-gate"))),
+        intercom: Arc::new(Intercom(device("intercom-block-3"))),
         fire_panel: Arc::new(fire_panel),
         spec,
         gateway,
         pump_room,
         data_dir,
+        mqtt_logins: logins,
     })
 }
 

@@ -5,7 +5,7 @@ mod common;
 use std::{sync::atomic::Ordering::Relaxed, time::Duration};
 
 use common::{eventually, find_alarm, hub};
-use gatehouse_gateway::metrics::{ModbusFailure, RejectReason};
+use gatehouse_gateway::metrics::{ModbusFailure, MqttDenial, RejectReason};
 use gatehouse_sim::{
     pumproom::{ExceptionCode, Fault},
     scenario::{EstateSpec, start_estate},
@@ -46,14 +46,18 @@ async fn malformed_unknown_mistyped_and_oversized_publishes_are_counted_and_the_
     big.extend(br#""}"#);
     door.publish_raw(ev.clone(), big).await.expect("publish");
 
+    // A publish under another device id is refused by the door's topic rights before any
+    // translation (so never `unknown_device`, which only anonymous test clients reach).
     eventually("every rejection to be counted", Duration::from_secs(20), || async {
         RejectReason::ALL
             .iter()
-            .filter(|r| **r != RejectReason::BadTopic)
+            .filter(|r| !matches!(r, RejectReason::BadTopic | RejectReason::UnknownDevice))
             .all(|r| m.rejected(*r) == 1)
             .then_some(())
+            .filter(|()| m.mqtt_denials(MqttDenial::PublishNotOwn) == 1)
     })
     .await;
+    assert_eq!(m.rejected(RejectReason::UnknownDevice), 0);
 
     // The same session still gets a good event through to an alarm.
     estate.door.forced("main-gate-east").await.expect("publish");

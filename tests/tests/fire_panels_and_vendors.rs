@@ -13,6 +13,7 @@ use gatehouse_sim::{
         modbus::ZoneMapPanel,
     },
     mqtt_device::MqttDevice,
+    mqtt_login,
     net::free_local_addr,
     scenario::EstateSpec,
 };
@@ -61,6 +62,7 @@ key = "estate-c-panel01"
 id = "door-controller-east"
 kind = "door"
 area = "east-gate"
+mqtt_password_hash = "{hash}"
 [devices.vendor]
 mapping = "uhppoted-mqtt"
 topic = "uhppoted/gateway/events"
@@ -71,6 +73,7 @@ device_key = "405419896"
 "#,
         data = dir.path().join("gw").display(),
         hub = h.hub.grpc_addr(),
+        hash = mqtt_login::test_password_hash(),
         modbus_panel = zone_panel.gateway_config("fire-panel-modbus", "block-5", &modbus_addr.to_string()),
     );
     let gateway = gatehouse_gateway::start(gatehouse_gateway::config::Config::from_toml(&config).expect("config"))
@@ -113,7 +116,9 @@ device_key = "405419896"
     assert_eq!(modbus_fire["priority"], "P1");
 
     // Vendor JSON: uhppoted-mqtt's event record for a door forced open (reason 38).
-    let controller = MqttDevice::connect(mqtt, "uhppoted-mqtt");
+    // uhppoted-mqtt logs in as the door controller it publishes for (its status and will
+    // go to that door's topics).
+    let controller = MqttDevice::connect(mqtt, "door-controller-east", Some(mqtt_login::TEST_PASSWORD));
     let payload = json!({"message": {"event": {
         "device-id": 405419896, "event-id": 73, "event-type": 3, "access-granted": false,
         "door-id": 2, "direction": 1, "card-number": 0, "timestamp": "2026-11-26 02:47:00 CST",

@@ -9,6 +9,7 @@ use common::{eventually, intercom_call_id, stored_events};
 use gatehouse_gateway::config::Config;
 use gatehouse_sim::{
     mqtt_device::MqttDevice,
+    mqtt_login,
     net::free_local_addr,
     scenario::{EstateSpec, start_hub_at},
 };
@@ -34,7 +35,10 @@ fn gateway_config_with_hubs(
         hubs.join(", ")
     );
     for d in 0..DEVICES {
-        toml += &format!("[[devices]]\nid = \"intercom-{d}\"\nkind = \"intercom\"\narea = \"block-{d}\"\n\n");
+        toml += &format!(
+            "[[devices]]\nid = \"intercom-{d}\"\nkind = \"intercom\"\narea = \"block-{d}\"\n{}\n",
+            mqtt_login::test_hash_line()
+        );
     }
     Config::from_toml(&toml).expect("valid gateway configuration")
 }
@@ -49,7 +53,7 @@ async fn ten_thousand_events_taken_while_the_hub_is_down_arrive_exactly_once_in_
         .expect("gateway");
 
     let devices: Vec<MqttDevice> = (0..DEVICES)
-        .map(|d| MqttDevice::connect(mqtt, &format!("intercom-{d}")))
+        .map(|d| MqttDevice::connect(mqtt, &format!("intercom-{d}"), Some(mqtt_login::TEST_PASSWORD)))
         .collect();
     let publishers = devices.into_iter().enumerate().map(|(d, dev)| {
         tokio::spawn(async move {
@@ -129,7 +133,7 @@ async fn a_gateway_whose_first_hub_is_down_fails_over_to_the_next() {
     let gateway = gatehouse_gateway::start(gateway_config_with_hubs(dir.path(), &[dead, live], mqtt))
         .await
         .expect("gateway");
-    let device = MqttDevice::connect(mqtt, "intercom-0");
+    let device = MqttDevice::connect(mqtt, "intercom-0", Some(mqtt_login::TEST_PASSWORD));
     device
         .event(json!({"type": "emergency_call", "from": "B1-0101"}))
         .await

@@ -80,15 +80,33 @@ pub enum MqttRefusal {
     BadProtocol,
     /// An empty client id without clean session, or one that is not UTF-8 (CONNACK 0x02).
     IdentifierRejected,
+    /// No username and no client certificate, anonymous access off (CONNACK 0x05).
+    NoCredentials,
+    /// An unknown username or a wrong password (CONNACK 0x04).
+    BadCredentials,
+    /// A username other than the device its client certificate names (CONNACK 0x04).
+    CertMismatch,
+    /// The source failed `mqtt.auth_max_failures` logins lately; not checked (CONNACK 0x05).
+    AuthRateLimited,
+    /// A last will on a topic the device may not publish on (CONNACK 0x05).
+    WillNotAuthorized,
+    /// The TLS handshake failed (no CONNACK: closed).
+    TlsHandshake,
 }
 
 impl MqttRefusal {
-    pub const ALL: [MqttRefusal; 5] = [
+    pub const ALL: [MqttRefusal; 11] = [
         MqttRefusal::PendingCap,
         MqttRefusal::PerIpCap,
         MqttRefusal::ConnectionCap,
         MqttRefusal::BadProtocol,
         MqttRefusal::IdentifierRejected,
+        MqttRefusal::NoCredentials,
+        MqttRefusal::BadCredentials,
+        MqttRefusal::CertMismatch,
+        MqttRefusal::AuthRateLimited,
+        MqttRefusal::WillNotAuthorized,
+        MqttRefusal::TlsHandshake,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -97,6 +115,38 @@ impl MqttRefusal {
             MqttRefusal::ConnectionCap => "connection_cap",
             MqttRefusal::BadProtocol => "bad_protocol",
             MqttRefusal::IdentifierRejected => "identifier_rejected",
+            MqttRefusal::NoCredentials => "no_credentials",
+            MqttRefusal::BadCredentials => "bad_credentials",
+            MqttRefusal::CertMismatch => "cert_mismatch",
+            MqttRefusal::AuthRateLimited => "auth_rate_limited",
+            MqttRefusal::WillNotAuthorized => "will_not_authorized",
+            MqttRefusal::TlsHandshake => "tls_handshake",
+        }
+    }
+}
+
+/// Why a publish or subscription of a connected client was refused by its topic rights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MqttDenial {
+    /// A publish on a command topic: only the gateway sends there (dropped).
+    PublishCommandTopic,
+    /// A publish outside the device's own topics (dropped).
+    PublishNotOwn,
+    /// A subscription outside the device's own command topic (SUBACK 0x80).
+    SubscribeNotOwn,
+}
+
+impl MqttDenial {
+    pub const ALL: [MqttDenial; 3] = [
+        MqttDenial::PublishCommandTopic,
+        MqttDenial::PublishNotOwn,
+        MqttDenial::SubscribeNotOwn,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MqttDenial::PublishCommandTopic => "publish_command_topic",
+            MqttDenial::PublishNotOwn => "publish_not_own",
+            MqttDenial::SubscribeNotOwn => "subscribe_not_own",
         }
     }
 }

@@ -9,7 +9,8 @@ use std::{
 mod labels;
 
 pub use labels::{
-    Dc09Closed, Dc09Conns, Dc09Verdict, ModbusFailure, MqttClose, MqttRefusal, RejectReason, UplinkRejection,
+    Dc09Closed, Dc09Conns, Dc09Verdict, ModbusFailure, MqttClose, MqttDenial, MqttRefusal, RejectReason,
+    UplinkRejection,
 };
 
 #[derive(Debug, Default)]
@@ -18,6 +19,7 @@ pub struct Metrics {
     mqtt_rejected: [AtomicU64; RejectReason::ALL.len()],
     mqtt_refused: [AtomicU64; MqttRefusal::ALL.len()],
     mqtt_closed: [AtomicU64; MqttClose::ALL.len()],
+    mqtt_denied: [AtomicU64; MqttDenial::ALL.len()],
     /// Open MQTT connections (pending CONNECT included).
     pub mqtt_connections: AtomicU64,
     /// QoS 1/2 publishes waiting for their outbox commit (and so for their PUBACK).
@@ -99,6 +101,14 @@ impl Metrics {
 
     pub fn mqtt_closes(&self, why: MqttClose) -> u64 {
         self.mqtt_closed[why as usize].load(Relaxed)
+    }
+
+    pub fn mqtt_denied(&self, why: MqttDenial) {
+        self.mqtt_denied[why as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn mqtt_denials(&self, why: MqttDenial) -> u64 {
+        self.mqtt_denied[why as usize].load(Relaxed)
     }
 
     pub fn modbus_failure(&self, kind: ModbusFailure) {
@@ -220,6 +230,18 @@ impl Metrics {
                 "gatehouse_gateway_mqtt_closed_total{{reason=\"{}\"}} {}",
                 r.as_str(),
                 self.mqtt_closes(r)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP gatehouse_gateway_mqtt_denied_total MQTT publishes and subscriptions refused by topic rights, by reason.\n# TYPE gatehouse_gateway_mqtt_denied_total counter"
+        );
+        for r in MqttDenial::ALL {
+            let _ = writeln!(
+                out,
+                "gatehouse_gateway_mqtt_denied_total{{reason=\"{}\"}} {}",
+                r.as_str(),
+                self.mqtt_denials(r)
             );
         }
         let _ = writeln!(

@@ -27,3 +27,17 @@ pub async fn wait_until<F: AsyncFnMut() -> bool>(what: &str, within: Duration, m
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The MQTT password every device of these tests has (username = its id).
+pub const PASSWORD: &str = "gatehouse-test-device-password";
+
+/// The argon2 hash of [`PASSWORD`] (made once per test binary).
+pub fn password_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| gatehouse_gateway::adapters::mqtt::auth::hash_password(PASSWORD.as_bytes()).expect("hash"))
+}
+
+/// `mqtt_password_hash = "…"` for a `[[devices]]` table.
+pub fn hash_line() -> String {
+    format!("mqtt_password_hash = \"{}\"\n", password_hash())
+}

@@ -55,6 +55,11 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
             e.spec.id,
             e.pump_room.addr()
         );
+        // The demo's own devices' logins (random per run; the gateway holds only their
+        // hashes), so that a device can be tried by hand with mosquitto_pub.
+        if let Some(pw) = e.mqtt_logins.password("door-main-gate") {
+            println!("    MQTT login door-main-gate / {pw}");
+        }
         estates.push(e);
     }
     for e in &estates {

@@ -43,6 +43,7 @@ use crate::{
         toml::toml_str,
     },
     mqtt_device::MqttDevice,
+    mqtt_login,
     net::free_local_addr,
 };
 
@@ -74,6 +75,7 @@ fn load_gateway_toml(
     mqtt: SocketAddr,
     http: SocketAddr,
     outbox_max_events: Option<u64>,
+    password_hash: &str,
 ) -> String {
     let mut s = format!(
         "[gateway]\nid = {}\nestate = {}\ndata_dir = {}\nhubs = [{}]\nhttp_listen = \"{http}\"\n\n[mqtt]\nlisten = \"{mqtt}\"\n",
@@ -87,7 +89,11 @@ fn load_gateway_toml(
     }
     for i in 0..devices {
         let (id, kind) = device_id(estate_index, i);
-        let _ = write!(s, "\n[[devices]]\nid = \"{id}\"\nkind = \"{kind}\"\narea = \"load\"\n");
+        let _ = write!(
+            s,
+            "\n[[devices]]\nid = \"{id}\"\nkind = \"{kind}\"\narea = \"load\"\nmqtt_password_hash = {}\n",
+            toml_str(password_hash)
+        );
     }
     s
 }
@@ -118,6 +124,11 @@ pub(super) async fn drive(opts: &LoadOptions, gateway_bin: &Path, data_dir: &Pat
         }
     }
 
+    // One random MQTT password for the run's devices (each still logs in under its own id;
+    // hashing one per device would cost argon2 time per device for nothing a load run needs).
+    let password = mqtt_login::random_password()?;
+    let password_hash = mqtt_login::hash(&password)?;
+
     // Gateways, as child processes.
     let mut gateways = Vec::with_capacity(specs.len());
     for (i, spec) in specs.iter().enumerate() {
@@ -133,6 +144,7 @@ pub(super) async fn drive(opts: &LoadOptions, gateway_bin: &Path, data_dir: &Pat
             mqtt,
             http,
             opts.outbox_max_events,
+            &password_hash,
         );
         let config = data_dir.join(format!("gw-{}.toml", spec.id));
         std::fs::write(&config, toml).with_context(|| format!("writing {}", config.display()))?;
@@ -165,7 +177,10 @@ pub(super) async fn drive(opts: &LoadOptions, gateway_bin: &Path, data_dir: &Pat
     for (e, gw) in gateways.iter().enumerate() {
         for i in 0..opts.devices_per_estate {
             let (id, kind) = device_id(e, i);
-            devices.push((Arc::new(MqttDevice::connect(gw.mqtt, &id)), kind == "intercom"));
+            devices.push((
+                Arc::new(MqttDevice::connect(gw.mqtt, &id, Some(&password))),
+                kind == "intercom",
+            ));
         }
     }
     if let Err(e) = wait_for(
@@ -559,10 +574,12 @@ mod tests {
             "127.0.0.1:2".parse().unwrap(),
             "127.0.0.1:3".parse().unwrap(),
             Some(5000),
+            mqtt_login::test_password_hash(),
         );
         let config = gatehouse_gateway::config::Config::from_toml(&toml).expect("valid configuration");
         assert_eq!(config.devices.len(), 3);
         assert_eq!(config.devices[1].id, "e0-door-001");
         assert_eq!(config.outbox.max_events, 5000);
+        assert!(config.devices.iter().all(|d| d.mqtt_password_hash.is_some()));
     }
 }

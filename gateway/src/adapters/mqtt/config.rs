@@ -1,7 +1,7 @@
 //! The MQTT adapter's configuration: the `[mqtt]` server section and a vendor device's
 //! `[devices.vendor]` table (the `[[vendor_mappings]]` themselves are in [`super::vendor`]).
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, path::PathBuf};
 
 use serde::Deserialize;
 
@@ -43,6 +43,33 @@ pub struct MqttSection {
     /// `mqtt.intake` fails when a publish has waited longer than this for its commit.
     #[serde(default = "default_commit_wait_alarm_ms")]
     pub commit_wait_alarm_ms: u64,
+    /// Clients without credentials are let in (no topic rights checked but the command
+    /// topics'). For tests and development only: refused unless `listen` is a loopback
+    /// address.
+    #[serde(default)]
+    pub allow_anonymous: bool,
+    /// Failed logins from one source address within `auth_failure_window_s` after which
+    /// the source is refused, unchecked, for `auth_backoff_s`.
+    #[serde(default = "default_auth_max_failures")]
+    pub auth_max_failures: u32,
+    #[serde(default = "default_auth_failure_window_s")]
+    pub auth_failure_window_s: u64,
+    #[serde(default = "default_auth_backoff_s")]
+    pub auth_backoff_s: u64,
+    /// TLS on `listen` (then only TLS is spoken there).
+    #[serde(default)]
+    pub tls: Option<MqttTls>,
+}
+
+/// `[mqtt.tls]`: the server's certificate chain and key (PEM), and optionally the CA whose
+/// client certificates identify devices (the certificate's subject CN is the device id).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
 }
 
 fn default_max_payload() -> usize {
@@ -72,6 +99,15 @@ fn default_max_inflight() -> usize {
 fn default_commit_wait_alarm_ms() -> u64 {
     5_000
 }
+fn default_auth_max_failures() -> u32 {
+    10
+}
+fn default_auth_failure_window_s() -> u64 {
+    60
+}
+fn default_auth_backoff_s() -> u64 {
+    300
+}
 
 impl MqttSection {
     /// Every limit at its default, listening on `listen`.
@@ -87,6 +123,11 @@ impl MqttSection {
             max_packet_bytes: default_max_packet(),
             max_inflight: default_max_inflight(),
             commit_wait_alarm_ms: default_commit_wait_alarm_ms(),
+            allow_anonymous: false,
+            auth_max_failures: default_auth_max_failures(),
+            auth_failure_window_s: default_auth_failure_window_s(),
+            auth_backoff_s: default_auth_backoff_s(),
+            tls: None,
         }
     }
 }
@@ -120,6 +161,15 @@ impl MqttSection {
             return Err(
                 "mqtt.max_inflight, max_connections_per_ip and max_pending_connections must be at least 1".into(),
             );
+        }
+        if self.allow_anonymous && !self.listen.ip().is_loopback() {
+            return Err(format!(
+                "mqtt.allow_anonymous is for tests and development on a loopback address only; mqtt.listen is {}",
+                self.listen
+            ));
+        }
+        if self.auth_max_failures == 0 || self.auth_failure_window_s == 0 {
+            return Err("mqtt.auth_max_failures and mqtt.auth_failure_window_s must be at least 1".into());
         }
         Ok(())
     }

@@ -14,23 +14,28 @@ use rumqttc::mqttbytes::{
     },
 };
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::{
-        TcpStream,
-        tcp::{OwnedReadHalf, OwnedWriteHalf},
-    },
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    net::TcpStream,
     sync::mpsc,
     time::{Instant, sleep_until, timeout},
 };
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::{
+    acl::{self, Identity},
+    auth::Denied,
     codec::{self, DecodeError},
     limits::Ticket,
     sessions::Outgoing,
     shared::{Shared, Waits},
+    tls,
 };
-use crate::metrics::{MqttClose, MqttRefusal};
+use crate::metrics::{MqttClose, MqttDenial, MqttRefusal};
+
+/// The reading and writing halves of a connection, plain TCP or TLS.
+type Rd = Box<dyn AsyncRead + Unpin + Send>;
+type Wr = Box<dyn AsyncWrite + Unpin + Send>;
 
 /// Commands queued for one client before further ones fail.
 const OUTGOING_QUEUE: usize = 64;
@@ -76,8 +81,31 @@ impl Drop for OpenGauge {
     }
 }
 
+/// The TLS handshake (within the CONNECT wait), or the plain socket: the halves, and the
+/// device a verified client certificate names.
+async fn open(
+    stream: TcpStream,
+    tls_acceptor: Option<TlsAcceptor>,
+    within: Duration,
+) -> Result<(Rd, Wr, Option<String>), String> {
+    let _ = stream.set_nodelay(true);
+    let Some(acceptor) = tls_acceptor else {
+        let (rd, wr) = stream.into_split();
+        return Ok((Box::new(rd), Box::new(wr), None));
+    };
+    let tls = match timeout(within, acceptor.accept(stream)).await {
+        Err(_) => return Err("no TLS handshake in time".into()),
+        Ok(Err(e)) => return Err(e.to_string()),
+        Ok(Ok(t)) => t,
+    };
+    let device = tls::peer_device(tls.get_ref().1);
+    let (rd, wr) = tokio::io::split(tls);
+    Ok((Box::new(rd), Box::new(wr), device))
+}
+
 pub(super) async fn serve(
     stream: TcpStream,
+    tls_acceptor: Option<TlsAcceptor>,
     peer: SocketAddr,
     mut ticket: Ticket,
     shared: Arc<Shared>,
@@ -85,13 +113,19 @@ pub(super) async fn serve(
     close: CancellationToken,
 ) {
     let _open = OpenGauge::new(&shared);
-    let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
     let section = &shared.section;
     let max_packet = section.max_packet_bytes;
     let mut buf = BytesMut::with_capacity(4096);
 
     let connect_wait = Duration::from_millis(section.connect_timeout_ms);
+    let opened = tokio::select! {
+        _ = close.cancelled() => return,
+        o = open(stream, tls_acceptor, connect_wait) => o,
+    };
+    let (mut rd, mut wr, cert_device) = match opened {
+        Ok(o) => o,
+        Err(detail) => return shared.refused(MqttRefusal::TlsHandshake, peer, &detail),
+    };
     let first = tokio::select! {
         _ = close.cancelled() => return,
         r = timeout(connect_wait, read_packet(&mut rd, &mut buf, max_packet)) => r,
@@ -138,7 +172,58 @@ pub(super) async fn serve(
     } else {
         connect.client_id.clone()
     };
-    if let Err(why) = ticket.connected(shared.devices.contains(&client_id)) {
+    // Verifications queue behind a small pool (auth.rs); a login still waiting after the
+    // CONNECT wait is closed like a CONNECT that never came.
+    let verdict = tokio::select! {
+        _ = close.cancelled() => return,
+        v = timeout(connect_wait, shared.authenticate(connect.login.as_ref(), cert_device, peer)) => v,
+    };
+    let Ok(verdict) = verdict else {
+        return closed(
+            &shared,
+            MqttClose::ConnectTimeout,
+            peer,
+            "login not checked in time (verifications queued)",
+        );
+    };
+    let identity = match verdict {
+        Ok(i) => i,
+        Err(denied) => {
+            let (why, code) = match denied {
+                Denied::NoCredentials => (MqttRefusal::NoCredentials, ConnectReturnCode::NotAuthorized),
+                Denied::BadPassword => (MqttRefusal::BadCredentials, ConnectReturnCode::BadUserNamePassword),
+                Denied::CertMismatch => (MqttRefusal::CertMismatch, ConnectReturnCode::BadUserNamePassword),
+                Denied::RateLimited => (MqttRefusal::AuthRateLimited, ConnectReturnCode::NotAuthorized),
+            };
+            shared.refused_login(why, peer, &client_id);
+            let _ = write(&mut wr, &connack(code), connect_wait).await;
+            return;
+        }
+    };
+    if let Some(will) = &connect.last_will
+        && acl::may_publish(&identity, &will.topic, shared.intake.vendors()).is_err()
+    {
+        shared.refused(
+            MqttRefusal::WillNotAuthorized,
+            peer,
+            &format!("client id {client_id:?}: last will on {:?}", will.topic),
+        );
+        let _ = write(&mut wr, &connack(ConnectReturnCode::NotAuthorized), connect_wait).await;
+        return;
+    }
+    // A device's own session (client id = device id) has room of its own; anything else
+    // shares the strangers' pool.
+    let own_session = match &identity {
+        Identity::Device(d) => *d == client_id,
+        Identity::Anonymous => shared.devices.contains(&client_id),
+    };
+    // Client ids are scoped to the device that logged in: one device cannot take another's
+    // session over by using its client id.
+    let session_key = match &identity {
+        Identity::Device(d) => format!("{}:{d}:{client_id}", d.len()),
+        Identity::Anonymous => client_id.clone(),
+    };
+    if let Err(why) = ticket.connected(own_session) {
         shared.refused(why, peer, &format!("client id {client_id:?}"));
         let _ = write(&mut wr, &connack(ConnectReturnCode::ServiceUnavailable), connect_wait).await;
         return;
@@ -149,10 +234,14 @@ pub(super) async fn serve(
         Duration::from_millis(u64::from(connect.keep_alive) * 1500)
     };
     let (out_tx, out_rx) = mpsc::channel(OUTGOING_QUEUE);
-    shared.sessions.open(&client_id, conn, out_tx, close.clone());
+    shared
+        .sessions
+        .open(&session_key, identity.clone(), conn, out_tx, close.clone());
     let mut session = Session {
         shared: shared.clone(),
         client_id,
+        session_key,
+        identity,
         conn,
         peer,
         window,
@@ -169,7 +258,7 @@ pub(super) async fn serve(
     } else {
         session.run(&mut rd, &mut wr, &mut buf, out_rx, &close).await
     };
-    shared.sessions.close(&session.client_id, conn);
+    shared.sessions.close(&session.session_key, conn);
     drop(ticket);
     match end {
         End::Clean | End::Shutdown => {}
@@ -200,7 +289,7 @@ enum ReadError {
 }
 
 /// Reads until one whole packet is buffered; `None` at a clean EOF.
-async fn read_packet(rd: &mut OwnedReadHalf, buf: &mut BytesMut, max: usize) -> Result<Option<Packet>, ReadError> {
+async fn read_packet(rd: &mut Rd, buf: &mut BytesMut, max: usize) -> Result<Option<Packet>, ReadError> {
     loop {
         if let Some(p) = codec::read_packet(buf, max).map_err(ReadError::Decode)? {
             return Ok(Some(p));
@@ -215,7 +304,7 @@ async fn read_packet(rd: &mut OwnedReadHalf, buf: &mut BytesMut, max: usize) -> 
 
 /// Writes one packet; a client that does not read within `within` is as gone as one that
 /// does not send.
-async fn write(wr: &mut OwnedWriteHalf, packet: &Packet, within: Duration) -> Result<(), ()> {
+async fn write(wr: &mut Wr, packet: &Packet, within: Duration) -> Result<(), ()> {
     let mut out = BytesMut::with_capacity(packet.size());
     packet.write(&mut out, usize::MAX).map_err(|_| ())?;
     match timeout(within, wr.write_all(&out)).await {
@@ -227,6 +316,10 @@ async fn write(wr: &mut OwnedWriteHalf, packet: &Packet, within: Duration) -> Re
 struct Session {
     shared: Arc<Shared>,
     client_id: String,
+    /// The key of this session in [`Sessions`](super::sessions::Sessions): the client id,
+    /// scoped to the device that logged in.
+    session_key: String,
+    identity: Identity,
     conn: u64,
     peer: SocketAddr,
     window: Duration,
@@ -240,8 +333,8 @@ struct Session {
 impl Session {
     async fn run(
         &mut self,
-        rd: &mut OwnedReadHalf,
-        wr: &mut OwnedWriteHalf,
+        rd: &mut Rd,
+        wr: &mut Wr,
         buf: &mut BytesMut,
         mut out_rx: mpsc::Receiver<Outgoing>,
         close: &CancellationToken,
@@ -273,7 +366,7 @@ impl Session {
             tokio::select! {
                 biased;
                 _ = close.cancelled() => {
-                    if self.shared.sessions.holds(&self.client_id, self.conn) {
+                    if self.shared.sessions.holds(&self.session_key, self.conn) {
                         return End::Shutdown;
                     }
                     closed(&self.shared, MqttClose::TakenOver, self.peer, &format!("client id {:?} connected again", self.client_id));
@@ -331,7 +424,7 @@ impl Session {
     }
 
     /// Handles one packet after CONNECT; `Ok(false)` on DISCONNECT.
-    async fn on_packet(&mut self, p: Packet, wr: &mut OwnedWriteHalf) -> Result<bool, End> {
+    async fn on_packet(&mut self, p: Packet, wr: &mut Wr) -> Result<bool, End> {
         let reply = match p {
             Packet::Publish(p) => {
                 self.on_publish(p).await?;
@@ -346,27 +439,30 @@ impl Session {
                 None
             }
             Packet::Subscribe(s) => {
-                // Commands go out at QoS 1 at most.
-                let granted: Vec<(String, QoS)> = s
-                    .filters
-                    .into_iter()
-                    .map(|f| {
-                        (
-                            f.path,
-                            if f.qos == QoS::AtMostOnce {
-                                QoS::AtMostOnce
-                            } else {
-                                QoS::AtLeastOnce
-                            },
-                        )
-                    })
-                    .collect();
-                let codes = granted.iter().map(|(_, q)| SubscribeReasonCode::Success(*q)).collect();
-                self.shared.sessions.subscribe(&self.client_id, self.conn, granted);
+                let mut granted: Vec<(String, QoS)> = Vec::new();
+                let mut codes = Vec::with_capacity(s.filters.len());
+                for f in s.filters {
+                    if !acl::may_subscribe(&self.identity, &f.path) {
+                        self.denied(MqttDenial::SubscribeNotOwn, &f.path);
+                        codes.push(SubscribeReasonCode::Failure);
+                        continue;
+                    }
+                    // Commands go out at QoS 1 at most.
+                    let qos = if f.qos == QoS::AtMostOnce {
+                        QoS::AtMostOnce
+                    } else {
+                        QoS::AtLeastOnce
+                    };
+                    codes.push(SubscribeReasonCode::Success(qos));
+                    granted.push((f.path, qos));
+                }
+                self.shared.sessions.subscribe(&self.session_key, self.conn, granted);
                 Some(Packet::SubAck(SubAck::new(s.pkid, codes)))
             }
             Packet::Unsubscribe(u) => {
-                self.shared.sessions.unsubscribe(&self.client_id, self.conn, &u.topics);
+                self.shared
+                    .sessions
+                    .unsubscribe(&self.session_key, self.conn, &u.topics);
                 Some(Packet::UnsubAck(UnsubAck::new(u.pkid)))
             }
             Packet::PingReq => Some(Packet::PingResp),
@@ -392,6 +488,20 @@ impl Session {
 
     /// Translates, enqueues for the outbox (in order) and queues the ack behind the commit.
     async fn on_publish(&mut self, p: Publish) -> Result<(), End> {
+        if let Err(refusal) = acl::may_publish(&self.identity, &p.topic, self.shared.intake.vendors()) {
+            // MQTT 3.1.1 (3.3.5) lets a server either acknowledge an unauthorised publish
+            // as usual or close the connection. We drop it and acknowledge: closing would
+            // publish the device's will (a false "offline") and, with a reconnecting
+            // client, cut off its own events in a loop; the refusal is counted instead.
+            let why = match refusal {
+                acl::Refusal::CommandTopic => MqttDenial::PublishCommandTopic,
+                acl::Refusal::NotOwnTopic => MqttDenial::PublishNotOwn,
+            };
+            self.denied(why, &p.topic);
+            self.inflight
+                .push_back(futures::future::ready(Done::Ack(p.qos, p.pkid)).boxed());
+            return Ok(());
+        }
         if p.retain {
             self.shared
                 .metrics
@@ -437,7 +547,17 @@ impl Session {
         }
     }
 
-    async fn send(&mut self, out: Outgoing, wr: &mut OwnedWriteHalf) -> Result<(), End> {
+    /// Counts a refusal by topic rights; logged at most once a minute per device.
+    fn denied(&self, why: MqttDenial, topic: &str) {
+        self.shared.metrics.mqtt_denied(why);
+        let who = self.identity.device().unwrap_or("(anonymous)");
+        if self.shared.log_allowed(&format!("denied:{who}")) {
+            tracing::warn!(peer = %self.peer, device = who, client = %self.client_id, topic, reason = why.as_str(),
+                "MQTT publish or subscription outside the device's topics refused (counted on /metrics; logged at most once a minute per device)");
+        }
+    }
+
+    async fn send(&mut self, out: Outgoing, wr: &mut Wr) -> Result<(), End> {
         let mut publish = Publish::from_bytes(out.topic, out.qos, out.payload);
         if out.qos != QoS::AtMostOnce {
             if self.unacked_out.len() >= OUTGOING_QUEUE {

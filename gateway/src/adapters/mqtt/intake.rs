@@ -69,6 +69,11 @@ impl Intake {
         }
     }
 
+    /// The vendor topics and the devices bound to them (topic rights use them too).
+    pub(super) fn vendors(&self) -> &VendorRouter {
+        &self.vendors
+    }
+
     fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }

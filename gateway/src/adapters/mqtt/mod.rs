@@ -4,12 +4,15 @@
 //! the intake (`intake.rs`) and handed to the outbox, and commands go out to the devices'
 //! command topics.
 //!
-//! - [`codec`], [`translate`], [`vendor`], [`limits`]: pure (the wire boundary, payloads,
-//!   vendor JSON, connection caps).
+//! - [`codec`], [`translate`], [`vendor`], [`limits`], [`acl`]: pure (the wire boundary, payloads,
+//!   vendor JSON, connection caps, topic rights). [`auth`]: who a client is (passwords,
+//!   the verified-secret cache, failed-login backoff); `tls.rs`: TLS and client certificates.
 //! - `shell.rs` (accept loop), `connection.rs` (one client), `shared.rs`, `sessions.rs`:
 //!   the I/O.
 //! - `intake.rs`: publish → event or rejection; commands awaiting their results.
 
+pub mod acl;
+pub mod auth;
 pub mod codec;
 pub mod config;
 mod connection;
@@ -18,10 +21,14 @@ pub mod limits;
 mod sessions;
 mod shared;
 mod shell;
+mod tls;
 pub mod translate;
 pub mod vendor;
 
-use std::{collections::HashSet, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use futures::{FutureExt, future::BoxFuture};
 use tokio::sync::mpsc;
@@ -46,6 +53,8 @@ pub struct MqttAdapter {
     /// The configured MQTT devices: their client ids always have room to connect, and
     /// their commands come to this adapter.
     pub devices: HashSet<String>,
+    /// Device id → argon2 PHC string of its MQTT password (`[[devices]] mqtt_password_hash`).
+    pub passwords: HashMap<String, String>,
 }
 
 impl Adapter for MqttAdapter {
@@ -59,13 +68,21 @@ impl Adapter for MqttAdapter {
                 section,
                 vendors,
                 devices,
+                passwords,
             } = *self;
             let intake = Arc::new(Intake::new(ctx, section.max_payload_bytes, vendors));
             let sessions = Sessions::default();
             let commands: Vec<String> = devices.iter().cloned().collect();
-            let (addr, mut tasks) = shell::start(intake.clone(), section, sessions.clone(), devices, shutdown.clone())
-                .await
-                .map_err(MqttError::from)?;
+            let (addr, mut tasks) = shell::start(
+                intake.clone(),
+                section,
+                sessions.clone(),
+                devices,
+                passwords,
+                shutdown.clone(),
+            )
+            .await
+            .map_err(MqttError::from)?;
             let (cmd_tx, cmd_rx) = mpsc::channel(256);
             tasks.push(intake::run_commands(intake, sessions, cmd_rx, shutdown).boxed());
             Ok(RunningAdapter {

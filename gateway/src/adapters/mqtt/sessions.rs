@@ -12,7 +12,7 @@ use rumqttc::mqttbytes::QoS;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::codec;
+use super::acl::{self, Identity};
 
 /// A message the gateway sends a client (a command).
 pub(crate) struct Outgoing {
@@ -28,6 +28,7 @@ pub(crate) struct Sessions {
 }
 
 struct Session {
+    identity: Identity,
     conn: u64,
     tx: mpsc::Sender<Outgoing>,
     close: CancellationToken,
@@ -39,11 +40,20 @@ impl Sessions {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers connection `conn` as `client_id`, closing any older connection of that id.
-    pub(super) fn open(&self, client_id: &str, conn: u64, tx: mpsc::Sender<Outgoing>, close: CancellationToken) {
+    /// Registers connection `conn` as `client_id` (the session key: the client id scoped
+    /// to its device), closing any older connection of that key.
+    pub(super) fn open(
+        &self,
+        client_id: &str,
+        identity: Identity,
+        conn: u64,
+        tx: mpsc::Sender<Outgoing>,
+        close: CancellationToken,
+    ) {
         let old = self.lock().insert(
             client_id.to_string(),
             Session {
+                identity,
                 conn,
                 tx,
                 close,
@@ -91,7 +101,7 @@ impl Sessions {
             let qos = s
                 .filters
                 .iter()
-                .filter(|(f, _)| codec::matches(topic, f))
+                .filter(|(f, _)| acl::may_receive(&s.identity, topic, f))
                 .map(|(_, q)| *q)
                 .fold(None, |best: Option<QoS>, q| match best {
                     Some(b) if b >= q => Some(b),

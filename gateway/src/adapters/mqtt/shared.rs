@@ -12,7 +12,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{config::MqttSection, intake::Intake, sessions::Sessions};
+use rumqttc::mqttbytes::v4::Login;
+
+use super::{
+    acl::Identity,
+    auth::{Credentials, Denied, FailureLimiter},
+    config::MqttSection,
+    intake::Intake,
+    sessions::Sessions,
+};
 use crate::{
     adapters::log_limit::LogLimiter,
     metrics::{Metrics, MqttRefusal},
@@ -28,6 +36,8 @@ pub(super) struct Shared {
     pub devices: HashSet<String>,
     pub waits: Waits,
     pub log_limit: Mutex<LogLimiter>,
+    pub credentials: Credentials,
+    pub failures: Mutex<FailureLimiter>,
 }
 
 impl Shared {
@@ -37,6 +47,53 @@ impl Shared {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .allow(key, Instant::now())
+    }
+
+    /// Who a CONNECT is: its client certificate's device (a username, if any, must name
+    /// the same device), else its username and password, else anonymous when allowed.
+    /// Failed logins count against the source address (see [`FailureLimiter`]).
+    pub async fn authenticate(
+        &self,
+        login: Option<&Login>,
+        cert_device: Option<String>,
+        peer: SocketAddr,
+    ) -> Result<Identity, Denied> {
+        let ip = peer.ip();
+        let limiter = || self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if limiter().blocked(ip, Instant::now()) {
+            return Err(Denied::RateLimited);
+        }
+        let username = login.map(|l| l.username.as_str()).filter(|u| !u.is_empty());
+        let verdict = match (cert_device, username) {
+            (Some(device), None) => Ok(Identity::Device(device)),
+            (Some(device), Some(u)) if u == device => Ok(Identity::Device(device)),
+            (Some(_), Some(_)) => Err(Denied::CertMismatch),
+            (None, Some(u)) => {
+                let password = login.map(|l| l.password.as_bytes()).unwrap_or_default();
+                if self.credentials.verify(u, password).await {
+                    Ok(Identity::Device(u.to_string()))
+                } else {
+                    Err(Denied::BadPassword)
+                }
+            }
+            (None, None) if self.section.allow_anonymous => Ok(Identity::Anonymous),
+            (None, None) => Err(Denied::NoCredentials),
+        };
+        if verdict.is_err() && limiter().failed(ip, Instant::now()) {
+            tracing::warn!(peer = %peer, failures = self.section.auth_max_failures,
+                backoff_s = self.section.auth_backoff_s,
+                "MQTT logins from this address failed repeatedly; it is refused without checking for the backoff");
+        }
+        verdict
+    }
+
+    /// A refused login: counted per reason, logged at most once a minute per source.
+    pub fn refused_login(&self, why: MqttRefusal, peer: SocketAddr, client_id: &str) {
+        self.metrics.mqtt_refused(why);
+        if self.log_allowed(&format!("login:{}", peer.ip())) {
+            tracing::warn!(peer = %peer, reason = why.as_str(), client = client_id,
+                "MQTT login refused (counted on /metrics; logged at most once a minute per source)");
+        }
     }
 
     pub fn refused(&self, why: MqttRefusal, peer: SocketAddr, detail: &str) {

@@ -26,24 +26,43 @@
 //!   accept. Refusals: another protocol or version → 0x01; an empty client id without clean
 //!   session → 0x02; `mqtt.max_connections` strangers connected → 0x03. Keep-alive is
 //!   enforced at 1.5 × the client's value (0: `mqtt.idle_timeout_s`).
-//! - **A client id in use is taken over**: the older connection is closed (its will is
+//! - **Who** (`auth.rs`, `tls.rs`): every CONNECT logs in — username = device id with the
+//!   password of its `mqtt_password_hash` (argon2), or a TLS client certificate whose CN is
+//!   the device id — unless `mqtt.allow_anonymous` (loopback only). Refusals: wrong or
+//!   unknown credentials → 0x04; none, or a source in its failed-login backoff, or a will
+//!   outside the device's topics → 0x05. Counted per reason, logged once a minute per source.
+//! - **What** (`acl.rs`): a device publishes only on its own topics and subscribes only to
+//!   its own command topic; a publish outside them is acknowledged and dropped (counted), a
+//!   subscription outside them gets SUBACK 0x80. Nobody publishes on a command topic.
+//! - **A client id in use is taken over**, within one device: a session's key is the client
+//!   id scoped to the device that logged in, so no device can take another's session over.
+//!   Besides: the older connection is closed (its will is
 //!   discarded: its client id is connected again) and nothing else is affected. No client id
 //!   is special: the gateway has no in-process link to collide with.
 //! - **Last will**: after an abnormal close (no DISCONNECT: reset, keep-alive, malformed
 //!   packet) the will is handled as if the device had published it, through the same intake.
 //! - **Limits** (`limits.rs`): pending connections, connections per source address, and
-//!   strangers (client ids that are not configured MQTT devices); configured devices always
-//!   have room. Every refusal and every close by the gateway is counted by reason.
+//!   strangers (every connection but a device's own session, whose client id is the device
+//!   id it logged in as — or, anonymous, a configured device's id); devices always have
+//!   room. Every refusal and every close by the gateway is counted by reason.
 //! - **Health**: `mqtt.listener` fails while accepting fails; `mqtt.intake` fails while a
 //!   publish has waited longer than `mqtt.commit_wait_alarm_ms` for its commit.
 
-use std::{collections::HashSet, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use futures::{FutureExt, future::BoxFuture};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use tokio_rustls::TlsAcceptor;
+
 use super::{
+    auth::{Credentials, FailureLimiter},
     config::MqttSection,
     connection,
     intake::Intake,
@@ -57,6 +76,8 @@ use crate::health::{Check, Severity};
 pub enum ServerError {
     #[error("binding the MQTT listener on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Tls(#[from] super::tls::TlsError),
 }
 
 /// Binds `section.listen`; returns the bound address and the server's tasks (the accept
@@ -66,8 +87,10 @@ pub(super) async fn start(
     section: MqttSection,
     sessions: Sessions,
     devices: HashSet<String>,
+    passwords: HashMap<String, String>,
     shutdown: CancellationToken,
 ) -> Result<(SocketAddr, Vec<BoxFuture<'static, ()>>), ServerError> {
+    let tls = section.tls.as_ref().map(super::tls::acceptor).transpose()?;
     let listener = TcpListener::bind(section.listen)
         .await
         .map_err(|source| ServerError::Bind {
@@ -89,21 +112,28 @@ pub(super) async fn start(
     let shared = Arc::new(Shared {
         metrics: intake.ctx.metrics.clone(),
         intake,
-        section,
         sessions,
         devices,
         waits: Waits::default(),
         log_limit: Default::default(),
+        credentials: Credentials::new(passwords),
+        failures: Mutex::new(FailureLimiter::new(
+            section.auth_max_failures,
+            Duration::from_secs(section.auth_failure_window_s),
+            Duration::from_secs(section.auth_backoff_s),
+        )),
+        section,
     });
     let tasks = vec![
         watch_commits(shared.clone(), intake_check, shutdown.clone()).boxed(),
-        accept_loop(listener, admission, shared, listener_check, shutdown).boxed(),
+        accept_loop(listener, tls, admission, shared, listener_check, shutdown).boxed(),
     ];
     Ok((addr, tasks))
 }
 
 async fn accept_loop(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     admission: Admission,
     shared: Arc<Shared>,
     check: Check,
@@ -138,6 +168,7 @@ async fn accept_loop(
         next_conn += 1;
         tokio::spawn(connection::serve(
             stream,
+            tls.clone(),
             peer,
             ticket,
             shared.clone(),
