@@ -59,7 +59,7 @@ message = "Duty pump tripped"
 "#;
 
 fn config(db: &Path, extra: &str) -> HubConfig {
-    HubConfig::from_toml(&format!(
+    common::with_admin(HubConfig::from_toml(&format!(
         r#"
 [hub]
 grpc_listen = "127.0.0.1:0"
@@ -81,7 +81,7 @@ webhook_secret = "{SECRET}"
 "#,
         db.display()
     ))
-    .expect("test configuration is valid")
+    .expect("test configuration is valid"))
 }
 
 async fn start(db: &Path, clock: &ManualClock, extra: &str) -> RunningHub {
