@@ -235,34 +235,53 @@ impl HubConfig {
         }
         let estates: HashSet<&str> = self.estates.iter().map(|e| e.id.as_str()).collect();
         let regions: HashSet<&str> = self.estates.iter().map(|e| e.region.as_str()).collect();
-        let check_scope = |key: String, rs: &std::collections::BTreeSet<String>, es: &std::collections::BTreeSet<String>| {
-            if let Some(r) = rs.iter().find(|r| !regions.contains(r.as_str())) {
-                return Err(invalid(format!("{key}.regions"), format!("no estate is in region {r:?}")));
-            }
-            if let Some(e) = es.iter().find(|e| !estates.contains(e.as_str())) {
-                return Err(invalid(format!("{key}.estates"), format!("unknown estate {e:?} (not in [[estates]])")));
-            }
-            Ok(())
-        };
+        let check_scope =
+            |key: String, rs: &std::collections::BTreeSet<String>, es: &std::collections::BTreeSet<String>| {
+                if let Some(r) = rs.iter().find(|r| !regions.contains(r.as_str())) {
+                    return Err(invalid(
+                        format!("{key}.regions"),
+                        format!("no estate is in region {r:?}"),
+                    ));
+                }
+                if let Some(e) = es.iter().find(|e| !estates.contains(e.as_str())) {
+                    return Err(invalid(
+                        format!("{key}.estates"),
+                        format!("unknown estate {e:?} (not in [[estates]])"),
+                    ));
+                }
+                Ok(())
+            };
         let mut names = HashSet::new();
         for (i, u) in self.users.iter().enumerate() {
             let key = format!("users[{i}]");
             users::check_name(&u.name).map_err(|e| invalid(format!("{key}.name"), e.0))?;
             if !names.insert(u.name.as_str()) {
-                return Err(invalid(format!("{key}.name"), format!("user {:?} is defined twice", u.name)));
+                return Err(invalid(
+                    format!("{key}.name"),
+                    format!("user {:?} is defined twice", u.name),
+                ));
             }
             users::check_hash(&u.password_hash).map_err(|e| {
-                invalid(format!("{key}.password_hash"), format!("{} (make one with `gatehouse-hub hash-password`)", e.0))
+                invalid(
+                    format!("{key}.password_hash"),
+                    format!("{} (make one with `gatehouse-hub hash-password`)", e.0),
+                )
             })?;
             if u.role == Role::Guard && u.guard_id.is_none() {
-                return Err(invalid(format!("{key}.guard_id"), "a user of role guard names their rota guard id"));
+                return Err(invalid(
+                    format!("{key}.guard_id"),
+                    "a user of role guard names their rota guard id",
+                ));
             }
             check_scope(key, &u.regions, &u.estates)?;
         }
         for (i, t) in self.api_tokens.iter().enumerate() {
             let key = format!("api_tokens[{i}]");
             if t.token_sha256.len() != 64 || !t.token_sha256.chars().all(|c| c.is_ascii_hexdigit()) {
-                return Err(invalid(format!("{key}.token_sha256"), "64 hex digits (the SHA-256 of the token)"));
+                return Err(invalid(
+                    format!("{key}.token_sha256"),
+                    "64 hex digits (the SHA-256 of the token)",
+                ));
             }
         }
         Ok(())

@@ -110,7 +110,9 @@ async fn rota_command(action: RotaCommand, token: Option<String>) -> anyhow::Res
 /// `gatehouse-hub hash-password`: stdin → PHC string. The password is never echoed or logged.
 fn hash_password() -> anyhow::Result<()> {
     let mut line = String::new();
-    std::io::stdin().read_line(&mut line).context("reading the password from stdin")?;
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the password from stdin")?;
     let password = line.trim_end_matches(['\r', '\n']);
     gatehouse_hub::auth::users::check_password(password).map_err(|e| anyhow::anyhow!("{e}"))?;
     let hash = gatehouse_hub::auth::users::hash_password(password).map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -195,7 +195,10 @@ async fn watch_alarms_sends_the_snapshot_then_the_marker_then_each_change() {
         .unwrap()
         .into_inner();
     assert!(acked.acknowledged);
-    assert_eq!(acked.acked_by, "test-admin", "who acted is the caller, not the request's operator field");
+    assert_eq!(
+        acked.acked_by, "test-admin",
+        "who acted is the caller, not the request's operator field"
+    );
     assert_eq!(acked.acked_at_ms, T0);
     let c = alarm_change(&mut watch, new_id).await;
     assert_eq!(c.change, "acknowledged");

@@ -18,8 +18,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 fn config(db: &Path, limits: &str) -> HubConfig {
-    common::with_admin(HubConfig::from_toml(&format!(
-        r#"
+    common::with_admin(
+        HubConfig::from_toml(&format!(
+            r#"
 [hub]
 grpc_listen = "127.0.0.1:0"
 http_listen = "127.0.0.1:0"
@@ -31,9 +32,10 @@ name = "Riverside Gardens"
 
 {limits}
 "#,
-        db.display()
-    ))
-    .expect("test configuration is valid"))
+            db.display()
+        ))
+        .expect("test configuration is valid"),
+    )
 }
 
 /// A TCP connection to `to` from the loopback address `from`.

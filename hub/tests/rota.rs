@@ -97,8 +97,9 @@ channel = "log"
 "#;
 
 fn config(db: &Path) -> HubConfig {
-    common::with_admin(HubConfig::from_toml(&format!(
-        r#"
+    common::with_admin(
+        HubConfig::from_toml(&format!(
+            r#"
 [hub]
 grpc_listen = "127.0.0.1:0"
 http_listen = "127.0.0.1:0"
@@ -115,9 +116,10 @@ name = "Hillside Court"
 timezone = "Asia/Shanghai"
 {ROTA}
 "#,
-        db.display()
-    ))
-    .expect("test configuration is valid"))
+            db.display()
+        ))
+        .expect("test configuration is valid"),
+    )
 }
 
 async fn start(db: &Path, clock: &ManualClock) -> RunningHub {

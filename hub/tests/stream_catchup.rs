@@ -18,8 +18,9 @@ use common::{Link, WAIT, http};
 const DOORS: [&str; 6] = ["door-1", "door-2", "door-3", "door-4", "door-5", "door-6"];
 
 fn config(db: &Path, replay: u32) -> HubConfig {
-    common::with_admin(HubConfig::from_toml(&format!(
-        r#"
+    common::with_admin(
+        HubConfig::from_toml(&format!(
+            r#"
 [hub]
 grpc_listen = "127.0.0.1:0"
 http_listen = "127.0.0.1:0"
@@ -33,9 +34,10 @@ stream_replay = {replay}
 id = "estate-a"
 name = "Riverside Gardens"
 "#,
-        db.display()
-    ))
-    .expect("test configuration is valid"))
+            db.display()
+        ))
+        .expect("test configuration is valid"),
+    )
 }
 
 async fn start(db: &Path, replay: u32) -> RunningHub {

@@ -62,8 +62,8 @@ pub async fn login(
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body.map_err(|r| ApiError::new(r.status(), "cannot read the request body", r.body_text().into()))?;
-    let Login { user, password } =
-        serde_json::from_slice(&body).map_err(|_| ApiError::bad_request("invalid JSON body", "expected {\"user\", \"password\"}"))?;
+    let Login { user, password } = serde_json::from_slice(&body)
+        .map_err(|_| ApiError::bad_request("invalid JSON body", "expected {\"user\", \"password\"}"))?;
     let auth = state.auth.clone();
     let now = auth.clock.now_ms();
     let source = peer.map(|p| p.0.0.ip());
@@ -100,8 +100,13 @@ pub async fn login(
         }
     };
     auth.throttle.clear(&user_key);
-    let token = new_secret(SESSION_PREFIX)
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "cannot start a session", e.to_string().into()))?;
+    let token = new_secret(SESSION_PREFIX).map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cannot start a session",
+            e.to_string().into(),
+        )
+    })?;
     let expires_at_ms = now + auth.session_ttl_ms;
     state
         .writer
@@ -112,7 +117,13 @@ pub async fn login(
             source: source.map(|s| s.to_string()),
         })
         .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "cannot start a session", e.to_string().into()))?;
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cannot start a session",
+                e.to_string().into(),
+            )
+        })?;
     auth.counters.logins.fetch_add(1, Ordering::Relaxed);
     info!(user = %user.name, role = user.role.as_str(), source = ?source, "signed in");
     let principal = user.principal(crate::auth::Via::Session);
@@ -148,7 +159,13 @@ pub async fn logout(
             .writer
             .auth(AuthWrite::EndSession { token_sha256: hash })
             .await
-            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "cannot end the session", e.to_string().into()))?;
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "cannot end the session",
+                    e.to_string().into(),
+                )
+            })?;
         info!(user = %caller.user(), "signed out");
     }
     let clear = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
@@ -168,7 +185,11 @@ fn admin(caller: &Caller) -> Result<(), ApiError> {
     if caller.principal.role == Role::Admin {
         Ok(())
     } else {
-        Err(ApiError::new(StatusCode::FORBIDDEN, "only an admin may do this", Value::Null))
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "only an admin may do this",
+            Value::Null,
+        ))
     }
 }
 
@@ -196,15 +217,31 @@ fn unprocessable(what: &str, e: users::Unacceptable) -> ApiError {
 }
 
 fn writer_error(e: crate::writer::WriterError) -> ApiError {
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "cannot record the change now", e.to_string().into())
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "cannot record the change now",
+        e.to_string().into(),
+    )
 }
 
 async fn hash(password: String) -> Result<String, ApiError> {
     check_password(&password).map_err(|e| unprocessable("unacceptable password", e))?;
     tokio::task::spawn_blocking(move || users::hash_password(&password))
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "cannot hash the password", e.to_string().into()))?
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "cannot hash the password", e.0.into()))
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot hash the password",
+                e.to_string().into(),
+            )
+        })?
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot hash the password",
+                e.0.into(),
+            )
+        })
 }
 
 fn body<T: serde::de::DeserializeOwned>(
@@ -265,7 +302,11 @@ pub async fn create_user(
         .await
         .map_err(writer_error)?;
     if created == 0 {
-        return Err(ApiError::new(StatusCode::CONFLICT, "user exists", Value::String(u.name)));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "user exists",
+            Value::String(u.name),
+        ));
     }
     info!(by = %caller.user(), user = %u.name, role = u.role.as_str(), "user created");
     let user = queries::find_user(&state.pool, &u.name).await?.map(|(u, _)| u);
@@ -293,7 +334,11 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
 /// Users from the hub config are changed there (it is the truth for them at every start).
 async fn changeable(state: &AppState, caller: &Caller, name: &str) -> Result<(), ApiError> {
     match queries::find_user(&state.pool, name).await? {
-        None => Err(ApiError::new(StatusCode::NOT_FOUND, "no such user", Value::String(name.into()))),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no such user",
+            Value::String(name.into()),
+        )),
         Some((u, _)) if u.from_config => Err(ApiError::new(
             StatusCode::CONFLICT,
             "this user is defined in the hub config ([[users]]); change it there",
@@ -344,7 +389,11 @@ pub async fn change_user(
         .await
         .map_err(writer_error)?;
     if changed == 0 {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "no such user", Value::String(name)));
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no such user",
+            Value::String(name),
+        ));
     }
     info!(by = %caller.user(), user = %name, "user changed");
     let user = queries::find_user(&state.pool, &name).await?.map(|(u, _)| u);
@@ -365,7 +414,11 @@ pub async fn delete_user(
         .await
         .map_err(writer_error)?;
     if deleted == 0 {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "no such user", Value::String(name)));
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no such user",
+            Value::String(name),
+        ));
     }
     info!(by = %caller.user(), user = %name, "user deleted");
     Ok(StatusCode::NO_CONTENT)
@@ -412,8 +465,13 @@ pub async fn create_token(
             ));
         }
     };
-    let token = new_secret(API_TOKEN_PREFIX)
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "cannot make a token", e.to_string().into()))?;
+    let token = new_secret(API_TOKEN_PREFIX).map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cannot make a token",
+            e.to_string().into(),
+        )
+    })?;
     let id = state
         .writer
         .auth(AuthWrite::CreateToken {
@@ -476,7 +534,11 @@ pub async fn revoke_token(
         .await
         .map_err(writer_error)?;
     if revoked == 0 {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "no such live token", Value::from(id)));
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no such live token",
+            Value::from(id),
+        ));
     }
     info!(by = %caller.user(), id, "API token revoked");
     Ok(StatusCode::NO_CONTENT)

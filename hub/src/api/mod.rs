@@ -119,7 +119,10 @@ pub fn router(state: AppState) -> Router {
         .route("/tokens", get(auth::list_tokens).post(auth::create_token))
         .route("/tokens/{id}", axum::routing::delete(auth::revoke_token))
         .route("/users", get(auth::list_users).post(auth::create_user))
-        .route("/users/{name}", axum::routing::patch(auth::change_user).delete(auth::delete_user))
+        .route(
+            "/users/{name}",
+            axum::routing::patch(auth::change_user).delete(auth::delete_user),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(

@@ -213,13 +213,7 @@ fn strip_bearer(v: &str) -> Option<&str> {
 /// `Some(Err)`: an Authorization header that is not a usable bearer token.
 fn bearer_of(headers: &HeaderMap) -> Option<Result<String, ()>> {
     let v = headers.get(header::AUTHORIZATION)?;
-    Some(
-        v.to_str()
-            .ok()
-            .and_then(strip_bearer)
-            .map(str::to_owned)
-            .ok_or(()),
-    )
+    Some(v.to_str().ok().and_then(strip_bearer).map(str::to_owned).ok_or(()))
 }
 
 /// The `gatehouse_session` cookie, if any.
@@ -278,8 +272,12 @@ pub async fn authenticate(State(auth): State<Arc<Authenticator>>, mut request: R
         }
         Err(Refusal::Store(e)) => {
             error!(error = %e, "cannot check HTTP credentials");
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "cannot check credentials now", Value::Null)
-                .into_response()
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cannot check credentials now",
+                Value::Null,
+            )
+            .into_response()
         }
         Err(r) => {
             auth.count_refusal(&r);

@@ -179,12 +179,11 @@ pub async fn seed_users(pool: &Pool, users: &[UserConfig], now_ms: i64) -> Resul
         .await
         .context(|| "disabling users no longer configured".into())?;
     for u in users {
-        let before: Option<(i64, String)> =
-            sqlx::query_as("SELECT disabled, password_hash FROM users WHERE name = $1")
-                .bind(&u.name)
-                .fetch_optional(&mut *tx)
-                .await
-                .context(|| format!("reading user {:?}", u.name))?;
+        let before: Option<(i64, String)> = sqlx::query_as("SELECT disabled, password_hash FROM users WHERE name = $1")
+            .bind(&u.name)
+            .fetch_optional(&mut *tx)
+            .await
+            .context(|| format!("reading user {:?}", u.name))?;
         sqlx::query(
             "INSERT INTO users (name, role, regions, estates, guard_id, password_hash, disabled, from_config, created_at_ms, updated_at_ms) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8) \

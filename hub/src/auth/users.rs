@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use serde::{Deserialize, Serialize};
 
 use super::{Principal, Role, Scope, Via};
@@ -96,7 +96,9 @@ pub fn check_password(password: &str) -> Result<(), Unacceptable> {
         return Err(Unacceptable("a password has at least 10 characters".into()));
     }
     if password.len() > MAX_PASSWORD_BYTES {
-        return Err(Unacceptable(format!("a password has at most {MAX_PASSWORD_BYTES} bytes")));
+        return Err(Unacceptable(format!(
+            "a password has at most {MAX_PASSWORD_BYTES} bytes"
+        )));
     }
     Ok(())
 }
@@ -108,7 +110,10 @@ pub const MAX_PASSWORD_BYTES: usize = 1024;
 pub fn check_hash(hash: &str) -> Result<(), Unacceptable> {
     match argon2::password_hash::phc::PasswordHash::new(hash) {
         Ok(h) if h.algorithm.as_str() == "argon2id" => Ok(()),
-        Ok(h) => Err(Unacceptable(format!("expected an argon2id hash, got {}", h.algorithm.as_str()))),
+        Ok(h) => Err(Unacceptable(format!(
+            "expected an argon2id hash, got {}",
+            h.algorithm.as_str()
+        ))),
         Err(e) => Err(Unacceptable(format!("not a PHC password hash: {e}"))),
     }
 }

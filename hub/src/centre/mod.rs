@@ -129,7 +129,10 @@ impl CommandCentre for CentreService {
         Ok(Response::new(Box::pin(watch::spawn(watch, rx, self.shutdown.clone()))))
     }
 
-    async fn acknowledge_alarm(&self, mut request: Request<AcknowledgeAlarmRequest>) -> Result<Response<Alarm>, Status> {
+    async fn acknowledge_alarm(
+        &self,
+        mut request: Request<AcknowledgeAlarmRequest>,
+    ) -> Result<Response<Alarm>, Status> {
         let caller = self.caller(&mut request).await?;
         let r = request.into_inner();
         let (operator, note) = AckRequest {
