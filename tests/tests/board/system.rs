@@ -89,7 +89,7 @@ impl Sut {
 }
 
 pub async fn try_get_json(url: &str) -> Option<Value> {
-    let resp = reqwest::get(url).await.ok()?;
+    let resp = crate::common::authed_get(url).await.ok()?;
     if !resp.status().is_success() {
         return None;
     }
@@ -97,7 +97,9 @@ pub async fn try_get_json(url: &str) -> Option<Value> {
 }
 
 pub async fn get_json(url: &str) -> Value {
-    let resp = reqwest::get(url).await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let resp = crate::common::authed_get(url)
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
     let status = resp.status();
     let body = resp.text().await.unwrap_or_default();
     assert!(status.is_success(), "GET {url}: {status} {body}");
@@ -105,7 +107,7 @@ pub async fn get_json(url: &str) -> Value {
 }
 
 pub async fn post_json(url: &str, body: Value) -> Value {
-    let resp = reqwest::Client::new()
+    let resp = crate::common::client()
         .post(url)
         .json(&body)
         .send()
