@@ -120,15 +120,15 @@ pub async fn post_json(url: &str, body: Value) -> Value {
 }
 
 /// The password of the board users the tests sign in as (made through the admin API).
-const BOARD_PASSWORD: &str = "board-test-password";
+pub const BOARD_PASSWORD: &str = "board-test-password";
 
 /// Makes user `name` (a supervisor of every estate, password [`BOARD_PASSWORD`]) through the
 /// admin API, signed in as the scenario's admin; an existing one is kept.
-pub async fn ensure_user(sut: &Sut, name: &str) {
+pub async fn ensure_user(api: &str, name: &str) {
     let admin = gatehouse_sim::credentials::login("admin").expect("the demo admin");
     let client = reqwest::Client::new();
     let login: Value = client
-        .post(format!("{}/api/v1/login", sut.api))
+        .post(format!("{api}/api/v1/login"))
         .json(&json!({"user": admin.user, "password": admin.password}))
         .send()
         .await
@@ -138,7 +138,7 @@ pub async fn ensure_user(sut: &Sut, name: &str) {
         .expect("login JSON");
     let token = login["token"].as_str().expect("an admin session").to_owned();
     let r = client
-        .post(format!("{}/api/v1/users", sut.api))
+        .post(format!("{api}/api/v1/users"))
         .bearer_auth(token)
         .json(&json!({"name": name, "role": "supervisor", "password": BOARD_PASSWORD}))
         .send()
@@ -176,7 +176,7 @@ pub async fn open_page(driver: &Driver, sut: &Sut, test: &'static str, hash: &st
 }
 
 async fn open_signed_in(driver: &Driver, sut: &Sut, test: &'static str, user: &str, hash: &str) -> Page {
-    ensure_user(sut, user).await;
+    ensure_user(&sut.api, user).await;
     let page = open_page(driver, sut, test, hash).await;
     assert_eq!(sign_in(&page, user, BOARD_PASSWORD).await, 200, "{user} signs in");
     page.client.refresh().await.expect("reload signed in");
