@@ -8,6 +8,7 @@ import { makeFmtTime, makeFmtAge, toMs } from './lib/time.js';
 import { makeUi } from './lib/ui.js';
 import { createStore } from './lib/store.js';
 import { createSound } from './lib/sound.js';
+import { showSignIn, signOut } from './lib/signin.js';
 import { PRIORITIES, SYMBOL, RANK, needsAck, badge, syncFlash } from './lib/prio.js';
 
 // Test and diagnostics counters (browser tests read them).
@@ -54,7 +55,9 @@ const ctx = {
   confirm: ui.confirm,
   form: ui.form,
   toast: ui.toast,
-  get operator() { return localStorage.getItem('gh.operator') || 'operator'; },
+  // Who is signed in (GET /me); the hub records the caller, and the board shows it.
+  user: null,
+  get operator() { return ctx.user ? ctx.user.name : 'operator'; },
   kiosk,
 };
 window.__ghctx = ctx;
@@ -107,8 +110,9 @@ function buildHeader() {
   el.live = h('span', { class: 'live', testid: 'live-status', 'aria-live': 'polite' });
   el.lang = h('button', { class: 'btn btn-small', testid: 'lang-toggle', type: 'button', onclick: toggleLang });
   el.sound = h('button', { class: 'btn btn-small', testid: 'sound-toggle', type: 'button', onclick: toggleSound });
-  el.operator = h('button', { class: 'btn btn-small operator', testid: 'operator-name', type: 'button', onclick: editOperator });
-  top.append(el.brand, el.nav, el.estates, el.counts, el.unack, h('span', { class: 'spacer' }), el.live, el.sound, el.lang, el.operator);
+  el.operator = h('span', { class: 'operator', testid: 'operator-name' });
+  el.signOut = h('button', { class: 'btn btn-small', testid: 'sign-out', type: 'button', onclick: () => signOut(api) });
+  top.append(el.brand, el.nav, el.estates, el.counts, el.unack, h('span', { class: 'spacer' }), el.live, el.sound, el.lang, el.operator, el.signOut);
   renderCounts();
   renderLive();
   renderSound();
@@ -135,9 +139,10 @@ function renderSound() {
 
 function renderOperator() {
   if (!el.operator) return;
-  const set = !!localStorage.getItem('gh.operator');
-  setText(el.operator, (set ? '' : '✎ ') + t('shell.operator') + ': ' + ctx.operator);
-  el.operator.classList.toggle('attention', !set);
+  const u = ctx.user;
+  setText(el.operator, u ? `${u.name} · ${t('role.' + u.role)}` : '');
+  setAttr(el.operator, 'data-role', u ? u.role : '');
+  setText(el.signOut, t('signin.sign_out'));
 }
 
 function renderCounts() {
@@ -229,13 +234,6 @@ function toggleSound() {
   if (s === 'blocked') sound.setEnabled(true);
 }
 
-async function editOperator() {
-  const v = await ctx.form('shell.operator_title', [{ name: 'operator', label: 'shell.operator', type: 'text', required: true, value: localStorage.getItem('gh.operator') || '' }]);
-  if (v && v.operator) {
-    localStorage.setItem('gh.operator', v.operator.slice(0, 64));
-    renderOperator();
-  }
-}
 
 // ---- estates --------------------------------------------------------------------------
 async function loadEstates() {
@@ -316,6 +314,14 @@ async function route(force) {
 async function start() {
   if (kiosk) { document.body.classList.add('kiosk'); if (!sound.isEnabled()) sound.setEnabled(true); }
   await setLang(ctx.lang);
+  try {
+    ctx.user = await api.get('/me');
+  } catch (e) {
+    if (e.status === 401) { showSignIn(t, viewHost); return; }
+    ctx.user = null;
+  }
+  // From now on a 401 means the session ended: back to sign-in (once).
+  window.addEventListener('gh:unauthorized', () => location.reload(), { once: true });
   buildHeader();
   ctx.on('store', (kinds) => {
     if (kinds.has('alarms') || kinds.has('flood') || kinds.has('estates')) renderCounts();

@@ -60,6 +60,12 @@ pub struct HubConfig {
     /// stored as the SHA-256 of the token.
     #[serde(default)]
     pub api_tokens: Vec<crate::auth::ApiTokenConfig>,
+    /// `[auth]`: sessions and the failed-login throttle.
+    #[serde(default)]
+    pub auth: crate::auth::AuthConfig,
+    /// `[[users]]`: operators who sign in; the config is the truth for the users it lists.
+    #[serde(default)]
+    pub users: Vec<crate::auth::UserConfig>,
 }
 
 mod sections;
@@ -210,7 +216,75 @@ impl HubConfig {
         }
         self.validate_incidents(&estate_ids)?;
         self.validate_limits()?;
+        self.validate_auth()?;
         self.rota_model().map(|_| ())
+    }
+
+    /// `[auth]`, `[[users]]` and `[[api_tokens]]`: names, hashes, roles and scopes.
+    fn validate_auth(&self) -> Result<(), ConfigError> {
+        use crate::auth::{Role, users};
+        let a = &self.auth;
+        for (key, v) in [
+            ("auth.session_ttl_min", a.session_ttl_min),
+            ("auth.max_failed_logins", a.max_failed_logins),
+            ("auth.lockout_s", a.lockout_s),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        let estates: HashSet<&str> = self.estates.iter().map(|e| e.id.as_str()).collect();
+        let regions: HashSet<&str> = self.estates.iter().map(|e| e.region.as_str()).collect();
+        let check_scope =
+            |key: String, rs: &std::collections::BTreeSet<String>, es: &std::collections::BTreeSet<String>| {
+                if let Some(r) = rs.iter().find(|r| !regions.contains(r.as_str())) {
+                    return Err(invalid(
+                        format!("{key}.regions"),
+                        format!("no estate is in region {r:?}"),
+                    ));
+                }
+                if let Some(e) = es.iter().find(|e| !estates.contains(e.as_str())) {
+                    return Err(invalid(
+                        format!("{key}.estates"),
+                        format!("unknown estate {e:?} (not in [[estates]])"),
+                    ));
+                }
+                Ok(())
+            };
+        let mut names = HashSet::new();
+        for (i, u) in self.users.iter().enumerate() {
+            let key = format!("users[{i}]");
+            users::check_name(&u.name).map_err(|e| invalid(format!("{key}.name"), e.0))?;
+            if !names.insert(u.name.as_str()) {
+                return Err(invalid(
+                    format!("{key}.name"),
+                    format!("user {:?} is defined twice", u.name),
+                ));
+            }
+            users::check_hash(&u.password_hash).map_err(|e| {
+                invalid(
+                    format!("{key}.password_hash"),
+                    format!("{} (make one with `gatehouse-hub hash-password`)", e.0),
+                )
+            })?;
+            if u.role == Role::Guard && u.guard_id.is_none() {
+                return Err(invalid(
+                    format!("{key}.guard_id"),
+                    "a user of role guard names their rota guard id",
+                ));
+            }
+            check_scope(key, &u.regions, &u.estates)?;
+        }
+        for (i, t) in self.api_tokens.iter().enumerate() {
+            let key = format!("api_tokens[{i}]");
+            if t.token_sha256.len() != 64 || !t.token_sha256.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(invalid(
+                    format!("{key}.token_sha256"),
+                    "64 hex digits (the SHA-256 of the token)",
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The rota's validated model (posts, guards, routes, shift templates).

@@ -136,6 +136,14 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
     let database = config.database_url()?;
     let pool = store::open(&database).await?;
     events::queries::mark_all_disconnected(&pool).await?;
+    // The configured users, before the writer (the only writer from then on) starts.
+    auth::queries::seed_users(&pool, &config.users, clock.now_ms()).await?;
+    let authenticator = Arc::new(auth::Authenticator::new(
+        pool.clone(),
+        Arc::new(auth::TokenTable::new(&config.api_tokens)),
+        clock.clone(),
+        &config.auth,
+    ));
 
     let metrics = Arc::new(Metrics::default());
     let writer_stop = CancellationToken::new();
@@ -232,6 +240,7 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
         stream: stream.clone(),
         response_target_ms: i64::from(config.incidents.response_target_s) * 1000,
         shutdown: servers_stop.child_token(),
+        auth: authenticator.clone(),
     };
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<GatewayLinkServer<LinkService>>().await;
@@ -321,7 +330,8 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
         flood_start_above: config.alarms.flood_start_above,
         rota,
         writer_stall: Duration::from_secs(u64::from(config.ingest.writer_stall_s)),
-        tokens: Arc::new(auth::TokenTable::new(&config.api_tokens)),
+        tokens: authenticator.tokens.clone(),
+        auth: authenticator,
     });
     let app = api::limits::apply(app, &limits, metrics);
     let http_task = tokio::spawn(net::http::serve(

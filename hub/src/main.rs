@@ -23,7 +23,14 @@ enum Command {
     Rota {
         #[command(subcommand)]
         action: RotaCommand,
+        /// An API token (`Authorization: Bearer`) of a user who may change the rota
+        /// (default: the GATEHOUSE_TOKEN environment variable).
+        #[arg(long, global = true)]
+        token: Option<String>,
     },
+    /// Reads a password from stdin (one line) and prints its argon2id PHC hash, for
+    /// `[[users]] password_hash` in the hub config.
+    HashPassword,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -52,8 +59,18 @@ enum RotaCommand {
 
 /// `gatehouse-hub rota import|export`: goes through the running hub's API, so the hub's
 /// single writer stays the only one writing its database.
-async fn rota_command(action: RotaCommand) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
+async fn rota_command(action: RotaCommand, token: Option<String>) -> anyhow::Result<()> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = token {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+            .context("the token is not a valid header value")?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    let client = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .context("building the HTTP client")?;
     let response = match action {
         RotaCommand::Import { file, hub } => {
             let csv = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
@@ -90,13 +107,31 @@ async fn rota_command(action: RotaCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `gatehouse-hub hash-password`: stdin → PHC string. The password is never echoed or logged.
+fn hash_password() -> anyhow::Result<()> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the password from stdin")?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    gatehouse_hub::auth::users::check_password(password).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let hash = gatehouse_hub::auth::users::hash_password(password).map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("{hash}");
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // Logs by RUST_LOG; OpenTelemetry export only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
     let telemetry = gatehouse_hub::telemetry::init("gatehouse-hub", "info");
     let args = Args::parse();
-    if let Some(Command::Rota { action }) = args.command {
-        return rota_command(action).await;
+    match args.command {
+        Some(Command::Rota { action, token }) => {
+            let token = token.or_else(|| std::env::var("GATEHOUSE_TOKEN").ok());
+            return rota_command(action, token).await;
+        }
+        Some(Command::HashPassword) => return hash_password(),
+        None => {}
     }
     // The connection caps, not the descriptor table, must decide who is refused.
     match gatehouse_hub::net::rlimit::raise_nofile() {

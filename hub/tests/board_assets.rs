@@ -131,7 +131,7 @@ async fn etag_revalidation_answers_304_until_the_tag_differs() {
     let dir = tempfile::tempdir().unwrap();
     let hub = start(dir.path()).await;
     let url = format!("http://{}/board/index.html", hub.http_addr());
-    let client = reqwest::Client::new();
+    let client = common::admin_client();
     let first = client.get(&url).send().await.unwrap();
     let etag = header(&first, ETAG).to_owned();
 

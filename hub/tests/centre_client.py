@@ -11,6 +11,7 @@ usage: centre_client.py HOST:PORT PROTO_ROOT
 
 import importlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -38,8 +39,10 @@ def main():
 
     with grpc.insecure_channel(addr) as channel:
         stub = rpc.CommandCentreStub(channel)
+        # Every call carries the bearer token; who acknowledged is the token's name.
+        auth = [("authorization", "Bearer " + os.environ["GATEHOUSE_TOKEN"])]
         acked = None
-        for u in stub.WatchAlarms(pb.WatchAlarmsRequest(estate_id="estate-a"), timeout=60):
+        for u in stub.WatchAlarms(pb.WatchAlarmsRequest(estate_id="estate-a"), timeout=60, metadata=auth):
             which = u.WhichOneof("update")
             if which == "snapshot_start":
                 say(kind=which, reason=u.snapshot_start.reason)
@@ -53,10 +56,10 @@ def main():
                     acknowledged=c.alarm.acknowledged, removed=c.removed)
                 if c.change == "raised" and acked is None:
                     acked = c.alarm.id
-                    alarm = stub.AcknowledgeAlarm(pb.AcknowledgeAlarmRequest(alarm_id=acked, operator="py-op"))
+                    alarm = stub.AcknowledgeAlarm(pb.AcknowledgeAlarmRequest(alarm_id=acked, operator="py-op"), metadata=auth)
                     say(kind="acked", id=alarm.id, acked_by=alarm.acked_by)
                     try:
-                        stub.AcknowledgeAlarm(pb.AcknowledgeAlarmRequest(alarm_id=acked))
+                        stub.AcknowledgeAlarm(pb.AcknowledgeAlarmRequest(alarm_id=acked), metadata=auth)
                         say(kind="error", code="OK")
                     except grpc.RpcError as e:
                         say(kind="error", code=e.code().name)

@@ -59,8 +59,9 @@ message = "Duty pump tripped"
 "#;
 
 fn config(db: &Path, extra: &str) -> HubConfig {
-    HubConfig::from_toml(&format!(
-        r#"
+    common::with_admin(
+        HubConfig::from_toml(&format!(
+            r#"
 [hub]
 grpc_listen = "127.0.0.1:0"
 http_listen = "127.0.0.1:0"
@@ -79,9 +80,10 @@ name = "Hillside Court"
 webhook_secret = "{SECRET}"
 {extra}
 "#,
-        db.display()
-    ))
-    .expect("test configuration is valid")
+            db.display()
+        ))
+        .expect("test configuration is valid"),
+    )
 }
 
 async fn start(db: &Path, clock: &ManualClock, extra: &str) -> RunningHub {

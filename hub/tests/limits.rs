@@ -18,8 +18,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 fn config(db: &Path, limits: &str) -> HubConfig {
-    HubConfig::from_toml(&format!(
-        r#"
+    common::with_admin(
+        HubConfig::from_toml(&format!(
+            r#"
 [hub]
 grpc_listen = "127.0.0.1:0"
 http_listen = "127.0.0.1:0"
@@ -31,9 +32,10 @@ name = "Riverside Gardens"
 
 {limits}
 "#,
-        db.display()
-    ))
-    .expect("test configuration is valid")
+            db.display()
+        ))
+        .expect("test configuration is valid"),
+    )
 }
 
 /// A TCP connection to `to` from the loopback address `from`.
@@ -106,7 +108,7 @@ async fn idle_and_slowloris_http_connections_are_closed_and_one_source_is_capped
     });
 
     // Meanwhile an operator is served, on a fresh connection and again on a kept-alive one.
-    let client = reqwest::Client::new();
+    let client = common::admin_client();
     for _ in 0..3 {
         let r = client
             .get(format!("http://{addr}/api/v1/alarms"))

@@ -97,8 +97,9 @@ channel = "log"
 "#;
 
 fn config(db: &Path) -> HubConfig {
-    HubConfig::from_toml(&format!(
-        r#"
+    common::with_admin(
+        HubConfig::from_toml(&format!(
+            r#"
 [hub]
 grpc_listen = "127.0.0.1:0"
 http_listen = "127.0.0.1:0"
@@ -115,9 +116,10 @@ name = "Hillside Court"
 timezone = "Asia/Shanghai"
 {ROTA}
 "#,
-        db.display()
-    ))
-    .expect("test configuration is valid")
+            db.display()
+        ))
+        .expect("test configuration is valid"),
+    )
 }
 
 async fn start(db: &Path, clock: &ManualClock) -> RunningHub {
@@ -476,7 +478,7 @@ async fn csv_round_trips_and_the_weekly_plan_fills_every_seat_without_breaking_a
     let hub = start(&dir.path().join("hub.db"), &clock).await;
     let url = format!("http://{}/api/v1/rota/import", hub.http_addr());
     let csv = "date,estate,post,shift,guard\n2026-11-27,estate-a,a-gate,night,g-zhao\n2026-11-27,estate-a,a-patrol,night,g-li\n";
-    let r = reqwest::Client::new().post(url).body(csv).send().await.unwrap();
+    let r = common::admin_client().post(url).body(csv).send().await.unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     let url = format!(
         "http://{}/api/v1/rota/export?from=2026-11-27T00:00:00%2B08:00&to=2026-11-28T12:00:00%2B08:00",

@@ -65,7 +65,7 @@ database = "sqlite://{}"
             g % ESTATES
         ));
     }
-    HubConfig::from_toml(&s).expect("test configuration is valid")
+    common::with_admin(HubConfig::from_toml(&s).expect("test configuration is valid"))
 }
 
 /// `rows` CSV lines: every slot of the region from 2026-12-01 on, one guard each.
@@ -100,7 +100,7 @@ async fn start(db: &Path) -> RunningHub {
 /// Posts the CSV; the status, the answer and how long the request took.
 async fn import(addr: std::net::SocketAddr, csv: String) -> (u16, Value, Duration) {
     let started = Instant::now();
-    let r = reqwest::Client::new()
+    let r = common::admin_client()
         .post(format!("http://{addr}/api/v1/rota/import"))
         .body(csv)
         .send()

@@ -18,8 +18,9 @@ use common::{Link, WAIT, http};
 const DOORS: [&str; 6] = ["door-1", "door-2", "door-3", "door-4", "door-5", "door-6"];
 
 fn config(db: &Path, replay: u32) -> HubConfig {
-    HubConfig::from_toml(&format!(
-        r#"
+    common::with_admin(
+        HubConfig::from_toml(&format!(
+            r#"
 [hub]
 grpc_listen = "127.0.0.1:0"
 http_listen = "127.0.0.1:0"
@@ -33,9 +34,10 @@ stream_replay = {replay}
 id = "estate-a"
 name = "Riverside Gardens"
 "#,
-        db.display()
-    ))
-    .expect("test configuration is valid")
+            db.display()
+        ))
+        .expect("test configuration is valid"),
+    )
 }
 
 async fn start(db: &Path, replay: u32) -> RunningHub {
@@ -89,7 +91,7 @@ impl Client {
     /// Opens the stream, with `Last-Event-ID: last_id` if given, at `path_query` (`""` or
     /// `"?after=..."`).
     async fn open(hub: &RunningHub, path_query: &str, last_id: Option<&str>) -> Client {
-        let mut req = reqwest::Client::new().get(format!("http://{}/api/v1/stream{path_query}", hub.http_addr()));
+        let mut req = common::admin_client().get(format!("http://{}/api/v1/stream{path_query}", hub.http_addr()));
         if let Some(id) = last_id {
             req = req.header("Last-Event-ID", id);
         }

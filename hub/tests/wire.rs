@@ -19,12 +19,14 @@ const ESTATE: &str = "estate-a";
 const T0: i64 = 1_764_000_000_000;
 
 fn config(db: &Path, extra: &str) -> HubConfig {
-    HubConfig::from_toml(&format!(
-        "[hub]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\n\n\
+    common::with_admin(
+        HubConfig::from_toml(&format!(
+            "[hub]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\n\n\
          [[estates]]\nid = \"{ESTATE}\"\nname = \"Riverside Gardens\"\n\n{extra}\n",
-        db.display()
-    ))
-    .expect("test configuration is valid")
+            db.display()
+        ))
+        .expect("test configuration is valid"),
+    )
 }
 
 async fn start(db: &Path, clock: &ManualClock, extra: &str) -> RunningHub {

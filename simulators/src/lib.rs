@@ -15,6 +15,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod credentials;
 pub mod demo;
 pub mod devices;
 pub mod firepanel;

@@ -20,7 +20,8 @@ impl Operator {
         Self {
             base: format!("{}/api/v1", base.trim_end_matches('/')),
             name: name.into(),
-            http: reqwest::Client::new(),
+            // Without a token (no OS randomness) the hub answers 401, which each call reports.
+            http: crate::credentials::client().unwrap_or_default(),
         }
     }
 

@@ -75,9 +75,13 @@ pub fn demo_estates() -> Vec<EstateSpec> {
     ]
 }
 
-/// The hub's configuration for `estates`, with the plant rules the pump room needs.
-pub fn hub_toml(grpc: SocketAddr, http: SocketAddr, database: &str, estates: &[EstateSpec]) -> String {
+/// The hub's configuration for `estates`, with the plant rules the pump room needs, and the
+/// demo's users and API token ([`crate::credentials`]).
+pub fn hub_toml(grpc: SocketAddr, http: SocketAddr, database: &str, estates: &[EstateSpec]) -> anyhow::Result<String> {
     let mut s = format!("[hub]\ngrpc_listen = \"{grpc}\"\nhttp_listen = \"{http}\"\ndatabase = \"{database}\"\n\n");
+    // Sign-in required: every client of these hubs sends credentials.
+    s += "[auth]\nplaceholder_anonymous_admin = false\n\n";
+    s += &crate::credentials::hub_toml_section()?;
     // Every simulated gateway connects from this one machine, which a real estate's gateway
     // never shares: the per-source cap must hold them all.
     s += &format!(
@@ -145,7 +149,7 @@ when = true
 priority = "P3"
 message = "Standby pump tripped"
 "#;
-    s
+    Ok(s)
 }
 
 /// Starts a hub on `http` (gRPC on a port of its own choosing) with its database in `data_dir`.
@@ -336,7 +340,7 @@ pub async fn start_hub_at(
 ) -> anyhow::Result<RunningHub> {
     std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
     let db = format!("sqlite://{}", data_dir.join("hub.db").display());
-    let config = HubConfig::from_toml(&hub_toml(grpc, http, &db, estates)).context("hub configuration")?;
+    let config = HubConfig::from_toml(&hub_toml(grpc, http, &db, estates)?).context("hub configuration")?;
     gatehouse_hub::start(config).await.context("starting the hub")
 }
 

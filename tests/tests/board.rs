@@ -17,12 +17,12 @@ use gatehouse_sim::scenario::{EstateSpec, demo_estates};
 use harness::{
     browser::{Driver, Page, tid},
     figures,
-    system::{SERIAL, Sut, get_json, open_board_as, wait_live},
+    system::{SERIAL, Sut, get_json, open_board_as, open_page, wait_live},
 };
 use serde_json::{Value, json};
 
-/// The name the page's operator goes by (localStorage `gh.operator`): what the API records.
-const OPERATOR: &str = "Browser Test";
+/// The user the page signs in as: what the API records.
+const OPERATOR: &str = "browser-test";
 const WAIT: Duration = Duration::from_secs(20);
 
 /// Riverside Gardens without its gate-post rota: an empty post would raise its own alarm
@@ -546,4 +546,64 @@ async fn after_the_stream_is_cut_the_board_catches_up_with_no_gap() {
 async fn board_figures_with_200_estates_and_1000_standing_alarms() {
     let _one = SERIAL.lock().await;
     figures::run().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_refused_the_right_one_opens_the_board_and_sign_out_ends_the_session() {
+    let _one = SERIAL.lock().await;
+    let sut = Sut::start(&[plain_estate()]).await;
+    let driver = Driver::start();
+    let op = gatehouse_sim::credentials::login("operator").expect("the demo operator");
+    let page = open_page(&driver, &sut, "signin", "#/overview").await;
+
+    let field = |id: &'static str| {
+        let page = &page;
+        async move { page.wait_css(id, WAIT, &tid(id)).await }
+    };
+    field("signin-user")
+        .await
+        .send_keys(op.user)
+        .await
+        .expect("type the user");
+    field("signin-password")
+        .await
+        .send_keys("not-the-password")
+        .await
+        .expect("type");
+    page.click("sign in", &tid("signin-submit")).await;
+    page.wait_css(
+        "the sign-in error",
+        WAIT,
+        &format!("{}:not([hidden])", tid("signin-error")),
+    )
+    .await;
+    assert_eq!(page.count(&tid("live-status")).await, 0, "no board before sign-in");
+
+    field("signin-password")
+        .await
+        .send_keys(&op.password)
+        .await
+        .expect("type");
+    page.click("sign in", &tid("signin-submit")).await;
+    wait_live(&page).await;
+    let who = page.text(&tid("operator-name")).await.unwrap_or_default();
+    assert!(who.contains(op.user), "the header names the user: {who:?}");
+    let session = page
+        .client
+        .get_named_cookie("gatehouse_session")
+        .await
+        .expect("the session cookie")
+        .value()
+        .to_owned();
+
+    page.click("sign out", &tid("sign-out")).await;
+    page.wait_css("the sign-in form again", WAIT, &tid("signin-form")).await;
+    let r = reqwest::Client::new()
+        .get(format!("{}/api/v1/me", sut.api))
+        .header("cookie", format!("gatehouse_session={session}"))
+        .send()
+        .await
+        .expect("GET /me answers");
+    assert_eq!(r.status().as_u16(), 401, "the old session is refused");
+    sut.stop().await;
 }

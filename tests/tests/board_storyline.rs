@@ -21,7 +21,7 @@ use harness::{
 };
 use serde_json::Value;
 
-const OPERATOR: &str = "Operator Chen";
+const OPERATOR: &str = "operator-chen";
 const WAIT: Duration = Duration::from_secs(20);
 /// The story's own beats take about a minute and a half (the sick call comes 30 s in, the
 /// empty post is alarmed after the rota's 20 s grace); the rest is the page's clicks.

@@ -132,7 +132,7 @@ async fn commands_reach_mqtt_and_modbus_devices_and_their_results_reach_the_hub(
 /// `POST /api/v1/devices/{device}/commands`: the status and the answer.
 async fn operator_command(base: &str, device: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
     let url = format!("{base}/api/v1/devices/{device}/commands");
-    let resp = reqwest::Client::new()
+    let resp = common::client()
         .post(&url)
         .json(&body)
         .send()
@@ -145,7 +145,7 @@ async fn operator_command(base: &str, device: &str, body: serde_json::Value) -> 
 /// `GET /api/v1/commands/{id}` once it has left `sent`.
 async fn settled(base: &str, id: i64) -> serde_json::Value {
     eventually("the command's outcome", Duration::from_secs(20), || async move {
-        let c: serde_json::Value = reqwest::get(format!("{base}/api/v1/commands/{id}"))
+        let c: serde_json::Value = common::authed_get(format!("{base}/api/v1/commands/{id}"))
             .await
             .ok()?
             .json()

@@ -22,7 +22,7 @@ async fn demo_shows_p1_p2_and_p3_alarms_from_all_three_estates_within_sixty_seco
         "P1, P2 and P3 alarms from three estates",
         Duration::from_secs(60),
         || async {
-            let list = match reqwest::get(format!("{base}/api/v1/alarms")).await {
+            let list = match common::authed_get(format!("{base}/api/v1/alarms")).await {
                 Ok(r) => r.json::<Vec<serde_json::Value>>().await.ok()?,
                 Err(_) => return None,
             };
@@ -52,7 +52,7 @@ async fn demo_shows_p1_p2_and_p3_alarms_from_all_three_estates_within_sixty_seco
     let incident = |estate: &'static str, state: &'static str| {
         let base = base.clone();
         async move {
-            let list: Vec<serde_json::Value> = reqwest::get(format!("{base}/api/v1/incidents?estate={estate}"))
+            let list: Vec<serde_json::Value> = common::authed_get(format!("{base}/api/v1/incidents?estate={estate}"))
                 .await
                 .ok()?
                 .json()
@@ -60,7 +60,7 @@ async fn demo_shows_p1_p2_and_p3_alarms_from_all_three_estates_within_sixty_seco
                 .ok()?;
             let found = list.into_iter().find(|i| i["state"] == state)?;
             let id = found["id"].as_i64()?;
-            reqwest::get(format!("{base}/api/v1/incidents/{id}"))
+            common::authed_get(format!("{base}/api/v1/incidents/{id}"))
                 .await
                 .ok()?
                 .json::<serde_json::Value>()

@@ -11,6 +11,8 @@ async function answer(res) {
   const text = await res.text();
   let body = null;
   try { body = text ? JSON.parse(text) : null; } catch { body = text; }
+  // The session ended (signed out elsewhere, expired): the shell shows sign-in.
+  if (res.status === 401) window.dispatchEvent(new Event('gh:unauthorized'));
   if (!res.ok) {
     let msg = `HTTP ${res.status}`;
     if (body && typeof body === 'object' && body.error) {

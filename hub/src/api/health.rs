@@ -65,6 +65,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     if let Some(r) = &state.rota {
         r.bulk.render(&mut body);
     }
+    state.auth.render(&mut body);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         body,

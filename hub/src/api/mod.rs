@@ -9,6 +9,7 @@
 //! body `{"error": "...", "detail": ...}`, including malformed paths, queries and bodies.
 
 mod alarms;
+mod auth;
 mod board;
 mod commands;
 mod devices;
@@ -64,6 +65,8 @@ pub struct AppState {
     pub writer_stall: std::time::Duration,
     /// `[[api_tokens]]` by hash.
     pub tokens: Arc<crate::auth::TokenTable>,
+    /// Sign-in: credentials → principal, sessions, the failed-login throttle.
+    pub auth: Arc<crate::auth::Authenticator>,
 }
 
 /// Every route of the HTTP API, in one place: authentication and TLS layers go here
@@ -111,12 +114,23 @@ pub fn router(state: AppState) -> Router {
         .route("/rota/notes", post(rota::note))
         .route("/rota/attendance", get(rota::attendance))
         .route("/rota/guards", get(rota::guards))
+        .route("/logout", post(auth::logout))
+        .route("/me", get(auth::me))
+        .route("/tokens", get(auth::list_tokens).post(auth::create_token))
+        .route("/tokens/{id}", axum::routing::delete(auth::revoke_token))
+        .route("/users", get(auth::list_users).post(auth::create_user))
+        .route(
+            "/users/{name}",
+            axum::routing::patch(auth::change_user).delete(auth::delete_user),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
-            state.tokens.clone(),
-            crate::auth::placeholder_bearer_or_admin,
-        ));
+            state.auth.clone(),
+            crate::auth::middleware::authenticate,
+        ))
+        // The one /api/v1 route that takes no credentials (added after the layer).
+        .route("/login", post(auth::login));
     Router::new()
         .nest("/api/v1", api)
         .route("/", get(board::index))

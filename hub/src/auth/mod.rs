@@ -7,6 +7,14 @@
 //!
 //! Invariant: a handler never trusts a name from a request body; who acted is the caller.
 
+pub mod middleware;
+pub mod queries;
+pub mod sessions;
+pub mod users;
+
+pub use middleware::{AuthConfig, Authenticator};
+pub use users::UserConfig;
+
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -185,40 +193,14 @@ impl TokenTable {
         }
     }
 
+    /// The configured tokens' principals (for `GET /tokens`), by name.
+    pub fn principals(&self) -> Vec<Arc<Principal>> {
+        let mut v: Vec<_> = self.by_hash.values().cloned().collect();
+        v.sort_by(|a, b| a.user.cmp(&b.user));
+        v
+    }
+
     pub fn lookup(&self, token: &str) -> Option<Arc<Principal>> {
         self.by_hash.get(&token_sha256(token)).cloned()
     }
-}
-
-/// Bearer tokens from `[[api_tokens]]` become the request's principal; a wrong token is 401.
-/// PLACEHOLDER until sign-in lands (issue 12 §3): a request with NO `Authorization` header is
-/// the admin `anonymous` of all estates. The sign-in work removes that fallback; nothing may
-/// ship with it.
-pub async fn placeholder_bearer_or_admin(
-    axum::extract::State(tokens): axum::extract::State<Arc<TokenTable>>,
-    mut request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let header = request.headers().get(axum::http::header::AUTHORIZATION).cloned();
-    let principal = match header {
-        None => Arc::new(Principal {
-            user: "anonymous".into(),
-            role: Role::Admin,
-            scope: Scope::All,
-            via: Via::ApiToken,
-            guard_id: None,
-        }),
-        Some(v) => {
-            let token = v.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
-            match token.and_then(|t| tokens.lookup(t)) {
-                Some(p) => p,
-                None => {
-                    return ApiError::new(StatusCode::UNAUTHORIZED, "invalid token", Value::Null).into_response();
-                }
-            }
-        }
-    };
-    request.extensions_mut().insert(principal);
-    next.run(request).await
 }

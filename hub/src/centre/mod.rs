@@ -24,6 +24,7 @@ use crate::actions::{
     self, AckRequest, CommandRequest, OverrideRequest, ShelveRequest, StepRequest, TransitionRequest,
 };
 use crate::alarms::queries::find_alarm;
+use crate::auth::Principal;
 use crate::link::LinkRegistry;
 use crate::store::Pool;
 use crate::stream::{Feed, Resume};
@@ -44,6 +45,8 @@ pub struct CentreService {
     pub response_target_ms: i64,
     /// Ends the watch streams when the hub stops.
     pub shutdown: CancellationToken,
+    /// The same bearer tokens as the HTTP API, in the `authorization` metadata.
+    pub auth: Arc<crate::auth::Authenticator>,
 }
 
 type UpdateStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -54,6 +57,18 @@ fn given(s: String) -> Option<String> {
 }
 
 impl CentreService {
+    /// Who is calling: the principal of the request's `authorization: Bearer` metadata
+    /// (UNAUTHENTICATED without one). Every RPC starts here; the principal is also put in the
+    /// request's extensions, so what the RPC hands on (a watch) can read it from there.
+    pub async fn caller<T>(&self, request: &mut Request<T>) -> Result<Arc<Principal>, Status> {
+        if let Some(p) = request.extensions().get::<Arc<Principal>>() {
+            return Ok(p.clone());
+        }
+        let principal = self.auth.grpc(request.metadata()).await?;
+        request.extensions_mut().insert(principal.clone());
+        Ok(principal)
+    }
+
     fn estate_filter(&self, estate: String) -> Result<Option<String>, Status> {
         match given(estate) {
             Some(e) if !self.estates.contains(&e) => Err(Status::invalid_argument(format!("unknown estate {e:?}"))),
@@ -86,8 +101,9 @@ impl CommandCentre for CentreService {
 
     async fn watch_alarms(
         &self,
-        request: Request<WatchAlarmsRequest>,
+        mut request: Request<WatchAlarmsRequest>,
     ) -> Result<Response<Self::WatchAlarmsStream>, Status> {
+        let _caller = self.caller(&mut request).await?;
         let estate = self.estate_filter(request.into_inner().estate_id)?;
         // Subscribed before the snapshot is read, so no change falls between.
         let rx = self.stream.subscribe(Resume::Fresh).rx;
@@ -100,8 +116,9 @@ impl CommandCentre for CentreService {
 
     async fn watch_incidents(
         &self,
-        request: Request<WatchIncidentsRequest>,
+        mut request: Request<WatchIncidentsRequest>,
     ) -> Result<Response<Self::WatchIncidentsStream>, Status> {
+        let _caller = self.caller(&mut request).await?;
         let estate = self.estate_filter(request.into_inner().estate_id)?;
         let rx = self.stream.subscribe(Resume::Fresh).rx;
         let watch = watch::Incidents {
@@ -112,10 +129,14 @@ impl CommandCentre for CentreService {
         Ok(Response::new(Box::pin(watch::spawn(watch, rx, self.shutdown.clone()))))
     }
 
-    async fn acknowledge_alarm(&self, request: Request<AcknowledgeAlarmRequest>) -> Result<Response<Alarm>, Status> {
+    async fn acknowledge_alarm(
+        &self,
+        mut request: Request<AcknowledgeAlarmRequest>,
+    ) -> Result<Response<Alarm>, Status> {
+        let caller = self.caller(&mut request).await?;
         let r = request.into_inner();
         let (operator, note) = AckRequest {
-            operator: given(r.operator),
+            operator: Some(caller.user.clone()),
             note: given(r.note),
         }
         .checked()
@@ -127,12 +148,13 @@ impl CommandCentre for CentreService {
         Ok(Response::new(self.alarm(r.alarm_id).await?))
     }
 
-    async fn shelve_alarm(&self, request: Request<ShelveAlarmRequest>) -> Result<Response<Alarm>, Status> {
+    async fn shelve_alarm(&self, mut request: Request<ShelveAlarmRequest>) -> Result<Response<Alarm>, Status> {
+        let caller = self.caller(&mut request).await?;
         let r = request.into_inner();
         let op = ShelveRequest {
             minutes: Some(r.minutes),
             reason: given(r.reason),
-            operator: given(r.operator),
+            operator: Some(caller.user.clone()),
         }
         .op(r.alarm_id)
         .map_err(convert::invalid)?;
@@ -142,13 +164,14 @@ impl CommandCentre for CentreService {
 
     async fn transition_incident(
         &self,
-        request: Request<TransitionIncidentRequest>,
+        mut request: Request<TransitionIncidentRequest>,
     ) -> Result<Response<Incident>, Status> {
+        let caller = self.caller(&mut request).await?;
         let r = request.into_inner();
         let op = TransitionRequest {
             to: given(r.to),
             note: given(r.note),
-            actor: given(r.actor),
+            actor: Some(caller.user.clone()),
             reason: given(r.reason),
             override_: r.supervisor_override.map(|o| OverrideRequest {
                 supervisor: given(o.supervisor),
@@ -161,10 +184,11 @@ impl CommandCentre for CentreService {
         Ok(Response::new(self.incident(r.incident_id).await?))
     }
 
-    async fn complete_step(&self, request: Request<CompleteStepRequest>) -> Result<Response<Incident>, Status> {
+    async fn complete_step(&self, mut request: Request<CompleteStepRequest>) -> Result<Response<Incident>, Status> {
+        let caller = self.caller(&mut request).await?;
         let r = request.into_inner();
         let op = StepRequest {
-            actor: given(r.actor),
+            actor: Some(caller.user.clone()),
             note: given(r.note),
             skipped: Some(r.skipped),
         }
@@ -174,13 +198,14 @@ impl CommandCentre for CentreService {
         Ok(Response::new(self.incident(r.incident_id).await?))
     }
 
-    async fn send_command(&self, request: Request<SendCommandRequest>) -> Result<Response<CommandRecord>, Status> {
+    async fn send_command(&self, mut request: Request<SendCommandRequest>) -> Result<Response<CommandRecord>, Status> {
+        let caller = self.caller(&mut request).await?;
         let r = request.into_inner();
         let command = CommandRequest {
             estate: given(r.estate_id),
             action: given(r.action),
             args: Some(r.args.into_iter().collect()),
-            operator: given(r.operator),
+            operator: Some(caller.user.clone()),
             reason: given(r.reason),
             incident: (r.incident_id != 0).then_some(r.incident_id),
         };

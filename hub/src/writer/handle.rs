@@ -102,6 +102,8 @@ pub(super) enum Request {
     Op(Op, oneshot::Sender<Result<i64, ActionError>>),
     Claim(i64, Reply<Vec<Delivery>>),
     Delivered(DeliveryOutcome),
+    /// Sign-in state: sessions, users, API tokens.
+    Auth(crate::auth::queries::AuthWrite, Reply<u64>),
 }
 
 impl Request {
@@ -188,6 +190,14 @@ impl WriterHandle {
         rx.await.map_err(|_| WriterError::Stopped)?
     }
 
+    /// Writes sign-in state (a session, a user, an API token); answers after the commit
+    /// with what [`crate::auth::queries::AuthWrite`] says for the variant.
+    pub async fn auth(&self, write: crate::auth::queries::AuthWrite) -> Result<u64, WriterError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Request::Auth(write, reply)).await?;
+        rx.await.map_err(|_| WriterError::Stopped)?
+    }
+
     /// An operator acknowledges alarm `alarm_id`; answers with the alarm after the commit.
     pub async fn acknowledge(
         &self,
@@ -234,4 +244,5 @@ pub(super) enum Answer {
     Tick(oneshot::Sender<()>),
     Op(oneshot::Sender<Result<i64, ActionError>>, Result<i64, OpError>),
     Claim(Reply<Vec<Delivery>>, Vec<Delivery>),
+    Auth(Reply<u64>, u64),
 }

@@ -273,6 +273,9 @@ impl Writer {
                         Answer::Claim(r, _) => {
                             let _ = r.send(Err(WriterError::Commit(message.clone())));
                         }
+                        Answer::Auth(r, _) => {
+                            let _ = r.send(Err(WriterError::Commit(message.clone())));
+                        }
                     }
                 }
                 self.engine.discard();
@@ -319,6 +322,9 @@ impl Writer {
             }
             Answer::Claim(r, deliveries) => {
                 let _ = r.send(Ok(deliveries));
+            }
+            Answer::Auth(r, answer) => {
+                let _ = r.send(Ok(answer));
             }
             Answer::Ack(r, result) => {
                 // Read back after the commit so the answer shows the stored alarm.
@@ -504,6 +510,10 @@ impl Writer {
                 }
                 Request::Delivered(outcome) => {
                     self.engine.delivery_result(&mut tx, &outcome, now).await?;
+                }
+                Request::Auth(write, reply) => {
+                    let answer = crate::auth::queries::apply(&mut tx, &write, now).await?;
+                    answers.push(Answer::Auth(reply, answer));
                 }
             }
         }

@@ -26,14 +26,42 @@ pub const ESTATE_A: &str = "[[estates]]\nid = \"estate-a\"\nname = \"Riverside G
 /// Estates A and B.
 pub const ESTATES_AB: &str = "[[estates]]\nid = \"estate-a\"\nname = \"Riverside Gardens\"\n\n[[estates]]\nid = \"estate-b\"\nname = \"Hillside Court\"\n";
 
+/// The bearer token of `test-admin`, an admin of every estate, configured by [`config`]
+/// and sent by [`http`].
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
 /// A test hub's configuration: both listeners on loopback ports chosen at run time, its
-/// SQLite database at `db`, then `rest` (estates and any other sections).
+/// SQLite database at `db`, then `rest` (estates and any other sections), then the
+/// `[[api_tokens]]` entry of [`ADMIN_TOKEN`].
 pub fn config(db: &Path, rest: &str) -> HubConfig {
     HubConfig::from_toml(&format!(
         "[hub]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\nhub_id = \"hub-test\"\n\n{rest}",
-        db.display()
+        db.display(),
     ))
+    .map(with_admin)
     .expect("test configuration is valid")
+}
+
+/// A configuration plus the `[[api_tokens]]` entry of [`ADMIN_TOKEN`] (`test-admin`, all estates).
+pub fn with_admin(mut config: HubConfig) -> HubConfig {
+    config.api_tokens.push(gatehouse_hub::auth::ApiTokenConfig {
+        name: "test-admin".into(),
+        role: gatehouse_hub::auth::Role::Admin,
+        token_sha256: gatehouse_hub::auth::token_sha256(ADMIN_TOKEN),
+        regions: Default::default(),
+        estates: Default::default(),
+    });
+    config
+}
+
+/// An HTTP client that sends [`ADMIN_TOKEN`] with every request.
+pub fn admin_client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {ADMIN_TOKEN}")).unwrap(),
+    );
+    reqwest::Client::builder().default_headers(headers).build().unwrap()
 }
 
 /// Starts a hub on `config` whose clock stands still at `t0` until the test moves it.
@@ -250,7 +278,7 @@ impl Link {
 /// `method path` with an optional JSON body; the status and the JSON answer (Null if none).
 pub async fn http(hub: &RunningHub, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
     let url = format!("http://{}{path}", hub.http_addr());
-    let client = reqwest::Client::new();
+    let client = admin_client();
     let req = match method {
         "GET" => client.get(url),
         _ => client.post(url),

@@ -43,6 +43,15 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     println!("Gatehouse demo: hub at {base}");
     println!("  board  {base}/");
     println!("  alarms {base}/api/v1/alarms · incidents {base}/api/v1/incidents · live {base}/api/v1/stream");
+    println!("  sign in to the board as (user / password, made for this run):");
+    for l in crate::credentials::logins()? {
+        println!("    {:<13} {:<12} {}", l.role, l.user, l.password);
+    }
+    println!(
+        "  scripts: curl -H \"Authorization: Bearer $TOKEN\" {base}/api/v1/alarms  (a supervisor of every estate)"
+    );
+    // On a line of its own, for scripts that read it.
+    println!("token: {}", crate::credentials::token()?);
     let stop = CancellationToken::new();
     let watcher = tokio::spawn(watch_stream(base.clone(), stop.clone()));
     let mut estates = Vec::new();
@@ -198,7 +207,13 @@ async fn print_timeline(op: &Operator, id: i64, what: &str) -> anyhow::Result<()
 /// Prints the hub's live stream (server-sent events) of alarm, incident and notification
 /// changes, one line each.
 async fn watch_stream(base: String, stop: CancellationToken) {
-    let client = reqwest::Client::new();
+    let client = match crate::credentials::client() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("live stream: {e:#}");
+            return;
+        }
+    };
     while !stop.is_cancelled() {
         let mut resp = match client.get(format!("{base}/api/v1/stream")).send().await {
             Ok(r) => r,

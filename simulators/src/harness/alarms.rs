@@ -44,7 +44,7 @@ impl AlarmClock {
     /// Reads the hub's SSE stream until `stop`; returns once subscribed.
     pub(crate) async fn watch(&self, http_base: &str, stop: CancellationToken) -> anyhow::Result<()> {
         let url = format!("{http_base}/api/v1/stream");
-        let mut resp = reqwest::Client::new()
+        let mut resp = crate::credentials::client()?
             .get(&url)
             .send()
             .await

@@ -68,7 +68,7 @@ impl HubUnderTest {
         let grpc = free_local_addr().context("choosing the hub's gRPC port")?;
         let http = free_local_addr().context("choosing the hub's HTTP port")?;
         let db_path = hub_dir.join("hub.db");
-        let toml = scenario::hub_toml(grpc, http, &format!("sqlite://{}", db_path.display()), estates);
+        let toml = scenario::hub_toml(grpc, http, &format!("sqlite://{}", db_path.display()), estates)?;
         let config = data_dir.join("hub.toml");
         std::fs::write(&config, toml).with_context(|| format!("writing {}", config.display()))?;
         let log = data_dir.join("hub.log");

@@ -14,7 +14,7 @@ use super::{
     browser::{Driver, Page, tid},
     gateways::{self, BARRIER, DOORS, PANEL, SynthGateway},
     proxy::CutProxy,
-    system::{get_json, post_json, wait_live},
+    system::{BOARD_PASSWORD, ensure_user, get_json, post_json, sign_in, wait_live},
 };
 use crate::common::eventually;
 
@@ -89,6 +89,14 @@ pub async fn run() {
         base: proxy.base(),
         test: "figures",
     };
+
+    // Signed in first (the sign-in page, then a login from it sets the session cookie).
+    // (At another URL than the one below, so that one is a full load, not a hash change.)
+    ensure_user(&api, "board-figures").await;
+    page.goto("?signin").await;
+    assert_eq!(sign_in(&page, "board-figures", BOARD_PASSWORD).await, 200);
+    // The sign-in page's refused GET /me is expected; the load checks start after it.
+    let _ = page.console_errors().await;
 
     // Cold load: navigation start → every standing alarm on the alarm board.
     page.goto("#/alarms").await;

@@ -89,7 +89,7 @@ impl Sut {
 }
 
 pub async fn try_get_json(url: &str) -> Option<Value> {
-    let resp = reqwest::get(url).await.ok()?;
+    let resp = crate::common::authed_get(url).await.ok()?;
     if !resp.status().is_success() {
         return None;
     }
@@ -97,7 +97,9 @@ pub async fn try_get_json(url: &str) -> Option<Value> {
 }
 
 pub async fn get_json(url: &str) -> Value {
-    let resp = reqwest::get(url).await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let resp = crate::common::authed_get(url)
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
     let status = resp.status();
     let body = resp.text().await.unwrap_or_default();
     assert!(status.is_success(), "GET {url}: {status} {body}");
@@ -105,7 +107,7 @@ pub async fn get_json(url: &str) -> Value {
 }
 
 pub async fn post_json(url: &str, body: Value) -> Value {
-    let resp = reqwest::Client::new()
+    let resp = crate::common::client()
         .post(url)
         .json(&body)
         .send()
@@ -117,20 +119,77 @@ pub async fn post_json(url: &str, body: Value) -> Value {
     serde_json::from_str(&text).unwrap_or(Value::Null)
 }
 
-/// Opens the board at `hash` in a fresh session and waits until its stream is live.
-pub async fn open_board(driver: &Driver, sut: &Sut, test: &'static str, hash: &str) -> Page {
+/// The password of the board users the tests sign in as (made through the admin API).
+pub const BOARD_PASSWORD: &str = "board-test-password";
+
+/// Makes user `name` (a supervisor of every estate, password [`BOARD_PASSWORD`]) through the
+/// admin API, signed in as the scenario's admin; an existing one is kept.
+pub async fn ensure_user(api: &str, name: &str) {
+    let admin = gatehouse_sim::credentials::login("admin").expect("the demo admin");
+    let client = reqwest::Client::new();
+    let login: Value = client
+        .post(format!("{api}/api/v1/login"))
+        .json(&json!({"user": admin.user, "password": admin.password}))
+        .send()
+        .await
+        .expect("login answers")
+        .json()
+        .await
+        .expect("login JSON");
+    let token = login["token"].as_str().expect("an admin session").to_owned();
+    let r = client
+        .post(format!("{api}/api/v1/users"))
+        .bearer_auth(token)
+        .json(&json!({"name": name, "role": "supervisor", "password": BOARD_PASSWORD}))
+        .send()
+        .await
+        .expect("POST /users answers");
+    assert!(
+        r.status().is_success() || r.status().as_u16() == 409,
+        "creating {name}: {}",
+        r.status()
+    );
+}
+
+/// Signs the page in as `user` (the hub sets the session cookie), as the sign-in form does.
+pub async fn sign_in(page: &Page, user: &str, password: &str) -> u64 {
+    page.js(
+        "var x = new XMLHttpRequest(); x.open('POST', '/api/v1/login', false); \
+         x.setRequestHeader('content-type', 'application/json'); \
+         x.send(JSON.stringify({user: arguments[0], password: arguments[1]})); return x.status;",
+        vec![json!(user), json!(password)],
+    )
+    .await
+    .as_u64()
+    .unwrap_or(0)
+}
+
+/// Opens the board at `hash` in a fresh browser session, not signed in.
+pub async fn open_page(driver: &Driver, sut: &Sut, test: &'static str, hash: &str) -> Page {
     let page = Page {
         client: driver.session().await,
         base: sut.proxy.base(),
         test,
     };
     page.goto(hash).await;
-    wait_live(&page).await;
     page
 }
 
-/// Opens the board as `operator` (what the API records) in `lang` at `hash`, its stream live,
-/// and marks the document so [`not_reloaded`] can tell it was never reloaded.
+async fn open_signed_in(driver: &Driver, sut: &Sut, test: &'static str, user: &str, hash: &str) -> Page {
+    ensure_user(&sut.api, user).await;
+    let page = open_page(driver, sut, test, hash).await;
+    assert_eq!(sign_in(&page, user, BOARD_PASSWORD).await, 200, "{user} signs in");
+    page.client.refresh().await.expect("reload signed in");
+    wait_live(&page).await;
+    // The first load's GET /me was refused (401) before sign-in, as intended: drop the
+    // console's note of it so the tests' clean-console checks see only what follows.
+    let _ = page.console_errors().await;
+    page
+}
+
+/// Opens the board signed in as `operator` (a user name: what the API records) in `lang` at
+/// `hash`, its stream live, and marks the document so [`not_reloaded`] can tell it was never
+/// reloaded.
 pub async fn open_board_as(
     driver: &Driver,
     sut: &Sut,
@@ -139,13 +198,13 @@ pub async fn open_board_as(
     lang: &str,
     hash: &str,
 ) -> Page {
-    let page = open_board(driver, sut, test, hash).await;
+    let page = open_signed_in(driver, sut, test, operator, hash).await;
     page.js(
-        "localStorage.setItem('gh.operator', arguments[0]); localStorage.setItem('gh.lang', arguments[1]); return true;",
-        vec![json!(operator), json!(lang)],
+        "localStorage.setItem('gh.lang', arguments[0]); return true;",
+        vec![json!(lang)],
     )
     .await;
-    page.client.refresh().await.expect("reload with the operator's name");
+    page.client.refresh().await.expect("reload in the language");
     wait_live(&page).await;
     // A marker that survives only as long as the document does: no reload after this.
     page.js("window.__browserTest = 1; return true;", vec![]).await;

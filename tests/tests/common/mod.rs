@@ -54,10 +54,21 @@ where
     }
 }
 
+/// An HTTP client that sends the simulators' API token (a supervisor of every estate),
+/// which every hub the scenario starts is configured with.
+pub fn client() -> reqwest::Client {
+    gatehouse_sim::credentials::client().expect("the simulators' API token")
+}
+
+/// `GET url` with the API token.
+pub async fn authed_get(url: impl reqwest::IntoUrl) -> reqwest::Result<reqwest::Response> {
+    client().get(url).send().await
+}
+
 /// `GET /api/v1/alarms?{query}`.
 pub async fn alarms(base: &str, query: &str) -> Vec<Value> {
     let url = format!("{base}/api/v1/alarms?{query}");
-    let resp = reqwest::get(&url).await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let resp = authed_get(&url).await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
     assert!(resp.status().is_success(), "GET {url}: {}", resp.status());
     resp.json().await.expect("alarm list is JSON")
 }
