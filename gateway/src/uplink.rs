@@ -382,7 +382,7 @@ impl Uplink {
                                 pb::RejectionReason::SeqGap => UplinkRejection::SeqGap,
                                 pb::RejectionReason::SeqCeiling => UplinkRejection::SeqCeiling,
                                 pb::RejectionReason::TooLarge => UplinkRejection::TooLarge,
-                                pb::RejectionReason::Unspecified => UplinkRejection::Other,
+                                pb::RejectionReason::FieldTooLong | pb::RejectionReason::Unspecified => UplinkRejection::Other,
                             };
                             self.metrics.uplink_rejected(kind);
                             tracing::error!(hub = endpoint, first_seq = r.first_seq, last_seq = r.last_seq, reason = kind.as_str(), detail = %r.detail,

@@ -60,11 +60,19 @@ pub struct HubConfig {
     /// stored as the SHA-256 of the token.
     #[serde(default)]
     pub api_tokens: Vec<crate::auth::ApiTokenConfig>,
+    /// `[tls]`: the gRPC port's TLS (required; `plaintext = true` only on loopback).
+    #[serde(default)]
+    pub tls: Option<TlsSection>,
+    /// `[[gateways]]`: the gateways the hub accepts (any other is refused, nothing recorded).
+    #[serde(default)]
+    pub gateways: Vec<GatewayEntry>,
 }
 
 mod sections;
+mod tls;
 
 pub use sections::*;
+pub use tls::{GatewayEntry, TlsMode, TlsSection};
 
 pub use crate::alarms::rules::PointRuleConfig;
 
@@ -210,7 +218,14 @@ impl HubConfig {
         }
         self.validate_incidents(&estate_ids)?;
         self.validate_limits()?;
+        self.tls_mode()?;
+        tls::validate_gateways(&self.gateways, &estate_ids)?;
         self.rota_model().map(|_| ())
+    }
+
+    /// The gRPC listener's TLS, or plaintext where `[tls]` explicitly allows it.
+    pub fn tls_mode(&self) -> Result<TlsMode, ConfigError> {
+        TlsSection::mode(self.tls.as_ref(), self.hub.grpc_listen)
     }
 
     /// The rota's validated model (posts, guards, routes, shift templates).
