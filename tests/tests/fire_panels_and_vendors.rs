@@ -43,6 +43,9 @@ estate = "estate-c"
 data_dir = "{data}"
 hubs = ["http://{hub}"]
 
+[uplink]
+plaintext = true
+
 [mqtt]
 listen = "{mqtt}"
 
