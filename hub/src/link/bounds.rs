@@ -1,17 +1,22 @@
-//! The length of every text field of an incoming event (issue 12 §3): ids at most
-//! [`MAX_ID_BYTES`], other texts at most [`MAX_TEXT_BYTES`], the trace context small. A batch
-//! with one field over its bound is rejected whole (`REJECTION_REASON_FIELD_TOO_LONG`) and
-//! nothing of it stored. Every body is destructured field by field, so a field added to the
-//! proto does not compile here until it has a bound.
+//! The length of every text field of an incoming event (issue 12 §3): the ids the gateway
+//! takes from its own configuration (event, gateway, estate, device) at most
+//! [`MAX_ID_BYTES`], as in Hello; every text a device supplies (names, codes, panel texts)
+//! at most [`MAX_TEXT_BYTES`], the gateway's default MQTT payload limit, so that no event a
+//! gateway with default limits accepts from a device is refused here (it would otherwise sit
+//! at the head of its outbox); the trace context small. A batch with one field over its bound
+//! is rejected whole (`REJECTION_REASON_FIELD_TOO_LONG`) and nothing of it stored. Every body
+//! is destructured field by field, so a field added to the proto does not compile here until
+//! it has a bound.
 
 use gatehouse_proto::{
     AccessEvent, DeviceStatus, DoorEvent, Event, FireEvent, IntercomEvent, PointReading, VehicleEvent, event::Body,
 };
 
-/// Ids: event, gateway, estate, device ids, call ids, card and plate numbers, codes.
+/// Ids from the gateway's configuration: event, gateway, estate, device ids.
 pub const MAX_ID_BYTES: usize = 128;
-/// Names and texts: doors, areas, lanes, zones, reasons, panel texts, units.
-pub const MAX_TEXT_BYTES: usize = 1024;
+/// Texts from devices: doors, areas, lanes, zones, reasons, panel texts, units, card and
+/// plate numbers, codes (16 KiB: `mqtt.max_payload_bytes`' default at the gateway).
+pub const MAX_TEXT_BYTES: usize = 16 * 1024;
 /// Entries of the W3C trace context (traceparent, tracestate).
 pub const MAX_TRACE_ENTRIES: usize = 4;
 /// Keys and values of the trace context (tracestate may be up to 512 bytes).
@@ -82,7 +87,7 @@ pub fn check_event(event: &Event) -> Result<(), TooLong> {
             reason,
         })) => {
             bound("access.door", door, MAX_TEXT_BYTES)?;
-            bound("access.credential", credential, MAX_ID_BYTES)?;
+            bound("access.credential", credential, MAX_TEXT_BYTES)?;
             bound("access.reason", reason, MAX_TEXT_BYTES)
         }
         Some(Body::Door(DoorEvent {
@@ -98,8 +103,8 @@ pub fn check_event(event: &Event) -> Result<(), TooLong> {
             pass,
         })) => {
             bound("vehicle.lane", lane, MAX_TEXT_BYTES)?;
-            bound("vehicle.plate", plate, MAX_ID_BYTES)?;
-            bound("vehicle.pass", pass, MAX_ID_BYTES)
+            bound("vehicle.plate", plate, MAX_TEXT_BYTES)?;
+            bound("vehicle.pass", pass, MAX_TEXT_BYTES)
         }
         Some(Body::Intercom(IntercomEvent {
             r#type: _,
@@ -109,7 +114,7 @@ pub fn check_event(event: &Event) -> Result<(), TooLong> {
             seconds: _,
             door,
         })) => {
-            bound("intercom.call_id", call_id, MAX_ID_BYTES)?;
+            bound("intercom.call_id", call_id, MAX_TEXT_BYTES)?;
             bound("intercom.from", from, MAX_TEXT_BYTES)?;
             bound("intercom.to", to, MAX_TEXT_BYTES)?;
             bound("intercom.door", door, MAX_TEXT_BYTES)
@@ -126,7 +131,7 @@ pub fn check_event(event: &Event) -> Result<(), TooLong> {
             bound("fire.zone", zone, MAX_TEXT_BYTES)?;
             bound("fire.point", point, MAX_TEXT_BYTES)?;
             bound("fire.text", text, MAX_TEXT_BYTES)?;
-            bound("fire.raw_code", raw_code, MAX_ID_BYTES)
+            bound("fire.raw_code", raw_code, MAX_TEXT_BYTES)
         }
         Some(Body::Point(PointReading {
             point,
@@ -136,7 +141,7 @@ pub fn check_event(event: &Event) -> Result<(), TooLong> {
             refresh: _,
         })) => {
             bound("point.point", point, MAX_TEXT_BYTES)?;
-            bound("point.unit", unit, MAX_ID_BYTES)
+            bound("point.unit", unit, MAX_TEXT_BYTES)
         }
         Some(Body::Status(DeviceStatus { online: _, reason })) => bound("status.reason", reason, MAX_TEXT_BYTES),
     }
