@@ -132,6 +132,18 @@ pub struct UplinkSection {
     /// fails (and `/healthz` with it).
     #[serde(default = "default_progress_timeout_s")]
     pub progress_timeout_s: u64,
+    /// Allows `http://` hubs (no TLS) — only on loopback addresses (development, tests).
+    #[serde(default)]
+    pub plaintext: bool,
+    /// The CA the hub's certificate must chain to (PEM); needed for `https://` hubs.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// This gateway's client certificate (PEM), naming it and its estate
+    /// (`urn:gatehouse:gateway:<estate>:<gateway>`), and its key.
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    #[serde(default)]
+    pub key: Option<PathBuf>,
 }
 
 impl Default for UplinkSection {
@@ -145,6 +157,10 @@ impl Default for UplinkSection {
             max_batch_bytes: default_max_batch_bytes(),
             max_event_bytes: default_max_event_bytes(),
             progress_timeout_s: default_progress_timeout_s(),
+            plaintext: false,
+            ca: None,
+            cert: None,
+            key: None,
         }
     }
 }
@@ -232,7 +248,7 @@ impl Config {
             return bad("gateway.hubs must list at least one hub endpoint".into());
         }
         for hub in &self.gateway.hubs {
-            validate_hub_url(hub)?;
+            validate_hub_url(hub, &self.uplink)?;
         }
         let u = &self.uplink;
         if u.max_event_bytes < 1024 || u.max_event_bytes > u.max_batch_bytes {
@@ -313,23 +329,48 @@ impl Config {
     }
 }
 
-/// Only `http://` hubs until TLS lands with the security issue: an `https://` URL would
-/// otherwise connect in plaintext while the operator believes it encrypted.
-fn validate_hub_url(hub: &str) -> Result<(), ConfigError> {
+/// `https://` hubs need `uplink.ca`, `uplink.cert` and `uplink.key`; an `http://` hub is
+/// allowed only with `uplink.plaintext = true` and a loopback host.
+fn validate_hub_url(hub: &str, uplink: &UplinkSection) -> Result<(), ConfigError> {
     let lower = hub.trim().to_ascii_lowercase();
-    if lower.starts_with("https://") {
+    if let Some(rest) = lower.strip_prefix("https://") {
+        let _ = rest;
+        for (key, value) in [("uplink.ca", &uplink.ca), ("uplink.cert", &uplink.cert), ("uplink.key", &uplink.key)] {
+            if value.is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "{key}: missing; the https:// hub {hub:?} needs uplink.ca (the hub's CA), uplink.cert and uplink.key (this gateway's certificate)"
+                )));
+            }
+        }
+        return Ok(());
+    }
+    let Some(rest) = lower.strip_prefix("http://") else {
         return Err(ConfigError::Invalid(format!(
-            "gateway.hubs: {hub:?}: TLS to the hub is not built yet (it lands with the security issue); \
-             refusing to start rather than send events in plaintext to an https:// URL. Use http:// only \
-             over a network you trust, or a TLS tunnel"
+            "gateway.hubs: {hub:?} must be an https:// URL (or http:// with uplink.plaintext = true on loopback)"
+        )));
+    };
+    if !uplink.plaintext {
+        return Err(ConfigError::Invalid(format!(
+            "uplink.plaintext: {hub:?} is http:// (no TLS); use https:// with uplink.ca, uplink.cert and uplink.key, \
+             or set uplink.plaintext = true (loopback hubs only, for development)"
         )));
     }
-    if !lower.starts_with("http://") {
+    let authority = rest.split('/').next().unwrap_or_default();
+    if !is_loopback_authority(authority) {
         return Err(ConfigError::Invalid(format!(
-            "gateway.hubs: {hub:?} must be an http:// URL (host:port of the hub's gRPC port)"
+            "uplink.plaintext: plaintext is allowed only to a loopback hub, and {hub:?} is not one; use https://"
         )));
     }
     Ok(())
+}
+
+/// `host:port` whose host is `localhost`, a 127.x address or `[::1]`.
+fn is_loopback_authority(authority: &str) -> bool {
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A device takes at most one of `dc09`, `modbus_fire`, `vendor`, each where it fits.
@@ -433,6 +474,9 @@ estate = "estate-a"
 data_dir = "data/gw-a"
 hubs = ["http://127.0.0.1:50051"]
 
+[uplink]
+plaintext = true
+
 [mqtt]
 listen = "127.0.0.1:18830"
 
@@ -510,16 +554,22 @@ type = "bool"
             (
                 "hubs = [\"http://127.0.0.1:50051\"]",
                 "hubs = [\"https://hub.example:50051\"]",
-                "TLS to the hub is not built yet",
+                "uplink.ca: missing",
             ),
+            ("plaintext = true", "plaintext = false", "uplink.plaintext"),
             (
                 "hubs = [\"http://127.0.0.1:50051\"]",
-                "hubs = [\"http://127.0.0.1:50051\"]\n[uplink]\nmax_event_bytes = 8192",
+                "hubs = [\"http://10.0.0.5:50051\"]",
+                "only to a loopback hub",
+            ),
+            (
+                "plaintext = true",
+                "plaintext = true\nmax_event_bytes = 8192",
                 "mqtt.max_payload_bytes",
             ),
             (
-                "[mqtt]\nlisten = \"127.0.0.1:18830\"",
-                "[mqtt]\nlisten = \"127.0.0.1:18830\"\nmax_payload_bytes = 1024\n[dc09]\nlisten = \"127.0.0.1:0\"\n[uplink]\nmax_event_bytes = 8192",
+                "plaintext = true\n\n[mqtt]\nlisten = \"127.0.0.1:18830\"",
+                "plaintext = true\nmax_event_bytes = 8192\n\n[mqtt]\nlisten = \"127.0.0.1:18830\"\nmax_payload_bytes = 1024\n[dc09]\nlisten = \"127.0.0.1:0\"",
                 "[dc09] receiver",
             ),
             ("[mqtt]\nlisten = \"127.0.0.1:18830\"", "", "no [mqtt] section"),

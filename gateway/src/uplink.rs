@@ -23,7 +23,7 @@ use gatehouse_proto::{self as pb, downlink, gateway_link_client::GatewayLinkClie
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Endpoint;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 use crate::{
     adapters::CommandRouter,
@@ -241,6 +241,20 @@ impl Uplink {
         }
     }
 
+    /// Mutual TLS to the hub: the hub's CA, this gateway's certificate and key (`[uplink]`).
+    fn tls_config(&self) -> Result<ClientTlsConfig, String> {
+        let read = |key: &str, path: &Option<std::path::PathBuf>| {
+            let path = path.as_ref().ok_or_else(|| format!("{key} is not set"))?;
+            std::fs::read(path).map_err(|e| format!("{key}: {}: {e}", path.display()))
+        };
+        let ca = read("uplink.ca", &self.settings.ca)?;
+        let cert = read("uplink.cert", &self.settings.cert)?;
+        let key = read("uplink.key", &self.settings.key)?;
+        Ok(ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(ca))
+            .identity(Identity::from_pem(cert, key)))
+    }
+
     async fn stream(
         &self,
         endpoint: &str,
@@ -249,7 +263,7 @@ impl Uplink {
         watch: &mut Watch,
         unacked_first: &mut Option<(u64, usize)>,
     ) -> Result<(), SessionError> {
-        let channel = Endpoint::from_shared(endpoint.to_string())
+        let mut channel = Endpoint::from_shared(endpoint.to_string())
             .map_err(|e| SessionError::Endpoint {
                 endpoint: endpoint.into(),
                 detail: e.to_string(),
@@ -257,8 +271,19 @@ impl Uplink {
             .connect_timeout(Duration::from_secs(3))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(10))
-            // Seam for TLS: `.tls_config(...)` goes here when an `https://` hub is configured.
+            .keep_alive_timeout(Duration::from_secs(10));
+        if endpoint.trim().to_ascii_lowercase().starts_with("https://") {
+            // Read at each connect, so renewed certificates apply without a restart.
+            let tls = self.tls_config().map_err(|detail| SessionError::Endpoint {
+                endpoint: endpoint.into(),
+                detail,
+            })?;
+            channel = channel.tls_config(tls).map_err(|e| SessionError::Endpoint {
+                endpoint: endpoint.into(),
+                detail: format!("TLS settings: {e}"),
+            })?;
+        }
+        let channel = channel
             .connect()
             .await
             .map_err(|source| SessionError::Connect {
@@ -382,7 +407,7 @@ impl Uplink {
                                 pb::RejectionReason::SeqGap => UplinkRejection::SeqGap,
                                 pb::RejectionReason::SeqCeiling => UplinkRejection::SeqCeiling,
                                 pb::RejectionReason::TooLarge => UplinkRejection::TooLarge,
-                                pb::RejectionReason::Unspecified => UplinkRejection::Other,
+                                pb::RejectionReason::FieldTooLong | pb::RejectionReason::Unspecified => UplinkRejection::Other,
                             };
                             self.metrics.uplink_rejected(kind);
                             tracing::error!(hub = endpoint, first_seq = r.first_seq, last_seq = r.last_seq, reason = kind.as_str(), detail = %r.detail,

@@ -64,7 +64,7 @@ async fn gateway_killed_mid_stream_loses_and_duplicates_nothing_that_reached_its
     let dir = tempfile::tempdir().expect("tempdir");
     let hub_db = dir.path().join("hub.db");
     let hub_config = format!(
-        "[hub]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\n\n\
+        "[hub]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\n\n[tls]\nplaintext = true\n\n[[gateways]]\nid = \"gw-crash\"\nestate = \"estate-a\"\n\
          [[estates]]\nid = \"estate-a\"\nname = \"Riverside Gardens\"\ntimezone = \"Asia/Shanghai\"\n",
         hub_db.display()
     );
@@ -80,7 +80,7 @@ async fn gateway_killed_mid_stream_loses_and_duplicates_nothing_that_reached_its
         &config_path,
         format!(
             "[gateway]\nid = \"gw-crash\"\nestate = \"estate-a\"\ndata_dir = \"{}\"\nhubs = [\"http://{}\"]\n\
-             http_listen = \"{http}\"\n\n[mqtt]\nlisten = \"{mqtt}\"\n\n[uplink]\nbackoff_max_ms = 300\n\n\
+             http_listen = \"{http}\"\n\n[mqtt]\nlisten = \"{mqtt}\"\n\n[uplink]\nplaintext = true\nbackoff_max_ms = 300\n\n\
              [[devices]]\nid = \"intercom-1\"\nkind = \"intercom\"\narea = \"block-1\"\n{}",
             data.display(),
             hub.grpc_addr(),

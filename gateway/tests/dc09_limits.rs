@@ -25,6 +25,9 @@ estate = "estate-a"
 data_dir = "{}"
 hubs = ["http://127.0.0.1:1"]
 
+[uplink]
+plaintext = true
+
 [dc09]
 listen = "127.0.0.1:0"
 idle_timeout_s = 3

@@ -20,6 +20,9 @@ data_dir = "{}"
 hubs = ["http://127.0.0.1:1"]
 http_listen = "127.0.0.1:0"
 http_header_timeout_s = 1
+[uplink]
+plaintext = true
+
 "#,
         dir.path().display()
     ))

@@ -174,6 +174,9 @@ estate = "estate-test"
 data_dir = "/tmp/unused"
 hubs = ["http://127.0.0.1:1"]
 
+[uplink]
+plaintext = true
+
 [[devices]]
 id = "{DEVICE_ID}"
 kind = "modbus"

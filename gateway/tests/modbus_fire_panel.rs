@@ -111,6 +111,9 @@ estate = "estate-b"
 data_dir = "/tmp/unused"
 hubs = ["http://127.0.0.1:1"]
 
+[uplink]
+plaintext = true
+
 [[devices]]
 id = "fire-panel-b"
 kind = "fire_panel"

@@ -44,7 +44,7 @@ struct Rig {
 async fn rig(dir: &Path, data: PathBuf, mqtt_extra: &str) -> Rig {
     let hub_db = dir.join("hub.db");
     let hub_config = format!(
-        "[hub]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\n\n\
+        "[hub]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\n\n[tls]\nplaintext = true\n\n[[gateways]]\nid = \"gw-intake\"\nestate = \"estate-a\"\n\
          [[estates]]\nid = \"estate-a\"\nname = \"Riverside Gardens\"\ntimezone = \"Asia/Shanghai\"\n",
         hub_db.display()
     );
@@ -64,7 +64,7 @@ async fn rig(dir: &Path, data: PathBuf, mqtt_extra: &str) -> Rig {
         &config_path,
         format!(
             "[gateway]\nid = \"gw-intake\"\nestate = \"estate-a\"\ndata_dir = \"{}\"\nhubs = [\"http://{}\"]\n\
-             http_listen = \"{http}\"\n\n[mqtt]\nlisten = \"{mqtt}\"\n{mqtt_extra}\n\n[uplink]\nbackoff_max_ms = 300\n\
+             http_listen = \"{http}\"\n\n[mqtt]\nlisten = \"{mqtt}\"\n{mqtt_extra}\n\n[uplink]\nplaintext = true\nbackoff_max_ms = 300\n\
              {DEVICES}{doors}",
             data.display(),
             hub.grpc_addr()

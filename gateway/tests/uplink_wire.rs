@@ -58,7 +58,7 @@ async fn status(http: SocketAddr, path: &str) -> Option<u16> {
 
 fn hub_config(db: &Path, grpc: SocketAddr) -> gatehouse_hub::HubConfig {
     gatehouse_hub::HubConfig::from_toml(&format!(
-        "[hub]\ngrpc_listen = \"{grpc}\"\nhttp_listen = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\n\n\
+        "[hub]\ngrpc_listen = \"{grpc}\"\nhttp_listen = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\n\n[tls]\nplaintext = true\n\n[[gateways]]\nid = \"gw-big\"\nestate = \"estate-a\"\n[[gateways]]\nid = \"gw-stall\"\nestate = \"estate-a\"\n[[gateways]]\nid = \"gw-top\"\nestate = \"estate-a\"\n[[gateways]]\nid = \"gw-old\"\nestate = \"estate-a\"\n[[gateways]]\nid = \"gw-dl\"\nestate = \"estate-a\"\n\
          [[estates]]\nid = \"estate-a\"\nname = \"Riverside Gardens\"\ntimezone = \"Asia/Shanghai\"\n",
         db.display()
     ))
@@ -78,7 +78,7 @@ fn gateway_config(
         &path,
         format!(
             "[gateway]\nid = \"{id}\"\nestate = \"estate-a\"\ndata_dir = \"{}\"\nhubs = [\"{hub}\"]\n\
-             http_listen = \"{http}\"\n\n[mqtt]\nlisten = \"{mqtt}\"\n\n[uplink]\nbackoff_max_ms = 300\n{uplink}\n\n\
+             http_listen = \"{http}\"\n\n[mqtt]\nlisten = \"{mqtt}\"\n\n[uplink]\nplaintext = true\nbackoff_max_ms = 300\n{uplink}\n\n\
              [[devices]]\nid = \"panel-1\"\nkind = \"fire_panel\"\narea = \"block-3\"\n{}",
             dir.join(id).display(),
             hash_line(),
@@ -228,7 +228,7 @@ async fn an_oversized_backlog_reaches_the_hub_in_full() {
 }
 
 #[test]
-fn an_https_hub_url_is_refused_at_start_with_a_clear_error() {
+fn an_https_hub_url_without_tls_settings_is_refused_at_start_with_a_clear_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = gateway_config(
         dir.path(),
@@ -247,8 +247,8 @@ fn an_https_hub_url_is_refused_at_start_with_a_clear_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "the gateway must not start: {stderr}");
     assert!(
-        stderr.contains("TLS to the hub is not built yet"),
-        "the error names the reason: {stderr}"
+        stderr.contains("uplink.ca: missing"),
+        "the error names the missing key: {stderr}"
     );
     assert!(!dir.path().join("gw-tls").exists(), "nothing was started");
 }

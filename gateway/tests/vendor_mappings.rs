@@ -20,6 +20,9 @@ estate = "estate-a"
 data_dir = "DATA_DIR"
 hubs = ["http://127.0.0.1:1"]
 
+[uplink]
+plaintext = true
+
 [mqtt]
 listen = "MQTT_LISTEN"
 

@@ -66,11 +66,19 @@ pub struct HubConfig {
     /// `[[users]]`: operators who sign in; the config is the truth for the users it lists.
     #[serde(default)]
     pub users: Vec<crate::auth::UserConfig>,
+    /// `[tls]`: the gRPC port's TLS (required; `plaintext = true` only on loopback).
+    #[serde(default)]
+    pub tls: Option<TlsSection>,
+    /// `[[gateways]]`: the gateways the hub accepts (any other is refused, nothing recorded).
+    #[serde(default)]
+    pub gateways: Vec<GatewayEntry>,
 }
 
 mod sections;
+mod tls;
 
 pub use sections::*;
+pub use tls::{GatewayEntry, TlsMode, TlsSection};
 
 pub use crate::alarms::rules::PointRuleConfig;
 
@@ -217,6 +225,8 @@ impl HubConfig {
         self.validate_incidents(&estate_ids)?;
         self.validate_limits()?;
         self.validate_auth()?;
+        self.tls_mode()?;
+        tls::validate_gateways(&self.gateways, &estate_ids)?;
         self.rota_model().map(|_| ())
     }
 
@@ -285,6 +295,11 @@ impl HubConfig {
             }
         }
         Ok(())
+    }
+
+    /// The gRPC listener's TLS, or plaintext where `[tls]` explicitly allows it.
+    pub fn tls_mode(&self) -> Result<TlsMode, ConfigError> {
+        TlsSection::mode(self.tls.as_ref(), self.hub.grpc_listen)
     }
 
     /// The rota's validated model (posts, guards, routes, shift templates).

@@ -42,9 +42,10 @@ pub mod rota;
 pub mod store;
 pub mod stream;
 pub mod telemetry;
+pub mod tls;
 pub mod writer;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,6 +81,8 @@ pub enum HubError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     #[error("cannot build the gRPC reflection service: {0}")]
     Reflection(String),
     #[error("webhooks: {0}")]
@@ -133,6 +136,19 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
         Duration::from_secs(u64::from(config.notify.timeout_s)),
     )?;
     warn_if_descriptors_below_caps(&config);
+    // TLS files are read before anything else starts: a wrong path fails the start.
+    let (tls, crl_poll) = match config.tls_mode()? {
+        config::TlsMode::Plaintext => {
+            warn!(grpc_listen = %config.hub.grpc_listen, "tls.plaintext = true: gateways connect without TLS (loopback only; development and tests)");
+            (None, Duration::ZERO)
+        }
+        config::TlsMode::Tls { paths, crl_poll_s } => {
+            if paths.crl.is_none() {
+                warn!("tls.crl is not set: a gateway's certificate cannot be revoked until it expires");
+            }
+            (Some(tls::TlsState::load(paths)?), Duration::from_secs(u64::from(crl_poll_s)))
+        }
+    };
     let database = config.database_url()?;
     let pool = store::open(&database).await?;
     events::queries::mark_all_disconnected(&pool).await?;
@@ -227,6 +243,15 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
         writer: writer.clone(),
         registry: links.clone(),
         estates: Arc::new(config.estates.iter().map(|e| e.id.clone()).collect::<HashSet<_>>()),
+        gateways: Arc::new(
+            config
+                .gateways
+                .iter()
+                .map(|g| (g.id.clone(), g.estate.clone()))
+                .collect::<HashMap<_, _>>(),
+        ),
+        tls: tls.clone(),
+        denied_log: Arc::new(net::limits::LogGate::new(Duration::from_secs(10))),
         hub_id: config.hub.hub_id.clone(),
         metrics: metrics.clone(),
         max_message_bytes: config.ingest.max_message_bytes,
@@ -270,7 +295,7 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
     );
     let incoming = net::incoming::admitted(
         grpc_listener,
-        grpc_tracker,
+        grpc_tracker.clone(),
         net::incoming::AcceptOptions {
             tcp_keepalive: secs(g.tcp_keepalive_s),
             handshake_timeout: Some(secs(g.handshake_timeout_s)),
@@ -279,7 +304,7 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
     // Streams per connection: refused with a reason and counted by `net::streams`, under
     // a higher HTTP/2 ceiling.
     let streams = net::streams::StreamCaps::new(g.max_concurrent_streams, metrics.net.clone());
-    let grpc = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         // Finds gateways that vanished without closing their connection.
         .http2_keepalive_interval(Some(secs(g.keepalive_interval_s)))
         .http2_keepalive_timeout(Some(secs(g.keepalive_timeout_s)))
@@ -293,9 +318,27 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
                     .max_decoding_message_size(usize::try_from(config.ingest.max_message_bytes).unwrap_or(usize::MAX)),
             ),
         )
-        .add_service(streams.wrap(centre::CommandCentreServer::new(centre)))
-        .serve_with_incoming_shutdown(incoming, servers_stop.clone().cancelled_owned());
-    let grpc_task = tokio::spawn(grpc);
+        .add_service(streams.wrap(centre::CommandCentreServer::new(centre)));
+    let grpc_task = match &tls {
+        None => tokio::spawn(router.serve_with_incoming_shutdown(incoming, servers_stop.clone().cancelled_owned())),
+        Some(tls) => {
+            let handshaken = tls::accept::handshaken(
+                incoming,
+                tls.clone(),
+                secs(g.handshake_timeout_s),
+                grpc_tracker,
+                servers_stop.child_token(),
+            );
+            tokio::spawn(crl_reloader(
+                tls.clone(),
+                crl_poll,
+                links.clone(),
+                metrics.clone(),
+                servers_stop.child_token(),
+            ));
+            tokio::spawn(router.serve_with_incoming_shutdown(handshaken, servers_stop.clone().cancelled_owned()))
+        }
+    };
 
     // HTTP.
     let h = &config.limits.http;
@@ -439,6 +482,39 @@ impl RunningHub {
         }
         info!("hub stopped");
         failure.map_or(Ok(()), Err)
+    }
+}
+
+/// Polls the CRL file; after a change, new handshakes use the new list and the live streams
+/// of certificates it revokes are cut.
+async fn crl_reloader(
+    tls: Arc<tls::TlsState>,
+    every: Duration,
+    links: LinkRegistry,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
+    if tls.crl_path().is_none() {
+        return;
+    }
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        match tls.reload_if_changed() {
+            Ok(None) => {}
+            Ok(Some(revoked)) => {
+                let cut = links.cut_revoked(&revoked);
+                metrics
+                    .streams_revoked
+                    .fetch_add(cut.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                info!(revoked = revoked.len(), cut = ?cut, "CRL reloaded");
+            }
+            Err(e) => error!(error = %e, "the new CRL is unusable; the previous one stays in force"),
+        }
     }
 }
 

@@ -31,6 +31,103 @@ enum Command {
     /// Reads a password from stdin (one line) and prints its argon2id PHC hash, for
     /// `[[users]] password_hash` in the hub config.
     HashPassword,
+    /// Mints a development PKI into --out: a CA (kept if present), the hub's certificate,
+    /// one client certificate per --gateway, an empty CRL; `certs revoke` revokes one.
+    #[command(subcommand_negates_reqs = true)]
+    Certs {
+        #[command(subcommand)]
+        action: Option<CertsCommand>,
+        /// Directory to write into (created if missing).
+        #[arg(long, value_name = "DIR", required = true)]
+        out: Option<PathBuf>,
+        /// Extra DNS names or IP addresses of the hub's certificate (beyond localhost and 127.0.0.1).
+        #[arg(long = "hub-name", value_name = "NAME")]
+        hub_names: Vec<String>,
+        /// A gateway's certificate, as `ID:ESTATE` (repeatable).
+        #[arg(long = "gateway", value_name = "ID:ESTATE")]
+        gateways: Vec<String>,
+        /// Validity of the new certificates, in days.
+        #[arg(long, default_value_t = 825)]
+        days: u64,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum CertsCommand {
+    /// Adds a gateway's certificate to the CRL in --out (the hub reloads it within seconds).
+    Revoke {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The gateway whose certificate (`gateway-ID.pem` in --out) is revoked.
+        #[arg(long, value_name = "ID", conflicts_with = "cert", required_unless_present = "cert")]
+        gateway: Option<String>,
+        /// Or the certificate file to revoke.
+        #[arg(long, value_name = "FILE")]
+        cert: Option<PathBuf>,
+    },
+}
+
+/// `gatehouse-hub certs`: development certificates, minted with rcgen.
+fn certs_command(
+    action: Option<CertsCommand>,
+    out: Option<PathBuf>,
+    hub_names: Vec<String>,
+    gateways: Vec<String>,
+    days: u64,
+) -> anyhow::Result<()> {
+    use gatehouse_hub::tls::{GatewayIdentity, mint};
+    if let Some(CertsCommand::Revoke { out, gateway, cert }) = action {
+        let layout = mint::Layout::new(out);
+        let cert = match (cert, gateway) {
+            (Some(c), _) => c,
+            (None, Some(g)) => layout.gateway_cert(&g),
+            (None, None) => anyhow::bail!("say --gateway ID or --cert FILE"),
+        };
+        let serial = mint::revoke(&layout, &cert).with_context(|| format!("revoking {}", cert.display()))?;
+        println!("revoked serial {} ({}); CRL: {}", hex_string(&serial), cert.display(), layout.crl().display());
+        return Ok(());
+    }
+    let out = out.context("--out DIR is required")?;
+    let gateways = gateways
+        .iter()
+        .map(|g| {
+            let (id, estate) = g
+                .split_once(':')
+                .with_context(|| format!("--gateway {g:?}: expected ID:ESTATE"))?;
+            anyhow::ensure!(
+                !id.is_empty() && !estate.is_empty() && !estate.contains(':'),
+                "--gateway {g:?}: expected ID:ESTATE (neither empty; the estate without ':')"
+            );
+            Ok(GatewayIdentity::new(estate, id))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let layout = mint::Layout::new(&out);
+    mint::mint_all(
+        &layout,
+        &mint::MintPlan {
+            hub_names,
+            gateways: gateways.clone(),
+            validity: std::time::Duration::from_secs(days.saturating_mul(24 * 3600)),
+        },
+    )
+    .with_context(|| format!("minting into {}", out.display()))?;
+    println!("CA:  {} (key {}, keep it secret)", layout.ca_cert().display(), layout.ca_key().display());
+    println!("hub: {} / {}", layout.hub_cert().display(), layout.hub_key().display());
+    println!("CRL: {}", layout.crl().display());
+    for g in &gateways {
+        println!(
+            "gateway {} of {}: {} / {}",
+            g.gateway,
+            g.estate,
+            layout.gateway_cert(&g.gateway).display(),
+            layout.gateway_key(&g.gateway).display()
+        );
+    }
+    Ok(())
+}
+
+fn hex_string(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -131,6 +228,13 @@ async fn main() -> anyhow::Result<()> {
             return rota_command(action, token).await;
         }
         Some(Command::HashPassword) => return hash_password(),
+        Some(Command::Certs {
+            action,
+            out,
+            hub_names,
+            gateways,
+            days,
+        }) => return certs_command(action, out, hub_names, gateways, days),
         None => {}
     }
     // The connection caps, not the descriptor table, must decide who is refused.

@@ -19,6 +19,11 @@ pub struct Metrics {
     commit_micros_sum: AtomicU64,
     pub alarm_changes: AtomicU64,
     pub streams_refused: AtomicU64,
+    /// GatewayLink streams refused for who the peer is: no client certificate, a gateway not
+    /// in `[[gateways]]`, a Hello that does not match the certificate, a revoked certificate.
+    pub streams_denied: AtomicU64,
+    /// Streams cut because a CRL reload revoked their certificate.
+    pub streams_revoked: AtomicU64,
     http_by_class: [AtomicU64; 5],
     /// Connections of the HTTP and gRPC listeners: open, refused by a cap, cut by a limit.
     pub net: std::sync::Arc<crate::net::NetMetrics>,
@@ -36,16 +41,24 @@ pub enum RejectKind {
     SeqGap,
     SeqCeiling,
     TooLarge,
+    /// A text field of an event is longer than the hub accepts.
+    FieldTooLong,
 }
 
 impl RejectKind {
-    pub const ALL: [RejectKind; 3] = [RejectKind::SeqGap, RejectKind::SeqCeiling, RejectKind::TooLarge];
+    pub const ALL: [RejectKind; 4] = [
+        RejectKind::SeqGap,
+        RejectKind::SeqCeiling,
+        RejectKind::TooLarge,
+        RejectKind::FieldTooLong,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             RejectKind::SeqGap => "seq_gap",
             RejectKind::SeqCeiling => "seq_ceiling",
             RejectKind::TooLarge => "too_large",
+            RejectKind::FieldTooLong => "field_too_long",
         }
     }
 }
@@ -172,6 +185,18 @@ impl Metrics {
             "gatehouse_hub_streams_refused_total",
             "GatewayLink streams refused or closed for a protocol error.",
             self.streams_refused.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "gatehouse_hub_streams_denied_total",
+            "GatewayLink streams refused for their identity (no or revoked certificate, unknown gateway, Hello not matching the certificate).",
+            self.streams_denied.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "gatehouse_hub_streams_revoked_total",
+            "GatewayLink streams cut because a CRL reload revoked their certificate.",
+            self.streams_revoked.load(Relaxed),
         );
         let _ = writeln!(
             out,

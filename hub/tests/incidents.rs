@@ -68,6 +68,13 @@ http_listen = "127.0.0.1:0"
 database = "sqlite://{}"
 hub_id = "hub-test"
 
+[tls]
+plaintext = true
+
+[[gateways]]
+id = "gw-1"
+estate = "estate-a"
+
 [[estates]]
 id = "estate-a"
 name = "Riverside Gardens"

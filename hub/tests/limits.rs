@@ -26,6 +26,13 @@ grpc_listen = "127.0.0.1:0"
 http_listen = "127.0.0.1:0"
 database = "sqlite://{}"
 
+[tls]
+plaintext = true
+
+[[gateways]]
+id = "gw-1"
+estate = "estate-a"
+
 [[estates]]
 id = "estate-a"
 name = "Riverside Gardens"

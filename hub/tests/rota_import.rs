@@ -44,6 +44,13 @@ fn config(db: &Path) -> HubConfig {
 grpc_listen = "127.0.0.1:0"
 http_listen = "127.0.0.1:0"
 database = "sqlite://{}"
+
+[tls]
+plaintext = true
+
+[[gateways]]
+id = "gw-e0"
+estate = "e0"
 "#,
         db.display()
     );

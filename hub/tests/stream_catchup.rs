@@ -27,6 +27,13 @@ http_listen = "127.0.0.1:0"
 database = "sqlite://{}"
 hub_id = "hub-test"
 
+[tls]
+plaintext = true
+
+[[gateways]]
+id = "gw-1"
+estate = "estate-a"
+
 [api]
 stream_replay = {replay}
 

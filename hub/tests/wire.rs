@@ -21,7 +21,7 @@ const T0: i64 = 1_764_000_000_000;
 fn config(db: &Path, extra: &str) -> HubConfig {
     common::with_admin(
         HubConfig::from_toml(&format!(
-            "[hub]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\n\n\
+            "[hub]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\n\n[tls]\nplaintext = true\n\n[[gateways]]\nid = \"{GW}\"\nestate = \"{ESTATE}\"\n\n\
          [[estates]]\nid = \"{ESTATE}\"\nname = \"Riverside Gardens\"\n\n{extra}\n",
             db.display()
         ))

@@ -12,7 +12,11 @@ use std::{
 
 use anyhow::Context;
 use gatehouse_gateway::{RunningGateway, adapters::dc09::crypto::Key, config::Config as GatewayConfig};
-use gatehouse_hub::{RunningHub, config::HubConfig};
+use gatehouse_hub::{
+    RunningHub,
+    config::HubConfig,
+    tls::{GatewayIdentity, mint},
+};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -75,13 +79,67 @@ pub fn demo_estates() -> Vec<EstateSpec> {
     ]
 }
 
-/// The hub's configuration for `estates`, with the plant rules the pump room needs, and the
-/// demo's users and API token ([`crate::credentials`]).
+/// The gateway id of a simulated estate.
+pub fn gateway_id(estate: &str) -> String {
+    format!("gw-{estate}")
+}
+
+/// Mints a development PKI for `estates` into `dir` (a CA, the hub's certificate, one per
+/// estate's gateway, an empty CRL), as `gatehouse-hub certs` does.
+pub fn mint_pki(dir: &Path, estates: &[EstateSpec]) -> anyhow::Result<mint::Layout> {
+    let layout = mint::Layout::new(dir);
+    mint::mint_all(
+        &layout,
+        &mint::MintPlan {
+            hub_names: Vec::new(),
+            gateways: estates
+                .iter()
+                .map(|e| GatewayIdentity::new(&e.id, gateway_id(&e.id)))
+                .collect(),
+            validity: mint::DEFAULT_VALIDITY,
+        },
+    )
+    .with_context(|| format!("minting certificates into {}", dir.display()))?;
+    Ok(layout)
+}
+
+fn toml_path(p: &Path) -> String {
+    p.display().to_string().replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// The hub's configuration for `estates`, gRPC in plaintext on loopback (tests, load).
 pub fn hub_toml(grpc: SocketAddr, http: SocketAddr, database: &str, estates: &[EstateSpec]) -> anyhow::Result<String> {
+    hub_toml_with(grpc, http, database, estates, None)
+}
+
+/// The hub's configuration for `estates`, with the plant rules the pump room needs; gRPC over
+/// mutual TLS with the certificates of `pki`, else plaintext (loopback only). Each estate's
+/// gateway (`gw-<estate>`) is listed in `[[gateways]]`; the demo's users and API token
+/// ([`crate::credentials`]) sign in.
+pub fn hub_toml_with(
+    grpc: SocketAddr,
+    http: SocketAddr,
+    database: &str,
+    estates: &[EstateSpec],
+    pki: Option<&mint::Layout>,
+) -> anyhow::Result<String> {
     let mut s = format!("[hub]\ngrpc_listen = \"{grpc}\"\nhttp_listen = \"{http}\"\ndatabase = \"{database}\"\n\n");
     // Sign-in required: every client of these hubs sends credentials.
     s += "[auth]\nplaceholder_anonymous_admin = false\n\n";
     s += &crate::credentials::hub_toml_section()?;
+    s += &match pki {
+        Some(l) => format!(
+            "[tls]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\ncrl = \"{}\"\n\n",
+            toml_path(&l.hub_cert()),
+            toml_path(&l.hub_key()),
+            toml_path(&l.ca_cert()),
+            toml_path(&l.crl())
+        ),
+        None => "[tls]\nplaintext = true\n\n".to_owned(),
+    };
+    for e in estates {
+        s += &format!("[[gateways]]\nid = \"{}\"\nestate = \"{}\"\n\n", gateway_id(&e.id), e.id);
+    }
     // Every simulated gateway connects from this one machine, which a real estate's gateway
     // never shares: the per-source cap must hold them all.
     s += &format!(
@@ -195,8 +253,22 @@ impl DeviceLogins {
     }
 }
 
-/// A gateway's configuration for one simulated estate: only the devices' password hashes
-/// are written, never the passwords.
+/// [`start_hub`], gRPC over mutual TLS when `pki` is given.
+pub async fn start_hub_with(
+    http: SocketAddr,
+    data_dir: &Path,
+    estates: &[EstateSpec],
+    pki: Option<&mint::Layout>,
+) -> anyhow::Result<RunningHub> {
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let db = format!("sqlite://{}", data_dir.join("hub.db").display());
+    let toml = hub_toml_with("127.0.0.1:0".parse()?, http, &db, estates, pki)?;
+    let config = HubConfig::from_toml(&toml).context("hub configuration")?;
+    gatehouse_hub::start(config).await.context("starting the hub")
+}
+
+/// A gateway's configuration for one simulated estate, its uplink in plaintext (loopback);
+/// only the devices' password hashes are written, never the passwords.
 pub fn gateway_toml(
     estate: &EstateSpec,
     data_dir: &Path,
@@ -205,6 +277,33 @@ pub fn gateway_toml(
     modbus: SocketAddr,
     logins: &DeviceLogins,
 ) -> String {
+    gateway_toml_with(estate, data_dir, hub, mqtt, modbus, logins, None)
+}
+
+/// A gateway's configuration for one simulated estate; its uplink over mutual TLS with its
+/// certificate from `pki`, else plaintext (loopback only).
+pub fn gateway_toml_with(
+    estate: &EstateSpec,
+    data_dir: &Path,
+    hub: SocketAddr,
+    mqtt: SocketAddr,
+    modbus: SocketAddr,
+    logins: &DeviceLogins,
+    pki: Option<&mint::Layout>,
+) -> String {
+    let gateway = gateway_id(&estate.id);
+    let (hub_url, uplink) = match pki {
+        Some(l) => (
+            format!("https://{hub}"),
+            format!(
+                "[uplink]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+                toml_path(&l.ca_cert()),
+                toml_path(&l.gateway_cert(&gateway)),
+                toml_path(&l.gateway_key(&gateway))
+            ),
+        ),
+        None => (format!("http://{hub}"), "[uplink]\nplaintext = true\n".to_owned()),
+    };
     let (dc09_section, dc09_device) = if estate.dc09_fire_panel {
         (
             "[dc09]\nlisten = \"127.0.0.1:0\"\n".to_string(),
@@ -221,11 +320,12 @@ pub fn gateway_toml(
     let estate = &estate.id;
     format!(
         r#"[gateway]
-id = "gw-{estate}"
+id = "{gateway}"
 estate = "{estate}"
 data_dir = "{data}"
-hubs = ["http://{hub}"]
+hubs = ["{hub_url}"]
 
+{uplink}
 [mqtt]
 listen = "{mqtt}"
 
@@ -286,13 +386,23 @@ pub struct SimEstate {
 
 /// Starts one estate's pump room, gateway and devices, its gateway pointed at `hub`.
 pub async fn start_estate(spec: EstateSpec, hub: SocketAddr, data_root: &Path) -> anyhow::Result<SimEstate> {
+    start_estate_with(spec, hub, data_root, None).await
+}
+
+/// [`start_estate`], the gateway's uplink over mutual TLS when `pki` is given.
+pub async fn start_estate_with(
+    spec: EstateSpec,
+    hub: SocketAddr,
+    data_root: &Path,
+    pki: Option<&mint::Layout>,
+) -> anyhow::Result<SimEstate> {
     let pump_room = PumpRoom::start("127.0.0.1:0".parse()?)
         .await
         .context("starting the pump-room simulator")?;
     let mqtt = free_local_addr().context("choosing an MQTT port")?;
     let data_dir = data_root.join(format!("gw-{}", spec.id));
     let logins = DeviceLogins::generate().context("making the devices' MQTT passwords")?;
-    let toml = gateway_toml(&spec, &data_dir, hub, mqtt, pump_room.addr(), &logins);
+    let toml = gateway_toml_with(&spec, &data_dir, hub, mqtt, pump_room.addr(), &logins, pki);
     let config = GatewayConfig::from_toml(&toml).with_context(|| format!("gateway configuration for {}", spec.id))?;
     let gateway = gatehouse_gateway::start(config)
         .await

@@ -24,6 +24,9 @@ id = "gw-sim"
 estate = "estate-a"
 data_dir = "{}"
 hubs = ["http://127.0.0.1:1"]
+[uplink]
+plaintext = true
+
 [dc09]
 listen = "127.0.0.1:0"
 [[devices]]

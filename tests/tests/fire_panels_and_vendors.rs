@@ -39,10 +39,13 @@ async fn dc09_modbus_and_vendor_json_devices_raise_their_alarms_at_the_hub() {
     .expect("shipped mapping");
     let config = format!(
         r#"[gateway]
-id = "gw-c"
+id = "gw-estate-c"
 estate = "estate-c"
 data_dir = "{data}"
 hubs = ["http://{hub}"]
+
+[uplink]
+plaintext = true
 
 [mqtt]
 listen = "{mqtt}"

@@ -29,8 +29,8 @@ fn gateway_config_with_hubs(
 ) -> Config {
     let hubs: Vec<String> = hubs.iter().map(|h| format!("\"http://{h}\"")).collect();
     let mut toml = format!(
-        "[gateway]\nid = \"gw-loss\"\nestate = \"estate-a\"\ndata_dir = \"{}\"\nhubs = [{}]\n\n\
-         [mqtt]\nlisten = \"{mqtt}\"\n\n[uplink]\nbackoff_max_ms = 500\n\n",
+        "[gateway]\nid = \"gw-estate-a\"\nestate = \"estate-a\"\ndata_dir = \"{}\"\nhubs = [{}]\n\n\
+         [mqtt]\nlisten = \"{mqtt}\"\n\n[uplink]\nplaintext = true\nbackoff_max_ms = 500\n\n",
         dir.join("gw").display(),
         hubs.join(", ")
     );
@@ -95,7 +95,7 @@ async fn ten_thousand_events_taken_while_the_hub_is_down_arrive_exactly_once_in_
     })
     .await;
 
-    let stored = stored_events(&dir.path().join("hub").join("hub.db"), "gw-loss").await;
+    let stored = stored_events(&dir.path().join("hub").join("hub.db"), "gw-estate-a").await;
     let calls: Vec<&str> = stored.iter().filter_map(intercom_call_id).collect();
     assert_eq!(calls.len(), DEVICES * PER_DEVICE, "every event arrived");
     let unique: std::collections::HashSet<&str> = calls.iter().copied().collect();
@@ -147,7 +147,7 @@ async fn a_gateway_whose_first_hub_is_down_fails_over_to_the_next() {
         },
     )
     .await;
-    let stored = stored_events(&dir.path().join("hub").join("hub.db"), "gw-loss").await;
+    let stored = stored_events(&dir.path().join("hub").join("hub.db"), "gw-estate-a").await;
     assert!(stored.iter().any(|e| matches!(&e.body, Some(gatehouse_proto::event::Body::Intercom(i)) if i.r#type == gatehouse_proto::IntercomEventType::EmergencyCall as i32)));
     gateway.shutdown().await;
     hub.shutdown().await;

@@ -9,6 +9,9 @@ grpc_listen = "127.0.0.1:0"
 http_listen = "127.0.0.1:0"
 database = "sqlite://data/hub.db"
 
+[tls]
+plaintext = true
+
 [[estates]]
 id = "estate-a"
 name = "Riverside Gardens"
@@ -205,4 +208,40 @@ fn duplicate_estate_is_rejected() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("estates[1].id"), "{err}");
+}
+
+#[test]
+fn tls_is_required_and_plaintext_only_on_loopback() {
+    let no_tls = BASE.replace("[tls]\nplaintext = true\n", "");
+    let err = HubConfig::from_toml(&no_tls).unwrap_err().to_string();
+    assert!(err.contains("tls: missing"), "{err}");
+
+    let exposed = BASE.replace("grpc_listen = \"127.0.0.1:0\"", "grpc_listen = \"0.0.0.0:50051\"");
+    let err = HubConfig::from_toml(&exposed).unwrap_err().to_string();
+    assert!(err.contains("tls.plaintext") && err.contains("loopback"), "{err}");
+
+    let half = no_tls.replace("[[estates]]", "[tls]\ncert = \"hub.pem\"\nkey = \"hub.key\"\n\n[[estates]]");
+    let err = HubConfig::from_toml(&half).unwrap_err().to_string();
+    assert!(err.contains("tls.client_ca"), "{err}");
+
+    let full = exposed.replace(
+        "[tls]\nplaintext = true\n",
+        "[tls]\ncert = \"hub.pem\"\nkey = \"hub.key\"\nclient_ca = \"ca.pem\"\ncrl = \"crl.pem\"\n",
+    );
+    let c = HubConfig::from_toml(&full).unwrap();
+    assert!(matches!(c.tls_mode().unwrap(), TlsMode::Tls { crl_poll_s: 3, .. }));
+}
+
+#[test]
+fn gateways_must_name_a_served_estate_once() {
+    let err = with("[[gateways]]\nid = \"gw-1\"\nestate = \"estate-z\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("gateways[0].estate"), "{err}");
+    let err = with("[[gateways]]\nid = \"gw-1\"\nestate = \"estate-a\"\n[[gateways]]\nid = \"gw-1\"\nestate = \"estate-a\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("gateways[1].id"), "{err}");
+    let c = with("[[gateways]]\nid = \"gw-1\"\nestate = \"estate-a\"\n").unwrap();
+    assert_eq!(c.gateways[0].identity().uri(), "urn:gatehouse:gateway:estate-a:gw-1");
 }

@@ -6,9 +6,9 @@
 //! arrives on the network may panic the hub: everything is checked and refused with a
 //! status instead.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,6 +24,8 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
 use crate::metrics::{Metrics, RejectKind};
+use crate::net::limits::LogGate;
+use crate::tls::{GatewayIdentity, TlsState};
 use crate::writer::{HelloRecord, Holds, IngestOutcome, Rejected, WriterError, WriterHandle};
 
 /// How often the hub asks gateways to send a heartbeat when idle.
@@ -41,6 +43,7 @@ const MAX_DEVICES: usize = 100_000;
 
 type DownlinkSender = mpsc::Sender<Result<Downlink, Status>>;
 
+pub mod bounds;
 mod registry;
 
 pub use registry::{LinkError, LinkRegistry};
@@ -51,6 +54,13 @@ pub struct LinkService {
     pub(crate) writer: WriterHandle,
     pub(crate) registry: LinkRegistry,
     pub(crate) estates: Arc<HashSet<String>>,
+    /// `[[gateways]]`: gateway id → its estate. Any other gateway is refused.
+    pub(crate) gateways: Arc<HashMap<String, String>>,
+    /// The TLS settings when the port speaks TLS: a stream must then present a client
+    /// certificate naming the gateway it says Hello as, not revoked.
+    pub(crate) tls: Option<Arc<TlsState>>,
+    /// At most one identity refusal logged every 10 s (each costs a stranger one stream).
+    pub(crate) denied_log: Arc<LogGate>,
     pub(crate) hub_id: String,
     pub(crate) metrics: Arc<Metrics>,
     /// The largest Uplink message decoded (`ingest.max_message_bytes`), announced in Welcome.
@@ -67,6 +77,7 @@ impl GatewayLink for LinkService {
 
     async fn connect(&self, request: Request<Streaming<Uplink>>) -> Result<Response<Self::ConnectStream>, Status> {
         let peer = request.remote_addr();
+        let certificate = self.peer_identity(&request)?;
         let mut uplink = request.into_inner();
         let first = tokio::time::timeout(HELLO_TIMEOUT, uplink.message())
             .await
@@ -85,6 +96,8 @@ impl GatewayLink for LinkService {
             }
         };
         self.check_hello(&hello).map_err(|s| self.refuse(s))?;
+        self.check_identity(&hello, certificate.as_ref())?;
+        let revoked = Arc::new(AtomicBool::new(false));
 
         let (tx, rx) = mpsc::channel(DOWNLINK_BUFFER);
         let cancel = self.shutdown.child_token();
@@ -126,8 +139,16 @@ impl GatewayLink for LinkService {
         };
         // The channel is new and not yet registered, so empty: this cannot be full.
         let _ = tx.try_send(Ok(welcome));
-        self.registry
-            .register(&hello.gateway_id, conn_id, tx.clone(), cancel.clone());
+        self.registry.register(
+            &hello.gateway_id,
+            registry::Registration {
+                conn_id,
+                tx: tx.clone(),
+                cancel: cancel.clone(),
+                serial: certificate.map(|c| c.serial),
+                revoked: revoked.clone(),
+            },
+        );
 
         let link = StreamTask {
             service: self.clone(),
@@ -136,13 +157,84 @@ impl GatewayLink for LinkService {
             conn_id,
             tx,
             cancel,
+            revoked,
         };
         tokio::spawn(link.run(uplink));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
 
+/// The verified client certificate of a stream.
+struct PeerCertificate {
+    identity: GatewayIdentity,
+    serial: Vec<u8>,
+}
+
 impl LinkService {
+    /// With TLS: the stream's client certificate (verified against the client CA and the CRL
+    /// at the handshake), its identity, and that the CRL has not revoked it since.
+    fn peer_identity<T>(&self, request: &Request<T>) -> Result<Option<PeerCertificate>, Status> {
+        let Some(tls) = &self.tls else {
+            return Ok(None);
+        };
+        let certs = request.peer_certs();
+        let Some(leaf) = certs.as_ref().and_then(|c| c.first()) else {
+            return Err(self.deny(Status::unauthenticated(
+                "GatewayLink requires a client certificate issued to this gateway",
+            )));
+        };
+        let identity = GatewayIdentity::from_der(leaf)
+            .map_err(|e| self.deny(Status::permission_denied(format!("the client certificate names no gateway: {e}"))))?;
+        let serial = crate::tls::identity::serial_of_der(leaf)
+            .map_err(|e| self.deny(Status::permission_denied(format!("unreadable client certificate: {e}"))))?;
+        if tls.is_revoked(&serial) {
+            return Err(self.deny(Status::permission_denied(format!(
+                "the certificate of {identity} is revoked"
+            ))));
+        }
+        Ok(Some(PeerCertificate { identity, serial }))
+    }
+
+    /// The gateway must be in `[[gateways]]` for the estate it names, and say Hello as the
+    /// gateway and estate of its certificate. Checked before anything is recorded and before
+    /// a stream of the same id is replaced.
+    fn check_identity(&self, hello: &Hello, certificate: Option<&PeerCertificate>) -> Result<(), Status> {
+        match self.gateways.get(&hello.gateway_id) {
+            None => {
+                return Err(self.deny(Status::permission_denied(format!(
+                    "gateway {:?} is not configured on hub {} ([[gateways]])",
+                    hello.gateway_id, self.hub_id
+                ))));
+            }
+            Some(estate) if *estate != hello.estate_id => {
+                return Err(self.deny(Status::permission_denied(format!(
+                    "gateway {:?} belongs to estate {estate:?}, not {:?}",
+                    hello.gateway_id, hello.estate_id
+                ))));
+            }
+            Some(_) => {}
+        }
+        if let Some(cert) = certificate
+            && (cert.identity.gateway != hello.gateway_id || cert.identity.estate != hello.estate_id)
+        {
+            return Err(self.deny(Status::permission_denied(format!(
+                "Hello as gateway {:?} of estate {:?}, but the certificate is {}",
+                hello.gateway_id, hello.estate_id, cert.identity
+            ))));
+        }
+        Ok(())
+    }
+
+    /// Counts and logs (rate-limited) a stream refused for who it is.
+    fn deny(&self, status: Status) -> Status {
+        self.metrics.streams_denied.fetch_add(1, Ordering::Relaxed);
+        if let Some(suppressed) = self.denied_log.allow() {
+            warn!(code = ?status.code(), reason = status.message(), suppressed,
+                "GatewayLink stream refused for its identity (counted in gatehouse_hub_streams_denied_total; logged at most every 10 s)");
+        }
+        status
+    }
+
     fn refuse(&self, status: Status) -> Status {
         self.metrics.streams_refused.fetch_add(1, Ordering::Relaxed);
         debug!(code = ?status.code(), message = status.message(), "GatewayLink stream refused");
@@ -227,6 +319,8 @@ struct StreamTask {
     conn_id: u64,
     tx: DownlinkSender,
     cancel: CancellationToken,
+    /// Set before `cancel` when a CRL reload revoked this stream's certificate.
+    revoked: Arc<AtomicBool>,
 }
 
 type Pending = Pin<Box<dyn Future<Output = (u64, Result<IngestOutcome, WriterError>)> + Send>>;
@@ -262,7 +356,9 @@ impl StreamTask {
                     while let Some((through, result)) = in_flight.next().await {
                         self.ack(through, result).await?;
                     }
-                    return Err(if self.service.shutdown.is_cancelled() {
+                    return Err(if self.revoked.load(Ordering::Relaxed) {
+                        Status::permission_denied("the gateway's certificate was revoked")
+                    } else if self.service.shutdown.is_cancelled() {
                         Status::unavailable("hub shutting down")
                     } else {
                         Status::aborted("replaced by a newer stream of the same gateway")
@@ -316,6 +412,7 @@ impl StreamTask {
                 }
                 let through = check_batch(&self.gateway_id, &self.estate_id, &batch.events)
                     .map_err(|s| self.service.refuse(s))?;
+                self.check_fields(&batch.events).await?;
                 let rx = self
                     .service
                     .writer
@@ -354,6 +451,37 @@ impl StreamTask {
                 .refuse(Status::invalid_argument("Hello may only be the first message"))),
             None => Err(self.service.refuse(Status::invalid_argument("empty Uplink message"))),
         }
+    }
+
+    /// Every text field within its bound, or the whole batch rejected out loud.
+    async fn check_fields(&self, events: &[Event]) -> Result<(), Status> {
+        let Some((event, too_long)) = events
+            .iter()
+            .find_map(|e| bounds::check_event(e).err().map(|t| (e, t)))
+        else {
+            return Ok(());
+        };
+        self.service.metrics.batch_rejected(RejectKind::FieldTooLong);
+        let detail = format!("event seq {} (device {:?}): {too_long}", event.seq, truncated(&event.device_id));
+        if too_large_log_allowed() {
+            warn!(gateway = %self.gateway_id, %detail, "gateway batch refused: a field is too long (counted in gatehouse_hub_batches_rejected_total; logged at most once a minute)");
+        }
+        let first = events.iter().map(|e| e.seq).min().unwrap_or(0);
+        let last = events.iter().map(|e| e.seq).max().unwrap_or(0);
+        let _ = self
+            .tx
+            .send(Ok(Downlink {
+                msg: Some(downlink::Msg::Rejection(Rejection {
+                    first_seq: first,
+                    last_seq: last,
+                    reason: RejectionReason::FieldTooLong as i32,
+                    detail: detail.clone(),
+                })),
+            }))
+            .await;
+        Err(self
+            .service
+            .refuse(Status::invalid_argument(format!("batch refused (field_too_long): {detail}"))))
     }
 
     async fn ack(&self, through: u64, result: Result<IngestOutcome, WriterError>) -> Result<(), Status> {
@@ -395,6 +523,7 @@ fn rejection(r: &Rejected) -> Rejection {
         RejectKind::SeqGap => RejectionReason::SeqGap,
         RejectKind::SeqCeiling => RejectionReason::SeqCeiling,
         RejectKind::TooLarge => RejectionReason::TooLarge,
+        RejectKind::FieldTooLong => RejectionReason::FieldTooLong,
     };
     Rejection {
         first_seq: r.first_seq,
@@ -402,6 +531,11 @@ fn rejection(r: &Rejected) -> Rejection {
         reason: reason as i32,
         detail: r.detail.clone(),
     }
+}
+
+/// At most 64 characters of an untrusted id, for a message.
+fn truncated(s: &str) -> String {
+    s.chars().take(64).collect()
 }
 
 fn writer_status(e: WriterError) -> Status {

@@ -2,7 +2,7 @@
 //! commands; a newer stream of the same gateway replaces (and cancels) the older one.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use gatehouse_proto::{Command, Downlink, downlink};
@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use super::DownlinkSender;
+use crate::tls::server::Revoked;
 
 /// Why a downlink message could not be sent.
 #[derive(Debug, thiserror::Error)]
@@ -20,16 +21,21 @@ pub enum LinkError {
     Closed(String),
 }
 
-struct Link {
-    conn_id: u64,
-    tx: DownlinkSender,
-    cancel: CancellationToken,
+/// One gateway's current stream.
+pub(super) struct Registration {
+    pub conn_id: u64,
+    pub tx: DownlinkSender,
+    pub cancel: CancellationToken,
+    /// The serial of its client certificate (TLS only).
+    pub serial: Option<Vec<u8>>,
+    /// Set when a CRL reload revoked that certificate, before `cancel`.
+    pub revoked: Arc<AtomicBool>,
 }
 
 /// The gateways connected now, and a way to send them downlink messages.
 #[derive(Clone, Default)]
 pub struct LinkRegistry {
-    links: Arc<Mutex<HashMap<String, Link>>>,
+    links: Arc<Mutex<HashMap<String, Registration>>>,
     next_conn: Arc<AtomicU64>,
 }
 
@@ -42,7 +48,7 @@ impl std::fmt::Debug for LinkRegistry {
 }
 
 impl LinkRegistry {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Link>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Registration>> {
         // A panic while holding this lock cannot leave the map inconsistent.
         self.links.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -84,12 +90,25 @@ impl LinkRegistry {
     /// Makes a stream the gateway's current one (commands go to it), ending any older one.
     /// Called only once its Welcome is queued: the gateway must read Welcome first, so no
     /// command may be queued on the stream before it.
-    pub(super) fn register(&self, gateway_id: &str, conn_id: u64, tx: DownlinkSender, cancel: CancellationToken) {
-        let old = self.lock().insert(gateway_id.to_owned(), Link { conn_id, tx, cancel });
+    pub(super) fn register(&self, gateway_id: &str, link: Registration) {
+        let old = self.lock().insert(gateway_id.to_owned(), link);
         if let Some(old) = old {
             info!(gateway = %gateway_id, "a new stream replaces the gateway's older one");
             old.cancel.cancel();
         }
+    }
+
+    /// Ends the streams whose client certificate `revoked` lists; returns their gateways.
+    pub fn cut_revoked(&self, revoked: &Revoked) -> Vec<String> {
+        let mut cut = Vec::new();
+        for (gateway, link) in self.lock().iter() {
+            if link.serial.as_ref().is_some_and(|s| revoked.contains(s)) {
+                link.revoked.store(true, Ordering::Relaxed);
+                link.cancel.cancel();
+                cut.push(gateway.clone());
+            }
+        }
+        cut
     }
 
     /// Removes a stream if it is still the gateway's current one.

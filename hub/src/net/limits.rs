@@ -67,10 +67,12 @@ pub enum Cut {
     Request = 2,
     /// HTTP: the body was larger than `max_body_bytes` (413).
     Body = 3,
+    /// gRPC: the TLS handshake failed (no, a wrong, an expired or a revoked certificate).
+    Tls = 4,
 }
 
 impl Cut {
-    pub const ALL: [Cut; 4] = [Cut::Header, Cut::Handshake, Cut::Request, Cut::Body];
+    pub const ALL: [Cut; 5] = [Cut::Header, Cut::Handshake, Cut::Request, Cut::Body, Cut::Tls];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -78,6 +80,7 @@ impl Cut {
             Cut::Handshake => "handshake_timeout",
             Cut::Request => "request_timeout",
             Cut::Body => "body_too_large",
+            Cut::Tls => "tls_handshake_failed",
         }
     }
 }
@@ -157,8 +160,8 @@ impl NetMetrics {
             for c in Cut::ALL {
                 // Only the pairs that can happen: HTTP has no preface, gRPC no HTTP/1 head.
                 let possible = match l {
-                    Listener::Http => c != Cut::Handshake,
-                    Listener::Grpc => c == Cut::Handshake,
+                    Listener::Http => !matches!(c, Cut::Handshake | Cut::Tls),
+                    Listener::Grpc => matches!(c, Cut::Handshake | Cut::Tls),
                     Listener::Stream => false,
                 };
                 if possible {

@@ -30,12 +30,22 @@ pub const ESTATES_AB: &str = "[[estates]]\nid = \"estate-a\"\nname = \"Riverside
 /// and sent by [`http`].
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
-/// A test hub's configuration: both listeners on loopback ports chosen at run time, its
-/// SQLite database at `db`, then `rest` (estates and any other sections), then the
-/// `[[api_tokens]]` entry of [`ADMIN_TOKEN`].
+/// The gateways the tests play, by estate: each is listed in `[[gateways]]` when `rest`
+/// defines its estate.
+pub const TEST_GATEWAYS: &[(&str, &str)] = &[("gw-1", "estate-a"), ("gw-a", "estate-a"), ("gw-2", "estate-b"), ("gw-b", "estate-b")];
+
+/// A test hub's configuration: both listeners on loopback ports chosen at run time, gRPC in
+/// plaintext (loopback), its SQLite database at `db`, the [`TEST_GATEWAYS`] of its estates,
+/// then `rest` (estates and any other sections), then the `[[api_tokens]]` entry of
+/// [`ADMIN_TOKEN`].
 pub fn config(db: &Path, rest: &str) -> HubConfig {
+    let gateways: String = TEST_GATEWAYS
+        .iter()
+        .filter(|(_, estate)| rest.contains(&format!("id = \"{estate}\"")))
+        .map(|(id, estate)| format!("[[gateways]]\nid = \"{id}\"\nestate = \"{estate}\"\n\n"))
+        .collect();
     HubConfig::from_toml(&format!(
-        "[hub]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\nhub_id = \"hub-test\"\n\n{rest}",
+        "[hub]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\nhub_id = \"hub-test\"\n\n[tls]\nplaintext = true\n\n{gateways}{rest}",
         db.display(),
     ))
     .map(with_admin)

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     operator::{Operator, timeline_lines},
-    scenario::{GATE_GUARDS, SimEstate, demo_estates, start_estate, start_hub},
+    scenario::{GATE_GUARDS, SimEstate, demo_estates, mint_pki, start_estate_with, start_hub_with},
 };
 
 pub struct DemoOptions {
@@ -38,9 +38,16 @@ pub enum DemoOperator {
 
 pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let estates_spec = demo_estates();
-    let hub = start_hub(opts.http_addr, &opts.data_dir, &estates_spec).await?;
+    // TLS on by default: a development PKI minted into the data dir (kept across runs).
+    let pki = mint_pki(&opts.data_dir.join("pki"), &estates_spec)?;
+    let hub = start_hub_with(opts.http_addr, &opts.data_dir, &estates_spec, Some(&pki)).await?;
     let base = format!("http://{}", hub.http_addr());
     println!("Gatehouse demo: hub at {base}");
+    println!(
+        "  gateways connect over mutual TLS (certificates in {}; revoke one with `gatehouse-hub certs revoke --out {} --gateway ID`)",
+        pki.dir.display(),
+        pki.dir.display()
+    );
     println!("  board  {base}/");
     println!("  alarms {base}/api/v1/alarms · incidents {base}/api/v1/incidents · live {base}/api/v1/stream");
     println!("  sign in to the board as (user / password, made for this run):");
@@ -56,7 +63,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let watcher = tokio::spawn(watch_stream(base.clone(), stop.clone()));
     let mut estates = Vec::new();
     for spec in estates_spec {
-        let e = start_estate(spec, hub.grpc_addr(), &opts.data_dir).await?;
+        let e = start_estate_with(spec, hub.grpc_addr(), &opts.data_dir, Some(&pki)).await?;
         let mqtt = e.gateway.mqtt_addr.map(|a| a.to_string()).unwrap_or_default();
         println!(
             "  {} ({}): gateway MQTT on {mqtt}, pump room (Modbus TCP) on {}",

@@ -78,7 +78,7 @@ fn load_gateway_toml(
     password_hash: &str,
 ) -> String {
     let mut s = format!(
-        "[gateway]\nid = {}\nestate = {}\ndata_dir = {}\nhubs = [{}]\nhttp_listen = \"{http}\"\n\n[mqtt]\nlisten = \"{mqtt}\"\n",
+        "[gateway]\nid = {}\nestate = {}\ndata_dir = {}\nhubs = [{}]\nhttp_listen = \"{http}\"\n\n[uplink]\nplaintext = true\n\n[mqtt]\nlisten = \"{mqtt}\"\n",
         toml_str(&format!("gw-{estate}")),
         toml_str(estate),
         toml_str(&data_dir.display().to_string()),

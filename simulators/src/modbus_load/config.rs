@@ -18,7 +18,7 @@ pub(super) fn gateway_toml(
     servers: &[SocketAddr],
 ) -> String {
     let mut s = format!(
-        "[gateway]\nid = \"gw-{ESTATE}\"\nestate = \"{ESTATE}\"\ndata_dir = {}\nhubs = [{}]\nhttp_listen = \"{http}\"\n\n[modbus]\nrefresh_s = {}\n",
+        "[gateway]\nid = \"gw-{ESTATE}\"\nestate = \"{ESTATE}\"\ndata_dir = {}\nhubs = [{}]\nhttp_listen = \"{http}\"\n\n[uplink]\nplaintext = true\n\n[modbus]\nrefresh_s = {}\n",
         toml_str(&data_dir.display().to_string()),
         toml_str(hub),
         opts.refresh_s.max(1),

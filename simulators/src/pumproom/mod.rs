@@ -289,6 +289,9 @@ estate = "estate-test"
 data_dir = "/tmp/unused"
 hubs = ["http://127.0.0.1:1"]
 
+[uplink]
+plaintext = true
+
 [[devices]]
 id = "pumproom"
 kind = "modbus"
@@ -370,6 +373,7 @@ timeout_ms = 1000
         let room = PumpRoom::start(loopback()).await.unwrap();
         let text = format!(
             "[gateway]\nid = \"gw\"\nestate = \"e\"\ndata_dir = \"/tmp/unused\"\nhubs = [\"http://127.0.0.1:1\"]\n\n\
+             [uplink]\nplaintext = true\n\n\
              [[devices]]\nid = \"pumproom\"\nkind = \"modbus\"\narea = \"plant\"\n\n\
              [devices.modbus]\naddress = \"{}\"\nunit = 1\npoll_ms = 100\ntimeout_ms = 500\n\n{}",
             room.addr(),
