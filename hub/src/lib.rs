@@ -22,6 +22,7 @@
 
 pub mod actions;
 pub mod alarms;
+pub mod audit;
 pub mod api;
 pub mod auth;
 pub mod centre;

@@ -24,6 +24,23 @@ enum Command {
         #[command(subcommand)]
         action: RotaCommand,
     },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        action: AuditCommand,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum AuditCommand {
+    /// Walks the audit log's hash chain, reading the database directly and read-only:
+    /// exit 0 with "N rows, chain intact", or non-zero naming the first bad row (edited,
+    /// deleted or reordered).
+    Verify {
+        /// The hub's database, as `hub.database` names it (sqlite://PATH).
+        #[arg(long, value_name = "URL")]
+        database: String,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -90,13 +107,33 @@ async fn rota_command(action: RotaCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `gatehouse-hub audit verify --database URL`.
+async fn audit_command(action: AuditCommand) -> anyhow::Result<()> {
+    let AuditCommand::Verify { database } = action;
+    let url = gatehouse_hub::HubConfig::parse_database_url(&database)?;
+    let pool = gatehouse_hub::store::open_read_only(&url)
+        .await
+        .with_context(|| format!("opening {database} read-only"))?;
+    let verdict = gatehouse_hub::audit::apply::verify(&pool)
+        .await
+        .context("reading the audit log")?;
+    if verdict.intact {
+        println!("{verdict}");
+        Ok(())
+    } else {
+        anyhow::bail!("{verdict}")
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // Logs by RUST_LOG; OpenTelemetry export only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
     let telemetry = gatehouse_hub::telemetry::init("gatehouse-hub", "info");
     let args = Args::parse();
-    if let Some(Command::Rota { action }) = args.command {
-        return rota_command(action).await;
+    match args.command {
+        Some(Command::Rota { action }) => return rota_command(action).await,
+        Some(Command::Audit { action }) => return audit_command(action).await,
+        None => {}
     }
     // The connection caps, not the descriptor table, must decide who is refused.
     match gatehouse_hub::net::rlimit::raise_nofile() {

@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiPath, ApiQuery, AppState, json_body, text_field};
+use crate::auth::Caller;
 use crate::alarms::rfc3339;
 use crate::engine::Op;
 use crate::events::queries as event_q;
@@ -48,6 +49,7 @@ pub struct MaintenanceJson {
 /// `POST /devices/{id}/maintenance` `{"estate", "on"?, "reason", "operator"?, "minutes"?}`.
 pub async fn maintenance(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(device): ApiPath<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Vec<MaintenanceJson>>, ApiError> {
@@ -72,7 +74,7 @@ pub async fn maintenance(
     };
     state
         .writer
-        .op(Op::Maintenance {
+        .op(&caller.actor(), Op::Maintenance {
             estate,
             device,
             on,

@@ -24,6 +24,8 @@ use crate::actions::{
     self, AckRequest, CommandRequest, OverrideRequest, ShelveRequest, StepRequest, TransitionRequest,
 };
 use crate::alarms::queries::find_alarm;
+use crate::audit::Actor;
+use crate::auth::{Principal, Role};
 use crate::link::LinkRegistry;
 use crate::store::Pool;
 use crate::stream::{Feed, Resume};
@@ -47,6 +49,17 @@ pub struct CentreService {
 }
 
 type UpdateStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// Who calls: the principal the gRPC authentication put in the request's extensions, from
+/// the peer's address. PLACEHOLDER until sign-in lands on this port (issue 12 §3): a call
+/// with no principal is the admin `anonymous`, as on the HTTP API.
+fn actor<T>(request: &Request<T>) -> Actor {
+    let source = request.remote_addr().map(|a| a.ip());
+    match request.extensions().get::<Arc<Principal>>() {
+        Some(p) => p.actor(source),
+        None => Actor::new("anonymous", Role::Admin.as_str(), source),
+    }
+}
 
 /// An empty proto string is an absent field, as an absent JSON field is for the HTTP API.
 fn given(s: String) -> Option<String> {
@@ -113,6 +126,7 @@ impl CommandCentre for CentreService {
     }
 
     async fn acknowledge_alarm(&self, request: Request<AcknowledgeAlarmRequest>) -> Result<Response<Alarm>, Status> {
+        let actor = actor(&request);
         let r = request.into_inner();
         let (operator, note) = AckRequest {
             operator: given(r.operator),
@@ -121,13 +135,14 @@ impl CommandCentre for CentreService {
         .checked()
         .map_err(convert::invalid)?;
         self.writer
-            .acknowledge(r.alarm_id, operator, note)
+            .acknowledge(&actor, r.alarm_id, operator, note)
             .await
             .map_err(convert::ack)?;
         Ok(Response::new(self.alarm(r.alarm_id).await?))
     }
 
     async fn shelve_alarm(&self, request: Request<ShelveAlarmRequest>) -> Result<Response<Alarm>, Status> {
+        let actor = actor(&request);
         let r = request.into_inner();
         let op = ShelveRequest {
             minutes: Some(r.minutes),
@@ -136,7 +151,7 @@ impl CommandCentre for CentreService {
         }
         .op(r.alarm_id)
         .map_err(convert::invalid)?;
-        self.writer.op(op).await.map_err(convert::action)?;
+        self.writer.op(&actor, op).await.map_err(convert::action)?;
         Ok(Response::new(self.alarm(r.alarm_id).await?))
     }
 
@@ -144,6 +159,7 @@ impl CommandCentre for CentreService {
         &self,
         request: Request<TransitionIncidentRequest>,
     ) -> Result<Response<Incident>, Status> {
+        let actor = actor(&request);
         let r = request.into_inner();
         let op = TransitionRequest {
             to: given(r.to),
@@ -157,11 +173,12 @@ impl CommandCentre for CentreService {
         }
         .op(r.incident_id)
         .map_err(convert::invalid)?;
-        self.writer.op(op).await.map_err(convert::action)?;
+        self.writer.op(&actor, op).await.map_err(convert::action)?;
         Ok(Response::new(self.incident(r.incident_id).await?))
     }
 
     async fn complete_step(&self, request: Request<CompleteStepRequest>) -> Result<Response<Incident>, Status> {
+        let actor = actor(&request);
         let r = request.into_inner();
         let op = StepRequest {
             actor: given(r.actor),
@@ -170,11 +187,12 @@ impl CommandCentre for CentreService {
         }
         .op(r.incident_id, r.step)
         .map_err(convert::invalid)?;
-        self.writer.op(op).await.map_err(convert::action)?;
+        self.writer.op(&actor, op).await.map_err(convert::action)?;
         Ok(Response::new(self.incident(r.incident_id).await?))
     }
 
     async fn send_command(&self, request: Request<SendCommandRequest>) -> Result<Response<CommandRecord>, Status> {
+        let actor = actor(&request);
         let r = request.into_inner();
         let command = CommandRequest {
             estate: given(r.estate_id),
@@ -184,7 +202,7 @@ impl CommandCentre for CentreService {
             reason: given(r.reason),
             incident: (r.incident_id != 0).then_some(r.incident_id),
         };
-        let row = actions::send_command(&self.pool, &self.writer, &self.links, r.device_id, command)
+        let row = actions::send_command(&self.pool, &self.writer, &self.links, &actor, r.device_id, command)
             .await
             .map_err(convert::command_error)?;
         Ok(Response::new(convert::command(&row)))

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::super::{ApiError, ApiPath, ApiQuery, AppState, json_body};
+use crate::auth::Caller;
 use super::{actor, estate_filter, rota, time};
 use crate::alarms::rfc3339;
 use crate::engine::Op;
@@ -157,6 +158,7 @@ pub struct ActorBody {
 /// `POST /rota/proposals/{id}/accept` `{"operator"}`.
 pub async fn accept(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -165,7 +167,7 @@ pub async fn accept(
     let actor = actor(b.operator, "operator")?;
     let assignment = state
         .writer
-        .op(Op::Rota(RotaOp::Accept {
+        .op(&caller.actor(), Op::Rota(RotaOp::Accept {
             proposal: id.clone(),
             actor,
         }))

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::super::{ApiError, AppState, json_body, text_field};
+use crate::auth::Caller;
 use super::{MAX_NOTE, actor, rota, time};
 use crate::engine::Op;
 use crate::rota::RotaOp;
@@ -24,6 +25,7 @@ pub struct CheckBody {
 /// `POST /rota/check-in` `{"guard","post","operator"?}`.
 pub async fn check_in(
     State(state): State<AppState>,
+    caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     rota(&state)?;
@@ -34,7 +36,7 @@ pub async fn check_in(
     let actor = actor(b.operator, &b.guard)?;
     state
         .writer
-        .op(Op::Rota(RotaOp::CheckIn {
+        .op(&caller.actor(), Op::Rota(RotaOp::CheckIn {
             guard: b.guard.clone(),
             post: post.clone(),
             actor,
@@ -46,6 +48,7 @@ pub async fn check_in(
 /// `POST /rota/check-out` `{"guard","operator"?}`.
 pub async fn check_out(
     State(state): State<AppState>,
+    caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     rota(&state)?;
@@ -53,7 +56,7 @@ pub async fn check_out(
     let actor = actor(b.operator, &b.guard)?;
     state
         .writer
-        .op(Op::Rota(RotaOp::CheckOut {
+        .op(&caller.actor(), Op::Rota(RotaOp::CheckOut {
             guard: b.guard.clone(),
             actor,
         }))
@@ -75,6 +78,7 @@ pub struct AbsenceBody {
 /// Default from now until the end of the guard's current or next assignment.
 pub async fn absence(
     State(state): State<AppState>,
+    caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     rota(&state)?;
@@ -82,7 +86,7 @@ pub async fn absence(
     let reason = text_field("reason", b.reason, MAX_NOTE, false)?.unwrap_or_else(|| "sick".into());
     let id = state
         .writer
-        .op(Op::Rota(RotaOp::Absence {
+        .op(&caller.actor(), Op::Rota(RotaOp::Absence {
             guard: b.guard.clone(),
             from_ms: time("from", &b.from)?,
             until_ms: time("until", &b.until)?,

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::super::{ApiError, ApiPath, ApiQuery, AppState, json_body, text_field};
+use crate::auth::Caller;
 use super::{MAX_NAME, MAX_NOTE, actor, estate_filter, rota};
 use crate::alarms::rfc3339;
 use crate::engine::Op;
@@ -69,6 +70,7 @@ pub struct PatrolRecordBody {
 /// `POST /rota/patrols/{id}/record` `{"findings","actions","by"}`.
 pub async fn patrol_record(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<i64>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -78,7 +80,7 @@ pub async fn patrol_record(
         text_field("by", b.by, MAX_NAME, false)?.ok_or_else(|| ApiError::bad_request("by is required", Value::Null))?;
     state
         .writer
-        .op(Op::Rota(RotaOp::PatrolRecord {
+        .op(&caller.actor(), Op::Rota(RotaOp::PatrolRecord {
             tour: id,
             findings: text_field("findings", b.findings, MAX_NOTE, true)?,
             actions: text_field("actions", b.actions, MAX_NOTE, true)?,
@@ -122,6 +124,7 @@ pub struct HandoverAckBody {
 /// `POST /rota/handovers/{id}/ack` `{"guard"}`.
 pub async fn handover_ack(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<i64>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -131,7 +134,7 @@ pub async fn handover_ack(
         .ok_or_else(|| ApiError::bad_request("guard is required", Value::Null))?;
     state
         .writer
-        .op(Op::Rota(RotaOp::HandoverAck {
+        .op(&caller.actor(), Op::Rota(RotaOp::HandoverAck {
             id,
             guard: guard.clone(),
         }))
@@ -150,6 +153,7 @@ pub struct NoteBody {
 /// `POST /rota/notes` `{"post","text","author"}`: a note for the post's next handover sheet.
 pub async fn note(
     State(state): State<AppState>,
+    caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     rota(&state)?;
@@ -158,7 +162,7 @@ pub async fn note(
         .ok_or_else(|| ApiError::bad_request("text is required", Value::Null))?;
     let id = state
         .writer
-        .op(Op::Rota(RotaOp::Note {
+        .op(&caller.actor(), Op::Rota(RotaOp::Note {
             post: b.post,
             text,
             author: actor(b.author, "operator")?,
