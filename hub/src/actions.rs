@@ -298,17 +298,20 @@ pub async fn send_command(
     }
     let args_json = serde_json::to_string(&args).unwrap_or_else(|_| "{}".into());
     let id = writer
-        .op(actor, Op::Command(NewCommand {
-            estate_id: estate,
-            gateway_id: gateway.clone(),
-            device_id: device.clone(),
-            device_kind: kind,
-            action: action.clone(),
-            args: args_json,
-            operator,
-            reason,
-            incident_id: request.incident,
-        }))
+        .op(
+            actor,
+            Op::Command(NewCommand {
+                estate_id: estate,
+                gateway_id: gateway.clone(),
+                device_id: device.clone(),
+                device_kind: kind,
+                action: action.clone(),
+                args: args_json,
+                operator,
+                reason,
+                incident_id: request.incident,
+            }),
+        )
         .await?;
     let row = command_q::find(pool, id).await?.ok_or(CommandError::NotStored(id))?;
     // Sent only now that the record is committed, so its result always finds it.
@@ -322,10 +325,13 @@ pub async fn send_command(
     if let Err(e) = links.send_command(&gateway, command).await {
         warn!(command = id, gateway = %gateway, error = %e, "command not sent");
         writer
-            .op(actor, Op::CommandUndelivered {
-                id,
-                detail: e.to_string(),
-            })
+            .op(
+                actor,
+                Op::CommandUndelivered {
+                    id,
+                    detail: e.to_string(),
+                },
+            )
             .await?;
     }
     Ok(command_q::find(pool, id).await?.unwrap_or(row))

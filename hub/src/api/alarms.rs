@@ -9,10 +9,10 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{ApiError, ApiPath, ApiQuery, AppState, json_body, text_field};
-use crate::auth::Caller;
 use crate::actions::{AckRequest, ShelveRequest};
 use crate::alarms::queries::{self as alarm_q, AlarmFilter};
 use crate::alarms::{AlarmJson, HistoryJson};
+use crate::auth::Caller;
 use crate::engine::Op;
 use crate::writer::{AckError, WriterError};
 
@@ -175,12 +175,15 @@ pub async fn out_of_service(
     let operator = text_field("operator", body.operator, MAX_OPERATOR_LEN, false)?.unwrap_or_else(|| "operator".into());
     state
         .writer
-        .op(&caller.actor(), Op::OutOfService {
-            alarm_id: id,
-            on,
-            reason,
-            operator,
-        })
+        .op(
+            &caller.actor(),
+            Op::OutOfService {
+                alarm_id: id,
+                on,
+                reason,
+                operator,
+            },
+        )
         .await?;
     read_back(&state, id).await
 }

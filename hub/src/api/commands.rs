@@ -13,8 +13,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{ApiError, ApiPath, ApiQuery, AppState, json_body, text_field};
-use crate::auth::Caller;
 use crate::actions::{self, CommandError, CommandRequest};
+use crate::auth::Caller;
 use crate::commands::queries::{self, CommandFilter};
 
 /// `POST /devices/{id}/commands` `{"estate", "action", "args"?, "operator", "reason"?,

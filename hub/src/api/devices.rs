@@ -15,8 +15,8 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiPath, ApiQuery, AppState, json_body, text_field};
-use crate::auth::Caller;
 use crate::alarms::rfc3339;
+use crate::auth::Caller;
 use crate::engine::Op;
 use crate::events::queries as event_q;
 use crate::events::readings::{self, Reading};
@@ -74,14 +74,17 @@ pub async fn maintenance(
     };
     state
         .writer
-        .op(&caller.actor(), Op::Maintenance {
-            estate,
-            device,
-            on,
-            reason,
-            operator,
-            until_ms,
-        })
+        .op(
+            &caller.actor(),
+            Op::Maintenance {
+                estate,
+                device,
+                on,
+                reason,
+                operator,
+                until_ms,
+            },
+        )
         .await?;
     list(State(state)).await
 }

@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{ApiError, ApiPath, ApiQuery, AppState, json_body, text_field};
-use crate::auth::Caller;
 use crate::actions::{StepRequest, TransitionRequest};
 use crate::alarms::{AlarmJson, Priority};
+use crate::auth::Caller;
 use crate::engine::Op;
 use crate::escalation::queries::{TimerJson, incident_timers};
 use crate::incidents::queries::{self as q, IncidentFilter, IncidentJson, StepRow, TimelineJson};
@@ -225,15 +225,18 @@ pub async fn open(
     let note = text_field("note", b.note, MAX_NOTE, true)?;
     let id = state
         .writer
-        .op(&caller.actor(), Op::Open {
-            estate,
-            area,
-            category,
-            priority,
-            title,
-            operator,
-            note,
-        })
+        .op(
+            &caller.actor(),
+            Op::Open {
+                estate,
+                area,
+                category,
+                priority,
+                title,
+                operator,
+                note,
+            },
+        )
         .await?;
     Ok((StatusCode::CREATED, read_back(&state, id).await?))
 }

@@ -129,10 +129,10 @@ pub async fn find_by_hash(pool: &Pool, hash: &str) -> Result<Option<ChainRow>, S
     let r: Option<Tuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM audit WHERE hash = $1 LIMIT 1"
     )))
-        .bind(hash)
-        .fetch_optional(pool)
-        .await
-        .context(|| "looking up an audit row by hash".into())?;
+    .bind(hash)
+    .fetch_optional(pool)
+    .await
+    .context(|| "looking up an audit row by hash".into())?;
     Ok(r.map(row))
 }
 

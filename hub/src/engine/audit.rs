@@ -130,8 +130,10 @@ pub(super) fn pending(actor: &Actor, op: &Op) -> Option<Pending> {
         } => fixed(
             "incident.transition",
             format!("incident:{incident_id}"),
-            d(json!({"to": to.as_str(), "note": note, "reason": reason, "override_by": override_by,
-                     "named": named})),
+            d(
+                json!({"to": to.as_str(), "note": note, "reason": reason, "override_by": override_by,
+                     "named": named}),
+            ),
         ),
         Op::Step {
             incident_id,
@@ -161,7 +163,11 @@ pub(super) fn pending(actor: &Actor, op: &Op) -> Option<Pending> {
 fn rota(actor: &Actor, op: &RotaOp) -> Option<Pending> {
     let d = |v: Value| detail(actor, v);
     match op {
-        RotaOp::CheckIn { guard, post, actor: named } => fixed(
+        RotaOp::CheckIn {
+            guard,
+            post,
+            actor: named,
+        } => fixed(
             "rota.check_in",
             format!("guard:{guard}"),
             d(json!({"post": post, "named": named})),
@@ -185,7 +191,11 @@ fn rota(actor: &Actor, op: &RotaOp) -> Option<Pending> {
             format!("proposal:{proposal}"),
             d(json!({"named": named})),
         ),
-        RotaOp::Assign { slot, guard, actor: named } => fixed(
+        RotaOp::Assign {
+            slot,
+            guard,
+            actor: named,
+        } => fixed(
             "rota.assign",
             format!("slot:{slot}"),
             d(json!({"guard": guard, "named": named})),

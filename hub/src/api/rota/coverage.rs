@@ -11,9 +11,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::super::{ApiError, ApiPath, ApiQuery, AppState, json_body};
-use crate::auth::Caller;
 use super::{actor, estate_filter, rota, time};
 use crate::alarms::rfc3339;
+use crate::auth::Caller;
 use crate::engine::Op;
 use crate::rota::{RotaOp, proposals};
 
@@ -167,10 +167,13 @@ pub async fn accept(
     let actor = actor(b.operator, "operator")?;
     let assignment = state
         .writer
-        .op(&caller.actor(), Op::Rota(RotaOp::Accept {
-            proposal: id.clone(),
-            actor,
-        }))
+        .op(
+            &caller.actor(),
+            Op::Rota(RotaOp::Accept {
+                proposal: id.clone(),
+                actor,
+            }),
+        )
         .await?;
     Ok(Json(json!({"accepted": id, "assignment": assignment})))
 }

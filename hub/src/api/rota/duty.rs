@@ -9,8 +9,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::super::{ApiError, AppState, json_body, text_field};
-use crate::auth::Caller;
 use super::{MAX_NOTE, actor, rota, time};
+use crate::auth::Caller;
 use crate::engine::Op;
 use crate::rota::RotaOp;
 
@@ -36,11 +36,14 @@ pub async fn check_in(
     let actor = actor(b.operator, &b.guard)?;
     state
         .writer
-        .op(&caller.actor(), Op::Rota(RotaOp::CheckIn {
-            guard: b.guard.clone(),
-            post: post.clone(),
-            actor,
-        }))
+        .op(
+            &caller.actor(),
+            Op::Rota(RotaOp::CheckIn {
+                guard: b.guard.clone(),
+                post: post.clone(),
+                actor,
+            }),
+        )
         .await?;
     Ok(Json(json!({"guard": b.guard, "post": post, "on_post": true})))
 }
@@ -56,10 +59,13 @@ pub async fn check_out(
     let actor = actor(b.operator, &b.guard)?;
     state
         .writer
-        .op(&caller.actor(), Op::Rota(RotaOp::CheckOut {
-            guard: b.guard.clone(),
-            actor,
-        }))
+        .op(
+            &caller.actor(),
+            Op::Rota(RotaOp::CheckOut {
+                guard: b.guard.clone(),
+                actor,
+            }),
+        )
         .await?;
     Ok(Json(json!({"guard": b.guard, "on_post": false})))
 }
@@ -86,13 +92,16 @@ pub async fn absence(
     let reason = text_field("reason", b.reason, MAX_NOTE, false)?.unwrap_or_else(|| "sick".into());
     let id = state
         .writer
-        .op(&caller.actor(), Op::Rota(RotaOp::Absence {
-            guard: b.guard.clone(),
-            from_ms: time("from", &b.from)?,
-            until_ms: time("until", &b.until)?,
-            reason,
-            actor: actor(b.operator, "operator")?,
-        }))
+        .op(
+            &caller.actor(),
+            Op::Rota(RotaOp::Absence {
+                guard: b.guard.clone(),
+                from_ms: time("from", &b.from)?,
+                until_ms: time("until", &b.until)?,
+                reason,
+                actor: actor(b.operator, "operator")?,
+            }),
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(json!({"id": id, "guard": b.guard}))))
 }

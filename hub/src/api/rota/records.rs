@@ -9,9 +9,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::super::{ApiError, ApiPath, ApiQuery, AppState, json_body, text_field};
-use crate::auth::Caller;
 use super::{MAX_NAME, MAX_NOTE, actor, estate_filter, rota};
 use crate::alarms::rfc3339;
+use crate::auth::Caller;
 use crate::engine::Op;
 use crate::rota::{RotaOp, handover, queries};
 
@@ -80,12 +80,15 @@ pub async fn patrol_record(
         text_field("by", b.by, MAX_NAME, false)?.ok_or_else(|| ApiError::bad_request("by is required", Value::Null))?;
     state
         .writer
-        .op(&caller.actor(), Op::Rota(RotaOp::PatrolRecord {
-            tour: id,
-            findings: text_field("findings", b.findings, MAX_NOTE, true)?,
-            actions: text_field("actions", b.actions, MAX_NOTE, true)?,
-            by,
-        }))
+        .op(
+            &caller.actor(),
+            Op::Rota(RotaOp::PatrolRecord {
+                tour: id,
+                findings: text_field("findings", b.findings, MAX_NOTE, true)?,
+                actions: text_field("actions", b.actions, MAX_NOTE, true)?,
+                by,
+            }),
+        )
         .await?;
     Ok(Json(json!({"id": id, "recorded": true})))
 }
@@ -134,10 +137,13 @@ pub async fn handover_ack(
         .ok_or_else(|| ApiError::bad_request("guard is required", Value::Null))?;
     state
         .writer
-        .op(&caller.actor(), Op::Rota(RotaOp::HandoverAck {
-            id,
-            guard: guard.clone(),
-        }))
+        .op(
+            &caller.actor(),
+            Op::Rota(RotaOp::HandoverAck {
+                id,
+                guard: guard.clone(),
+            }),
+        )
         .await?;
     Ok(Json(json!({"id": id, "acked_by": guard})))
 }
@@ -162,11 +168,14 @@ pub async fn note(
         .ok_or_else(|| ApiError::bad_request("text is required", Value::Null))?;
     let id = state
         .writer
-        .op(&caller.actor(), Op::Rota(RotaOp::Note {
-            post: b.post,
-            text,
-            author: actor(b.author, "operator")?,
-        }))
+        .op(
+            &caller.actor(),
+            Op::Rota(RotaOp::Note {
+                post: b.post,
+                text,
+                author: actor(b.author, "operator")?,
+            }),
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(json!({"id": id}))))
 }
