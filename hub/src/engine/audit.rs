@@ -45,7 +45,10 @@ fn detail(actor: &Actor, v: Value) -> Value {
     let Value::Object(m) = v else { return v };
     let m: Map<String, Value> = m
         .into_iter()
-        .filter(|(k, v)| !v.is_null() && !(k == "named" && v.as_str() == Some(actor.user.as_str())))
+        .filter(|(k, v)| {
+            let the_actor = k == "named" && v.as_str() == Some(actor.user.as_str());
+            !v.is_null() && !the_actor
+        })
         .collect();
     Value::Object(m)
 }
