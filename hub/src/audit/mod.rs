@@ -39,11 +39,6 @@ impl Actor {
             source,
         }
     }
-
-    /// The hub itself (bulk actions' slices, work no person asked for).
-    pub fn system() -> Self {
-        Actor::new("system", "system", None)
-    }
 }
 
 /// What was done: `action` (`alarm.acknowledge`, `auth.login_failed`, ...), `target`
