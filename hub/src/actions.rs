@@ -8,8 +8,10 @@ use std::collections::BTreeMap;
 
 use gatehouse_proto::Command;
 use serde::Deserialize;
+use serde_json::json;
 use tracing::warn;
 
+use crate::audit::{Actor, AuditEntry};
 use crate::commands::queries::{self as command_q, CommandRow};
 use crate::commands::{NewCommand, model};
 use crate::engine::Op;
@@ -235,13 +237,16 @@ pub enum CommandError {
     NotStored(i64),
 }
 
-/// Checks the command against its device's kind, records it through the writer and only
-/// then sends it down its gateway's link (a gateway with no stream makes it
-/// `gateway_offline`); answers the command as stored.
+/// Checks the command against its device's kind, records it through the writer (with its
+/// `command.send` audit row) and only then sends it down its gateway's link (a gateway with
+/// no stream makes it `gateway_offline`); answers the command as stored. A command refused
+/// for its device (unknown device, an action or arguments its kind does not take) leaves a
+/// `command.refused` audit row.
 pub async fn send_command(
     pool: &Pool,
     writer: &WriterHandle,
     links: &LinkRegistry,
+    actor: &Actor,
     device: String,
     request: CommandRequest,
 ) -> Result<CommandRow, CommandError> {
@@ -271,24 +276,42 @@ pub async fn send_command(
     )?;
     let reason = text_field("reason", request.reason, MAX_NOTE, true)?;
     let args = request.args.unwrap_or_default();
-    let Some((gateway, kind)) = command_q::find_device(pool, &estate, &device).await? else {
-        return Err(CommandError::UnknownDevice { estate, device });
+    let refused = |why: String| {
+        let entry = AuditEntry::new(
+            "command.refused",
+            format!("device:{estate}/{device}"),
+            json!({"action": action, "args": args, "reason": reason, "refused": why}),
+        );
+        writer.audit(actor.clone(), entry)
     };
-    model::check(&kind, &action, &args)
-        .map_err(|e| Invalid::unprocessable("action not valid for this device", e.to_string()))?;
+    let Some((gateway, kind)) = command_q::find_device(pool, &estate, &device).await? else {
+        let e = CommandError::UnknownDevice {
+            estate: estate.clone(),
+            device: device.clone(),
+        };
+        refused(e.to_string()).await.map_err(ActionError::from)?;
+        return Err(e);
+    };
+    if let Err(e) = model::check(&kind, &action, &args) {
+        refused(e.to_string()).await.map_err(ActionError::from)?;
+        return Err(Invalid::unprocessable("action not valid for this device", e.to_string()).into());
+    }
     let args_json = serde_json::to_string(&args).unwrap_or_else(|_| "{}".into());
     let id = writer
-        .op(Op::Command(NewCommand {
-            estate_id: estate,
-            gateway_id: gateway.clone(),
-            device_id: device.clone(),
-            device_kind: kind,
-            action: action.clone(),
-            args: args_json,
-            operator,
-            reason,
-            incident_id: request.incident,
-        }))
+        .op(
+            actor,
+            Op::Command(NewCommand {
+                estate_id: estate,
+                gateway_id: gateway.clone(),
+                device_id: device.clone(),
+                device_kind: kind,
+                action: action.clone(),
+                args: args_json,
+                operator,
+                reason,
+                incident_id: request.incident,
+            }),
+        )
         .await?;
     let row = command_q::find(pool, id).await?.ok_or(CommandError::NotStored(id))?;
     // Sent only now that the record is committed, so its result always finds it.
@@ -302,10 +325,13 @@ pub async fn send_command(
     if let Err(e) = links.send_command(&gateway, command).await {
         warn!(command = id, gateway = %gateway, error = %e, "command not sent");
         writer
-            .op(Op::CommandUndelivered {
-                id,
-                detail: e.to_string(),
-            })
+            .op(
+                actor,
+                Op::CommandUndelivered {
+                    id,
+                    detail: e.to_string(),
+                },
+            )
             .await?;
     }
     Ok(command_q::find(pool, id).await?.unwrap_or(row))

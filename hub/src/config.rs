@@ -112,7 +112,12 @@ impl HubConfig {
 
     /// Which backend `hub.database` names. Valid after [`HubConfig::validate`].
     pub fn database_url(&self) -> Result<DatabaseUrl, ConfigError> {
-        let url = self.hub.database.trim();
+        Self::parse_database_url(&self.hub.database)
+    }
+
+    /// Which backend a `hub.database` value names (also `audit verify --database`).
+    pub fn parse_database_url(url: &str) -> Result<DatabaseUrl, ConfigError> {
+        let url = url.trim();
         if url.starts_with("sqlite:") {
             Ok(DatabaseUrl::Sqlite(url.to_owned()))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {

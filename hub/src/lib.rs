@@ -23,6 +23,7 @@
 pub mod actions;
 pub mod alarms;
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod centre;
 pub mod clock;
@@ -423,6 +424,12 @@ impl RunningHub {
     /// [`ManualClock`], advance the clock first.
     pub async fn tick_now(&self) -> Result<(), writer::WriterError> {
         self.writer.tick_now().await
+    }
+
+    /// The writer's mailbox: e.g. `writer().audit(actor, entry)` for an audit row of an
+    /// action that has no writer op of its own.
+    pub fn writer(&self) -> writer::WriterHandle {
+        self.writer.clone()
     }
 
     /// A handle that makes [`RunningHub::wait`] stop the hub gracefully (e.g. on a signal).

@@ -50,6 +50,11 @@ enum Command {
         #[arg(long, default_value_t = 825)]
         days: u64,
     },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        action: AuditCommand,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -128,6 +133,19 @@ fn certs_command(
 
 fn hex_string(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum AuditCommand {
+    /// Walks the audit log's hash chain, reading the database directly and read-only:
+    /// exit 0 with "N rows, chain intact", or non-zero naming the first bad row (edited,
+    /// deleted or reordered).
+    Verify {
+        /// The hub's database, as `hub.database` names it (sqlite://PATH).
+        #[arg(long, value_name = "URL")]
+        database: String,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -217,6 +235,24 @@ fn hash_password() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `gatehouse-hub audit verify --database URL`.
+async fn audit_command(action: AuditCommand) -> anyhow::Result<()> {
+    let AuditCommand::Verify { database } = action;
+    let url = gatehouse_hub::HubConfig::parse_database_url(&database)?;
+    let pool = gatehouse_hub::store::open_read_only(&url)
+        .await
+        .with_context(|| format!("opening {database} read-only"))?;
+    let verdict = gatehouse_hub::audit::apply::verify(&pool)
+        .await
+        .context("reading the audit log")?;
+    if verdict.intact {
+        println!("{verdict}");
+        Ok(())
+    } else {
+        anyhow::bail!("{verdict}")
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // Logs by RUST_LOG; OpenTelemetry export only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
@@ -235,6 +271,7 @@ async fn main() -> anyhow::Result<()> {
             gateways,
             days,
         }) => return certs_command(action, out, hub_names, gateways, days),
+        Some(Command::Audit { action }) => return audit_command(action).await,
         None => {}
     }
     // The connection caps, not the descriptor table, must decide who is refused.

@@ -12,6 +12,7 @@ use super::{ApiError, ApiPath, ApiQuery, AppState, json_body, text_field};
 use crate::actions::{AckRequest, ShelveRequest};
 use crate::alarms::queries::{self as alarm_q, AlarmFilter};
 use crate::alarms::{AlarmJson, HistoryJson};
+use crate::auth::Caller;
 use crate::engine::Op;
 use crate::writer::{AckError, WriterError};
 
@@ -109,13 +110,14 @@ pub async fn history(
 
 pub async fn acknowledge(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<i64>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<AlarmJson>, ApiError> {
     // Both fields are optional, and so is the body itself.
     let body: AckRequest = json_body(body)?;
     let (operator, note) = body.checked()?;
-    match state.writer.acknowledge(id, operator, note).await {
+    match state.writer.acknowledge(&caller.actor(), id, operator, note).await {
         Ok(alarm) => Ok(Json(alarm)),
         Err(AckError::NotFound(id)) => Err(not_found(id)),
         Err(AckError::AlreadyAcknowledged(id)) => Err(ApiError::new(
@@ -143,11 +145,12 @@ fn writer_error(e: WriterError) -> ApiError {
 /// notifications until it expires (then it returns by itself).
 pub async fn shelve(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<i64>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<AlarmJson>, ApiError> {
     let body: ShelveRequest = json_body(body)?;
-    state.writer.op(body.op(id)?).await?;
+    state.writer.op(&caller.actor(), body.op(id)?).await?;
     read_back(&state, id).await
 }
 
@@ -162,6 +165,7 @@ pub struct OutOfServiceBody {
 /// `POST /alarms/{id}/out-of-service` `{"out_of_service": true|false, "reason", "operator"?}`.
 pub async fn out_of_service(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<i64>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<AlarmJson>, ApiError> {
@@ -171,12 +175,15 @@ pub async fn out_of_service(
     let operator = text_field("operator", body.operator, MAX_OPERATOR_LEN, false)?.unwrap_or_else(|| "operator".into());
     state
         .writer
-        .op(Op::OutOfService {
-            alarm_id: id,
-            on,
-            reason,
-            operator,
-        })
+        .op(
+            &caller.actor(),
+            Op::OutOfService {
+                alarm_id: id,
+                on,
+                reason,
+                operator,
+            },
+        )
         .await?;
     read_back(&state, id).await
 }

@@ -14,17 +14,19 @@ use serde_json::Value;
 
 use super::{ApiError, ApiPath, ApiQuery, AppState, json_body, text_field};
 use crate::actions::{self, CommandError, CommandRequest};
+use crate::auth::Caller;
 use crate::commands::queries::{self, CommandFilter};
 
 /// `POST /devices/{id}/commands` `{"estate", "action", "args"?, "operator", "reason"?,
 /// "incident"?}`: **202** with the command (its `id`, `state` `sent` or `gateway_offline`).
 pub async fn send(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(device): ApiPath<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let body: CommandRequest = json_body(body)?;
-    match actions::send_command(&state.pool, &state.writer, &state.links, device, body).await {
+    match actions::send_command(&state.pool, &state.writer, &state.links, &caller.actor(), device, body).await {
         Ok(row) => Ok((StatusCode::ACCEPTED, Json(row.to_json()))),
         Err(CommandError::Invalid(e)) => Err(e.into()),
         Err(e @ CommandError::UnknownDevice { .. }) => Err(ApiError::new(

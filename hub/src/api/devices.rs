@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiPath, ApiQuery, AppState, json_body, text_field};
 use crate::alarms::rfc3339;
+use crate::auth::Caller;
 use crate::engine::Op;
 use crate::events::queries as event_q;
 use crate::events::readings::{self, Reading};
@@ -48,6 +49,7 @@ pub struct MaintenanceJson {
 /// `POST /devices/{id}/maintenance` `{"estate", "on"?, "reason", "operator"?, "minutes"?}`.
 pub async fn maintenance(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(device): ApiPath<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Vec<MaintenanceJson>>, ApiError> {
@@ -72,14 +74,17 @@ pub async fn maintenance(
     };
     state
         .writer
-        .op(Op::Maintenance {
-            estate,
-            device,
-            on,
-            reason,
-            operator,
-            until_ms,
-        })
+        .op(
+            &caller.actor(),
+            Op::Maintenance {
+                estate,
+                device,
+                on,
+                reason,
+                operator,
+                until_ms,
+            },
+        )
         .await?;
     list(State(state)).await
 }

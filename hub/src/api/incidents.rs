@@ -12,6 +12,7 @@ use serde_json::Value;
 use super::{ApiError, ApiPath, ApiQuery, AppState, json_body, text_field};
 use crate::actions::{StepRequest, TransitionRequest};
 use crate::alarms::{AlarmJson, Priority};
+use crate::auth::Caller;
 use crate::engine::Op;
 use crate::escalation::queries::{TimerJson, incident_timers};
 use crate::incidents::queries::{self as q, IncidentFilter, IncidentJson, StepRow, TimelineJson};
@@ -190,6 +191,7 @@ pub struct OpenBody {
 /// opened by hand (a call, a walk-in report).
 pub async fn open(
     State(state): State<AppState>,
+    caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<IncidentDetail>), ApiError> {
     let b: OpenBody = json_body(body)?;
@@ -223,15 +225,18 @@ pub async fn open(
     let note = text_field("note", b.note, MAX_NOTE, true)?;
     let id = state
         .writer
-        .op(Op::Open {
-            estate,
-            area,
-            category,
-            priority,
-            title,
-            operator,
-            note,
-        })
+        .op(
+            &caller.actor(),
+            Op::Open {
+                estate,
+                area,
+                category,
+                priority,
+                title,
+                operator,
+                note,
+            },
+        )
         .await?;
     Ok((StatusCode::CREATED, read_back(&state, id).await?))
 }
@@ -240,11 +245,12 @@ pub async fn open(
 /// {"supervisor", "reason"}}`. Illegal transitions: 409 naming from → to; a missing reason: 422.
 pub async fn transition(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<i64>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<IncidentDetail>, ApiError> {
     let b: TransitionRequest = json_body(body)?;
-    state.writer.op(b.op(id)?).await?;
+    state.writer.op(&caller.actor(), b.op(id)?).await?;
     read_back(&state, id).await
 }
 
@@ -252,11 +258,12 @@ pub async fn transition(
 /// "note"?, "skipped"?}`.
 pub async fn step_done(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath((id, step)): ApiPath<(i64, String)>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<IncidentDetail>, ApiError> {
     let b: StepRequest = json_body(body)?;
-    state.writer.op(b.op(id, step)?).await?;
+    state.writer.op(&caller.actor(), b.op(id, step)?).await?;
     read_back(&state, id).await
 }
 

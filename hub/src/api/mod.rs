@@ -1,7 +1,7 @@
 //! The HTTP/JSON API (docs/design.md, HTTP API): estates, alarms (ack, shelve, out of service, history),
 //! incidents (list, open, detail, transition, procedure steps), commands to devices,
 //! notifications, the live
-//! stream (SSE, with catch-up), the alarm KPI, health and metrics; and, outside `/api/v1`, the
+//! stream (SSE, with catch-up), the alarm KPI, the audit log (admins), health and metrics; and, outside `/api/v1`, the
 //! board's embedded files (`board.rs`).
 //!
 //! Reads go straight to the database; writes (acknowledgements) go through the ingest
@@ -10,6 +10,7 @@
 
 mod alarms;
 mod auth;
+mod audit;
 mod board;
 mod commands;
 mod devices;
@@ -123,6 +124,8 @@ pub fn router(state: AppState) -> Router {
             "/users/{name}",
             axum::routing::patch(auth::change_user).delete(auth::delete_user),
         )
+        .route("/audit", get(audit::list))
+        .route("/audit/verify", get(audit::verify))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::api::ApiError;
+use crate::audit::Actor;
 
 /// What a user is for. The order is not a hierarchy: each role's rights are listed in
 /// the permission table.
@@ -116,6 +117,18 @@ pub struct Caller {
 impl Caller {
     pub fn user(&self) -> &str {
         &self.principal.user
+    }
+
+    /// Who acted, as the audit log records it.
+    pub fn actor(&self) -> Actor {
+        self.principal.actor(self.source)
+    }
+}
+
+impl Principal {
+    /// This principal acting from `source`, as the audit log records it.
+    pub fn actor(&self, source: Option<IpAddr>) -> Actor {
+        Actor::new(self.user.clone(), self.role.as_str(), source)
     }
 }
 

@@ -24,6 +24,7 @@ use crate::actions::{
     self, AckRequest, CommandRequest, OverrideRequest, ShelveRequest, StepRequest, TransitionRequest,
 };
 use crate::alarms::queries::find_alarm;
+use crate::audit::Actor;
 use crate::auth::Principal;
 use crate::link::LinkRegistry;
 use crate::store::Pool;
@@ -134,6 +135,7 @@ impl CommandCentre for CentreService {
         mut request: Request<AcknowledgeAlarmRequest>,
     ) -> Result<Response<Alarm>, Status> {
         let caller = self.caller(&mut request).await?;
+        let actor = caller.actor(request.remote_addr().map(|a| a.ip()));
         let r = request.into_inner();
         let (operator, note) = AckRequest {
             operator: Some(caller.user.clone()),
@@ -142,7 +144,7 @@ impl CommandCentre for CentreService {
         .checked()
         .map_err(convert::invalid)?;
         self.writer
-            .acknowledge(r.alarm_id, operator, note)
+            .acknowledge(&actor, r.alarm_id, operator, note)
             .await
             .map_err(convert::ack)?;
         Ok(Response::new(self.alarm(r.alarm_id).await?))
@@ -150,6 +152,7 @@ impl CommandCentre for CentreService {
 
     async fn shelve_alarm(&self, mut request: Request<ShelveAlarmRequest>) -> Result<Response<Alarm>, Status> {
         let caller = self.caller(&mut request).await?;
+        let actor = caller.actor(request.remote_addr().map(|a| a.ip()));
         let r = request.into_inner();
         let op = ShelveRequest {
             minutes: Some(r.minutes),
@@ -158,7 +161,7 @@ impl CommandCentre for CentreService {
         }
         .op(r.alarm_id)
         .map_err(convert::invalid)?;
-        self.writer.op(op).await.map_err(convert::action)?;
+        self.writer.op(&actor, op).await.map_err(convert::action)?;
         Ok(Response::new(self.alarm(r.alarm_id).await?))
     }
 
@@ -167,6 +170,7 @@ impl CommandCentre for CentreService {
         mut request: Request<TransitionIncidentRequest>,
     ) -> Result<Response<Incident>, Status> {
         let caller = self.caller(&mut request).await?;
+        let actor = caller.actor(request.remote_addr().map(|a| a.ip()));
         let r = request.into_inner();
         let op = TransitionRequest {
             to: given(r.to),
@@ -180,12 +184,13 @@ impl CommandCentre for CentreService {
         }
         .op(r.incident_id)
         .map_err(convert::invalid)?;
-        self.writer.op(op).await.map_err(convert::action)?;
+        self.writer.op(&actor, op).await.map_err(convert::action)?;
         Ok(Response::new(self.incident(r.incident_id).await?))
     }
 
     async fn complete_step(&self, mut request: Request<CompleteStepRequest>) -> Result<Response<Incident>, Status> {
         let caller = self.caller(&mut request).await?;
+        let actor = caller.actor(request.remote_addr().map(|a| a.ip()));
         let r = request.into_inner();
         let op = StepRequest {
             actor: Some(caller.user.clone()),
@@ -194,12 +199,13 @@ impl CommandCentre for CentreService {
         }
         .op(r.incident_id, r.step)
         .map_err(convert::invalid)?;
-        self.writer.op(op).await.map_err(convert::action)?;
+        self.writer.op(&actor, op).await.map_err(convert::action)?;
         Ok(Response::new(self.incident(r.incident_id).await?))
     }
 
     async fn send_command(&self, mut request: Request<SendCommandRequest>) -> Result<Response<CommandRecord>, Status> {
         let caller = self.caller(&mut request).await?;
+        let actor = caller.actor(request.remote_addr().map(|a| a.ip()));
         let r = request.into_inner();
         let command = CommandRequest {
             estate: given(r.estate_id),
@@ -209,7 +215,7 @@ impl CommandCentre for CentreService {
             reason: given(r.reason),
             incident: (r.incident_id != 0).then_some(r.incident_id),
         };
-        let row = actions::send_command(&self.pool, &self.writer, &self.links, r.device_id, command)
+        let row = actions::send_command(&self.pool, &self.writer, &self.links, &actor, r.device_id, command)
             .await
             .map_err(convert::command_error)?;
         Ok(Response::new(convert::command(&row)))

@@ -19,7 +19,8 @@
 //! - [`Engine::apply_change`]: an alarm change from the rule engine, carried on by `flow.rs`.
 //! - [`Engine::hello`], [`Engine::heard`], [`Engine::gateway_stalled`],
 //!   [`Engine::gateway_progressing`]: gateway liveness and its alarms.
-//! - [`Engine::op`] (`ops.rs`): operator actions ([`Op`]), refused with [`OpError`].
+//! - [`Engine::op`] (`ops.rs`): operator actions ([`Op`]), refused with [`OpError`]; each
+//!   one that succeeds leaves its audit row in the same transaction (`audit.rs`).
 //! - [`Engine::tick`]: claims due timers and dispatches them by kind (`escalation`,
 //!   `response_target`, `progress` to escalation; `shelve_expiry` to alarms;
 //!   `command_deadline` to commands), then ends
@@ -30,6 +31,7 @@
 //!   outcomes, through the writer.
 //! - [`Engine::take_published`] / [`Engine::discard`]: after the commit / rollback.
 
+mod audit;
 mod commands;
 mod flow;
 mod ops;
@@ -54,6 +56,7 @@ use crate::stream::{Published, StreamEvent};
 use gatehouse_proto::event::Body;
 
 pub use crate::error::OpError;
+pub use audit::ack_audit;
 pub use ops::Op;
 
 /// Settings the engine reads from the configuration.

@@ -7,6 +7,8 @@ use serde_json::Value;
 use crate::alarms::Priority;
 use crate::alarms::apply::{self as alarms, NOT_CHATTERING};
 use crate::alarms::rules::RuleState;
+use crate::audit::Actor;
+use crate::audit::apply as audit;
 use crate::escalation::apply as escalation;
 use crate::incidents::apply::{self as incidents, Opening};
 use crate::incidents::{IncidentCategory, IncidentState};
@@ -72,8 +74,25 @@ pub enum Op {
 }
 
 impl Engine {
-    /// Carries out an operator action. `Ok(Err(_))` is a refusal (nothing written).
+    /// Carries out an operator action by `actor` and, if it succeeded, appends its audit row
+    /// in the same transaction (`audit.rs`). `Ok(Err(_))` is a refusal (nothing written).
     pub async fn op(
+        &mut self,
+        conn: &mut Conn,
+        rules: &mut RuleState,
+        actor: &Actor,
+        op: Op,
+        now: i64,
+    ) -> Result<Result<i64, OpError>, StoreError> {
+        let pending = super::audit::pending(actor, &op);
+        let result = self.dispatch(conn, rules, op, now).await?;
+        if let (Ok(id), Some(p)) = (&result, pending) {
+            audit::record(conn, actor, &p.entry(*id), now).await?;
+        }
+        Ok(result)
+    }
+
+    async fn dispatch(
         &mut self,
         conn: &mut Conn,
         rules: &mut RuleState,

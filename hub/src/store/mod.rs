@@ -95,6 +95,30 @@ pub async fn open(url: &DatabaseUrl) -> Result<Pool, StoreError> {
     Ok(pool)
 }
 
+/// Opens an existing SQLite database read-only, without migrating it: for checks that must
+/// not write (`gatehouse-hub audit verify`), whether the hub is running or stopped.
+pub async fn open_read_only(url: &DatabaseUrl) -> Result<Pool, StoreError> {
+    let url = match url {
+        DatabaseUrl::Sqlite(url) => url,
+        DatabaseUrl::Postgres(_) => return Err(StoreError::PostgresNotYetAvailable),
+    };
+    let open_error = |source| StoreError::Open {
+        path: url.clone(),
+        source,
+    };
+    let options = SqliteConnectOptions::from_str(url)
+        .map_err(open_error)?
+        .read_only(true)
+        .create_if_missing(false)
+        .busy_timeout(Duration::from_secs(5));
+    SqlitePoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+        .map_err(open_error)
+}
+
 /// `SELECT 1`, for readiness.
 pub async fn ping(pool: &Pool) -> Result<(), StoreError> {
     sqlx::query("SELECT 1")

@@ -6,6 +6,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::seqs::Rejected;
 use crate::alarms::AlarmJson;
+use crate::audit::{Actor, AuditEntry};
 use crate::engine::{Op, OpError};
 use crate::notify::{Delivery, DeliveryDesk, DeliveryOutcome};
 
@@ -92,6 +93,7 @@ pub(super) enum Request {
         result: CommandResult,
     },
     Acknowledge {
+        actor: Actor,
         alarm_id: i64,
         operator: String,
         note: Option<String>,
@@ -99,7 +101,9 @@ pub(super) enum Request {
     },
     /// Run the timers now (tests, after advancing a manual clock).
     Tick(oneshot::Sender<()>),
-    Op(Op, oneshot::Sender<Result<i64, ActionError>>),
+    Op(Actor, Op, oneshot::Sender<Result<i64, ActionError>>),
+    /// An audit row for an action with no writer op of its own (sign-in, users, tokens).
+    Audit(Actor, AuditEntry, Reply<i64>),
     Claim(i64, Reply<Vec<Delivery>>),
     Delivered(DeliveryOutcome),
     /// Sign-in state: sessions, users, API tokens.
@@ -183,10 +187,11 @@ impl WriterHandle {
         rx.await.map_err(|_| WriterError::Stopped)
     }
 
-    /// Carries out an operator action; answers with the alarm or incident id after the commit.
-    pub async fn op(&self, op: Op) -> Result<i64, ActionError> {
+    /// Carries out an operator action by `actor`; answers with the alarm or incident id
+    /// after the commit. The action's audit row is written in the same transaction.
+    pub async fn op(&self, actor: &Actor, op: Op) -> Result<i64, ActionError> {
         let (reply, rx) = oneshot::channel();
-        self.send(Request::Op(op, reply)).await?;
+        self.send(Request::Op(actor.clone(), op, reply)).await?;
         rx.await.map_err(|_| WriterError::Stopped)?
     }
 
@@ -198,15 +203,26 @@ impl WriterHandle {
         rx.await.map_err(|_| WriterError::Stopped)?
     }
 
-    /// An operator acknowledges alarm `alarm_id`; answers with the alarm after the commit.
+    /// Appends an audit row for an action that has no writer op of its own — a login, a
+    /// failed login, a logout, a user or token change (see `AuditEntry::login` & co.) —
+    /// and answers its `seq` once committed.
+    pub async fn audit(&self, actor: Actor, entry: AuditEntry) -> Result<i64, WriterError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Request::Audit(actor, entry, reply)).await?;
+        rx.await.map_err(|_| WriterError::Stopped)?
+    }
+
+    /// `actor` acknowledges alarm `alarm_id`; answers with the alarm after the commit.
     pub async fn acknowledge(
         &self,
+        actor: &Actor,
         alarm_id: i64,
         operator: String,
         note: Option<String>,
     ) -> Result<AlarmJson, AckError> {
         let (reply, rx) = oneshot::channel();
         self.send(Request::Acknowledge {
+            actor: actor.clone(),
             alarm_id,
             operator,
             note,
@@ -245,4 +261,5 @@ pub(super) enum Answer {
     Op(oneshot::Sender<Result<i64, ActionError>>, Result<i64, OpError>),
     Claim(Reply<Vec<Delivery>>, Vec<Delivery>),
     Auth(Reply<u64>, u64),
+    Audit(Reply<i64>, i64),
 }

@@ -30,6 +30,7 @@ use tracing::{Instrument as _, debug, error, info};
 
 use crate::alarms::queries::{self as alarm_queries, Cause};
 use crate::alarms::rules::{ActiveAlarm, AlarmChange, RuleState};
+use crate::audit::apply as audit;
 use crate::clock::Clock;
 use crate::config::{IngestConfig, PointRuleConfig};
 use crate::engine::Engine;
@@ -276,6 +277,9 @@ impl Writer {
                         Answer::Auth(r, _) => {
                             let _ = r.send(Err(WriterError::Commit(message.clone())));
                         }
+                        Answer::Audit(r, _) => {
+                            let _ = r.send(Err(WriterError::Commit(message.clone())));
+                        }
                     }
                 }
                 self.engine.discard();
@@ -325,6 +329,9 @@ impl Writer {
             }
             Answer::Auth(r, answer) => {
                 let _ = r.send(Ok(answer));
+            }
+            Answer::Audit(r, seq) => {
+                let _ = r.send(Ok(seq));
             }
             Answer::Ack(r, result) => {
                 // Read back after the commit so the answer shows the stored alarm.
@@ -474,6 +481,7 @@ impl Writer {
                     self.engine.command_result(&mut tx, &gateway_id, &result, now).await?;
                 }
                 Request::Acknowledge {
+                    actor,
                     alarm_id,
                     operator,
                     note,
@@ -494,15 +502,21 @@ impl Writer {
                                 changes += 1;
                             }
                             info!(alarm = alarm_id, operator = %operator, latched = row.latched, "alarm acknowledged");
+                            let entry = crate::engine::ack_audit(alarm_id, &actor, &operator, note.as_deref());
+                            audit::record(&mut tx, &actor, &entry, now).await?;
                             Ok(alarm_id)
                         }
                     };
                     answers.push(Answer::Ack(reply, result));
                 }
                 Request::Tick(reply) => answers.push(Answer::Tick(reply)),
-                Request::Op(op, reply) => {
-                    let result = self.engine.op(&mut tx, &mut self.rules, op, now).await?;
+                Request::Op(actor, op, reply) => {
+                    let result = self.engine.op(&mut tx, &mut self.rules, &actor, op, now).await?;
                     answers.push(Answer::Op(reply, result));
+                }
+                Request::Audit(actor, entry, reply) => {
+                    let seq = audit::record(&mut tx, &actor, &entry, now).await?;
+                    answers.push(Answer::Audit(reply, seq));
                 }
                 Request::Claim(limit, reply) => {
                     let deliveries = self.engine.claim_deliveries(&mut tx, limit, now).await?;

@@ -19,6 +19,8 @@ use tracing::warn;
 use super::super::{ApiError, ApiPath, ApiQuery, AppState, json_body};
 use super::{actor, estate_filter, rota, time};
 use crate::alarms::rfc3339;
+use crate::audit::Actor;
+use crate::auth::Caller;
 use crate::engine::Op;
 use crate::rota::{RotaOp, RotaShared, bulk, csv, queries};
 
@@ -71,6 +73,7 @@ pub struct AssignBody {
 /// `POST /rota/assignments` `{"post","date","shift","guard"}` (or `"slot"`).
 pub async fn assign(
     State(state): State<AppState>,
+    caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let r = rota(&state)?;
@@ -92,11 +95,14 @@ pub async fn assign(
     };
     let id = state
         .writer
-        .op(Op::Rota(RotaOp::Assign {
-            slot: slot.clone(),
-            guard: b.guard.clone(),
-            actor: actor(b.operator, "operator")?,
-        }))
+        .op(
+            &caller.actor(),
+            Op::Rota(RotaOp::Assign {
+                slot: slot.clone(),
+                guard: b.guard.clone(),
+                actor: actor(b.operator, "operator")?,
+            }),
+        )
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -105,14 +111,21 @@ pub async fn assign(
 }
 
 /// `DELETE` on `/rota/assignments/{id}`: cancels the assignment.
-pub async fn unassign(State(state): State<AppState>, ApiPath(id): ApiPath<i64>) -> Result<Json<Value>, ApiError> {
+pub async fn unassign(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Value>, ApiError> {
     rota(&state)?;
     state
         .writer
-        .op(Op::Rota(RotaOp::Unassign {
-            id,
-            actor: "operator".into(),
-        }))
+        .op(
+            &caller.actor(),
+            Op::Rota(RotaOp::Unassign {
+                id,
+                actor: "operator".into(),
+            }),
+        )
         .await?;
     Ok(Json(json!({"id": id, "cancelled": true})))
 }
@@ -124,6 +137,7 @@ pub async fn unassign(State(state): State<AppState>, ApiPath(id): ApiPath<i64>) 
 /// [`crate::rota::bulk`] for what a sliced import means).
 pub async fn import(
     State(state): State<AppState>,
+    caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let r = rota(&state)?;
@@ -147,7 +161,7 @@ pub async fn import(
         )
     })?;
     let (n, changes) = planned?;
-    let done = apply_bulk(&state, &r, changes, "import", "import".into(), n).await?;
+    let done = apply_bulk(&state, &r, changes, "import", (caller.actor(), "import".into()), n).await?;
     Ok(Json(
         json!({"rows": n, "slots": done.slots, "added": done.added, "removed": done.removed, "slices": done.slices}),
     ))
@@ -169,7 +183,7 @@ pub(super) async fn apply_bulk(
     r: &Arc<RotaShared>,
     changes: Vec<bulk::SlotChange>,
     source: &'static str,
-    actor: String,
+    (who, actor): (Actor, String),
     rows: usize,
 ) -> Result<BulkDone, ApiError> {
     let writer = state.writer.clone();
@@ -192,12 +206,15 @@ pub(super) async fn apply_bulk(
             let slice: Vec<bulk::SlotChange> = queue.drain(..queue.len().min(per_slice)).collect();
             let outcome = bulk::SliceCell::default();
             let sent = writer
-                .op(Op::Rota(RotaOp::ApplySlice {
-                    changes: slice,
-                    source,
-                    budget,
-                    outcome: outcome.clone(),
-                }))
+                .op(
+                    &who,
+                    Op::Rota(RotaOp::ApplySlice {
+                        changes: slice,
+                        source,
+                        budget,
+                        outcome: outcome.clone(),
+                    }),
+                )
                 .await;
             let taken = outcome.lock().unwrap_or_else(|e| e.into_inner()).take();
             match (sent, taken) {
@@ -228,11 +245,14 @@ pub(super) async fn apply_bulk(
                             "removed": done.removed, "slices": done.slices, "complete": failure.is_none()});
         // Recorded even when a slice failed: the slices before it are applied.
         let recorded = writer
-            .op(Op::Rota(RotaOp::BulkDone {
-                source,
-                actor,
-                detail: detail.clone(),
-            }))
+            .op(
+                &who,
+                Op::Rota(RotaOp::BulkDone {
+                    source,
+                    actor,
+                    detail: detail.clone(),
+                }),
+            )
             .await;
         if let Some(mut e) = failure {
             r.bulk.failed.fetch_add(1, Relaxed);

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use super::super::{ApiError, ApiPath, ApiQuery, AppState, json_body};
 use super::{actor, estate_filter, rota, time};
 use crate::alarms::rfc3339;
+use crate::auth::Caller;
 use crate::engine::Op;
 use crate::rota::{RotaOp, proposals};
 
@@ -157,6 +158,7 @@ pub struct ActorBody {
 /// `POST /rota/proposals/{id}/accept` `{"operator"}`.
 pub async fn accept(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -165,10 +167,13 @@ pub async fn accept(
     let actor = actor(b.operator, "operator")?;
     let assignment = state
         .writer
-        .op(Op::Rota(RotaOp::Accept {
-            proposal: id.clone(),
-            actor,
-        }))
+        .op(
+            &caller.actor(),
+            Op::Rota(RotaOp::Accept {
+                proposal: id.clone(),
+                actor,
+            }),
+        )
         .await?;
     Ok(Json(json!({"accepted": id, "assignment": assignment})))
 }

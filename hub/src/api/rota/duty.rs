@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::super::{ApiError, AppState, json_body, text_field};
 use super::{MAX_NOTE, actor, rota, time};
+use crate::auth::Caller;
 use crate::engine::Op;
 use crate::rota::RotaOp;
 
@@ -24,6 +25,7 @@ pub struct CheckBody {
 /// `POST /rota/check-in` `{"guard","post","operator"?}`.
 pub async fn check_in(
     State(state): State<AppState>,
+    caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     rota(&state)?;
@@ -34,11 +36,14 @@ pub async fn check_in(
     let actor = actor(b.operator, &b.guard)?;
     state
         .writer
-        .op(Op::Rota(RotaOp::CheckIn {
-            guard: b.guard.clone(),
-            post: post.clone(),
-            actor,
-        }))
+        .op(
+            &caller.actor(),
+            Op::Rota(RotaOp::CheckIn {
+                guard: b.guard.clone(),
+                post: post.clone(),
+                actor,
+            }),
+        )
         .await?;
     Ok(Json(json!({"guard": b.guard, "post": post, "on_post": true})))
 }
@@ -46,6 +51,7 @@ pub async fn check_in(
 /// `POST /rota/check-out` `{"guard","operator"?}`.
 pub async fn check_out(
     State(state): State<AppState>,
+    caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     rota(&state)?;
@@ -53,10 +59,13 @@ pub async fn check_out(
     let actor = actor(b.operator, &b.guard)?;
     state
         .writer
-        .op(Op::Rota(RotaOp::CheckOut {
-            guard: b.guard.clone(),
-            actor,
-        }))
+        .op(
+            &caller.actor(),
+            Op::Rota(RotaOp::CheckOut {
+                guard: b.guard.clone(),
+                actor,
+            }),
+        )
         .await?;
     Ok(Json(json!({"guard": b.guard, "on_post": false})))
 }
@@ -75,6 +84,7 @@ pub struct AbsenceBody {
 /// Default from now until the end of the guard's current or next assignment.
 pub async fn absence(
     State(state): State<AppState>,
+    caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     rota(&state)?;
@@ -82,13 +92,16 @@ pub async fn absence(
     let reason = text_field("reason", b.reason, MAX_NOTE, false)?.unwrap_or_else(|| "sick".into());
     let id = state
         .writer
-        .op(Op::Rota(RotaOp::Absence {
-            guard: b.guard.clone(),
-            from_ms: time("from", &b.from)?,
-            until_ms: time("until", &b.until)?,
-            reason,
-            actor: actor(b.operator, "operator")?,
-        }))
+        .op(
+            &caller.actor(),
+            Op::Rota(RotaOp::Absence {
+                guard: b.guard.clone(),
+                from_ms: time("from", &b.from)?,
+                until_ms: time("until", &b.until)?,
+                reason,
+                actor: actor(b.operator, "operator")?,
+            }),
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(json!({"id": id, "guard": b.guard}))))
 }

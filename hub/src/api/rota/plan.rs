@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use super::super::{ApiError, AppState, json_body};
 use super::assignments::apply_bulk;
 use super::{actor, rota};
+use crate::auth::Caller;
 use crate::rota::model::{RotaModel, days_from_epoch, monday_of};
 use crate::rota::{bulk, plan};
 
@@ -42,7 +43,11 @@ pub struct PlanBody {
 }
 
 /// `POST /rota/plan`.
-pub async fn plan(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {
+pub async fn plan(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
     let r = rota(&state)?;
     let b: PlanBody = json_body(body)?;
     for e in &b.estates {
@@ -96,7 +101,15 @@ pub async fn plan(State(state): State<AppState>, body: Result<Bytes, BytesReject
                 Value::String(e),
             )
         })?;
-        let done = apply_bulk(&state, &r, changes, "plan", actor(b.operator, "planner")?, 0).await?;
+        let done = apply_bulk(
+            &state,
+            &r,
+            changes,
+            "plan",
+            (caller.actor(), actor(b.operator, "planner")?),
+            0,
+        )
+        .await?;
         v["published"] =
             json!({"added": done.added, "removed": done.removed, "slots": done.slots, "slices": done.slices});
     }

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::super::{ApiError, ApiPath, ApiQuery, AppState, json_body, text_field};
 use super::{MAX_NAME, MAX_NOTE, actor, estate_filter, rota};
 use crate::alarms::rfc3339;
+use crate::auth::Caller;
 use crate::engine::Op;
 use crate::rota::{RotaOp, handover, queries};
 
@@ -69,6 +70,7 @@ pub struct PatrolRecordBody {
 /// `POST /rota/patrols/{id}/record` `{"findings","actions","by"}`.
 pub async fn patrol_record(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<i64>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -78,12 +80,15 @@ pub async fn patrol_record(
         text_field("by", b.by, MAX_NAME, false)?.ok_or_else(|| ApiError::bad_request("by is required", Value::Null))?;
     state
         .writer
-        .op(Op::Rota(RotaOp::PatrolRecord {
-            tour: id,
-            findings: text_field("findings", b.findings, MAX_NOTE, true)?,
-            actions: text_field("actions", b.actions, MAX_NOTE, true)?,
-            by,
-        }))
+        .op(
+            &caller.actor(),
+            Op::Rota(RotaOp::PatrolRecord {
+                tour: id,
+                findings: text_field("findings", b.findings, MAX_NOTE, true)?,
+                actions: text_field("actions", b.actions, MAX_NOTE, true)?,
+                by,
+            }),
+        )
         .await?;
     Ok(Json(json!({"id": id, "recorded": true})))
 }
@@ -122,6 +127,7 @@ pub struct HandoverAckBody {
 /// `POST /rota/handovers/{id}/ack` `{"guard"}`.
 pub async fn handover_ack(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<i64>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -131,10 +137,13 @@ pub async fn handover_ack(
         .ok_or_else(|| ApiError::bad_request("guard is required", Value::Null))?;
     state
         .writer
-        .op(Op::Rota(RotaOp::HandoverAck {
-            id,
-            guard: guard.clone(),
-        }))
+        .op(
+            &caller.actor(),
+            Op::Rota(RotaOp::HandoverAck {
+                id,
+                guard: guard.clone(),
+            }),
+        )
         .await?;
     Ok(Json(json!({"id": id, "acked_by": guard})))
 }
@@ -150,6 +159,7 @@ pub struct NoteBody {
 /// `POST /rota/notes` `{"post","text","author"}`: a note for the post's next handover sheet.
 pub async fn note(
     State(state): State<AppState>,
+    caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     rota(&state)?;
@@ -158,11 +168,14 @@ pub async fn note(
         .ok_or_else(|| ApiError::bad_request("text is required", Value::Null))?;
     let id = state
         .writer
-        .op(Op::Rota(RotaOp::Note {
-            post: b.post,
-            text,
-            author: actor(b.author, "operator")?,
-        }))
+        .op(
+            &caller.actor(),
+            Op::Rota(RotaOp::Note {
+                post: b.post,
+                text,
+                author: actor(b.author, "operator")?,
+            }),
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(json!({"id": id}))))
 }
