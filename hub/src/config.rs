@@ -60,6 +60,9 @@ pub struct HubConfig {
     /// stored as the SHA-256 of the token.
     #[serde(default)]
     pub api_tokens: Vec<crate::auth::ApiTokenConfig>,
+    /// `[retention]`: how long events (residents' personal data) are kept.
+    #[serde(default)]
+    pub retention: crate::events::retention::RetentionSettings,
 }
 
 mod sections;
@@ -245,6 +248,9 @@ impl HubConfig {
             if v == 0 {
                 return Err(invalid(key, "must be at least 1"));
             }
+        }
+        if let Some((key, why)) = self.retention.invalid() {
+            return Err(invalid(key, why));
         }
         let i = &self.ingest;
         // Below 64 KiB a single large event could not be delivered; above 1 GiB a peer could

@@ -24,7 +24,9 @@ use crate::actions::{
     self, AckRequest, CommandRequest, OverrideRequest, ShelveRequest, StepRequest, TransitionRequest,
 };
 use crate::alarms::queries::find_alarm;
+use crate::auth::Principal;
 use crate::link::LinkRegistry;
+use crate::privacy::View;
 use crate::store::Pool;
 use crate::stream::{Feed, Resume};
 use crate::writer::WriterHandle;
@@ -53,6 +55,15 @@ fn given(s: String) -> Option<String> {
     Some(s).filter(|s| !s.trim().is_empty())
 }
 
+/// Residents' personal data as the caller may see it: by the role of the principal an
+/// authenticating layer put on the request; a call nobody vouched for sees it all masked.
+fn view<T>(request: &Request<T>) -> View {
+    request
+        .extensions()
+        .get::<Arc<Principal>>()
+        .map_or(View::MASKED, |p| View::for_role(p.role))
+}
+
 impl CentreService {
     fn estate_filter(&self, estate: String) -> Result<Option<String>, Status> {
         match given(estate) {
@@ -61,9 +72,9 @@ impl CentreService {
         }
     }
 
-    async fn alarm(&self, id: i64) -> Result<Alarm, Status> {
+    async fn alarm(&self, id: i64, view: &View) -> Result<Alarm, Status> {
         match find_alarm(&self.pool, id).await.map_err(convert::store)? {
-            Some(row) => Ok(convert::alarm(&row)),
+            Some(row) => Ok(convert::alarm(&row, view)),
             None => Err(Status::not_found(format!("alarm {id} not found"))),
         }
     }
@@ -88,12 +99,14 @@ impl CommandCentre for CentreService {
         &self,
         request: Request<WatchAlarmsRequest>,
     ) -> Result<Response<Self::WatchAlarmsStream>, Status> {
+        let view = view(&request);
         let estate = self.estate_filter(request.into_inner().estate_id)?;
         // Subscribed before the snapshot is read, so no change falls between.
         let rx = self.stream.subscribe(Resume::Fresh).rx;
         let watch = watch::Alarms {
             pool: self.pool.clone(),
             estate,
+            view,
         };
         Ok(Response::new(Box::pin(watch::spawn(watch, rx, self.shutdown.clone()))))
     }
@@ -113,6 +126,7 @@ impl CommandCentre for CentreService {
     }
 
     async fn acknowledge_alarm(&self, request: Request<AcknowledgeAlarmRequest>) -> Result<Response<Alarm>, Status> {
+        let view = view(&request);
         let r = request.into_inner();
         let (operator, note) = AckRequest {
             operator: given(r.operator),
@@ -124,10 +138,11 @@ impl CommandCentre for CentreService {
             .acknowledge(r.alarm_id, operator, note)
             .await
             .map_err(convert::ack)?;
-        Ok(Response::new(self.alarm(r.alarm_id).await?))
+        Ok(Response::new(self.alarm(r.alarm_id, &view).await?))
     }
 
     async fn shelve_alarm(&self, request: Request<ShelveAlarmRequest>) -> Result<Response<Alarm>, Status> {
+        let view = view(&request);
         let r = request.into_inner();
         let op = ShelveRequest {
             minutes: Some(r.minutes),
@@ -137,7 +152,7 @@ impl CommandCentre for CentreService {
         .op(r.alarm_id)
         .map_err(convert::invalid)?;
         self.writer.op(op).await.map_err(convert::action)?;
-        Ok(Response::new(self.alarm(r.alarm_id).await?))
+        Ok(Response::new(self.alarm(r.alarm_id, &view).await?))
     }
 
     async fn transition_incident(
