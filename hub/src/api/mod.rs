@@ -145,7 +145,9 @@ async fn mask_personal_data(request: Request, next: Next) -> Response {
     let view = request
         .extensions()
         .get::<Arc<crate::auth::Principal>>()
-        .map_or(crate::privacy::View::MASKED, |p| crate::privacy::View::for_role(p.role));
+        .map_or(crate::privacy::View::MASKED, |p| {
+            crate::privacy::View::for_role(p.role.as_str())
+        });
     let response = next.run(request).await;
     let json = response
         .headers()

@@ -46,7 +46,7 @@ pub async fn stream(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let resume = resume(&headers, q.after.as_deref())?;
     // Residents' personal data in each event's data, as the caller's role may see it.
-    let view = View::for_role(caller.principal.role);
+    let view = View::for_role(caller.principal.role.as_str());
     let feed = state.stream.clone();
     let boot = feed.boot();
     let sub = feed.subscribe(resume);

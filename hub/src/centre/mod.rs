@@ -61,7 +61,7 @@ fn view<T>(request: &Request<T>) -> View {
     request
         .extensions()
         .get::<Arc<Principal>>()
-        .map_or(View::MASKED, |p| View::for_role(p.role))
+        .map_or(View::MASKED, |p| View::for_role(p.role.as_str()))
 }
 
 impl CentreService {

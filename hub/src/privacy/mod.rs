@@ -18,8 +18,6 @@ pub mod mask;
 
 use serde_json::Value;
 
-use crate::auth::Role;
-
 /// A class of residents' personal data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
@@ -30,6 +28,9 @@ pub enum Class {
 }
 
 /// What one caller may see in clear: made from its role by [`View::for_role`].
+///
+/// The role comes as its name (`auth::Role::as_str`) so that this module stays a leaf that
+/// every front door and shell may use; a name it does not know sees everything masked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct View {
     cards: bool,
@@ -53,14 +54,14 @@ impl View {
     /// An operator answers intercom calls, so it needs the flat; nobody on the floor needs a
     /// full card number or plate to act, and a supervisor (who handles complaints and the
     /// police) does.
-    pub fn for_role(role: Role) -> View {
+    pub fn for_role(role: &str) -> View {
         match role {
-            Role::Supervisor | Role::DutyManager | Role::Admin => View::CLEAR,
-            Role::Operator => View {
+            "supervisor" | "duty_manager" | "admin" => View::CLEAR,
+            "operator" => View {
                 flats: true,
                 ..View::MASKED
             },
-            Role::Guard | Role::Facility => View::MASKED,
+            _ => View::MASKED,
         }
     }
 
@@ -171,23 +172,23 @@ mod tests {
 
     #[test]
     fn the_table() {
-        let op = View::for_role(Role::Operator);
+        let op = View::for_role("operator");
         assert_eq!(op.show(Class::Card, "12345678"), "****5678");
         assert_eq!(op.show(Class::Flat, "B3-1201"), "B3-1201");
         assert_eq!(op.show(Class::Name, "Zhang Wei"), "Z. W.");
-        for r in [Role::Guard, Role::Facility] {
+        for r in ["guard", "facility", "someone"] {
             let v = View::for_role(r);
             assert_eq!(v.show(Class::Flat, "B3-1201"), "***");
             assert_eq!(v.show(Class::Plate, "沪A12345"), "****345");
         }
-        for r in [Role::Supervisor, Role::DutyManager, Role::Admin] {
+        for r in ["supervisor", "duty_manager", "admin"] {
             assert!(View::for_role(r).is_clear());
         }
     }
 
     #[test]
     fn conditions_mask_only_the_flat_of_an_emergency_call() {
-        let g = View::for_role(Role::Guard);
+        let g = View::for_role("guard");
         assert_eq!(g.condition("emergency_call:B3-1201"), "emergency_call:***");
         assert_eq!(g.condition("door_forced:D1"), "door_forced:D1");
         assert_eq!(g.condition("tamper"), "tamper");
