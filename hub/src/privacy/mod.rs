@@ -5,12 +5,19 @@
 //!
 //! Where personal data can appear (the classification):
 //! - `Card` — a badge's card number: `AccessEvent.credential` (stored in `events.payload`,
-//!   never in an alarm, a timeline or a notification); a guard's `[[guards]] credentials`.
+//!   never in an alarm, a timeline or a notification, so no answer carries one today); a
+//!   guard's `[[guards]] credentials` (configuration only).
 //! - `Plate` — `VehicleEvent.plate` (stored in the event only; the alarm names its lane).
 //! - `Flat` — `IntercomEvent.from` / `to`; an emergency call's alarm carries it in its
 //!   condition (`emergency_call:<from>`, docs/design.md §2.1), so it reaches `GET /alarms`,
-//!   an incident's alarms, `GET /kpi/alarms`, the SSE stream and CommandCentre's `Alarm`.
-//! - `Name` — a cardholder's name: a guard's `name` in the rota's answers.
+//!   an incident's alarms, `GET /kpi/alarms` and CommandCentre's `Alarm` (the SSE stream's
+//!   alarm data names no condition; it is masked all the same).
+//! - `Name` — a cardholder's name: a guard's `name` in the rota's answers, a notification's
+//!   `recipient`.
+//!
+//! Command records, incident titles, alarm messages and notification bodies carry none of
+//! them by construction (docs/design.md "Personal data"). Operators' own user names
+//! (`acked_by`, `done_by`, …) are staff accountability, not residents' data: never masked.
 //!
 //! Logs carry none of them in clear ([`mask::redacted`] when a line must mention one).
 
@@ -117,9 +124,9 @@ impl View {
     }
 
     /// Masks every personal field of a JSON answer in place, at any depth: `condition`,
-    /// `credential`, `plate`, `flat`, and the `name` of a cardholder — an object that also
-    /// has a `guard` or `home_estate` key (the rota's guards); `name` alone is also an
-    /// estate's or a shift's, which are not personal.
+    /// `credential`, `plate`, `flat`, a notification's `recipient`, and the `name` of a
+    /// cardholder — an object that also has a `guard` or `home_estate` key (the rota's
+    /// guards); `name` alone is also an estate's or a shift's, which are not personal.
     pub fn json(&self, v: &mut Value) {
         if self.is_clear() {
             return;
@@ -135,6 +142,8 @@ impl View {
                         ("plate", Value::String(s)) => *item = Value::String(self.show(Class::Plate, s)),
                         ("flat", Value::String(s)) => *item = Value::String(self.show(Class::Flat, s)),
                         ("name", Value::String(s)) if cardholder => *item = Value::String(self.show(Class::Name, s)),
+                        // A notification's recipient: a guard or another roster name.
+                        ("recipient", Value::String(s)) => *item = Value::String(self.show(Class::Name, s)),
                         _ => self.json(item),
                     }
                 }
@@ -212,6 +221,9 @@ mod tests {
         View::MASKED.json(&mut rota);
         assert_eq!(rota[0]["name"], "Z. W.");
         assert_eq!(rota[1]["name"], "East Park");
+        let mut n = json!([{"recipient": "Zhao Lei", "role": "gate_guard"}]);
+        View::for_role("operator").json(&mut n);
+        assert_eq!(n[0]["recipient"], "Z. L.");
         let mut clear = json!({"condition": "emergency_call:B3-1201"});
         View::CLEAR.json(&mut clear);
         assert_eq!(clear["condition"], "emergency_call:B3-1201");
