@@ -72,6 +72,9 @@ pub struct HubConfig {
     /// `[[gateways]]`: the gateways the hub accepts (any other is refused, nothing recorded).
     #[serde(default)]
     pub gateways: Vec<GatewayEntry>,
+    /// `[retention]`: how long events (residents' personal data) are kept.
+    #[serde(default)]
+    pub retention: crate::events::retention::RetentionSettings,
 }
 
 mod sections;
@@ -339,6 +342,9 @@ impl HubConfig {
             if v == 0 {
                 return Err(invalid(key, "must be at least 1"));
             }
+        }
+        if let Some((key, why)) = self.retention.invalid() {
+            return Err(invalid(key, why));
         }
         let i = &self.ingest;
         // Below 64 KiB a single large event could not be delivered; above 1 GiB a peer could

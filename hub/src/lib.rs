@@ -38,6 +38,7 @@ pub mod link;
 pub mod metrics;
 pub mod net;
 pub mod notify;
+pub mod privacy;
 pub mod roles;
 pub mod rota;
 pub mod store;
@@ -195,6 +196,7 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
             stream: stream.clone(),
             wake: wake.clone(),
             ingest: config.ingest.clone(),
+            retention: config.retention.clone(),
         },
         writer_stop.clone(),
     )

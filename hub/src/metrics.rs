@@ -13,6 +13,8 @@ use crate::alarms::Priority;
 pub struct Metrics {
     pub events_ingested: AtomicU64,
     pub duplicates_dropped: AtomicU64,
+    /// Events deleted as past `[retention] events_days`.
+    pub events_purged: AtomicU64,
     pub batches_committed: AtomicU64,
     pub commits: AtomicU64,
     pub commit_failures: AtomicU64,
@@ -161,6 +163,12 @@ impl Metrics {
             "gatehouse_hub_duplicates_dropped_total",
             "Events dropped as already stored (gateway, seq).",
             self.duplicates_dropped.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "gatehouse_hub_events_purged_total",
+            "Events deleted as past their retention ([retention] events_days).",
+            self.events_purged.load(Relaxed),
         );
         counter(
             &mut out,

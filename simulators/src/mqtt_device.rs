@@ -142,16 +142,19 @@ fn answer_command(payload: &[u8]) -> Vec<u8> {
 
 /// A resident's card number, made up: eight digits.
 pub fn card_number() -> String {
-    format!("{:08}", fastrand::u32(0..100_000_000))
+    sent("card", format!("{:08}", fastrand::u32(0..100_000_000)))
 }
 
 /// A flat: block and room, e.g. `B3-1201`.
 pub fn flat() -> String {
-    format!(
-        "B{}-{}{:02}",
-        fastrand::u8(1..=8),
-        fastrand::u8(1..=30),
-        fastrand::u8(1..=4)
+    sent(
+        "flat",
+        format!(
+            "B{}-{}{:02}",
+            fastrand::u8(1..=8),
+            fastrand::u8(1..=30),
+            fastrand::u8(1..=4)
+        ),
     )
 }
 
@@ -159,5 +162,27 @@ pub fn flat() -> String {
 pub fn plate() -> String {
     const LETTERS: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ";
     let l = LETTERS[fastrand::usize(..LETTERS.len())] as char;
-    format!("沪{l}{:05}", fastrand::u32(0..100_000))
+    sent("plate", format!("沪{l}{:05}", fastrand::u32(0..100_000)))
+}
+
+/// With `GATEHOUSE_SIM_SENT_PII` naming a file, every card number, plate and flat the
+/// simulators make up is appended to it (`<class>\t<value>` lines), so a test can look for
+/// exactly those in the logs of a run (residents' data must never be logged in clear).
+fn sent(class: &str, value: String) -> String {
+    use std::io::Write as _;
+    static FILE: std::sync::OnceLock<Option<std::sync::Mutex<std::fs::File>>> = std::sync::OnceLock::new();
+    let file = FILE.get_or_init(|| {
+        let path = std::env::var_os("GATEHOUSE_SIM_SENT_PII")?;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .ok()
+            .map(std::sync::Mutex::new)
+    });
+    if let Some(f) = file {
+        let mut f = f.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = writeln!(f, "{class}\t{value}");
+    }
+    value
 }

@@ -22,6 +22,7 @@ pub mod log_limit;
 pub mod modbus;
 pub mod modbus_fire;
 pub mod mqtt;
+pub mod redact;
 pub mod sink;
 
 use std::{net::SocketAddr, sync::Arc};

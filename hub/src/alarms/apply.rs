@@ -259,7 +259,7 @@ pub async fn rota_raise(
             },
         );
     }
-    info!(alarm = id, estate = %a.key.estate, condition = %a.key.condition, "rota alarm");
+    info!(alarm = id, estate = %a.key.estate, condition = %crate::privacy::log_condition(&a.key.condition), "rota alarm");
     publish_alarm(out, id, what.as_str(), a);
     Ok(raised(id, what))
 }

@@ -128,6 +128,8 @@ pub fn router(state: AppState) -> Router {
         .route("/audit/verify", get(audit::verify))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Inside authentication, so it sees the principal.
+        .layer(middleware::from_fn(mask_personal_data))
         .layer(middleware::from_fn_with_state(
             state.auth.clone(),
             crate::auth::middleware::authenticate,
@@ -151,6 +153,46 @@ async fn count_requests(State(state): State<AppState>, request: Request, next: N
     let response = next.run(request).await;
     state.metrics.observe_http(response.status().as_u16());
     response
+}
+
+/// Every JSON answer of the API with residents' personal data masked for the caller's role
+/// (`privacy::View`): one place, so no handler can forget it. The SSE stream masks each
+/// event itself (`stream.rs`); roles that see everything in clear pay nothing.
+async fn mask_personal_data(request: Request, next: Next) -> Response {
+    let view = request
+        .extensions()
+        .get::<Arc<crate::auth::Principal>>()
+        .map_or(crate::privacy::View::MASKED, |p| {
+            crate::privacy::View::for_role(p.role.as_str())
+        });
+    let response = next.run(request).await;
+    let json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if view.is_clear() || !json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let bytes = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(b) => b,
+        Err(e) => {
+            error!(error = %e, "cannot read an answer to mask it");
+            return ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot prepare the answer",
+                Value::Null,
+            )
+            .into_response();
+        }
+    };
+    let Ok(mut value) = serde_json::from_slice::<Value>(&bytes) else {
+        // Not JSON after all: nothing of ours to mask.
+        return Response::from_parts(parts, axum::body::Body::from(bytes));
+    };
+    view.json(&mut value);
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(value.to_string()))
 }
 
 async fn not_found() -> ApiError {

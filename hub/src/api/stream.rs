@@ -28,6 +28,8 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use super::{ApiError, ApiQuery, AppState};
+use crate::auth::Caller;
+use crate::privacy::View;
 use crate::stream::{Position, Resume, Stamped};
 
 #[derive(Debug, Default, Deserialize)]
@@ -37,11 +39,14 @@ pub struct StreamQuery {
 }
 
 pub async fn stream(
+    caller: Caller,
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<StreamQuery>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let resume = resume(&headers, q.after.as_deref())?;
+    // Residents' personal data in each event's data, as the caller's role may see it.
+    let view = View::for_role(caller.principal.role.as_str());
     let feed = state.stream.clone();
     let boot = feed.boot();
     let sub = feed.subscribe(resume);
@@ -56,7 +61,7 @@ pub async fn stream(
     // resumes from the last event it actually received.
     let first: Vec<Event> = match (&sub.replay, resume) {
         (Ok(events), Resume::After(p)) => std::iter::once(hello(p.seq))
-            .chain(events.iter().map(|e| event(boot, e)))
+            .chain(events.iter().map(|e| event(boot, e, &view)))
             .collect(),
         (Ok(_), _) => vec![hello(sub.last)],
         (Err(reason), _) => vec![
@@ -71,7 +76,7 @@ pub async fn stream(
     let live = BroadcastStream::new(sub.rx).map(move |r| match r {
         Ok(e) => {
             at = e.seq;
-            event(boot, &e)
+            event(boot, &e, &view)
         }
         // The position stays at the last event delivered: a reconnect replays the gap if the
         // ring still holds it.
@@ -99,9 +104,11 @@ fn resume(headers: &HeaderMap, after: Option<&str>) -> Result<Resume, ApiError> 
     }
 }
 
-fn event(boot: i64, e: &Arc<Stamped>) -> Event {
+fn event(boot: i64, e: &Arc<Stamped>, view: &View) -> Event {
+    let mut body = serde_json::to_value(&e.event).unwrap_or_else(|_| json!({}));
+    view.json(&mut body);
     Event::default()
         .event(e.event.kind)
         .id(Position { boot, seq: e.seq }.to_string())
-        .data(serde_json::to_string(&e.event).unwrap_or_else(|_| "{}".into()))
+        .data(body.to_string())
 }

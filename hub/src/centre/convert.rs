@@ -12,17 +12,19 @@ use crate::alarms::queries::AlarmRow;
 use crate::commands::queries::CommandRow;
 use crate::error::OpError;
 use crate::incidents::queries::{IncidentRow, StepRow};
+use crate::privacy::View;
 use crate::store::StoreError;
 use crate::writer::{AckError, ActionError, WriterError};
 
-pub fn alarm(r: &AlarmRow) -> Alarm {
+/// An alarm row as `view` may see it (an emergency call's condition names a flat).
+pub fn alarm(r: &AlarmRow, view: &View) -> Alarm {
     Alarm {
         id: r.id,
         estate_id: r.estate_id.clone(),
         device_id: r.device_id.clone(),
         area: r.area.clone(),
         gateway_id: r.gateway_id.clone(),
-        condition: r.condition.clone(),
+        condition: view.condition(&r.condition),
         priority: r.priority.clone(),
         category: r.category.clone(),
         message: r.message.clone(),

@@ -27,6 +27,7 @@ use crate::alarms::queries::find_alarm;
 use crate::audit::Actor;
 use crate::auth::Principal;
 use crate::link::LinkRegistry;
+use crate::privacy::View;
 use crate::store::Pool;
 use crate::stream::{Feed, Resume};
 use crate::writer::WriterHandle;
@@ -77,9 +78,9 @@ impl CentreService {
         }
     }
 
-    async fn alarm(&self, id: i64) -> Result<Alarm, Status> {
+    async fn alarm(&self, id: i64, view: &View) -> Result<Alarm, Status> {
         match find_alarm(&self.pool, id).await.map_err(convert::store)? {
-            Some(row) => Ok(convert::alarm(&row)),
+            Some(row) => Ok(convert::alarm(&row, view)),
             None => Err(Status::not_found(format!("alarm {id} not found"))),
         }
     }
@@ -104,13 +105,15 @@ impl CommandCentre for CentreService {
         &self,
         mut request: Request<WatchAlarmsRequest>,
     ) -> Result<Response<Self::WatchAlarmsStream>, Status> {
-        let _caller = self.caller(&mut request).await?;
+        let caller = self.caller(&mut request).await?;
+        let view = View::for_role(caller.role.as_str());
         let estate = self.estate_filter(request.into_inner().estate_id)?;
         // Subscribed before the snapshot is read, so no change falls between.
         let rx = self.stream.subscribe(Resume::Fresh).rx;
         let watch = watch::Alarms {
             pool: self.pool.clone(),
             estate,
+            view,
         };
         Ok(Response::new(Box::pin(watch::spawn(watch, rx, self.shutdown.clone()))))
     }
@@ -136,6 +139,7 @@ impl CommandCentre for CentreService {
     ) -> Result<Response<Alarm>, Status> {
         let caller = self.caller(&mut request).await?;
         let actor = caller.actor(request.remote_addr().map(|a| a.ip()));
+        let view = View::for_role(caller.role.as_str());
         let r = request.into_inner();
         let (operator, note) = AckRequest {
             operator: Some(caller.user.clone()),
@@ -147,12 +151,13 @@ impl CommandCentre for CentreService {
             .acknowledge(&actor, r.alarm_id, operator, note)
             .await
             .map_err(convert::ack)?;
-        Ok(Response::new(self.alarm(r.alarm_id).await?))
+        Ok(Response::new(self.alarm(r.alarm_id, &view).await?))
     }
 
     async fn shelve_alarm(&self, mut request: Request<ShelveAlarmRequest>) -> Result<Response<Alarm>, Status> {
         let caller = self.caller(&mut request).await?;
         let actor = caller.actor(request.remote_addr().map(|a| a.ip()));
+        let view = View::for_role(caller.role.as_str());
         let r = request.into_inner();
         let op = ShelveRequest {
             minutes: Some(r.minutes),
@@ -162,7 +167,7 @@ impl CommandCentre for CentreService {
         .op(r.alarm_id)
         .map_err(convert::invalid)?;
         self.writer.op(&actor, op).await.map_err(convert::action)?;
-        Ok(Response::new(self.alarm(r.alarm_id).await?))
+        Ok(Response::new(self.alarm(r.alarm_id, &view).await?))
     }
 
     async fn transition_incident(

@@ -26,6 +26,7 @@ use crate::alarms::StateFilter;
 use crate::alarms::queries::{AlarmFilter, find_alarm, list_alarms};
 use crate::incidents::queries::{IncidentFilter, list_incidents};
 use crate::incidents::{IncidentState, queries as incident_q};
+use crate::privacy::View;
 use crate::store::{Context, Pool, StoreError};
 use crate::stream::Stamped;
 
@@ -137,6 +138,8 @@ async fn run<W: Watch>(
 pub struct Alarms {
     pub pool: Pool,
     pub estate: Option<String>,
+    /// Residents' personal data as the watcher's role may see it.
+    pub view: View,
 }
 
 impl Watch for Alarms {
@@ -156,7 +159,7 @@ impl Watch for Alarms {
             .iter()
             .rev()
             .map(|r| AlarmUpdate {
-                update: Some(alarm_update::Update::Snapshot(convert::alarm(r))),
+                update: Some(alarm_update::Update::Snapshot(convert::alarm(r, &self.view))),
             })
             .collect())
     }
@@ -171,7 +174,7 @@ impl Watch for Alarms {
         Ok(Some(AlarmUpdate {
             update: Some(alarm_update::Update::Change(AlarmChange {
                 change: change.to_owned(),
-                alarm: Some(convert::alarm(&row)),
+                alarm: Some(convert::alarm(&row, &self.view)),
                 removed: !row.stands(),
             })),
         }))

@@ -245,3 +245,18 @@ fn gateways_must_name_a_served_estate_once() {
     let c = with("[[gateways]]\nid = \"gw-1\"\nestate = \"estate-a\"\n").unwrap();
     assert_eq!(c.gateways[0].identity().uri(), "urn:gatehouse:gateway:estate-a:gw-1");
 }
+
+#[test]
+fn retention_defaults_to_90_days_and_refuses_zero() {
+    let c = with("").unwrap();
+    assert_eq!(c.retention.events_days, 90);
+    assert_eq!(c.retention.purge_batch, 500);
+    for (extra, needle) in [
+        ("[retention]\nevents_days = 0\n", "retention.events_days"),
+        ("[retention]\npurge_batch = 0\n", "retention.purge_batch"),
+        ("[retention]\nalarms_days = 3\n", "alarms_days"),
+    ] {
+        let err = with(extra).unwrap_err().to_string();
+        assert!(err.contains(needle), "{extra}: {err}");
+    }
+}

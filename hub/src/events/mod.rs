@@ -7,6 +7,7 @@
 pub mod apply;
 pub mod queries;
 pub mod readings;
+pub mod retention;
 
 use gatehouse_proto::Event;
 use gatehouse_proto::event::Body;

@@ -358,3 +358,18 @@ pub async fn point_readings(
         .await
         .context(|| format!("reading point readings of estate {estate}"))
 }
+
+/// Deletes up to `limit` events ingested before `cutoff_ms` (retention); returns how many.
+/// Bounded so that one call is a short write (the writer calls it once per tick).
+pub async fn purge_events_before(conn: &mut Conn, cutoff_ms: i64, limit: u32) -> Result<u64, StoreError> {
+    sqlx::query(
+        "DELETE FROM events WHERE rowid IN \
+         (SELECT rowid FROM events WHERE ingested_at_ms < $1 ORDER BY ingested_at_ms LIMIT $2)",
+    )
+    .bind(cutoff_ms)
+    .bind(i64::from(limit))
+    .execute(&mut *conn)
+    .await
+    .map(|r| r.rows_affected())
+    .context(|| "purging events past their retention".into())
+}

@@ -89,8 +89,10 @@ pub async fn run_deliverer<D: DeliveryDesk>(
 
 async fn send(config: &DelivererConfig, d: Delivery) -> DeliveryOutcome {
     let result = if d.channel == "log" {
-        // The body names no card, plate or flat; the recipient is a roster name.
-        info!(notification = d.id, recipient = %d.recipient, body = %d.body, "notification");
+        // The body names no card, plate or flat; the recipient's name (a guard's, say) is
+        // written as initials: a log is not a place for names.
+        info!(notification = d.id, recipient = %crate::privacy::mask::initials(&d.recipient),
+            body = %crate::privacy::log_notification_body(&d.body), "notification");
         Ok(())
     } else {
         let secret = config.secrets.get(&d.channel).or(config.default_secret.as_ref());

@@ -35,6 +35,7 @@ use crate::clock::Clock;
 use crate::config::{IngestConfig, PointRuleConfig};
 use crate::engine::Engine;
 use crate::events::queries::{self as events, EventRow};
+use crate::events::retention::RetentionSettings;
 use crate::metrics::Metrics;
 use crate::store::{Pool, StoreError};
 use crate::stream::Feed;
@@ -80,6 +81,7 @@ pub struct Writer {
     watch: HashMap<String, Watch>,
     /// Rejections logged per gateway, at most one a minute each.
     rejection_logged: HashMap<String, Instant>,
+    retention: RetentionSettings,
 }
 
 /// What the writer needs besides the pool.
@@ -91,6 +93,7 @@ pub struct WriterParts {
     pub stream: Arc<Feed>,
     pub wake: Arc<Notify>,
     pub ingest: IngestConfig,
+    pub retention: RetentionSettings,
 }
 
 impl Writer {
@@ -116,6 +119,7 @@ impl Writer {
             limits: parts.ingest,
             watch: HashMap::new(),
             rejection_logged: HashMap::new(),
+            retention: parts.retention,
         };
         writer.reload().await?;
         writer.metrics.committed_now();
@@ -369,6 +373,7 @@ impl Writer {
         let mut progress: HashMap<String, i64> = HashMap::new();
         let mut advanced: HashSet<String> = HashSet::new();
         let mut changes = 0usize;
+        let mut purged = 0u64;
 
         for request in group {
             match request {
@@ -546,6 +551,9 @@ impl Writer {
         if timers {
             self.engine.tick(&mut tx, &mut self.rules, now).await?;
             self.find_stalled(&mut tx, now).await?;
+            // Retention: one small batch a tick keeps this transaction short.
+            let cutoff = self.retention.events_cutoff(now);
+            purged = events::purge_events_before(&mut tx, cutoff, self.retention.purge_batch).await?;
         }
 
         if !rows.is_empty() {
@@ -565,6 +573,10 @@ impl Writer {
             what: "committing the ingest transaction".into(),
             source,
         })?;
+        // Counted once committed: a rolled-back purge deleted nothing.
+        self.metrics
+            .events_purged
+            .fetch_add(purged, std::sync::atomic::Ordering::Relaxed);
         Ok(changes)
     }
 }

@@ -108,7 +108,9 @@ impl Intake {
                     .unwrap_or_else(|p| p.into_inner())
                     .allow(&device, Instant::now());
                 if log {
-                    tracing::warn!(device = %device, topic = %topic, reason = reject.reason.as_str(), detail = %reject.detail,
+                    // The detail may quote a card number, plate or flat from the payload.
+                    let detail = crate::adapters::redact::quoted_values(&reject.detail);
+                    tracing::warn!(device = %device, topic = %topic, reason = reject.reason.as_str(), detail = %detail,
                         "rejected MQTT publish (further rejections from this device are counted, and logged at most once a minute)");
                 }
                 None
