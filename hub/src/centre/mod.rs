@@ -24,7 +24,6 @@ use crate::actions::{
     self, AckRequest, CommandRequest, OverrideRequest, ShelveRequest, StepRequest, TransitionRequest,
 };
 use crate::alarms::queries::find_alarm;
-use crate::audit::Actor;
 use crate::auth::Principal;
 use crate::link::LinkRegistry;
 use crate::privacy::View;
