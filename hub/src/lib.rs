@@ -221,7 +221,7 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
             default_secret: config.notify.webhook_secret.clone(),
             clients,
             poll: Duration::from_millis(250),
-            metrics: metrics.clone(),
+            attempts: metrics.webhooks.clone(),
         },
         deliverer_stop.clone(),
     ));

@@ -30,7 +30,8 @@ pub struct Metrics {
     /// Connections of the HTTP and gRPC listeners: open, refused by a cap, cut by a limit.
     pub net: std::sync::Arc<crate::net::NetMetrics>,
     batches_rejected: [AtomicU64; RejectKind::ALL.len()],
-    webhook_attempts: [AtomicU64; WebhookResult::ALL.len()],
+    /// Webhook attempts by result, counted by the deliverer.
+    pub webhooks: std::sync::Arc<crate::notify::WebhookAttempts>,
     /// Gateway → stalled (connected, holding events, the stored sequence not advancing).
     stalled: Mutex<BTreeMap<String, bool>>,
     /// When the writer last committed (None: not yet).
@@ -65,49 +66,7 @@ impl RejectKind {
     }
 }
 
-/// How one webhook attempt went; each result has its own counter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WebhookResult {
-    Delivered,
-    /// The webhook answered, but not 2xx.
-    Refused,
-    /// The TLS handshake failed (a certificate not trusted, a wrong name).
-    Tls,
-    /// No answer: connection refused, DNS, timeout.
-    Unreachable,
-    /// Not sent (no signing secret).
-    Other,
-}
-
-impl WebhookResult {
-    pub const ALL: [WebhookResult; 5] = [
-        WebhookResult::Delivered,
-        WebhookResult::Refused,
-        WebhookResult::Tls,
-        WebhookResult::Unreachable,
-        WebhookResult::Other,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WebhookResult::Delivered => "delivered",
-            WebhookResult::Refused => "refused",
-            WebhookResult::Tls => "tls_error",
-            WebhookResult::Unreachable => "unreachable",
-            WebhookResult::Other => "other",
-        }
-    }
-}
-
 impl Metrics {
-    pub fn webhook_attempt(&self, result: WebhookResult) {
-        self.webhook_attempts[result as usize].fetch_add(1, Relaxed);
-    }
-
-    pub fn webhook_attempts(&self, result: WebhookResult) -> u64 {
-        self.webhook_attempts[result as usize].load(Relaxed)
-    }
-
     pub fn observe_commit(&self, took: Duration) {
         self.commits.fetch_add(1, Relaxed);
         self.commit_micros_sum
@@ -255,19 +214,7 @@ impl Metrics {
             );
         }
         self.net.render(&mut out);
-        let _ = writeln!(
-            out,
-            "# HELP gatehouse_hub_webhook_attempts_total Webhook delivery attempts, by result.\n\
-             # TYPE gatehouse_hub_webhook_attempts_total counter"
-        );
-        for r in WebhookResult::ALL {
-            let _ = writeln!(
-                out,
-                "gatehouse_hub_webhook_attempts_total{{result=\"{}\"}} {}",
-                r.as_str(),
-                self.webhook_attempts(r)
-            );
-        }
+        self.webhooks.render(&mut out);
         let _ = writeln!(
             out,
             "# HELP gatehouse_hub_batches_rejected_total Gateway batches refused with an explicit rejection, by reason.\n\

@@ -25,7 +25,8 @@ use tracing::{debug, info, warn};
 
 use super::outbox::{Delivery, DeliveryDesk, DeliveryOutcome};
 use super::tls::{WebhookClients, error_chain, is_tls_failure};
-use crate::metrics::{Metrics, WebhookResult};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// `sha256=<hex>` of the body under `secret`.
 pub fn signature(secret: &str, body: &[u8]) -> String {
@@ -46,7 +47,72 @@ pub struct DelivererConfig {
     pub clients: WebhookClients,
     /// How often due retries are looked for when nothing wakes the deliverer.
     pub poll: Duration,
-    pub metrics: Arc<Metrics>,
+    /// Where attempts are counted (rendered on `/metrics` by the metrics leaf).
+    pub attempts: Arc<WebhookAttempts>,
+}
+
+/// How one webhook attempt went; each result has its own counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookResult {
+    Delivered,
+    /// The webhook answered, but not 2xx.
+    Refused,
+    /// The TLS handshake failed (a certificate not trusted, a wrong name).
+    Tls,
+    /// No answer: connection refused, DNS, timeout.
+    Unreachable,
+    /// Not sent (no signing secret).
+    Other,
+}
+
+impl WebhookResult {
+    pub const ALL: [WebhookResult; 5] = [
+        WebhookResult::Delivered,
+        WebhookResult::Refused,
+        WebhookResult::Tls,
+        WebhookResult::Unreachable,
+        WebhookResult::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookResult::Delivered => "delivered",
+            WebhookResult::Refused => "refused",
+            WebhookResult::Tls => "tls_error",
+            WebhookResult::Unreachable => "unreachable",
+            WebhookResult::Other => "other",
+        }
+    }
+}
+
+/// `gatehouse_hub_webhook_attempts_total{result}`.
+#[derive(Debug, Default)]
+pub struct WebhookAttempts([AtomicU64; WebhookResult::ALL.len()]);
+
+impl WebhookAttempts {
+    pub fn count(&self, result: WebhookResult) {
+        self.0[result as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn get(&self, result: WebhookResult) -> u64 {
+        self.0[result as usize].load(Relaxed)
+    }
+
+    pub fn render(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP gatehouse_hub_webhook_attempts_total Webhook delivery attempts, by result.\n\
+             # TYPE gatehouse_hub_webhook_attempts_total counter"
+        );
+        for r in WebhookResult::ALL {
+            let _ = writeln!(
+                out,
+                "gatehouse_hub_webhook_attempts_total{{result=\"{}\"}} {}",
+                r.as_str(),
+                self.get(r)
+            );
+        }
+    }
 }
 
 /// Runs until `stop`: claims due notifications, sends them, reports the outcomes.
@@ -103,7 +169,7 @@ async fn send(config: &DelivererConfig, d: Delivery) -> DeliveryOutcome {
             ),
             Some(secret) => post(config.clients.for_channel(&d.channel), &d, secret).await,
         };
-        config.metrics.webhook_attempt(counted);
+        config.attempts.count(counted);
         if let Err(e) = &result {
             warn!(notification = d.id, attempt = d.attempts + 1, error = %e, "webhook delivery failed; retried with backoff");
         }

@@ -15,5 +15,5 @@ pub mod queries;
 pub mod tls;
 
 pub use crate::stream::StreamEvent;
-pub use deliverer::{DelivererConfig, run_deliverer, signature};
+pub use deliverer::{DelivererConfig, WebhookAttempts, WebhookResult, run_deliverer, signature};
 pub use outbox::{Delivery, DeliveryDesk, DeliveryOutcome, NotifyConfig, backoff_ms};
