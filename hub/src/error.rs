@@ -1,7 +1,13 @@
 //! Errors that many domains share. A leaf: it imports nothing else of the crate, so any
-//! domain can use it without a circle.
+//! domain can use it without a circle. [`ApiError`] is the HTTP API's error answer; it lives
+//! here so that `auth` (which the API's layers use) need not import `api`.
 
 use std::path::PathBuf;
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
 
 /// A refused operator action (the transaction goes on; nothing of the action is written).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,4 +31,32 @@ pub enum ConfigError {
     Parse(#[from] toml::de::Error),
     #[error("invalid configuration: {key}: {message}")]
     Invalid { key: String, message: String },
+}
+
+/// An error answer: `{"error": "...", "detail": ...}` with its status.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub error: String,
+    pub detail: Value,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, error: impl Into<String>, detail: Value) -> Self {
+        ApiError {
+            status,
+            error: error.into(),
+            detail,
+        }
+    }
+
+    pub fn bad_request(error: impl Into<String>, detail: impl Into<Value>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, error, detail.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.error, "detail": self.detail }))).into_response()
+    }
 }

@@ -75,7 +75,7 @@ async fn limit_request(State(limits): State<Limits>, request: Request, next: Nex
     };
     let response = match limit {
         None => {
-            let permit = match request.extensions().get::<crate::auth::Peer>() {
+            let permit = match request.extensions().get::<crate::net::Peer>() {
                 Some(peer) => match limits.subscribers.admit(peer.0) {
                     Ok(p) => Some(p),
                     Err(refusal) => return stream_full(refusal),

@@ -9,8 +9,8 @@
 //! body `{"error": "...", "detail": ...}`, including malformed paths, queries and bodies.
 
 mod alarms;
-mod auth;
 mod audit;
+mod auth;
 mod board;
 mod commands;
 mod devices;
@@ -24,6 +24,7 @@ mod stream;
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequestParts, Path, Query, Request, State};
 use axum::http::StatusCode;
@@ -31,9 +32,8 @@ use axum::http::request::Parts;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tracing::error;
 
 use crate::actions::Invalid;
@@ -207,33 +207,7 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-/// An error answer: `{"error": "...", "detail": ...}` with its status.
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub error: String,
-    pub detail: Value,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, error: impl Into<String>, detail: Value) -> Self {
-        ApiError {
-            status,
-            error: error.into(),
-            detail,
-        }
-    }
-
-    pub fn bad_request(error: impl Into<String>, detail: impl Into<Value>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, error, detail.into())
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.error, "detail": self.detail }))).into_response()
-    }
-}
+pub use crate::error::ApiError;
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {

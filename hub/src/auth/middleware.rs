@@ -17,8 +17,8 @@ use tracing::{error, warn};
 
 use super::sessions::{API_TOKEN_PREFIX, COOKIE, SESSION_PREFIX, Throttle, ThrottleRules};
 use super::{Principal, TokenTable, Via, queries, token_sha256};
-use crate::api::ApiError;
 use crate::clock::Clock;
+use crate::error::ApiError;
 use crate::store::{Pool, StoreError};
 
 /// `[auth]` in the hub config.

@@ -16,7 +16,7 @@ pub use middleware::{AuthConfig, Authenticator};
 pub use users::UserConfig;
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
@@ -25,8 +25,8 @@ use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::api::ApiError;
 use crate::audit::Actor;
+use crate::error::ApiError;
 
 /// What a user is for. The order is not a hierarchy: each role's rights are listed in
 /// the permission table.
@@ -102,9 +102,7 @@ pub struct Principal {
     pub guard_id: Option<String>,
 }
 
-/// The peer address of an HTTP connection, put on every request by `net::http::serve`.
-#[derive(Debug, Clone, Copy)]
-pub struct Peer(pub SocketAddr);
+pub use crate::net::Peer;
 
 /// The principal behind a request and where it came from. Handlers take it as an
 /// extractor; it is refused with 401 when the request carries no valid credentials.

@@ -54,7 +54,7 @@ pub async fn serve(
                     Some(Ok(io)) => {
                         let peer = io.peer();
                         // Handlers see who called from where (`auth::Caller`).
-                        let service = TowerToHyperService::new(app.clone().layer(axum::Extension(crate::auth::Peer(peer))));
+                        let service = TowerToHyperService::new(app.clone().layer(axum::Extension(super::Peer(peer))));
                         let builder = builder.clone();
                         let stop = stop.clone();
                         let tracker = tracker.clone();

@@ -20,3 +20,8 @@ pub mod rlimit;
 pub mod streams;
 
 pub use limits::{ConnTracker, Listener, NetMetrics};
+
+/// The peer address of an HTTP connection, put on every request by [`http::serve`]
+/// (`auth::Caller` reads it as the caller's source).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
