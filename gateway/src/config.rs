@@ -321,9 +321,12 @@ impl Config {
 /// allowed only with `uplink.plaintext = true` and a loopback host.
 fn validate_hub_url(hub: &str, uplink: &UplinkSection) -> Result<(), ConfigError> {
     let lower = hub.trim().to_ascii_lowercase();
-    if let Some(rest) = lower.strip_prefix("https://") {
-        let _ = rest;
-        for (key, value) in [("uplink.ca", &uplink.ca), ("uplink.cert", &uplink.cert), ("uplink.key", &uplink.key)] {
+    if lower.starts_with("https://") {
+        for (key, value) in [
+            ("uplink.ca", &uplink.ca),
+            ("uplink.cert", &uplink.cert),
+            ("uplink.key", &uplink.key),
+        ] {
             if value.is_none() {
                 return Err(ConfigError::Invalid(format!(
                     "{key}: missing; the https:// hub {hub:?} needs uplink.ca (the hub's CA), uplink.cert and uplink.key (this gateway's certificate)"

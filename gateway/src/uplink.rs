@@ -283,13 +283,10 @@ impl Uplink {
                 detail: format!("TLS settings: {e}"),
             })?;
         }
-        let channel = channel
-            .connect()
-            .await
-            .map_err(|source| SessionError::Connect {
-                endpoint: endpoint.into(),
-                source,
-            })?;
+        let channel = channel.connect().await.map_err(|source| SessionError::Connect {
+            endpoint: endpoint.into(),
+            source,
+        })?;
         let mut client = GatewayLinkClient::new(channel);
         let (tx, rx) = mpsc::channel::<pb::Uplink>(MAX_IN_FLIGHT_BATCHES as usize * 2);
         let hello = pb::Hello {

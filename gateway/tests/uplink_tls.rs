@@ -87,12 +87,14 @@ async fn the_gateway_binary_delivers_events_to_the_hub_over_mutual_tls() {
         .await
         .expect("publish");
     let api = format!("http://{}/api/v1/alarms", hub.http_addr());
-    wait_until("the fire alarm reached the hub", Duration::from_secs(20), async || {
-        match reqwest::get(&api).await {
+    wait_until(
+        "the fire alarm reached the hub",
+        Duration::from_secs(20),
+        async || match reqwest::get(&api).await {
             Ok(r) => r.text().await.is_ok_and(|t| t.contains("fire-1")),
             Err(_) => false,
-        }
-    })
+        },
+    )
     .await;
     hub.shutdown().await;
 }

@@ -137,7 +137,10 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
             if paths.crl.is_none() {
                 warn!("tls.crl is not set: a gateway's certificate cannot be revoked until it expires");
             }
-            (Some(tls::TlsState::load(paths)?), Duration::from_secs(u64::from(crl_poll_s)))
+            (
+                Some(tls::TlsState::load(paths)?),
+                Duration::from_secs(u64::from(crl_poll_s)),
+            )
         }
     };
     let database = config.database_url()?;

@@ -77,7 +77,12 @@ fn certs_command(
             (None, None) => anyhow::bail!("say --gateway ID or --cert FILE"),
         };
         let serial = mint::revoke(&layout, &cert).with_context(|| format!("revoking {}", cert.display()))?;
-        println!("revoked serial {} ({}); CRL: {}", hex_string(&serial), cert.display(), layout.crl().display());
+        println!(
+            "revoked serial {} ({}); CRL: {}",
+            hex_string(&serial),
+            cert.display(),
+            layout.crl().display()
+        );
         return Ok(());
     }
     let out = out.context("--out DIR is required")?;
@@ -104,7 +109,11 @@ fn certs_command(
         },
     )
     .with_context(|| format!("minting into {}", out.display()))?;
-    println!("CA:  {} (key {}, keep it secret)", layout.ca_cert().display(), layout.ca_key().display());
+    println!(
+        "CA:  {} (key {}, keep it secret)",
+        layout.ca_cert().display(),
+        layout.ca_key().display()
+    );
     println!("hub: {} / {}", layout.hub_cert().display(), layout.hub_key().display());
     println!("CRL: {}", layout.crl().display());
     for g in &gateways {

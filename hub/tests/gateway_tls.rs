@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use gatehouse_hub::tls::mint::{self, Ca, Minted, Validity};
 use gatehouse_hub::tls::GatewayIdentity;
+use gatehouse_hub::tls::mint::{self, Ca, Minted, Validity};
 use gatehouse_hub::{HubConfig, RunningHub};
 use gatehouse_proto::gateway_link_client::GatewayLinkClient;
 use gatehouse_proto::{
@@ -30,7 +30,9 @@ impl Rig {
     async fn start() -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let ca = Ca::new(Validity::from_now(YEAR)).unwrap();
-        let server = ca.server(&["localhost".into(), "127.0.0.1".into()], Validity::from_now(YEAR)).unwrap();
+        let server = ca
+            .server(&["localhost".into(), "127.0.0.1".into()], Validity::from_now(YEAR))
+            .unwrap();
         let layout = mint::Layout::new(dir.path());
         mint::write(&layout.ca_cert(), &ca.cert_pem, false).unwrap();
         mint::write(&layout.ca_key(), &ca.key_pem(), true).unwrap();
@@ -48,7 +50,9 @@ impl Rig {
             ca = layout.ca_cert().display(),
             crl = layout.crl().display(),
         );
-        let hub = gatehouse_hub::start(HubConfig::from_toml(&toml).unwrap()).await.unwrap();
+        let hub = gatehouse_hub::start(HubConfig::from_toml(&toml).unwrap())
+            .await
+            .unwrap();
         Rig { dir, ca, hub }
     }
 
@@ -176,7 +180,9 @@ fn code(r: Result<Stream, tonic::Status>) -> Code {
 async fn only_a_configured_gateway_with_its_own_valid_certificate_delivers_events() {
     let rig = Rig::start().await;
     let gw_a = rig.client("estate-a", "gw-a");
-    let mut real = open(&rig, Some(&gw_a), "gw-a", "estate-a").await.expect("gw-a accepted");
+    let mut real = open(&rig, Some(&gw_a), "gw-a", "estate-a")
+        .await
+        .expect("gw-a accepted");
     real.send(vec![door_event("gw-a", "estate-a", 1, "main gate")]).await;
     real.acked(1).await;
 
@@ -204,18 +210,32 @@ async fn only_a_configured_gateway_with_its_own_valid_certificate_delivers_event
 
     // Estate B's gateway cannot say Hello as gateway A, nor as B in estate A.
     let gw_b = rig.client("estate-b", "gw-b");
-    assert_eq!(code(open(&rig, Some(&gw_b), "gw-a", "estate-a").await), Code::PermissionDenied);
-    assert_eq!(code(open(&rig, Some(&gw_b), "gw-b", "estate-a").await), Code::PermissionDenied);
+    assert_eq!(
+        code(open(&rig, Some(&gw_b), "gw-a", "estate-a").await),
+        Code::PermissionDenied
+    );
+    assert_eq!(
+        code(open(&rig, Some(&gw_b), "gw-b", "estate-a").await),
+        Code::PermissionDenied
+    );
     // As itself it connects, but cannot deliver events of estate A.
-    let mut b = open(&rig, Some(&gw_b), "gw-b", "estate-b").await.expect("gw-b accepted");
+    let mut b = open(&rig, Some(&gw_b), "gw-b", "estate-b")
+        .await
+        .expect("gw-b accepted");
     b.send(vec![door_event("gw-b", "estate-a", 1, "main gate")]).await;
     assert_eq!(b.next().await.err().map(|s| s.code()), Some(Code::InvalidArgument));
 
     // A gateway not in [[gateways]], with a valid certificate: refused, nothing recorded.
     let unknown = rig.client("estate-a", "gw-x");
-    assert_eq!(code(open(&rig, Some(&unknown), "gw-x", "estate-a").await), Code::PermissionDenied);
+    assert_eq!(
+        code(open(&rig, Some(&unknown), "gw-x", "estate-a").await),
+        Code::PermissionDenied
+    );
     assert_eq!(rig.count("SELECT COUNT(*) FROM gateways WHERE id = 'gw-x'").await, 0);
-    assert_eq!(rig.count("SELECT COUNT(*) FROM alarms WHERE gateway_id = 'gw-x'").await, 0);
+    assert_eq!(
+        rig.count("SELECT COUNT(*) FROM alarms WHERE gateway_id = 'gw-x'").await,
+        0
+    );
 
     // None of that disturbed the real gateway's stream.
     real.send(vec![door_event("gw-a", "estate-a", 2, "main gate")]).await;
@@ -236,7 +256,11 @@ async fn only_a_configured_gateway_with_its_own_valid_certificate_delivers_event
         }
         other => panic!("expected a Rejection, got {other:?}"),
     }
-    assert_eq!(rig.count("SELECT COUNT(*) FROM events WHERE seq >= 3 AND gateway_id = 'gw-a'").await, 0);
+    assert_eq!(
+        rig.count("SELECT COUNT(*) FROM events WHERE seq >= 3 AND gateway_id = 'gw-a'")
+            .await,
+        0
+    );
     let metrics = reqwest::get(format!("http://{}/metrics", rig.hub.http_addr()))
         .await
         .unwrap()
@@ -263,8 +287,12 @@ async fn a_revoked_certificate_is_refused_after_the_crl_reload_and_its_live_stre
     let rig = Rig::start().await;
     let gw_a = rig.client("estate-a", "gw-a");
     let gw_b = rig.client("estate-b", "gw-b");
-    let mut a = open(&rig, Some(&gw_a), "gw-a", "estate-a").await.expect("gw-a accepted");
-    let mut b = open(&rig, Some(&gw_b), "gw-b", "estate-b").await.expect("gw-b accepted");
+    let mut a = open(&rig, Some(&gw_a), "gw-a", "estate-a")
+        .await
+        .expect("gw-a accepted");
+    let mut b = open(&rig, Some(&gw_b), "gw-b", "estate-b")
+        .await
+        .expect("gw-b accepted");
 
     let cert = rig.dir.path().join("gw-a.pem");
     std::fs::write(&cert, &gw_a.cert_pem).unwrap();

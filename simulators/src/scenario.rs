@@ -132,7 +132,11 @@ pub fn hub_toml_with(
         None => "[tls]\nplaintext = true\n\n".to_owned(),
     };
     for e in estates {
-        s += &format!("[[gateways]]\nid = \"{}\"\nestate = \"{}\"\n\n", gateway_id(&e.id), e.id);
+        s += &format!(
+            "[[gateways]]\nid = \"{}\"\nestate = \"{}\"\n\n",
+            gateway_id(&e.id),
+            e.id
+        );
     }
     // Every simulated gateway connects from this one machine, which a real estate's gateway
     // never shares: the per-source cap must hold them all.

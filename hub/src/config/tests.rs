@@ -220,7 +220,10 @@ fn tls_is_required_and_plaintext_only_on_loopback() {
     let err = HubConfig::from_toml(&exposed).unwrap_err().to_string();
     assert!(err.contains("tls.plaintext") && err.contains("loopback"), "{err}");
 
-    let half = no_tls.replace("[[estates]]", "[tls]\ncert = \"hub.pem\"\nkey = \"hub.key\"\n\n[[estates]]");
+    let half = no_tls.replace(
+        "[[estates]]",
+        "[tls]\ncert = \"hub.pem\"\nkey = \"hub.key\"\n\n[[estates]]",
+    );
     let err = HubConfig::from_toml(&half).unwrap_err().to_string();
     assert!(err.contains("tls.client_ca"), "{err}");
 
@@ -238,9 +241,11 @@ fn gateways_must_name_a_served_estate_once() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("gateways[0].estate"), "{err}");
-    let err = with("[[gateways]]\nid = \"gw-1\"\nestate = \"estate-a\"\n[[gateways]]\nid = \"gw-1\"\nestate = \"estate-a\"\n")
-        .unwrap_err()
-        .to_string();
+    let err = with(
+        "[[gateways]]\nid = \"gw-1\"\nestate = \"estate-a\"\n[[gateways]]\nid = \"gw-1\"\nestate = \"estate-a\"\n",
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("gateways[1].id"), "{err}");
     let c = with("[[gateways]]\nid = \"gw-1\"\nestate = \"estate-a\"\n").unwrap();
     assert_eq!(c.gateways[0].identity().uri(), "urn:gatehouse:gateway:estate-a:gw-1");

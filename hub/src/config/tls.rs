@@ -53,7 +53,10 @@ impl GatewayEntry {
 pub enum TlsMode {
     /// Explicitly configured, on loopback only.
     Plaintext,
-    Tls { paths: TlsPaths, crl_poll_s: u32 },
+    Tls {
+        paths: TlsPaths,
+        crl_poll_s: u32,
+    },
 }
 
 impl TlsSection {

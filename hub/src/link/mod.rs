@@ -183,8 +183,11 @@ impl LinkService {
                 "GatewayLink requires a client certificate issued to this gateway",
             )));
         };
-        let identity = GatewayIdentity::from_der(leaf)
-            .map_err(|e| self.deny(Status::permission_denied(format!("the client certificate names no gateway: {e}"))))?;
+        let identity = GatewayIdentity::from_der(leaf).map_err(|e| {
+            self.deny(Status::permission_denied(format!(
+                "the client certificate names no gateway: {e}"
+            )))
+        })?;
         let serial = crate::tls::identity::serial_of_der(leaf)
             .map_err(|e| self.deny(Status::permission_denied(format!("unreadable client certificate: {e}"))))?;
         if tls.is_revoked(&serial) {
@@ -455,14 +458,15 @@ impl StreamTask {
 
     /// Every text field within its bound, or the whole batch rejected out loud.
     async fn check_fields(&self, events: &[Event]) -> Result<(), Status> {
-        let Some((event, too_long)) = events
-            .iter()
-            .find_map(|e| bounds::check_event(e).err().map(|t| (e, t)))
-        else {
+        let Some((event, too_long)) = events.iter().find_map(|e| bounds::check_event(e).err().map(|t| (e, t))) else {
             return Ok(());
         };
         self.service.metrics.batch_rejected(RejectKind::FieldTooLong);
-        let detail = format!("event seq {} (device {:?}): {too_long}", event.seq, truncated(&event.device_id));
+        let detail = format!(
+            "event seq {} (device {:?}): {too_long}",
+            event.seq,
+            truncated(&event.device_id)
+        );
         if too_large_log_allowed() {
             warn!(gateway = %self.gateway_id, %detail, "gateway batch refused: a field is too long (counted in gatehouse_hub_batches_rejected_total; logged at most once a minute)");
         }
@@ -479,9 +483,9 @@ impl StreamTask {
                 })),
             }))
             .await;
-        Err(self
-            .service
-            .refuse(Status::invalid_argument(format!("batch refused (field_too_long): {detail}"))))
+        Err(self.service.refuse(Status::invalid_argument(format!(
+            "batch refused (field_too_long): {detail}"
+        ))))
     }
 
     async fn ack(&self, through: u64, result: Result<IngestOutcome, WriterError>) -> Result<(), Status> {

@@ -115,7 +115,11 @@ mod tests {
         let id = GatewayIdentity::new("estate-a", "gw:1");
         assert_eq!(GatewayIdentity::from_uri(&id.uri()), Some(Ok(id)));
         assert_eq!(GatewayIdentity::from_uri("https://example.org"), None);
-        for bad in ["urn:gatehouse:gateway:", "urn:gatehouse:gateway:estate", "urn:gatehouse:gateway::gw"] {
+        for bad in [
+            "urn:gatehouse:gateway:",
+            "urn:gatehouse:gateway:estate",
+            "urn:gatehouse:gateway::gw",
+        ] {
             assert!(matches!(GatewayIdentity::from_uri(bad), Some(Err(_))), "{bad}");
         }
     }

@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason,
-    RevokedCertParams, SanType, SerialNumber,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason, RevokedCertParams,
+    SanType, SerialNumber,
 };
 
 use super::identity::GatewayIdentity;
@@ -300,12 +300,18 @@ pub fn mint_all(layout: &Layout, plan: &MintPlan) -> Result<(), MintError> {
 /// its serial.
 pub fn revoke(layout: &Layout, cert: &Path) -> Result<Vec<u8>, MintError> {
     let ca = Ca::load(read(&layout.ca_cert())?, &read(&layout.ca_key())?)?;
-    let serial = super::identity::serial_of_pem(&read(cert)?).map_err(|e| MintError::Invalid(format!("{}: {e}", cert.display())))?;
+    let serial = super::identity::serial_of_pem(&read(cert)?)
+        .map_err(|e| MintError::Invalid(format!("{}: {e}", cert.display())))?;
     let list_path = layout.revoked_list();
     let listed = match std::fs::read_to_string(&list_path) {
         Ok(s) => s,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(source) => return Err(MintError::Io { path: list_path, source }),
+        Err(source) => {
+            return Err(MintError::Io {
+                path: list_path,
+                source,
+            });
+        }
     };
     let mut serials: Vec<Vec<u8>> = listed
         .lines()

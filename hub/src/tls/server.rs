@@ -124,14 +124,20 @@ fn build(paths: &TlsPaths) -> Result<(Arc<ServerConfig>, Revoked), TlsError> {
     }
     let key = PrivateKeyDer::from_pem_file(&paths.key).map_err(|e| file_error("key", &paths.key, e))?;
     let mut roots = RootCertStore::empty();
-    for ca in CertificateDer::pem_file_iter(&paths.client_ca).map_err(|e| file_error("client_ca", &paths.client_ca, e))? {
+    for ca in
+        CertificateDer::pem_file_iter(&paths.client_ca).map_err(|e| file_error("client_ca", &paths.client_ca, e))?
+    {
         let ca = ca.map_err(|e| file_error("client_ca", &paths.client_ca, e))?;
         roots
             .add(ca)
             .map_err(|e| file_error("client_ca", &paths.client_ca, e))?;
     }
     if roots.is_empty() {
-        return Err(file_error("client_ca", &paths.client_ca, "no PEM certificate in the file"));
+        return Err(file_error(
+            "client_ca",
+            &paths.client_ca,
+            "no PEM certificate in the file",
+        ));
     }
     let (crls, revoked) = match &paths.crl {
         Some(path) => read_crls(path)?,
@@ -143,7 +149,9 @@ fn build(paths: &TlsPaths) -> Result<(Arc<ServerConfig>, Revoked), TlsError> {
     if !crls.is_empty() {
         verifier = verifier.with_crls(crls).only_check_end_entity_revocation();
     }
-    let verifier = verifier.build().map_err(|e| TlsError::Rustls(format!("client verifier: {e}")))?;
+    let verifier = verifier
+        .build()
+        .map_err(|e| TlsError::Rustls(format!("client verifier: {e}")))?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Rustls(e.to_string()))?

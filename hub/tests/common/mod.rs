@@ -28,7 +28,12 @@ pub const ESTATES_AB: &str = "[[estates]]\nid = \"estate-a\"\nname = \"Riverside
 
 /// The gateways the tests play, by estate: each is listed in `[[gateways]]` when `rest`
 /// defines its estate.
-pub const TEST_GATEWAYS: &[(&str, &str)] = &[("gw-1", "estate-a"), ("gw-a", "estate-a"), ("gw-2", "estate-b"), ("gw-b", "estate-b")];
+pub const TEST_GATEWAYS: &[(&str, &str)] = &[
+    ("gw-1", "estate-a"),
+    ("gw-a", "estate-a"),
+    ("gw-2", "estate-b"),
+    ("gw-b", "estate-b"),
+];
 
 /// A test hub's configuration: both listeners on loopback ports chosen at run time, gRPC in
 /// plaintext (loopback), its SQLite database at `db`, the [`TEST_GATEWAYS`] of its estates,
