@@ -333,8 +333,7 @@ impl Config {
 /// allowed only with `uplink.plaintext = true` and a loopback host.
 fn validate_hub_url(hub: &str, uplink: &UplinkSection) -> Result<(), ConfigError> {
     let lower = hub.trim().to_ascii_lowercase();
-    if let Some(rest) = lower.strip_prefix("https://") {
-        let _ = rest;
+    if lower.starts_with("https://") {
         for (key, value) in [
             ("uplink.ca", &uplink.ca),
             ("uplink.cert", &uplink.cert),

@@ -105,8 +105,8 @@ fn certs_command(
                 .split_once(':')
                 .with_context(|| format!("--gateway {g:?}: expected ID:ESTATE"))?;
             anyhow::ensure!(
-                !id.is_empty() && !estate.is_empty() && !estate.contains(':'),
-                "--gateway {g:?}: expected ID:ESTATE (neither empty; the estate without ':')"
+                !id.is_empty() && !estate.is_empty() && !estate.contains(':') && !id.contains(['/', '\\']),
+                "--gateway {g:?}: expected ID:ESTATE (neither empty; the estate without ':', the id without '/')"
             );
             Ok(GatewayIdentity::new(estate, id))
         })
