@@ -225,7 +225,8 @@ fn first_message() -> impl Strategy<Value = Uplink> {
 }
 
 fn hub_config(db: &Path) -> HubConfig {
-    common::config(db, common::ESTATE_A)
+    let gateways = "[[gateways]]\nid = \"gw-fuzz\"\nestate = \"estate-a\"\n\n[[gateways]]\nid = \"gw-probe\"\nestate = \"estate-a\"\n\n";
+    common::config(db, &format!("{gateways}{}", common::ESTATE_A))
 }
 
 /// One hub for all cases (starting one per case would cost more than the cases).
@@ -244,12 +245,13 @@ async fn the_hub_answers_any_hello_and_any_batch_and_keeps_serving() {
         // The failing case as text: a TestError holding a whole Uplink is large.
         runner
             .run(&first_message(), |first| {
-                let is_hello = matches!(&first.msg, Some(uplink::Msg::Hello(h)) if h.estate_id == "estate-a");
+                // Only a configured gateway (`[[gateways]]`) of its own estate is welcomed.
+                let is_hello = matches!(&first.msg, Some(uplink::Msg::Hello(h)) if h.estate_id == "estate-a" && h.gateway_id == "gw-fuzz");
                 let (_, _, answer) = handle.block_on(open(hub_ref, first));
                 match answer {
                     Ok(Some(Downlink {
                         msg: Some(downlink::Msg::Welcome(_)),
-                    })) => prop_assert!(is_hello, "only a Hello of a served estate is welcomed"),
+                    })) => prop_assert!(is_hello, "only a Hello of a configured gateway of its estate is welcomed"),
                     Ok(other) => {
                         return Err(TestCaseError::fail(format!(
                             "first answer must be a Welcome or a refusal: {other:?}"
