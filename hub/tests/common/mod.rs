@@ -37,6 +37,8 @@ pub const TEST_GATEWAYS: &[(&str, &str)] = &[
     ("gw-a", "estate-a"),
     ("gw-2", "estate-b"),
     ("gw-b", "estate-b"),
+    ("gw-3", "estate-a"),
+    ("gw-4", "estate-b"),
 ];
 
 /// A test hub's configuration: both listeners on loopback ports chosen at run time, gRPC in
