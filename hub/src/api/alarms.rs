@@ -143,10 +143,15 @@ fn writer_error(e: WriterError) -> ApiError {
 /// notifications until it expires (then it returns by itself).
 pub async fn shelve(
     State(state): State<AppState>,
+    caller: crate::auth::Caller,
     ApiPath(id): ApiPath<i64>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<AlarmJson>, ApiError> {
     let body: ShelveRequest = json_body(body)?;
+    let Some(alarm) = alarm_q::find_alarm(&state.pool, id).await? else {
+        return Err(not_found(id));
+    };
+    crate::actions::check_shelve(caller.principal.role, &alarm.priority, body.minutes)?;
     state.writer.op(body.op(id)?).await?;
     read_back(&state, id).await
 }

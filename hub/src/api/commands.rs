@@ -20,11 +20,21 @@ use crate::commands::queries::{self, CommandFilter};
 /// "incident"?}`: **202** with the command (its `id`, `state` `sent` or `gateway_offline`).
 pub async fn send(
     State(state): State<AppState>,
+    caller: crate::auth::Caller,
     ApiPath(device): ApiPath<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let body: CommandRequest = json_body(body)?;
-    match actions::send_command(&state.pool, &state.writer, &state.links, device, body).await {
+    match actions::send_command(
+        &state.pool,
+        &state.writer,
+        &state.links,
+        &caller.principal,
+        device,
+        body,
+    )
+    .await
+    {
         Ok(row) => Ok((StatusCode::ACCEPTED, Json(row.to_json()))),
         Err(CommandError::Invalid(e)) => Err(e.into()),
         Err(e @ CommandError::UnknownDevice { .. }) => Err(ApiError::new(

@@ -20,9 +20,6 @@ use crate::engine::Op;
 use crate::events::queries as event_q;
 use crate::events::readings::{self, Reading};
 
-/// Longest maintenance window an operator may give (a week); none means until ended.
-const MAX_MINUTES: i64 = 7 * 24 * 60;
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MaintenanceBody {
@@ -31,7 +28,7 @@ pub struct MaintenanceBody {
     on: Option<bool>,
     reason: Option<String>,
     operator: Option<String>,
-    /// How long; absent: until ended by hand.
+    /// How long (required to start: maintenance always ends; at most a week).
     minutes: Option<i64>,
 }
 
@@ -60,16 +57,7 @@ pub async fn maintenance(
     let on = body.on.unwrap_or(true);
     let reason = text_field("reason", body.reason, 2_000, true)?.unwrap_or_default();
     let operator = text_field("operator", body.operator, 100, false)?.unwrap_or_else(|| "operator".into());
-    let until_ms = match body.minutes {
-        Some(m) if !(1..=MAX_MINUTES).contains(&m) => {
-            return Err(ApiError::bad_request(
-                "invalid minutes",
-                format!("between 1 and {MAX_MINUTES}"),
-            ));
-        }
-        Some(m) => Some(state.clock.now_ms() + m * 60_000),
-        None => None,
-    };
+    let until_ms = crate::actions::maintenance_until(on, body.minutes, state.clock.now_ms())?;
     state
         .writer
         .op(Op::Maintenance {

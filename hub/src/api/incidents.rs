@@ -240,11 +240,12 @@ pub async fn open(
 /// {"supervisor", "reason"}}`. Illegal transitions: 409 naming from → to; a missing reason: 422.
 pub async fn transition(
     State(state): State<AppState>,
+    caller: crate::auth::Caller,
     ApiPath(id): ApiPath<i64>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<IncidentDetail>, ApiError> {
     let b: TransitionRequest = json_body(body)?;
-    state.writer.op(b.op(id)?).await?;
+    state.writer.op(b.op(id, &caller.principal)?).await?;
     read_back(&state, id).await
 }
 

@@ -122,6 +122,7 @@ pub struct HandoverAckBody {
 /// `POST /rota/handovers/{id}/ack` `{"guard"}`.
 pub async fn handover_ack(
     State(state): State<AppState>,
+    caller: crate::auth::Caller,
     ApiPath(id): ApiPath<i64>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -129,6 +130,12 @@ pub async fn handover_ack(
     let b: HandoverAckBody = json_body(body)?;
     let guard = text_field("guard", Some(b.guard), MAX_NAME, false)?
         .ok_or_else(|| ApiError::bad_request("guard is required", Value::Null))?;
+    // A guard acknowledges their own handover only.
+    if caller.principal.role == crate::auth::Role::Guard && caller.principal.guard_id.as_deref() != Some(&guard) {
+        return Err(crate::auth::enforce::forbidden(
+            "a guard acknowledges their own handover only",
+        ));
+    }
     state
         .writer
         .op(Op::Rota(RotaOp::HandoverAck {
