@@ -184,7 +184,11 @@ async fn check(
                 .map_err(|_| ApiError::bad_request("invalid path parameter", format!("{id:?} is not an id")))?;
             match queries::estate_of(&state.pool, object, n).await? {
                 Some(estate) => in_scope(&estate).map(|()| request),
-                None => Err(not_found(format!("{} {n}", object.name()))),
+                None => Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    format!("{} not found", object.name()),
+                    Value::from(n),
+                )),
             }
         }
         EstateFrom::PathProposal => {
