@@ -263,7 +263,8 @@ function mountDetail(root, ctx, estate, device) {
   async function toggleMaintenance() {
     const on = !info.maintenance;
     const fields = [{ name: 'reason', label: 'device.maintenance_reason', type: 'text', required: true }];
-    if (on) fields.push({ name: 'minutes', label: 'device.maintenance_minutes', type: 'number', min: 1, max: 10080 });
+    // Maintenance always ends (the hub refuses an open-ended one).
+    if (on) fields.push({ name: 'minutes', label: 'device.maintenance_minutes', type: 'number', min: 1, max: 10080, value: '60', required: true });
     const v = await ctx.form(on ? 'device.maintenance_start' : 'device.maintenance_end', fields);
     if (!v) return;
     const body = { estate, on, reason: v.reason, operator: ctx.operator };
