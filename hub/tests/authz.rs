@@ -58,6 +58,18 @@ id = "w-gate"
 kind = "gate"
 shifts = ["day"]
 
+[[roster]]
+estate = "east-1"
+role = "monitoring_room"
+name = "Monitoring east-1"
+channel = "log"
+
+[[roster]]
+estate = "west-1"
+role = "monitoring_room"
+name = "Monitoring west-1"
+channel = "log"
+
 [[guards]]
 id = "g-east"
 name = "Eve East"
@@ -149,6 +161,8 @@ async fn world() -> World {
     let mut west = connect(&hub, "gw-west", "west-1").await;
     east.send(vec![("panel-1", "block 1", fire())]).await;
     west.send(vec![("panel-1", "block 1", fire())]).await;
+    // The escalation's first step: each incident notifies its estate's monitoring room.
+    hub.tick_now().await.unwrap();
     let alarms = json_of(&hub, SUP_ALL, "/api/v1/alarms").await;
     let incidents = json_of(&hub, SUP_ALL, "/api/v1/incidents").await;
     let id_of = |list: &Value, estate: &str| {
@@ -320,6 +334,7 @@ async fn lists_of_an_east_operator_show_east_only() {
         "/api/v1/incidents",
         "/api/v1/commands",
         "/api/v1/devices",
+        "/api/v1/notifications",
     ] {
         let list = json_of(&w.hub, OP_EAST, path).await;
         let list = list.as_array().unwrap();
@@ -329,6 +344,8 @@ async fn lists_of_an_east_operator_show_east_only() {
             "{path}: {list:?}"
         );
     }
+    let all = json_of(&w.hub, SUP_ALL, "/api/v1/notifications").await;
+    assert!(all.to_string().contains("west-1"), "west's notifications exist: {all}");
     let all = json_of(&w.hub, SUP_ALL, "/api/v1/alarms").await;
     assert_eq!(all.as_array().unwrap().len(), 2, "a supervisor of all sees both: {all}");
 }
