@@ -305,10 +305,11 @@ pub async fn notifications(
         let mut estate_of: std::collections::HashMap<i64, Option<String>> = std::collections::HashMap::new();
         for n in &rows {
             let Some(incident) = n.incident_id else { continue };
-            if !estate_of.contains_key(&incident) {
-                let e = crate::auth::queries::estate_of(&state.pool, crate::auth::queries::Object::Incident, incident)
-                    .await?;
-                estate_of.insert(incident, e);
+            if let std::collections::hash_map::Entry::Vacant(slot) = estate_of.entry(incident) {
+                slot.insert(
+                    crate::auth::queries::estate_of(&state.pool, crate::auth::queries::Object::Incident, incident)
+                        .await?,
+                );
             }
             if estate_of[&incident].as_ref().is_some_and(|e| visible.contains(e)) {
                 out.push(n.to_json());
