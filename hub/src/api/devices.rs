@@ -136,6 +136,8 @@ pub struct DeviceJson {
     maintenance: bool,
     /// The commands its kind takes (`POST /devices/{id}/commands` `action`).
     actions: &'static [&'static str],
+    /// Those of `actions` that need a named `reason` (opening, fire-panel reset/silence).
+    reason_required: Vec<&'static str>,
     points: BTreeMap<String, PointJson>,
 }
 
@@ -210,6 +212,11 @@ pub async fn registry(
                 estate: key.0,
                 device: key.1,
                 actions: crate::commands::model::actions(&r.kind),
+                reason_required: crate::commands::model::actions(&r.kind)
+                    .iter()
+                    .copied()
+                    .filter(|a| crate::actions::needs_reason(&r.kind, a))
+                    .collect(),
                 kind: r.kind,
                 area: r.area,
                 gateway: r.gateway_id,
