@@ -3,6 +3,11 @@
 //! here and turned into the writer's [`Op`]s (or, for a command, recorded and handed to its
 //! gateway), so the two refuse and accept exactly the same things. Each front door only
 //! maps [`Invalid`] and the writer's errors to its own statuses.
+//!
+//! The role-action rules live here too (issue 12 §3), so both front doors apply them: an
+//! override's supervisor is the caller and must be a supervisor; shelving is bounded per
+//! role and priority; opening a door or barrier and resetting or silencing a fire panel
+//! need a named reason; maintenance always ends; absences are bounded.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +17,7 @@ use serde_json::json;
 use tracing::warn;
 
 use crate::audit::{Actor, AuditEntry};
+use crate::auth::{Principal, Role, policy};
 use crate::commands::queries::{self as command_q, CommandRow};
 use crate::commands::{NewCommand, model};
 use crate::engine::Op;
@@ -31,6 +37,8 @@ const DEFAULT_ACTOR: &str = "operator";
 pub struct Invalid {
     /// Well-formed but not acceptable (HTTP 422) rather than malformed (400).
     pub unprocessable: bool,
+    /// The caller's role may not do this (HTTP 403, gRPC PERMISSION_DENIED).
+    pub forbidden: bool,
     pub error: String,
     pub detail: String,
 }
@@ -39,15 +47,23 @@ impl Invalid {
     pub fn bad(error: impl Into<String>, detail: impl Into<String>) -> Self {
         Invalid {
             unprocessable: false,
+            forbidden: false,
             error: error.into(),
             detail: detail.into(),
         }
     }
 
-    fn unprocessable(error: impl Into<String>, detail: impl Into<String>) -> Self {
+    pub fn unprocessable(error: impl Into<String>, detail: impl Into<String>) -> Self {
         Invalid {
             unprocessable: true,
             ..Self::bad(error, detail)
+        }
+    }
+
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Invalid {
+            forbidden: true,
+            ..Self::bad("forbidden", detail)
         }
     }
 }
@@ -127,6 +143,24 @@ impl ShelveRequest {
     }
 }
 
+/// The longest `role` may shelve an alarm of `priority` ([`policy::max_shelve_minutes`]):
+/// a longer shelve is 422, a role that may not shelve 403.
+pub fn check_shelve(role: Role, priority: &str, minutes: Option<i64>) -> Result<(), Invalid> {
+    let Some(max) = policy::max_shelve_minutes(role, priority) else {
+        return Err(Invalid::forbidden(format!("a {} may not shelve alarms", role.as_str())));
+    };
+    match minutes {
+        Some(m) if m > max => Err(Invalid::unprocessable(
+            "shelved too long",
+            format!(
+                "a {} may shelve a {priority} alarm for at most {max} minutes",
+                role.as_str()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// A supervisor's override of a blocked close.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -148,7 +182,9 @@ pub struct TransitionRequest {
 }
 
 impl TransitionRequest {
-    pub fn op(self, incident_id: i64) -> Result<Op, Invalid> {
+    /// `caller` is who asks: an override is theirs (never a name in the request) and needs
+    /// a supervisor or duty manager.
+    pub fn op(self, incident_id: i64, caller: &Principal) -> Result<Op, Invalid> {
         let to = text_field("to", self.to, 32, false)?.ok_or_else(|| Invalid::bad("invalid body", "to is required"))?;
         let to = IncidentState::parse(&to).ok_or_else(|| {
             Invalid::bad(
@@ -163,9 +199,16 @@ impl TransitionRequest {
         let mut reason = text_field("reason", self.reason, MAX_NOTE, true)?;
         let mut override_by = None;
         if let Some(o) = self.override_ {
-            let sup = text_field("override.supervisor", o.supervisor, MAX_NAME, false)?
-                .ok_or_else(|| Invalid::bad("invalid override", "override.supervisor is required"))?;
-            override_by = Some(sup);
+            if !policy::allows(caller.role, policy::Permission::CloseWithOverride) {
+                return Err(Invalid::forbidden(format!(
+                    "closing with an override needs a supervisor; you are a {}",
+                    caller.role.as_str()
+                )));
+            }
+            // The name in the request, if any, is checked for shape only: the override is
+            // recorded as the caller's.
+            text_field("override.supervisor", o.supervisor, MAX_NAME, false)?;
+            override_by = Some(caller.user.clone());
             if let Some(r) = text_field("override.reason", o.reason, MAX_NOTE, true)? {
                 reason = Some(r);
             }
@@ -237,6 +280,16 @@ pub enum CommandError {
     NotStored(i64),
 }
 
+/// Actions that open a way in (doors, barriers, intercom releases) or reset or silence a fire
+/// panel: each needs a named reason, kept with the command.
+pub fn needs_reason(kind: &str, action: &str) -> bool {
+    match kind {
+        "door" | "intercom" => matches!(action, "unlock" | "release"),
+        "fire_panel" => matches!(action, "reset" | "silence"),
+        _ => false,
+    }
+}
+
 /// Checks the command against its device's kind, records it through the writer (with its
 /// `command.send` audit row) and only then sends it down its gateway's link (a gateway with
 /// no stream makes it `gateway_offline`); answers the command as stored. A command refused
@@ -246,6 +299,7 @@ pub async fn send_command(
     pool: &Pool,
     writer: &WriterHandle,
     links: &LinkRegistry,
+    caller: &Principal,
     actor: &Actor,
     device: String,
     request: CommandRequest,
@@ -267,13 +321,8 @@ pub async fn send_command(
         "missing action",
         "e.g. unlock, release, reset, silence, write",
     )?;
-    let operator = required(
-        "operator",
-        MAX_NAME,
-        request.operator,
-        "missing operator",
-        "who asks for the command",
-    )?;
+    // Who asks is the caller, never a name in the request.
+    let operator = caller.user.clone();
     let reason = text_field("reason", request.reason, MAX_NOTE, true)?;
     let args = request.args.unwrap_or_default();
     let refused = |why: String| {
@@ -295,6 +344,17 @@ pub async fn send_command(
     if let Err(e) = model::check(&kind, &action, &args) {
         refused(e.to_string()).await.map_err(ActionError::from)?;
         return Err(Invalid::unprocessable("action not valid for this device", e.to_string()).into());
+    }
+    if caller.role == Role::Facility && !policy::is_plant_kind(&kind) {
+        return Err(Invalid::forbidden(format!(
+            "a facility user commands plant-room devices only, not a {kind}"
+        ))
+        .into());
+    }
+    if reason.is_none() && needs_reason(&kind, &action) {
+        return Err(
+            Invalid::unprocessable("missing reason", format!("{action} on a {kind} needs a named reason")).into(),
+        );
     }
     let args_json = serde_json::to_string(&args).unwrap_or_else(|_| "{}".into());
     let id = writer
@@ -337,6 +397,49 @@ pub async fn send_command(
     Ok(command_q::find(pool, id).await?.unwrap_or(row))
 }
 
+/// The longest maintenance window (a week): a device's alarms are suppressed meanwhile.
+pub const MAX_MAINTENANCE_MINUTES: i64 = 7 * 24 * 60;
+
+/// When a maintenance window that starts `now` ends: it always ends (no open-ended
+/// maintenance), within [`MAX_MAINTENANCE_MINUTES`]. Ending maintenance needs no minutes.
+pub fn maintenance_until(on: bool, minutes: Option<i64>, now_ms: i64) -> Result<Option<i64>, Invalid> {
+    match (on, minutes) {
+        (false, _) => Ok(None),
+        (true, None) => Err(Invalid::unprocessable(
+            "missing minutes",
+            format!("maintenance always ends: give minutes, 1 to {MAX_MAINTENANCE_MINUTES}"),
+        )),
+        (true, Some(m)) if !(1..=MAX_MAINTENANCE_MINUTES).contains(&m) => Err(Invalid::bad(
+            "invalid minutes",
+            format!("between 1 and {MAX_MAINTENANCE_MINUTES}"),
+        )),
+        (true, Some(m)) => Ok(Some(now_ms + m * 60_000)),
+    }
+}
+
+/// How far ahead an absence may reach (90 days), and how far back it may start (a week).
+pub const MAX_ABSENCE_AHEAD_MS: i64 = 90 * 24 * 3_600_000;
+pub const MAX_ABSENCE_BACK_MS: i64 = 7 * 24 * 3_600_000;
+
+/// An absence lies within a week back and 90 days ahead of `now`, and ends after it starts.
+pub fn check_absence(from_ms: Option<i64>, until_ms: Option<i64>, now_ms: i64) -> Result<(), Invalid> {
+    let bad = |detail: &str| Err(Invalid::unprocessable("absence out of bounds", detail.to_owned()));
+    for t in [from_ms, until_ms].into_iter().flatten() {
+        if t > now_ms + MAX_ABSENCE_AHEAD_MS {
+            return bad("an absence reaches at most 90 days ahead");
+        }
+        if t < now_ms - MAX_ABSENCE_BACK_MS {
+            return bad("an absence starts at most 7 days back");
+        }
+    }
+    if let (Some(f), Some(u)) = (from_ms, until_ms)
+        && u <= f
+    {
+        return bad("until must be after from");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,8 +463,62 @@ mod tests {
             to: Some("nowhere".into()),
             ..Default::default()
         };
-        assert_eq!(bad.op(1).unwrap_err().error, "invalid state");
+        assert_eq!(
+            bad.op(1, &principal(Role::Supervisor)).unwrap_err().error,
+            "invalid state"
+        );
         let long_step = StepRequest::default().op(1, "x".repeat(65));
         assert_eq!(long_step.unwrap_err().error, "invalid step");
+    }
+
+    fn principal(role: Role) -> Principal {
+        Principal {
+            user: "sam".into(),
+            role,
+            scope: crate::auth::Scope::All,
+            via: crate::auth::Via::ApiToken,
+            guard_id: None,
+        }
+    }
+
+    #[test]
+    fn an_override_is_the_callers_and_needs_a_supervisor() {
+        let req = || TransitionRequest {
+            to: Some("closed".into()),
+            override_: Some(OverrideRequest {
+                supervisor: Some("Made Up".into()),
+                reason: Some("brigade confirmed".into()),
+            }),
+            ..Default::default()
+        };
+        assert!(req().op(1, &principal(Role::Operator)).unwrap_err().forbidden);
+        match req().op(1, &principal(Role::Supervisor)) {
+            Ok(Op::Transition { override_by, .. }) => assert_eq!(override_by.as_deref(), Some("sam")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn shelving_maintenance_and_absences_are_bounded() {
+        assert!(check_shelve(Role::Operator, "P1", Some(30)).is_ok());
+        assert!(check_shelve(Role::Operator, "P1", Some(480)).unwrap_err().unprocessable);
+        assert!(check_shelve(Role::Guard, "P4", Some(5)).unwrap_err().forbidden);
+        assert!(maintenance_until(true, None, 0).unwrap_err().unprocessable);
+        assert!(maintenance_until(true, Some(MAX_MAINTENANCE_MINUTES + 1), 0).is_err());
+        assert_eq!(maintenance_until(true, Some(1), 0), Ok(Some(60_000)));
+        assert_eq!(maintenance_until(false, None, 0), Ok(None));
+        let year_9999 = 253_402_214_400_000;
+        assert!(check_absence(None, Some(year_9999), 0).is_err());
+        assert!(check_absence(Some(0), Some(3_600_000), 0).is_ok());
+    }
+
+    #[test]
+    fn opening_and_fire_panel_resets_need_a_reason() {
+        assert!(needs_reason("door", "unlock"));
+        assert!(needs_reason("door", "release"));
+        assert!(!needs_reason("door", "lock"));
+        assert!(needs_reason("fire_panel", "reset"));
+        assert!(needs_reason("fire_panel", "silence"));
+        assert!(!needs_reason("modbus", "write"));
     }
 }

@@ -268,6 +268,7 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
         writer: writer.clone(),
         links: links.clone(),
         estates: link.estates.clone(),
+        estate_configs: Arc::new(config.estates.clone()),
         stream: stream.clone(),
         response_target_ms: i64::from(config.incidents.response_target_s) * 1000,
         shutdown: servers_stop.child_token(),

@@ -171,12 +171,12 @@ async fn what_a_device_cannot_take_is_refused_before_anything_is_sent() {
     for (device, body, want) in [
         (
             "door-1",
-            json!({"estate": ESTATE, "action": "reset", "operator": "op"}),
+            json!({"estate": ESTATE, "action": "reset", "operator": "op", "reason": "test"}),
             422,
         ),
         (
             "panel-1",
-            json!({"estate": ESTATE, "action": "unlock", "operator": "op"}),
+            json!({"estate": ESTATE, "action": "unlock", "operator": "op", "reason": "test"}),
             422,
         ),
         (
@@ -187,22 +187,22 @@ async fn what_a_device_cannot_take_is_refused_before_anything_is_sent() {
         ("door-1", json!({"estate": ESTATE, "action": "unlock"}), 422),
         (
             "door-9",
-            json!({"estate": ESTATE, "action": "unlock", "operator": "op"}),
+            json!({"estate": ESTATE, "action": "unlock", "operator": "op", "reason": "test"}),
             404,
         ),
         (
             "door-1",
-            json!({"estate": "estate-b", "action": "unlock", "operator": "op"}),
+            json!({"estate": "estate-b", "action": "unlock", "operator": "op", "reason": "test"}),
             404,
         ),
         (
             "door-1",
-            json!({"estate": ESTATE, "action": "unlock", "operator": "op", "incident": 99}),
+            json!({"estate": ESTATE, "action": "unlock", "operator": "op", "reason": "test", "incident": 99}),
             404,
         ),
         (
             "door-1",
-            json!({"estate": ESTATE, "action": "unlock", "operator": "op", "colour": "red"}),
+            json!({"estate": ESTATE, "action": "unlock", "operator": "op", "reason": "test", "colour": "red"}),
             400,
         ),
     ] {
@@ -213,7 +213,7 @@ async fn what_a_device_cannot_take_is_refused_before_anything_is_sent() {
     let (status, answer) = command(
         &hub,
         "door-1",
-        json!({"estate": ESTATE, "action": "reset", "operator": "op"}),
+        json!({"estate": ESTATE, "action": "reset", "operator": "op", "reason": "test"}),
     )
     .await;
     assert_eq!(status, 422);
@@ -228,7 +228,7 @@ async fn what_a_device_cannot_take_is_refused_before_anything_is_sent() {
     let (status, c) = command(
         &hub,
         "panel-1",
-        json!({"estate": ESTATE, "action": "silence", "operator": "op"}),
+        json!({"estate": ESTATE, "action": "silence", "operator": "op", "reason": "test"}),
     )
     .await;
     assert_eq!(status, 202, "{c}");
@@ -252,7 +252,7 @@ async fn a_gateway_without_a_stream_makes_the_command_gateway_offline() {
     let (status, c) = command(
         &hub,
         "door-1",
-        json!({"estate": ESTATE, "action": "unlock", "operator": "op"}),
+        json!({"estate": ESTATE, "action": "unlock", "operator": "op", "reason": "test"}),
     )
     .await;
     assert_eq!(status, 202, "{c}");
@@ -277,7 +277,7 @@ async fn no_answer_by_the_deadline_is_timed_out_and_a_late_answer_is_still_kept(
     let (status, c) = command(
         &hub,
         "door-1",
-        json!({"estate": ESTATE, "action": "release", "operator": "op"}),
+        json!({"estate": ESTATE, "action": "release", "operator": "op", "reason": "test"}),
     )
     .await;
     assert_eq!(status, 202, "{c}");

@@ -122,7 +122,7 @@ async fn devices_show_registry_status_last_seen_maintenance_and_last_readings() 
         &hub,
         "POST",
         "/api/v1/devices/door-1/maintenance",
-        Some(json!({"estate": "estate-a", "reason": "new lock"})),
+        Some(json!({"estate": "estate-a", "reason": "new lock", "minutes": 60})),
     )
     .await;
     assert_eq!(code, 200, "{body}");

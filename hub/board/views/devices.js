@@ -76,7 +76,10 @@ export async function sendCommandDialog(ctx, devices, incident) {
     fields.push({ name: 'point', label: 'device.command_point', type: 'text', value: writable[0] || '', required: only });
     fields.push({ name: 'value', label: 'device.command_value', type: 'text', value: '1', required: only });
   }
-  fields.push({ name: 'reason', label: 'device.command_reason', type: 'text' });
+  // The hub refuses opening a door or resetting a fire panel without a named reason
+  // (`GET /devices` `reason_required`).
+  const needsReason = choices.some(c => (c.d.reason_required || []).includes(c.a));
+  fields.push({ name: 'reason', label: 'device.command_reason', type: 'text', required: needsReason });
   const v = await ctx.form(incident ? 'incident.command_title' : 'device.command_title', fields);
   if (!v) return null;
   const c = choices[Number(v.choice)] || choices[0];
@@ -263,7 +266,8 @@ function mountDetail(root, ctx, estate, device) {
   async function toggleMaintenance() {
     const on = !info.maintenance;
     const fields = [{ name: 'reason', label: 'device.maintenance_reason', type: 'text', required: true }];
-    if (on) fields.push({ name: 'minutes', label: 'device.maintenance_minutes', type: 'number', min: 1, max: 10080 });
+    // Maintenance always ends (the hub refuses an open-ended one).
+    if (on) fields.push({ name: 'minutes', label: 'device.maintenance_minutes', type: 'number', min: 1, max: 10080, value: '60', required: true });
     const v = await ctx.form(on ? 'device.maintenance_start' : 'device.maintenance_end', fields);
     if (!v) return;
     const body = { estate, on, reason: v.reason, operator: ctx.operator };

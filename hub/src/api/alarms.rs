@@ -150,6 +150,10 @@ pub async fn shelve(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<AlarmJson>, ApiError> {
     let body: ShelveRequest = json_body(body)?;
+    let Some(alarm) = alarm_q::find_alarm(&state.pool, id).await? else {
+        return Err(not_found(id));
+    };
+    crate::actions::check_shelve(caller.principal.role, &alarm.priority, body.minutes)?;
     state.writer.op(&caller.actor(), body.op(id)?).await?;
     read_back(&state, id).await
 }

@@ -26,7 +26,17 @@ pub async fn send(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let body: CommandRequest = json_body(body)?;
-    match actions::send_command(&state.pool, &state.writer, &state.links, &caller.actor(), device, body).await {
+    match actions::send_command(
+        &state.pool,
+        &state.writer,
+        &state.links,
+        &caller.principal,
+        &caller.actor(),
+        device,
+        body,
+    )
+    .await
+    {
         Ok(row) => Ok((StatusCode::ACCEPTED, Json(row.to_json()))),
         Err(CommandError::Invalid(e)) => Err(e.into()),
         Err(e @ CommandError::UnknownDevice { .. }) => Err(ApiError::new(

@@ -21,9 +21,6 @@ use crate::engine::Op;
 use crate::events::queries as event_q;
 use crate::events::readings::{self, Reading};
 
-/// Longest maintenance window an operator may give (a week); none means until ended.
-const MAX_MINUTES: i64 = 7 * 24 * 60;
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MaintenanceBody {
@@ -32,7 +29,7 @@ pub struct MaintenanceBody {
     on: Option<bool>,
     reason: Option<String>,
     operator: Option<String>,
-    /// How long; absent: until ended by hand.
+    /// How long (required to start: maintenance always ends; at most a week).
     minutes: Option<i64>,
 }
 
@@ -62,16 +59,7 @@ pub async fn maintenance(
     let on = body.on.unwrap_or(true);
     let reason = text_field("reason", body.reason, 2_000, true)?.unwrap_or_default();
     let operator = text_field("operator", body.operator, 100, false)?.unwrap_or_else(|| "operator".into());
-    let until_ms = match body.minutes {
-        Some(m) if !(1..=MAX_MINUTES).contains(&m) => {
-            return Err(ApiError::bad_request(
-                "invalid minutes",
-                format!("between 1 and {MAX_MINUTES}"),
-            ));
-        }
-        Some(m) => Some(state.clock.now_ms() + m * 60_000),
-        None => None,
-    };
+    let until_ms = crate::actions::maintenance_until(on, body.minutes, state.clock.now_ms())?;
     state
         .writer
         .op(
@@ -153,6 +141,8 @@ pub struct DeviceJson {
     maintenance: bool,
     /// The commands its kind takes (`POST /devices/{id}/commands` `action`).
     actions: &'static [&'static str],
+    /// Those of `actions` that need a named `reason` (opening, fire-panel reset/silence).
+    reason_required: Vec<&'static str>,
     points: BTreeMap<String, PointJson>,
 }
 
@@ -227,6 +217,11 @@ pub async fn registry(
                 estate: key.0,
                 device: key.1,
                 actions: crate::commands::model::actions(&r.kind),
+                reason_required: crate::commands::model::actions(&r.kind)
+                    .iter()
+                    .copied()
+                    .filter(|a| crate::actions::needs_reason(&r.kind, a))
+                    .collect(),
                 kind: r.kind,
                 area: r.area,
                 gateway: r.gateway_id,

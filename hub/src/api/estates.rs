@@ -28,7 +28,12 @@ pub struct GatewayJson {
     software_version: String,
 }
 
-pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<EstateJson>>, ApiError> {
+/// The estates in the caller's scope only.
+pub async fn list(
+    State(state): State<AppState>,
+    caller: crate::auth::Caller,
+) -> Result<Json<Vec<EstateJson>>, ApiError> {
+    let visible = crate::api::enforce::visible_estates(&caller.principal, &state.estates);
     let mut gateways: HashMap<String, Vec<GatewayJson>> = HashMap::new();
     for g in crate::events::queries::gateways(&state.pool).await? {
         gateways.entry(g.estate_id).or_default().push(GatewayJson {
@@ -47,6 +52,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<EstateJson>>
         state
             .estates
             .iter()
+            .filter(|e| visible.contains(&e.id))
             .map(|e| EstateJson {
                 id: e.id.clone(),
                 name: e.name.clone(),

@@ -250,7 +250,7 @@ pub async fn transition(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<IncidentDetail>, ApiError> {
     let b: TransitionRequest = json_body(body)?;
-    state.writer.op(&caller.actor(), b.op(id)?).await?;
+    state.writer.op(&caller.actor(), b.op(id, &caller.principal)?).await?;
     read_back(&state, id).await
 }
 
@@ -278,6 +278,7 @@ pub struct NotificationQuery {
 /// `GET /notifications?incident=&status=pending|delivered|failed`.
 pub async fn notifications(
     State(state): State<AppState>,
+    caller: crate::auth::Caller,
     ApiQuery(query): ApiQuery<NotificationQuery>,
 ) -> Result<Json<Vec<NotificationJson>>, ApiError> {
     let status = given(&query.status);
@@ -299,7 +300,29 @@ pub async fn notifications(
         },
     )
     .await?;
-    Ok(Json(rows.iter().map(|n| n.to_json()).collect()))
+    drop(conn);
+    // A notification names no estate: its incident's is the one the caller must see (one
+    // without an incident, a flood of the whole centre, only for a scope of all estates).
+    let mut out = Vec::with_capacity(rows.len());
+    if caller.principal.scope == crate::auth::Scope::All {
+        out.extend(rows.iter().map(|n| n.to_json()));
+    } else {
+        let visible = crate::api::enforce::visible_estates(&caller.principal, &state.estates);
+        let mut estate_of: std::collections::HashMap<i64, Option<String>> = std::collections::HashMap::new();
+        for n in &rows {
+            let Some(incident) = n.incident_id else { continue };
+            if let std::collections::hash_map::Entry::Vacant(slot) = estate_of.entry(incident) {
+                slot.insert(
+                    crate::auth::objects::estate_of(&state.pool, crate::auth::objects::Object::Incident, incident)
+                        .await?,
+                );
+            }
+            if estate_of[&incident].as_ref().is_some_and(|e| visible.contains(e)) {
+                out.push(n.to_json());
+            }
+        }
+    }
+    Ok(Json(out))
 }
 
 fn not_found(id: i64) -> ApiError {

@@ -14,12 +14,14 @@ mod auth;
 mod board;
 mod commands;
 mod devices;
+pub mod enforce;
 mod estates;
 mod health;
 mod incidents;
 mod kpi;
 pub mod limits;
 mod rota;
+pub mod routes;
 mod stream;
 
 use std::sync::Arc;
@@ -31,7 +33,6 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tracing::error;
@@ -70,62 +71,28 @@ pub struct AppState {
     pub auth: Arc<crate::auth::Authenticator>,
 }
 
-/// Every route of the HTTP API, in one place: authentication and TLS layers go here
-/// (wrap the returned router, or add a `.layer(...)` before `with_state`).
+/// The HTTP server's router, built from the route table ([`routes`]): each route wrapped in
+/// `auth::enforce` with its decision; the API's routes also behind authentication. TLS and
+/// other layers go here (wrap the returned router, or add a `.layer(...)` before `with_state`).
 pub fn router(state: AppState) -> Router {
     board::prepare();
-    let api = Router::new()
-        .route("/estates", get(estates::list))
-        .route("/alarms", get(alarms::list))
-        .route("/alarms/{id}/history", get(alarms::history))
-        .route("/alarms/{id}/ack", post(alarms::acknowledge))
-        .route("/alarms/{id}/shelve", post(alarms::shelve))
-        .route("/alarms/{id}/out-of-service", post(alarms::out_of_service))
-        .route("/devices", get(devices::registry))
-        .route("/devices/maintenance", get(devices::list))
-        .route("/devices/{id}/points", get(devices::points))
-        .route("/devices/{id}/maintenance", post(devices::maintenance))
-        .route("/devices/{id}/commands", post(commands::send))
-        .route("/commands", get(commands::list))
-        .route("/commands/{id}", get(commands::get))
-        .route("/incidents", get(incidents::list).post(incidents::open))
-        .route("/incidents/{id}", get(incidents::detail))
-        .route("/incidents/{id}/transition", post(incidents::transition))
-        .route("/incidents/{id}/steps/{step}/done", post(incidents::step_done))
-        .route("/notifications", get(incidents::notifications))
-        .route("/stream", get(stream::stream))
-        .route("/kpi/alarms", get(kpi::alarms))
-        .route("/coverage", get(rota::coverage))
-        .route("/kpi/coverage", get(rota::kpi))
-        .route("/rota/gaps", get(rota::gaps))
-        .route("/rota/proposals", get(rota::proposals))
-        .route("/rota/proposals/{id}/accept", post(rota::accept))
-        .route("/rota/plan", post(rota::plan))
-        .route("/rota/check-in", post(rota::check_in))
-        .route("/rota/check-out", post(rota::check_out))
-        .route("/rota/absences", post(rota::absence))
-        .route("/rota/assignments", get(rota::assignments).post(rota::assign))
-        .route("/rota/assignments/{id}", axum::routing::delete(rota::unassign))
-        .route("/rota/import", post(rota::import))
-        .route("/rota/export", get(rota::export))
-        .route("/rota/patrols", get(rota::patrols))
-        .route("/rota/patrols/{id}/record", post(rota::patrol_record))
-        .route("/rota/handovers", get(rota::handovers))
-        .route("/rota/handovers/{id}/ack", post(rota::handover_ack))
-        .route("/rota/notes", post(rota::note))
-        .route("/rota/attendance", get(rota::attendance))
-        .route("/rota/guards", get(rota::guards))
-        .route("/logout", post(auth::logout))
-        .route("/me", get(auth::me))
-        .route("/tokens", get(auth::list_tokens).post(auth::create_token))
-        .route("/tokens/{id}", axum::routing::delete(auth::revoke_token))
-        .route("/users", get(auth::list_users).post(auth::create_user))
-        .route(
-            "/users/{name}",
-            axum::routing::patch(auth::change_user).delete(auth::delete_user),
-        )
-        .route("/audit", get(audit::list))
-        .route("/audit/verify", get(audit::verify))
+    let mut api = Router::new();
+    let mut open_api = Router::new();
+    let mut root = Router::new();
+    for r in routes::routes() {
+        let public = r.decl.decision == crate::api::enforce::Decision::Public;
+        let handler = r.handler.layer(middleware::from_fn_with_state(
+            (state.clone(), r.decl.decision),
+            crate::api::enforce::enforce,
+        ));
+        match r.decl.path.strip_prefix(routes::API) {
+            // Signing in takes no credentials: these join after the authentication layer.
+            Some(path) if public => open_api = open_api.route(path, handler),
+            Some(path) => api = api.route(path, handler),
+            None => root = root.route(r.decl.path, handler),
+        }
+    }
+    let api = api
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Inside authentication, so it sees the principal.
@@ -134,15 +101,8 @@ pub fn router(state: AppState) -> Router {
             state.auth.clone(),
             crate::auth::middleware::authenticate,
         ))
-        // The one /api/v1 route that takes no credentials (added after the layer).
-        .route("/login", post(auth::login));
-    Router::new()
-        .nest("/api/v1", api)
-        .route("/", get(board::index))
-        .route("/board/{*path}", get(board::file))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
+        .merge(open_api);
+    root.nest(routes::API, api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
@@ -264,7 +224,9 @@ pub(crate) fn text_field(
 
 impl From<Invalid> for ApiError {
     fn from(e: Invalid) -> Self {
-        let status = if e.unprocessable {
+        let status = if e.forbidden {
+            StatusCode::FORBIDDEN
+        } else if e.unprocessable {
             StatusCode::UNPROCESSABLE_ENTITY
         } else {
             StatusCode::BAD_REQUEST

@@ -15,6 +15,7 @@
 //! since a browser resends whatever id it last got and would never recover from an error;
 //! a malformed `?after=` is a 400, a mistake of the code that built the URL.
 
+use std::collections::HashSet;
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -30,6 +31,7 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use super::{ApiError, ApiQuery, AppState};
 use crate::auth::Caller;
 use crate::privacy::View;
+use crate::auth::objects::Object;
 use crate::stream::{Position, Resume, Stamped};
 
 #[derive(Debug, Default, Deserialize)]
@@ -47,6 +49,14 @@ pub async fn stream(
     let resume = resume(&headers, q.after.as_deref())?;
     // Residents' personal data in each event's data, as the caller's role may see it.
     let view = View::for_role(caller.principal.role.as_str());
+    // A caller who does not see every estate gets the events of their estates only.
+    let visible: Option<Arc<HashSet<String>>> = match caller.principal.scope {
+        crate::auth::Scope::All => None,
+        _ => Some(Arc::new(crate::api::enforce::visible_estates(
+            &caller.principal,
+            &state.estates,
+        ))),
+    };
     let feed = state.stream.clone();
     let boot = feed.boot();
     let sub = feed.subscribe(resume);
@@ -60,9 +70,15 @@ pub async fn stream(
     // `hello`'s id is where the stream goes on from, so a connection lost during the replay
     // resumes from the last event it actually received.
     let first: Vec<Event> = match (&sub.replay, resume) {
-        (Ok(events), Resume::After(p)) => std::iter::once(hello(p.seq))
-            .chain(events.iter().map(|e| event(boot, e, &view)))
-            .collect(),
+        (Ok(events), Resume::After(p)) => {
+            let mut first = vec![hello(p.seq)];
+            for e in events {
+                if shown(&state.pool, visible.as_deref(), e).await {
+                    first.push(event(boot, e, &view));
+                }
+            }
+            first
+        }
         (Ok(_), _) => vec![hello(sub.last)],
         (Err(reason), _) => vec![
             hello(sub.last),
@@ -72,18 +88,30 @@ pub async fn stream(
                 .data(json!({"reason": reason.as_str()}).to_string()),
         ],
     };
-    let mut at = sub.last;
-    let live = BroadcastStream::new(sub.rx).map(move |r| match r {
-        Ok(e) => {
-            at = e.seq;
-            event(boot, &e, &view)
+    let at = Arc::new(std::sync::atomic::AtomicU64::new(sub.last));
+    let pool = state.pool.clone();
+    let live = BroadcastStream::new(sub.rx).filter_map(move |r| {
+        let (pool, visible, at) = (pool.clone(), visible.clone(), at.clone());
+        async move {
+            match r {
+                Ok(e) => {
+                    at.store(e.seq, std::sync::atomic::Ordering::Relaxed);
+                    shown(&pool, visible.as_deref(), &e).await.then(|| event(boot, &e, &view))
+                }
+                // The position stays at the last event delivered: a reconnect replays the gap
+                // if the ring still holds it.
+                Err(BroadcastStreamRecvError::Lagged(n)) => Some(
+                    Event::default()
+                        .event("lagged")
+                        .id(Position {
+                            boot,
+                            seq: at.load(std::sync::atomic::Ordering::Relaxed),
+                        }
+                        .to_string())
+                        .data(n.to_string()),
+                ),
+            }
         }
-        // The position stays at the last event delivered: a reconnect replays the gap if the
-        // ring still holds it.
-        Err(BroadcastStreamRecvError::Lagged(n)) => Event::default()
-            .event("lagged")
-            .id(Position { boot, seq: at }.to_string())
-            .data(n.to_string()),
     });
     Ok(Sse::new(stream::iter(first).chain(live).map(Ok)).keep_alive(KeepAlive::default()))
 }
@@ -102,6 +130,26 @@ fn resume(headers: &HeaderMap, after: Option<&str>) -> Result<Resume, ApiError> 
             .map(Resume::After)
             .ok_or_else(|| ApiError::bad_request("invalid after", "expected <boot>-<seq>, as the stream's ids")),
     }
+}
+
+/// Whether an event is for a caller who sees `visible` (None: every estate). Its estate is
+/// the one its data names, else that of the object it is about; an event of no estate
+/// (a flood of the whole centre) goes to callers of every estate only.
+async fn shown(pool: &crate::store::Pool, visible: Option<&HashSet<String>>, e: &Stamped) -> bool {
+    let Some(visible) = visible else {
+        return true;
+    };
+    if let Some(estate) = e.event.data.get("estate").and_then(serde_json::Value::as_str) {
+        return visible.contains(estate);
+    }
+    let object = match e.event.kind {
+        "alarm" => Object::Alarm,
+        "incident" => Object::Incident,
+        "notification" => Object::Notification,
+        "command" => Object::Command,
+        _ => return false,
+    };
+    matches!(crate::auth::objects::estate_of(pool, object, e.event.id).await, Ok(Some(estate)) if visible.contains(&estate))
 }
 
 fn event(boot: i64, e: &Arc<Stamped>, view: &View) -> Event {

@@ -8,6 +8,8 @@
 //! Invariant: a handler never trusts a name from a request body; who acted is the caller.
 
 pub mod middleware;
+pub mod objects;
+pub mod policy;
 pub mod queries;
 pub mod sessions;
 pub mod users;

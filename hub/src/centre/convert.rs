@@ -111,6 +111,9 @@ pub fn command(r: &CommandRow) -> CommandRecord {
 }
 
 pub fn invalid(e: Invalid) -> Status {
+    if e.forbidden {
+        return Status::permission_denied(e.to_string());
+    }
     Status::invalid_argument(e.to_string())
 }
 

@@ -3,6 +3,10 @@
 //! carry out the operator actions of the HTTP API. The actions are the HTTP API's own —
 //! the same request values, checks and writer calls ([`crate::actions`]) — so the two front
 //! doors refuse and accept the same things; only the statuses differ (`convert.rs`).
+//!
+//! Each RPC is authorized as its HTTP route is (`auth::policy`, the same permission, the
+//! object's estate in the caller's scope, else PERMISSION_DENIED); the watches send only
+//! alarms and incidents of the caller's estates.
 
 mod convert;
 mod watch;
@@ -24,7 +28,10 @@ use crate::actions::{
     self, AckRequest, CommandRequest, OverrideRequest, ShelveRequest, StepRequest, TransitionRequest,
 };
 use crate::alarms::queries::find_alarm;
-use crate::auth::Principal;
+use crate::auth::objects::{self as auth_q, Object};
+use crate::auth::policy::{self, Permission};
+use crate::api::enforce;
+use crate::auth::{Principal, Scope};
 use crate::link::LinkRegistry;
 use crate::privacy::View;
 use crate::store::Pool;
@@ -41,6 +48,8 @@ pub struct CentreService {
     pub links: LinkRegistry,
     /// The configured estates (a watch filter must name one of them).
     pub estates: Arc<HashSet<String>>,
+    /// The same with their regions, for the callers' scopes.
+    pub estate_configs: Arc<Vec<crate::config::EstateConfig>>,
     /// Changes published by the writer after each commit.
     pub stream: Arc<Feed>,
     pub response_target_ms: i64,
@@ -68,6 +77,48 @@ impl CentreService {
         let principal = self.auth.grpc(request.metadata()).await?;
         request.extensions_mut().insert(principal.clone());
         Ok(principal)
+    }
+
+    /// The caller's role has `permission`.
+    fn allow(&self, caller: &Principal, permission: Permission) -> Result<(), Status> {
+        if policy::allows(caller.role, permission) {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!(
+                "a {} may not {permission:?}",
+                caller.role.as_str()
+            )))
+        }
+    }
+
+    /// `estate` is in the caller's scope.
+    fn in_scope(&self, caller: &Principal, estate: &str) -> Result<(), Status> {
+        if enforce::covers(caller, &self.estate_configs, estate) {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!(
+                "estate {estate:?} is outside your scope"
+            )))
+        }
+    }
+
+    /// The estates a watch of `caller` may show (None: all).
+    fn visible(&self, caller: &Principal) -> Option<Arc<HashSet<String>>> {
+        match caller.scope {
+            Scope::All => None,
+            _ => Some(Arc::new(enforce::visible_estates(caller, &self.estate_configs))),
+        }
+    }
+
+    /// The estate of `object` `id` is in the caller's scope (NOT_FOUND: no such object).
+    async fn object_in_scope(&self, caller: &Principal, object: Object, id: i64) -> Result<(), Status> {
+        match auth_q::estate_of(&self.pool, object, id)
+            .await
+            .map_err(convert::store)?
+        {
+            Some(estate) => self.in_scope(caller, &estate),
+            None => Err(Status::not_found(format!("{} {id} not found", object.name()))),
+        }
     }
 
     fn estate_filter(&self, estate: String) -> Result<Option<String>, Status> {
@@ -106,13 +157,18 @@ impl CommandCentre for CentreService {
     ) -> Result<Response<Self::WatchAlarmsStream>, Status> {
         let caller = self.caller(&mut request).await?;
         let view = View::for_role(caller.role.as_str());
+        self.allow(&caller, Permission::ReadAlarms)?;
         let estate = self.estate_filter(request.into_inner().estate_id)?;
+        if let Some(e) = &estate {
+            self.in_scope(&caller, e)?;
+        }
         // Subscribed before the snapshot is read, so no change falls between.
         let rx = self.stream.subscribe(Resume::Fresh).rx;
         let watch = watch::Alarms {
             pool: self.pool.clone(),
             estate,
             view,
+            visible: self.visible(&caller),
         };
         Ok(Response::new(Box::pin(watch::spawn(watch, rx, self.shutdown.clone()))))
     }
@@ -121,12 +177,17 @@ impl CommandCentre for CentreService {
         &self,
         mut request: Request<WatchIncidentsRequest>,
     ) -> Result<Response<Self::WatchIncidentsStream>, Status> {
-        let _caller = self.caller(&mut request).await?;
+        let caller = self.caller(&mut request).await?;
+        self.allow(&caller, Permission::ReadIncidents)?;
         let estate = self.estate_filter(request.into_inner().estate_id)?;
+        if let Some(e) = &estate {
+            self.in_scope(&caller, e)?;
+        }
         let rx = self.stream.subscribe(Resume::Fresh).rx;
         let watch = watch::Incidents {
             pool: self.pool.clone(),
             estate,
+            visible: self.visible(&caller),
             response_target_ms: self.response_target_ms,
         };
         Ok(Response::new(Box::pin(watch::spawn(watch, rx, self.shutdown.clone()))))
@@ -139,7 +200,9 @@ impl CommandCentre for CentreService {
         let caller = self.caller(&mut request).await?;
         let actor = caller.actor(request.remote_addr().map(|a| a.ip()));
         let view = View::for_role(caller.role.as_str());
+        self.allow(&caller, Permission::AckAlarm)?;
         let r = request.into_inner();
+        self.object_in_scope(&caller, Object::Alarm, r.alarm_id).await?;
         let (operator, note) = AckRequest {
             operator: Some(caller.user.clone()),
             note: given(r.note),
@@ -157,7 +220,11 @@ impl CommandCentre for CentreService {
         let caller = self.caller(&mut request).await?;
         let actor = caller.actor(request.remote_addr().map(|a| a.ip()));
         let view = View::for_role(caller.role.as_str());
+        self.allow(&caller, Permission::ShelveAlarm)?;
         let r = request.into_inner();
+        self.object_in_scope(&caller, Object::Alarm, r.alarm_id).await?;
+        let alarm = self.alarm(r.alarm_id, &view).await?;
+        actions::check_shelve(caller.role, &alarm.priority, Some(r.minutes)).map_err(convert::invalid)?;
         let op = ShelveRequest {
             minutes: Some(r.minutes),
             reason: given(r.reason),
@@ -175,7 +242,9 @@ impl CommandCentre for CentreService {
     ) -> Result<Response<Incident>, Status> {
         let caller = self.caller(&mut request).await?;
         let actor = caller.actor(request.remote_addr().map(|a| a.ip()));
+        self.allow(&caller, Permission::WorkIncident)?;
         let r = request.into_inner();
+        self.object_in_scope(&caller, Object::Incident, r.incident_id).await?;
         let op = TransitionRequest {
             to: given(r.to),
             note: given(r.note),
@@ -186,7 +255,7 @@ impl CommandCentre for CentreService {
                 reason: given(o.reason),
             }),
         }
-        .op(r.incident_id)
+        .op(r.incident_id, &caller)
         .map_err(convert::invalid)?;
         self.writer.op(&actor, op).await.map_err(convert::action)?;
         Ok(Response::new(self.incident(r.incident_id).await?))
@@ -195,7 +264,9 @@ impl CommandCentre for CentreService {
     async fn complete_step(&self, mut request: Request<CompleteStepRequest>) -> Result<Response<Incident>, Status> {
         let caller = self.caller(&mut request).await?;
         let actor = caller.actor(request.remote_addr().map(|a| a.ip()));
+        self.allow(&caller, Permission::WorkIncident)?;
         let r = request.into_inner();
+        self.object_in_scope(&caller, Object::Incident, r.incident_id).await?;
         let op = StepRequest {
             actor: Some(caller.user.clone()),
             note: given(r.note),
@@ -210,7 +281,11 @@ impl CommandCentre for CentreService {
     async fn send_command(&self, mut request: Request<SendCommandRequest>) -> Result<Response<CommandRecord>, Status> {
         let caller = self.caller(&mut request).await?;
         let actor = caller.actor(request.remote_addr().map(|a| a.ip()));
+        self.allow(&caller, Permission::SendCommand)?;
         let r = request.into_inner();
+        if let Some(estate) = given(r.estate_id.clone()) {
+            self.in_scope(&caller, &estate)?;
+        }
         let command = CommandRequest {
             estate: given(r.estate_id),
             action: given(r.action),
@@ -219,7 +294,7 @@ impl CommandCentre for CentreService {
             reason: given(r.reason),
             incident: (r.incident_id != 0).then_some(r.incident_id),
         };
-        let row = actions::send_command(&self.pool, &self.writer, &self.links, &actor, r.device_id, command)
+        let row = actions::send_command(&self.pool, &self.writer, &self.links, &caller, &actor, r.device_id, command)
             .await
             .map_err(convert::command_error)?;
         Ok(Response::new(convert::command(&row)))

@@ -8,6 +8,7 @@
 //! the ring ran past a watcher (`Lagged`) it gets a fresh snapshot instead of silently
 //! missing changes.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -140,6 +141,12 @@ pub struct Alarms {
     pub estate: Option<String>,
     /// Residents' personal data as the watcher's role may see it.
     pub view: View,
+    /// The estates the caller may see (None: all).
+    pub visible: Option<Arc<HashSet<String>>>,
+}
+
+fn hidden(visible: &Option<Arc<HashSet<String>>>, estate: &str) -> bool {
+    visible.as_ref().is_some_and(|v| !v.contains(estate))
 }
 
 impl Watch for Alarms {
@@ -158,6 +165,7 @@ impl Watch for Alarms {
         Ok(rows
             .iter()
             .rev()
+            .filter(|r| !hidden(&self.visible, &r.estate_id))
             .map(|r| AlarmUpdate {
                 update: Some(alarm_update::Update::Snapshot(convert::alarm(r, &self.view))),
             })
@@ -168,7 +176,7 @@ impl Watch for Alarms {
         let Some(row) = find_alarm(&self.pool, id).await? else {
             return Ok(None);
         };
-        if self.estate.as_ref().is_some_and(|e| *e != row.estate_id) {
+        if self.estate.as_ref().is_some_and(|e| *e != row.estate_id) || hidden(&self.visible, &row.estate_id) {
             return Ok(None);
         }
         Ok(Some(AlarmUpdate {
@@ -200,6 +208,8 @@ impl Watch for Alarms {
 pub struct Incidents {
     pub pool: Pool,
     pub estate: Option<String>,
+    /// The estates the caller may see (None: all).
+    pub visible: Option<Arc<HashSet<String>>>,
     pub response_target_ms: i64,
 }
 
@@ -235,7 +245,7 @@ impl Watch for Incidents {
         let mut conn = self.pool.acquire().await.context(|| "reading procedures".into())?;
         let mut items = Vec::with_capacity(rows.len());
         // Oldest first, like the alarms.
-        for row in rows.iter().rev() {
+        for row in rows.iter().rev().filter(|r| !hidden(&self.visible, &r.estate_id)) {
             let steps = incident_q::incident_steps(&mut conn, row.id).await?;
             items.push(IncidentUpdate {
                 update: Some(incident_update::Update::Snapshot(convert::incident(
@@ -252,7 +262,8 @@ impl Watch for Incidents {
         let Some((incident, open)) = Self::read(&self.pool, id, self.response_target_ms).await? else {
             return Ok(None);
         };
-        if self.estate.as_ref().is_some_and(|e| *e != incident.estate_id) {
+        if self.estate.as_ref().is_some_and(|e| *e != incident.estate_id) || hidden(&self.visible, &incident.estate_id)
+        {
             return Ok(None);
         }
         Ok(Some(IncidentUpdate {

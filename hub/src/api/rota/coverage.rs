@@ -119,6 +119,7 @@ pub struct ProposalQuery {
 /// recommended proposals (the joint optimum) and ranked alternatives.
 pub async fn proposals(
     State(state): State<AppState>,
+    caller: crate::auth::Caller,
     ApiQuery(q): ApiQuery<ProposalQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let r = rota(&state)?;
@@ -145,6 +146,18 @@ pub async fn proposals(
         sol.proposals.retain(|p| p.gap == gap);
         sol.gaps.retain(|g| g.id == gap);
         sol.escalate.retain(|g| g == gap);
+    }
+    // Only the gaps of the caller's estates, and the proposals and escalations for them (a
+    // gap's id names its post: `post@start`).
+    if caller.principal.scope != crate::auth::Scope::All {
+        let visible = crate::api::enforce::visible_estates(&caller.principal, &state.estates);
+        let shown = |gap: &str| {
+            let post = gap.split('@').next().unwrap_or_default();
+            r.model.post(post).is_some_and(|p| visible.contains(&p.estate))
+        };
+        sol.gaps.retain(|g| visible.contains(&g.estate));
+        sol.proposals.retain(|p| shown(&p.gap));
+        sol.escalate.retain(|g| shown(g));
     }
     Ok(Json(serde_json::to_value(sol).unwrap_or(Value::Null)))
 }

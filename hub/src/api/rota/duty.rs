@@ -90,14 +90,16 @@ pub async fn absence(
     rota(&state)?;
     let b: AbsenceBody = json_body(body)?;
     let reason = text_field("reason", b.reason, MAX_NOTE, false)?.unwrap_or_else(|| "sick".into());
+    let (from_ms, until_ms) = (time("from", &b.from)?, time("until", &b.until)?);
+    crate::actions::check_absence(from_ms, until_ms, state.clock.now_ms())?;
     let id = state
         .writer
         .op(
             &caller.actor(),
             Op::Rota(RotaOp::Absence {
                 guard: b.guard.clone(),
-                from_ms: time("from", &b.from)?,
-                until_ms: time("until", &b.until)?,
+                from_ms,
+                until_ms,
                 reason,
                 actor: actor(b.operator, "operator")?,
             }),

@@ -135,6 +135,12 @@ pub async fn handover_ack(
     let b: HandoverAckBody = json_body(body)?;
     let guard = text_field("guard", Some(b.guard), MAX_NAME, false)?
         .ok_or_else(|| ApiError::bad_request("guard is required", Value::Null))?;
+    // A guard acknowledges their own handover only.
+    if caller.principal.role == crate::auth::Role::Guard && caller.principal.guard_id.as_deref() != Some(&guard) {
+        return Err(crate::api::enforce::forbidden(
+            "a guard acknowledges their own handover only",
+        ));
+    }
     state
         .writer
         .op(
