@@ -12,12 +12,11 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde_json::Value;
 use tracing::{error, warn};
 
+use super::Refused;
 use super::sessions::{API_TOKEN_PREFIX, COOKIE, SESSION_PREFIX, Throttle, ThrottleRules};
 use super::{Principal, TokenTable, Via, queries, token_sha256};
-use crate::api::ApiError;
 use crate::clock::Clock;
 use crate::store::{Pool, StoreError};
 
@@ -257,10 +256,9 @@ pub async fn authenticate(State(auth): State<Arc<Authenticator>>, mut request: R
         Ok((principal, key)) => {
             if by_cookie && !csrf_safe(request.method(), request.headers()) {
                 warn!(user = %principal.user, method = %request.method(), "refused a cookie-authenticated change without a JSON content type");
-                return ApiError::new(
+                return Refused(
                     StatusCode::FORBIDDEN,
-                    "a change made with the session cookie must be sent as application/json",
-                    Value::Null,
+                    "a change made with the session cookie must be sent as application/json".into(),
                 )
                 .into_response();
             }
@@ -272,16 +270,11 @@ pub async fn authenticate(State(auth): State<Arc<Authenticator>>, mut request: R
         }
         Err(Refusal::Store(e)) => {
             error!(error = %e, "cannot check HTTP credentials");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "cannot check credentials now",
-                Value::Null,
-            )
-            .into_response()
+            Refused(StatusCode::SERVICE_UNAVAILABLE, "cannot check credentials now".into()).into_response()
         }
         Err(r) => {
             auth.count_refusal(&r);
-            ApiError::new(StatusCode::UNAUTHORIZED, r.to_string(), Value::Null).into_response()
+            Refused(StatusCode::UNAUTHORIZED, r.to_string()).into_response()
         }
     }
 }
