@@ -77,8 +77,6 @@ pub fn demo_estates() -> Vec<EstateSpec> {
 /// demo's users and API token ([`crate::credentials`]).
 pub fn hub_toml(grpc: SocketAddr, http: SocketAddr, database: &str, estates: &[EstateSpec]) -> anyhow::Result<String> {
     let mut s = format!("[hub]\ngrpc_listen = \"{grpc}\"\nhttp_listen = \"{http}\"\ndatabase = \"{database}\"\n\n");
-    // Sign-in required: every client of these hubs sends credentials.
-    s += "[auth]\nplaceholder_anonymous_admin = false\n\n";
     s += &crate::credentials::hub_toml_section()?;
     // Every simulated gateway connects from this one machine, which a real estate's gateway
     // never shares: the per-source cap must hold them all.
