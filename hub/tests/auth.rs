@@ -19,7 +19,7 @@ const BOB_PW: &str = "bob-correct-horse";
 
 fn users_toml() -> String {
     format!(
-        "[auth]\nsession_ttl_min = 30\nplaceholder_anonymous_admin = false\n\n\
+        "[auth]\nsession_ttl_min = 30\n\n\
          [[users]]\nname = \"alice\"\nrole = \"operator\"\nestates = [\"estate-a\"]\npassword_hash = \"{}\"\n\n\
          [[users]]\nname = \"bob\"\nrole = \"supervisor\"\npassword_hash = \"{}\"\ndisabled = true\n",
         hash_password(ALICE_PW).unwrap(),

@@ -94,7 +94,11 @@ async fn every_board_file_is_served_byte_identical_with_its_type_and_headers() {
     let mut etags = std::collections::HashMap::new();
     for (rel, path) in &files {
         let want = std::fs::read(path).unwrap();
-        let r = reqwest::get(format!("{base}/board/{rel}")).await.unwrap();
+        let r = common::admin_client()
+            .get(format!("{base}/board/{rel}"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::OK, "GET /board/{rel}");
         assert_eq!(header(&r, CONTENT_TYPE), expected_type(rel), "type of {rel}");
         assert_eq!(header(&r, CACHE_CONTROL), "no-cache");
@@ -118,7 +122,7 @@ async fn root_is_the_index_page() {
     let dir = tempfile::tempdir().unwrap();
     let hub = start(dir.path()).await;
     let base = format!("http://{}", hub.http_addr());
-    let r = reqwest::get(format!("{base}/")).await.unwrap();
+    let r = common::admin_client().get(format!("{base}/")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(header(&r, CONTENT_TYPE), "text/html; charset=utf-8");
     let index = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("board/index.html")).unwrap();
@@ -166,7 +170,11 @@ async fn unknown_files_and_climbing_paths_are_404_json() {
     let hub = start(dir.path()).await;
     let base = format!("http://{}", hub.http_addr());
     for path in ["/board/nope.js", "/board/index.htm", "/board/views/", "/index.html"] {
-        let r = reqwest::get(format!("{base}{path}")).await.unwrap();
+        let r = common::admin_client()
+            .get(format!("{base}{path}"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
         let body: Value = r.json().await.unwrap();
         assert!(body["error"].is_string(), "{path}: {body}");

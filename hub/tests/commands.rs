@@ -77,7 +77,9 @@ async fn unlock_reaches_the_gateway_and_its_answer_shows_in_get_and_on_the_strea
     let clock = ManualClock::new(T0);
     let hub = start(&dir.path().join("hub.db"), &clock).await;
     let mut link = connect(&hub).await;
-    let mut stream = reqwest::get(format!("http://{}/api/v1/stream", hub.http_addr()))
+    let mut stream = common::admin_client()
+        .get(format!("http://{}/api/v1/stream", hub.http_addr()))
+        .send()
         .await
         .unwrap();
     let mut seen = String::new();

@@ -1,5 +1,7 @@
 //! The hub on loopback: real gRPC streams, real HTTP, real SQLite in a temporary directory.
 
+mod common;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -21,8 +23,9 @@ const GW: &str = "gw-1";
 const ESTATE: &str = "estate-a";
 
 fn config(db: &Path, extra: &str) -> HubConfig {
-    HubConfig::from_toml(&format!(
-        r#"
+    common::with_admin(
+        HubConfig::from_toml(&format!(
+            r#"
 [hub]
 grpc_listen = "127.0.0.1:0"
 http_listen = "127.0.0.1:0"
@@ -46,9 +49,10 @@ id = "estate-b"
 name = "Hillside Court"
 {extra}
 "#,
-        db.display()
-    ))
-    .expect("test configuration is valid")
+            db.display()
+        ))
+        .expect("test configuration is valid"),
+    )
 }
 
 async fn start(db: &Path) -> RunningHub {
@@ -170,7 +174,9 @@ fn reading(seq: u64, point: &str, value: f64) -> Event {
 }
 
 async fn get(hub: &RunningHub, path: &str) -> (u16, Value) {
-    let r = reqwest::get(format!("http://{}{path}", hub.http_addr()))
+    let r = common::admin_client()
+        .get(format!("http://{}{path}", hub.http_addr()))
+        .send()
         .await
         .expect("HTTP answers");
     let status = r.status().as_u16();
@@ -179,7 +185,7 @@ async fn get(hub: &RunningHub, path: &str) -> (u16, Value) {
 }
 
 async fn post(hub: &RunningHub, path: &str, body: &str) -> (u16, Value) {
-    let r = reqwest::Client::new()
+    let r = common::admin_client()
         .post(format!("http://{}{path}", hub.http_addr()))
         .header("content-type", "application/json")
         .body(body.to_owned())

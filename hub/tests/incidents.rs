@@ -701,7 +701,9 @@ async fn stream_sends_alarm_incident_and_notification_changes() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0);
     let hub = start(&dir.path().join("hub.db"), &clock, ROSTER).await;
-    let mut response = reqwest::get(format!("http://{}/api/v1/stream", hub.http_addr()))
+    let mut response = common::admin_client()
+        .get(format!("http://{}/api/v1/stream", hub.http_addr()))
+        .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 200);

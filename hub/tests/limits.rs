@@ -69,7 +69,9 @@ async fn closed_by_peer(stream: &mut TcpStream, deadline: Instant) -> bool {
 }
 
 async fn metrics_text(hub: &RunningHub) -> String {
-    let r = reqwest::get(format!("http://{}/metrics", hub.http_addr()))
+    let r = common::admin_client()
+        .get(format!("http://{}/metrics", hub.http_addr()))
+        .send()
         .await
         .expect("metrics answer");
     assert_eq!(r.status(), 200);

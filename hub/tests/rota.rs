@@ -491,7 +491,14 @@ async fn csv_round_trips_and_the_weekly_plan_fills_every_seat_without_breaking_a
         "http://{}/api/v1/rota/export?from=2026-11-27T00:00:00%2B08:00&to=2026-11-28T12:00:00%2B08:00",
         hub.http_addr()
     );
-    let exported = reqwest::get(url).await.unwrap().text().await.unwrap();
+    let exported = common::admin_client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(exported, csv);
     let plan = post(
         &hub,

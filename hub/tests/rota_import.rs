@@ -201,7 +201,9 @@ async fn a_40000_row_rota_import_does_not_delay_a_forced_door_alarm() {
     latencies.sort();
     let max = *latencies.last().unwrap();
     let p50 = latencies[latencies.len() / 2];
-    let metrics = reqwest::get(format!("http://{}/metrics", hub.http_addr()))
+    let metrics = common::admin_client()
+        .get(format!("http://{}/metrics", hub.http_addr()))
+        .send()
         .await
         .unwrap()
         .text()

@@ -52,7 +52,9 @@ async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
 }
 
 async fn metrics(hub: &RunningHub) -> String {
-    reqwest::get(format!("http://{}/metrics", hub.http_addr()))
+    common::admin_client()
+        .get(format!("http://{}/metrics", hub.http_addr()))
+        .send()
         .await
         .expect("metrics")
         .text()

@@ -124,8 +124,6 @@ pub fn hub_toml_with(
     pki: Option<&mint::Layout>,
 ) -> anyhow::Result<String> {
     let mut s = format!("[hub]\ngrpc_listen = \"{grpc}\"\nhttp_listen = \"{http}\"\ndatabase = \"{database}\"\n\n");
-    // Sign-in required: every client of these hubs sends credentials.
-    s += "[auth]\nplaceholder_anonymous_admin = false\n\n";
     s += &crate::credentials::hub_toml_section()?;
     s += &match pki {
         Some(l) => format!(

@@ -12,13 +12,12 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde_json::Value;
 use tracing::{error, warn};
 
+use super::Refused;
 use super::sessions::{API_TOKEN_PREFIX, COOKIE, SESSION_PREFIX, Throttle, ThrottleRules};
 use super::{Principal, TokenTable, Via, queries, token_sha256};
 use crate::clock::Clock;
-use crate::error::ApiError;
 use crate::store::{Pool, StoreError};
 
 /// `[auth]` in the hub config.
@@ -31,11 +30,6 @@ pub struct AuthConfig {
     pub max_failed_logins: u32,
     /// How long those refusals last (and the window failures are counted in), in seconds.
     pub lockout_s: u32,
-    /// PLACEHOLDER until every client (simulators, demo, board, end-to-end tests) sends
-    /// credentials: a request with NO credentials at all is the admin `anonymous` of all
-    /// estates. Wrong credentials are refused either way. Default true for now; set false
-    /// to require sign-in. The flag goes (and sign-in is required) once the clients are moved.
-    pub placeholder_anonymous_admin: bool,
 }
 
 impl Default for AuthConfig {
@@ -44,7 +38,6 @@ impl Default for AuthConfig {
             session_ttl_min: 720,
             max_failed_logins: 5,
             lockout_s: 60,
-            placeholder_anonymous_admin: true,
         }
     }
 }
@@ -71,7 +64,6 @@ pub struct Authenticator {
     pub session_ttl_ms: i64,
     pub throttle: Throttle,
     pub counters: AuthCounters,
-    anonymous_admin: bool,
 }
 
 /// Why credentials did not give a principal.
@@ -97,7 +89,6 @@ impl Authenticator {
                 lockout_ms: i64::from(config.lockout_s) * 1000,
             }),
             counters: AuthCounters::default(),
-            anonymous_admin: config.placeholder_anonymous_admin,
         }
     }
 
@@ -136,7 +127,7 @@ impl Authenticator {
     pub async fn grpc(&self, metadata: &tonic::metadata::MetadataMap) -> Result<Arc<Principal>, tonic::Status> {
         let value = metadata.get("authorization").map(|v| v.to_str().map_err(|_| ()));
         let result = match value {
-            None => self.anonymous().ok_or(Refusal::Missing),
+            None => Err(Refusal::Missing),
             Some(Err(())) => Err(Refusal::Invalid),
             Some(Ok(v)) => match strip_bearer(v) {
                 Some(secret) => self.bearer(secret).await,
@@ -152,19 +143,6 @@ impl Authenticator {
                 }
                 r => tonic::Status::unauthenticated(r.to_string()),
             }
-        })
-    }
-
-    /// The placeholder's anonymous admin, when `auth.placeholder_anonymous_admin` is on.
-    fn anonymous(&self) -> Option<Arc<Principal>> {
-        self.anonymous_admin.then(|| {
-            Arc::new(Principal {
-                user: "anonymous".into(),
-                role: super::Role::Admin,
-                scope: super::Scope::All,
-                via: Via::ApiToken,
-                guard_id: None,
-            })
         })
     }
 
@@ -249,18 +227,13 @@ fn csrf_safe(method: &Method, headers: &HeaderMap) -> bool {
 /// change without a JSON (or CSV) content type → 403.
 pub async fn authenticate(State(auth): State<Arc<Authenticator>>, mut request: Request, next: Next) -> Response {
     let by_cookie = request.headers().get(header::AUTHORIZATION).is_none() && cookie_of(request.headers()).is_some();
-    let found = match auth.from_headers(request.headers()).await {
-        Err(Refusal::Missing) => auth.anonymous().map(|p| (p, None)).ok_or(Refusal::Missing),
-        found => found,
-    };
-    match found {
+    match auth.from_headers(request.headers()).await {
         Ok((principal, key)) => {
             if by_cookie && !csrf_safe(request.method(), request.headers()) {
                 warn!(user = %principal.user, method = %request.method(), "refused a cookie-authenticated change without a JSON content type");
-                return ApiError::new(
+                return Refused(
                     StatusCode::FORBIDDEN,
-                    "a change made with the session cookie must be sent as application/json",
-                    Value::Null,
+                    "a change made with the session cookie must be sent as application/json".into(),
                 )
                 .into_response();
             }
@@ -272,16 +245,11 @@ pub async fn authenticate(State(auth): State<Arc<Authenticator>>, mut request: R
         }
         Err(Refusal::Store(e)) => {
             error!(error = %e, "cannot check HTTP credentials");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "cannot check credentials now",
-                Value::Null,
-            )
-            .into_response()
+            Refused(StatusCode::SERVICE_UNAVAILABLE, "cannot check credentials now".into()).into_response()
         }
         Err(r) => {
             auth.count_refusal(&r);
-            ApiError::new(StatusCode::UNAUTHORIZED, r.to_string(), Value::Null).into_response()
+            Refused(StatusCode::UNAUTHORIZED, r.to_string()).into_response()
         }
     }
 }
