@@ -141,7 +141,12 @@ pub const TABLE: &[(Role, &[&[Permission]])] = &[
         &[SIGNED_IN, OPERATOR_READS, OPERATOR_ACTIONS, SUPERVISOR_ACTIONS],
     ),
     (Role::Facility, &[SIGNED_IN, FACILITY]),
-    (Role::Admin, &[SIGNED_IN, OPERATOR_READS, ADMIN_ACTIONS]),
+    // An admin may do everything: accounts, tokens, gateways and the audit log, and every
+    // operational action (a small centre's administrator is also its senior supervisor).
+    (
+        Role::Admin,
+        &[SIGNED_IN, OPERATOR_READS, OPERATOR_ACTIONS, SUPERVISOR_ACTIONS, ADMIN_ACTIONS],
+    ),
 ];
 
 /// Whether `role` has `permission`.
@@ -153,9 +158,9 @@ pub fn allows(role: Role, permission: Permission) -> bool {
         .any(|g| g.contains(&permission))
 }
 
-/// Supervisor or above (supervisor, duty manager): the roles that may override and accept.
+/// Supervisor or above (supervisor, duty manager, admin): the roles that may override and accept.
 pub fn is_supervisor(role: Role) -> bool {
-    matches!(role, Role::Supervisor | Role::DutyManager)
+    matches!(role, Role::Supervisor | Role::DutyManager | Role::Admin)
 }
 
 /// The longest a role may shelve an alarm of `priority` (`P1`..`P4`), in minutes; None: it
@@ -165,7 +170,7 @@ pub fn is_supervisor(role: Role) -> bool {
 pub fn max_shelve_minutes(role: Role, priority: &str) -> Option<i64> {
     let by_priority: [i64; 4] = match role {
         Role::Operator => [30, 60, 240, 480],
-        Role::Supervisor | Role::DutyManager => [120, 240, 480, 480],
+        Role::Supervisor | Role::DutyManager | Role::Admin => [120, 240, 480, 480],
         _ => return None,
     };
     let i = match priority.trim().to_ascii_uppercase().as_str() {
@@ -240,12 +245,12 @@ mod tests {
     }
 
     #[test]
-    fn admin_reads_and_manages_accounts_but_does_not_act_on_alarms() {
+    fn only_the_admin_manages_accounts_and_reads_the_audit_log() {
         assert!(allows(Role::Admin, P::ReadAlarms));
         assert!(allows(Role::Admin, P::ReadAudit));
         assert!(allows(Role::Admin, P::ManageUsers));
-        for p in [P::AckAlarm, P::ShelveAlarm, P::SendCommand, P::Maintenance] {
-            assert!(!allows(Role::Admin, p));
+        for p in [P::AckAlarm, P::ShelveAlarm, P::SendCommand, P::Maintenance, P::CloseWithOverride] {
+            assert!(allows(Role::Admin, p), "admin must have {p:?}");
         }
         for role in ROLES.into_iter().filter(|r| *r != Role::Admin) {
             assert!(!allows(role, P::ManageUsers), "{role:?}");
@@ -269,7 +274,7 @@ mod tests {
         assert_eq!(max_shelve_minutes(Role::Operator, "p4"), Some(480));
         assert_eq!(max_shelve_minutes(Role::Supervisor, "P1"), Some(120));
         assert_eq!(max_shelve_minutes(Role::Guard, "P4"), None);
-        assert_eq!(max_shelve_minutes(Role::Admin, "P4"), None);
+        assert_eq!(max_shelve_minutes(Role::Admin, "P1"), Some(120));
         for role in ROLES {
             if let (Some(a), Some(b)) = (max_shelve_minutes(role, "P1"), max_shelve_minutes(role, "P4")) {
                 assert!(a <= b, "{role:?}: a P1 may never be shelved longer than a P4");
