@@ -518,7 +518,7 @@ async fn watch_incidents_sends_open_incidents_then_transitions_steps_and_the_clo
     assert_eq!(closed.state, "closed");
     // The override is the caller's (here the placeholder principal until sign-in), never the
     // name in the request.
-    assert_eq!(closed.override_by, "anonymous");
+    assert_eq!(closed.override_by, "test-admin");
     assert!(closed.closed_at_ms > 0);
     let change = loop {
         if let incident_update::Update::Change(c) = next_incident(&mut watch).await

@@ -94,7 +94,8 @@ async fn unlock_reaches_the_gateway_and_its_answer_shows_in_get_and_on_the_strea
     assert_eq!(status, 202, "{c}");
     let id = c["id"].as_i64().unwrap();
     assert_eq!(c["state"], "sent");
-    assert_eq!(c["operator"], "op-li");
+    // Who asked is the caller (the test token), never the body's "operator".
+    assert_eq!(c["operator"], "test-admin");
     assert_eq!(c["reason"], "resident locked out");
 
     let sent = received(&mut link).await;
@@ -374,7 +375,7 @@ async fn a_command_for_an_incident_is_on_its_timeline() {
     assert!(
         timeline
             .iter()
-            .any(|t| t == "command silence to panel-1 sent by op-li: false alarm confirmed"),
+            .any(|t| t == "command silence to panel-1 sent by test-admin: false alarm confirmed"),
         "{timeline:?}"
     );
     assert!(

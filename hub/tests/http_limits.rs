@@ -40,7 +40,13 @@ fn metric(text: &str, series: &str) -> f64 {
 
 /// An HTTP client whose connections come from the loopback address `from`.
 fn client_from(from: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {}", common::ADMIN_TOKEN).parse().expect("header"),
+    );
     reqwest::Client::builder()
+        .default_headers(headers)
         .local_address(from.parse::<IpAddr>().expect("address"))
         .build()
         .expect("client")
@@ -54,7 +60,7 @@ async fn an_oversized_body_is_answered_413_as_json_and_counted_while_a_small_one
         .expect("hub starts");
     let url = format!("http://{}/api/v1/alarms/1/ack", hub.http_addr());
     let big = serde_json::json!({ "operator": "x".repeat(4096) });
-    let r = reqwest::Client::new().post(&url).json(&big).send().await.unwrap();
+    let r = common::admin_client().post(&url).json(&big).send().await.unwrap();
     assert_eq!(r.status(), 413);
     assert!(
         r.headers()[reqwest::header::CONTENT_TYPE]
@@ -67,7 +73,7 @@ async fn an_oversized_body_is_answered_413_as_json_and_counted_while_a_small_one
     assert!(body["detail"].as_str().unwrap().contains("1024"), "{body}");
 
     // A body under the limit goes on to the handler (no such alarm: 404).
-    let r = reqwest::Client::new()
+    let r = common::admin_client()
         .post(&url)
         .json(&serde_json::json!({ "operator": "wang" }))
         .send()

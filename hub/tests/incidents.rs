@@ -344,7 +344,7 @@ async fn close_is_refused_while_a_mandatory_step_is_open_and_allowed_with_a_supe
     assert_eq!(closed["state"], "closed");
     // The override is the caller's (here the placeholder principal until sign-in), never the
     // name in the request.
-    assert_eq!(closed["override_by"], "anonymous");
+    assert_eq!(closed["override_by"], "test-admin");
     let skipped: Vec<&str> = list(&closed["procedure"])
         .iter()
         .filter(|s| s["status"] == "skipped")

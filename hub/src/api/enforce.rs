@@ -21,10 +21,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use crate::auth::policy::{self, Permission};
-use crate::auth::objects::{self as queries, Object};
-use crate::auth::{Principal, Role, Scope};
 use super::{ApiError, AppState};
+use crate::auth::objects::{self as queries, Object};
+use crate::auth::policy::{self, Permission};
+use crate::auth::{Principal, Role, Scope};
 use crate::config::EstateConfig;
 
 /// Where the estate a request touches is found.

@@ -9,8 +9,8 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 
 use super::{AppState, alarms, audit, auth, board, commands, devices, estates, health, incidents, kpi, rota, stream};
 use crate::api::enforce::{Decision, EstateFrom as E};
-use crate::auth::policy::Permission as P;
 use crate::auth::objects::Object as O;
+use crate::auth::policy::Permission as P;
 
 /// One declared route (without its handler).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -284,16 +284,36 @@ pub(super) fn routes() -> Vec<Route> {
         route("POST", "/api/v1/login", PUBLIC, auth::login),
         route("POST", "/api/v1/logout", need(P::Session, E::Nothing), auth::logout),
         route("GET", "/api/v1/me", need(P::Session, E::Nothing), auth::me),
-        route("GET", "/api/v1/tokens", need(P::ManageTokens, E::Nothing), auth::list_tokens),
-        route("POST", "/api/v1/tokens", need(P::ManageTokens, E::Nothing), auth::create_token),
+        route(
+            "GET",
+            "/api/v1/tokens",
+            need(P::ManageTokens, E::Nothing),
+            auth::list_tokens,
+        ),
+        route(
+            "POST",
+            "/api/v1/tokens",
+            need(P::ManageTokens, E::Nothing),
+            auth::create_token,
+        ),
         route(
             "DELETE",
             "/api/v1/tokens/{id}",
             need(P::ManageTokens, E::Nothing),
             auth::revoke_token,
         ),
-        route("GET", "/api/v1/users", need(P::ManageUsers, E::Nothing), auth::list_users),
-        route("POST", "/api/v1/users", need(P::ManageUsers, E::Nothing), auth::create_user),
+        route(
+            "GET",
+            "/api/v1/users",
+            need(P::ManageUsers, E::Nothing),
+            auth::list_users,
+        ),
+        route(
+            "POST",
+            "/api/v1/users",
+            need(P::ManageUsers, E::Nothing),
+            auth::create_user,
+        ),
         route(
             "PATCH",
             "/api/v1/users/{name}",
@@ -307,7 +327,12 @@ pub(super) fn routes() -> Vec<Route> {
             auth::delete_user,
         ),
         route("GET", "/api/v1/audit", need(P::ReadAudit, E::Nothing), audit::list),
-        route("GET", "/api/v1/audit/verify", need(P::ReadAudit, E::Nothing), audit::verify),
+        route(
+            "GET",
+            "/api/v1/audit/verify",
+            need(P::ReadAudit, E::Nothing),
+            audit::verify,
+        ),
     ]
 }
 
@@ -334,6 +359,10 @@ mod tests {
         ] {
             assert!(!src.contains(".route(\""), "{name} adds a route outside the table");
         }
-        assert!(table().iter().all(|d| matches!(d.method, "GET" | "POST" | "DELETE" | "PATCH")));
+        assert!(
+            table()
+                .iter()
+                .all(|d| matches!(d.method, "GET" | "POST" | "DELETE" | "PATCH"))
+        );
     }
 }

@@ -30,8 +30,8 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use super::{ApiError, ApiQuery, AppState};
 use crate::auth::Caller;
-use crate::privacy::View;
 use crate::auth::objects::Object;
+use crate::privacy::View;
 use crate::stream::{Position, Resume, Stamped};
 
 #[derive(Debug, Default, Deserialize)]
@@ -96,7 +96,9 @@ pub async fn stream(
             match r {
                 Ok(e) => {
                     at.store(e.seq, std::sync::atomic::Ordering::Relaxed);
-                    shown(&pool, visible.as_deref(), &e).await.then(|| event(boot, &e, &view))
+                    shown(&pool, visible.as_deref(), &e)
+                        .await
+                        .then(|| event(boot, &e, &view))
                 }
                 // The position stays at the last event delivered: a reconnect replays the gap
                 // if the ring still holds it.

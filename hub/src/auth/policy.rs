@@ -145,7 +145,13 @@ pub const TABLE: &[(Role, &[&[Permission]])] = &[
     // operational action (a small centre's administrator is also its senior supervisor).
     (
         Role::Admin,
-        &[SIGNED_IN, OPERATOR_READS, OPERATOR_ACTIONS, SUPERVISOR_ACTIONS, ADMIN_ACTIONS],
+        &[
+            SIGNED_IN,
+            OPERATOR_READS,
+            OPERATOR_ACTIONS,
+            SUPERVISOR_ACTIONS,
+            ADMIN_ACTIONS,
+        ],
     ),
 ];
 
@@ -249,7 +255,13 @@ mod tests {
         assert!(allows(Role::Admin, P::ReadAlarms));
         assert!(allows(Role::Admin, P::ReadAudit));
         assert!(allows(Role::Admin, P::ManageUsers));
-        for p in [P::AckAlarm, P::ShelveAlarm, P::SendCommand, P::Maintenance, P::CloseWithOverride] {
+        for p in [
+            P::AckAlarm,
+            P::ShelveAlarm,
+            P::SendCommand,
+            P::Maintenance,
+            P::CloseWithOverride,
+        ] {
             assert!(allows(Role::Admin, p), "admin must have {p:?}");
         }
         for role in ROLES.into_iter().filter(|r| *r != Role::Admin) {

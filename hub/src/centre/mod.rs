@@ -28,9 +28,9 @@ use crate::actions::{
     self, AckRequest, CommandRequest, OverrideRequest, ShelveRequest, StepRequest, TransitionRequest,
 };
 use crate::alarms::queries::find_alarm;
+use crate::api::enforce;
 use crate::auth::objects::{self as auth_q, Object};
 use crate::auth::policy::{self, Permission};
-use crate::api::enforce;
 use crate::auth::{Principal, Scope};
 use crate::link::LinkRegistry;
 use crate::privacy::View;
@@ -294,9 +294,17 @@ impl CommandCentre for CentreService {
             reason: given(r.reason),
             incident: (r.incident_id != 0).then_some(r.incident_id),
         };
-        let row = actions::send_command(&self.pool, &self.writer, &self.links, &caller, &actor, r.device_id, command)
-            .await
-            .map_err(convert::command_error)?;
+        let row = actions::send_command(
+            &self.pool,
+            &self.writer,
+            &self.links,
+            &caller,
+            &actor,
+            r.device_id,
+            command,
+        )
+        .await
+        .map_err(convert::command_error)?;
         Ok(Response::new(convert::command(&row)))
     }
 }
