@@ -31,7 +31,7 @@ async fn gateway(dir: &Path, mqtt_extra: &str) -> RunningGateway {
         ));
     }
     let text = format!(
-        "[gateway]\nid = \"gw-auth\"\nestate = \"estate-a\"\ndata_dir = \"{}\"\nhubs = [\"http://127.0.0.1:1\"]\n\n\
+        "[gateway]\nid = \"gw-auth\"\nestate = \"estate-a\"\ndata_dir = \"{}\"\nhubs = [\"http://127.0.0.1:1\"]\n\n[uplink]\nplaintext = true\n\n\
          [mqtt]\nlisten = \"{}\"\nauth_max_failures = 5\n{mqtt_extra}\n{doors}",
         dir.join("gw").display(),
         free_addr()
@@ -288,14 +288,14 @@ async fn only_devices_with_their_password_get_in_and_only_to_their_own_topics() 
 fn anonymous_access_is_refused_off_loopback() {
     let base = |listen: &str| {
         format!(
-            "[gateway]\nid = \"g\"\nestate = \"e\"\ndata_dir = \"/tmp/x\"\nhubs = [\"http://127.0.0.1:1\"]\n\n\
+            "[gateway]\nid = \"g\"\nestate = \"e\"\ndata_dir = \"/tmp/x\"\nhubs = [\"http://127.0.0.1:1\"]\n\n[uplink]\nplaintext = true\n\n\
              [mqtt]\nlisten = \"{listen}\"\nallow_anonymous = true\n"
         )
     };
     let err = Config::from_toml(&base("0.0.0.0:1883")).expect_err("refused");
     assert!(err.to_string().contains("allow_anonymous"), "{err}");
     Config::from_toml(&base("127.0.0.1:1883")).expect("allowed on loopback");
-    let bad_hash = "[gateway]\nid = \"g\"\nestate = \"e\"\ndata_dir = \"/tmp/x\"\nhubs = [\"http://127.0.0.1:1\"]\n\n\
+    let bad_hash = "[gateway]\nid = \"g\"\nestate = \"e\"\ndata_dir = \"/tmp/x\"\nhubs = [\"http://127.0.0.1:1\"]\n\n[uplink]\nplaintext = true\n\n\
          [mqtt]\nlisten = \"127.0.0.1:1\"\n\n[[devices]]\nid = \"d\"\nkind = \"door\"\narea = \"a\"\nmqtt_password_hash = \"secret\"\n";
     assert!(
         Config::from_toml(bad_hash).is_err(),

@@ -22,6 +22,10 @@ fn publish(mqtt: std::net::SocketAddr, device: &str, payload: &str) {
             &mqtt.port().to_string(),
             "-i",
             device,
+            "-u",
+            device,
+            "-P",
+            common::PASSWORD,
             "-q",
             "1",
         ])
@@ -31,13 +35,19 @@ fn publish(mqtt: std::net::SocketAddr, device: &str, payload: &str) {
     assert!(status.success(), "mosquitto_pub {payload}");
 }
 
+/// The hub's API token of this test.
+const TOKEN: &str = "privacy-logs-test-token";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejections_and_events_log_no_card_plate_or_flat() {
     let dir = tempfile::tempdir().expect("tempdir");
     let hub_config = format!(
         "[hub]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\n\n\
+         [tls]\nplaintext = true\n\n[[gateways]]\nid = \"gw-1\"\nestate = \"estate-a\"\n\n\
+         [[api_tokens]]\nname = \"test\"\nrole = \"admin\"\ntoken_sha256 = \"{}\"\n\n\
          [[estates]]\nid = \"estate-a\"\nname = \"Riverside Gardens\"\n",
-        dir.path().join("hub.db").display()
+        dir.path().join("hub.db").display(),
+        gatehouse_hub::auth::token_sha256(TOKEN)
     );
     let hub = gatehouse_hub::start(gatehouse_hub::HubConfig::from_toml(&hub_config).expect("hub config"))
         .await
@@ -48,11 +58,12 @@ async fn rejections_and_events_log_no_card_plate_or_flat() {
         &config,
         format!(
             "[gateway]\nid = \"gw-1\"\nestate = \"estate-a\"\ndata_dir = \"{}\"\nhubs = [\"http://{}\"]\n\
-             http_listen = \"{http}\"\n\n[mqtt]\nlisten = \"{mqtt}\"\n\n\
-             [[devices]]\nid = \"door-1\"\nkind = \"door\"\narea = \"gate\"\n\n\
-             [[devices]]\nid = \"intercom-1\"\nkind = \"intercom\"\narea = \"gate\"\n",
+             http_listen = \"{http}\"\n\n[uplink]\nplaintext = true\n\n[mqtt]\nlisten = \"{mqtt}\"\n\n\
+             [[devices]]\nid = \"door-1\"\nkind = \"door\"\narea = \"gate\"\n{hash}\n\
+             [[devices]]\nid = \"intercom-1\"\nkind = \"intercom\"\narea = \"gate\"\n{hash}",
             dir.path().join("gw").display(),
-            hub.grpc_addr()
+            hub.grpc_addr(),
+            hash = common::hash_line()
         ),
     )
     .expect("write config");
@@ -114,7 +125,7 @@ async fn rejections_and_events_log_no_card_plate_or_flat() {
         Duration::from_secs(20),
         async || {
             let url = format!("http://{}/api/v1/alarms", hub.http_addr());
-            match reqwest::get(url).await {
+            match reqwest::Client::new().get(url).bearer_auth(TOKEN).send().await {
                 Ok(r) => r.text().await.is_ok_and(|t| t.contains("emergency_call")),
                 Err(_) => false,
             }

@@ -11,6 +11,9 @@ use common::{Gateway, free_addr, wait_until};
 use gatehouse_hub::tls::{GatewayIdentity, mint};
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 
+/// The hub's API token of this test (an operator of every estate).
+const TOKEN: &str = "uplink-tls-test-token";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_binary_delivers_events_to_the_hub_over_mutual_tls() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -29,12 +32,14 @@ async fn the_gateway_binary_delivers_events_to_the_hub_over_mutual_tls() {
         "[hub]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\n\n\
          [tls]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\ncrl = \"{}\"\n\n\
          [[gateways]]\nid = \"gw-tls\"\nestate = \"estate-a\"\n\n\
+         [[api_tokens]]\nname = \"test\"\nrole = \"operator\"\ntoken_sha256 = \"{}\"\n\n\
          [[estates]]\nid = \"estate-a\"\nname = \"Riverside Gardens\"\n",
         hub_db.display(),
         pki.hub_cert().display(),
         pki.hub_key().display(),
         pki.ca_cert().display(),
         pki.crl().display(),
+        gatehouse_hub::auth::token_sha256(TOKEN),
     );
     let hub = gatehouse_hub::start(gatehouse_hub::HubConfig::from_toml(&hub_config).expect("hub config"))
         .await
@@ -47,12 +52,13 @@ async fn the_gateway_binary_delivers_events_to_the_hub_over_mutual_tls() {
             "[gateway]\nid = \"gw-tls\"\nestate = \"estate-a\"\ndata_dir = \"{}\"\nhubs = [\"https://localhost:{}\"]\n\
              http_listen = \"{http}\"\n\n[mqtt]\nlisten = \"{mqtt}\"\n\n\
              [uplink]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\nbackoff_max_ms = 300\n\n\
-             [[devices]]\nid = \"fire-1\"\nkind = \"fire_panel\"\narea = \"block-1\"\n",
+             [[devices]]\nid = \"fire-1\"\nkind = \"fire_panel\"\narea = \"block-1\"\n{}",
             dir.path().join("gw").display(),
             hub.grpc_addr().port(),
             pki.ca_cert().display(),
             pki.gateway_cert("gw-tls").display(),
             pki.gateway_key("gw-tls").display(),
+            common::hash_line(),
         ),
     )
     .expect("write config");
@@ -75,6 +81,7 @@ async fn the_gateway_binary_delivers_events_to_the_hub_over_mutual_tls() {
     // A fire alarm travels device → gateway → (mTLS) → hub.
     let mut options = MqttOptions::new("fire-1", "127.0.0.1", mqtt.port());
     options.set_keep_alive(Duration::from_secs(5));
+    options.set_credentials("fire-1", common::PASSWORD);
     let (client, mut session) = AsyncClient::new(options, 16);
     tokio::spawn(async move { while session.poll().await.is_ok() {} });
     client
@@ -90,7 +97,7 @@ async fn the_gateway_binary_delivers_events_to_the_hub_over_mutual_tls() {
     wait_until(
         "the fire alarm reached the hub",
         Duration::from_secs(20),
-        async || match reqwest::get(&api).await {
+        async || match reqwest::Client::new().get(&api).bearer_auth(TOKEN).send().await {
             Ok(r) => r.text().await.is_ok_and(|t| t.contains("fire-1")),
             Err(_) => false,
         },

@@ -58,9 +58,12 @@ async fn an_oversized_body_is_answered_413_as_json_and_counted_while_a_small_one
     let hub = gatehouse_hub::start(config(&dir.path().join("hub.db"), "max_body_bytes = 1024"))
         .await
         .expect("hub starts");
+    // Opening an incident: its estate is read from the body before anything else (the route's
+    // authorization), so the body's size is checked first.
+    let big_url = format!("http://{}/api/v1/incidents", hub.http_addr());
     let url = format!("http://{}/api/v1/alarms/1/ack", hub.http_addr());
-    let big = serde_json::json!({ "operator": "x".repeat(4096) });
-    let r = common::admin_client().post(&url).json(&big).send().await.unwrap();
+    let big = serde_json::json!({ "estate": "estate-a", "title": "x".repeat(4096) });
+    let r = common::admin_client().post(&big_url).json(&big).send().await.unwrap();
     assert_eq!(r.status(), 413);
     assert!(
         r.headers()[reqwest::header::CONTENT_TYPE]
@@ -109,7 +112,11 @@ async fn a_body_trickled_one_byte_a_second_is_cut_at_the_request_timeout_while_a
     let (mut read, mut write) = slow.into_split();
     write
         .write_all(
-            b"POST /api/v1/alarms/1/ack HTTP/1.1\r\nHost: hub\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n",
+            format!(
+                "POST /api/v1/incidents HTTP/1.1\r\nHost: hub\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n",
+                common::ADMIN_TOKEN
+            )
+            .as_bytes(),
         )
         .await
         .unwrap();

@@ -163,8 +163,12 @@ estate = "estate-a"
 data_dir = "/nonexistent/fuzz"
 hubs = ["http://127.0.0.1:1"]
 
+[uplink]
+plaintext = true
+
 [mqtt]
 listen = "127.0.0.1:0"
+allow_anonymous = true
 
 [[devices]]
 id = "door-east"
