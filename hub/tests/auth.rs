@@ -485,3 +485,70 @@ async fn passwords_and_tokens_are_never_stored_in_clear() {
     }
     assert!(stored.contains("$argon2id$"), "the hashes are there");
 }
+
+#[tokio::test]
+async fn sign_ins_failures_sign_outs_and_account_changes_are_in_the_audit_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let hub = start(&dir.path().join("hub.db"), &clock).await;
+
+    let (status, _, _) = login(&hub, "alice", "not her password").await;
+    assert_eq!(status, 401);
+    let (status, _, body) = login(&hub, "alice", ALICE_PW).await;
+    assert_eq!(status, 200, "{body}");
+    let session = body["token"].as_str().unwrap().to_owned();
+    let (status, _, _) = call(&hub, "POST", "/api/v1/logout", None, &bearer(&session)).await;
+    assert_eq!(status, 204);
+    let (status, _, body) = call(
+        &hub,
+        "POST",
+        "/api/v1/users",
+        Some(json!({"name": "carol", "role": "operator", "password": "carol-correct-horse"})),
+        &admin(),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, _, body) = call(
+        &hub,
+        "POST",
+        "/api/v1/tokens",
+        Some(json!({"name": "bridge", "role": "operator"})),
+        &admin(),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_i64().expect("the token's id");
+    let (status, _, _) = call(&hub, "DELETE", &format!("/api/v1/tokens/{id}"), None, &admin()).await;
+    assert_eq!(status, 204);
+
+    let (status, _, log) = call(&hub, "GET", "/api/v1/audit", None, &admin()).await;
+    assert_eq!(status, 200, "{log}");
+    let rows = log["rows"]
+        .as_array()
+        .or_else(|| log.as_array())
+        .expect("audit rows")
+        .clone();
+    let row = |action: &str, target: &str| {
+        rows.iter()
+            .find(|r| r["action"] == action && r["target"] == target)
+            .unwrap_or_else(|| panic!("{action} on {target}: {rows:#?}"))
+            .clone()
+    };
+    let failed = row("auth.login_failed", "user:alice");
+    assert_eq!(
+        (failed["actor"].as_str(), failed["role"].as_str()),
+        (Some("alice"), Some("none"))
+    );
+    assert_eq!(failed["source"], "127.0.0.1");
+    let ok = row("auth.login", "user:alice");
+    assert_eq!(ok["role"], "operator");
+    assert_eq!(row("auth.logout", "user:alice")["actor"], "alice");
+    assert_eq!(row("user.create", "user:carol")["actor"], "test-admin");
+    assert_eq!(row("token.create", &format!("token:{id}"))["actor"], "test-admin");
+    assert_eq!(row("token.revoke", &format!("token:{id}"))["actor"], "test-admin");
+    // No secret reaches the log.
+    assert!(!log.to_string().contains(ALICE_PW) && !log.to_string().contains(&session));
+    let (_, _, verdict) = call(&hub, "GET", "/api/v1/audit/verify", None, &admin()).await;
+    assert_eq!(verdict["intact"], true, "{verdict}");
+    hub.shutdown().await;
+}

@@ -116,7 +116,9 @@ pub async fn acknowledge(
 ) -> Result<Json<AlarmJson>, ApiError> {
     // Both fields are optional, and so is the body itself.
     let body: AckRequest = json_body(body)?;
-    let (operator, note) = body.checked()?;
+    let (_, note) = body.checked()?;
+    // Who acted is the caller; a name in the body is checked, never recorded.
+    let operator = caller.user().to_owned();
     match state.writer.acknowledge(&caller.actor(), id, operator, note).await {
         Ok(alarm) => Ok(Json(alarm)),
         Err(AckError::NotFound(id)) => Err(not_found(id)),
@@ -149,7 +151,9 @@ pub async fn shelve(
     ApiPath(id): ApiPath<i64>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<AlarmJson>, ApiError> {
-    let body: ShelveRequest = json_body(body)?;
+    let mut body: ShelveRequest = json_body(body)?;
+    // Who acted is the caller; a name in the body is checked, never recorded.
+    body.operator = Some(caller.user().to_owned());
     let Some(alarm) = alarm_q::find_alarm(&state.pool, id).await? else {
         return Err(not_found(id));
     };
@@ -176,7 +180,9 @@ pub async fn out_of_service(
     let body: OutOfServiceBody = json_body(body)?;
     let on = body.out_of_service.unwrap_or(true);
     let reason = text_field("reason", body.reason, MAX_NOTE_LEN, true)?.unwrap_or_default();
-    let operator = text_field("operator", body.operator, MAX_OPERATOR_LEN, false)?.unwrap_or_else(|| "operator".into());
+    text_field("operator", body.operator, MAX_OPERATOR_LEN, false)?;
+    // Who acted is the caller; a name in the body is checked, never recorded.
+    let operator = caller.user().to_owned();
     state
         .writer
         .op(

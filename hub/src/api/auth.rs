@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use tracing::{info, warn};
 
 use super::{ApiError, ApiPath, AppState};
+use crate::audit::{Actor, AuditEntry};
 use crate::auth::middleware::SessionKey;
 use crate::auth::queries::{self, AuthWrite, NewUser, UserChange};
 use crate::auth::sessions::{API_TOKEN_PREFIX, COOKIE, SESSION_PREFIX, new_secret};
@@ -45,6 +46,14 @@ fn principal_json(p: &Principal) -> Value {
         "guard_id": p.guard_id,
         "via": p.via,
     })
+}
+
+/// Records a sign-in or account event in the audit log (through the writer). A failure to
+/// record is logged; the answer does not depend on it.
+async fn audit(state: &AppState, actor: Actor, entry: AuditEntry) {
+    if let Err(e) = state.writer.audit(actor, entry).await {
+        warn!(error = %e, action = "audit", "cannot record a sign-in or account event in the audit log");
+    }
 }
 
 fn refused_login() -> ApiError {
@@ -96,6 +105,12 @@ pub async fn login(
             auth.throttle.fail(&source_key, now);
             auth.throttle.fail(&user_key, now);
             warn!(user = %name, source = ?source, "failed sign-in");
+            audit(
+                &state,
+                Actor::new(name.clone(), "none", source),
+                AuditEntry::login_failed(&name, json!({})),
+            )
+            .await;
             return Err(refused_login());
         }
     };
@@ -126,6 +141,12 @@ pub async fn login(
         })?;
     auth.counters.logins.fetch_add(1, Ordering::Relaxed);
     info!(user = %user.name, role = user.role.as_str(), source = ?source, "signed in");
+    audit(
+        &state,
+        Actor::new(user.name.clone(), user.role.as_str(), source),
+        AuditEntry::login(&user.name, json!({"expires_at_ms": expires_at_ms})),
+    )
+    .await;
     let principal = user.principal(crate::auth::Via::Session);
     let cookie = format!(
         "{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
@@ -167,6 +188,7 @@ pub async fn logout(
                 )
             })?;
         info!(user = %caller.user(), "signed out");
+        audit(&state, caller.actor(), AuditEntry::logout(caller.user())).await;
     }
     let clear = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
     let mut headers = HeaderMap::new();
@@ -309,6 +331,12 @@ pub async fn create_user(
         ));
     }
     info!(by = %caller.user(), user = %u.name, role = u.role.as_str(), "user created");
+    audit(
+        &state,
+        caller.actor(),
+        AuditEntry::user_change(&u.name, "create", json!({"role": u.role.as_str()})),
+    )
+    .await;
     let user = queries::find_user(&state.pool, &u.name).await?.map(|(u, _)| u);
     Ok((StatusCode::CREATED, Json(json!(user))).into_response())
 }
@@ -396,6 +424,12 @@ pub async fn change_user(
         ));
     }
     info!(by = %caller.user(), user = %name, "user changed");
+    audit(
+        &state,
+        caller.actor(),
+        AuditEntry::user_change(&name, "change", json!({})),
+    )
+    .await;
     let user = queries::find_user(&state.pool, &name).await?.map(|(u, _)| u);
     Ok(Json(json!(user)))
 }
@@ -421,6 +455,12 @@ pub async fn delete_user(
         ));
     }
     info!(by = %caller.user(), user = %name, "user deleted");
+    audit(
+        &state,
+        caller.actor(),
+        AuditEntry::user_change(&name, "delete", json!({})),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -486,6 +526,16 @@ pub async fn create_token(
         .await
         .map_err(writer_error)?;
     info!(by = %caller.user(), token = %t.name, id, role = t.role.as_str(), "API token created");
+    audit(
+        &state,
+        caller.actor(),
+        AuditEntry::token_change(
+            &id.to_string(),
+            "create",
+            json!({"name": t.name, "role": t.role.as_str()}),
+        ),
+    )
+    .await;
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -541,5 +591,11 @@ pub async fn revoke_token(
         ));
     }
     info!(by = %caller.user(), id, "API token revoked");
+    audit(
+        &state,
+        caller.actor(),
+        AuditEntry::token_change(&id.to_string(), "revoke", json!({})),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }

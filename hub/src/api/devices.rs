@@ -58,7 +58,9 @@ pub async fn maintenance(
     }
     let on = body.on.unwrap_or(true);
     let reason = text_field("reason", body.reason, 2_000, true)?.unwrap_or_default();
-    let operator = text_field("operator", body.operator, 100, false)?.unwrap_or_else(|| "operator".into());
+    text_field("operator", body.operator, 100, false)?;
+    // Who acted is the caller; a name in the body is checked, never recorded.
+    let operator = caller.user().to_owned();
     let until_ms = crate::actions::maintenance_until(on, body.minutes, state.clock.now_ms())?;
     state
         .writer

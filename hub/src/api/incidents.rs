@@ -221,7 +221,9 @@ pub async fn open(
         },
     };
     let title = required("title", text_field("title", b.title, 500, false)?)?;
-    let operator = text_field("operator", b.operator, MAX_NAME, false)?.unwrap_or_else(|| "operator".into());
+    text_field("operator", b.operator, MAX_NAME, false)?;
+    // Who acted is the caller; a name in the body is checked, never recorded.
+    let operator = caller.user().to_owned();
     let note = text_field("note", b.note, MAX_NOTE, true)?;
     let id = state
         .writer
@@ -249,7 +251,9 @@ pub async fn transition(
     ApiPath(id): ApiPath<i64>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<IncidentDetail>, ApiError> {
-    let b: TransitionRequest = json_body(body)?;
+    let mut b: TransitionRequest = json_body(body)?;
+    // Who acted is the caller; a name in the body is checked, never recorded.
+    b.actor = Some(caller.user().to_owned());
     state.writer.op(&caller.actor(), b.op(id, &caller.principal)?).await?;
     read_back(&state, id).await
 }
@@ -262,7 +266,9 @@ pub async fn step_done(
     ApiPath((id, step)): ApiPath<(i64, String)>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<IncidentDetail>, ApiError> {
-    let b: StepRequest = json_body(body)?;
+    let mut b: StepRequest = json_body(body)?;
+    // Who acted is the caller; a name in the body is checked, never recorded.
+    b.actor = Some(caller.user().to_owned());
     state.writer.op(&caller.actor(), b.op(id, step)?).await?;
     read_back(&state, id).await
 }

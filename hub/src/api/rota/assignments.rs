@@ -100,7 +100,7 @@ pub async fn assign(
             Op::Rota(RotaOp::Assign {
                 slot: slot.clone(),
                 guard: b.guard.clone(),
-                actor: actor(b.operator, "operator")?,
+                actor: actor(b.operator, &caller)?,
             }),
         )
         .await?;

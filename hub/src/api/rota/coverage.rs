@@ -177,7 +177,7 @@ pub async fn accept(
 ) -> Result<Json<Value>, ApiError> {
     rota(&state)?;
     let b: ActorBody = json_body(body)?;
-    let actor = actor(b.operator, "operator")?;
+    let actor = actor(b.operator, &caller)?;
     let assignment = state
         .writer
         .op(

@@ -33,7 +33,7 @@ pub async fn check_in(
     let Some(post) = b.post else {
         return Err(ApiError::bad_request("post is required", Value::Null));
     };
-    let actor = actor(b.operator, &b.guard)?;
+    let actor = actor(b.operator, &caller)?;
     state
         .writer
         .op(
@@ -56,7 +56,7 @@ pub async fn check_out(
 ) -> Result<Json<Value>, ApiError> {
     rota(&state)?;
     let b: CheckBody = json_body(body)?;
-    let actor = actor(b.operator, &b.guard)?;
+    let actor = actor(b.operator, &caller)?;
     state
         .writer
         .op(
@@ -101,7 +101,7 @@ pub async fn absence(
                 from_ms,
                 until_ms,
                 reason,
-                actor: actor(b.operator, "operator")?,
+                actor: actor(b.operator, &caller)?,
             }),
         )
         .await?;

@@ -72,6 +72,8 @@ fn time(name: &str, v: &Option<String>) -> Result<Option<i64>, ApiError> {
         .transpose()
 }
 
-fn actor(v: Option<String>, default: &str) -> Result<String, ApiError> {
-    Ok(text_field("operator", v, MAX_NAME, false)?.unwrap_or_else(|| default.to_owned()))
+/// Who acted: the caller. A name in the body (`operator`, `author`) is checked, never recorded.
+fn actor(named: Option<String>, caller: &crate::auth::Caller) -> Result<String, ApiError> {
+    text_field("operator", named, MAX_NAME, false)?;
+    Ok(caller.user().to_owned())
 }

@@ -106,7 +106,7 @@ pub async fn plan(
             &r,
             changes,
             "plan",
-            (caller.actor(), actor(b.operator, "planner")?),
+            (caller.actor(), actor(b.operator, &caller)?),
             0,
         )
         .await?;

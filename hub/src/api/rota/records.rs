@@ -179,7 +179,7 @@ pub async fn note(
             Op::Rota(RotaOp::Note {
                 post: b.post,
                 text,
-                author: actor(b.author, "operator")?,
+                author: actor(b.author, &caller)?,
             }),
         )
         .await?;
