@@ -438,10 +438,10 @@ async fn every_operator_action_leaves_one_row_naming_its_caller_and_the_chain_ve
             "{r}"
         );
     }
-    // The names a body gives never replace the caller; they are kept as `named`.
+    // A name in a body is never recorded: the action is the caller's (nothing `named`).
     let shelve = rows.iter().find(|r| r["action"] == "alarm.shelve").unwrap();
     assert_eq!(shelve["detail"]["reason"], "door contractor on site", "{shelve}");
-    assert_eq!(shelve["detail"]["named"], "operator", "{shelve}");
+    assert!(shelve["detail"].get("named").is_none(), "{shelve}");
     let sent = rows.iter().find(|r| r["action"] == "command.send").unwrap();
     assert_eq!(sent["detail"]["command"], c["id"], "{sent}");
     assert!(

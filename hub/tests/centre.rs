@@ -416,7 +416,7 @@ async fn watch_incidents_sends_open_incidents_then_transitions_steps_and_the_clo
         (snap.id, snap.state.as_str(), snap.category.as_str()),
         (id, "discovered", "fire")
     );
-    assert_eq!(snap.opened_by, "wang");
+    assert_eq!(snap.opened_by, "test-admin", "who opened it is the caller");
     assert_eq!(snap.opened_at_ms, T0);
     assert!(snap.response_due_at_ms > T0);
     assert_eq!(snap.procedure.len(), inc["procedure"].as_array().unwrap().len());

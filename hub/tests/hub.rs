@@ -330,7 +330,10 @@ async fn operator_ack_over_http_acknowledges_clears_latched_alarm_and_records_hi
     assert_eq!(status, 200, "{a}");
     assert_eq!(a["acknowledged"], true);
     assert_eq!(a["active"], false, "a latched alarm clears when acknowledged");
-    assert_eq!(a["acked_by"], "alice");
+    assert_eq!(
+        a["acked_by"], "test-admin",
+        "who acknowledged is the caller, not the body's name"
+    );
     assert!(a["acked_at"].is_string());
 
     let (status, again) = post(&hub, &format!("/api/v1/alarms/{id}/ack"), "").await;
@@ -348,7 +351,7 @@ async fn operator_ack_over_http_acknowledges_clears_latched_alarm_and_records_hi
     assert_eq!(changes, ["raised", "acknowledged", "cleared"]);
     assert_eq!(history[0]["event"]["gateway"], GW);
     assert_eq!(history[0]["event"]["seq"], 1);
-    assert_eq!(history[1]["actor"], "alice");
+    assert_eq!(history[1]["actor"], "test-admin");
     assert_eq!(history[1]["note"], "camera shows a delivery");
 
     assert_eq!(alarms(&hub, "?state=standing").await.len(), 0);

@@ -219,7 +219,7 @@ async fn acknowledging_the_fire_alarm_within_sixty_seconds_stops_the_escalation(
     assert_eq!(roles(&notifications(&hub, id).await), ["monitoring_room", "supervisor"]);
     let detail = get(&hub, &format!("/api/v1/incidents/{id}")).await;
     assert_eq!(detail["acknowledged"], true);
-    assert_eq!(detail["acknowledged_by"], "wang");
+    assert_eq!(detail["acknowledged_by"], "test-admin");
     assert_eq!(detail["escalation"]["steps"][2]["outcome"], "stopped: acknowledged");
     hub.shutdown().await;
 }
@@ -283,7 +283,7 @@ async fn close_is_refused_while_a_mandatory_step_is_open_and_allowed_with_a_supe
     .await;
     assert_eq!(status, 201, "{inc}");
     let id = inc["id"].as_i64().unwrap();
-    assert_eq!(inc["opened_by"], "wang");
+    assert_eq!(inc["opened_by"], "test-admin");
     assert_eq!(
         inc["next"],
         json!(["assessed"]),
@@ -510,7 +510,7 @@ async fn shelved_alarm_returns_at_expiry() {
     .await;
     assert_eq!(status, 200, "{a}");
     assert_eq!(a["shelved"], true);
-    assert_eq!(a["shelved_by"], "wang");
+    assert_eq!(a["shelved_by"], "test-admin");
     clock.advance_s(29 * 60);
     hub.tick_now().await.unwrap();
     assert_eq!(get(&hub, "/api/v1/alarms?category=fire").await[0]["shelved"], true);

@@ -251,9 +251,9 @@ pub async fn transition(
     ApiPath(id): ApiPath<i64>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<IncidentDetail>, ApiError> {
-    let mut b: TransitionRequest = json_body(body)?;
-    // Who acted is the caller; a name in the body is checked, never recorded.
-    b.actor = Some(caller.user().to_owned());
+    // `actor` here names who goes on site (a guard pulled from their post), not who acted:
+    // who acted is the caller, in the audit log.
+    let b: TransitionRequest = json_body(body)?;
     state.writer.op(&caller.actor(), b.op(id, &caller.principal)?).await?;
     read_back(&state, id).await
 }
