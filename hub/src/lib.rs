@@ -380,7 +380,6 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
         flood_start_above: config.alarms.flood_start_above,
         rota,
         writer_stall: Duration::from_secs(u64::from(config.ingest.writer_stall_s)),
-        tokens: authenticator.tokens.clone(),
         auth: authenticator,
     });
     let app = api::limits::apply(app, &limits, metrics);

@@ -65,8 +65,6 @@ pub struct AppState {
     pub rota: Option<Arc<crate::rota::RotaShared>>,
     /// `/healthz` fails when the writer has not committed for this long (`ingest.writer_stall_s`).
     pub writer_stall: std::time::Duration,
-    /// `[[api_tokens]]` by hash.
-    pub tokens: Arc<crate::auth::TokenTable>,
     /// Sign-in: credentials → principal, sessions, the failed-login throttle.
     pub auth: Arc<crate::auth::Authenticator>,
 }
