@@ -14,10 +14,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::{error, warn};
 
-use super::Refused;
 use super::sessions::{API_TOKEN_PREFIX, COOKIE, SESSION_PREFIX, Throttle, ThrottleRules};
 use super::{Principal, TokenTable, Via, queries, token_sha256};
 use crate::clock::Clock;
+use crate::error::ApiError;
 use crate::store::{Pool, StoreError};
 
 /// `[auth]` in the hub config.
@@ -231,9 +231,10 @@ pub async fn authenticate(State(auth): State<Arc<Authenticator>>, mut request: R
         Ok((principal, key)) => {
             if by_cookie && !csrf_safe(request.method(), request.headers()) {
                 warn!(user = %principal.user, method = %request.method(), "refused a cookie-authenticated change without a JSON content type");
-                return Refused(
+                return ApiError::new(
                     StatusCode::FORBIDDEN,
-                    "a change made with the session cookie must be sent as application/json".into(),
+                    "a change made with the session cookie must be sent as application/json",
+                    serde_json::Value::Null,
                 )
                 .into_response();
             }
@@ -245,11 +246,16 @@ pub async fn authenticate(State(auth): State<Arc<Authenticator>>, mut request: R
         }
         Err(Refusal::Store(e)) => {
             error!(error = %e, "cannot check HTTP credentials");
-            Refused(StatusCode::SERVICE_UNAVAILABLE, "cannot check credentials now".into()).into_response()
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cannot check credentials now",
+                serde_json::Value::Null,
+            )
+            .into_response()
         }
         Err(r) => {
             auth.count_refusal(&r);
-            Refused(StatusCode::UNAUTHORIZED, r.to_string()).into_response()
+            ApiError::new(StatusCode::UNAUTHORIZED, r.to_string(), serde_json::Value::Null).into_response()
         }
     }
 }

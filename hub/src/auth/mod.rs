@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::audit::Actor;
+use crate::error::ApiError;
 
 /// What a user is for. The order is not a hierarchy: each role's rights are listed in
 /// the permission table.
@@ -132,7 +133,7 @@ impl Principal {
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
-    type Rejection = Refused;
+    type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let source = parts.extensions.get::<Peer>().map(|p| p.0.ip());
@@ -141,23 +142,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
                 principal: p.clone(),
                 source,
             }),
-            None => Err(Refused(StatusCode::UNAUTHORIZED, "not signed in".into())),
+            None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "not signed in", Value::Null)),
         }
-    }
-}
-
-/// A refusal of the auth layer, as the API's JSON error `{"error": "...", "detail": null}`.
-/// Its own type (not `api::ApiError`), so `auth` does not import `api`, which imports it.
-#[derive(Debug, Clone)]
-pub struct Refused(pub StatusCode, pub String);
-
-impl axum::response::IntoResponse for Refused {
-    fn into_response(self) -> axum::response::Response {
-        (
-            self.0,
-            axum::Json(serde_json::json!({ "error": self.1, "detail": Value::Null })),
-        )
-            .into_response()
     }
 }
 
