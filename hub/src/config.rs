@@ -434,29 +434,25 @@ impl HubConfig {
                 ));
             }
             check_id(&key("name"), &r.name)?;
-            if r.channel == "log" {
-                if r.secret.is_some() {
-                    return Err(invalid(key("secret"), "only webhook channels are signed"));
+            match crate::notify::address::Address::parse(&r.channel) {
+                Err(e) => return Err(invalid(key("channel"), e)),
+                Ok(crate::notify::address::Address::Webhook(_)) => {
+                    if r.secret.is_none() && self.notify.webhook_secret.is_none() {
+                        return Err(invalid(
+                            key("channel"),
+                            "a webhook needs a signing secret: set notify.webhook_secret or this entry's secret",
+                        ));
+                    }
                 }
-            } else if let Some(rest) = r
-                .channel
-                .strip_prefix("http://")
-                .or_else(|| r.channel.strip_prefix("https://"))
-            {
-                if rest.is_empty() || r.channel.parse::<reqwest::Url>().is_err() {
-                    return Err(invalid(key("channel"), format!("{:?} is not a valid URL", r.channel)));
+                Ok(other) => {
+                    if r.secret.is_some() {
+                        return Err(invalid(
+                            key("secret"),
+                            "only http(s) webhook channels are signed with a roster secret",
+                        ));
+                    }
+                    self.check_channel_configured(&key("channel"), &other)?;
                 }
-                if r.secret.is_none() && self.notify.webhook_secret.is_none() {
-                    return Err(invalid(
-                        key("channel"),
-                        "a webhook needs a signing secret: set notify.webhook_secret or this entry's secret",
-                    ));
-                }
-            } else {
-                return Err(invalid(
-                    key("channel"),
-                    format!("expected \"log\" or an http:// or https:// URL, got {:?}", r.channel),
-                ));
             }
             if let Some(ca) = &r.ca_file {
                 if !r.channel.starts_with("https://") {
@@ -476,10 +472,30 @@ impl HubConfig {
                 }
             }
         }
+        for (i, g) in self.guards.iter().enumerate() {
+            if let Ok(a) = crate::notify::address::Address::parse(&g.channel) {
+                self.check_channel_configured(&format!("guards[{i}].channel"), &a)?;
+            }
+        }
         if self.notify.webhook_secret.as_deref().is_some_and(|s| s.len() < 16) {
             return Err(invalid("notify.webhook_secret", "must be at least 16 characters"));
         }
         Ok(())
+    }
+
+    /// A `robot:`, `mailto:` or `sms:` channel needs its `[notify]` section.
+    fn check_channel_configured(&self, key: &str, a: &crate::notify::address::Address) -> Result<(), ConfigError> {
+        use crate::notify::address::Address;
+        match a {
+            Address::Robot(name) if !self.notify.robots.iter().any(|r| &r.name == name) => {
+                Err(invalid(key, format!("no robot {name:?} in [[notify.robots]]")))
+            }
+            Address::Email(_) if self.notify.email.is_none() => {
+                Err(invalid(key, "a mailto: channel needs [notify.email]"))
+            }
+            Address::Sms(_) if self.notify.sms.is_none() => Err(invalid(key, "an sms: channel needs [notify.sms]")),
+            _ => Ok(()),
+        }
     }
 
     /// What each https webhook trusts beyond the system's roots (CA files are read at start,

@@ -89,6 +89,8 @@ pub enum HubError {
     Reflection(String),
     #[error("webhooks: {0}")]
     WebhookTls(#[from] notify::tls::TlsSetupError),
+    #[error("notification channels: {0}")]
+    Channels(#[from] notify::channels::ChannelSetupError),
     #[error("the {what} server failed: {message}")]
     Server { what: &'static str, message: String },
 }
@@ -137,6 +139,10 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
         &config.webhook_trust(),
         Duration::from_secs(u64::from(config.notify.timeout_s)),
     )?;
+    let channels = Arc::new(notify::channels::Channels::build(
+        &config.notify,
+        Duration::from_secs(u64::from(config.notify.timeout_s)),
+    )?);
     warn_if_descriptors_below_caps(&config);
     // TLS files are read before anything else starts: a wrong path fails the start.
     let (tls, crl_poll) = match config.tls_mode()? {
@@ -154,6 +160,17 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
             )
         }
     };
+    // Bound before the engine is made: links in notifications default to the HTTP address.
+    let bind = |what: &'static str, addr: SocketAddr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| HubError::Bind { what, addr, source })
+    };
+    let grpc_listener = bind("gRPC", config.hub.grpc_listen).await?;
+    let http_listener = bind("HTTP", config.hub.http_listen).await?;
+    let local = |l: &TcpListener, what, addr| l.local_addr().map_err(|source| HubError::Bind { what, addr, source });
+    let grpc_addr = local(&grpc_listener, "gRPC", config.hub.grpc_listen)?;
+    let http_addr = local(&http_listener, "HTTP", config.hub.http_listen)?;
     let database = config.database_url()?;
     let pool = store::open(&database).await?;
     events::queries::mark_all_disconnected(&pool).await?;
@@ -183,7 +200,7 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
     };
     let mut engine = engine::Engine::new(
         alarms::book::BookState::new(config.thresholds()),
-        Arc::new(engine::EngineConfig::from_config(&config)),
+        Arc::new(engine::EngineConfig::from_config(&config, http_addr)),
         resolver,
     );
     if let Some(r) = &rota {
@@ -223,6 +240,7 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
             secrets,
             default_secret: config.notify.webhook_secret.clone(),
             clients,
+            channels,
             poll: Duration::from_millis(250),
             attempts: metrics.webhooks.clone(),
         },
@@ -232,17 +250,6 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
     let servers_stop = CancellationToken::new();
     let links = LinkRegistry::default();
     telemetry::register(&metrics, &pool, servers_stop.child_token());
-
-    let bind = |what: &'static str, addr: SocketAddr| async move {
-        TcpListener::bind(addr)
-            .await
-            .map_err(|source| HubError::Bind { what, addr, source })
-    };
-    let grpc_listener = bind("gRPC", config.hub.grpc_listen).await?;
-    let http_listener = bind("HTTP", config.hub.http_listen).await?;
-    let local = |l: &TcpListener, what, addr| l.local_addr().map_err(|source| HubError::Bind { what, addr, source });
-    let grpc_addr = local(&grpc_listener, "gRPC", config.hub.grpc_listen)?;
-    let http_addr = local(&http_listener, "HTTP", config.hub.http_listen)?;
 
     // gRPC: GatewayLink, health, reflection (v1 and v1alpha).
     let link = LinkService {

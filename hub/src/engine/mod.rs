@@ -49,7 +49,7 @@ use crate::escalation::{self, PolicyConfig, RoleResolver};
 use crate::events::apply::{self as events, Liveness};
 use crate::incidents::ProcedureConfig;
 use crate::incidents::apply::IncidentShell;
-use crate::notify::apply::NotifyShell;
+use crate::notify::apply::{EstateInfo, NotifySettings, NotifyShell};
 use crate::notify::{Delivery, DeliveryOutcome};
 use crate::store::{Conn, Pool, StoreError};
 use crate::stream::{Published, StreamEvent};
@@ -70,13 +70,13 @@ pub struct EngineConfig {
     pub progress_limit_ms: i64,
     pub shelve_max_minutes: i64,
     pub gateway_silent_ms: i64,
-    pub retry_initial_s: u32,
-    pub retry_max_s: u32,
-    pub max_attempts: i64,
+    /// What the notification shell needs of `[notify]` and `[[estates]]`.
+    pub notify: NotifySettings,
 }
 
 impl EngineConfig {
-    pub fn from_config(c: &HubConfig) -> Self {
+    /// `http_addr`: where the HTTP port listens (links in notifications default to it).
+    pub fn from_config(c: &HubConfig, http_addr: std::net::SocketAddr) -> Self {
         EngineConfig {
             hub_id: c.hub.hub_id.clone(),
             policies: c.escalation.policies.clone(),
@@ -86,9 +86,39 @@ impl EngineConfig {
             progress_limit_ms: i64::from(c.incidents.progress_limit_s) * 1000,
             shelve_max_minutes: i64::from(c.alarms.shelve_max_minutes),
             gateway_silent_ms: i64::from(c.alarms.gateway_silent_after_s) * 1000,
-            retry_initial_s: c.notify.retry_initial_s,
-            retry_max_s: c.notify.retry_max_s,
-            max_attempts: i64::from(c.notify.max_attempts),
+            notify: NotifySettings::from_config(c, http_addr),
+        }
+    }
+}
+
+impl NotifySettings {
+    fn from_config(c: &HubConfig, http_addr: std::net::SocketAddr) -> Self {
+        let n = &c.notify;
+        NotifySettings {
+            hub_id: c.hub.hub_id.clone(),
+            retry_initial_s: n.retry_initial_s,
+            retry_max_s: n.retry_max_s,
+            max_attempts: i64::from(n.max_attempts),
+            language: n.language,
+            public_url: n
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{http_addr}"))
+                .trim_end_matches('/')
+                .to_owned(),
+            answer_link_ttl_ms: i64::from(n.answer_link_ttl_s) * 1000,
+            digest_interval_s: n.digest_interval_s,
+            estates: c
+                .estates
+                .iter()
+                .map(|e| {
+                    let info = EstateInfo {
+                        name: e.name.clone(),
+                        utc_offset_s: crate::rota::model::utc_offset_s(e.timezone.trim()).unwrap_or(0),
+                    };
+                    (e.id.clone(), info)
+                })
+                .collect(),
         }
     }
 }
@@ -109,13 +139,7 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(book: BookState, cfg: Arc<EngineConfig>, resolver: Arc<dyn RoleResolver>) -> Self {
-        let notify = NotifyShell::new(
-            cfg.hub_id.clone(),
-            resolver.clone(),
-            cfg.retry_initial_s,
-            cfg.retry_max_s,
-            cfg.max_attempts,
-        );
+        let notify = NotifyShell::new(cfg.notify.clone(), resolver.clone());
         let escalation = EscalationShell::new(
             cfg.hub_id.clone(),
             resolver.clone(),

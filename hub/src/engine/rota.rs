@@ -51,7 +51,18 @@ impl Engine {
                     text,
                 } => {
                     self.notify
-                        .queue(conn, &mut self.out, None, &estate, role, &recipients, kind, &text, now)
+                        .queue(
+                            conn,
+                            &mut self.out,
+                            None,
+                            &estate,
+                            role,
+                            &recipients,
+                            kind,
+                            None,
+                            &text,
+                            now,
+                        )
                         .await?;
                 }
                 crate::rota::RotaEffect::Publish { id, change, data } => self.out.push("coverage", id, change, data),

@@ -232,6 +232,7 @@ impl EscalationShell {
                         role,
                         &recipients,
                         "escalation",
+                        Some(t.step + t.attempt),
                         &text,
                         now,
                     )

@@ -240,10 +240,7 @@ mod tests {
     }
 
     fn bob() -> Vec<Recipient> {
-        vec![Recipient {
-            name: "bob".into(),
-            channel: "log".into(),
-        }]
+        vec![Recipient::new("bob", "log")]
     }
 
     #[test]

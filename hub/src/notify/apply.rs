@@ -5,6 +5,7 @@
 //! Invariant: never sends (the deliverer does, after the commit) and never writes outside
 //! the transaction it is given.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
@@ -13,37 +14,51 @@ use tracing::warn;
 use crate::alarms::rfc3339;
 use crate::incidents::apply::timeline;
 use crate::incidents::queries::IncidentRow;
-use crate::roles::{Recipient, Role, RoleResolver};
+use crate::roles::{Lang, Recipient, Role, RoleResolver};
+
+use super::address::Address;
+use super::body::{IncidentSummary, NotificationBody};
 use crate::store::{Conn, StoreError};
 use crate::stream::Published;
 
 use super::{Delivery, DeliveryOutcome, backoff_ms, queries};
 
+/// An estate as notifications name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EstateInfo {
+    pub name: String,
+    /// Its offset from UTC (quiet hours are its local time).
+    pub utc_offset_s: i32,
+}
+
+/// What the shell reads of `[notify]` and `[[estates]]`.
+#[derive(Debug, Clone)]
+pub struct NotifySettings {
+    pub hub_id: String,
+    pub retry_initial_s: u32,
+    pub retry_max_s: u32,
+    pub max_attempts: i64,
+    /// A recipient's language when they name none.
+    pub language: Lang,
+    /// Where people open the board (no trailing `/`): links start with it.
+    pub public_url: String,
+    pub answer_link_ttl_ms: i64,
+    /// A recipient's digest interval when they name none.
+    pub digest_interval_s: u32,
+    /// Estate id → name and offset.
+    pub estates: HashMap<String, EstateInfo>,
+}
+
 /// The notification shell: who holds a role, and the settings it reads.
 #[derive(Debug)]
 pub struct NotifyShell {
-    hub_id: String,
+    settings: NotifySettings,
     resolver: Arc<dyn RoleResolver>,
-    retry_initial_s: u32,
-    retry_max_s: u32,
-    max_attempts: i64,
 }
 
 impl NotifyShell {
-    pub fn new(
-        hub_id: String,
-        resolver: Arc<dyn RoleResolver>,
-        retry_initial_s: u32,
-        retry_max_s: u32,
-        max_attempts: i64,
-    ) -> Self {
-        NotifyShell {
-            hub_id,
-            resolver,
-            retry_initial_s,
-            retry_max_s,
-            max_attempts,
-        }
+    pub fn new(settings: NotifySettings, resolver: Arc<dyn RoleResolver>) -> Self {
+        NotifyShell { settings, resolver }
     }
 
     /// Queues a notification to everyone holding `role` at `estate`; logs it (and notes it on
@@ -85,12 +100,14 @@ impl NotifyShell {
             }
             return Ok(0);
         }
-        self.queue(conn, out, inc, estate, role, &recipients, kind, text, now)
+        self.queue(conn, out, inc, estate, role, &recipients, kind, None, text, now)
             .await?;
         Ok(recipients.len())
     }
 
     /// Queues one notification per recipient, each noted on the incident's timeline.
+    /// `step`: an escalation's level (0 = its first notice, more = a later step or a repeat);
+    /// `None` for other kinds.
     #[allow(clippy::too_many_arguments)]
     pub async fn queue(
         &self,
@@ -101,31 +118,57 @@ impl NotifyShell {
         role: Role,
         recipients: &[Recipient],
         kind: &str,
+        step: Option<i64>,
         text: &str,
         now: i64,
     ) -> Result<(), StoreError> {
+        let s = &self.settings;
         for r in recipients {
-            let id =
-                queries::insert_notification(conn, inc.map(|i| i.id), kind, role.as_str(), &r.name, &r.channel, now)
-                    .await?;
-            let body = json!({
-                "notification_id": id,
-                "kind": kind,
-                "role": role.as_str(),
-                "recipient": r.name,
-                "estate": estate,
-                "text": text,
-                "created_at": rfc3339(now),
-                "hub": self.hub_id,
-                "incident": inc.map(|i| json!({
-                    "id": i.id, "estate": i.estate_id, "area": i.area, "category": i.category,
-                    "priority": i.priority, "title": i.title, "state": i.state,
-                })),
-            })
-            .to_string();
+            let language = r.prefs.language.unwrap_or(s.language);
+            let new = queries::NewNotification {
+                incident_id: inc.map(|i| i.id),
+                kind,
+                role: role.as_str(),
+                recipient: &r.name,
+                channel: &r.channel,
+                priority: inc.map(|i| i.priority.as_str()),
+                // P1 is never held back (no digest wait, no quiet hours).
+                urgent: inc.is_some_and(|i| i.priority == "P1"),
+                language: language.as_str(),
+                escalation_step: step,
+                now,
+            };
+            let id = queries::insert_notification(conn, &new).await?;
+            let body = NotificationBody {
+                notification_id: id,
+                kind: kind.to_owned(),
+                role: role.as_str().to_owned(),
+                recipient: r.name.clone(),
+                estate: estate.to_owned(),
+                estate_name: s.estates.get(estate).map(|e| e.name.clone()),
+                text: text.to_owned(),
+                created_at: rfc3339(now),
+                hub: s.hub_id.clone(),
+                language,
+                incident: inc.map(|i| IncidentSummary {
+                    id: i.id,
+                    estate: i.estate_id.clone(),
+                    area: i.area.clone(),
+                    category: i.category.clone(),
+                    priority: i.priority.clone(),
+                    title: i.title.clone(),
+                    state: i.state.clone(),
+                }),
+                incident_url: inc.map(|i| format!("{}/#/incidents/{}", s.public_url, i.id)),
+                answer_url: None,
+                answer_expires_at: None,
+                reply_code: None,
+                items: Vec::new(),
+            };
+            let body = serde_json::to_string(&body).unwrap_or_default();
             queries::set_body(conn, id, &body).await?;
             if let Some(inc) = inc {
-                let via = if r.channel == "log" { "log" } else { "webhook" };
+                let via = Address::parse(&r.channel).map(|a| a.kind()).unwrap_or("webhook");
                 timeline(
                     conn,
                     inc.id,
@@ -186,12 +229,13 @@ impl NotifyShell {
         }
         let attempts = attempts + 1;
         let (status, next, text) = if o.ok {
+            let status = if o.delivered { "delivered" } else { "sent" };
             (
-                "delivered",
+                status,
                 now,
-                format!("Notification #{} to {recipient} delivered (attempt {attempts})", o.id),
+                format!("Notification #{} to {recipient} {status} (attempt {attempts})", o.id),
             )
-        } else if attempts >= self.max_attempts {
+        } else if attempts >= self.settings.max_attempts {
             (
                 "failed",
                 now,
@@ -202,7 +246,7 @@ impl NotifyShell {
                 ),
             )
         } else {
-            let delay = backoff_ms(attempts, self.retry_initial_s, self.retry_max_s);
+            let delay = backoff_ms(attempts, self.settings.retry_initial_s, self.settings.retry_max_s);
             (
                 "pending",
                 now + delay,
@@ -214,16 +258,7 @@ impl NotifyShell {
                 ),
             )
         };
-        queries::record_attempt(
-            conn,
-            o.id,
-            status,
-            attempts,
-            next,
-            o.error.as_deref(),
-            o.ok.then_some(now),
-        )
-        .await?;
+        queries::record_attempt(conn, o.id, status, attempts, next, o.error.as_deref(), now).await?;
         if !o.ok {
             warn!(
                 notification = o.id,

@@ -23,10 +23,12 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::outbox::{Delivery, DeliveryDesk, DeliveryOutcome};
+use super::address::Address;
+use super::body::NotificationBody;
+use super::channels::Sent;
+use super::message::render;
+use super::outbox::{Delivery, DeliveryDesk, DeliveryOutcome, WebhookAttempts, WebhookResult};
 use super::tls::{WebhookClients, error_chain, is_tls_failure};
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// `sha256=<hex>` of the body under `secret`.
 pub fn signature(secret: &str, body: &[u8]) -> String {
@@ -45,74 +47,12 @@ pub struct DelivererConfig {
     pub default_secret: Option<String>,
     /// The clients, with each channel's trusted roots (built at start: see [`super::tls`]).
     pub clients: WebhookClients,
+    /// Chat robots, e-mail and SMS (built at start).
+    pub channels: Arc<super::channels::Channels>,
     /// How often due retries are looked for when nothing wakes the deliverer.
     pub poll: Duration,
     /// Where attempts are counted (rendered on `/metrics` by the metrics leaf).
     pub attempts: Arc<WebhookAttempts>,
-}
-
-/// How one webhook attempt went; each result has its own counter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WebhookResult {
-    Delivered,
-    /// The webhook answered, but not 2xx.
-    Refused,
-    /// The TLS handshake failed (a certificate not trusted, a wrong name).
-    Tls,
-    /// No answer: connection refused, DNS, timeout.
-    Unreachable,
-    /// Not sent (no signing secret).
-    Other,
-}
-
-impl WebhookResult {
-    pub const ALL: [WebhookResult; 5] = [
-        WebhookResult::Delivered,
-        WebhookResult::Refused,
-        WebhookResult::Tls,
-        WebhookResult::Unreachable,
-        WebhookResult::Other,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WebhookResult::Delivered => "delivered",
-            WebhookResult::Refused => "refused",
-            WebhookResult::Tls => "tls_error",
-            WebhookResult::Unreachable => "unreachable",
-            WebhookResult::Other => "other",
-        }
-    }
-}
-
-/// `gatehouse_hub_webhook_attempts_total{result}`.
-#[derive(Debug, Default)]
-pub struct WebhookAttempts([AtomicU64; WebhookResult::ALL.len()]);
-
-impl WebhookAttempts {
-    pub fn count(&self, result: WebhookResult) {
-        self.0[result as usize].fetch_add(1, Relaxed);
-    }
-
-    pub fn get(&self, result: WebhookResult) -> u64 {
-        self.0[result as usize].load(Relaxed)
-    }
-
-    pub fn render(&self, out: &mut String) {
-        let _ = writeln!(
-            out,
-            "# HELP gatehouse_hub_webhook_attempts_total Webhook delivery attempts, by result.\n\
-             # TYPE gatehouse_hub_webhook_attempts_total counter"
-        );
-        for r in WebhookResult::ALL {
-            let _ = writeln!(
-                out,
-                "gatehouse_hub_webhook_attempts_total{{result=\"{}\"}} {}",
-                r.as_str(),
-                self.get(r)
-            );
-        }
-    }
 }
 
 /// Runs until `stop`: claims due notifications, sends them, reports the outcomes.
@@ -154,6 +94,45 @@ pub async fn run_deliverer<D: DeliveryDesk>(
 }
 
 async fn send(config: &DelivererConfig, d: Delivery) -> DeliveryOutcome {
+    let address = match Address::parse(&d.channel) {
+        Ok(a) => a,
+        Err(e) => {
+            return DeliveryOutcome {
+                id: d.id,
+                ok: false,
+                delivered: false,
+                error: Some(format!("not a channel: {e}")),
+            };
+        }
+    };
+    if matches!(address, Address::Robot(_) | Address::Email(_) | Address::Sms(_)) {
+        let msg = match NotificationBody::parse(&d.body) {
+            Some(body) => render(&body),
+            None => {
+                return DeliveryOutcome {
+                    id: d.id,
+                    ok: false,
+                    delivered: false,
+                    error: Some("the notification's body cannot be read".into()),
+                };
+            }
+        };
+        let sent = config.channels.send(&address, &msg).await;
+        let (counted, error) = match &sent {
+            Ok(_) => (WebhookResult::Delivered, None),
+            Err(e) => (e.result, Some(e.reason.clone())),
+        };
+        config.attempts.count(counted);
+        if let Some(e) = &error {
+            warn!(notification = d.id, attempt = d.attempts + 1, channel = address.kind(), error = %e, "notification delivery failed; retried with backoff");
+        }
+        return DeliveryOutcome {
+            id: d.id,
+            ok: sent.is_ok(),
+            delivered: matches!(sent, Ok(Sent::Delivered)),
+            error,
+        };
+    }
     let result = if d.channel == "log" {
         // The body names no card, plate or flat; the recipient's name (a guard's, say) is
         // written as initials: a log is not a place for names.
@@ -178,6 +157,7 @@ async fn send(config: &DelivererConfig, d: Delivery) -> DeliveryOutcome {
     DeliveryOutcome {
         id: d.id,
         ok: result.is_ok(),
+        delivered: result.is_ok(),
         error: result.err(),
     }
 }

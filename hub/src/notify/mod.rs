@@ -5,15 +5,23 @@
 //! The shell ([`apply`]) queues rows in the writer's transaction; the deliverer
 //! ([`deliverer`]) claims them through a [`DeliveryDesk`] (the writer), sends each one on its
 //! channel and reports the outcome back the same way; [`tls`] says which roots an https
-//! webhook trusts. Every statement on `notifications` is
+//! webhook trusts. A row's channel is an [`address::Address`]; its body a
+//! [`body::NotificationBody`], rendered for people by [`message`] and sent by the deliverer
+//! (log, webhooks) or [`channels`] (chat robots, e-mail, SMS); `[notify]` is [`config`]. Every statement on `notifications` is
 //! in [`queries`].
 
+pub mod address;
 pub mod apply;
+pub mod body;
+pub mod channels;
+pub mod config;
 pub mod deliverer;
+pub mod message;
 pub mod outbox;
 pub mod queries;
 pub mod tls;
 
 pub use crate::stream::StreamEvent;
-pub use deliverer::{DelivererConfig, WebhookAttempts, WebhookResult, run_deliverer, signature};
-pub use outbox::{Delivery, DeliveryDesk, DeliveryOutcome, NotifyConfig, backoff_ms};
+pub use config::NotifyConfig;
+pub use deliverer::{DelivererConfig, run_deliverer, signature};
+pub use outbox::{Delivery, DeliveryDesk, DeliveryOutcome, WebhookAttempts, WebhookResult, backoff_ms};

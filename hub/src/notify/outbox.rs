@@ -5,9 +5,9 @@
 //! the writer.
 
 use std::fmt::Display;
+use std::fmt::Write as _;
 use std::future::Future;
-
-use serde::Deserialize;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// A claimed notification to send.
 #[derive(Debug, Clone)]
@@ -15,6 +15,7 @@ pub struct Delivery {
     pub id: i64,
     pub channel: String,
     pub recipient: String,
+    /// The JSON of a [`super::body::NotificationBody`].
     pub body: String,
     /// Attempts made before this one.
     pub attempts: i64,
@@ -25,6 +26,10 @@ pub struct Delivery {
 pub struct DeliveryOutcome {
     pub id: i64,
     pub ok: bool,
+    /// When `ok`: whether the channel confirmed delivery (a webhook's or robot's 2xx with no
+    /// error code) or only accepted it for sending (an SMTP relay, an SMS gateway): status
+    /// `delivered` or `sent`.
+    pub delivered: bool,
     pub error: Option<String>,
 }
 
@@ -46,33 +51,66 @@ pub trait DeliveryDesk: Clone + Send + Sync + 'static {
     fn delivery_result(&self, outcome: DeliveryOutcome) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
 
-/// `[notify]`: delivery of notifications.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct NotifyConfig {
-    /// HMAC-SHA256 key for webhook signatures (a roster entry's `secret` overrides it).
-    pub webhook_secret: Option<String>,
-    /// First retry after this long; doubled each attempt up to `retry_max_s`.
-    pub retry_initial_s: u32,
-    pub retry_max_s: u32,
-    /// Attempts before a notification is marked failed.
-    pub max_attempts: u32,
-    /// Timeout of one webhook request.
-    pub timeout_s: u32,
-    /// https webhooks: a PEM file of CA certificates trusted besides the system's roots, for
-    /// every channel without its own `ca_file`. Read at start.
-    pub ca_file: Option<std::path::PathBuf>,
+/// How one webhook attempt went; each result has its own counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookResult {
+    Delivered,
+    /// The webhook answered, but not 2xx.
+    Refused,
+    /// The TLS handshake failed (a certificate not trusted, a wrong name).
+    Tls,
+    /// No answer: connection refused, DNS, timeout.
+    Unreachable,
+    /// Not sent (no signing secret).
+    Other,
 }
 
-impl Default for NotifyConfig {
-    fn default() -> Self {
-        NotifyConfig {
-            webhook_secret: None,
-            retry_initial_s: 5,
-            retry_max_s: 300,
-            max_attempts: 8,
-            timeout_s: 10,
-            ca_file: None,
+impl WebhookResult {
+    pub const ALL: [WebhookResult; 5] = [
+        WebhookResult::Delivered,
+        WebhookResult::Refused,
+        WebhookResult::Tls,
+        WebhookResult::Unreachable,
+        WebhookResult::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookResult::Delivered => "delivered",
+            WebhookResult::Refused => "refused",
+            WebhookResult::Tls => "tls_error",
+            WebhookResult::Unreachable => "unreachable",
+            WebhookResult::Other => "other",
+        }
+    }
+}
+
+/// `gatehouse_hub_webhook_attempts_total{result}`.
+#[derive(Debug, Default)]
+pub struct WebhookAttempts([AtomicU64; WebhookResult::ALL.len()]);
+
+impl WebhookAttempts {
+    pub fn count(&self, result: WebhookResult) {
+        self.0[result as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn get(&self, result: WebhookResult) -> u64 {
+        self.0[result as usize].load(Relaxed)
+    }
+
+    pub fn render(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP gatehouse_hub_webhook_attempts_total Webhook delivery attempts, by result.\n\
+             # TYPE gatehouse_hub_webhook_attempts_total counter"
+        );
+        for r in WebhookResult::ALL {
+            let _ = writeln!(
+                out,
+                "gatehouse_hub_webhook_attempts_total{{result=\"{}\"}} {}",
+                r.as_str(),
+                self.get(r)
+            );
         }
     }
 }

@@ -5,6 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::{QueryBuilder, Sqlite};
 
+use super::address::Address;
 use crate::alarms::rfc3339;
 use crate::store::{Conn, Context, StoreError};
 
@@ -24,10 +25,23 @@ pub struct NotificationRow {
     pub last_error: Option<String>,
     pub created_at_ms: i64,
     pub delivered_at_ms: Option<i64>,
+    pub priority: Option<String>,
+    pub urgent: bool,
+    pub language: String,
+    pub held: Option<String>,
+    pub digest_id: Option<i64>,
+    pub sent_at_ms: Option<i64>,
+    pub escalation_step: Option<i64>,
+    pub link_expires_at_ms: Option<i64>,
+    pub reply_code: Option<String>,
+    pub answer: Option<String>,
+    pub answered_at_ms: Option<i64>,
+    pub answer_via: Option<String>,
 }
 
 pub(crate) const NOTIFICATION_COLUMNS: &str = "id, incident_id, kind, role, recipient, channel, body, status, \
-     attempts, next_attempt_at_ms, last_error, created_at_ms, delivered_at_ms";
+     attempts, next_attempt_at_ms, last_error, created_at_ms, delivered_at_ms, priority, urgent, language, held, \
+     digest_id, sent_at_ms, escalation_step, link_expires_at_ms, reply_code, answer, answered_at_ms, answer_via";
 
 /// A notification as the API shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -37,9 +51,22 @@ pub struct NotificationJson {
     pub kind: String,
     pub role: String,
     pub recipient: String,
-    /// `log` or `webhook` (the URL is not shown).
+    /// `log`, `webhook`, `robot:<name>`, `email` or `sms` (a URL, an address or a number is
+    /// not shown).
     pub channel: String,
+    /// `pending` (`held` says why it waits), `sent` (accepted by a relay), `delivered`,
+    /// `failed` (`last_error` says why), `digested` (carried by notification `digest_id`).
     pub status: String,
+    /// `digest` | `quiet_hours` while a pending notification waits.
+    pub held: Option<String>,
+    pub digest_id: Option<i64>,
+    pub priority: Option<String>,
+    pub language: String,
+    pub sent_at: Option<String>,
+    /// `acknowledged` | `on_the_way`, by `answer_via` (`link` | `sms_reply`).
+    pub answer: Option<String>,
+    pub answered_at: Option<String>,
+    pub answer_via: Option<String>,
     pub attempts: i64,
     pub next_attempt_at: Option<String>,
     pub last_error: Option<String>,
@@ -56,12 +83,20 @@ impl NotificationRow {
             kind: self.kind.clone(),
             role: self.role.clone(),
             recipient: self.recipient.clone(),
-            channel: if self.channel == "log" {
-                "log".into()
-            } else {
-                "webhook".into()
+            channel: match Address::parse(&self.channel) {
+                Ok(Address::Robot(name)) => format!("robot:{name}"),
+                Ok(a) => a.kind().to_owned(),
+                Err(_) => "webhook".into(),
             },
             status: self.status.clone(),
+            held: self.held.clone(),
+            digest_id: self.digest_id,
+            priority: self.priority.clone(),
+            language: self.language.clone(),
+            sent_at: self.sent_at_ms.map(rfc3339),
+            answer: self.answer.clone(),
+            answered_at: self.answered_at_ms.map(rfc3339),
+            answer_via: self.answer_via.clone(),
             attempts: self.attempts,
             next_attempt_at: (self.status == "pending").then(|| rfc3339(self.next_attempt_at_ms)),
             last_error: self.last_error.clone(),
@@ -96,26 +131,39 @@ pub async fn list_notifications(conn: &mut Conn, f: &NotificationFilter) -> Resu
         .context(|| "listing notifications".into())
 }
 
+/// A notification to queue.
+#[derive(Debug, Clone)]
+pub struct NewNotification<'a> {
+    pub incident_id: Option<i64>,
+    pub kind: &'a str,
+    pub role: &'a str,
+    pub recipient: &'a str,
+    pub channel: &'a str,
+    pub priority: Option<&'a str>,
+    pub urgent: bool,
+    pub language: &'a str,
+    /// How far the escalation had gone (0 = its first notice); `None` for other kinds.
+    pub escalation_step: Option<i64>,
+    pub now: i64,
+}
+
 /// Queues a notification (pending, due now, body filled in by [`set_body`]); returns its id.
-pub async fn insert_notification(
-    conn: &mut Conn,
-    incident_id: Option<i64>,
-    kind: &str,
-    role: &str,
-    recipient: &str,
-    channel: &str,
-    now: i64,
-) -> Result<i64, StoreError> {
+pub async fn insert_notification(conn: &mut Conn, n: &NewNotification<'_>) -> Result<i64, StoreError> {
     sqlx::query_scalar(
-        "INSERT INTO notifications (incident_id, kind, role, recipient, channel, body, status, next_attempt_at_ms, created_at_ms) \
-         VALUES ($1, $2, $3, $4, $5, '', 'pending', $6, $6) RETURNING id",
+        "INSERT INTO notifications (incident_id, kind, role, recipient, channel, body, status, next_attempt_at_ms, \
+         created_at_ms, priority, urgent, language, escalation_step) \
+         VALUES ($1, $2, $3, $4, $5, '', 'pending', $6, $6, $7, $8, $9, $10) RETURNING id",
     )
-    .bind(incident_id)
-    .bind(kind)
-    .bind(role)
-    .bind(recipient)
-    .bind(channel)
-    .bind(now)
+    .bind(n.incident_id)
+    .bind(n.kind)
+    .bind(n.role)
+    .bind(n.recipient)
+    .bind(n.channel)
+    .bind(n.now)
+    .bind(n.priority)
+    .bind(n.urgent)
+    .bind(n.language)
+    .bind(n.escalation_step)
     .fetch_one(&mut *conn)
     .await
     .context(|| "queueing a notification".into())
@@ -167,8 +215,8 @@ pub async fn delivery_state(
         .context(|| "reading a notification".into())
 }
 
-/// An attempt's outcome: the new status, attempts, next attempt; the lease released.
-#[allow(clippy::too_many_arguments)]
+/// An attempt's outcome: the new status (`sent` and `delivered` stamp `sent_at_ms`,
+/// `delivered` also `delivered_at_ms`), attempts, next attempt; the lease released.
 pub async fn record_attempt(
     conn: &mut Conn,
     id: i64,
@@ -176,17 +224,20 @@ pub async fn record_attempt(
     attempts: i64,
     next_attempt_at_ms: i64,
     error: Option<&str>,
-    delivered_at_ms: Option<i64>,
+    now: i64,
 ) -> Result<(), StoreError> {
+    let sent = matches!(status, "sent" | "delivered").then_some(now);
+    let delivered = (status == "delivered").then_some(now);
     sqlx::query(
         "UPDATE notifications SET status = $1, attempts = $2, next_attempt_at_ms = $3, lease_until_ms = NULL, \
-         last_error = $4, delivered_at_ms = $5 WHERE id = $6",
+         last_error = $4, sent_at_ms = $5, delivered_at_ms = $6 WHERE id = $7",
     )
     .bind(status)
     .bind(attempts)
     .bind(next_attempt_at_ms)
     .bind(error)
-    .bind(delivered_at_ms)
+    .bind(sent)
+    .bind(delivered)
     .bind(id)
     .execute(&mut *conn)
     .await

@@ -232,10 +232,24 @@ pub struct GuardConfig {
     pub max_consecutive_nights: u32,
     #[serde(default)]
     pub leave: Vec<LeaveConfig>,
-    /// Where the guard's notifications go: `log` or an `http://` / `https://` webhook
-    /// (signed with `notify.webhook_secret`, trusting `notify.ca_file`).
+    /// Where the guard's notifications go: `log`, an `http://` / `https://` webhook (signed
+    /// with `notify.webhook_secret`, trusting `notify.ca_file`), `robot:<name>`,
+    /// `mailto:<address>` or `sms:<number>`.
     #[serde(default = "default_channel")]
     pub channel: String,
+    /// The language of the guard's notifications, `zh-CN` or `en` (default
+    /// `notify.language`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<crate::roles::Lang>,
+}
+
+impl GuardConfig {
+    /// The guard as a notification recipient.
+    pub fn recipient(&self) -> crate::roles::Recipient {
+        let mut r = crate::roles::Recipient::new(self.name.clone(), self.channel.clone());
+        r.prefs.language = self.language;
+        r
+    }
 }
 
 fn default_contract_hours() -> u32 {
@@ -531,11 +545,8 @@ impl RotaModel {
                     return Err(invalid(format!("guards[{i}].leave[{j}]"), "`to` is before `from`"));
                 }
             }
-            if g.channel != "log" && !g.channel.starts_with("http://") && !g.channel.starts_with("https://") {
-                return Err(invalid(
-                    key("channel"),
-                    "expected \"log\" or an http:// or https:// URL",
-                ));
+            if let Err(e) = crate::notify::address::Address::parse(&g.channel) {
+                return Err(invalid(key("channel"), e));
             }
         }
         let mut route_ids = HashSet::new();

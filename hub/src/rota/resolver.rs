@@ -28,12 +28,7 @@ impl RoleResolver for RotaResolver {
             return self.fallback.resolve(estate, role, now_ms);
         }
         let live = self.rota.live();
-        let person = |g: &str| {
-            m.guard(g).map(|g| Recipient {
-                name: g.name.clone(),
-                channel: g.channel.clone(),
-            })
-        };
+        let person = |g: &str| m.guard(g).map(|g| g.recipient());
         let mut out: Vec<Recipient> = posts
             .iter()
             .flat_map(|p| live.present_at(&p.id))

@@ -67,6 +67,7 @@ pub fn model(estates: usize, guards: usize, seed: u64) -> RotaModel {
                     vec![]
                 },
                 channel: "log".into(),
+                language: None,
             }
         })
         .collect();

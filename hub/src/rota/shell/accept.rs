@@ -12,7 +12,6 @@ use super::super::{fit, proposals, queries};
 use super::{RotaEffect, RotaShell, refused};
 use crate::alarms::rfc3339;
 use crate::error::OpError;
-use crate::roles::Recipient;
 use crate::store::{Conn, StoreError};
 
 impl RotaShell {
@@ -150,10 +149,7 @@ impl RotaShell {
             self.effects.push(RotaEffect::Notify {
                 estate: p.estate.clone(),
                 role: p.kind.role(),
-                recipients: vec![Recipient {
-                    name: guard.name.clone(),
-                    channel: guard.channel.clone(),
-                }],
+                recipients: vec![guard.recipient()],
                 kind: "cover",
                 text,
             });
