@@ -102,9 +102,24 @@ impl NotificationRow {
             last_error: self.last_error.clone(),
             created_at: rfc3339(self.created_at_ms),
             delivered_at: self.delivered_at_ms.map(rfc3339),
-            body: serde_json::from_str(&self.body).unwrap_or(Value::Null),
+            body: without_answer_credentials(serde_json::from_str(&self.body).unwrap_or(Value::Null)),
         }
     }
+}
+
+/// The body as the API shows it: without the answer link and reply code, which let whoever
+/// holds them answer *as the recipient* (an operator reading the incident must not).
+fn without_answer_credentials(mut body: Value) -> Value {
+    if let Some(o) = body.as_object_mut() {
+        o.remove("answer_url");
+        o.remove("reply_code");
+        if let Some(Value::Array(items)) = o.get_mut("items") {
+            for item in items.iter_mut() {
+                *item = without_answer_credentials(item.take());
+            }
+        }
+    }
+    body
 }
 
 /// Filters of `GET /notifications`.
@@ -243,4 +258,23 @@ pub async fn record_attempt(
     .await
     .context(|| "recording a delivery".into())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_api_body_carries_no_answer_link_or_reply_code_even_in_a_digest() {
+        let body = serde_json::json!({
+            "text": "x", "answer_url": "http://h/n/tok", "reply_code": "ABC123",
+            "items": [{"text": "y", "answer_url": "http://h/n/t2", "reply_code": "DEF456"}],
+        });
+        let shown = without_answer_credentials(body).to_string();
+        assert!(
+            !shown.contains("/n/") && !shown.contains("ABC123") && !shown.contains("DEF456"),
+            "{shown}"
+        );
+        assert!(shown.contains("\"text\":\"y\""), "{shown}");
+    }
 }
