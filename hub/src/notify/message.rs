@@ -181,7 +181,10 @@ pub fn html_escape(s: &str) -> String {
 
 /// A URL inside Markdown's `(…)`: a `)` or a space would end it early.
 fn md_url(url: &str) -> String {
-    one_line(url).replace(' ', "%20").replace(')', "%29").replace('(', "%28")
+    one_line(url)
+        .replace(' ', "%20")
+        .replace(')', "%29")
+        .replace('(', "%28")
 }
 
 /// Markdown link text: brackets would end it early.
@@ -203,7 +206,11 @@ fn parts(body: &NotificationBody, lang: Lang) -> Parts {
     let w = words(lang);
     let estate = one_line(body.estate_name.as_deref().unwrap_or(&body.estate));
     let inc = body.incident.as_ref();
-    let what = one_line(inc.map(|i| i.title.as_str()).filter(|t| !t.trim().is_empty()).unwrap_or(&body.text));
+    let what = one_line(
+        inc.map(|i| i.title.as_str())
+            .filter(|t| !t.trim().is_empty())
+            .unwrap_or(&body.text),
+    );
     let mut facts = vec![(w.estate.to_owned(), estate.clone())];
     let mut title = String::new();
     if let Some(i) = inc {
@@ -486,14 +493,22 @@ mod tests {
         ] {
             assert!(m.text.contains(want), "{want:?} not in\n{}", m.text);
         }
-        assert!(m.markdown.contains("[查看事件](https://centre.example.com/#/incidents/42)"), "{}", m.markdown);
+        assert!(
+            m.markdown
+                .contains("[查看事件](https://centre.example.com/#/incidents/42)"),
+            "{}",
+            m.markdown
+        );
         assert!(m.markdown.contains("**位置**: Block 3 lobby"), "{}", m.markdown);
         assert_eq!(
             m.short,
             "[P1 紧急] Riverside Gardens · Fire alarm\nhttps://centre.example.com/#/incidents/42\n\
              https://centre.example.com/n/tok\n回复 ACK K7Q2 确认，OMW K7Q2 表示正在赶来"
         );
-        assert_eq!(m.reply_hint.as_deref(), Some("回复 ACK K7Q2 确认，OMW K7Q2 表示正在赶来"));
+        assert_eq!(
+            m.reply_hint.as_deref(),
+            Some("回复 ACK K7Q2 确认，OMW K7Q2 表示正在赶来")
+        );
     }
 
     #[test]
@@ -517,7 +532,11 @@ mod tests {
         ] {
             assert!(m.text.contains(want), "{want:?} not in\n{}", m.text);
         }
-        assert!(m.html.contains("<th align=\"left\">Where</th><td>Block 3 lobby</td>"), "{}", m.html);
+        assert!(
+            m.html.contains("<th align=\"left\">Where</th><td>Block 3 lobby</td>"),
+            "{}",
+            m.html
+        );
         assert_eq!(m.facts.len(), 6);
     }
 
@@ -548,9 +567,20 @@ mod tests {
         let m = render(&b);
         assert!(!m.html.contains("<script>"), "{}", m.html);
         assert!(!m.html.contains("<b>"), "{}", m.html);
-        assert!(m.html.contains("&lt;b&gt;Oak &amp; &quot;Elm&quot;&lt;/b&gt;"), "{}", m.html);
-        assert!(m.html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"), "{}", m.html);
-        assert!(m.html.contains("href=\"https://c.example/#/incidents/42&quot;&gt;&lt;script&gt;\""));
+        assert!(
+            m.html.contains("&lt;b&gt;Oak &amp; &quot;Elm&quot;&lt;/b&gt;"),
+            "{}",
+            m.html
+        );
+        assert!(
+            m.html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"),
+            "{}",
+            m.html
+        );
+        assert!(
+            m.html
+                .contains("href=\"https://c.example/#/incidents/42&quot;&gt;&lt;script&gt;\"")
+        );
         assert!(!m.text.lines().any(|l| l.starts_with("Priority: P4")), "{}", m.text);
         assert!(m.text.contains("Where: lobby Priority: P4 Low"), "{}", m.text);
     }
@@ -586,11 +616,20 @@ mod tests {
             assert_eq!(m.title, title);
             let items: Vec<&str> = m.text.lines().filter(|l| l.starts_with("- ")).collect();
             assert_eq!(items.len(), 2, "{}", m.text);
-            assert!(items[0].contains(p3) && items[0].contains("Riverside Gardens · Fire alarm"), "{}", m.text);
+            assert!(
+                items[0].contains(p3) && items[0].contains("Riverside Gardens · Fire alarm"),
+                "{}",
+                m.text
+            );
             assert!(items[1].contains(p4) && items[1].contains("Door held open") && items[1].contains(state));
             assert!(m.text.contains("#/incidents/42") && m.text.contains("#/incidents/43"));
             assert!(m.text.contains("n/tok"), "the first item's answer link: {}", m.text);
-            assert_eq!(m.markdown.lines().filter(|l| l.starts_with("- ")).count(), 2, "{}", m.markdown);
+            assert_eq!(
+                m.markdown.lines().filter(|l| l.starts_with("- ")).count(),
+                2,
+                "{}",
+                m.markdown
+            );
             assert_eq!(m.html.matches("<li>").count(), 2);
             assert!(m.short.starts_with(title) && m.short.contains("#/incidents/43"));
         }

@@ -103,8 +103,12 @@ impl Robot {
     pub async fn send(&self, msg: &Message) -> Result<Sent, SendError> {
         let platform = self.kind.as_str();
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        let mut url = url::Url::parse(self.url.expose())
-            .map_err(|_| SendError::new(WebhookResult::Other, format!("{platform}: the robot's URL is not valid")))?;
+        let mut url = url::Url::parse(self.url.expose()).map_err(|_| {
+            SendError::new(
+                WebhookResult::Other,
+                format!("{platform}: the robot's URL is not valid"),
+            )
+        })?;
         let secret = self.secret.as_ref().map(Secret::expose);
         let payload = match self.kind {
             RobotKind::Wecom => wecom_payload(msg),
@@ -153,7 +157,10 @@ impl Robot {
         let answer = String::from_utf8_lossy(&body);
         match judge(self.kind, status.as_u16(), &answer) {
             Ok(()) => Ok(Sent::Delivered),
-            Err(why) => Err(SendError::new(WebhookResult::Refused, self.scrub(&format!("{platform} {why}")))),
+            Err(why) => Err(SendError::new(
+                WebhookResult::Refused,
+                self.scrub(&format!("{platform} {why}")),
+            )),
         }
     }
 
@@ -425,18 +432,32 @@ mod tests {
 
     #[test]
     fn platform_error_codes_are_refusals_naming_code_and_message() {
-        let e = judge(RobotKind::Dingtalk, 200, r#"{"errcode":310000,"errmsg":"sign not match"}"#).unwrap_err();
+        let e = judge(
+            RobotKind::Dingtalk,
+            200,
+            r#"{"errcode":310000,"errmsg":"sign not match"}"#,
+        )
+        .unwrap_err();
         assert_eq!(e, "answered errcode 310000: sign not match");
         assert!(judge(RobotKind::Dingtalk, 200, r#"{"errcode":0,"errmsg":"ok"}"#).is_ok());
         assert!(judge(RobotKind::Wecom, 200, r#"{"errcode":0,"errmsg":"ok"}"#).is_ok());
-        let e = judge(RobotKind::Wecom, 200, r#"{"errcode":93000,"errmsg":"invalid webhook url"}"#).unwrap_err();
+        let e = judge(
+            RobotKind::Wecom,
+            200,
+            r#"{"errcode":93000,"errmsg":"invalid webhook url"}"#,
+        )
+        .unwrap_err();
         assert!(e.contains("93000") && e.contains("invalid webhook url"), "{e}");
         assert!(judge(RobotKind::Feishu, 200, r#"{"code":0,"msg":"success","data":{}}"#).is_ok());
         assert!(judge(RobotKind::Feishu, 200, r#"{"StatusCode":0,"StatusMessage":"success"}"#).is_ok());
         let e = judge(RobotKind::Feishu, 200, r#"{"code":19021,"msg":"sign match fail"}"#).unwrap_err();
         assert!(e.contains("19021") && e.contains("sign match fail"), "{e}");
         assert!(judge(RobotKind::Slack, 200, "ok").is_ok());
-        assert!(judge(RobotKind::Slack, 400, "invalid_payload").unwrap_err().contains("invalid_payload"));
+        assert!(
+            judge(RobotKind::Slack, 400, "invalid_payload")
+                .unwrap_err()
+                .contains("invalid_payload")
+        );
         assert!(judge(RobotKind::Teams, 202, "").is_ok());
         assert!(judge(RobotKind::Teams, 400, "bad").is_err());
         assert!(judge(RobotKind::Dingtalk, 200, "<html>").is_err());
