@@ -186,7 +186,7 @@ fn teams(body: &Value, incident_link: &str) -> Result<(), String> {
         || card["type"] != "AdaptiveCard"
         || !card["version"].is_string()
         || !card["$schema"].is_string()
-        || !card["body"].as_array().is_some_and(|b| !b.is_empty())
+        || card["body"].as_array().is_none_or(|b| b.is_empty())
     {
         return Err("not a message with an Adaptive Card".into());
     }
