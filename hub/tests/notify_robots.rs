@@ -382,6 +382,13 @@ async fn open_incident(hub: &RunningHub) -> i64 {
     inc["id"].as_i64().expect("an id")
 }
 
+/// Fails at once, naming it, when a receiver found a request against its platform's rules.
+fn refused_nothing(calls: &Calls) {
+    if let Some(c) = calls.lock().unwrap().iter().find(|c| c.problem.is_some()) {
+        panic!("{} refused the request: {:?}", c.platform, c.problem);
+    }
+}
+
 async fn notifications(hub: &RunningHub) -> Vec<Value> {
     get(hub, "/api/v1/notifications")
         .await
@@ -431,6 +438,7 @@ async fn every_robot_receives_the_incident_in_its_format_signed_and_in_the_recip
 
     hub.tick_now().await.unwrap();
     eventually("the supervisors' robots delivered", || async {
+        refused_nothing(&calls);
         let ns = notifications(&hub).await;
         ns.len() == 2 && ns.iter().all(|n| n["status"] == "delivered")
     })
@@ -438,6 +446,7 @@ async fn every_robot_receives_the_incident_in_its_format_signed_and_in_the_recip
     clock.advance_s(30);
     hub.tick_now().await.unwrap();
     eventually("the facility team's robots delivered", || async {
+        refused_nothing(&calls);
         let ns = notifications(&hub).await;
         ns.len() == 5 && ns.iter().all(|n| n["status"] == "delivered")
     })
