@@ -587,3 +587,47 @@ async fn a_platform_error_in_a_200_answer_keeps_the_row_pending_with_the_reason_
     assert_eq!(slack["status"], "delivered", "{slack}");
     hub.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_robot_whose_certificate_is_not_trusted_fails_as_tls_with_no_url_in_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca_file, server) = mint(dir.path());
+    let calls: Calls = Arc::default();
+    let addr = https_receiver(server, receiver_app(calls.clone(), Arc::default())).await;
+    let clock = ManualClock::new(T0);
+    // Neither notify.ca_file nor the robots' own: the system's roots do not know the test CA.
+    let mut cfg = config(&dir.path().join("hub.db"), &ca_file, addr, DING_SECRET);
+    cfg.notify.ca_file = None;
+    for r in &mut cfg.notify.robots {
+        r.ca_file = None;
+    }
+    let hub = common::start_at(cfg, &clock).await;
+    open_incident(&hub).await;
+    hub.tick_now().await.unwrap();
+    eventually("both supervisors' attempts recorded", || async {
+        let ns = notifications(&hub).await;
+        ns.len() == 2 && ns.iter().all(|n| n["attempts"] == 1)
+    })
+    .await;
+    for n in notifications(&hub).await {
+        assert_eq!(n["status"], "pending", "{n}");
+        let error = n["last_error"].as_str().unwrap_or_default();
+        assert!(error.contains("TLS handshake failed"), "{error}");
+        for secret in [DING_TOKEN, SLACK_TOKEN, &addr.to_string()] {
+            assert!(!error.contains(secret), "{secret:?} in the reason: {error}");
+        }
+    }
+    assert!(calls.lock().unwrap().is_empty(), "nothing reached a receiver");
+    for platform in ["dingtalk", "slack"] {
+        assert_eq!(
+            metric(
+                &hub,
+                &format!("gatehouse_hub_notification_attempts_total{{channel=\"{platform}\",result=\"tls_error\"}}")
+            )
+            .await,
+            1.0,
+            "{platform}"
+        );
+    }
+    hub.shutdown().await;
+}

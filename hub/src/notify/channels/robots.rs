@@ -464,6 +464,66 @@ mod tests {
     }
 
     #[test]
+    fn a_robot_url_is_https_or_loopback_http_and_no_refusal_quotes_it() {
+        assert!(check_url("https://oapi.dingtalk.com/robot/send?access_token=T", false).is_ok());
+        assert!(check_url("http://127.0.0.1:8080/hook", false).is_ok());
+        assert!(check_url("http://[::1]:8080/hook", false).is_ok());
+        assert!(check_url("http://localhost/hook", false).is_ok());
+        assert!(check_url("http://10.0.0.5/hook", false).is_err());
+        assert!(
+            check_url("http://127.0.0.1/hook", true)
+                .unwrap_err()
+                .contains("ca_file")
+        );
+        assert!(check_url("ftp://x.example/hook", false).is_err());
+        assert!(check_url("not a url", false).is_err());
+
+        let config = |url: &str| RobotConfig {
+            name: "r".into(),
+            kind: RobotKind::Dingtalk,
+            url: Some(Secret::new(url)),
+            url_env: None,
+            secret: Some(Secret::new("SECx")),
+            secret_env: None,
+            ca_file: None,
+        };
+        let e = Robot::build(
+            2,
+            &config("http://10.0.0.5/robot/send?access_token=TOKEN99"),
+            None,
+            Duration::from_secs(1),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("notify.robots[2].url") && !e.contains("TOKEN99"), "{e}");
+        let mut unset = config("https://x.example/send");
+        unset.url = None;
+        unset.url_env = Some("GATEHOUSE_TEST_SURELY_UNSET_ROBOT_URL".into());
+        let e = Robot::build(0, &unset, None, Duration::from_secs(1))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("GATEHOUSE_TEST_SURELY_UNSET_ROBOT_URL"), "{e}");
+        let mut unsigned = config("https://x.example/send");
+        unsigned.secret = None;
+        let e = Robot::build(0, &unsigned, None, Duration::from_secs(1))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("notify.robots[0].secret"), "{e}");
+        let robot = Robot::build(
+            0,
+            &config("https://x.example/send?access_token=TOKEN99"),
+            None,
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        assert!(!format!("{robot:?}").contains("TOKEN99"));
+        assert_eq!(
+            robot.scrub("failed for https://x.example/send?access_token=TOKEN99 and access_token=TOKEN99"),
+            "failed for <robot> and <token>"
+        );
+    }
+
+    #[test]
     fn wecom_content_is_cut_on_a_character_boundary() {
         let s = "事".repeat(2000); // 6000 bytes
         let cut = cut_bytes(&s, WECOM_MAX_BYTES);
