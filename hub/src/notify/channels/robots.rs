@@ -4,8 +4,9 @@
 //!
 //! As documented by each platform:
 //! - WeCom (企业微信) group robot, <https://developer.work.weixin.qq.com/document/path/91770>:
-//!   `{"msgtype":"markdown","markdown":{"content":…}}`, content at most 4096 bytes (UTF-8);
-//!   answer `{"errcode":0,"errmsg":"ok"}`, e.g. `93000` invalid webhook URL.
+//!   `{"msgtype":"markdown","markdown":{"content":…}}`, content at most 4096 bytes (UTF-8),
+//!   at most 20 messages a minute per robot; answer `{"errcode":0,"errmsg":"ok"}`, e.g.
+//!   `93000` invalid webhook URL, `45009` over the rate limit (retried with backoff).
 //! - DingTalk (钉钉) custom robot,
 //!   <https://open.dingtalk.com/document/robots/customize-robot-security-settings>: with 加签,
 //!   query parameters `timestamp` (ms) and `sign` = urlEncode(base64(HmacSHA256(key = secret,
@@ -18,10 +19,11 @@
 //! - Slack incoming webhooks, <https://api.slack.com/messaging/webhooks>: `{"text", "blocks"}`
 //!   in mrkdwn (`&`, `<`, `>` escaped, links `<url|text>`); answer 200 `ok`, errors as 4xx with
 //!   a word (`invalid_payload`, `no_service`).
-//! - Microsoft Teams workflow webhooks ("Post to a channel when a webhook request is
-//!   received", <https://learn.microsoft.com/en-us/microsoftteams/platform/webhooks-and-connectors/how-to/add-incoming-webhook>):
-//!   a `message` with one Adaptive Card attachment (version 1.4 renders everywhere Teams does);
-//!   answer 202 Accepted.
+//! - Microsoft Teams workflow webhooks ("When a Teams webhook request is received",
+//!   <https://learn.microsoft.com/en-us/microsoftteams/platform/webhooks-and-connectors/how-to/connectors-using>):
+//!   Workflows take Adaptive Cards only (not the retired connectors' MessageCard): a `message`
+//!   with one `application/vnd.microsoft.card.adaptive` attachment (version 1.4 renders
+//!   everywhere Teams does); answer 202 Accepted.
 //!
 //! The URL carries the robot's token: it is kept as a [`Secret`] and never put in a reason or a
 //! log line; reqwest's errors are stripped of it.
