@@ -231,6 +231,7 @@ impl HubConfig {
             }
         }
         self.validate_incidents(&estate_ids)?;
+        self.validate_robots()?;
         self.validate_limits()?;
         self.validate_auth()?;
         self.tls_mode()?;
@@ -479,6 +480,62 @@ impl HubConfig {
         }
         if self.notify.webhook_secret.as_deref().is_some_and(|s| s.len() < 16) {
             return Err(invalid("notify.webhook_secret", "must be at least 16 characters"));
+        }
+        Ok(())
+    }
+
+    /// `[[notify.robots]]`: unique slug names, one URL (https; http only to loopback), a
+    /// signing secret where the platform signs, a CA file only for https. A URL given by
+    /// `url_env` is checked when it is read, at start. No message quotes a URL or a secret.
+    fn validate_robots(&self) -> Result<(), ConfigError> {
+        let mut names = HashSet::new();
+        for (i, r) in self.notify.robots.iter().enumerate() {
+            let key = |f: &str| format!("notify.robots[{i}].{f}");
+            if r.name.is_empty()
+                || r.name.len() > 64
+                || !r
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+            {
+                return Err(invalid(
+                    key("name"),
+                    format!("{:?} is not a slug (lowercase letters, digits, - and _)", r.name),
+                ));
+            }
+            if !names.insert(r.name.as_str()) {
+                return Err(invalid(key("name"), format!("robot {:?} is defined twice", r.name)));
+            }
+            match (&r.url, &r.url_env) {
+                (Some(_), Some(_)) => return Err(invalid(key("url"), "url and url_env are both set: give one")),
+                (None, None) => return Err(invalid(key("url"), "set url or url_env")),
+                (Some(url), None) => crate::notify::channels::robots::check_url(url.expose(), r.ca_file.is_some())
+                    .map_err(|why| invalid(key("url"), why))?,
+                (None, Some(var)) => {
+                    if var.trim().is_empty() {
+                        return Err(invalid(key("url_env"), "must name an environment variable"));
+                    }
+                }
+            }
+            if r.secret.is_some() && r.secret_env.is_some() {
+                return Err(invalid(key("secret"), "secret and secret_env are both set: give one"));
+            }
+            let has_secret = r.secret.as_ref().is_some_and(|s| !s.expose().is_empty()) || r.secret_env.is_some();
+            if r.kind.signed() && !has_secret {
+                return Err(invalid(
+                    key("secret"),
+                    format!(
+                        "a {} robot needs its signing secret (secret or secret_env)",
+                        r.kind.as_str()
+                    ),
+                ));
+            }
+            if r.ca_file.is_some()
+                && let Some(url) = &r.url
+                && !url.expose().starts_with("https://")
+            {
+                return Err(invalid(key("ca_file"), "ca_file is for https:// robots only"));
+            }
         }
         Ok(())
     }

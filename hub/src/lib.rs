@@ -243,6 +243,7 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
             channels,
             poll: Duration::from_millis(250),
             attempts: metrics.webhooks.clone(),
+            channel_attempts: metrics.notifications.clone(),
         },
         deliverer_stop.clone(),
     ));

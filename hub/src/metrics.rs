@@ -32,6 +32,8 @@ pub struct Metrics {
     batches_rejected: [AtomicU64; RejectKind::ALL.len()],
     /// Webhook attempts by result, counted by the deliverer.
     pub webhooks: std::sync::Arc<crate::notify::WebhookAttempts>,
+    /// Notification attempts by channel and result, counted by the deliverer.
+    pub notifications: std::sync::Arc<crate::notify::ChannelAttempts>,
     /// Gateway → stalled (connected, holding events, the stored sequence not advancing).
     stalled: Mutex<BTreeMap<String, bool>>,
     /// When the writer last committed (None: not yet).
@@ -215,6 +217,7 @@ impl Metrics {
         }
         self.net.render(&mut out);
         self.webhooks.render(&mut out);
+        self.notifications.render(&mut out);
         let _ = writeln!(
             out,
             "# HELP gatehouse_hub_batches_rejected_total Gateway batches refused with an explicit rejection, by reason.\n\
@@ -277,5 +280,12 @@ mod tests {
         assert!(text.contains("gatehouse_hub_http_requests_total{code=\"4xx\"} 1"));
         assert!(text.contains("gatehouse_hub_commit_seconds_count 1"));
         assert!(text.contains("gatehouse_hub_connected_gateways 1"));
+        m.notifications.count("dingtalk", crate::notify::WebhookResult::Refused);
+        let text = m.render(1, &[]);
+        assert!(
+            text.contains("gatehouse_hub_notification_attempts_total{channel=\"dingtalk\",result=\"refused\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("gatehouse_hub_notification_attempts_total{channel=\"sms\",result=\"delivered\"} 0"));
     }
 }

@@ -265,3 +265,91 @@ fn retention_defaults_to_90_days_and_refuses_zero() {
         assert!(err.contains(needle), "{extra}: {err}");
     }
 }
+
+#[test]
+fn robots_load_and_bad_robots_are_refused_without_quoting_the_url() {
+    let c = with(
+        "[[notify.robots]]\nname = \"duty-ding\"\nkind = \"dingtalk\"\nurl = \"https://oapi.dingtalk.com/robot/send?access_token=TOKEN123456\"\nsecret = \"SECabc\"\n\
+         [[notify.robots]]\nname = \"ops_slack\"\nkind = \"slack\"\nurl_env = \"GATEHOUSE_SLACK_URL\"\n\
+         [[notify.robots]]\nname = \"local\"\nkind = \"teams\"\nurl = \"http://127.0.0.1:9000/hook\"\n\
+         [[roster]]\nestate = \"estate-a\"\nrole = \"supervisor\"\nname = \"Wang\"\nchannel = \"robot:duty-ding\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.notify.robots.len(), 3);
+
+    let robot = |body: &str| format!("[[notify.robots]]\n{body}\n");
+    for (extra, key, needle) in [
+        (
+            robot(
+                "name = \"Duty Ding\"\nkind = \"wecom\"\nurl = \"https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=TOKEN123456\"",
+            ),
+            "notify.robots[0].name",
+            "slug",
+        ),
+        (
+            format!(
+                "{}{}",
+                robot("name = \"a\"\nkind = \"wecom\"\nurl = \"https://x.example/send?key=TOKEN123456\""),
+                robot("name = \"a\"\nkind = \"slack\"\nurl = \"https://hooks.slack.com/services/TOKEN123456\"")
+            ),
+            "notify.robots[1].name",
+            "twice",
+        ),
+        (
+            robot("name = \"a\"\nkind = \"wecom\""),
+            "notify.robots[0].url",
+            "url_env",
+        ),
+        (
+            robot("name = \"a\"\nkind = \"wecom\"\nurl = \"https://x.example/send?key=TOKEN123456\"\nurl_env = \"X\""),
+            "notify.robots[0].url",
+            "both",
+        ),
+        (
+            robot("name = \"a\"\nkind = \"wecom\"\nurl = \"http://qyapi.example/send?key=TOKEN123456\""),
+            "notify.robots[0].url",
+            "https",
+        ),
+        (
+            robot(
+                "name = \"a\"\nkind = \"dingtalk\"\nurl = \"https://oapi.dingtalk.com/robot/send?access_token=TOKEN123456\"",
+            ),
+            "notify.robots[0].secret",
+            "signing secret",
+        ),
+        (
+            robot(
+                "name = \"a\"\nkind = \"feishu\"\nurl = \"https://open.feishu.cn/open-apis/bot/v2/hook/TOKEN123456\"",
+            ),
+            "notify.robots[0].secret",
+            "signing secret",
+        ),
+        (
+            robot(
+                "name = \"a\"\nkind = \"teams\"\nurl = \"http://127.0.0.1:9/hook?sig=TOKEN123456\"\nca_file = \"ca.pem\"",
+            ),
+            "notify.robots[0]",
+            "ca_file",
+        ),
+        (
+            robot("name = \"a\"\nkind = \"slack\"\nurl = \"ftp://hooks.example/TOKEN123456\""),
+            "notify.robots[0].url",
+            "https",
+        ),
+        (
+            "[[roster]]\nestate = \"estate-a\"\nrole = \"supervisor\"\nname = \"Wang\"\nchannel = \"robot:nobody\"\n"
+                .to_owned(),
+            "roster[0].channel",
+            "nobody",
+        ),
+    ] {
+        let err = with(&extra).unwrap_err().to_string();
+        assert!(err.contains(key) && err.contains(needle), "{extra}: {err}");
+        assert!(!err.contains("TOKEN123456"), "a refusal quotes the robot's URL: {err}");
+    }
+    // A secret from the environment is enough for a signed platform.
+    with(&robot(
+        "name = \"a\"\nkind = \"feishu\"\nurl = \"https://open.feishu.cn/open-apis/bot/v2/hook/TOKEN123456\"\nsecret_env = \"GATEHOUSE_FEISHU_SECRET\"",
+    ))
+    .unwrap();
+}

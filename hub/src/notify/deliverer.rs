@@ -14,7 +14,9 @@
 //! untrusted certificate, a refused connection, the status answered).
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use hmac::{KeyInit, Mac};
@@ -53,6 +55,52 @@ pub struct DelivererConfig {
     pub poll: Duration,
     /// Where attempts are counted (rendered on `/metrics` by the metrics leaf).
     pub attempts: Arc<WebhookAttempts>,
+    /// Attempts by channel and result (`/metrics` too).
+    pub channel_attempts: Arc<ChannelAttempts>,
+}
+
+/// The channels attempts are counted by: the platform of a robot, not its name (names are
+/// configuration; a label per name would grow with it).
+pub const CHANNELS: [&str; 9] = [
+    "log", "webhook", "wecom", "dingtalk", "feishu", "slack", "teams", "email", "sms",
+];
+
+/// `gatehouse_hub_notification_attempts_total{channel,result}`.
+#[derive(Debug, Default)]
+pub struct ChannelAttempts([[AtomicU64; WebhookResult::ALL.len()]; CHANNELS.len()]);
+
+impl ChannelAttempts {
+    /// Counts one attempt on `channel` (one of [`CHANNELS`]; anything else is not counted).
+    pub fn count(&self, channel: &str, result: WebhookResult) {
+        if let Some(i) = CHANNELS.iter().position(|c| *c == channel) {
+            self.0[i][result as usize].fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn get(&self, channel: &str, result: WebhookResult) -> u64 {
+        CHANNELS
+            .iter()
+            .position(|c| *c == channel)
+            .map_or(0, |i| self.0[i][result as usize].load(Relaxed))
+    }
+
+    pub fn render(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP gatehouse_hub_notification_attempts_total Notification delivery attempts, by channel and result.\n\
+             # TYPE gatehouse_hub_notification_attempts_total counter"
+        );
+        for (i, channel) in CHANNELS.iter().enumerate() {
+            for r in WebhookResult::ALL {
+                let _ = writeln!(
+                    out,
+                    "gatehouse_hub_notification_attempts_total{{channel=\"{channel}\",result=\"{}\"}} {}",
+                    r.as_str(),
+                    self.0[i][r as usize].load(Relaxed)
+                );
+            }
+        }
+    }
 }
 
 /// Runs until `stop`: claims due notifications, sends them, reports the outcomes.
@@ -123,6 +171,11 @@ async fn send(config: &DelivererConfig, d: Delivery) -> DeliveryOutcome {
             Err(e) => (e.result, Some(e.reason.clone())),
         };
         config.attempts.count(counted);
+        let channel = match &address {
+            Address::Robot(name) => config.channels.robot_kind(name).unwrap_or("robot"),
+            other => other.kind(),
+        };
+        config.channel_attempts.count(channel, counted);
         if let Some(e) = &error {
             warn!(notification = d.id, attempt = d.attempts + 1, channel = address.kind(), error = %e, "notification delivery failed; retried with backoff");
         }
@@ -133,11 +186,13 @@ async fn send(config: &DelivererConfig, d: Delivery) -> DeliveryOutcome {
             error,
         };
     }
+    let channel = if d.channel == "log" { "log" } else { "webhook" };
     let result = if d.channel == "log" {
         // The body names no card, plate or flat; the recipient's name (a guard's, say) is
         // written as initials: a log is not a place for names.
         info!(notification = d.id, recipient = %crate::privacy::mask::initials(&d.recipient),
             body = %crate::privacy::log_notification_body(&d.body), "notification");
+        config.channel_attempts.count(channel, WebhookResult::Delivered);
         Ok(())
     } else {
         let secret = config.secrets.get(&d.channel).or(config.default_secret.as_ref());
@@ -149,6 +204,7 @@ async fn send(config: &DelivererConfig, d: Delivery) -> DeliveryOutcome {
             Some(secret) => post(config.clients.for_channel(&d.channel), &d, secret).await,
         };
         config.attempts.count(counted);
+        config.channel_attempts.count(channel, counted);
         if let Err(e) = &result {
             warn!(notification = d.id, attempt = d.attempts + 1, error = %e, "webhook delivery failed; retried with backoff");
         }

@@ -23,5 +23,5 @@ pub mod tls;
 
 pub use crate::stream::StreamEvent;
 pub use config::NotifyConfig;
-pub use deliverer::{DelivererConfig, run_deliverer, signature};
+pub use deliverer::{ChannelAttempts, DelivererConfig, run_deliverer, signature};
 pub use outbox::{Delivery, DeliveryDesk, DeliveryOutcome, WebhookAttempts, WebhookResult, backoff_ms};

@@ -118,6 +118,17 @@ impl WebhookClients {
     }
 }
 
+/// A client trusting the system's roots plus, when given, the certificates of `ca_file` (read
+/// now, so a wrong file stops the start): for channels with a trust of their own (robots).
+pub fn client_with_ca(ca_file: Option<&Path>, timeout: Duration) -> Result<reqwest::Client, TlsSetupError> {
+    install_ring_provider();
+    let certs = match ca_file {
+        Some(p) => load_ca_file(p)?,
+        None => Vec::new(),
+    };
+    client(&certs, timeout)
+}
+
 fn client(extra_roots: &[CertificateDer<'static>], timeout: Duration) -> Result<reqwest::Client, TlsSetupError> {
     let mut builder = reqwest::Client::builder()
         .timeout(timeout)

@@ -63,7 +63,10 @@ impl Channels {
     pub fn build(config: &NotifyConfig, timeout: std::time::Duration) -> Result<Channels, ChannelSetupError> {
         let mut robots = HashMap::new();
         for (i, r) in config.robots.iter().enumerate() {
-            robots.insert(r.name.clone(), robots::Robot::build(i, r, timeout)?);
+            robots.insert(
+                r.name.clone(),
+                robots::Robot::build(i, r, config.ca_file.as_deref(), timeout)?,
+            );
         }
         let email = config
             .email
