@@ -353,6 +353,197 @@ async fn the_incident_view_shows_each_notifications_delivery_state() {
     assert_eq!(ok.count(), 1, "the monitoring room's webhook was called once");
     assert_eq!(failing.count(), 2, "max_attempts = 2");
 
+    names_by_role(&sut, id).await;
+    later_states(&page, &sut, id).await;
     page.client.clone().close().await.ok();
     sut.stop().await;
+}
+
+/// A supervisor (the page above) sees recipients' names in clear; an operator sees initials
+/// in the notifications of the incident's detail (README "Residents' privacy").
+async fn names_by_role(sut: &Sut, incident: i64) {
+    let op = gatehouse_sim::credentials::login("operator").expect("the demo's operator");
+    let client = reqwest::Client::new();
+    let login: Value = client
+        .post(format!("{}/api/v1/login", sut.api))
+        .json(&json!({"user": op.user, "password": op.password}))
+        .send()
+        .await
+        .expect("login answers")
+        .json()
+        .await
+        .expect("login JSON");
+    let token = login["token"].as_str().expect("an operator's session");
+    let d: Value = client
+        .get(format!("{}/api/v1/incidents/{incident}", sut.api))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("detail answers")
+        .json()
+        .await
+        .expect("detail JSON");
+    let notes = d["notifications"].as_array().expect("notifications");
+    assert!(notes.len() >= 2, "{d}");
+    for n in notes {
+        assert!(
+            n["recipient"].as_str().is_some_and(|r| !r.contains("Gardens")),
+            "an operator sees initials: {n}"
+        );
+        assert!(!n["body"].to_string().contains(SUPERVISOR), "{n}");
+    }
+}
+
+/// (role, channel, status, held, next attempt, answer, answer_via) of a written row.
+type LaterRow = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    i64,
+    Option<&'static str>,
+    Option<&'static str>,
+);
+
+/// The states this branch's deliverer does not make yet (digests, quiet hours, answers by
+/// link or SMS reply, robot / e-mail / SMS channels), written as their rows would be: the
+/// page renders them from the API's fields. Written straight into the hub's database (WAL:
+/// the hub keeps running); none is due, so the deliverer leaves them alone.
+async fn later_states(page: &Page, sut: &Sut, incident: i64) {
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(sut.db())
+        .busy_timeout(Duration::from_secs(5));
+    let mut conn = sqlx::ConnectOptions::connect(&options)
+        .await
+        .expect("open the hub's db");
+    let now: i64 = sqlx::query_scalar("SELECT MAX(created_at_ms) FROM notifications")
+        .fetch_one(&mut conn)
+        .await
+        .expect("a notification's time");
+    let later = now + 10 * 60_000;
+    let rows: [LaterRow; 5] = [
+        (
+            "duty_manager",
+            "robot:ops-wecom",
+            "pending",
+            Some("digest"),
+            later,
+            None,
+            None,
+        ),
+        (
+            "patrol_post",
+            "sms:+8613800000000",
+            "pending",
+            Some("quiet_hours"),
+            later,
+            None,
+            None,
+        ),
+        (
+            "facility_team",
+            "mailto:facility@example.com",
+            "digested",
+            None,
+            later,
+            None,
+            None,
+        ),
+        (
+            "gate_post",
+            "robot:gate-dingtalk",
+            "delivered",
+            None,
+            now,
+            Some("acknowledged"),
+            Some("link"),
+        ),
+        (
+            "gate_post",
+            "sms:+8613900000000",
+            "sent",
+            None,
+            now,
+            Some("on_the_way"),
+            Some("sms_reply"),
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (role, channel, status, held, next, answer, via) in rows {
+        let done = matches!(status, "sent" | "delivered").then_some(now);
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO notifications (incident_id, kind, role, recipient, channel, body, status, attempts, \
+             next_attempt_at_ms, created_at_ms, priority, urgent, language, held, digest_id, sent_at_ms, \
+             delivered_at_ms, answer, answered_at_ms, answer_via) \
+             VALUES ($1, 'escalation', $2, $3, $4, '{}', $5, $6, $7, $8, 'P1', FALSE, 'en', $9, $10, $11, $12, $13, $14, $15) \
+             RETURNING id",
+        )
+        .bind(incident)
+        .bind(role)
+        .bind(format!("Later {role} {}", ids.len()))
+        .bind(channel)
+        .bind(status)
+        .bind(i64::from(done.is_some()))
+        .bind(next)
+        .bind(now)
+        .bind(held)
+        .bind((status == "digested").then(|| ids.first().copied()).flatten())
+        .bind(done)
+        .bind((status == "delivered").then_some(now))
+        .bind(answer)
+        .bind(answer.map(|_| now))
+        .bind(via)
+        .fetch_one(&mut conn)
+        .await
+        .expect("a notification written");
+        ids.push(id);
+    }
+    // HH:MM of `now` on the estate's clock (Asia/Shanghai: UTC+8, no daylight saving).
+    let local_min = (now / 1000 + 8 * 3600) / 60;
+    let at = format!("{:02}:{:02}", (local_min / 60) % 24, local_min % 60);
+    for lang in ["en", "zh-CN"] {
+        page.js(
+            "localStorage.setItem('gh.lang', arguments[0]); return true;",
+            vec![json!(lang)],
+        )
+        .await;
+        page.client.refresh().await.expect("reload");
+        wait_live(page).await;
+        let expect: [(&str, &str); 5] = if lang == "en" {
+            [
+                ("ops-wecom", "held for digest until "),
+                ("SMS", "held for quiet hours until "),
+                ("e-mail", &format!("in digest #{}", ids[0])),
+                ("gate-dingtalk", &format!("acknowledged by link {at}")),
+                ("SMS", &format!("on the way (SMS reply) {at}")),
+            ]
+        } else {
+            [
+                ("ops-wecom", "合并摘要，"),
+                ("短信", "免打扰时段，"),
+                ("电子邮件", &format!("已并入摘要 #{}", ids[0])),
+                ("gate-dingtalk", &format!("已确认（链接）{at}")),
+                ("短信", &format!("正在赶往（短信回复）{at}")),
+            ]
+        };
+        for (id, (channel, text)) in ids.iter().zip(expect) {
+            let css = format!("{}[data-notification-id=\"{id}\"]", tid("notification-row"));
+            let row = page
+                .wait_js(
+                    &format!("notification {id} ({lang})"),
+                    WAIT,
+                    "const r = document.querySelector(arguments[0]); return r && r.innerText;",
+                    vec![json!(css)],
+                )
+                .await;
+            let row = row.as_str().unwrap_or_default();
+            assert!(
+                row.contains(channel) && row.contains(text),
+                "{lang}: {row:?} lacks {channel:?} / {text:?}"
+            );
+        }
+        show_table(page).await;
+        page.shot("incident-later-states", lang).await;
+    }
+    page.assert_console_clean("the later states").await;
 }

@@ -86,6 +86,12 @@ impl Sut {
         }
     }
 
+    /// The hub's SQLite database (both constructors keep it at `<dir>/hub.db`).
+    #[allow(dead_code)]
+    pub fn db(&self) -> std::path::PathBuf {
+        self._dir.path().join("hub.db")
+    }
+
     pub fn estate(&self, id: &str) -> &SimEstate {
         self.estates
             .iter()
