@@ -468,6 +468,20 @@ async fn later_states(page: &Page, sut: &Sut, incident: i64) {
             Some("sms_reply"),
         ),
     ];
+    // Enough older ones that the view counts the oldest instead of listing them.
+    for i in 0..48 {
+        sqlx::query(
+            "INSERT INTO notifications (incident_id, kind, role, recipient, channel, body, status, attempts, \
+             next_attempt_at_ms, created_at_ms, delivered_at_ms) \
+             VALUES ($1, 'escalation', 'monitoring_room', $2, 'log', '{}', 'delivered', 1, $3, $3, $3)",
+        )
+        .bind(incident)
+        .bind(format!("Earlier {i}"))
+        .bind(now)
+        .execute(&mut conn)
+        .await
+        .expect("a notification written");
+    }
     let mut ids = Vec::new();
     for (role, channel, status, held, next, answer, via) in rows {
         let done = matches!(status, "sent" | "delivered").then_some(now);
@@ -545,5 +559,17 @@ async fn later_states(page: &Page, sut: &Sut, incident: i64) {
         show_table(page).await;
         page.shot("incident-later-states", lang).await;
     }
+    // 2 + 48 + 5 rows: the newest 50 listed, the 5 oldest counted, then shown on request.
+    let more = page.text(&tid("notifications-more")).await.unwrap_or_default();
+    assert!(more.contains("另有 5 条"), "{more:?}");
+    page.click("show all", &format!("{} button", tid("notifications-more")))
+        .await;
+    page.wait_js(
+        "all 55 notifications listed",
+        WAIT,
+        "return document.querySelectorAll(arguments[0]).length === 55 && !document.querySelector(arguments[1]);",
+        vec![json!(tid("notification-row")), json!(tid("notifications-more"))],
+    )
+    .await;
     page.assert_console_clean("the later states").await;
 }

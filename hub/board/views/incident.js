@@ -7,6 +7,9 @@ import { prioBadge, coalesce, apiError, sendCommandDialog, CommandList } from '.
 
 export const title = 'nav.incidents';
 
+// Notifications shown before "show all".
+const NOTIF_ROWS = 50;
+
 // States with no way out; which transitions are legal otherwise comes from the hub (`next`).
 const TERMINAL = new Set(['closed', 'false_alarm']);
 
@@ -123,6 +126,7 @@ function mountDetail(root, ctx, id) {
   const countdownWhat = el('span', { class: 'b-muted' });
   const escList = el('table', { class: 'b-table b-small' });
   const notifBody = el('tbody');
+  let notifShowAll = false;
   const alarmsBody = el('tbody');
   const timeline = el('ol', { class: 'b-timeline' });
   const cmds = new CommandList(ctx, c => c.incident_id === id);
@@ -298,7 +302,10 @@ function mountDetail(root, ctx, id) {
   // states muted.
   function renderNotifications(d) {
     notifBody.textContent = '';
-    const list = (d.notifications || []).slice().sort((a, b) => b.id - a.id);
+    const all = (d.notifications || []).slice().sort((a, b) => b.id - a.id);
+    // A long escalation or a flood can queue hundreds: the newest fit, the rest are counted
+    // and one click away.
+    const list = notifShowAll ? all : all.slice(0, NOTIF_ROWS);
     for (const n of list) {
       const failing = n.status === 'failed' || (n.status === 'pending' && !!n.last_error && !n.held);
       const settled = ['sent', 'delivered', 'digested'].includes(n.status);
@@ -313,7 +320,12 @@ function mountDetail(root, ctx, id) {
       el('td', { class: 'b-num' }, String(n.attempts ?? 0)),
       el('td', { testid: 'notification-answer' }, answerText(n, d.estate))));
     }
-    if (!list.length) notifBody.append(el('tr', { class: 'b-empty' }, el('td', { colspan: 5, class: 'b-muted' }, ctx.t('incident.none'))));
+    if (all.length > list.length) {
+      notifBody.append(el('tr', { testid: 'notifications-more' }, el('td', { colspan: 5, class: 'b-muted' },
+        ctx.t('incident.notif.more', { n: all.length - list.length }), ' ',
+        el('button', { class: 'b-btn b-btn-quiet', onclick: () => { notifShowAll = true; if (inc) renderNotifications(inc); } }, ctx.t('incident.notif.show_all')))));
+    }
+    if (!all.length) notifBody.append(el('tr', { class: 'b-empty' }, el('td', { colspan: 5, class: 'b-muted' }, ctx.t('incident.none'))));
   }
 
   function roleText(role) {
