@@ -1,10 +1,14 @@
 // Incident view: `#/incidents` (open and recent incidents) and `#/incidents/<id>` (header,
 // timeline — newest at the top —, procedure checklist, escalation with a live countdown,
-// the legal transitions, linked alarms, commands to the incident's devices).
+// the legal transitions, notifications and how each was delivered and answered, linked
+// alarms, commands to the incident's devices).
 import { h as el, setText } from '../lib/dom.js';
 import { prioBadge, coalesce, apiError, sendCommandDialog, CommandList } from './devices.js';
 
 export const title = 'nav.incidents';
+
+// Notifications shown before "show all".
+const NOTIF_ROWS = 50;
 
 // States with no way out; which transitions are legal otherwise comes from the hub (`next`).
 const TERMINAL = new Set(['closed', 'false_alarm']);
@@ -121,7 +125,8 @@ function mountDetail(root, ctx, id) {
   const countdown = el('span', { class: 'b-countdown', testid: 'escalation-countdown' });
   const countdownWhat = el('span', { class: 'b-muted' });
   const escList = el('table', { class: 'b-table b-small' });
-  const notifList = el('ul', { class: 'b-list b-small' });
+  const notifBody = el('tbody');
+  let notifShowAll = false;
   const alarmsBody = el('tbody');
   const timeline = el('ol', { class: 'b-timeline' });
   const cmds = new CommandList(ctx, c => c.incident_id === id);
@@ -141,7 +146,17 @@ function mountDetail(root, ctx, id) {
         el('section', { class: 'b-panel' },
           el('h3', null, ctx.t('incident.escalation')),
           el('p', { class: 'b-esc-next' }, ctx.t('incident.next_step'), ' ', countdown, ' ', countdownWhat),
-          escBox, escList, el('h4', null, ctx.t('incident.notifications')), notifList),
+          escBox, escList),
+        el('section', { class: 'b-panel' },
+          el('h3', null, ctx.t('incident.notifications'), ' ', el('span', { class: 'b-muted b-small' }, ctx.t('incident.newest_first'))),
+          el('table', { class: 'b-table b-small b-notif-table', testid: 'notifications' },
+            el('thead', null, el('tr', null,
+              el('th', null, ctx.t('incident.notif_col.recipient')),
+              el('th', null, ctx.t('incident.notif_col.channel')),
+              el('th', null, ctx.t('incident.notif_col.state')),
+              el('th', null, ctx.t('incident.notif_col.attempts')),
+              el('th', null, ctx.t('incident.notif_col.answer')))),
+            notifBody)),
         el('section', { class: 'b-panel' }, el('h3', null, ctx.t('incident.alarms')),
           el('table', { class: 'b-table' }, el('thead', null, el('tr', null,
             ['priority', 'device', 'message', 'state', 'raised'].map(k => el('th', null, ctx.t('incident.alarm_col.' + k))))), alarmsBody)),
@@ -278,12 +293,87 @@ function mountDetail(root, ctx, id) {
         el('td', null, t.outcome ? outcomeText(t.outcome) : (t.fired_at ? ctx.t('incident.fired') : ctx.t('incident.pending')))));
     }
     escList.append(body);
-    notifList.textContent = '';
-    for (const n of (d.notifications || []).slice(-20).reverse()) {
-      notifList.append(el('li', { data: { status: n.status } },
-        `${n.role ? ctx.t('incident.role.' + n.role) : ''} ${n.recipient || ''} · ${ctx.t('incident.notif.' + n.status)}${n.attempts > 1 ? ' ×' + n.attempts : ''} · `, (n.body && n.body.text) || n.kind || ''));
+    renderNotifications(d);
+  }
+
+  // One row per notification, newest first: who (and in which role), the channel, the
+  // delivery state in words with its time, attempts, and the recipient's answer. State is
+  // text only (colour on this board means priority): a failure is bold with ⚠, settled
+  // states muted.
+  function renderNotifications(d) {
+    notifBody.textContent = '';
+    const all = (d.notifications || []).slice().sort((a, b) => b.id - a.id);
+    // A long escalation or a flood can queue hundreds: the newest fit, the rest are counted
+    // and one click away.
+    const list = notifShowAll ? all : all.slice(0, NOTIF_ROWS);
+    for (const n of list) {
+      const failing = n.status === 'failed' || (n.status === 'pending' && !!n.last_error && !n.held);
+      const settled = ['sent', 'delivered', 'digested'].includes(n.status);
+      notifBody.append(el('tr', {
+        class: `b-notif${failing ? ' b-notif-failed' : ''}${settled ? ' b-muted' : ''}`,
+        testid: 'notification-row',
+        data: { notificationId: n.id, status: n.status, held: n.held || null, answer: n.answer || null, role: n.role },
+      },
+      el('td', null, n.recipient || '', n.role ? el('span', { class: 'b-muted' }, ` (${roleText(n.role)})`) : null),
+      el('td', { testid: 'notification-channel' }, channelText(n.channel)),
+      el('td', { testid: 'notification-state' }, notifStateText(n, d.estate)),
+      el('td', { class: 'b-num' }, String(n.attempts ?? 0)),
+      el('td', { testid: 'notification-answer' }, answerText(n, d.estate))));
     }
-    if (!(d.notifications || []).length) notifList.append(el('li', { class: 'b-muted' }, ctx.t('incident.none')));
+    if (all.length > list.length) {
+      notifBody.append(el('tr', { testid: 'notifications-more' }, el('td', { colspan: 5, class: 'b-muted' },
+        ctx.t('incident.notif.more', { n: all.length - list.length }), ' ',
+        el('button', { class: 'b-btn b-btn-quiet', onclick: () => { notifShowAll = true; if (inc) renderNotifications(inc); } }, ctx.t('incident.notif.show_all')))));
+    }
+    if (!all.length) notifBody.append(el('tr', { class: 'b-empty' }, el('td', { colspan: 5, class: 'b-muted' }, ctx.t('incident.none'))));
+  }
+
+  function roleText(role) {
+    const k = 'incident.role.' + role;
+    const s = ctx.t(k);
+    return s === k ? role : s;
+  }
+
+  // `robot:<name>`: the robot's configured name as it is; the others as words.
+  function channelText(c) {
+    if (typeof c === 'string' && c.startsWith('robot:')) return c.slice(6);
+    switch (c) {
+      case 'email': return ctx.t('incident.channel.email');
+      case 'sms': return ctx.t('incident.channel.sms');
+      case 'webhook': return ctx.t('incident.channel.webhook');
+      case 'log': return ctx.t('incident.channel.log');
+      default: return c || '';
+    }
+  }
+
+  function hhmm(t, estate) {
+    return ctx.fmtTime(t, estate).slice(11, 16);
+  }
+
+  function notifStateText(n, estate) {
+    const until = hhmm(n.next_attempt_at, estate);
+    switch (n.status) {
+      case 'pending':
+        if (n.held === 'digest') return ctx.t('incident.notif.held_digest', { time: until });
+        if (n.held === 'quiet_hours') return ctx.t('incident.notif.held_quiet', { time: until });
+        if (n.last_error) return ctx.t('incident.notif.retrying', { reason: n.last_error, time: until });
+        return ctx.t('incident.notif.queued');
+      case 'sent': return ctx.t('incident.notif.sent_at', { time: hhmm(n.sent_at, estate) });
+      case 'delivered': return ctx.t('incident.notif.delivered_at', { time: hhmm(n.delivered_at || n.sent_at, estate) });
+      case 'failed': return ctx.t('incident.notif.failed_reason', { reason: n.last_error || '–' });
+      case 'digested': return ctx.t('incident.notif.digested', { id: n.digest_id ?? '' });
+      default: return n.status;
+    }
+  }
+
+  function answerText(n, estate) {
+    if (!n.answer) return '';
+    const what = n.answer === 'acknowledged' ? ctx.t('incident.notif.answer_acknowledged')
+      : n.answer === 'on_the_way' ? ctx.t('incident.notif.answer_on_the_way') : n.answer;
+    const time = hhmm(n.answered_at, estate);
+    if (n.answer_via === 'link') return ctx.t('incident.notif.by_link', { answer: what, time });
+    if (n.answer_via === 'sms_reply') return ctx.t('incident.notif.by_sms_reply', { answer: what, time });
+    return `${what} ${time}`;
   }
 
   // A timer's outcome is `fired`, `superseded`, or `stopped: why` / `skipped: why`: the

@@ -145,7 +145,9 @@ pub async fn detail(
         &NotificationFilter {
             incident: Some(id),
             status: None,
-            limit: MAX_LIMIT,
+            // Every notification of the incident: the board shows how each went, and a
+            // cut list would hide the oldest — the first notices.
+            limit: i64::MAX,
         },
     )
     .await?
@@ -273,6 +275,9 @@ pub async fn step_done(
     read_back(&state, id).await
 }
 
+/// A notification's statuses (migration 0009).
+const STATUSES: [&str; 5] = ["pending", "sent", "delivered", "failed", "digested"];
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotificationQuery {
@@ -281,7 +286,7 @@ pub struct NotificationQuery {
     limit: Option<i64>,
 }
 
-/// `GET /notifications?incident=&status=pending|delivered|failed`.
+/// `GET /notifications?incident=&status=pending|sent|delivered|failed|digested`.
 pub async fn notifications(
     State(state): State<AppState>,
     caller: crate::auth::Caller,
@@ -289,11 +294,11 @@ pub async fn notifications(
 ) -> Result<Json<Vec<NotificationJson>>, ApiError> {
     let status = given(&query.status);
     if let Some(s) = &status
-        && !["pending", "delivered", "failed"].contains(&s.as_str())
+        && !STATUSES.contains(&s.as_str())
     {
         return Err(ApiError::bad_request(
             "invalid status filter",
-            format!("unknown status {s:?} (pending, delivered, failed)"),
+            format!("unknown status {s:?} ({})", STATUSES.join(", ")),
         ));
     }
     let mut conn = state.pool.acquire().await.context(|| "listing notifications".into())?;

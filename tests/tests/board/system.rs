@@ -63,6 +63,35 @@ impl Sut {
         }
     }
 
+    /// A hub alone (no gateways: its incidents are opened through the API) whose
+    /// configuration is the scenario's for `specs` passed through `edit` — a test's own
+    /// roster channels or `[notify]` keys.
+    // board.rs, which shares this harness, starts full systems only.
+    #[allow(dead_code)]
+    pub async fn start_hub_only(specs: &[EstateSpec], edit: impl FnOnce(String) -> String) -> Sut {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = format!("sqlite://{}", dir.path().join("hub.db").display());
+        let any: std::net::SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        let toml = gatehouse_sim::scenario::hub_toml(any, any, &db, specs).expect("the scenario's hub.toml");
+        let config = gatehouse_hub::config::HubConfig::from_toml(&edit(toml)).expect("the edited hub.toml");
+        let hub = gatehouse_hub::start(config).await.expect("hub starts");
+        let api = format!("http://{}", hub.http_addr());
+        let proxy = CutProxy::start(hub.http_addr()).await;
+        Sut {
+            hub,
+            api,
+            estates: Vec::new(),
+            proxy,
+            _dir: dir,
+        }
+    }
+
+    /// The hub's SQLite database (both constructors keep it at `<dir>/hub.db`).
+    #[allow(dead_code)]
+    pub fn db(&self) -> std::path::PathBuf {
+        self._dir.path().join("hub.db")
+    }
+
     pub fn estate(&self, id: &str) -> &SimEstate {
         self.estates
             .iter()
