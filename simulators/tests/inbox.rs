@@ -110,7 +110,11 @@ async fn wrong_signatures_stale_timestamps_and_wrong_tokens_are_kept_unverified(
         },
         // The signature of another timestamp.
         (
-            format!("access_token={TOKEN}&timestamp={}&sign={}", ts + 1, doc_sign(SECRET, ts)),
+            format!(
+                "access_token={TOKEN}&timestamp={}&sign={}",
+                ts + 1,
+                doc_sign(SECRET, ts)
+            ),
             310000,
         ),
         // No signature at all.
@@ -127,7 +131,10 @@ async fn wrong_signatures_stale_timestamps_and_wrong_tokens_are_kept_unverified(
         assert_eq!(answer["errcode"], *code, "{q}: {answer}");
         assert!(answer["errmsg"].as_str().is_some_and(|m| !m.is_empty()));
         if *code == 310000 {
-            assert!(answer["errmsg"].as_str().unwrap().starts_with("sign not match"), "{answer}");
+            assert!(
+                answer["errmsg"].as_str().unwrap().starts_with("sign not match"),
+                "{answer}"
+            );
         }
         // Neither the secret nor the token is echoed.
         let said = answer.to_string();

@@ -71,7 +71,10 @@ impl Refusal {
             Refusal::MissingSign => "sign not match, more: [timestamp and sign are required]".into(),
             Refusal::BadTimestamp => "sign not match, more: [timestamp is not a number of milliseconds]".into(),
             Refusal::Stale { skew_ms } => {
-                format!("sign not match, more: [timestamp is {} s from now, over 1 hour]", skew_ms / 1000)
+                format!(
+                    "sign not match, more: [timestamp is {} s from now, over 1 hour]",
+                    skew_ms / 1000
+                )
             }
             Refusal::SignMismatch => "sign not match".into(),
         }
@@ -151,7 +154,10 @@ mod tests {
         // Computed with the Python sample of DingTalk's documentation:
         // quote_plus(b64encode(hmac.new(b"secret", b"1700000000000\nsecret", sha256).digest())),
         // which gives "OuzzJR5%2BxZ4%2FEYwqtNt6sMYZQMTa%2FHEGvc9miJe7XzY%3D" (decoded below).
-        assert_eq!(sign("secret", "1700000000000"), "OuzzJR5+xZ4/EYwqtNt6sMYZQMTa/HEGvc9miJe7XzY=");
+        assert_eq!(
+            sign("secret", "1700000000000"),
+            "OuzzJR5+xZ4/EYwqtNt6sMYZQMTa/HEGvc9miJe7XzY="
+        );
     }
 
     #[test]
@@ -161,13 +167,19 @@ mod tests {
         let good = sign("SECabc", &ts);
         assert_eq!(verify(&keys(), Some("tok"), Some(&ts), Some(&good), now), Ok(()));
         // An hour either way is still fine; more is not, even correctly signed.
-        assert_eq!(verify(&keys(), Some("tok"), Some(&ts), Some(&good), now + MAX_SKEW_MS), Ok(()));
+        assert_eq!(
+            verify(&keys(), Some("tok"), Some(&ts), Some(&good), now + MAX_SKEW_MS),
+            Ok(())
+        );
         let old = (now - MAX_SKEW_MS - 1).to_string();
         assert!(matches!(
             verify(&keys(), Some("tok"), Some(&old), Some(&sign("SECabc", &old)), now),
             Err(Refusal::Stale { .. })
         ));
-        assert_eq!(verify(&keys(), Some("nope"), Some(&ts), Some(&good), now), Err(Refusal::Token));
+        assert_eq!(
+            verify(&keys(), Some("nope"), Some(&ts), Some(&good), now),
+            Err(Refusal::Token)
+        );
         assert_eq!(verify(&keys(), None, Some(&ts), Some(&good), now), Err(Refusal::Token));
         assert_eq!(
             verify(&keys(), Some("tok"), Some(&ts), Some(&sign("SECother", &ts)), now),
@@ -177,7 +189,10 @@ mod tests {
             verify(&keys(), Some("tok"), Some(&ts), Some("not base64!"), now),
             Err(Refusal::SignMismatch)
         );
-        assert_eq!(verify(&keys(), Some("tok"), None, Some(&good), now), Err(Refusal::MissingSign));
+        assert_eq!(
+            verify(&keys(), Some("tok"), None, Some(&good), now),
+            Err(Refusal::MissingSign)
+        );
         assert_eq!(
             verify(&keys(), Some("tok"), Some("soon"), Some(&good), now),
             Err(Refusal::BadTimestamp)

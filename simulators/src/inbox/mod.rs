@@ -53,40 +53,54 @@ pub struct InboxMessage {
 impl InboxMessage {
     /// The first non-empty line of its text, for one-line displays.
     pub fn first_line(&self) -> &str {
-        self.text
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty())
-            .unwrap_or("")
+        self.text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("")
     }
 }
 
 struct Shared {
     keys: RobotKeys,
-    messages: Mutex<VecDeque<InboxMessage>>,
-    /// Bumped on every stored message, for waiters.
-    count: watch::Sender<u64>,
+    store: Mutex<Store>,
+    /// The number of messages ever stored, for waiters.
+    total: watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct Store {
+    list: VecDeque<InboxMessage>,
+    /// Messages ever stored (the list keeps the last [`MAX_MESSAGES`]).
+    total: u64,
 }
 
 impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Store> {
+        // A panic elsewhere while holding the lock leaves a consistent list: keep serving it.
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn store(&self, m: InboxMessage) {
-        {
-            let mut list = self.messages.lock().unwrap_or_else(|p| p.into_inner());
-            if list.len() >= MAX_MESSAGES {
-                list.pop_front();
+        let total = {
+            let mut store = self.lock();
+            if store.list.len() >= MAX_MESSAGES {
+                store.list.pop_front();
             }
-            list.push_back(m);
-        }
-        self.count.send_modify(|c| *c += 1);
+            store.list.push_back(m);
+            store.total += 1;
+            store.total
+        };
+        self.total.send_replace(total);
     }
 
     fn snapshot(&self) -> Vec<InboxMessage> {
-        self.messages
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .cloned()
-            .collect()
+        self.lock().list.iter().cloned().collect()
+    }
+
+    /// The messages stored after the first `seen` ever stored (those still kept), and the
+    /// total now.
+    fn since(&self, seen: u64) -> (u64, Vec<InboxMessage>) {
+        let store = self.lock();
+        let new = usize::try_from(store.total.saturating_sub(seen)).unwrap_or(usize::MAX);
+        let skip = store.list.len().saturating_sub(new);
+        (store.total, store.list.iter().skip(skip).cloned().collect())
     }
 }
 
@@ -104,8 +118,8 @@ impl Inbox {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             keys,
-            messages: Mutex::new(VecDeque::new()),
-            count: watch::channel(0).0,
+            store: Mutex::new(Store::default()),
+            total: watch::channel(0).0,
         });
         let app = Router::new()
             .route("/", get(list))
@@ -127,11 +141,16 @@ impl Inbox {
 
     /// Starts on a loopback port chosen now, with a random access token and `SEC…` secret.
     pub async fn start_random() -> anyhow::Result<Inbox> {
+        Inbox::start_random_at(SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// [`Inbox::start_random`] on `listen`.
+    pub async fn start_random_at(listen: SocketAddr) -> anyhow::Result<Inbox> {
         let keys = RobotKeys {
             access_token: random_hex(32)?,
             secret: format!("SEC{}", random_hex(32)?),
         };
-        Ok(Inbox::start("127.0.0.1:0".parse()?, keys).await?)
+        Ok(Inbox::start(listen, keys).await?)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -163,7 +182,7 @@ impl Inbox {
 
     /// The first kept message that `want` accepts, waiting up to `timeout` for one to come.
     pub async fn wait_for(&self, timeout: Duration, want: impl Fn(&InboxMessage) -> bool) -> Option<InboxMessage> {
-        let mut changed = self.shared.count.subscribe();
+        let mut changed = self.shared.total.subscribe();
         let found = async {
             loop {
                 changed.borrow_and_update();
@@ -176,6 +195,15 @@ impl Inbox {
             }
         };
         tokio::time::timeout(timeout, found).await.ok().flatten()
+    }
+
+    /// Waits for messages after the first `seen` ever received; returns them (those still
+    /// kept) with the new total. Start with `seen` = 0.
+    pub async fn next(&self, seen: u64) -> (u64, Vec<InboxMessage>) {
+        let mut changed = self.shared.total.subscribe();
+        // The sender lives as long as `self`: `wait_for` cannot fail while we borrow it.
+        let _ = changed.wait_for(|&total| total > seen).await;
+        self.shared.since(seen)
     }
 
     pub fn shutdown(&self) {
