@@ -194,6 +194,15 @@ async fn keeps_the_last_thousand_and_wakes_a_waiter() {
     assert_eq!(list.len(), MAX_MESSAGES);
     assert_eq!(list[0]["text"], "m5");
     assert_eq!(list[MAX_MESSAGES - 1]["text"], format!("m{}", MAX_MESSAGES + 4));
+    // The demo's printer: what came after the first `seen`, of those still kept.
+    let total = (MAX_MESSAGES + 5) as u64;
+    let (now, all) = inbox.next(0).await;
+    assert_eq!((now, all.len(), all[0].text.as_str()), (total, MAX_MESSAGES, "m5"));
+    let (_, last) = inbox.next(total - 1).await;
+    assert_eq!(
+        last.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(),
+        [format!("m{}", total - 1)]
+    );
 
     let nothing = inbox.wait_for(Duration::from_millis(50), |m| m.text == "later").await;
     assert!(nothing.is_none());
@@ -210,4 +219,55 @@ async fn keeps_the_last_thousand_and_wakes_a_waiter() {
     let got = inbox.wait_for(Duration::from_secs(30), |m| m.text == "later").await;
     assert_eq!(got.map(|m| m.text), Some("later".to_string()));
     later.await.unwrap();
+}
+
+#[tokio::test]
+async fn the_demo_hub_configuration_sends_the_facility_team_to_the_inbox_robot() {
+    use gatehouse_hub::{config::HubConfig, notify::config::RobotKind, roles::Lang};
+    use gatehouse_sim::scenario::{FacilityRobot, demo_estates, hub_toml_full, hub_toml_with};
+
+    let inbox = Inbox::start_random().await.expect("inbox");
+    assert!(
+        inbox
+            .robot_url()
+            .starts_with(&format!("http://{}/robot/send?access_token=", inbox.addr()))
+    );
+    assert!(inbox.secret().starts_with("SEC"));
+    let robot = FacilityRobot {
+        url: inbox.robot_url(),
+        secret: inbox.secret().to_owned(),
+    };
+    let (grpc, http) = ("127.0.0.1:1".parse().unwrap(), "127.0.0.1:2".parse().unwrap());
+    let toml = hub_toml_full(grpc, http, "sqlite::memory:", &demo_estates(), None, Some(&robot)).unwrap();
+    let config = HubConfig::from_toml(&toml).expect("the hub reads it");
+    let robots = &config.notify.robots;
+    assert_eq!(robots.len(), 1);
+    assert_eq!(
+        (robots[0].name.as_str(), robots[0].kind),
+        ("facility", RobotKind::Dingtalk)
+    );
+    assert_eq!(
+        robots[0].url.as_ref().map(|u| u.expose()),
+        Some(inbox.robot_url().as_str())
+    );
+    assert_eq!(robots[0].secret.as_ref().map(|s| s.expose()), Some(inbox.secret()));
+    let facility: Vec<_> = config
+        .roster
+        .iter()
+        .filter(|r| r.role.as_str() == "facility_team")
+        .collect();
+    assert_eq!(facility.len(), 1);
+    assert_eq!(facility[0].channel, "robot:facility");
+    assert_eq!(facility[0].language, Some(Lang::ZhCn));
+
+    // Without the robot (the tests' hubs) the facility team stays on the log.
+    let plain = HubConfig::from_toml(&hub_toml_with(grpc, http, "sqlite::memory:", &demo_estates(), None).unwrap())
+        .expect("the hub reads it");
+    assert!(plain.notify.robots.is_empty());
+    assert!(
+        plain
+            .roster
+            .iter()
+            .any(|r| r.role.as_str() == "facility_team" && r.channel == "log")
+    );
 }
