@@ -7,6 +7,7 @@
 //! - [`pumproom`]: a water-pump room as a Modbus TCP server with a small physical model and
 //!   fault injection.
 //! - [`scenario`]: simulated estates wired to a hub; [`demo`] tells a story with three.
+//! - [`inbox`]: the demo's facility inbox, a DingTalk custom robot's receiving end.
 //! - [`load`]: a load run against a hub and gateway processes, with its figures.
 //! - [`bench`](mod@bench): the transport and storage limits beside the hub's real ingest.
 //! - [`modbus_load`]: one gateway polling many simulated Modbus servers, with its CPU cost.
@@ -20,6 +21,7 @@ pub mod demo;
 pub mod devices;
 pub mod firepanel;
 pub mod harness;
+pub mod inbox;
 pub mod load;
 pub mod modbus_load;
 pub mod mqtt_device;

@@ -193,6 +193,7 @@ async fn main() -> anyhow::Result<()> {
                     DemoOperatorArg::Script => demo::DemoOperator::Script,
                     DemoOperatorArg::Board => demo::DemoOperator::Board,
                 },
+                inbox_addr: None,
             })
             .await
         }

@@ -104,7 +104,12 @@ pub fn mint_pki(dir: &Path, estates: &[EstateSpec]) -> anyhow::Result<mint::Layo
 }
 
 fn toml_path(p: &Path) -> String {
-    p.display().to_string().replace('\\', "\\\\").replace('"', "\\\"")
+    toml_str(&p.display().to_string())
+}
+
+/// `s` escaped for a basic TOML string.
+fn toml_str(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
 /// The hub's configuration for `estates`, gRPC in plaintext on loopback (tests, load).
@@ -122,6 +127,34 @@ pub fn hub_toml_with(
     database: &str,
     estates: &[EstateSpec],
     pki: Option<&mint::Layout>,
+) -> anyhow::Result<String> {
+    hub_toml_full(grpc, http, database, estates, pki, None)
+}
+
+/// A DingTalk custom robot the facility team is notified through (the demo's facility inbox)
+/// instead of the log.
+#[derive(Clone)]
+pub struct FacilityRobot {
+    /// The robot's webhook URL, with its access token.
+    pub url: String,
+    /// Its `SEC…` signing secret.
+    pub secret: String,
+}
+
+impl std::fmt::Debug for FacilityRobot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FacilityRobot(<redacted>)")
+    }
+}
+
+/// [`hub_toml_with`], the facility team on `robot` (in Chinese) when given.
+pub fn hub_toml_full(
+    grpc: SocketAddr,
+    http: SocketAddr,
+    database: &str,
+    estates: &[EstateSpec],
+    pki: Option<&mint::Layout>,
+    robot: Option<&FacilityRobot>,
 ) -> anyhow::Result<String> {
     let mut s = format!("[hub]\ngrpc_listen = \"{grpc}\"\nhttp_listen = \"{http}\"\ndatabase = \"{database}\"\n\n");
     s += &crate::credentials::hub_toml_section()?;
@@ -188,7 +221,18 @@ pub fn hub_toml_with(
         }
     }
     s += "[[roster]]\nrole = \"duty_manager\"\nname = \"Command centre duty manager\"\nchannel = \"log\"\n\n";
-    s += "[[roster]]\nrole = \"facility_team\"\nname = \"Facility team\"\nchannel = \"log\"\n\n";
+    match robot {
+        Some(r) => {
+            s += &format!(
+                "[[notify.robots]]\nname = \"facility\"\nkind = \"dingtalk\"\nurl = \"{}\"\nsecret = \"{}\"\n\n",
+                toml_str(&r.url),
+                toml_str(&r.secret)
+            );
+            s += "[[roster]]\nrole = \"facility_team\"\nname = \"Facility team\"\nchannel = \"robot:facility\"\n\
+                  language = \"zh-CN\"\n\n";
+        }
+        None => s += "[[roster]]\nrole = \"facility_team\"\nname = \"Facility team\"\nchannel = \"log\"\n\n",
+    }
     s += r#"[[rules.points]]
 point = "outlet_pressure"
 low = 0.25
@@ -262,9 +306,20 @@ pub async fn start_hub_with(
     estates: &[EstateSpec],
     pki: Option<&mint::Layout>,
 ) -> anyhow::Result<RunningHub> {
+    start_hub_full(http, data_dir, estates, pki, None).await
+}
+
+/// [`start_hub_with`], the facility team notified through `robot` when given.
+pub async fn start_hub_full(
+    http: SocketAddr,
+    data_dir: &Path,
+    estates: &[EstateSpec],
+    pki: Option<&mint::Layout>,
+    robot: Option<&FacilityRobot>,
+) -> anyhow::Result<RunningHub> {
     std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
     let db = format!("sqlite://{}", data_dir.join("hub.db").display());
-    let toml = hub_toml_with("127.0.0.1:0".parse()?, http, &db, estates, pki)?;
+    let toml = hub_toml_full("127.0.0.1:0".parse()?, http, &db, estates, pki, robot)?;
     let config = HubConfig::from_toml(&toml).context("hub configuration")?;
     gatehouse_hub::start(config).await.context("starting the hub")
 }

@@ -1,4 +1,5 @@
-//! The one-command demo shows P1, P2 and P3 alarms from all three estates within 60 s.
+//! The one-command demo shows P1, P2 and P3 alarms from all three estates within 60 s, and
+//! the facility team's DingTalk group (the demo's facility inbox) gets the pump trip.
 
 mod common;
 
@@ -11,11 +12,13 @@ use gatehouse_sim::{demo, net::free_local_addr};
 async fn demo_shows_p1_p2_and_p3_alarms_from_all_three_estates_within_sixty_seconds() {
     let dir = tempfile::tempdir().expect("tempdir");
     let http = free_local_addr().expect("port");
+    let inbox = free_local_addr().expect("port");
     let run = tokio::spawn(demo::run(demo::DemoOptions {
         http_addr: http,
         data_dir: dir.path().to_path_buf(),
         run_for: Some(Duration::from_secs(120)),
         operator: demo::DemoOperator::Script,
+        inbox_addr: Some(inbox),
     }));
     let base = format!("http://{http}");
     let seen = eventually(
@@ -113,5 +116,32 @@ async fn demo_shows_p1_p2_and_p3_alarms_from_all_three_estates_within_sixty_seco
     )
     .await;
     assert_eq!(unattended["priority"], "P2");
+
+    // The facility team's robot message about the pump trip reached the demo's DingTalk
+    // receiver (the URL it prints as `facility inbox: …`), correctly signed.
+    let inbox_url = format!("http://{inbox}/");
+    let received = eventually(
+        "the pump trip in the facility inbox, signature verified",
+        Duration::from_secs(30),
+        || {
+            let url = inbox_url.clone();
+            async move {
+                let v: serde_json::Value = reqwest::get(url).await.ok()?.json().await.ok()?;
+                v["messages"]
+                    .as_array()?
+                    .iter()
+                    .find(|m| {
+                        let names_estate = ["Lakeview Court", "estate-b"].iter().any(|e| {
+                            m["text"].as_str().is_some_and(|t| t.contains(e))
+                                || m["title"].as_str().is_some_and(|t| t.contains(e))
+                        });
+                        m["channel"] == "dingtalk" && m["signature_verified"] == true && names_estate
+                    })
+                    .cloned()
+            }
+        },
+    )
+    .await;
+    assert!(received["received_at"].is_string(), "{received}");
     run.abort();
 }

@@ -8,15 +8,16 @@
 mod board;
 mod script;
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    inbox::{Inbox, InboxMessage},
     operator::{Operator, timeline_lines},
-    scenario::{GATE_GUARDS, SimEstate, demo_estates, mint_pki, start_estate_with, start_hub_with},
+    scenario::{FacilityRobot, GATE_GUARDS, SimEstate, demo_estates, mint_pki, start_estate_with, start_hub_full},
 };
 
 pub struct DemoOptions {
@@ -26,6 +27,8 @@ pub struct DemoOptions {
     pub run_for: Option<Duration>,
     /// Who handles the storyline's incidents.
     pub operator: DemoOperator,
+    /// The facility inbox's address; `None`: a loopback port chosen at run time.
+    pub inbox_addr: Option<SocketAddr>,
 }
 
 /// Who handles the storyline: the scripted operator, or a person at the board.
@@ -40,7 +43,14 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let estates_spec = demo_estates();
     // TLS on by default: a development PKI minted into the data dir (kept across runs).
     let pki = mint_pki(&opts.data_dir.join("pki"), &estates_spec)?;
-    let hub = start_hub_with(opts.http_addr, &opts.data_dir, &estates_spec, Some(&pki)).await?;
+    // The facility team's chat group: a DingTalk robot receiver of our own, up before the hub
+    // so that the first notification finds it.
+    let inbox = Arc::new(start_inbox(opts.inbox_addr).await?);
+    let robot = FacilityRobot {
+        url: inbox.robot_url(),
+        secret: inbox.secret().to_owned(),
+    };
+    let hub = start_hub_full(opts.http_addr, &opts.data_dir, &estates_spec, Some(&pki), Some(&robot)).await?;
     let base = format!("http://{}", hub.http_addr());
     println!("Gatehouse demo: hub at {base}");
     println!(
@@ -59,8 +69,11 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     );
     // On a line of its own, for scripts that read it.
     println!("token: {}", crate::credentials::token()?);
+    println!("  the facility team's DingTalk group (a local robot receiver; its messages as JSON):");
+    println!("facility inbox: {}", inbox.url());
     let stop = CancellationToken::new();
     let watcher = tokio::spawn(watch_stream(base.clone(), stop.clone()));
+    let inbox_watcher = tokio::spawn(watch_inbox(inbox.clone()));
     let mut estates = Vec::new();
     for spec in estates_spec {
         let e = start_estate_with(spec, hub.grpc_addr(), &opts.data_dir, Some(&pki)).await?;
@@ -86,6 +99,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         Operator::new(&base, "operator Li"),
         opts.operator,
         base.clone(),
+        inbox.clone(),
         stop.clone(),
     ));
 
@@ -97,6 +111,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     }
     stop.cancel();
     watcher.abort();
+    inbox_watcher.abort();
     match tokio::time::timeout(Duration::from_secs(10), story).await {
         Ok(Ok(Ok(estates))) => {
             for e in estates {
@@ -109,6 +124,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         Err(_) => eprintln!("storyline did not stop in time"),
     }
     hub.shutdown().await;
+    inbox.shutdown();
     println!("demo stopped");
     Ok(())
 }
@@ -127,11 +143,12 @@ async fn storyline(
     op: Operator,
     who: DemoOperator,
     base: String,
+    inbox: Arc<Inbox>,
     stop: CancellationToken,
 ) -> anyhow::Result<Vec<SimEstate>> {
     let story = async {
         match who {
-            DemoOperator::Script => script::script(&estates, &op).await,
+            DemoOperator::Script => script::script(&estates, &op, &inbox).await,
             DemoOperator::Board => board::story(&estates, &op, &base).await,
         }
     };
@@ -209,6 +226,36 @@ async fn print_timeline(op: &Operator, id: i64, what: &str) -> anyhow::Result<()
         println!("{line}");
     }
     Ok(())
+}
+
+async fn start_inbox(addr: Option<SocketAddr>) -> anyhow::Result<Inbox> {
+    use anyhow::Context;
+    let inbox = match addr {
+        Some(a) => Inbox::start_random_at(a).await,
+        None => Inbox::start_random().await,
+    };
+    inbox.context("starting the facility inbox")
+}
+
+/// Prints each message the facility inbox receives, as it arrives: its first line, and why
+/// its signature did not verify when it did not.
+async fn watch_inbox(inbox: Arc<Inbox>) {
+    let mut seen = 0;
+    loop {
+        let (total, new) = inbox.next(seen).await;
+        seen = total;
+        for m in new {
+            println!("{}", inbox_line(&m));
+        }
+    }
+}
+
+fn inbox_line(m: &InboxMessage) -> String {
+    let mut line = format!("facility inbox ← {}", m.first_line());
+    if let Some(why) = m.refused.as_deref().filter(|_| !m.signature_verified) {
+        line += &format!("  [signature NOT verified: {why}]");
+    }
+    line
 }
 
 /// Prints the hub's live stream (server-sent events) of alarm, incident and notification

@@ -7,9 +7,17 @@ use anyhow::Context;
 use tokio::time::Instant;
 
 use super::{GATE_GUARDS, guard, opening_beats, print_timeline, say};
-use crate::{operator::Operator, scenario::SimEstate};
+use crate::{
+    inbox::{Inbox, InboxMessage},
+    operator::Operator,
+    scenario::SimEstate,
+};
 
-pub(super) async fn script(estates: &[SimEstate], op: &Operator) -> anyhow::Result<()> {
+/// How long the operator waits for the facility team's chat message before acknowledging
+/// the pump trip without it. The hub sends it when the incident opens, some 20 s earlier.
+const FACILITY_WAIT: Duration = Duration::from_secs(10);
+
+pub(super) async fn script(estates: &[SimEstate], op: &Operator, inbox: &Inbox) -> anyhow::Result<()> {
     let [a, b, c, ..] = estates else { return Ok(()) };
     let start = Instant::now();
     let at = |s: u64| tokio::time::sleep_until(start + Duration::from_secs(s));
@@ -35,6 +43,30 @@ pub(super) async fn script(estates: &[SimEstate], op: &Operator) -> anyhow::Resu
     at(32).await;
     let pump = op.open_incident(&b.spec.id, "pump_flooding", wait).await?;
     let pump_id = pump["id"].as_i64().context("incident id")?;
+    // Acknowledging ends the facility team's escalation step: the story shows the team's
+    // chat message first.
+    let about_pump = |m: &InboxMessage| {
+        [&b.spec.name, &b.spec.id, &format!("/incidents/{pump_id}")]
+            .iter()
+            .any(|s| m.text.contains(s.as_str()) || m.title.as_deref().is_some_and(|t| t.contains(s.as_str())))
+    };
+    match inbox.wait_for(FACILITY_WAIT, about_pump).await {
+        Some(m) if m.signature_verified => say(&format!(
+            "facility team — the pump trip is in their DingTalk group: {}",
+            m.first_line()
+        )),
+        Some(m) => say(&format!(
+            "facility team — a pump-trip message arrived but its signature did NOT verify ({}): {}",
+            m.refused.as_deref().unwrap_or("?"),
+            m.first_line()
+        )),
+        None => say(&format!(
+            "facility team — NO pump-trip message reached the facility inbox within {} s of the \
+             operator's turn (see the hub's log and incident {pump_id}'s notifications); \
+             acknowledging anyway",
+            FACILITY_WAIT.as_secs()
+        )),
+    }
     say(&format!(
         "operator — acknowledges incident {pump_id} (pump trip); facility team on the way"
     ));
