@@ -148,10 +148,13 @@ impl Mailer {
             );
         }
         if e.is_tls() || is_tls_failure(e) {
+            // lettre wraps the handshake's error in two "Connection error" layers: the
+            // innermost cause is the reason.
+            let cause = self.scrub(&innermost(e), to, masked);
             return SendError::new(
                 WebhookResult::Tls,
                 format!(
-                    "TLS with the SMTP server failed: {text}; its certificate must chain to the system's roots or to the ca_file"
+                    "TLS with the SMTP server failed: {cause}; its certificate must chain to the system's roots or to the ca_file"
                 ),
             );
         }
@@ -184,4 +187,12 @@ impl Mailer {
         }
         out
     }
+}
+
+fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = e;
+    while let Some(s) = last.source() {
+        last = s;
+    }
+    last.to_string()
 }
