@@ -386,6 +386,64 @@ async fn an_smtp_server_whose_certificate_is_not_trusted_fails_naming_tls_withou
     assert!(!logs.contains(SMTP_PASSWORD));
 }
 
+#[tokio::test]
+async fn smtp_refusals_carry_their_code_and_an_unreachable_server_says_so() {
+    captured_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = mint(dir.path());
+    let sink = SmtpSink::start("starttls", &pki, dir.path(), true);
+    let clock = ManualClock::new(T0);
+    let wrong_password = "wrong-pass-Xy8$e1";
+    let cases = [
+        // A wrong password: 535, and the password is not in the reason.
+        (
+            email_section(sink.port, "starttls", Some(&pki.ca_file), true).replace(SMTP_PASSWORD, wrong_password),
+            "mailto:ops@example.com",
+            "535",
+        ),
+        // A mailbox the server refuses: 550, the address masked.
+        (
+            email_section(sink.port, "starttls", Some(&pki.ca_file), true),
+            "mailto:nobody@example.com",
+            "550",
+        ),
+        // Nothing listens: unreachable.
+        (
+            email_section(closed_port().await, "starttls", Some(&pki.ca_file), false),
+            "mailto:ops@example.com",
+            "cannot reach the SMTP server",
+        ),
+    ];
+    for (i, (section, channel, needle)) in cases.iter().enumerate() {
+        let hub = common::start_at(
+            hub_config(&dir.path().join(format!("hub-{i}.db")), section, channel),
+            &clock,
+        )
+        .await;
+        raise(&hub).await;
+        eventually(&format!("case {i}: the first attempt recorded"), || async {
+            notifications(&hub).await.first().is_some_and(|n| n["attempts"] == 1)
+        })
+        .await;
+        let n = &notifications(&hub).await[0];
+        assert_eq!(n["status"], "pending", "{n}");
+        let error = n["last_error"].as_str().unwrap_or_default();
+        assert!(error.contains(needle), "case {i}: {needle}: {error}");
+        for secret in [wrong_password, SMTP_PASSWORD, "nobody@example.com", "ops@example.com"] {
+            assert!(!error.contains(secret), "{secret} stays out of the reason: {error}");
+        }
+        hub.shutdown().await;
+    }
+    assert!(sink.messages().is_empty());
+    assert!(!logs_text().contains(wrong_password));
+}
+
+/// A loopback port nothing listens on.
+async fn closed_port() -> u16 {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap().port()
+}
+
 /// What the SMS stub saw of one request.
 #[derive(Debug, Clone)]
 struct SmsCall {

@@ -27,6 +27,13 @@ class Sink:
         self.out_dir = out_dir
         self.count = 0
 
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        # A mailbox the server does not have: a permanent refusal with its code.
+        if address.startswith("nobody@"):
+            return "550 5.1.1 <" + address + ">: mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server, session, envelope):
         self.count += 1
         raw = envelope.original_content or envelope.content
@@ -71,7 +78,8 @@ def authenticator_for(user, password):
             and auth_data.login == user.encode()
             and auth_data.password == password.encode()
         )
-        return AuthResult(success=ok)
+        # handled=False: aiosmtpd answers 535 itself on a failure.
+        return AuthResult(success=ok, handled=False)
 
     return check
 
