@@ -142,9 +142,10 @@ impl Mailer {
     fn classify(&self, e: &lettre::transport::smtp::Error, to: &str, masked: &str) -> SendError {
         let text = self.scrub(&error_chain(e), to, masked);
         if let Some(code) = e.status() {
+            let said = self.scrub(&innermost(e), to, masked);
             return SendError::new(
                 WebhookResult::Refused,
-                format!("the SMTP server refused ({code}): {text}"),
+                format!("the SMTP server refused ({code}): {said}"),
             );
         }
         if e.is_tls() || is_tls_failure(e) {
