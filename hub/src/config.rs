@@ -532,6 +532,9 @@ impl HubConfig {
                     "\"none\" sends passwords and messages in clear: only for a relay on loopback (localhost, 127.0.0.1, ::1); use \"starttls\" or \"tls\"",
                 ));
             }
+            if e.security == crate::notify::config::EmailSecurity::None && e.ca_file.is_some() {
+                return Err(invalid(key("ca_file"), "security = \"none\" uses no TLS: no CA file"));
+            }
             let has_password = e.password.is_some() || e.password_env.is_some();
             if e.password.is_some() && e.password_env.is_some() {
                 return Err(invalid(

@@ -326,6 +326,10 @@ fn email_settings_are_checked_and_named() {
         &e("server = \"smtp.example.com\"\nfrom = \"a@example.com\"\npassword_env = \"P\"\n"),
         "notify.email.username",
     );
+    refused(
+        &e("server = \"127.0.0.1\"\nfrom = \"a@example.com\"\nsecurity = \"none\"\nca_file = \"ca.pem\"\n"),
+        "notify.email.ca_file",
+    );
     for ok in [
         "server = \"127.0.0.1\"\nfrom = \"a@example.com\"\nsecurity = \"none\"\nport = 2525\n",
         "server = \"localhost\"\nfrom = \"a@example.com\"\nsecurity = \"none\"\n",

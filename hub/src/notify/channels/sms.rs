@@ -446,4 +446,48 @@ mod tests {
         let out = cut(&format!("title {link}"), 10, &[link]);
         assert_eq!(out, link);
     }
+
+    fn message(short: &str) -> Message {
+        Message {
+            language: crate::roles::Lang::En,
+            title: "t".into(),
+            facts: Vec::new(),
+            text: short.into(),
+            markdown: short.into(),
+            html: short.into(),
+            short: short.into(),
+            incident_url: None,
+            answer_url: None,
+            reply_hint: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_line_break_never_goes_into_a_header_and_a_missing_variable_is_named() {
+        let config: SmsConfig =
+            toml::from_str("url = \"http://127.0.0.1:9/s?to={to}\"\n[headers]\nX-Text = \"{text}\"\n").unwrap();
+        let gw = SmsGateway::build(&config, None, Duration::from_secs(1)).unwrap();
+        let e = gw
+            .send("+8613812345678", &message("line one\nline two"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.result, WebhookResult::Other);
+        assert!(
+            e.reason.contains("line break") && e.reason.contains("x-text"),
+            "{}",
+            e.reason
+        );
+
+        let config: SmsConfig = toml::from_str(
+            "url = \"https://sms.example.com/s?to={to}&m={text}&k={env:GATEHOUSE_TEST_SURELY_UNSET_SMS}\"\n",
+        )
+        .unwrap();
+        let e = SmsGateway::build(&config, None, Duration::from_secs(1))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("notify.sms.url") && e.contains("GATEHOUSE_TEST_SURELY_UNSET_SMS"),
+            "{e}"
+        );
+    }
 }
