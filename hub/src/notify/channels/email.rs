@@ -98,6 +98,8 @@ impl Mailer {
                 }
             }
         };
+        // lettre calls a builder "dangerous" because it starts without TLS: `tls` is set right
+        // here from `security`, and `none` is refused by the config check off loopback.
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(server)
             .port(port)
             .tls(tls)
