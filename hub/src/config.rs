@@ -94,6 +94,12 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     }
 }
 
+/// `localhost` or a loopback address: where a relay may be spoken to in clear.
+fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 pub use crate::store::DatabaseUrl;
 
 impl HubConfig {
@@ -231,6 +237,7 @@ impl HubConfig {
             }
         }
         self.validate_incidents(&estate_ids)?;
+        self.validate_email_sms()?;
         self.validate_robots()?;
         self.validate_limits()?;
         self.validate_auth()?;
@@ -301,6 +308,139 @@ impl HubConfig {
                     format!("{key}.token_sha256"),
                     "64 hex digits (the SHA-256 of the token)",
                 ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `[notify.email]`, `[notify.sms]` and the links' settings of `[notify]`. Secrets in
+    /// `*_env` variables are read at start, not here: a configuration is checked without them.
+    fn validate_email_sms(&self) -> Result<(), ConfigError> {
+        let n = &self.notify;
+        if let Some(u) = &n.public_url {
+            match url::Url::parse(u) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
+                _ => {
+                    return Err(invalid(
+                        "notify.public_url",
+                        format!("{u:?} is not an http:// or https:// URL"),
+                    ));
+                }
+            }
+        }
+        if n.link_secret.is_some() && n.link_secret_env.is_some() {
+            return Err(invalid(
+                "notify.link_secret",
+                "link_secret and link_secret_env are both set: give one",
+            ));
+        }
+        if n.link_secret.as_ref().is_some_and(|s| s.expose().chars().count() < 32) {
+            return Err(invalid("notify.link_secret", "must be at least 32 characters"));
+        }
+        if n.answer_link_ttl_s < 60 {
+            return Err(invalid("notify.answer_link_ttl_s", "must be at least 60"));
+        }
+        if let Some(e) = &n.email {
+            let key = |f: &str| format!("notify.email.{f}");
+            let server = e.server.trim();
+            if server.is_empty() || server.contains(char::is_whitespace) {
+                return Err(invalid(key("server"), "must be a host name or an address"));
+            }
+            if let Err(err) = e.from.parse::<lettre::message::Mailbox>() {
+                return Err(invalid(
+                    key("from"),
+                    format!("{:?} is not a mailbox (`Name <address@example.com>`): {err}", e.from),
+                ));
+            }
+            if e.port == Some(0) {
+                return Err(invalid(key("port"), "must be between 1 and 65535"));
+            }
+            if e.security == crate::notify::config::EmailSecurity::None && !is_loopback_host(server) {
+                return Err(invalid(
+                    key("security"),
+                    "\"none\" sends passwords and messages in clear: only for a relay on loopback (localhost, 127.0.0.1, ::1); use \"starttls\" or \"tls\"",
+                ));
+            }
+            if e.security == crate::notify::config::EmailSecurity::None && e.ca_file.is_some() {
+                return Err(invalid(key("ca_file"), "security = \"none\" uses no TLS: no CA file"));
+            }
+            let has_password = e.password.is_some() || e.password_env.is_some();
+            if e.password.is_some() && e.password_env.is_some() {
+                return Err(invalid(
+                    key("password"),
+                    "password and password_env are both set: give one",
+                ));
+            }
+            if e.username.is_some() != has_password {
+                return Err(invalid(
+                    key(if has_password { "username" } else { "password" }),
+                    "username and a password (password or password_env) go together",
+                ));
+            }
+        }
+        if let Some(s) = &n.sms {
+            let key = |f: &str| format!("notify.sms.{f}");
+            use crate::notify::channels::sms;
+            let url = sms::sample_url(&s.url).map_err(|e| invalid(key("url"), e))?;
+            match url.scheme() {
+                "https" => {}
+                "http" if url.host_str().is_some_and(is_loopback_host) => {}
+                "http" => {
+                    return Err(invalid(
+                        key("url"),
+                        "http:// sends the API key and the message in clear: only for a gateway on loopback; use https://",
+                    ));
+                }
+                _ => return Err(invalid(key("url"), "must be an https:// URL")),
+            }
+            let method = s.method.to_ascii_uppercase();
+            if !matches!(method.as_str(), "GET" | "POST" | "PUT") {
+                return Err(invalid(key("method"), format!("GET, POST or PUT, not {:?}", s.method)));
+            }
+            if method == "GET" && !s.body.is_empty() {
+                return Err(invalid(
+                    key("body"),
+                    "a GET sends no body: put {to} and {text} in the URL",
+                ));
+            }
+            let ct = s.content_type.trim();
+            if !ct.split(';').next().is_some_and(|t| t.contains('/')) || ct.contains(char::is_control) {
+                return Err(invalid(key("content_type"), "a media type such as application/json"));
+            }
+            for (name, value) in &s.headers {
+                if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                    return Err(invalid(format!("notify.sms.headers.{name}"), "not a header name"));
+                }
+                if value.contains(['\r', '\n']) {
+                    return Err(invalid(
+                        format!("notify.sms.headers.{name}"),
+                        "a header value holds no line break",
+                    ));
+                }
+            }
+            if s.max_chars < 70 {
+                return Err(invalid(
+                    key("max_chars"),
+                    "must be at least 70 (one SMS of Chinese text)",
+                ));
+            }
+            if !sms::names_to_and_text(s) {
+                return Err(invalid(
+                    key("url"),
+                    "the template (url, headers, body) must name {to} and {text} somewhere",
+                ));
+            }
+            if s.inbound_token.is_some() && s.inbound_token_env.is_some() {
+                return Err(invalid(
+                    key("inbound_token"),
+                    "inbound_token and inbound_token_env are both set: give one",
+                ));
+            }
+            if s.inbound_token
+                .as_ref()
+                .is_some_and(|t| t.expose().chars().count() < 16)
+            {
+                return Err(invalid(key("inbound_token"), "must be at least 16 characters"));
             }
         }
         Ok(())

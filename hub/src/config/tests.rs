@@ -353,3 +353,161 @@ fn robots_load_and_bad_robots_are_refused_without_quoting_the_url() {
     ))
     .unwrap();
 }
+
+const EMAIL: &str = "[notify.email]\nserver = \"smtp.example.com\"\nfrom = \"Gatehouse <gatehouse@example.com>\"\n";
+const SMS: &str = "[notify.sms]\nurl = \"https://sms.example.com/send?key={env:SMS_KEY}\"\nbody = '{\"to\":\"{to}\",\"text\":\"{text}\"}'\n";
+const MAIL_GUARD: &str = "[[roster]]\nestate = \"estate-a\"\nrole = \"facility_team\"\nname = \"Ops\"\nchannel = \"mailto:ops@example.com\"\n";
+const SMS_GUARD: &str =
+    "[[roster]]\nestate = \"estate-a\"\nrole = \"facility_team\"\nname = \"Ops\"\nchannel = \"sms:+8613800000000\"\n";
+
+fn refused(extra: &str, needle: &str) {
+    let err = with(extra).expect_err(extra).to_string();
+    assert!(err.contains(needle), "{extra}\n→ {err}");
+}
+
+#[test]
+fn mailto_and_sms_channels_need_their_sections() {
+    refused(MAIL_GUARD, "needs [notify.email]");
+    refused(SMS_GUARD, "needs [notify.sms]");
+    let c = with(&format!("{MAIL_GUARD}[notify]\n{EMAIL}")).unwrap();
+    let e = c.notify.email.unwrap();
+    assert_eq!(e.security, crate::notify::config::EmailSecurity::Starttls);
+    let c = with(&format!("{SMS_GUARD}[notify]\n{SMS}")).unwrap();
+    let s = c.notify.sms.unwrap();
+    assert_eq!(
+        (s.method.as_str(), s.content_type.as_str(), s.max_chars),
+        ("POST", "application/json", 280)
+    );
+}
+
+#[test]
+fn email_settings_are_checked_and_named() {
+    let e = |extra: &str| format!("[notify.email]\n{extra}");
+    refused(&e("server = \"\"\nfrom = \"a@example.com\"\n"), "notify.email.server");
+    refused(
+        &e("server = \"smtp.example.com\"\nfrom = \"not a mailbox\"\n"),
+        "notify.email.from",
+    );
+    refused(
+        &e("server = \"smtp.example.com\"\nfrom = \"a@example.com\"\nport = 0\n"),
+        "notify.email.port",
+    );
+    refused(
+        &e("server = \"smtp.example.com\"\nfrom = \"a@example.com\"\nsecurity = \"none\"\n"),
+        "notify.email.security",
+    );
+    refused(
+        &e("server = \"smtp.example.com\"\nfrom = \"a@example.com\"\nsecurity = \"plain\"\n"),
+        "plain",
+    );
+    refused(
+        &e(
+            "server = \"smtp.example.com\"\nfrom = \"a@example.com\"\nusername = \"u\"\npassword = \"p\"\npassword_env = \"P\"\n",
+        ),
+        "notify.email.password",
+    );
+    refused(
+        &e("server = \"smtp.example.com\"\nfrom = \"a@example.com\"\nusername = \"u\"\n"),
+        "notify.email.password",
+    );
+    refused(
+        &e("server = \"smtp.example.com\"\nfrom = \"a@example.com\"\npassword_env = \"P\"\n"),
+        "notify.email.username",
+    );
+    refused(
+        &e("server = \"127.0.0.1\"\nfrom = \"a@example.com\"\nsecurity = \"none\"\nca_file = \"ca.pem\"\n"),
+        "notify.email.ca_file",
+    );
+    for ok in [
+        "server = \"127.0.0.1\"\nfrom = \"a@example.com\"\nsecurity = \"none\"\nport = 2525\n",
+        "server = \"localhost\"\nfrom = \"a@example.com\"\nsecurity = \"none\"\n",
+        "server = \"smtp.example.com\"\nfrom = \"门卫 <a@example.com>\"\nsecurity = \"tls\"\nusername = \"u\"\npassword_env = \"P\"\n",
+    ] {
+        with(&e(ok)).unwrap_or_else(|err| panic!("{ok}: {err}"));
+    }
+}
+
+#[test]
+fn sms_templates_are_checked_and_named() {
+    let s = |extra: &str| format!("[notify.sms]\n{extra}");
+    let body = "body = '{\"to\":\"{to}\",\"text\":\"{text}\"}'\n";
+    refused(&s(&format!("url = \"not a url\"\n{body}")), "notify.sms.url");
+    refused(
+        &s(&format!("url = \"ftp://sms.example.com/\"\n{body}")),
+        "notify.sms.url",
+    );
+    refused(&s(&format!("url = \"http://sms.example.com/\"\n{body}")), "loopback");
+    refused(
+        &s(&format!(
+            "url = \"https://sms.example.com/\"\nmethod = \"PATCH\"\n{body}"
+        )),
+        "notify.sms.method",
+    );
+    refused(
+        &s("url = \"https://sms.example.com/?to={to}&m={text}\"\nmethod = \"GET\"\nbody = \"x\"\n"),
+        "notify.sms.body",
+    );
+    refused(
+        &s(&format!(
+            "url = \"https://sms.example.com/\"\ncontent_type = \"json\"\n{body}"
+        )),
+        "notify.sms.content_type",
+    );
+    refused(
+        &s(&format!("url = \"https://sms.example.com/\"\nmax_chars = 69\n{body}")),
+        "notify.sms.max_chars",
+    );
+    refused(
+        &s("url = \"https://sms.example.com/\"\nbody = '{\"to\":\"{to}\"}'\n"),
+        "{text}",
+    );
+    refused(
+        &s("url = \"https://sms.example.com/\"\nbody = '{\"text\":\"{text}\"}'\n"),
+        "{to}",
+    );
+    refused(
+        &s(&format!(
+            "url = \"https://sms.example.com/\"\n{body}inbound_token = \"short\"\n"
+        )),
+        "notify.sms.inbound_token",
+    );
+    refused(
+        &s(&format!(
+            "url = \"https://sms.example.com/\"\n{body}inbound_token = \"0123456789abcdef\"\ninbound_token_env = \"T\"\n"
+        )),
+        "notify.sms.inbound_token",
+    );
+    refused(
+        &s(&format!(
+            "url = \"https://sms.example.com/\"\n{body}[notify.sms.headers]\n\"bad name\" = \"x\"\n"
+        )),
+        "notify.sms.headers",
+    );
+    for ok in [
+        "url = \"https://sms.example.com/send?to={to}&text={text}&key={env:SMS_KEY}\"\nmethod = \"get\"\n".to_owned(),
+        format!("url = \"http://127.0.0.1:9/send\"\n{body}inbound_token_env = \"T\"\n"),
+        "url = \"https://sms.example.com/\"\ncontent_type = \"application/x-www-form-urlencoded\"\nbody = \"to={to}&text={text}\"\n[notify.sms.headers]\nAuthorization = \"Bearer {env:SMS_KEY}\"\n".to_owned(),
+    ] {
+        with(&s(&ok)).unwrap_or_else(|err| panic!("{ok}: {err}"));
+    }
+}
+
+#[test]
+fn link_settings_are_checked() {
+    refused("[notify]\npublic_url = \"centre.example.com\"\n", "notify.public_url");
+    refused(
+        "[notify]\npublic_url = \"ftp://centre.example.com\"\n",
+        "notify.public_url",
+    );
+    refused("[notify]\nlink_secret = \"too short\"\n", "notify.link_secret");
+    refused(
+        "[notify]\nlink_secret = \"0123456789abcdef0123456789abcdef\"\nlink_secret_env = \"L\"\n",
+        "notify.link_secret",
+    );
+    refused("[notify]\nanswer_link_ttl_s = 59\n", "notify.answer_link_ttl_s");
+    let c = with(
+        "[notify]\npublic_url = \"https://centre.example.com\"\nlink_secret = \"0123456789abcdef0123456789abcdef\"\nanswer_link_ttl_s = 60\n",
+    )
+    .unwrap();
+    assert_eq!(c.notify.answer_link_ttl_s, 60);
+}

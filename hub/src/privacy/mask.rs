@@ -38,6 +38,32 @@ pub fn redacted(value: &str) -> String {
     format!("<redacted, {} chars>", value.chars().count())
 }
 
+/// An e-mail address in a log line or a stored reason: the first character of the local part
+/// and the domain ("zhang.wei@example.com" → "z***@example.com"), enough to tell which
+/// mailbox a failure is about without holding the address.
+pub fn email(value: &str) -> String {
+    match value.rsplit_once('@') {
+        Some((local, domain)) => {
+            let first: String = local.chars().take(1).collect();
+            format!("{first}***@{domain}")
+        }
+        None => redacted(value),
+    }
+}
+
+/// A phone number in a log line or a stored reason: its last 4 digits only
+/// ("+8613812345678" → "**********5678"); shorter numbers are hidden whole.
+pub fn phone(value: &str) -> String {
+    let chars: Vec<char> = value.chars().collect();
+    if chars.len() < 8 {
+        return "*".repeat(chars.len());
+    }
+    let hidden = chars.len() - 4;
+    let mut out = "*".repeat(hidden);
+    out.extend(&chars[hidden..]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +83,14 @@ mod tests {
         assert_eq!(initials("Zhang  Wei"), "Z. W.");
         assert_eq!(initials("张伟"), "张.");
         assert_eq!(redacted("B3-1201"), "<redacted, 7 chars>");
+    }
+
+    #[test]
+    fn e_mail_addresses_and_phone_numbers() {
+        assert_eq!(email("zhang.wei@example.com"), "z***@example.com");
+        assert_eq!(email("张伟@例子.cn"), "张***@例子.cn");
+        assert_eq!(email("nobody"), "<redacted, 6 chars>");
+        assert_eq!(phone("+8613812345678"), "**********5678");
+        assert_eq!(phone("1234567"), "*******");
     }
 }

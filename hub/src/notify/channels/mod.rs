@@ -71,12 +71,12 @@ impl Channels {
         let email = config
             .email
             .as_ref()
-            .map(|e| email::Mailer::build(e, timeout))
+            .map(|e| email::Mailer::build(e, config.ca_file.as_deref(), timeout))
             .transpose()?;
         let sms = config
             .sms
             .as_ref()
-            .map(|s| sms::SmsGateway::build(s, timeout))
+            .map(|s| sms::SmsGateway::build(s, config.ca_file.as_deref(), timeout))
             .transpose()?;
         Ok(Channels { robots, email, sms })
     }
