@@ -11,6 +11,7 @@
 //! in [`queries`].
 
 pub mod address;
+pub mod answer;
 pub mod apply;
 pub mod body;
 pub mod channels;
