@@ -9,14 +9,14 @@
 //! `Accept: application/json`.
 
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, ApiPath, AppState};
+use super::{ApiError, AppState};
 use crate::audit::Actor;
 use crate::error::OpError;
 use crate::incidents::queries::{IncidentRow, get_incident};
@@ -198,6 +198,11 @@ async fn open_link(
     Ok(Ok((row, inc)))
 }
 
+/// The path's token; one that is not even text (`%FF`) is as forged as any other garbage.
+fn token_of(path: Result<Path<String>, PathRejection>) -> String {
+    path.map(|Path(t)| t).unwrap_or_default()
+}
+
 fn keys(state: &AppState) -> &AnswerKeys {
     &state.answers
 }
@@ -227,9 +232,10 @@ fn incident_json(state: &AppState, inc: &IncidentRow) -> Value {
 pub async fn show(
     State(state): State<AppState>,
     headers: HeaderMap,
-    ApiPath(token): ApiPath<String>,
+    token: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let json = wants_json(&headers);
+    let token = token_of(token);
     let (row, inc) = match open_link(&state, &keys(&state).link_key, &token).await? {
         Ok(found) => found,
         Err((r, lang)) => return Ok(r.respond(json, lang)),
@@ -368,7 +374,7 @@ pub async fn post(
     State(state): State<AppState>,
     headers: HeaderMap,
     peer: Option<axum::Extension<Peer>>,
-    ApiPath(token): ApiPath<String>,
+    token: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let json = wants_json(&headers);
@@ -388,6 +394,7 @@ pub async fn post(
             "answer must be acknowledged or on_the_way",
         ));
     };
+    let token = token_of(token);
     let (row, inc) = match open_link(&state, &keys(&state).link_key, &token).await? {
         Ok(found) => found,
         Err((r, lang)) => return Ok(r.respond(json, lang)),
