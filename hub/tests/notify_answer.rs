@@ -480,3 +480,37 @@ async fn links_survive_a_restart() {
     );
     hub.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_configured_link_secret_signs_the_links_and_a_short_one_stops_the_start() {
+    let (addr, got) = receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let short = format!("{}\n[notify]\nlink_secret = \"too-short\"\n", roster(addr));
+    let config = common::config(&dir.path().join("short.db"), &format!("{ESTATE_A}{short}"));
+    let err = gatehouse_hub::start_with_clock(config, Arc::new(clock.clone()))
+        .await
+        .expect_err("a short link secret is refused");
+    let message = err.to_string();
+    assert!(message.contains("notify.link_secret"), "{message}");
+    assert!(!message.contains("too-short"), "the secret is not echoed: {message}");
+
+    // The same configured secret on two databases: a link of one names a row of the other
+    // with another expiry, so it is refused there as forged.
+    let secret = "a-link-secret-of-at-least-32-characters";
+    let rest = format!("{}\n[notify]\nlink_secret = \"{secret}\"\n", roster(addr));
+    let hub = start(&dir.path().join("one.db"), &clock, &rest).await;
+    open_fire(&hub).await;
+    let room = link_of(&got, "Monitoring room A").await;
+    hub.shutdown().await;
+    clock.advance_s(1);
+    got.lock().unwrap().clear();
+    let hub = start(&dir.path().join("two.db"), &clock, &rest).await;
+    let id = open_fire(&hub).await;
+    link_of(&got, "Monitoring room A").await;
+    let token = room.rsplit_once('/').unwrap().1;
+    let (status, _) = tap(&format!("http://{}/n/{token}", hub.http_addr()), "acknowledged").await;
+    assert_eq!(status, 403);
+    assert_eq!(detail(&hub, id).await["acknowledged"], false);
+    hub.shutdown().await;
+}
