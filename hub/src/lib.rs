@@ -91,8 +91,53 @@ pub enum HubError {
     WebhookTls(#[from] notify::tls::TlsSetupError),
     #[error("notification channels: {0}")]
     Channels(#[from] notify::channels::ChannelSetupError),
+    #[error("cannot make the answer links' key: {0}")]
+    Randomness(String),
     #[error("the {what} server failed: {message}")]
     Server { what: &'static str, message: String },
+}
+
+/// The answer links' key (`notify.link_secret[_env]`, at least 32 characters, else one made
+/// at first start and kept in `hub_secrets`) and the SMS inbound token.
+async fn answer_keys(config: &HubConfig, pool: &store::Pool, now: i64) -> Result<api::answer::AnswerKeys, HubError> {
+    let n = &config.notify;
+    let invalid = |key: &str, message: String| {
+        HubError::Config(ConfigError::Invalid {
+            key: key.into(),
+            message,
+        })
+    };
+    let configured = notify::config::resolve_secret(
+        "notify.link_secret",
+        n.link_secret.as_ref(),
+        n.link_secret_env.as_deref(),
+    )
+    .map_err(|m| invalid("notify.link_secret", m))?;
+    let link_key = match configured {
+        Some(s) if s.expose().chars().count() < 32 => {
+            return Err(invalid("notify.link_secret", "must be at least 32 characters".into()));
+        }
+        Some(s) => notify::answer::LinkKey::new(s.expose().as_bytes().to_vec()),
+        None => {
+            let mut fresh = [0u8; 32];
+            getrandom::fill(&mut fresh).map_err(|e| HubError::Randomness(e.to_string()))?;
+            let kept = notify::queries::answer_link_key(pool, &hex::encode(fresh), now).await?;
+            notify::answer::LinkKey::new(hex::decode(&kept).unwrap_or_else(|_| kept.into_bytes()))
+        }
+    };
+    let sms_inbound_token = match &n.sms {
+        Some(sms) => notify::config::resolve_secret(
+            "notify.sms.inbound_token",
+            sms.inbound_token.as_ref(),
+            sms.inbound_token_env.as_deref(),
+        )
+        .map_err(|m| invalid("notify.sms.inbound_token", m))?,
+        None => None,
+    };
+    Ok(api::answer::AnswerKeys {
+        link_key,
+        sms_inbound_token,
+    })
 }
 
 /// Asks a running hub to stop gracefully; [`RunningHub::wait`] then returns `Ok`.
@@ -198,9 +243,16 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
         }),
         None => Arc::new(roster),
     };
+    // Before the writer starts: a key made now is kept by one INSERT, read back on every
+    // later start, so links sent before a restart still work after it.
+    let answers = Arc::new(answer_keys(&config, &pool, clock.now_ms()).await?);
     let mut engine = engine::Engine::new(
         alarms::book::BookState::new(config.thresholds()),
-        Arc::new(engine::EngineConfig::from_config(&config, http_addr)),
+        Arc::new(engine::EngineConfig::from_config(
+            &config,
+            http_addr,
+            answers.link_key.clone(),
+        )),
         resolver,
     );
     if let Some(r) = &rota {
@@ -389,6 +441,7 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
         rota,
         writer_stall: Duration::from_secs(u64::from(config.ingest.writer_stall_s)),
         auth: authenticator,
+        answers,
     });
     let app = api::limits::apply(app, &limits, metrics);
     let http_task = tokio::spawn(net::http::serve(

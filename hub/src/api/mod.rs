@@ -1,6 +1,6 @@
 //! The HTTP/JSON API (docs/design.md, HTTP API): estates, alarms (ack, shelve, out of service, history),
 //! incidents (list, open, detail, transition, procedure steps), commands to devices,
-//! notifications, the live
+//! notifications (and answering one by its link or an SMS reply, `answer.rs`), the live
 //! stream (SSE, with catch-up), the alarm KPI, the audit log (admins), health and metrics; and, outside `/api/v1`, the
 //! board's embedded files (`board.rs`).
 //!
@@ -9,6 +9,7 @@
 //! body `{"error": "...", "detail": ...}`, including malformed paths, queries and bodies.
 
 mod alarms;
+pub mod answer;
 mod audit;
 mod auth;
 mod board;
@@ -67,6 +68,8 @@ pub struct AppState {
     pub writer_stall: std::time::Duration,
     /// Sign-in: credentials → principal, sessions, the failed-login throttle.
     pub auth: Arc<crate::auth::Authenticator>,
+    /// What answer links and SMS replies are checked with (`answer.rs`).
+    pub answers: Arc<answer::AnswerKeys>,
 }
 
 /// The HTTP server's router, built from the route table ([`routes`]): each route wrapped in

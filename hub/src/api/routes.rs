@@ -7,7 +7,9 @@ use axum::handler::Handler;
 use axum::http::Method;
 use axum::routing::{MethodFilter, MethodRouter, on};
 
-use super::{AppState, alarms, audit, auth, board, commands, devices, estates, health, incidents, kpi, rota, stream};
+use super::{
+    AppState, alarms, answer, audit, auth, board, commands, devices, estates, health, incidents, kpi, rota, stream,
+};
 use crate::api::enforce::{Decision, EstateFrom as E};
 use crate::auth::objects::Object as O;
 use crate::auth::policy::Permission as P;
@@ -62,6 +64,11 @@ pub(super) fn routes() -> Vec<Route> {
         route("GET", "/healthz", PUBLIC, health::healthz),
         route("GET", "/readyz", PUBLIC, health::readyz),
         route("GET", "/metrics", PUBLIC, health::metrics),
+        // Answering a page: the signed link (or the SMS gateway's bearer token) is the
+        // credential; no cookie is read, so no CSRF rule applies. GET never acts.
+        route("GET", "/n/{token}", PUBLIC, answer::show),
+        route("POST", "/n/{token}", PUBLIC, answer::post),
+        route("POST", "/api/v1/notify/sms/inbound", PUBLIC, answer::sms_inbound),
         route("GET", "/api/v1/estates", need(P::ReadEstates, E::List), estates::list),
         route("GET", "/api/v1/alarms", need(P::ReadAlarms, E::List), alarms::list),
         route(

@@ -159,6 +159,16 @@ pub(super) fn pending(actor: &Actor, op: &Op) -> Option<Pending> {
             answer_key: Some("command"),
         }),
         Op::CommandUndelivered { .. } => None,
+        Op::Answer {
+            notification_id,
+            answer,
+            via,
+        } => Some(Pending {
+            action: "notification.answer",
+            target: Target::Fixed(format!("notification:{notification_id}")),
+            detail: json!({"answer": answer.as_str(), "via": via.as_str()}),
+            answer_key: Some("incident"),
+        }),
         Op::Rota(r) => rota(actor, r),
     }
 }

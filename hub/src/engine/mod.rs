@@ -25,12 +25,15 @@
 //!   `response_target`, `progress` to escalation; `shelve_expiry` to alarms;
 //!   `command_deadline` to commands), then ends
 //!   floods and chattering, detects silent gateways and runs the rota's tick.
+//! - `Op::Answer` (`answer.rs`): a person's answer to a page (signed link, SMS reply)
+//!   recorded as that person; it acknowledges the incident.
 //! - [`Engine::command_result`] and the command ops (`commands.rs`): operator commands to
 //!   devices recorded, settled by a gateway's result, and timed out by their timer.
 //! - [`Engine::claim_deliveries`], [`Engine::delivery_result`]: the deliverer's lease and
 //!   outcomes, through the writer.
 //! - [`Engine::take_published`] / [`Engine::discard`]: after the commit / rollback.
 
+mod answer;
 mod audit;
 mod commands;
 mod flow;
@@ -49,6 +52,7 @@ use crate::escalation::{self, PolicyConfig, RoleResolver};
 use crate::events::apply::{self as events, Liveness};
 use crate::incidents::ProcedureConfig;
 use crate::incidents::apply::IncidentShell;
+use crate::notify::answer::LinkKey;
 use crate::notify::apply::{EstateInfo, NotifySettings, NotifyShell};
 use crate::notify::{Delivery, DeliveryOutcome};
 use crate::store::{Conn, Pool, StoreError};
@@ -75,8 +79,9 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
-    /// `http_addr`: where the HTTP port listens (links in notifications default to it).
-    pub fn from_config(c: &HubConfig, http_addr: std::net::SocketAddr) -> Self {
+    /// `http_addr`: where the HTTP port listens (links in notifications default to it);
+    /// `link_key`: what answer links are signed with (loaded at start).
+    pub fn from_config(c: &HubConfig, http_addr: std::net::SocketAddr, link_key: LinkKey) -> Self {
         EngineConfig {
             hub_id: c.hub.hub_id.clone(),
             policies: c.escalation.policies.clone(),
@@ -86,13 +91,13 @@ impl EngineConfig {
             progress_limit_ms: i64::from(c.incidents.progress_limit_s) * 1000,
             shelve_max_minutes: i64::from(c.alarms.shelve_max_minutes),
             gateway_silent_ms: i64::from(c.alarms.gateway_silent_after_s) * 1000,
-            notify: NotifySettings::from_config(c, http_addr),
+            notify: NotifySettings::from_config(c, http_addr, link_key),
         }
     }
 }
 
 impl NotifySettings {
-    fn from_config(c: &HubConfig, http_addr: std::net::SocketAddr) -> Self {
+    fn from_config(c: &HubConfig, http_addr: std::net::SocketAddr, link_key: LinkKey) -> Self {
         let n = &c.notify;
         NotifySettings {
             hub_id: c.hub.hub_id.clone(),
@@ -119,6 +124,7 @@ impl NotifySettings {
                     (e.id.clone(), info)
                 })
                 .collect(),
+            link_key,
         }
     }
 }

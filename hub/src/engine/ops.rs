@@ -71,6 +71,15 @@ pub enum Op {
     Command(crate::commands::NewCommand),
     /// The command could not be handed to its gateway (no stream): `gateway_offline`.
     CommandUndelivered { id: i64, detail: String },
+    /// The recipient of a notification answers it (an answer link, an SMS reply): recorded
+    /// as them, it acknowledges the incident; answers the incident's id. Refused when the
+    /// notification does not exist or is about no incident (not found), was answered already
+    /// (conflict), or its link has expired (unprocessable).
+    Answer {
+        notification_id: i64,
+        answer: crate::notify::answer::Answer,
+        via: crate::notify::answer::AnswerVia,
+    },
 }
 
 impl Engine {
@@ -203,6 +212,11 @@ impl Engine {
             Op::Rota(op) => self.rota_op(conn, rules, op, now).await,
             Op::Command(c) => self.record_command(conn, c, now).await,
             Op::CommandUndelivered { id, detail } => self.command_undelivered(conn, id, &detail, now).await,
+            Op::Answer {
+                notification_id,
+                answer,
+                via,
+            } => self.answer(conn, notification_id, answer, via, now).await,
         }
     }
 }

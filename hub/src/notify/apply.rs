@@ -17,6 +17,7 @@ use crate::incidents::queries::IncidentRow;
 use crate::roles::{Lang, Recipient, Role, RoleResolver};
 
 use super::address::Address;
+use super::answer::{self, LinkKey};
 use super::body::{IncidentSummary, NotificationBody};
 use crate::store::{Conn, StoreError};
 use crate::stream::Published;
@@ -47,6 +48,15 @@ pub struct NotifySettings {
     pub digest_interval_s: u32,
     /// Estate id → name and offset.
     pub estates: HashMap<String, EstateInfo>,
+    /// Signs answer links and derives SMS reply codes (`Debug` redacts it).
+    pub link_key: LinkKey,
+}
+
+/// A queued notification's answer link.
+struct AnswerLink {
+    url: String,
+    expires_at_ms: i64,
+    reply_code: Option<String>,
 }
 
 /// The notification shell: who holds a role, and the settings it reads.
@@ -139,6 +149,7 @@ impl NotifyShell {
                 now,
             };
             let id = queries::insert_notification(conn, &new).await?;
+            let link = self.answer_link(conn, inc, &r.channel, id, now).await?;
             let body = NotificationBody {
                 notification_id: id,
                 kind: kind.to_owned(),
@@ -160,9 +171,9 @@ impl NotifyShell {
                     state: i.state.clone(),
                 }),
                 incident_url: inc.map(|i| format!("{}/#/incidents/{}", s.public_url, i.id)),
-                answer_url: None,
-                answer_expires_at: None,
-                reply_code: None,
+                answer_url: link.as_ref().map(|l| l.url.clone()),
+                answer_expires_at: link.as_ref().map(|l| rfc3339(l.expires_at_ms)),
+                reply_code: link.and_then(|l| l.reply_code),
                 items: Vec::new(),
             };
             let body = serde_json::to_string(&body).unwrap_or_default();
@@ -193,6 +204,48 @@ impl NotifyShell {
         }
         out.wake_deliverer();
         Ok(())
+    }
+
+    /// The answer link (and, for SMS, the reply code) of a notification about an incident
+    /// on a channel a person reads (not `log`), stored on its row.
+    async fn answer_link(
+        &self,
+        conn: &mut Conn,
+        inc: Option<&IncidentRow>,
+        channel: &str,
+        id: i64,
+        now: i64,
+    ) -> Result<Option<AnswerLink>, StoreError> {
+        let s = &self.settings;
+        let address = match (inc, Address::parse(channel)) {
+            (Some(_), Ok(a)) if a != Address::Log => a,
+            _ => return Ok(None),
+        };
+        let expires_at_ms = now.saturating_add(s.answer_link_ttl_ms);
+        let token = answer::sign(&s.link_key, id, expires_at_ms);
+        let reply_code = match address {
+            Address::Sms(_) => Some(self.free_reply_code(conn, id, now).await?),
+            _ => None,
+        };
+        queries::set_answer_link(conn, id, expires_at_ms, reply_code.as_deref()).await?;
+        Ok(Some(AnswerLink {
+            url: format!("{}/n/{token}", s.public_url),
+            expires_at_ms,
+            reply_code,
+        }))
+    }
+
+    /// A reply code no other row open to an answer holds. 32⁶ codes make a clash rare;
+    /// after many the last one is kept (the sender's number still tells the rows apart).
+    async fn free_reply_code(&self, conn: &mut Conn, id: i64, now: i64) -> Result<String, StoreError> {
+        let mut code = answer::reply_code(&self.settings.link_key, id, 0);
+        for attempt in 1..16 {
+            if !queries::reply_code_taken(conn, &code, now).await? {
+                break;
+            }
+            code = answer::reply_code(&self.settings.link_key, id, attempt);
+        }
+        Ok(code)
     }
 
     /// Leases due notifications to the deliverer.

@@ -7,10 +7,12 @@
 //! channel and reports the outcome back the same way; [`tls`] says which roots an https
 //! webhook trusts. A row's channel is an [`address::Address`]; its body a
 //! [`body::NotificationBody`], rendered for people by [`message`] and sent by the deliverer
-//! (log, webhooks) or [`channels`] (chat robots, e-mail, SMS); `[notify]` is [`config`]. Every statement on `notifications` is
+//! (log, webhooks) or [`channels`] (chat robots, e-mail, SMS); [`answer`] signs the links and
+//! SMS reply codes with which people answer a page; `[notify]` is [`config`]. Every statement on `notifications` is
 //! in [`queries`].
 
 pub mod address;
+pub mod answer;
 pub mod apply;
 pub mod body;
 pub mod channels;

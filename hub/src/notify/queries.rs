@@ -260,6 +260,99 @@ pub async fn record_attempt(
     Ok(())
 }
 
+/// The answer link's expiry and the SMS reply code of a queued notification (also in its
+/// body, which the caller writes).
+pub async fn set_answer_link(
+    conn: &mut Conn,
+    id: i64,
+    link_expires_at_ms: i64,
+    reply_code: Option<&str>,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE notifications SET link_expires_at_ms = $1, reply_code = $2 WHERE id = $3")
+        .bind(link_expires_at_ms)
+        .bind(reply_code)
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .context(|| "storing an answer link".into())?;
+    Ok(())
+}
+
+/// Whether a reply code is held by a row that can still be answered (a code is reused only
+/// once its row is answered or its link has expired).
+pub async fn reply_code_taken(conn: &mut Conn, code: &str, now: i64) -> Result<bool, StoreError> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM notifications WHERE reply_code = $1 AND answer IS NULL \
+         AND link_expires_at_ms > $2",
+    )
+    .bind(code)
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await
+    .context(|| "checking a reply code".into())?;
+    Ok(n > 0)
+}
+
+/// One notification by id (any connection: the writer's transaction or the pool).
+pub async fn notification<'c, E>(conn: E, id: i64) -> Result<Option<NotificationRow>, StoreError>
+where
+    E: sqlx::Executor<'c, Database = Sqlite>,
+{
+    sqlx::query_as::<_, NotificationRow>(sqlx::AssertSqlSafe(format!(
+        "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+    .context(|| format!("reading notification {id}"))
+}
+
+/// The latest rows that hold `code`, newest first (a code is unique among rows still open
+/// to an answer, and an SMS reply names one of them by its sender).
+pub async fn by_reply_code(conn: &crate::store::Pool, code: &str) -> Result<Vec<NotificationRow>, StoreError> {
+    sqlx::query_as::<_, NotificationRow>(sqlx::AssertSqlSafe(format!(
+        "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE reply_code = $1 ORDER BY id DESC LIMIT 16"
+    )))
+    .bind(code)
+    .fetch_all(conn)
+    .await
+    .context(|| "finding a reply code".into())
+}
+
+/// Records the first answer of a notification: `false` when it already had one.
+pub async fn record_answer(conn: &mut Conn, id: i64, answer: &str, via: &str, now: i64) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE notifications SET answer = $1, answered_at_ms = $2, answer_via = $3 \
+         WHERE id = $4 AND answer IS NULL",
+    )
+    .bind(answer)
+    .bind(now)
+    .bind(via)
+    .bind(id)
+    .execute(&mut *conn)
+    .await
+    .context(|| "recording an answer".into())?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The answer links' key kept in `hub_secrets` (`answer_link_key`), made from `fresh` at
+/// first start: run before the writer starts, so the single INSERT is not racing it.
+pub async fn answer_link_key(pool: &crate::store::Pool, fresh: &str, now: i64) -> Result<String, StoreError> {
+    sqlx::query(
+        "INSERT INTO hub_secrets (name, value, created_at_ms) VALUES ('answer_link_key', $1, $2) \
+         ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(fresh)
+    .bind(now)
+    .execute(pool)
+    .await
+    .context(|| "keeping the answer links' key".into())?;
+    sqlx::query_scalar("SELECT value FROM hub_secrets WHERE name = 'answer_link_key'")
+        .fetch_one(pool)
+        .await
+        .context(|| "reading the answer links' key".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
