@@ -102,7 +102,7 @@ impl Default for NotifyConfig {
             answer_link_ttl_s: 12 * 3600,
             link_secret: None,
             link_secret_env: None,
-            digest_interval_s: 300,
+            digest_interval_s: 60,
             robots: Vec::new(),
             email: None,
             sms: None,

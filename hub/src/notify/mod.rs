@@ -18,6 +18,7 @@ pub mod config;
 pub mod deliverer;
 pub mod message;
 pub mod outbox;
+pub mod pacing;
 pub mod queries;
 pub mod tls;
 
