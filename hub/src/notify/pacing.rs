@@ -121,6 +121,12 @@ pub fn quiet_until(q: &QuietHours, utc_offset_s: i32, now: i64) -> Option<i64> {
     Some(end - offset_ms)
 }
 
+/// `HH:MM`, local time at `utc_offset_s`, of `at` (UTC ms).
+pub fn local_hhmm(at: i64, utc_offset_s: i32) -> String {
+    let m = local_minute(at, utc_offset_s);
+    format!("{:02}:{:02}", m / 60, m % 60)
+}
+
 /// Decides a recipient's due rows at `now`, given when they were last sent a message.
 pub fn plan(rows: &[DueRow], p: &Pacing, last_sent_ms: Option<i64>, now: i64) -> Plan {
     let mut rows: Vec<&DueRow> = rows.iter().collect();
@@ -137,7 +143,9 @@ pub fn plan(rows: &[DueRow], p: &Pacing, last_sent_ms: Option<i64>, now: i64) ->
     for r in rows {
         if r.urgent || r.resend {
             out.alone.push(r.id);
-        } else if let Some(until) = quiet.filter(|_| r.quiet_holdable() && !r.incident.is_some_and(|i| escalated.contains(&i))) {
+        } else if let Some(until) =
+            quiet.filter(|_| r.quiet_holdable() && !r.incident.is_some_and(|i| escalated.contains(&i)))
+        {
             out.wait.push((r.id, Held::QuietHours, until));
         } else {
             paced.push(r.id);
@@ -147,7 +155,10 @@ pub fn plan(rows: &[DueRow], p: &Pacing, last_sent_ms: Option<i64>, now: i64) ->
         out.alone.extend(paced);
         return out;
     }
-    if let Some(next) = last_sent_ms.map(|t| t.saturating_add(p.interval_ms)).filter(|n| *n > now) {
+    if let Some(next) = last_sent_ms
+        .map(|t| t.saturating_add(p.interval_ms))
+        .filter(|n| *n > now)
+    {
         out.wait.extend(paced.into_iter().map(|id| (id, Held::Digest, next)));
         return out;
     }
