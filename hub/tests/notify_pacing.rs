@@ -453,3 +453,98 @@ steps = [{{ role = "facility_team" }}]
     );
     hub.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_digest_that_fails_for_good_fails_its_members_with_its_reason() {
+    // A receiver that refuses everything.
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(|| async { axum::http::StatusCode::SERVICE_UNAVAILABLE }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T23);
+    let rules: String = (0..3)
+        .map(|i| format!("[[rules.points]]\npoint = \"pump{i}_fault\"\nwhen = true\npriority = \"P3\"\n\n"))
+        .collect();
+    let rest = format!(
+        r#"
+[[roster]]
+estate = "estate-a"
+role = "facility_team"
+name = "Facility team"
+channel = "http://{addr}/hook"
+
+{rules}"#
+    );
+    let hub = start(&dir.path().join("hub.db"), &clock, &rest).await;
+    let mut link = Link::connect(&hub, "gw-1", "estate-a", &["plc-1"]).await;
+    for i in 0..3 {
+        link.send(vec![(
+            "plc-1",
+            &format!("plant room {i}"),
+            point(&format!("pump{i}_fault")),
+        )])
+        .await;
+        hub.tick_now().await.unwrap();
+        if i == 0 {
+            eventually("the first attempt", || async {
+                notifications(&hub, "").await[0]["attempts"] == 1
+            })
+            .await;
+        }
+    }
+    eventually("two held for the digest", || async {
+        notifications(&hub, "")
+            .await
+            .iter()
+            .filter(|n| n["held"] == "digest")
+            .count()
+            == 2
+    })
+    .await;
+    // The digest goes at 60 s and fails; it retries (not paced) until its attempts run out.
+    clock.advance_s(60);
+    let mut tries = 0;
+    let digest = loop {
+        tries += 1;
+        assert!(tries < 400, "the digest never failed for good");
+        let all = notifications(&hub, "").await;
+        if let Some(d) = all.iter().find(|n| n["kind"] == "digest" && n["status"] == "failed") {
+            break d.clone();
+        }
+        clock.advance_s(300);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let id = digest["id"].as_i64().unwrap();
+    assert!(digest["last_error"].as_str().unwrap().contains("503"), "{digest}");
+    eventually("the members failed with the digest", || async {
+        let members: Vec<Value> = notifications(&hub, "")
+            .await
+            .into_iter()
+            .filter(|n| n["digest_id"] == id)
+            .collect();
+        members.len() == 2
+            && members
+                .iter()
+                .all(|m| m["status"] == "failed" && m["last_error"].as_str().is_some_and(|e| e.contains("503")))
+    })
+    .await;
+    let member = notifications(&hub, "")
+        .await
+        .into_iter()
+        .find(|n| n["digest_id"] == id)
+        .unwrap();
+    let detail = get(&hub, &format!("/api/v1/incidents/{}", member["incident_id"])).await;
+    assert!(
+        detail["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["text"].as_str().unwrap().contains(&format!("FAILED in digest #{id}"))),
+        "{detail}"
+    );
+    hub.shutdown().await;
+}

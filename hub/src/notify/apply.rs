@@ -348,7 +348,7 @@ impl NotifyShell {
                 json!({"incident_id": r.incident_id, "held": held.as_str(), "until": rfc3339(*until)}),
             );
         }
-        if paced && plan.sends() {
+        if paced && plan.fresh {
             queries::set_last_sent(conn, &recipient, &channel, now).await?;
         }
         Ok(())

@@ -90,13 +90,9 @@ pub struct Plan {
     pub digest: Vec<i64>,
     /// (row, why, until when).
     pub wait: Vec<(i64, Held, i64)>,
-}
-
-impl Plan {
-    /// Whether the recipient is sent anything now (the digest interval restarts).
-    pub fn sends(&self) -> bool {
-        !self.alone.is_empty() || !self.digest.is_empty()
-    }
+    /// Whether a new message goes (the digest interval restarts): a resend does not count,
+    /// as the recipient's interval ran from its first attempt.
+    pub fresh: bool,
 }
 
 /// Minutes after local midnight at `now`.
@@ -142,6 +138,7 @@ pub fn plan(rows: &[DueRow], p: &Pacing, last_sent_ms: Option<i64>, now: i64) ->
     let mut paced = Vec::new();
     for r in rows {
         if r.urgent || r.resend {
+            out.fresh |= !r.resend;
             out.alone.push(r.id);
         } else if let Some(until) =
             quiet.filter(|_| r.quiet_holdable() && !r.incident.is_some_and(|i| escalated.contains(&i)))
@@ -152,6 +149,7 @@ pub fn plan(rows: &[DueRow], p: &Pacing, last_sent_ms: Option<i64>, now: i64) ->
         }
     }
     if p.interval_ms <= 0 {
+        out.fresh |= !paced.is_empty();
         out.alone.extend(paced);
         return out;
     }
@@ -162,6 +160,7 @@ pub fn plan(rows: &[DueRow], p: &Pacing, last_sent_ms: Option<i64>, now: i64) ->
         out.wait.extend(paced.into_iter().map(|id| (id, Held::Digest, next)));
         return out;
     }
+    out.fresh |= !paced.is_empty();
     match paced.len() {
         0 => {}
         1 => out.alone.extend(paced),
@@ -249,6 +248,7 @@ mod tests {
         let out = plan(&[r, row(2, "P3")], &pacing(None, 60), Some(0), 1_000);
         assert_eq!(out.alone, [1]);
         assert_eq!(out.wait, [(2, Held::Digest, 60_000)]);
+        assert!(!out.fresh, "a retry does not restart the interval");
     }
 
     #[test]
@@ -371,7 +371,7 @@ mod tests {
                         }
                         last_paced = Some(now);
                     }
-                    if out.sends() {
+                    if out.fresh {
                         last_sent = Some(now);
                     }
                     for id in out.alone.iter().chain(&out.digest) {
