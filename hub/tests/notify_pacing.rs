@@ -362,6 +362,12 @@ steps = [{{ role = "facility_team" }}]
 "#
     );
     let hub = start(&dir.path().join("hub.db"), &clock, &rest).await;
+    let mut stream = common::admin_client()
+        .get(format!("http://{}/api/v1/stream", hub.http_addr()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
     let mut link = Link::connect(&hub, "gw-1", "estate-a", &["plc-1"]).await;
 
     // 23:00 local: a P3 plant fault is held until 07:00.
@@ -451,6 +457,19 @@ steps = [{{ role = "facility_team" }}]
         "{:?}",
         posts_to(&posts, "facility")
     );
+
+    // The board heard of the holds and the digest on the live stream.
+    let mut seen = String::new();
+    while !(seen.contains("\"change\":\"held\"") && seen.contains("\"change\":\"digested\"")) {
+        let chunk = tokio::time::timeout(WAIT, stream.chunk())
+            .await
+            .expect("stream events")
+            .unwrap()
+            .expect("the stream stays open");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(seen.contains("\"held\":\"quiet_hours\""), "{seen}");
+    drop(stream);
     hub.shutdown().await;
 }
 
