@@ -1,6 +1,8 @@
 //! The notification shell: queues notifications to a role's holders, leases them to the
-//! deliverer and records how each delivery went (a retry with backoff, or failed for good),
-//! inside the writer's transaction, through [`super::queries`].
+//! deliverer paced per recipient (P1 at once; quiet hours; at most one message per digest
+//! interval, several rows as one digest — decided by [`super::pacing`]) and records how each
+//! delivery went (a retry with backoff, or failed for good; a digest's outcome is its
+//! members'), inside the writer's transaction, through [`super::queries`].
 //!
 //! Invariant: never sends (the deliverer does, after the commit) and never writes outside
 //! the transaction it is given.
