@@ -199,7 +199,7 @@ impl Engine {
         limit: i64,
         now: i64,
     ) -> Result<Vec<Delivery>, StoreError> {
-        self.notify.claim(conn, limit, now).await
+        self.notify.claim(conn, &mut self.out, limit, now).await
     }
 
     /// Records how a delivery went: delivered, a retry with backoff, or failed for good.

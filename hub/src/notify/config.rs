@@ -77,8 +77,9 @@ pub struct NotifyConfig {
     /// random key made at first start and kept in the database.
     pub link_secret: Option<Secret>,
     pub link_secret_env: Option<String>,
-    /// At most one message per recipient per this many seconds; what changed meanwhile goes
-    /// in one digest. P1 is never held. A roster entry's `digest_interval_s` overrides it.
+    /// At most one message per recipient per this many seconds (default 60); what changed
+    /// meanwhile goes in one digest. P1 is never held; 0 turns digests off. A roster entry's
+    /// `digest_interval_s` overrides it.
     pub digest_interval_s: u32,
     /// Chat-group robots, named by `robot:<name>` channels.
     pub robots: Vec<RobotConfig>,
@@ -102,7 +103,7 @@ impl Default for NotifyConfig {
             answer_link_ttl_s: 12 * 3600,
             link_secret: None,
             link_secret_env: None,
-            digest_interval_s: 300,
+            digest_interval_s: 60,
             robots: Vec::new(),
             email: None,
             sms: None,

@@ -3,7 +3,8 @@
 //! are [`crate::stream`]'s.
 //!
 //! The shell ([`apply`]) queues rows in the writer's transaction; the deliverer
-//! ([`deliverer`]) claims them through a [`DeliveryDesk`] (the writer), sends each one on its
+//! ([`deliverer`]) claims them through a [`DeliveryDesk`] (the writer) — paced per recipient
+//! by [`pacing`]: digests and quiet hours — sends each one on its
 //! channel and reports the outcome back the same way; [`tls`] says which roots an https
 //! webhook trusts. A row's channel is an [`address::Address`]; its body a
 //! [`body::NotificationBody`], rendered for people by [`message`] and sent by the deliverer
@@ -20,6 +21,7 @@ pub mod config;
 pub mod deliverer;
 pub mod message;
 pub mod outbox;
+pub mod pacing;
 pub mod queries;
 pub mod tls;
 

@@ -195,29 +195,6 @@ pub async fn set_body(conn: &mut Conn, id: i64, body: &str) -> Result<(), StoreE
     Ok(())
 }
 
-/// Leases up to `limit` due notifications until `lease_until`: (id, channel, recipient,
-/// body, attempts). A conditional UPDATE, so no two claims take one row.
-pub async fn claim(
-    conn: &mut Conn,
-    lease_until: i64,
-    now: i64,
-    limit: i64,
-) -> Result<Vec<(i64, String, String, String, i64)>, StoreError> {
-    sqlx::query_as(
-        "UPDATE notifications SET lease_until_ms = $1 WHERE id IN \
-         (SELECT id FROM notifications WHERE status = 'pending' AND next_attempt_at_ms <= $2 \
-          AND (lease_until_ms IS NULL OR lease_until_ms <= $2) ORDER BY id LIMIT $3) \
-         AND status = 'pending' AND (lease_until_ms IS NULL OR lease_until_ms <= $2) \
-         RETURNING id, channel, recipient, body, attempts",
-    )
-    .bind(lease_until)
-    .bind(now)
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await
-    .context(|| "claiming notifications".into())
-}
-
 /// (incident, attempts, recipient, status) of one notification.
 pub async fn delivery_state(
     conn: &mut Conn,
@@ -351,6 +328,190 @@ pub async fn answer_link_key(pool: &crate::store::Pool, fresh: &str, now: i64) -
         .fetch_one(pool)
         .await
         .context(|| "reading the answer links' key".into())
+}
+
+// ---- Pacing: digests and quiet hours (see `super::pacing`) ----
+
+/// Stores the recipient's pacing preferences on a queued row (read back when it is claimed).
+pub async fn set_pacing(
+    conn: &mut Conn,
+    id: i64,
+    quiet_hours: Option<&str>,
+    digest_interval_s: Option<i64>,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE notifications SET quiet_hours = $1, digest_interval_s = $2 WHERE id = $3")
+        .bind(quiet_hours)
+        .bind(digest_interval_s)
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .context(|| "queueing a notification".into())?;
+    Ok(())
+}
+
+/// A pending row as the claim paces it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PacedRow {
+    pub id: i64,
+    pub incident_id: Option<i64>,
+    pub kind: String,
+    pub role: String,
+    pub recipient: String,
+    pub channel: String,
+    pub body: String,
+    pub attempts: i64,
+    pub priority: Option<String>,
+    pub urgent: bool,
+    pub language: String,
+    pub held: Option<String>,
+    pub escalation_step: Option<i64>,
+    pub created_at_ms: i64,
+    pub quiet_hours: Option<String>,
+    pub digest_interval_s: Option<i64>,
+}
+
+/// The columns of [`PacedRow`], as a literal (statements are static strings).
+macro_rules! paced_columns {
+    () => {
+        "id, incident_id, kind, role, recipient, channel, body, attempts, priority, urgent, language, held, \
+         escalation_step, created_at_ms, quiet_hours, digest_interval_s"
+    };
+}
+
+/// Up to `limit` pending rows due by `now` and not leased, oldest first.
+pub async fn due_rows(conn: &mut Conn, now: i64, limit: i64) -> Result<Vec<PacedRow>, StoreError> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        paced_columns!(),
+        " FROM notifications WHERE status = 'pending' AND next_attempt_at_ms <= $1 \
+         AND (lease_until_ms IS NULL OR lease_until_ms <= $1) ORDER BY id LIMIT $2"
+    ))
+    .bind(now)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await
+    .context(|| "claiming notifications".into())
+}
+
+/// A recipient's rows held for quiet hours about `incident` (an escalation releases them).
+pub async fn quiet_held(
+    conn: &mut Conn,
+    recipient: &str,
+    channel: &str,
+    incident: i64,
+    now: i64,
+) -> Result<Vec<PacedRow>, StoreError> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        paced_columns!(),
+        " FROM notifications WHERE recipient = $1 AND channel = $2 AND status = 'pending' \
+         AND held = 'quiet_hours' AND incident_id = $3 AND (lease_until_ms IS NULL OR lease_until_ms <= $4) ORDER BY id"
+    ))
+    .bind(recipient)
+    .bind(channel)
+    .bind(incident)
+    .bind(now)
+    .fetch_all(&mut *conn)
+    .await
+    .context(|| "claiming notifications".into())
+}
+
+/// Leases one pending row until `lease_until` (no longer held): (id, channel, recipient,
+/// body, attempts); `None` if another claim took it.
+pub async fn lease(
+    conn: &mut Conn,
+    id: i64,
+    lease_until: i64,
+    now: i64,
+) -> Result<Option<(i64, String, String, String, i64)>, StoreError> {
+    sqlx::query_as(
+        "UPDATE notifications SET lease_until_ms = $1, held = NULL WHERE id = $2 AND status = 'pending' \
+         AND (lease_until_ms IS NULL OR lease_until_ms <= $3) RETURNING id, channel, recipient, body, attempts",
+    )
+    .bind(lease_until)
+    .bind(id)
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await
+    .context(|| "claiming notifications".into())
+}
+
+/// Holds a pending row back (`digest` | `quiet_hours`) until `until`.
+pub async fn hold(conn: &mut Conn, id: i64, held: &str, until: i64) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE notifications SET held = $1, next_attempt_at_ms = $2, lease_until_ms = NULL \
+         WHERE id = $3 AND status = 'pending'",
+    )
+    .bind(held)
+    .bind(until)
+    .bind(id)
+    .execute(&mut *conn)
+    .await
+    .context(|| "holding a notification".into())?;
+    Ok(())
+}
+
+/// A pending row is carried by digest `digest_id`.
+pub async fn mark_digested(conn: &mut Conn, id: i64, digest_id: i64) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE notifications SET status = 'digested', digest_id = $1, held = NULL, lease_until_ms = NULL \
+         WHERE id = $2 AND status = 'pending'",
+    )
+    .bind(digest_id)
+    .bind(id)
+    .execute(&mut *conn)
+    .await
+    .context(|| "digesting a notification".into())?;
+    Ok(())
+}
+
+/// When `recipient` on `channel` was last sent a message.
+pub async fn last_sent(conn: &mut Conn, recipient: &str, channel: &str) -> Result<Option<i64>, StoreError> {
+    sqlx::query_scalar("SELECT last_sent_at_ms FROM notify_pacing WHERE recipient = $1 AND channel = $2")
+        .bind(recipient)
+        .bind(channel)
+        .fetch_optional(&mut *conn)
+        .await
+        .context(|| "reading a recipient's pacing".into())
+}
+
+pub async fn set_last_sent(conn: &mut Conn, recipient: &str, channel: &str, at: i64) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO notify_pacing (recipient, channel, last_sent_at_ms) VALUES ($1, $2, $3) \
+         ON CONFLICT (recipient, channel) DO UPDATE SET last_sent_at_ms = excluded.last_sent_at_ms",
+    )
+    .bind(recipient)
+    .bind(channel)
+    .bind(at)
+    .execute(&mut *conn)
+    .await
+    .context(|| "recording a recipient's pacing".into())?;
+    Ok(())
+}
+
+/// A digest's outcome for good (`sent`, `delivered` or `failed`) becomes its members':
+/// returns them (id, incident).
+pub async fn settle_digest_members(
+    conn: &mut Conn,
+    digest_id: i64,
+    status: &str,
+    error: Option<&str>,
+    now: i64,
+) -> Result<Vec<(i64, Option<i64>)>, StoreError> {
+    let sent = matches!(status, "sent" | "delivered").then_some(now);
+    let delivered = (status == "delivered").then_some(now);
+    sqlx::query_as(
+        "UPDATE notifications SET status = $1, sent_at_ms = $2, delivered_at_ms = $3, last_error = $4 \
+         WHERE digest_id = $5 AND status = 'digested' RETURNING id, incident_id",
+    )
+    .bind(status)
+    .bind(sent)
+    .bind(delivered)
+    .bind(error)
+    .bind(digest_id)
+    .fetch_all(&mut *conn)
+    .await
+    .context(|| "recording a digest's delivery".into())
 }
 
 #[cfg(test)]
