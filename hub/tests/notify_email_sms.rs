@@ -509,7 +509,7 @@ async fn sms_gateway(server: rustls::ServerConfig, state: Arc<Mutex<Gateway>>) -
 
 fn sms_section(addr: std::net::SocketAddr, key_env: &str, ca: &Path) -> String {
     format!(
-        "[notify.sms]\nurl = \"https://{addr}/v1/messages?account=acme&to={{to}}\"\nbody = '{{\"to\":\"{{to}}\",\"text\":\"{{text}}\",\"sender\":\"Gatehouse\"}}'\nmax_chars = 140\nca_file = \"{}\"\n[notify.sms.headers]\nX-Api-Key = \"{{env:{key_env}}}\"\n",
+        "[notify.sms]\nurl = \"https://{addr}/v1/messages?account=acme&to={{to}}\"\nbody = '{{\"to\":\"{{to}}\",\"text\":\"{{text}}\",\"sender\":\"Gatehouse\"}}'\nmax_chars = 280\nca_file = \"{}\"\n[notify.sms.headers]\nX-Api-Key = \"{{env:{key_env}}}\"\n",
         ca.display()
     )
 }
@@ -604,7 +604,7 @@ async fn an_sms_follows_the_template_and_a_failing_gateway_is_retried_with_backo
             "the quote and Chinese survive escaping: {text}"
         );
         assert!(text.contains(&link), "{text}");
-        assert!(text.chars().count() <= 140, "cut to max_chars: {text}");
+        assert!(text.chars().count() <= 280, "cut to max_chars: {text}");
     }
     hub.shutdown().await;
     let logs = logs_text();
