@@ -578,7 +578,14 @@ impl HubConfig {
             match crate::notify::address::Address::parse(&r.channel) {
                 Err(e) => return Err(invalid(key("channel"), e)),
                 Ok(crate::notify::address::Address::Webhook(_)) => {
-                    if r.secret.is_none() && self.notify.webhook_secret.is_none() {
+                    if r.secret.is_some() && r.secret_env.is_some() {
+                        return Err(invalid(key("secret"), "secret and secret_env are both set: give one"));
+                    }
+                    if r.secret.is_none()
+                        && r.secret_env.is_none()
+                        && self.notify.webhook_secret.is_none()
+                        && self.notify.webhook_secret_env.is_none()
+                    {
                         return Err(invalid(
                             key("channel"),
                             "a webhook needs a signing secret: set notify.webhook_secret or this entry's secret",
@@ -586,7 +593,7 @@ impl HubConfig {
                     }
                 }
                 Ok(other) => {
-                    if r.secret.is_some() {
+                    if r.secret.is_some() || r.secret_env.is_some() {
                         return Err(invalid(
                             key("secret"),
                             "only http(s) webhook channels are signed with a roster secret",
@@ -617,6 +624,12 @@ impl HubConfig {
             if let Ok(a) = crate::notify::address::Address::parse(&g.channel) {
                 self.check_channel_configured(&format!("guards[{i}].channel"), &a)?;
             }
+        }
+        if self.notify.webhook_secret.is_some() && self.notify.webhook_secret_env.is_some() {
+            return Err(invalid(
+                "notify.webhook_secret",
+                "webhook_secret and webhook_secret_env are both set: give one",
+            ));
         }
         if self.notify.webhook_secret.as_deref().is_some_and(|s| s.len() < 16) {
             return Err(invalid("notify.webhook_secret", "must be at least 16 characters"));

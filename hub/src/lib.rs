@@ -70,6 +70,45 @@ use writer::{Writer, WriterHandle, WriterParts};
 /// How long a graceful shutdown waits for each server before giving up on it.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// Each webhook channel's signing secret (URL → secret) and the default one, from the file or
+/// the environment (`*_env`), read at start: a variable that is not set stops the start.
+fn webhook_secrets(
+    config: &HubConfig,
+) -> Result<(std::collections::HashMap<String, String>, Option<String>), notify::channels::ChannelSetupError> {
+    use notify::config::{Secret, resolve_secret};
+    let resolve = |key: &str, value: Option<&String>, env: Option<&String>| {
+        resolve_secret(key, value.map(Secret::new).as_ref(), env.map(String::as_str))
+            .map(|s| s.map(|s| s.expose().to_owned()))
+            .map_err(|detail| notify::channels::ChannelSetupError::Invalid {
+                key: key.to_owned(),
+                detail,
+            })
+    };
+    let n = &config.notify;
+    let default = resolve(
+        "notify.webhook_secret",
+        n.webhook_secret.as_ref(),
+        n.webhook_secret_env.as_ref(),
+    )?;
+    if default.as_deref().is_some_and(|s| s.len() < 16) {
+        return Err(notify::channels::ChannelSetupError::Invalid {
+            key: "notify.webhook_secret_env".into(),
+            detail: "the secret must be at least 16 characters".into(),
+        });
+    }
+    let mut secrets = std::collections::HashMap::new();
+    for (i, r) in config.roster.iter().enumerate() {
+        if !r.channel.starts_with("http://") && !r.channel.starts_with("https://") {
+            continue;
+        }
+        let own = resolve(&format!("roster[{i}].secret"), r.secret.as_ref(), r.secret_env.as_ref())?;
+        if let Some(secret) = own.or_else(|| default.clone()) {
+            secrets.insert(r.channel.clone(), secret);
+        }
+    }
+    Ok((secrets, default))
+}
+
 /// Why the hub could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
@@ -188,6 +227,7 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
         &config.notify,
         Duration::from_secs(u64::from(config.notify.timeout_s)),
     )?);
+    let (secrets, default_secret) = webhook_secrets(&config)?;
     warn_if_descriptors_below_caps(&config);
     // TLS files are read before anything else starts: a wrong path fails the start.
     let (tls, crl_poll) = match config.tls_mode()? {
@@ -273,24 +313,13 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
         writer_stop.clone(),
     )
     .await?;
-    let secrets = config
-        .roster
-        .iter()
-        .filter(|r| r.channel != "log")
-        .filter_map(|r| {
-            r.secret
-                .clone()
-                .or_else(|| config.notify.webhook_secret.clone())
-                .map(|s| (r.channel.clone(), s))
-        })
-        .collect();
     let deliverer_stop = CancellationToken::new();
     let deliverer_task = tokio::spawn(notify::run_deliverer(
         writer.clone(),
         wake,
         notify::DelivererConfig {
             secrets,
-            default_secret: config.notify.webhook_secret.clone(),
+            default_secret,
             clients,
             channels,
             poll: Duration::from_millis(250),

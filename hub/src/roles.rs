@@ -178,6 +178,9 @@ pub struct RosterEntry {
     pub channel: String,
     /// HMAC secret for this webhook (default: `notify.webhook_secret`).
     pub secret: Option<String>,
+    /// Or the environment variable holding it.
+    #[serde(default)]
+    pub secret_env: Option<String>,
     /// https webhooks: a PEM file of CA certificates trusted besides the system's roots
     /// (instead of `notify.ca_file`).
     #[serde(default)]
@@ -236,6 +239,7 @@ mod tests {
                 name: "sup-a".into(),
                 channel: "log".into(),
                 secret: None,
+                secret_env: None,
                 ca_file: None,
                 language: None,
                 quiet_hours: None,
@@ -247,6 +251,7 @@ mod tests {
                 name: "dm".into(),
                 channel: "log".into(),
                 secret: None,
+                secret_env: None,
                 ca_file: None,
                 language: None,
                 quiet_hours: None,

@@ -511,3 +511,22 @@ fn link_settings_are_checked() {
     .unwrap();
     assert_eq!(c.notify.answer_link_ttl_s, 60);
 }
+
+#[test]
+fn a_webhook_secret_may_come_from_the_environment_but_not_from_both_places() {
+    let hook = "[[roster]]\nrole = \"supervisor\"\nname = \"x\"\nchannel = \"https://h/x\"\n";
+    assert!(with(&format!("{hook}[notify]\nwebhook_secret_env = \"GATEHOUSE_HOOK\"\n")).is_ok());
+    assert!(with(&format!("{hook}secret_env = \"GATEHOUSE_HOOK\"\n")).is_ok());
+    let both = with(&format!("{hook}secret = \"0123456789abcdef\"\nsecret_env = \"X\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(both.contains("roster[0].secret"), "{both}");
+    let both = with(&format!(
+        "{hook}[notify]\nwebhook_secret = \"0123456789abcdef\"\nwebhook_secret_env = \"X\"\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(both.contains("notify.webhook_secret"), "{both}");
+    let none = with(hook).unwrap_err().to_string();
+    assert!(none.contains("signing secret"), "{none}");
+}

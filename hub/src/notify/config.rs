@@ -55,6 +55,8 @@ pub fn resolve_secret(key: &str, value: Option<&Secret>, env: Option<&str>) -> R
 pub struct NotifyConfig {
     /// HMAC-SHA256 key for webhook signatures (a roster entry's `secret` overrides it).
     pub webhook_secret: Option<String>,
+    /// Or the environment variable holding it.
+    pub webhook_secret_env: Option<String>,
     /// First retry after this long; doubled each attempt up to `retry_max_s`.
     pub retry_initial_s: u32,
     pub retry_max_s: u32,
@@ -93,6 +95,7 @@ impl Default for NotifyConfig {
     fn default() -> Self {
         NotifyConfig {
             webhook_secret: None,
+            webhook_secret_env: None,
             retry_initial_s: 5,
             retry_max_s: 300,
             max_attempts: 8,
