@@ -3,7 +3,6 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use gatehouse_hub::{HubConfig, ManualClock, RunningHub};
 use gatehouse_proto::{
@@ -14,7 +13,7 @@ use serde_json::{Value, json};
 
 mod common;
 
-use common::{Link, WAIT, get, http};
+use common::{Link, WAIT, eventually, get, http};
 
 const GW: &str = "gw-1";
 const ESTATE: &str = "estate-a";
@@ -560,18 +559,6 @@ async fn webhook_receiver(state: Arc<Mutex<Received>>) -> std::net::SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     addr
-}
-
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test]

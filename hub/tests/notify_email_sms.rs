@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use common::{Link, WAIT, get};
+use common::{Link, eventually, get};
 use gatehouse_hub::{ManualClock, RunningHub};
 use gatehouse_proto::{PointReading, Quality, event::Body};
 use hyper_util::rt::TokioIo;
@@ -222,18 +222,6 @@ async fn timeline(hub: &RunningHub, incident: &Value) -> Vec<String> {
         .iter()
         .map(|t| t["text"].as_str().unwrap_or_default().to_owned())
         .collect()
-}
-
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// What every e-mail test checks of a received message.

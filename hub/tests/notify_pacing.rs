@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 mod common;
 
-use common::{Link, WAIT, get, http};
+use common::{Link, WAIT, eventually, get, http};
 
 const SECRET: &str = "test-secret-0123456789";
 /// 2025-11-24 15:00 UTC: 23:00 in Asia/Shanghai.
@@ -114,18 +114,6 @@ fn posts_to(posts: &Posts, who: &str) -> Vec<Value> {
         .filter(|(w, _)| w == who)
         .map(|(_, b)| b.clone())
         .collect()
-}
-
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn wait_posts(posts: &Posts, who: &str, n: usize) -> Vec<Value> {

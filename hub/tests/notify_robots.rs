@@ -16,13 +16,13 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use common::{WAIT, get, http};
+use common::{eventually, get, http, metric};
 use gatehouse_hub::{ManualClock, RunningHub};
 use hmac::{KeyInit, Mac};
 use hyper_util::rt::TokioIo;
@@ -395,32 +395,6 @@ async fn notifications(hub: &RunningHub) -> Vec<Value> {
         .as_array()
         .expect("a JSON array")
         .clone()
-}
-
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn metric(hub: &RunningHub, series: &str) -> f64 {
-    let text = reqwest::get(format!("http://{}/metrics", hub.http_addr()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{series} ")))
-        .unwrap_or_else(|| panic!("{series} missing in\n{text}"))
-        .parse()
-        .unwrap()
 }
 
 #[tokio::test]

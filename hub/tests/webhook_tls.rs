@@ -9,10 +9,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
-use common::{Link, WAIT, get};
+use common::{Link, eventually, get, metric};
 use gatehouse_hub::{ManualClock, RunningHub};
 use gatehouse_proto::{PointReading, Quality, event::Body};
 use hmac::{KeyInit, Mac};
@@ -172,32 +171,6 @@ async fn notifications(hub: &RunningHub) -> Vec<Value> {
         .as_array()
         .expect("a JSON array")
         .clone()
-}
-
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn metric(hub: &RunningHub, series: &str) -> f64 {
-    let text = reqwest::get(format!("http://{}/metrics", hub.http_addr()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{series} ")))
-        .unwrap_or_else(|| panic!("{series} missing in\n{text}"))
-        .parse()
-        .unwrap()
 }
 
 #[tokio::test]

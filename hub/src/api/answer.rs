@@ -24,6 +24,7 @@ use crate::net::Peer;
 use crate::notify::address::Address;
 use crate::notify::answer::{self, Answer, AnswerVia, LinkKey, Refusal};
 use crate::notify::config::Secret;
+use crate::notify::message::html_escape;
 use crate::notify::queries::{self as nq, NotificationRow};
 use crate::store::Context;
 use crate::writer::ActionError;
@@ -60,21 +61,6 @@ fn wants_json(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.contains("application/json"))
 }
 
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// A self-contained page: no external assets, not cached, not leaking the link as a
 /// referrer, nothing but its own inline style and a form posting back to itself.
 fn page(status: StatusCode, lang: Lang, title: &str, body: &str) -> Response {
@@ -88,7 +74,7 @@ fn page(status: StatusCode, lang: Lang, title: &str, body: &str) -> Response {
          button{{font-size:1.2rem;padding:.8rem 1.2rem;margin:.4rem .4rem 0 0;border-radius:.4rem;border:0;color:#fff}}\
          .ack{{background:#0a58ca}}.omw{{background:#198754}}.p1{{color:#b00020;font-weight:bold}}\
          </style></head><body>{body}</body></html>",
-        title = escape(title),
+        title = html_escape(title),
     );
     let mut r = (status, html).into_response();
     let h = r.headers_mut();
@@ -277,12 +263,12 @@ pub async fn show(
          <button class=\"ack\" name=\"answer\" value=\"acknowledged\">{ack}</button>\
          <button class=\"omw\" name=\"answer\" value=\"on_the_way\">{omw}</button></form>",
         id = inc.id,
-        recipient = escape(&row.recipient),
-        estate = escape(&estate_name(&state, &inc.estate_id)),
-        priority = escape(&inc.priority),
-        title = escape(&inc.title),
-        area = escape(&inc.area),
-        istate = escape(&inc.state),
+        recipient = html_escape(&row.recipient),
+        estate = html_escape(&estate_name(&state, &inc.estate_id)),
+        priority = html_escape(&inc.priority),
+        title = html_escape(&inc.title),
+        area = html_escape(&inc.area),
+        istate = html_escape(&inc.state),
     );
     Ok(page(StatusCode::OK, lang, &format!("{heading} #{}", inc.id), &body))
 }
@@ -429,7 +415,7 @@ pub async fn post(
         StatusCode::OK,
         lang,
         "Gatehouse",
-        &format!("<h1>{}</h1><p>{}</p>", escape(&text), escape(&inc.title)),
+        &format!("<h1>{}</h1><p>{}</p>", html_escape(&text), html_escape(&inc.title)),
     ))
 }
 
@@ -537,8 +523,8 @@ mod tests {
     }
 
     #[test]
-    fn pages_escape() {
-        assert_eq!(escape("<a href='x'>&\""), "&lt;a href=&#39;x&#39;&gt;&amp;&quot;");
+    fn pages_html_escape() {
+        assert_eq!(html_escape("<a href='x'>&\""), "&lt;a href=&#39;x&#39;&gt;&amp;&quot;");
     }
 
     #[test]

@@ -315,3 +315,31 @@ pub async fn get(hub: &RunningHub, path: &str) -> Value {
     assert_eq!(status, 200, "GET {path}: {body}");
     body
 }
+
+/// Polls `check` until it holds; fails naming `what` after [`WAIT`].
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One series of the hub's `/metrics`.
+pub async fn metric(hub: &RunningHub, series: &str) -> f64 {
+    let text = reqwest::get(format!("http://{}/metrics", hub.http_addr()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{series} ")))
+        .unwrap_or_else(|| panic!("{series} missing in\n{text}"))
+        .parse()
+        .unwrap()
+}
