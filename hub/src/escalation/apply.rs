@@ -198,7 +198,11 @@ impl EscalationShell {
         );
         Ok(match super::decide(t.run, condition, &status, recipients) {
             Decision::Fire(recipients) => {
-                let names: Vec<&str> = recipients.iter().map(|r| r.name.as_str()).collect();
+                // Initials: the timeline is read by every role (names are personal data).
+                let names: Vec<String> = recipients
+                    .iter()
+                    .map(|r| crate::privacy::mask::initials(&r.name))
+                    .collect();
                 timeline(
                     conn,
                     inc.id,

@@ -16,6 +16,7 @@ use tracing::warn;
 use crate::alarms::rfc3339;
 use crate::incidents::apply::timeline;
 use crate::incidents::queries::IncidentRow;
+use crate::privacy::mask::initials;
 use crate::roles::{Lang, QuietHours, Recipient, Role, RoleResolver};
 
 use super::address::Address;
@@ -194,7 +195,7 @@ impl NotifyShell {
                     None,
                     &format!(
                         "Notification #{id} to {} ({}) via {via} queued: {kind}",
-                        r.name,
+                        initials(&r.name),
                         role.as_str()
                     ),
                     json!({"notification_id": id}),
@@ -389,7 +390,8 @@ impl NotifyShell {
                     "notification",
                     None,
                     &format!(
-                        "Notification #{id} to {recipient} held for quiet hours until {}",
+                        "Notification #{id} to {} held for quiet hours until {}",
+                        initials(&recipient),
                         pacing::local_hhmm(*until, offset)
                     ),
                     json!({"notification_id": id, "held": held.as_str(), "until": rfc3339(*until)}),
@@ -536,6 +538,9 @@ impl NotifyShell {
         if status != "pending" {
             return Ok(());
         }
+        // The timeline is read by every role: a recipient (a guard: a cardholder) by initials;
+        // the notification itself names them to the roles that may see names.
+        let recipient = initials(&recipient);
         let attempts = attempts + 1;
         let (status, next, text) = if o.ok {
             let status = if o.delivered { "delivered" } else { "sent" };
@@ -608,7 +613,7 @@ impl NotifyShell {
         out: &mut Published,
         o: &DeliveryOutcome,
         status: &str,
-        recipient: &str,
+        recipient: &str, // as the timeline names them (initials)
         now: i64,
     ) -> Result<(), StoreError> {
         let mut members = queries::settle_digest_members(conn, o.id, status, o.error.as_deref(), now).await?;
