@@ -28,32 +28,19 @@ type Received = Arc<Mutex<Vec<Value>>>;
 async fn receiver() -> (std::net::SocketAddr, Received) {
     let got: Received = Arc::default();
     let keep = got.clone();
-    let sms = got.clone();
+    // Both a webhook's body and an SMS gateway request are JSON: kept alike.
+    let keep_json = axum::routing::post(move |body: axum::body::Bytes| {
+        let keep = keep.clone();
+        async move {
+            if let Ok(v) = serde_json::from_slice::<Value>(&body) {
+                keep.lock().unwrap().push(v);
+            }
+            axum::http::StatusCode::OK
+        }
+    });
     let app = axum::Router::new()
-        .route(
-            "/hook",
-            axum::routing::post(move |body: axum::body::Bytes| {
-                let keep = keep.clone();
-                async move {
-                    if let Ok(v) = serde_json::from_slice::<Value>(&body) {
-                        keep.lock().unwrap().push(v);
-                    }
-                    axum::http::StatusCode::OK
-                }
-            }),
-        )
-        .route(
-            "/sms",
-            axum::routing::post(move |body: axum::body::Bytes| {
-                let keep = sms.clone();
-                async move {
-                    if let Ok(v) = serde_json::from_slice::<Value>(&body) {
-                        keep.lock().unwrap().push(v);
-                    }
-                    axum::http::StatusCode::OK
-                }
-            }),
-        );
+        .route("/hook", keep_json.clone())
+        .route("/sms", keep_json);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });

@@ -15,11 +15,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use common::{Link, eventually, get};
+use common::{eventually, get, notifications, raise_pump_fault};
 use gatehouse_hub::{ManualClock, RunningHub};
-use gatehouse_proto::{PointReading, Quality, event::Body};
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::Value;
@@ -189,31 +186,6 @@ fn email_section(sink_port: u16, security: &str, ca: Option<&Path>, auth: bool) 
     s
 }
 
-/// Raises one P3 (a pump fault): its incident notifies the facility team.
-async fn raise(hub: &RunningHub) {
-    let mut link = Link::connect(hub, "gw-1", "estate-a", &["plc-1"]).await;
-    link.send(vec![(
-        "plc-1",
-        "pump room",
-        Body::Point(PointReading {
-            point: "pump1_fault".into(),
-            value: 1.0,
-            quality: Quality::Good as i32,
-            ..Default::default()
-        }),
-    )])
-    .await;
-    hub.tick_now().await.unwrap();
-}
-
-async fn notifications(hub: &RunningHub) -> Vec<Value> {
-    get(hub, "/api/v1/notifications")
-        .await
-        .as_array()
-        .expect("a JSON array")
-        .clone()
-}
-
 async fn timeline(hub: &RunningHub, incident: &Value) -> Vec<String> {
     let detail = get(hub, &format!("/api/v1/incidents/{incident}")).await;
     detail["timeline"]
@@ -279,7 +251,7 @@ async fn an_email_over_starttls_with_a_password_arrives_as_text_and_html() {
         &clock,
     )
     .await;
-    raise(&hub).await;
+    raise_pump_fault(&hub).await;
     eventually("the e-mail accepted", || async {
         notifications(&hub).await.first().is_some_and(|n| n["status"] == "sent")
     })
@@ -316,7 +288,7 @@ async fn an_email_over_implicit_tls_arrives() {
         &clock,
     )
     .await;
-    raise(&hub).await;
+    raise_pump_fault(&hub).await;
     eventually("the e-mail accepted", || async {
         notifications(&hub).await.first().is_some_and(|n| n["status"] == "sent")
     })
@@ -345,7 +317,7 @@ async fn an_smtp_server_whose_certificate_is_not_trusted_fails_naming_tls_withou
         &clock,
     )
     .await;
-    raise(&hub).await;
+    raise_pump_fault(&hub).await;
     eventually("the first attempt recorded", || async {
         notifications(&hub).await.first().is_some_and(|n| n["attempts"] == 1)
     })
@@ -408,7 +380,7 @@ async fn smtp_refusals_carry_their_code_and_an_unreachable_server_says_so() {
             &clock,
         )
         .await;
-        raise(&hub).await;
+        raise_pump_fault(&hub).await;
         eventually(&format!("case {i}: the first attempt recorded"), || async {
             notifications(&hub).await.first().is_some_and(|n| n["attempts"] == 1)
         })
@@ -476,23 +448,7 @@ async fn sms_gateway(server: rustls::ServerConfig, state: Arc<Mutex<Gateway>>) -
             }
         }
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else { return };
-            let acceptor = acceptor.clone();
-            let app = app.clone();
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else { return };
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tls), TowerToHyperService::new(app))
-                    .await;
-            });
-        }
-    });
-    addr
+    common::https_server(server, app, || {}).await
 }
 
 fn sms_section(addr: std::net::SocketAddr, key_env: &str, ca: &Path) -> String {
@@ -526,7 +482,7 @@ async fn an_sms_follows_the_template_and_a_failing_gateway_is_retried_with_backo
         &clock,
     )
     .await;
-    raise(&hub).await;
+    raise_pump_fault(&hub).await;
     eventually("the first attempt recorded", || async {
         notifications(&hub).await.first().is_some_and(|n| n["attempts"] == 1)
     })

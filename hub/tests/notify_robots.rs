@@ -22,11 +22,9 @@ use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use common::{eventually, get, http, metric};
+use common::{eventually, http, metric, notifications};
 use gatehouse_hub::{ManualClock, RunningHub};
 use hmac::{KeyInit, Mac};
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{Value, json};
@@ -255,27 +253,6 @@ fn receiver_app(calls: Calls, incident_link: Arc<Mutex<String>>) -> axum::Router
     })
 }
 
-/// An https receiver on 127.0.0.1 (tokio-rustls + hyper).
-async fn https_receiver(server: rustls::ServerConfig, app: axum::Router) -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else { return };
-            let acceptor = acceptor.clone();
-            let app = app.clone();
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else { return };
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tls), TowerToHyperService::new(app))
-                    .await;
-            });
-        }
-    });
-    addr
-}
-
 /// `[notify]` with the five robots at `addr` (DingTalk trusting the CA through
 /// `notify.ca_file`, the others through their own `ca_file`), a roster (supervisors:
 /// DingTalk in Chinese, Slack in English; facility team: WeCom and Feishu in Chinese, Teams
@@ -389,21 +366,13 @@ fn refused_nothing(calls: &Calls) {
     }
 }
 
-async fn notifications(hub: &RunningHub) -> Vec<Value> {
-    get(hub, "/api/v1/notifications")
-        .await
-        .as_array()
-        .expect("a JSON array")
-        .clone()
-}
-
 #[tokio::test]
 async fn every_robot_receives_the_incident_in_its_format_signed_and_in_the_recipients_language() {
     let dir = tempfile::tempdir().unwrap();
     let (ca_file, server) = mint(dir.path());
     let calls: Calls = Arc::default();
     let link = Arc::new(Mutex::new(String::new()));
-    let addr = https_receiver(server, receiver_app(calls.clone(), link.clone())).await;
+    let addr = common::https_server(server, receiver_app(calls.clone(), link.clone()), || {}).await;
     let clock = ManualClock::new(T0);
     let hub = common::start_at(config(&dir.path().join("hub.db"), &ca_file, addr, DING_SECRET), &clock).await;
     let id = open_incident(&hub).await;
@@ -486,7 +455,7 @@ async fn a_platform_error_in_a_200_answer_keeps_the_row_pending_with_the_reason_
     let dir = tempfile::tempdir().unwrap();
     let (ca_file, server) = mint(dir.path());
     let calls: Calls = Arc::default();
-    let addr = https_receiver(server, receiver_app(calls.clone(), Arc::default())).await;
+    let addr = common::https_server(server, receiver_app(calls.clone(), Arc::default()), || {}).await;
     let clock = ManualClock::new(T0);
     // Our DingTalk robot signs with a secret the receiver does not know: DingTalk answers
     // HTTP 200 with errcode 310000.
@@ -567,7 +536,7 @@ async fn a_robot_whose_certificate_is_not_trusted_fails_as_tls_with_no_url_in_th
     let dir = tempfile::tempdir().unwrap();
     let (ca_file, server) = mint(dir.path());
     let calls: Calls = Arc::default();
-    let addr = https_receiver(server, receiver_app(calls.clone(), Arc::default())).await;
+    let addr = common::https_server(server, receiver_app(calls.clone(), Arc::default()), || {}).await;
     let clock = ManualClock::new(T0);
     // Neither notify.ca_file nor the robots' own: the system's roots do not know the test CA.
     let mut cfg = config(&dir.path().join("hub.db"), &ca_file, addr, DING_SECRET);

@@ -11,12 +11,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use axum::http::{HeaderMap, StatusCode};
-use common::{Link, eventually, get, metric};
-use gatehouse_hub::{ManualClock, RunningHub};
-use gatehouse_proto::{PointReading, Quality, event::Body};
+use common::{eventually, metric, notifications, raise_pump_fault};
+use gatehouse_hub::ManualClock;
 use hmac::{KeyInit, Mac};
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::Value;
@@ -92,28 +89,8 @@ fn receiver_app(state: Arc<Mutex<Received>>) -> axum::Router {
 
 /// An https webhook receiver on 127.0.0.1 (tokio-rustls + hyper): `https://<addr>/hook`.
 async fn https_receiver(server: rustls::ServerConfig, state: Arc<Mutex<Received>>) -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
     let app = receiver_app(state.clone());
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else { return };
-            let acceptor = acceptor.clone();
-            let app = app.clone();
-            let state = state.clone();
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    state.lock().unwrap().handshake_failures += 1;
-                    return;
-                };
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tls), TowerToHyperService::new(app))
-                    .await;
-            });
-        }
-    });
-    addr
+    common::https_server(server, app, move || state.lock().unwrap().handshake_failures += 1).await
 }
 
 /// A plain http webhook receiver: `http://<addr>/hook`.
@@ -148,31 +125,6 @@ fn config(db: &Path, roster: &str) -> gatehouse_hub::HubConfig {
     )
 }
 
-/// Raises one P3 (a pump fault): its incident notifies the facility team.
-async fn raise(hub: &RunningHub) {
-    let mut link = Link::connect(hub, "gw-1", "estate-a", &["plc-1"]).await;
-    link.send(vec![(
-        "plc-1",
-        "pump room",
-        Body::Point(PointReading {
-            point: "pump1_fault".into(),
-            value: 1.0,
-            quality: Quality::Good as i32,
-            ..Default::default()
-        }),
-    )])
-    .await;
-    hub.tick_now().await.unwrap();
-}
-
-async fn notifications(hub: &RunningHub) -> Vec<Value> {
-    get(hub, "/api/v1/notifications")
-        .await
-        .as_array()
-        .expect("a JSON array")
-        .clone()
-}
-
 #[tokio::test]
 async fn an_https_webhook_with_its_ca_file_and_an_http_one_both_receive_the_signed_notification() {
     let dir = tempfile::tempdir().unwrap();
@@ -187,7 +139,7 @@ async fn an_https_webhook_with_its_ca_file_and_an_http_one_both_receive_the_sign
     ]);
     let clock = ManualClock::new(T0);
     let hub = common::start_at(config(&dir.path().join("hub.db"), &roster), &clock).await;
-    raise(&hub).await;
+    raise_pump_fault(&hub).await;
 
     eventually("both notifications delivered", || async {
         let ns = notifications(&hub).await;
@@ -225,7 +177,7 @@ async fn an_https_webhook_whose_ca_is_not_trusted_fails_clearly_is_retried_count
 
     // No CA file: the system's roots do not know the test CA.
     let hub = common::start_at(config(&db, &roster(&[(&channel, None)])), &clock).await;
-    raise(&hub).await;
+    raise_pump_fault(&hub).await;
     eventually("the first attempt recorded", || async {
         let ns = notifications(&hub).await;
         ns.len() == 1 && ns[0]["attempts"] == 1

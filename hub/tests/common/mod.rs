@@ -343,3 +343,63 @@ pub async fn metric(hub: &RunningHub, series: &str) -> f64 {
         .parse()
         .unwrap()
 }
+
+/// An https server on 127.0.0.1 serving `app` (tokio-rustls + hyper: the certificate is the
+/// test's); `on_failed_handshake` runs for each TLS handshake that fails.
+pub async fn https_server(
+    server: rustls::ServerConfig,
+    app: axum::Router,
+    on_failed_handshake: impl Fn() + Clone + Send + 'static,
+) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { return };
+            let acceptor = acceptor.clone();
+            let app = app.clone();
+            let failed = on_failed_handshake.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    failed();
+                    return;
+                };
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(
+                        hyper_util::rt::TokioIo::new(tls),
+                        hyper_util::service::TowerToHyperService::new(app),
+                    )
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// Raises one P3 at estate-a (a pump fault from gateway gw-1's `plc-1`): its incident notifies
+/// the roles its policy names.
+pub async fn raise_pump_fault(hub: &RunningHub) {
+    let mut link = Link::connect(hub, "gw-1", "estate-a", &["plc-1"]).await;
+    link.send(vec![(
+        "plc-1",
+        "pump room",
+        Body::Point(gatehouse_proto::PointReading {
+            point: "pump1_fault".into(),
+            value: 1.0,
+            quality: gatehouse_proto::Quality::Good as i32,
+            ..Default::default()
+        }),
+    )])
+    .await;
+    hub.tick_now().await.unwrap();
+}
+
+/// `GET /api/v1/notifications`, as the admin.
+pub async fn notifications(hub: &RunningHub) -> Vec<Value> {
+    get(hub, "/api/v1/notifications")
+        .await
+        .as_array()
+        .expect("a JSON array")
+        .clone()
+}
