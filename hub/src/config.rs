@@ -121,7 +121,27 @@ impl HubConfig {
 
     /// Which backend `hub.database` names. Valid after [`HubConfig::validate`].
     pub fn database_url(&self) -> Result<DatabaseUrl, ConfigError> {
-        Self::parse_database_url(&self.hub.database)
+        match &self.hub.database_env {
+            Some(name) => {
+                let url = std::env::var(name).map_err(|_| {
+                    invalid(
+                        "hub.database_env",
+                        format!("the environment variable {name} is not set (or not UTF-8)"),
+                    )
+                })?;
+                Self::parse_database_url(&url).map_err(|_| {
+                    invalid(
+                        "hub.database_env",
+                        format!("{name} must hold sqlite://PATH or postgres://..."),
+                    )
+                })
+            }
+            None if self.hub.database.trim().is_empty() => Err(invalid(
+                "hub.database",
+                "set hub.database (sqlite://PATH or postgres://...) or hub.database_env".to_owned(),
+            )),
+            None => Self::parse_database_url(&self.hub.database),
+        }
     }
 
     /// Which backend a `hub.database` value names (also `audit verify --database`).

@@ -630,14 +630,3 @@ async fn device_offline_raises_p4_and_online_clears_it() {
     );
     hub.shutdown().await;
 }
-
-#[tokio::test]
-async fn postgres_database_is_refused_as_not_yet_available() {
-    let mut c = config(Path::new("/unused"), "");
-    c.hub.database = "postgres://hub@localhost/hub".into();
-    let err = gatehouse_hub::start(c).await.expect_err("refused");
-    assert!(
-        err.to_string().contains("PostgreSQL backend not yet available"),
-        "{err}"
-    );
-}

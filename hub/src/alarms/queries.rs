@@ -2,11 +2,9 @@
 //! shelving, out of service), flood periods and device maintenance: the API's reads and the
 //! writes of the engine (inside the writer's transaction).
 
-use sqlx::{QueryBuilder, Sqlite};
-
 use super::rules::Activation;
 use super::{AlarmJson, AlarmKey, Category, EventRef, HistoryChange, HistoryJson, Priority, StateFilter, rfc3339};
-use crate::store::{Conn, Context, Pool, StoreError};
+use crate::store::{Conn, Context, Flag, Pool, Sql, StoreError};
 
 /// An alarm row.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -20,8 +18,11 @@ pub struct AlarmRow {
     pub priority: String,
     pub category: String,
     pub message: String,
+    #[sqlx(try_from = "crate::store::Flag")]
     pub active: bool,
+    #[sqlx(try_from = "crate::store::Flag")]
     pub acknowledged: bool,
+    #[sqlx(try_from = "crate::store::Flag")]
     pub latched: bool,
     pub activations: i64,
     pub value: Option<f64>,
@@ -32,8 +33,11 @@ pub struct AlarmRow {
     pub shelved_until_ms: Option<i64>,
     pub shelved_by: Option<String>,
     pub shelve_reason: Option<String>,
+    #[sqlx(try_from = "crate::store::Flag")]
     pub suppressed: bool,
+    #[sqlx(try_from = "crate::store::Flag")]
     pub out_of_service: bool,
+    #[sqlx(try_from = "crate::store::Flag")]
     pub chattering: bool,
     pub incident_id: Option<i64>,
 }
@@ -101,16 +105,13 @@ pub struct AlarmFilter {
 
 /// Alarms matching `filter`, newest change first.
 pub async fn list_alarms(pool: &Pool, filter: &AlarmFilter) -> Result<Vec<AlarmRow>, StoreError> {
-    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {ALARM_COLUMNS} FROM alarms WHERE 1 = 1"));
+    let mut q = Sql::new(format!("SELECT {ALARM_COLUMNS} FROM alarms WHERE 1 = 1"));
     if let Some(ids) = &filter.ids {
         q.push(" AND id IN (");
         if ids.is_empty() {
             q.push("NULL");
         }
-        let mut list = q.separated(", ");
-        for id in ids {
-            list.push_bind(*id);
-        }
+        q.push_list(ids.iter().copied());
         q.push(")");
     }
     if let Some(estate) = &filter.estate {
@@ -220,13 +221,17 @@ pub async fn active_alarms_by_estate(pool: &Pool) -> Result<Vec<(String, i64)>, 
 
 /// Alarm counts by (priority, active, acknowledged), for metrics.
 pub async fn alarm_counts(pool: &Pool) -> Result<Vec<(String, bool, bool, i64)>, StoreError> {
-    sqlx::query_as::<_, (String, bool, bool, i64)>(
+    let rows = sqlx::query_as::<_, (String, Flag, Flag, i64)>(
         "SELECT priority, active, acknowledged, COUNT(*) FROM alarms \
          GROUP BY priority, active, acknowledged",
     )
     .fetch_all(pool)
     .await
-    .context(|| "counting alarms".into())
+    .context(|| "counting alarms".into())?;
+    Ok(rows
+        .into_iter()
+        .map(|(p, a, k, n)| (p, a.into(), k.into(), n))
+        .collect())
 }
 
 /// The active alarms (writer start: the rule engine continues from them).

@@ -2,12 +2,11 @@
 //! writer's transaction; nothing updates or deletes a row.
 
 use serde_json::{Value, json};
-use sqlx::{QueryBuilder, Sqlite};
 
 use super::chain::{self, ChainRow, GENESIS};
 use super::{Actor, AuditEntry};
 use crate::alarms::rfc3339;
-use crate::store::{Conn, Context, Pool, StoreError};
+use crate::store::{Conn, Context, Pool, Sql, StoreError};
 
 type Tuple = (
     i64,
@@ -93,7 +92,7 @@ pub struct AuditFilter {
 
 /// Rows in `seq` order.
 pub async fn list(pool: &Pool, f: &AuditFilter) -> Result<Vec<ChainRow>, StoreError> {
-    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {COLUMNS} FROM audit WHERE seq > "));
+    let mut q = Sql::new(format!("SELECT {COLUMNS} FROM audit WHERE seq > "));
     q.push_bind(f.after);
     if let Some(a) = &f.actor {
         q.push(" AND actor = ").push_bind(a.clone());

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::users::{User, UserConfig};
 use super::{Principal, Role, Via};
-use crate::store::{Conn, Context, Pool, StoreError};
+use crate::store::{Conn, Context, Pool, Sql, StoreError};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 struct UserRow {
@@ -171,10 +171,14 @@ pub async fn token_principal(pool: &Pool, token_sha256: &str, now_ms: i64) -> Re
 /// is disabled, not deleted (its name stays in the records it made).
 pub async fn seed_users(pool: &Pool, users: &[UserConfig], now_ms: i64) -> Result<(), StoreError> {
     let mut tx = pool.begin().await.context(|| "seeding users".into())?;
-    let names: Vec<&str> = users.iter().map(|u| u.name.as_str()).collect();
-    sqlx::query("UPDATE users SET disabled = 1, updated_at_ms = $1 WHERE from_config = 1 AND disabled = 0 AND NOT EXISTS (SELECT 1 FROM json_each($2) WHERE value = users.name)")
-        .bind(now_ms)
-        .bind(serde_json::to_string(&names).unwrap_or_else(|_| "[]".into()))
+    let mut gone = Sql::new("UPDATE users SET disabled = 1, updated_at_ms = ");
+    gone.push_bind(now_ms).push(" WHERE from_config = 1 AND disabled = 0");
+    if !users.is_empty() {
+        gone.push(" AND name NOT IN (")
+            .push_list(users.iter().map(|u| u.name.as_str()))
+            .push(")");
+    }
+    gone.build()
         .execute(&mut *tx)
         .await
         .context(|| "disabling users no longer configured".into())?;

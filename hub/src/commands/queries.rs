@@ -2,10 +2,9 @@
 //! run only inside the single writer's transaction.
 
 use serde_json::{Value, json};
-use sqlx::{QueryBuilder, Sqlite};
 
 use crate::alarms::rfc3339;
-use crate::store::{Conn, Context, Pool, StoreError};
+use crate::store::{Conn, Context, Pool, Sql, StoreError};
 
 /// One command as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -133,7 +132,7 @@ pub struct CommandFilter {
 
 /// Commands, newest first.
 pub async fn list(pool: &Pool, f: &CommandFilter) -> Result<Vec<CommandRow>, StoreError> {
-    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {COLUMNS} FROM commands WHERE 1 = 1"));
+    let mut q = Sql::new(format!("SELECT {COLUMNS} FROM commands WHERE 1 = 1"));
     if let Some(e) = &f.estate {
         q.push(" AND estate_id = ").push_bind(e.clone());
     }

@@ -180,8 +180,13 @@ pub struct HubSection {
     /// Address of the HTTP/JSON API. Port 0 picks one.
     pub http_listen: SocketAddr,
     /// `sqlite://path/to/hub.db` (relative paths are relative to the working directory)
-    /// or `postgres://...` (not yet available).
+    /// or `postgres://user@host:5432/db`. Either this or `database_env`.
+    #[serde(default)]
     pub database: String,
+    /// The name of an environment variable holding the database URL (a PostgreSQL password
+    /// belongs in a secret, not in the file). Wins over `database` when set.
+    #[serde(default)]
+    pub database_env: Option<String>,
     /// This hub's name, sent to gateways in `Welcome`.
     #[serde(default = "default_hub_id")]
     pub hub_id: String,

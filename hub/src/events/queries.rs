@@ -3,9 +3,8 @@
 //! single writer's transaction.
 
 use gatehouse_proto::{CommandResult, DeviceInfo, DeviceKind};
-use sqlx::{QueryBuilder, Sqlite};
 
-use crate::store::{Conn, Context, Pool, StoreError};
+use crate::store::{Conn, Context, Pool, Sql, StoreError};
 
 /// One event as stored.
 #[derive(Debug, Clone)]
@@ -33,11 +32,11 @@ pub async fn insert_events(conn: &mut Conn, rows: &[EventRow], ingested_at_ms: i
     const _: () = assert!(EVENT_COLUMNS * EVENT_ROWS_PER_INSERT < 32_766);
     let mut inserted = 0;
     for chunk in rows.chunks(EVENT_ROWS_PER_INSERT) {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+        let mut q = Sql::new(
             "INSERT INTO events (gateway_id, seq, event_id, estate_id, device_id, device_kind, \
              area, occurred_at_ms, received_at_ms, ingested_at_ms, body_kind, payload) ",
         );
-        q.push_values(chunk, |mut b, r| {
+        q.push_values(chunk, |b, r| {
             b.push_bind(r.gateway_id.clone())
                 .push_bind(r.seq)
                 .push_bind(r.event_id.clone())
@@ -96,9 +95,8 @@ pub async fn gateway_hello(
         .await
         .context(|| format!("replacing the device registry of gateway {gateway_id}"))?;
     for chunk in devices.chunks(1_000) {
-        let mut q: QueryBuilder<Sqlite> =
-            QueryBuilder::new("INSERT INTO devices (gateway_id, device_id, estate_id, kind, area) ");
-        q.push_values(chunk, |mut b, d| {
+        let mut q = Sql::new("INSERT INTO devices (gateway_id, device_id, estate_id, kind, area) ");
+        q.push_values(chunk, |b, d| {
             b.push_bind(gateway_id.to_owned())
                 .push_bind(d.device_id.clone())
                 .push_bind(estate_id.to_owned())
@@ -178,6 +176,7 @@ pub struct GatewayRow {
     pub id: String,
     pub estate_id: String,
     pub software_version: String,
+    #[sqlx(try_from = "crate::store::Flag")]
     pub connected: bool,
     pub last_seen_ms: Option<i64>,
     pub last_seq: i64,
@@ -278,6 +277,7 @@ pub struct DeviceRow {
     pub kind: String,
     pub area: String,
     pub gateway_id: String,
+    #[sqlx(try_from = "crate::store::Flag")]
     pub gateway_connected: bool,
     /// Its newest event's time.
     pub last_seen_ms: Option<i64>,
@@ -341,8 +341,7 @@ pub async fn point_readings(
 ) -> Result<Vec<PointRow>, StoreError> {
     // Two shapes, so the planner takes `events_device_time` for one device and
     // `events_estate_time` for an estate.
-    let mut q: QueryBuilder<Sqlite> =
-        QueryBuilder::new("SELECT device_id, occurred_at_ms, payload FROM events WHERE estate_id = ");
+    let mut q = Sql::new("SELECT device_id, occurred_at_ms, payload FROM events WHERE estate_id = ");
     q.push_bind(estate.to_owned());
     if let Some(device) = device {
         q.push(" AND device_id = ").push_bind(device.to_owned());

@@ -3,11 +3,10 @@
 
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::{QueryBuilder, Sqlite};
 
 use crate::alarms::queries::{ALARM_COLUMNS, AlarmRow};
 use crate::alarms::rfc3339;
-use crate::store::{Conn, Context, Pool, StoreError};
+use crate::store::{Conn, Context, Pool, Sql, StoreError};
 
 pub(crate) const INCIDENT_COLUMNS: &str = "id, estate_id, area, category, priority, title, state, opened_at_ms, \
      opened_by, last_alarm_at_ms, acknowledged_at_ms, acknowledged_by, on_site_at_ms, closed_at_ms, \
@@ -35,7 +34,9 @@ pub struct IncidentRow {
     pub transitions: i64,
     pub escalation_run: i64,
     pub policy: String,
+    #[sqlx(try_from = "crate::store::Flag")]
     pub flood_group: bool,
+    #[sqlx(try_from = "crate::store::Flag")]
     pub response_breached: bool,
     pub false_alarm_reason: Option<String>,
     pub override_by: Option<String>,
@@ -109,8 +110,7 @@ pub struct IncidentFilter {
 }
 
 pub async fn list_incidents(pool: &Pool, f: &IncidentFilter) -> Result<Vec<IncidentRow>, StoreError> {
-    let mut q: QueryBuilder<Sqlite> =
-        QueryBuilder::new(format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE 1 = 1"));
+    let mut q = Sql::new(format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE 1 = 1"));
     if let Some(e) = &f.estate {
         q.push(" AND estate_id = ").push_bind(e.clone());
     }
@@ -163,6 +163,7 @@ pub struct StepRow {
     pub idx: i64,
     pub step_id: String,
     pub text: String,
+    #[sqlx(try_from = "crate::store::Flag")]
     pub mandatory: bool,
     pub status: String,
     #[serde(skip)]

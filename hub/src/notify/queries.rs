@@ -3,11 +3,10 @@
 
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::{QueryBuilder, Sqlite};
 
 use super::address::Address;
 use crate::alarms::rfc3339;
-use crate::store::{Conn, Context, StoreError};
+use crate::store::{Conn, Context, Sql, StoreError};
 
 /// A notification row.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -26,6 +25,7 @@ pub struct NotificationRow {
     pub created_at_ms: i64,
     pub delivered_at_ms: Option<i64>,
     pub priority: Option<String>,
+    #[sqlx(try_from = "crate::store::Flag")]
     pub urgent: bool,
     pub language: String,
     pub held: Option<String>,
@@ -131,8 +131,7 @@ pub struct NotificationFilter {
 }
 
 pub async fn list_notifications(conn: &mut Conn, f: &NotificationFilter) -> Result<Vec<NotificationRow>, StoreError> {
-    let mut q: QueryBuilder<Sqlite> =
-        QueryBuilder::new(format!("SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE 1 = 1"));
+    let mut q = Sql::new(format!("SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE 1 = 1"));
     if let Some(i) = f.incident {
         q.push(" AND incident_id = ").push_bind(i);
     }
@@ -273,7 +272,7 @@ pub async fn reply_code_taken(conn: &mut Conn, code: &str, now: i64) -> Result<b
 /// One notification by id (any connection: the writer's transaction or the pool).
 pub async fn notification<'c, E>(conn: E, id: i64) -> Result<Option<NotificationRow>, StoreError>
 where
-    E: sqlx::Executor<'c, Database = Sqlite>,
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
 {
     sqlx::query_as::<_, NotificationRow>(sqlx::AssertSqlSafe(format!(
         "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE id = $1"
@@ -361,6 +360,7 @@ pub struct PacedRow {
     pub body: String,
     pub attempts: i64,
     pub priority: Option<String>,
+    #[sqlx(try_from = "crate::store::Flag")]
     pub urgent: bool,
     pub language: String,
     pub held: Option<String>,

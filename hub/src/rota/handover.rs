@@ -20,7 +20,9 @@ pub struct SheetAlarm {
     pub category: String,
     pub area: String,
     pub message: String,
+    #[sqlx(try_from = "crate::store::Flag")]
     pub active: bool,
+    #[sqlx(try_from = "crate::store::Flag")]
     pub acknowledged: bool,
 }
 

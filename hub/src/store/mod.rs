@@ -1,17 +1,27 @@
-//! Storage plumbing: opening the database, migrations, the pool, [`StoreError`] and its
-//! `Context`. No domain SQL lives here: each domain keeps its statements in its own
-//! `queries.rs` (`alarms`, `events`, `incidents`, `escalation`, `notify`, `rota`).
+//! Storage plumbing: opening the database (SQLite or PostgreSQL), migrations, the pool,
+//! [`StoreError`] and its `Context`, [`Flag`] and the statement builder [`Sql`]. No domain
+//! SQL lives here: each domain keeps its statements in its own `queries.rs`.
 //!
-//! Every write goes through the single writer (one writer, as SQLite wants). SQL is kept
-//! portable to PostgreSQL: `$n` placeholders, BIGINT millisecond
-//! timestamps, `ON CONFLICT`, `RETURNING`; SQLite-only syntax appears only in the
-//! migrations under `migrations/sqlite/`.
+//! Both backends go through sqlx's `Any` driver, so every statement is written once. What
+//! keeps one text valid on both: `$n` placeholders (never `?`, so no sqlx `QueryBuilder`:
+//! build with [`Sql`]), BIGINT millisecond timestamps, `ON CONFLICT`, `RETURNING`,
+//! `TRUE`/`FALSE` literals, booleans read through [`Flag`], aggregates cast to BIGINT or
+//! DOUBLE PRECISION (PostgreSQL's SUM and AVG are NUMERIC, which `Any` cannot carry), and
+//! [`Backend`] consulted where the dialects truly differ (a JSON array parameter). The schema
+//! is kept twice, `migrations/sqlite/` and `migrations/postgres/`, numbered alike.
+//!
+//! Every write goes through the single writer; readers use the same pool.
+
+mod flag;
+mod sql;
 
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::any::AnyPoolOptions;
+
+pub use flag::Flag;
+pub use sql::Sql;
 
 /// The storage backend named by `hub.database`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,16 +30,47 @@ pub enum DatabaseUrl {
     Postgres(String),
 }
 
+impl DatabaseUrl {
+    pub fn backend(&self) -> Backend {
+        match self {
+            DatabaseUrl::Sqlite(_) => Backend::Sqlite,
+            DatabaseUrl::Postgres(_) => Backend::Postgres,
+        }
+    }
+}
+
+/// Which SQL dialect a pool speaks, for the few statements that differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
 /// The database the hub runs on.
-pub type Pool = sqlx::SqlitePool;
+pub type Pool = sqlx::AnyPool;
 /// One connection (inside a transaction, for the writer).
-pub type Conn = sqlx::SqliteConnection;
+pub type Conn = sqlx::AnyConnection;
+
+/// The dialect of a pool.
+pub fn backend_of(pool: &Pool) -> Backend {
+    match pool.connect_options().database_url.scheme() {
+        "sqlite" => Backend::Sqlite,
+        _ => Backend::Postgres,
+    }
+}
+
+/// The dialect of a connection.
+pub fn backend_of_conn(conn: &Conn) -> Backend {
+    if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+        Backend::Sqlite
+    } else {
+        Backend::Postgres
+    }
+}
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("PostgreSQL backend not yet available (hub.database names postgres://); use sqlite://")]
-    PostgresNotYetAvailable,
     #[error("cannot create the database directory {path}: {source}")]
     CreateDir { path: PathBuf, source: std::io::Error },
     #[error("cannot open the database {path}: {source}")]
@@ -55,24 +96,111 @@ impl<T> Context<T> for Result<T, sqlx::Error> {
     }
 }
 
+/// Connections per pool on PostgreSQL: the writer's one, readers, the deliverer.
+const PG_MAX_CONNECTIONS: u32 = 8;
+
 /// Opens (creating if missing) and migrates the database.
 pub async fn open(url: &DatabaseUrl) -> Result<Pool, StoreError> {
-    let url = match url {
-        DatabaseUrl::Sqlite(url) => url,
-        DatabaseUrl::Postgres(_) => return Err(StoreError::PostgresNotYetAvailable),
+    sqlx::any::install_default_drivers();
+    let pool = match url {
+        DatabaseUrl::Sqlite(url) => {
+            create_parent_dir(url)?;
+            sqlite_pool(&with_mode(url, "rwc"), 4, false).await?
+        }
+        DatabaseUrl::Postgres(url) => AnyPoolOptions::new()
+            .max_connections(PG_MAX_CONNECTIONS)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await
+            .map_err(|source| StoreError::Open {
+                path: redact_url(url),
+                source,
+            })?,
     };
-    let options = SqliteConnectOptions::from_str(url)
+    match url.backend() {
+        Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
+        Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
+    }
+    Ok(pool)
+}
+
+/// Opens an existing database without migrating it, read-only where the backend allows: for
+/// checks that must not write (`gatehouse-hub audit verify`), whether the hub runs or not.
+pub async fn open_read_only(url: &DatabaseUrl) -> Result<Pool, StoreError> {
+    sqlx::any::install_default_drivers();
+    match url {
+        DatabaseUrl::Sqlite(url) => sqlite_pool(&with_mode(url, "ro"), 1, true).await,
+        DatabaseUrl::Postgres(url) => AnyPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query("SET default_transaction_read_only = on")
+                        .execute(conn)
+                        .await?;
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await
+            .map_err(|source| StoreError::Open {
+                path: redact_url(url),
+                source,
+            }),
+    }
+}
+
+async fn sqlite_pool(url: &str, max: u32, read_only: bool) -> Result<Pool, StoreError> {
+    AnyPoolOptions::new()
+        .max_connections(max)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                // WAL: readers never block the writer. FULL: an Ack promises the batch survives
+                // a power cut, not only a crash.
+                let pragmas = if read_only {
+                    "PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON"
+                } else {
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; \
+                     PRAGMA foreign_keys = ON"
+                };
+                sqlx::raw_sql(pragmas).execute(conn).await?;
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await
         .map_err(|source| StoreError::Open {
-            path: url.clone(),
+            path: url.to_owned(),
             source,
-        })?
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        // FULL: an Ack promises the batch survives a power cut, not only a crash.
-        .synchronous(SqliteSynchronous::Full)
-        .busy_timeout(Duration::from_secs(5))
-        .foreign_keys(true);
-    let path = options.get_filename().to_owned();
+        })
+}
+
+/// `sqlite://path` with `mode=` set (unless the URL already says), so that the `Any` driver
+/// creates the file or opens it read-only as asked.
+fn with_mode(url: &str, mode: &str) -> String {
+    if url.contains("mode=") || url.contains(":memory:") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&mode={mode}")
+    } else {
+        format!("{url}?mode={mode}")
+    }
+}
+
+/// The file a `sqlite:` URL names, without its query.
+fn sqlite_path(url: &str) -> PathBuf {
+    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    PathBuf::from(rest.split('?').next().unwrap_or(rest))
+}
+
+fn create_parent_dir(url: &str) -> Result<(), StoreError> {
+    if url.contains(":memory:") {
+        return Ok(());
+    }
+    let path = sqlite_path(url);
     if let Some(parent) = path.parent()
         && !parent.as_os_str().is_empty()
     {
@@ -81,42 +209,19 @@ pub async fn open(url: &DatabaseUrl) -> Result<Pool, StoreError> {
             source,
         })?;
     }
-    let pool = SqlitePoolOptions::new()
-        .max_connections(4)
-        .min_connections(1)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_with(options)
-        .await
-        .map_err(|source| StoreError::Open {
-            path: path.display().to_string(),
-            source,
-        })?;
-    sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-    Ok(pool)
+    Ok(())
 }
 
-/// Opens an existing SQLite database read-only, without migrating it: for checks that must
-/// not write (`gatehouse-hub audit verify`), whether the hub is running or stopped.
-pub async fn open_read_only(url: &DatabaseUrl) -> Result<Pool, StoreError> {
-    let url = match url {
-        DatabaseUrl::Sqlite(url) => url,
-        DatabaseUrl::Postgres(_) => return Err(StoreError::PostgresNotYetAvailable),
-    };
-    let open_error = |source| StoreError::Open {
-        path: url.clone(),
-        source,
-    };
-    let options = SqliteConnectOptions::from_str(url)
-        .map_err(open_error)?
-        .read_only(true)
-        .create_if_missing(false)
-        .busy_timeout(Duration::from_secs(5));
-    SqlitePoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_with(options)
-        .await
-        .map_err(open_error)
+/// A PostgreSQL URL without its password, for error messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => "(unparsable database URL)".to_owned(),
+    }
 }
 
 /// `SELECT 1`, for readiness.
@@ -126,4 +231,30 @@ pub async fn ping(pool: &Pool) -> Result<(), StoreError> {
         .await
         .context(|| "database ping".into())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_get_a_mode_and_a_path() {
+        assert_eq!(
+            with_mode("sqlite://data/hub.db", "rwc"),
+            "sqlite://data/hub.db?mode=rwc"
+        );
+        assert_eq!(with_mode("sqlite://a.db?mode=ro", "rwc"), "sqlite://a.db?mode=ro");
+        assert_eq!(
+            sqlite_path("sqlite://data/hub.db?mode=rwc"),
+            PathBuf::from("data/hub.db")
+        );
+        assert_eq!(sqlite_path("sqlite:///tmp/x/hub.db"), PathBuf::from("/tmp/x/hub.db"));
+    }
+
+    #[test]
+    fn passwords_never_reach_a_message() {
+        let shown = redact_url("postgres://hub:s3cret@db:5432/gatehouse");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("db:5432/gatehouse"), "{shown}");
+    }
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod db;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,7 +44,7 @@ pub const TEST_GATEWAYS: &[(&str, &str)] = &[
 ];
 
 /// A test hub's configuration: both listeners on loopback ports chosen at run time, gRPC in
-/// plaintext (loopback), its SQLite database at `db`, the [`TEST_GATEWAYS`] of its estates,
+/// plaintext (loopback), its database at `db` (SQLite) or a fresh one on PostgreSQL (`db.rs`), the [`TEST_GATEWAYS`] of its estates,
 /// then `rest` (estates and any other sections), then the `[[api_tokens]]` entry of
 /// [`ADMIN_TOKEN`].
 pub fn config(db: &Path, rest: &str) -> HubConfig {
@@ -52,8 +54,8 @@ pub fn config(db: &Path, rest: &str) -> HubConfig {
         .map(|(id, estate)| format!("[[gateways]]\nid = \"{id}\"\nestate = \"{estate}\"\n\n"))
         .collect();
     HubConfig::from_toml(&format!(
-        "[hub]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\nhub_id = \"hub-test\"\n\n[tls]\nplaintext = true\n\n{gateways}{rest}",
-        db.display(),
+        "[hub]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\nhub_id = \"hub-test\"\n\n[tls]\nplaintext = true\n\n{gateways}{rest}",
+        db::database_url(db),
     ))
     .map(with_admin)
     .expect("test configuration is valid")
