@@ -121,9 +121,14 @@ impl HubConfig {
 
     /// Which backend `hub.database` names. Valid after [`HubConfig::validate`].
     pub fn database_url(&self) -> Result<DatabaseUrl, ConfigError> {
+        self.database_url_from(|name| std::env::var(name).ok())
+    }
+
+    /// [`HubConfig::database_url`] with the environment given (tests).
+    pub fn database_url_from(&self, env: impl Fn(&str) -> Option<String>) -> Result<DatabaseUrl, ConfigError> {
         match &self.hub.database_env {
             Some(name) => {
-                let url = std::env::var(name).map_err(|_| {
+                let url = env(name).ok_or_else(|| {
                     invalid(
                         "hub.database_env",
                         format!("the environment variable {name} is not set (or not UTF-8)"),

@@ -530,3 +530,30 @@ fn a_webhook_secret_may_come_from_the_environment_but_not_from_both_places() {
     let none = with(hook).unwrap_err().to_string();
     assert!(none.contains("signing secret"), "{none}");
 }
+
+#[test]
+fn the_database_url_may_come_from_an_environment_variable_and_its_absence_is_named() {
+    let mut c = HubConfig::from_toml(BASE).unwrap_or_else(|e| panic!("{e}"));
+    c.hub.database_env = Some("GATEHOUSE_TEST_DB".into());
+    let url = c
+        .database_url_from(|name| (name == "GATEHOUSE_TEST_DB").then(|| "postgres://hub:pw@db/gatehouse".to_owned()))
+        .unwrap();
+    assert_eq!(url, DatabaseUrl::Postgres("postgres://hub:pw@db/gatehouse".into()));
+    let missing = c.database_url_from(|_| None).unwrap_err().to_string();
+    assert!(
+        missing.contains("hub.database_env") && missing.contains("GATEHOUSE_TEST_DB"),
+        "{missing}"
+    );
+    let bad = c
+        .database_url_from(|_| Some("mysql://root:secret@x/db".into()))
+        .unwrap_err()
+        .to_string();
+    assert!(bad.contains("hub.database_env") && !bad.contains("secret"), "{bad}");
+    let neither = HubConfig::from_toml(&BASE.replace("database = \"sqlite://data/hub.db\"\n", ""));
+    let err = neither
+        .map(|c| c.database_url())
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("hub.database"), "{err}");
+}
