@@ -197,6 +197,21 @@ async fn compose_matches_the_binaries_and_configurations() {
         }
     }
     assert_eq!(hubs.len(), 2, "two hubs");
+    // The two hubs differ in their name only: either may be the active one.
+    let without_name = |s: &Service| {
+        let mut t: toml::Table = toml::from_str(&s.config_text()).expect("TOML");
+        let hub = t.get_mut("hub").and_then(toml::Value::as_table_mut).expect("[hub]");
+        assert!(hub.remove("hub_id").is_some(), "compose {}: hub_id is set", s.name);
+        t
+    };
+    let hub_services: Vec<&Service> = services.iter().filter(|s| hubs.contains_key(s.name.as_str())).collect();
+    assert_eq!(
+        without_name(hub_services[0]),
+        without_name(hub_services[1]),
+        "the hubs' files differ"
+    );
+    let ids: BTreeSet<&str> = hubs.values().map(|h| h.hub.hub_id.as_str()).collect();
+    assert_eq!(ids.len(), 2, "each hub its own hub_id");
     assert_eq!(gateways.len(), 3, "three gateways");
 
     // Gateways list every hub, by a name in the hub certificate, on its gRPC port; every hub
@@ -442,6 +457,20 @@ fn kubernetes_manifests_match_the_hub() {
             "requests.{resource}"
         );
     }
+    // `kubectl kustomize` builds the set offline, where kubectl is installed.
+    match Command::new("kubectl").arg("kustomize").arg(deploy("k8s")).output() {
+        Ok(out) => {
+            assert!(
+                out.status.success(),
+                "kubectl kustomize: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let built = String::from_utf8_lossy(&out.stdout);
+            let kinds = built.lines().filter(|l| l.starts_with("kind: ")).count();
+            assert_eq!(kinds, docs.len() - 1, "every manifest in the kustomize output");
+        }
+        Err(_) => println!("skipped: kubectl_kustomize (kubectl not found)"),
+    }
 }
 
 #[test]
@@ -543,6 +572,21 @@ fn the_systemd_unit_runs_the_gateway_hardened() {
         out.status.success() && stderr.trim().is_empty(),
         "systemd-analyze verify: {stderr}"
     );
+    // The exposure score systemd computes from the hardening (0 = fully locked down, 10 = none);
+    // --threshold=20 fails above 2.0.
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--threshold=20"])
+        .arg(&copy)
+        .output()
+        .expect("security");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    match stdout.lines().find(|l| l.contains("Overall exposure level")) {
+        Some(line) => {
+            println!("{}", line.trim_start_matches(['→', ' ']));
+            assert!(out.status.success(), "exposure above 2.0: {line}");
+        }
+        None => println!("skipped: systemd_analyze_security (no --offline in this systemd)"),
+    }
 }
 
 /// The compose hub and a compose gateway, started here with the PKI the compose `pki`
