@@ -590,7 +590,8 @@ fn the_systemd_unit_runs_the_gateway_hardened() {
 }
 
 /// The compose hub and a compose gateway, started here with the PKI the compose `pki`
-/// service mints (addresses on loopback, the database in SQLite): every probe and
+/// service mints (addresses on loopback; the database in SQLite, or PostgreSQL under
+/// GATEHOUSE_TEST_BACKEND=postgres): every probe and
 /// healthcheck path the deployments use answers 200, and the gateway gets through to the hub
 /// over mutual TLS (its /readyz turns 200).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -636,11 +637,11 @@ async fn probe_paths_answer_on_a_real_hub_and_gateway() {
         .iter()
         .find(|s| s.bin == HUB && s.invocation.subcommands.is_empty())
         .expect("hub");
-    let db = dir.path().join("hub.db");
+    let database = test_database(dir.path()).await;
     let hub_text = rerooted(&hub_service.config_text(), pki_at, &pki_dir, |t| {
         let hub = section(t, "hub");
         hub.remove("database_env");
-        hub.insert("database".into(), format!("sqlite://{}", db.display()).into());
+        hub.insert("database".into(), database.clone().into());
         hub.insert("grpc_listen".into(), "127.0.0.1:0".into());
         hub.insert("http_listen".into(), "127.0.0.1:0".into());
     });

@@ -609,3 +609,33 @@ pub async fn status(url: &str) -> Option<u16> {
         .ok()?;
     Some(client.get(url).send().await.ok()?.status().as_u16())
 }
+
+/// The live test hub's database: SQLite in `dir`, or with `GATEHOUSE_TEST_BACKEND=postgres` a
+/// fresh database on the server `GATEHOUSE_TEST_PG_URL` names (as the hub tests choose theirs;
+/// named `gh_test_…`, which `.ci/run` drops), so the compose hub runs on PostgreSQL as deployed.
+pub async fn test_database(dir: &Path) -> String {
+    if std::env::var("GATEHOUSE_TEST_BACKEND").as_deref() != Ok("postgres") {
+        return format!("sqlite://{}", dir.join("hub.db").display());
+    }
+    use sqlx::Connection as _;
+    let admin =
+        std::env::var("GATEHOUSE_TEST_PG_URL").expect("GATEHOUSE_TEST_PG_URL with GATEHOUSE_TEST_BACKEND=postgres");
+    let name = format!(
+        "gh_test_deploy_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0)
+    );
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {admin}: {e}"));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("creating database {name}: {e}"));
+    let mut url = url::Url::parse(&admin).expect("GATEHOUSE_TEST_PG_URL is a URL");
+    url.set_path(&name);
+    url.to_string()
+}
