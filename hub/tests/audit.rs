@@ -1,5 +1,5 @@
 //! The audit log through a running hub: real HTTP and gRPC in, a gateway's stream played by
-//! hand, real SQLite. Every operator action leaves one row naming who (the caller's token,
+//! hand, real SQLite (or PostgreSQL). Every operator action leaves one row naming who (the caller's token,
 //! its role, its address), what and on what; the hash chain verifies; a row edited, deleted
 //! or swapped with plain SQL while the hub is stopped is found by the real
 //! `gatehouse-hub audit verify` and by `GET /api/v1/audit/verify`; the log is the admins'.
@@ -13,7 +13,6 @@ use gatehouse_proto::command_centre_client::CommandCentreClient;
 use gatehouse_proto::event::Body;
 use gatehouse_proto::{AcknowledgeAlarmRequest, DeviceKind, DoorEvent, DoorEventType, Downlink, downlink};
 use serde_json::{Value, json};
-use sqlx::sqlite::SqliteConnectOptions;
 use tonic::transport::Endpoint;
 
 mod common;
@@ -540,7 +539,7 @@ async fn the_log_is_for_admins() {
 fn verify_binary(db: &Path) -> (bool, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse-hub"))
         .args(["audit", "verify", "--database"])
-        .arg(format!("sqlite://{}", db.display()))
+        .arg(common::db::database_url(db))
         .env("RUST_LOG", "warn")
         .output()
         .expect("gatehouse-hub runs");
@@ -552,21 +551,9 @@ fn verify_binary(db: &Path) -> (bool, String) {
     (out.status.success(), text)
 }
 
-/// Copies the stopped hub's database (with its WAL, if any) to `to`.
-fn copy_db(from: &Path, to: &Path) {
-    std::fs::copy(from, to).unwrap();
-    for ext in ["-wal", "-shm"] {
-        let side = format!("{}{ext}", from.display());
-        if Path::new(&side).exists() {
-            std::fs::copy(&side, format!("{}{ext}", to.display())).unwrap();
-        }
-    }
-}
-
-/// Plain SQL on the file, as someone with access to the disk would.
+/// Plain SQL on the database, as someone with access to the disk (or the server) would.
 async fn tamper(db: &Path, statements: &[&str]) {
-    let options = SqliteConnectOptions::new().filename(db);
-    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    let pool = common::db::inspect_at(db).await;
     for s in statements {
         sqlx::query(sqlx::AssertSqlSafe(*s)).execute(&pool).await.unwrap();
     }
@@ -621,7 +608,7 @@ async fn an_edited_deleted_or_swapped_row_is_found_by_the_command_and_the_endpoi
     ];
     for (name, statements, message, first_bad) in cases {
         let copy = dir.path().join(format!("{name}.db"));
-        copy_db(&db, &copy);
+        common::db::copy(&db, &copy).await;
         tamper(&copy, statements).await;
         let (ok, text) = verify_binary(&copy);
         assert!(!ok, "{name}: verify must fail: {text}");

@@ -475,11 +475,7 @@ async fn passwords_and_tokens_are_never_stored_in_clear() {
     let api_token = made["token"].as_str().unwrap().to_owned();
     hub.shutdown().await;
 
-    let mut stored = Vec::new();
-    for entry in std::fs::read_dir(dir.path()).unwrap() {
-        stored.extend(std::fs::read(entry.unwrap().path()).unwrap());
-    }
-    let stored = String::from_utf8_lossy(&stored);
+    let stored = common::db::stored_text(&db).await;
     for secret in [ALICE_PW, "dave-secret-password", &session[4..], &api_token[4..]] {
         assert!(!stored.contains(secret), "{secret} stored in clear");
     }

@@ -16,6 +16,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Streaming};
 
+mod common;
+
 const WAIT: Duration = Duration::from_secs(10);
 const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
 
@@ -40,11 +42,11 @@ impl Rig {
         mint::write(&layout.hub_key(), &server.key_pem, true).unwrap();
         mint::write(&layout.crl(), &ca.crl(&[], 1).unwrap(), false).unwrap();
         let toml = format!(
-            "[hub]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\ndatabase = \"sqlite://{db}\"\n\n\
+            "[hub]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\ndatabase = \"{db}\"\n\n\
              [tls]\ncert = \"{cert}\"\nkey = \"{key}\"\nclient_ca = \"{ca}\"\ncrl = \"{crl}\"\ncrl_poll_s = 1\n\n\
              [[gateways]]\nid = \"gw-a\"\nestate = \"estate-a\"\n\n[[gateways]]\nid = \"gw-b\"\nestate = \"estate-b\"\n\n\
              [[estates]]\nid = \"estate-a\"\nname = \"Riverside Gardens\"\n\n[[estates]]\nid = \"estate-b\"\nname = \"Hillside Court\"\n",
-            db = dir.path().join("hub.db").display(),
+            db = common::db::database_url(&dir.path().join("hub.db")),
             cert = layout.hub_cert().display(),
             key = layout.hub_key().display(),
             ca = layout.ca_cert().display(),
@@ -67,9 +69,7 @@ impl Rig {
     }
 
     async fn count(&self, sql: &'static str) -> i64 {
-        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", self.db().display()))
-            .await
-            .unwrap();
+        let pool = common::db::inspect_at(&self.db()).await;
         let n: i64 = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
         pool.close().await;
         n

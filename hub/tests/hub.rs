@@ -29,7 +29,7 @@ fn config(db: &Path, extra: &str) -> HubConfig {
 [hub]
 grpc_listen = "127.0.0.1:0"
 http_listen = "127.0.0.1:0"
-database = "sqlite://{}"
+database = "{}"
 hub_id = "hub-test"
 
 [tls]
@@ -49,7 +49,7 @@ id = "estate-b"
 name = "Hillside Court"
 {extra}
 "#,
-            db.display()
+            common::db::database_url(db)
         ))
         .expect("test configuration is valid"),
     )

@@ -64,7 +64,7 @@ fn config(db: &Path, extra: &str) -> HubConfig {
 [hub]
 grpc_listen = "127.0.0.1:0"
 http_listen = "127.0.0.1:0"
-database = "sqlite://{}"
+database = "{}"
 hub_id = "hub-test"
 
 [tls]
@@ -86,7 +86,7 @@ name = "Hillside Court"
 webhook_secret = "{SECRET}"
 {extra}
 "#,
-            db.display()
+            common::db::database_url(db)
         ))
         .expect("test configuration is valid"),
     )
@@ -733,10 +733,8 @@ async fn silent_gateway_raises_one_p4_alarm_not_one_per_device() {
     assert_eq!(list(&alarms).len(), 1, "{alarms}");
     assert_eq!(alarms[0]["condition"], "gateway_silent");
     assert_eq!(alarms[0]["priority"], "P4");
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
-        .await
-        .unwrap();
-    let unknown: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE state_unknown = 1")
+    let pool = common::db::inspect_at(&db).await;
+    let unknown: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE state_unknown = TRUE")
         .fetch_one(&pool)
         .await
         .unwrap();

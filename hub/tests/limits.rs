@@ -24,7 +24,7 @@ fn config(db: &Path, limits: &str) -> HubConfig {
 [hub]
 grpc_listen = "127.0.0.1:0"
 http_listen = "127.0.0.1:0"
-database = "sqlite://{}"
+database = "{}"
 
 [tls]
 plaintext = true
@@ -39,7 +39,7 @@ name = "Riverside Gardens"
 
 {limits}
 "#,
-            db.display()
+            common::db::database_url(db)
         ))
         .expect("test configuration is valid"),
     )

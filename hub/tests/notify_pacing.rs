@@ -26,7 +26,7 @@ fn config(db: &Path, rest: &str) -> HubConfig {
 [hub]
 grpc_listen = "127.0.0.1:0"
 http_listen = "127.0.0.1:0"
-database = "sqlite://{}"
+database = "{}"
 hub_id = "hub-test"
 
 [tls]
@@ -53,7 +53,7 @@ webhook_secret = "{SECRET}"
 
 {rest}
 "#,
-            db.display()
+            common::db::database_url(db)
         ))
         .expect("test configuration is valid"),
     )

@@ -103,7 +103,7 @@ fn config(db: &Path) -> HubConfig {
 [hub]
 grpc_listen = "127.0.0.1:0"
 http_listen = "127.0.0.1:0"
-database = "sqlite://{}"
+database = "{}"
 
 [tls]
 plaintext = true
@@ -123,7 +123,7 @@ name = "Hillside Court"
 timezone = "Asia/Shanghai"
 {ROTA}
 "#,
-            db.display()
+            common::db::database_url(db)
         ))
         .expect("test configuration is valid"),
     )

@@ -43,7 +43,7 @@ fn config(db: &Path) -> HubConfig {
 [hub]
 grpc_listen = "127.0.0.1:0"
 http_listen = "127.0.0.1:0"
-database = "sqlite://{}"
+database = "{}"
 
 [tls]
 plaintext = true
@@ -52,7 +52,7 @@ plaintext = true
 id = "gw-e0"
 estate = "e0"
 "#,
-        db.display()
+        common::db::database_url(db)
     );
     for e in 0..ESTATES {
         s.push_str(&format!(
@@ -120,9 +120,7 @@ async fn import(addr: std::net::SocketAddr, csv: String) -> (u16, Value, Duratio
 
 /// Active imported assignments, read from the database file itself.
 async fn imported_rows(db: &Path) -> i64 {
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
-        .await
-        .unwrap();
+    let pool = common::db::inspect_at(db).await;
     let n: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM rota_assignments WHERE status = 'active' AND source = 'import'")
             .fetch_one(&pool)
@@ -291,9 +289,7 @@ async fn publishing_a_weekly_plan_of_1400_seats_is_applied_in_slices() {
     assert_eq!(published["added"], filled, "{published}");
     assert_eq!(published["slots"], ESTATES * 2 * 2 * 7, "{published}");
     assert!(published["slices"].as_i64().unwrap() >= 2, "{published}");
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
-        .await
-        .unwrap();
+    let pool = common::db::inspect_at(&db).await;
     let n: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM rota_assignments WHERE status = 'active' AND source = 'plan'")
             .fetch_one(&pool)

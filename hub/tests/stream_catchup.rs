@@ -24,7 +24,7 @@ fn config(db: &Path, replay: u32) -> HubConfig {
 [hub]
 grpc_listen = "127.0.0.1:0"
 http_listen = "127.0.0.1:0"
-database = "sqlite://{}"
+database = "{}"
 hub_id = "hub-test"
 
 [tls]
@@ -41,7 +41,7 @@ stream_replay = {replay}
 id = "estate-a"
 name = "Riverside Gardens"
 "#,
-            db.display()
+            common::db::database_url(db)
         ))
         .expect("test configuration is valid"),
     )

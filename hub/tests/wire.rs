@@ -21,9 +21,9 @@ const T0: i64 = 1_764_000_000_000;
 fn config(db: &Path, extra: &str) -> HubConfig {
     common::with_admin(
         HubConfig::from_toml(&format!(
-            "[hub]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\n\n[tls]\nplaintext = true\n\n[[gateways]]\nid = \"{GW}\"\nestate = \"{ESTATE}\"\n\n\
+            "[hub]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\n\n[tls]\nplaintext = true\n\n[[gateways]]\nid = \"{GW}\"\nestate = \"{ESTATE}\"\n\n\
          [[estates]]\nid = \"{ESTATE}\"\nname = \"Riverside Gardens\"\n\n{extra}\n",
-            db.display()
+            common::db::database_url(db)
         ))
         .expect("test configuration is valid"),
     )
@@ -74,9 +74,7 @@ async fn active(hub: &RunningHub, condition: &str) -> Vec<Value> {
 }
 
 async fn stored_last_seq(db: &Path) -> i64 {
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
-        .await
-        .expect("open hub db");
+    let pool = common::db::inspect_at(db).await;
     let n = sqlx::query_scalar("SELECT last_seq FROM gateways WHERE id = $1")
         .bind(GW)
         .fetch_one(&pool)
@@ -230,11 +228,19 @@ async fn healthz_fails_while_another_process_holds_the_write_lock_and_recovers()
     let (status, _) = http(&hub, "GET", "/healthz", None).await;
     assert_eq!(status, 200);
 
-    // A backup tool (another connection) takes the write lock and holds it.
-    let mut conn = sqlx::ConnectOptions::connect(&sqlx::sqlite::SqliteConnectOptions::new().filename(&db))
-        .await
-        .expect("second connection");
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await.expect("lock");
+    // A backup tool (another connection) takes the write lock and holds it. PostgreSQL has
+    // no database-wide write lock: the tables every tick of the writer touches, locked.
+    let pool = common::db::inspect_at(&db).await;
+    let mut conn = pool.acquire().await.expect("second connection");
+    if common::db::on_postgres() {
+        sqlx::query("BEGIN").execute(&mut *conn).await.expect("begin");
+        sqlx::query("LOCK TABLE events, gateways IN ACCESS EXCLUSIVE MODE")
+            .execute(&mut *conn)
+            .await
+            .expect("lock");
+    } else {
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await.expect("lock");
+    }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let (status, body) = http(&hub, "GET", "/healthz", None).await;
@@ -247,7 +253,9 @@ async fn healthz_fails_while_another_process_holds_the_write_lock_and_recovers()
     }
     let (ready, _) = http(&hub, "GET", "/readyz", None).await;
     assert_eq!(ready, 503);
-    sqlx::query("ROLLBACK").execute(&mut conn).await.expect("unlock");
+    sqlx::query("ROLLBACK").execute(&mut *conn).await.expect("unlock");
+    drop(conn);
+    pool.close().await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while http(&hub, "GET", "/healthz", None).await.0 != 200 {
         assert!(tokio::time::Instant::now() < deadline, "/healthz never recovered");

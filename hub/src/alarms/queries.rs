@@ -264,7 +264,8 @@ pub async fn activate(
     let (id, activations): (i64, i64) = sqlx::query_as(
         "INSERT INTO alarms (estate_id, device_id, gateway_id, area, condition, priority, \
          category, message, active, acknowledged, latched, activations, value, raised_at_ms, \
-         changed_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $13, $13) \
+         changed_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, \
+         CASE WHEN $14 THEN $12 ELSE NULL END, $13, $13) \
          ON CONFLICT (estate_id, device_id, condition) DO UPDATE SET \
          gateway_id = excluded.gateway_id, area = excluded.area, \
          priority = excluded.priority, category = excluded.category, \
@@ -289,8 +290,11 @@ pub async fn activate(
     .bind(true)
     .bind(false)
     .bind(a.latched)
-    .bind(a.value)
+    // Never a NULL double: sqlx's Any driver sends one to PostgreSQL as a NULL *float4*, and
+    // the statement PostgreSQL then prepares (and sqlx caches) refuses a later 8-byte value.
+    .bind(a.value.unwrap_or(0.0))
     .bind(now_ms)
+    .bind(a.value.is_some())
     .fetch_one(&mut *conn)
     .await
     .context(|| format!("raising alarm on device {} of estate {}", a.key.device, a.key.estate))?;

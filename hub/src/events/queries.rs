@@ -261,7 +261,8 @@ pub async fn count_vehicle_entry(conn: &mut Conn, estate: &str, day: &str, regis
 /// (estate, entries, registered) per estate since `from_day` (`YYYY-MM-DD`).
 pub async fn vehicle_entries_since(pool: &Pool, from_day: &str) -> Result<Vec<(String, i64, i64)>, StoreError> {
     sqlx::query_as(
-        "SELECT estate_id, SUM(entries), SUM(registered) FROM vehicle_entries WHERE day >= $1 GROUP BY estate_id",
+        "SELECT estate_id, CAST(SUM(entries) AS BIGINT), CAST(SUM(registered) AS BIGINT) FROM vehicle_entries \
+         WHERE day >= $1 GROUP BY estate_id",
     )
     .bind(from_day)
     .fetch_all(pool)

@@ -4,7 +4,8 @@
 //! at most [`MAX_TEXT_BYTES`], the gateway's default MQTT payload limit, so that no event a
 //! gateway with default limits accepts from a device is refused here (it would otherwise sit
 //! at the head of its outbox); the trace context small. A batch with one field over its bound
-//! is rejected whole (`REJECTION_REASON_FIELD_TOO_LONG`) and nothing of it stored. Every body
+//! is rejected whole (`REJECTION_REASON_FIELD_TOO_LONG`) and nothing of it stored; so is a
+//! batch with a NUL character in any text (PostgreSQL stores none). Every body
 //! is destructured field by field, so a field added to the proto does not compile here until
 //! it has a bound.
 
@@ -22,26 +23,35 @@ pub const MAX_TRACE_ENTRIES: usize = 4;
 /// Keys and values of the trace context (tracestate may be up to 512 bytes).
 pub const MAX_TRACE_BYTES: usize = 512;
 
-/// Which field of an event is too long.
+/// Which field of an event is refused, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TooLong {
     pub field: &'static str,
     pub len: usize,
     pub max: usize,
+    /// The field holds a NUL character: no text column stores one (PostgreSQL refuses it),
+    /// so the batch is refused as a whole, like an over-long field, instead of failing the
+    /// writer's transaction again on every resend.
+    pub nul: bool,
 }
 
 impl std::fmt::Display for TooLong {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.nul {
+            return write!(f, "{} holds a NUL character", self.field);
+        }
         write!(f, "{} is {} bytes; at most {}", self.field, self.len, self.max)
     }
 }
 
 fn bound(field: &'static str, value: &str, max: usize) -> Result<(), TooLong> {
-    if value.len() > max {
+    let nul = value.contains('\0');
+    if value.len() > max || nul {
         return Err(TooLong {
             field,
             len: value.len(),
             max,
+            nul,
         });
     }
     Ok(())
@@ -72,6 +82,7 @@ pub fn check_event(event: &Event) -> Result<(), TooLong> {
             field: "trace_context (entries)",
             len: trace_context.len(),
             max: MAX_TRACE_ENTRIES,
+            nul: false,
         });
     }
     for (k, v) in trace_context {
@@ -169,5 +180,16 @@ mod tests {
         e.body = None;
         e.device_id = "x".repeat(MAX_ID_BYTES + 1);
         assert_eq!(check_event(&e).map_err(|t| t.field), Err("device_id"));
+    }
+
+    #[test]
+    fn a_nul_character_is_refused_by_name() {
+        let e = Event {
+            event_id: "a\0b".into(),
+            ..Default::default()
+        };
+        let refused = check_event(&e).expect_err("a NUL is refused");
+        assert_eq!((refused.field, refused.nul), ("event_id", true));
+        assert_eq!(refused.to_string(), "event_id holds a NUL character");
     }
 }

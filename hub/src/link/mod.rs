@@ -247,8 +247,11 @@ impl LinkService {
     fn check_hello(&self, hello: &Hello) -> Result<(), Status> {
         check_id("gateway_id", &hello.gateway_id)?;
         check_id("estate_id", &hello.estate_id)?;
-        if hello.software_version.len() > MAX_ID_LEN {
-            return Err(Status::invalid_argument("software_version is too long"));
+        // A NUL is refused in every stored text: PostgreSQL stores none.
+        if hello.software_version.len() > MAX_ID_LEN || hello.software_version.contains('\0') {
+            return Err(Status::invalid_argument(
+                "software_version is too long or holds a NUL character",
+            ));
         }
         if !self.estates.contains(&hello.estate_id) {
             return Err(Status::failed_precondition(format!(
@@ -264,9 +267,9 @@ impl LinkService {
         }
         for d in &hello.devices {
             check_id("devices.device_id", &d.device_id)?;
-            if d.area.len() > 256 {
+            if d.area.len() > 256 || d.area.contains('\0') {
                 return Err(Status::invalid_argument(format!(
-                    "device {:?}: area is too long",
+                    "device {:?}: area is too long or holds a NUL character",
                     d.device_id
                 )));
             }
