@@ -32,6 +32,7 @@ use crate::alarms::queries::{self as alarm_queries, Cause};
 use crate::alarms::rules::{ActiveAlarm, AlarmChange, RuleState};
 use crate::audit::apply as audit;
 use crate::clock::Clock;
+use crate::cluster::Fence;
 use crate::config::{IngestConfig, PointRuleConfig};
 use crate::engine::Engine;
 use crate::events::queries::{self as events, EventRow};
@@ -82,6 +83,10 @@ pub struct Writer {
     /// Rejections logged per gateway, at most one a minute each.
     rejection_logged: HashMap<String, Instant>,
     retention: RetentionSettings,
+    /// The writer lease every transaction is fenced with (several hubs on PostgreSQL).
+    fence: Option<Fence>,
+    /// The lease was taken over: this writer stops and writes nothing more.
+    fenced: bool,
 }
 
 /// What the writer needs besides the pool.
@@ -94,6 +99,8 @@ pub struct WriterParts {
     pub wake: Arc<Notify>,
     pub ingest: IngestConfig,
     pub retention: RetentionSettings,
+    /// `Some` on one of several hubs: the lease it holds (`cluster`).
+    pub fence: Option<Fence>,
 }
 
 impl Writer {
@@ -120,6 +127,8 @@ impl Writer {
             watch: HashMap::new(),
             rejection_logged: HashMap::new(),
             retention: parts.retention,
+            fence: parts.fence,
+            fenced: false,
         };
         writer.reload().await?;
         writer.metrics.committed_now();
@@ -132,7 +141,7 @@ impl Writer {
         );
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let task = tokio::spawn(writer.run(rx, stop));
-        Ok((WriterHandle { tx }, task))
+        Ok((WriterHandle::new(tx), task))
     }
 
     async fn reload(&mut self) -> Result<(), StoreError> {
@@ -182,6 +191,11 @@ impl Writer {
                 }
             }
             self.process(group, timers).await;
+            if self.fenced {
+                // Another hub writes now: nothing queued here may be written.
+                info!("ingest writer stopped: the writer lease was taken over");
+                return;
+            }
         }
         // Stopping: finish what is already queued, then end.
         rx.close();
@@ -193,12 +207,12 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            if group.is_empty() {
+            if group.is_empty() || self.fenced {
                 break;
             }
             self.process(group, false).await;
         }
-        if !self.seen.is_empty() {
+        if !self.seen.is_empty() && !self.fenced {
             self.process(Vec::new(), false).await;
         }
         info!("ingest writer stopped");
@@ -251,6 +265,7 @@ impl Writer {
                     .commit_failures
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 error!(error = %e, gateways = ?involved, "ingest transaction failed; nothing of it was stored");
+                self.fenced |= matches!(e, StoreError::Fenced { .. });
                 let message = e.to_string();
                 for answer in answers {
                     match answer {
@@ -295,6 +310,9 @@ impl Writer {
                     w.stalled = stalled_before.contains(g);
                 }
                 self.seen.clear();
+                if self.fenced {
+                    return;
+                }
                 if let Err(e) = self.reload().await {
                     error!(error = %e, "cannot reload the ingest writer's state after a failed transaction");
                 }
@@ -369,6 +387,10 @@ impl Writer {
             what: "starting the ingest transaction".into(),
             source,
         })?;
+        // First: the lease is still ours, and stays ours until COMMIT (its row is locked).
+        if let Some(f) = &self.fence {
+            crate::cluster::queries::fence(&mut tx, &f.holder, f.epoch, f.ttl_ms).await?;
+        }
         let mut rows: Vec<EventRow> = Vec::new();
         let mut progress: HashMap<String, i64> = HashMap::new();
         let mut advanced: HashSet<String> = HashSet::new();
