@@ -162,6 +162,9 @@ impl Writer {
     async fn run(mut self, mut rx: mpsc::Receiver<Request>, stop: CancellationToken) {
         let mut ticker = tokio::time::interval(Duration::from_secs(1));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The ticker wakes an idle writer; under a steady stream of requests the biased
+        // select would never pick it, so the timers also run once their second is up.
+        let mut timers_due = Instant::now() + Duration::from_secs(1);
         loop {
             let first = tokio::select! {
                 biased;
@@ -189,6 +192,12 @@ impl Writer {
                     }
                     Err(_) => break,
                 }
+            }
+            if Instant::now() >= timers_due {
+                timers = true;
+            }
+            if timers {
+                timers_due = Instant::now() + Duration::from_secs(1);
             }
             self.process(group, timers).await;
             if self.fenced {
