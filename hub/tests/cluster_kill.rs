@@ -128,7 +128,8 @@ struct GatewayLog {
 }
 
 fn event(gateway: &str, estate: &str, seq: u64) -> Event {
-    let body = if seq % FAULT_EVERY == 0 {
+    let fault = seq.is_multiple_of(FAULT_EVERY);
+    let body = if fault {
         Body::Point(PointReading {
             point: "pump1_fault".into(),
             value: 1.0,
@@ -147,12 +148,12 @@ fn event(gateway: &str, estate: &str, seq: u64) -> Event {
         seq,
         gateway_id: gateway.into(),
         estate_id: estate.into(),
-        device_id: if seq % FAULT_EVERY == 0 {
+        device_id: if fault {
             format!("plc-{gateway}-{seq}")
         } else {
             "door-1".into()
         },
-        area: if seq % FAULT_EVERY == 0 {
+        area: if fault {
             format!("plant room {gateway} {seq}")
         } else {
             "main gate".into()
