@@ -124,36 +124,58 @@ impl Activation {
     }
 
     /// One of several hubs: a standby until it takes the lease, active until it loses it.
+    /// A free lease is taken before this returns, so a hub that starts alone is active at once.
     pub async fn start_clustered(self, stop: CancellationToken) -> Result<JoinHandle<Result<(), String>>, StoreError> {
         cluster::queries::ensure(&self.pool).await?;
+        let ttl_ms = self.ttl_ms();
+        let holder = self.role.holder().to_owned();
+        info!(holder = %holder, lease_s = self.config.cluster.lease_s, "several hubs on one database: the writer lease decides which is active");
+        let first = match cluster::queries::acquire(&self.pool, &holder, ttl_ms, 500).await? {
+            Some(epoch) => {
+                let active = self.activate(Some(self.fence(epoch))).await?;
+                self.role.set_active(epoch);
+                Some((epoch, active))
+            }
+            None => None,
+        };
         Ok(tokio::spawn(async move {
-            self.run_clustered(stop).await;
+            self.run_clustered(first, stop).await;
             Ok(())
         }))
     }
 
-    async fn run_clustered(self, stop: CancellationToken) {
-        let ttl_ms = i64::try_from(self.config.cluster.ttl().as_millis()).unwrap_or(i64::MAX);
+    fn ttl_ms(&self) -> i64 {
+        i64::try_from(self.config.cluster.ttl().as_millis()).unwrap_or(i64::MAX)
+    }
+
+    fn fence(&self, epoch: i64) -> Fence {
+        Fence {
+            holder: self.role.holder().to_owned(),
+            epoch,
+            ttl_ms: self.ttl_ms(),
+        }
+    }
+
+    async fn run_clustered(self, mut first: Option<(i64, Active)>, stop: CancellationToken) {
         let holder = self.role.holder().to_owned();
-        info!(holder = %holder, lease_s = self.config.cluster.lease_s, "several hubs: a standby until this hub takes the writer lease");
         loop {
-            let epoch = tokio::select! {
-                _ = stop.cancelled() => return,
-                e = self.wait_for_lease(&holder, ttl_ms) => e,
-            };
-            let Some(epoch) = epoch else { return };
-            let fence = Fence {
-                holder: holder.clone(),
-                epoch,
-                ttl_ms,
-            };
-            let mut active = match self.activate(Some(fence)).await {
-                Ok(a) => a,
-                Err(e) => {
-                    // The lease runs out by itself; another hub (or this one) takes it then.
-                    error!(error = %e, epoch, "cannot start the writer after taking the lease");
-                    tokio::time::sleep(POLL).await;
-                    continue;
+            let (epoch, mut active) = match first.take() {
+                Some(taken) => taken,
+                None => {
+                    info!(holder = %holder, "standby: another hub holds the writer lease");
+                    let epoch = tokio::select! {
+                        _ = stop.cancelled() => return,
+                        e = self.wait_for_lease(&holder, self.ttl_ms()) => e,
+                    };
+                    match self.activate(Some(self.fence(epoch))).await {
+                        Ok(a) => (epoch, a),
+                        Err(e) => {
+                            // The lease runs out by itself; another hub (or this one) takes it then.
+                            error!(error = %e, epoch, "cannot start the writer after taking the lease");
+                            tokio::time::sleep(POLL).await;
+                            continue;
+                        }
+                    }
                 }
             };
             self.role.set_active(epoch);
@@ -182,15 +204,15 @@ impl Activation {
         }
     }
 
-    /// Polls the lease every [`POLL`] until this hub holds it; `None` only if it never can.
-    async fn wait_for_lease(&self, holder: &str, ttl_ms: i64) -> Option<i64> {
+    /// Polls the lease every [`POLL`] until this hub holds it.
+    async fn wait_for_lease(&self, holder: &str, ttl_ms: i64) -> i64 {
         loop {
+            tokio::time::sleep(POLL).await;
             match cluster::queries::acquire(&self.pool, holder, ttl_ms, 500).await {
-                Ok(Some(epoch)) => return Some(epoch),
+                Ok(Some(epoch)) => return epoch,
                 Ok(None) => {}
                 Err(e) => warn!(error = %e, "cannot try the writer lease"),
             }
-            tokio::time::sleep(POLL).await;
         }
     }
 }

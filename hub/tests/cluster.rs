@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::{ESTATE_A, Link, db, eventually};
 use gatehouse_hub::{HubConfig, RunningHub};
 use gatehouse_proto::gateway_link_client::GatewayLinkClient;
@@ -86,14 +84,11 @@ async fn a_standby_refuses_and_a_fenced_active_stores_nothing_after_losing_its_l
         return;
     };
     let url = db::fresh_database(&server);
+    // The first hub finds the lease free and is active when `start` returns; the second is a
+    // standby.
     let a = gatehouse_hub::start(config(&url, "hub-a")).await.expect("hub a starts");
-    eventually("hub a to take the writer lease", || async {
-        a.role().name() == "active"
-    })
-    .await;
+    assert_eq!(a.role().name(), "active");
     let b = gatehouse_hub::start(config(&url, "hub-b")).await.expect("hub b starts");
-    // Its first poll has found the lease held.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(b.role().name(), "standby");
     assert_eq!(ready(&a).await.0, 200);
 
@@ -194,13 +189,8 @@ async fn a_graceful_stop_hands_the_lease_on_at_once() {
     };
     let url = db::fresh_database(&server);
     let a = gatehouse_hub::start(config(&url, "hub-a")).await.expect("hub a starts");
-    eventually("hub a to take the writer lease", || async {
-        a.role().name() == "active"
-    })
-    .await;
     let b = gatehouse_hub::start(config(&url, "hub-b")).await.expect("hub b starts");
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(b.role().name(), "standby");
+    assert_eq!((a.role().name(), b.role().name()), ("active", "standby"));
     a.shutdown().await;
     // Released, not left to expire: b's next poll (within a second) takes it.
     eventually("hub b to take the released lease", || async {
