@@ -34,6 +34,8 @@ const FAULT_EVERY: u64 = 100;
 /// Events a gateway adds to its outbox every [`STEP`].
 const PER_STEP: u64 = 10;
 const STEP: Duration = Duration::from_millis(50);
+/// Most events a gateway has sent and not had acknowledged.
+const WINDOW: u64 = 2_000;
 
 /// One `gatehouse-hub` process.
 struct HubProcess {
@@ -54,7 +56,8 @@ impl HubProcess {
             "[hub]\ngrpc_listen = \"{grpc}\"\nhttp_listen = \"{http}\"\ndatabase = \"{url}\"\nhub_id = \"{name}\"\n\n\
              [tls]\nplaintext = true\n\n[cluster]\nlease_s = 3\n\n{}\n\
              [[rules.points]]\npoint = \"pump1_fault\"\nwhen = true\npriority = \"P3\"\n\n\
-             [alarms]\nflood_start_above = 1000000\nflood_end_below = 10\n\n",
+             [alarms]\nflood_start_above = 1000000\nflood_end_below = 10\n\n\
+             [limits.grpc]\nmax_connections_per_source = 10000\n\n",
             common::ESTATES_AB
         );
         for estate in ["estate-a", "estate-b"] {
@@ -215,11 +218,14 @@ async fn session(
     })
     .await
     .map_err(|e| e.to_string())?;
-    let mut down = GatewayLinkClient::new(channel)
-        .connect(ReceiverStream::new(rx))
-        .await
-        .map_err(|s| s.to_string())?
-        .into_inner();
+    let mut down = tokio::time::timeout(
+        Duration::from_secs(3),
+        GatewayLinkClient::new(channel).connect(ReceiverStream::new(rx)),
+    )
+    .await
+    .map_err(|_| "no answer to the stream".to_string())?
+    .map_err(|s| s.to_string())?
+    .into_inner();
     let welcome = tokio::time::timeout(Duration::from_secs(3), down.message())
         .await
         .map_err(|_| "no Welcome".to_string())?
@@ -255,13 +261,17 @@ async fn session(
                     }
                     l.offered
                 };
-                if offered > sent {
+                // Never blocked on sending (the Acks must keep being read), and at most
+                // WINDOW events unacknowledged, as the gateway's uplink does.
+                let acked = log.lock().unwrap().acked;
+                if offered > sent && sent < acked + WINDOW {
                     let to = offered.min(sent + 500);
                     let events = (sent + 1..=to).map(|s| event(id, estate, s)).collect();
-                    tx.send(Uplink { msg: Some(uplink::Msg::Events(EventBatch { events })) })
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    sent = to;
+                    match tx.try_send(Uplink { msg: Some(uplink::Msg::Events(EventBatch { events })) }) {
+                        Ok(()) => sent = to,
+                        Err(mpsc::error::TrySendError::Full(_)) => {}
+                        Err(e) => return Err(e.to_string()),
+                    }
                 }
             }
             message = down.message() => match message.map_err(|s| s.to_string())? {
@@ -331,9 +341,10 @@ async fn sigkill_of_the_active_hub_loses_and_doubles_nothing() {
     let secs = env_number("GATEHOUSE_FAILOVER_SECS", 20);
     let streams = env_number("GATEHOUSE_FAILOVER_STREAMS", 4);
     let url = db::fresh_database(&server);
-    let dir = tempfile::tempdir().unwrap();
     // The hubs' logs (hub-a.log, hub-b.log) are kept when this is set.
-    if std::env::var_os("GATEHOUSE_FAILOVER_KEEP").is_some() {
+    let keep = std::env::var_os("GATEHOUSE_FAILOVER_KEEP").is_some();
+    let dir = tempfile::Builder::new().keep(keep).tempdir().unwrap();
+    if keep {
         println!("hub logs in {}", dir.path().display());
     }
     let gateways: Vec<(String, String)> = (0..streams)
@@ -389,13 +400,28 @@ async fn sigkill_of_the_active_hub_loses_and_doubles_nothing() {
     let took_over = b.wait_ready("hub b to take over", Duration::from_secs(30)).await;
     tokio::time::sleep(run * 3 / 5).await;
     producing.store(false, Ordering::Relaxed);
-    common::eventually("every offered event to be acknowledged", || async {
-        logs.iter().all(|l| {
-            let l = l.lock().unwrap();
-            l.acked == l.offered
-        })
-    })
-    .await;
+    // The backlog drains (a big run may offer more than a debug build ingests): waited for
+    // as long as acknowledgements keep advancing.
+    let acked = || logs.iter().map(|l| l.lock().unwrap().acked).sum::<u64>();
+    let offered = || logs.iter().map(|l| l.lock().unwrap().offered).sum::<u64>();
+    let (mut last, mut since) = (acked(), Instant::now());
+    while acked() < offered() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if acked() > last {
+            (last, since) = (acked(), Instant::now());
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(15),
+            "acknowledgements stopped at {last} of {} offered events: {:?}",
+            offered(),
+            logs.iter()
+                .map(|l| {
+                    let l = l.lock().unwrap();
+                    (l.acked, l.offered, l.welcomes.len())
+                })
+                .collect::<Vec<_>>()
+        );
+    }
     done.store(true, Ordering::Relaxed);
     for t in tasks {
         let _ = t.await;
@@ -453,9 +479,6 @@ async fn sigkill_of_the_active_hub_loses_and_doubles_nothing() {
         // Each fault opened an incident of its own; its first step notified the one
         // facility_team recipient exactly once, whichever hub fired it.
         assert_eq!(notifications, alarms, "one first-step notification per incident");
-    }
-    if std::env::var_os("GATEHOUSE_FAILOVER_KEEP").is_some() {
-        let _ = dir.keep();
     }
     let slowest = resumed.iter().max().copied().unwrap_or_default();
     let mean = resumed.iter().sum::<Duration>() / u32::try_from(resumed.len().max(1)).unwrap();
