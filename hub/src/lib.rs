@@ -13,6 +13,9 @@
 //! [`stream`] (the live stream's events, published after the commit), [`roles`] (who holds
 //! a role), [`error`](mod@error). The operators' front doors, [`api`] (HTTP) and [`centre`]
 //! (the gRPC command centre), share their actions' checks and writer calls in [`actions`].
+//! Several hubs on one PostgreSQL: [`cluster`] (a leaf: the fenced writer lease, the hub's
+//! role) and `supervisor` (starts the writer and the deliverer while this hub holds the
+//! lease; a SQLite hub is the only one and always holds them).
 //! [`store`] is the database plumbing (pool, migrations, errors),
 //! [`clock`] gives every decision its time, [`config`] the configuration file, [`metrics`]
 //! the counters, [`net`] the listeners' limits.

@@ -343,7 +343,7 @@ async fn sigkill_of_the_active_hub_loses_and_doubles_nothing() {
     let url = db::fresh_database(&server);
     // The hubs' logs (hub-a.log, hub-b.log) are kept when this is set.
     let keep = std::env::var_os("GATEHOUSE_FAILOVER_KEEP").is_some();
-    let dir = tempfile::Builder::new().keep(keep).tempdir().unwrap();
+    let dir = tempfile::Builder::new().disable_cleanup(keep).tempdir().unwrap();
     if keep {
         println!("hub logs in {}", dir.path().display());
     }

@@ -17,7 +17,7 @@
 //! SQLite runs without a lease: a file has one writer, so there is one hub.
 //!
 //! This module is a leaf: the writer, the link and the API read its [`Role`]; the
-//! supervisor that starts and stops the writer is [`crate::supervisor`].
+//! supervisor that starts and stops the writer is `supervisor.rs`.
 
 pub mod queries;
 

@@ -15,6 +15,10 @@
 //! waiting requests, so an Ack sent on their answer means "the events and their alarm
 //! consequences are durable". A one-second tick in the same task runs on-delay timers.
 //!
+//! On one of several hubs (`cluster`), each transaction first renews this hub's writer lease
+//! WHERE its holder and epoch are still this hub's ([`crate::cluster::queries::fence`]); if
+//! they are not, the transaction rolls back and the writer stops: another hub writes now.
+//!
 //! If a transaction fails, nothing of it is kept, every request in it gets an error, the
 //! in-memory state (sequence numbers, active alarms) is reloaded from the database, and the
 //! gateways involved are refused until they say Hello again, so no later batch can be
