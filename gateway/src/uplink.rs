@@ -71,6 +71,26 @@ pub enum SessionError {
     Outbox(#[from] OutboxError),
 }
 
+/// What a standby hub answers (several hubs on one PostgreSQL): the active is elsewhere, or
+/// about to be (a standby takes the writer lease within `[cluster] lease_s` of the active's end).
+const STANDBY_REFUSAL: &str = "standby hub";
+/// While some hub says it is a standby, the hubs are alive and a takeover is due within
+/// seconds: every endpoint is tried again at least this often, instead of backing off further.
+const STANDBY_RETRY: Duration = Duration::from_secs(1);
+
+impl SessionError {
+    /// A standby hub refused the stream, or a hub that lost the writer lease ended it.
+    pub fn is_standby(&self) -> bool {
+        match self {
+            SessionError::Refused { status, .. } => {
+                status.code() == tonic::Code::Unavailable && status.message().contains(STANDBY_REFUSAL)
+            }
+            SessionError::Ended { detail, .. } => detail.contains(STANDBY_REFUSAL),
+            _ => false,
+        }
+    }
+}
+
 pub struct Uplink {
     pub registry: Registry,
     pub hubs: Vec<String>,
@@ -145,6 +165,7 @@ impl Uplink {
             in_force: self.settings.max_batch_bytes.max(MIN_BATCH_BYTES),
         };
         loop {
+            let mut standby = false;
             for endpoint in &self.hubs {
                 let outcome = tokio::select! {
                     r = self.session(endpoint, &shutdown, &mut watch) => r,
@@ -161,6 +182,7 @@ impl Uplink {
                         if progressed {
                             backoff = Duration::from_millis(self.settings.backoff_min_ms);
                         }
+                        standby |= error.is_standby();
                         self.after_session(&error, &mut watch).await;
                         if let Some((seq, 1)) = refused_batch {
                             self.set_aside_seq(seq, "the hub refused it alone as too large").await;
@@ -171,6 +193,10 @@ impl Uplink {
                     }
                 }
             }
+            if standby {
+                // A takeover is under way: keep trying every hub about once a second.
+                backoff = backoff.min(STANDBY_RETRY);
+            }
             let wait = backoff.mul_f64(fastrand::f64());
             tracing::info!(
                 wait_ms = wait.as_millis() as u64,
@@ -180,7 +206,11 @@ impl Uplink {
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.cancelled() => return,
             }
-            backoff = (backoff * 2).min(max);
+            backoff = if standby {
+                backoff.max(Duration::from_millis(self.settings.backoff_min_ms))
+            } else {
+                (backoff * 2).min(max)
+            };
         }
     }
 
@@ -541,4 +571,26 @@ fn trace_batch(events: &mut [pb::Event]) -> Vec<tracing::Span> {
 
 fn up(msg: uplink::Msg) -> pb::Uplink {
     pb::Uplink { msg: Some(msg) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_standby_refusal_is_told_apart_from_other_failures() {
+        let refused = |status: tonic::Status| SessionError::Refused {
+            endpoint: "http://hub-b:7443".into(),
+            status,
+        };
+        assert!(refused(tonic::Status::unavailable("standby hub; try another")).is_standby());
+        assert!(!refused(tonic::Status::unavailable("hub shutting down")).is_standby());
+        assert!(!refused(tonic::Status::permission_denied("standby hub; try another")).is_standby());
+        let ended = |detail: &str| SessionError::Ended {
+            endpoint: "http://hub-a:7443".into(),
+            detail: detail.into(),
+        };
+        assert!(ended("status: Unavailable, message: \"standby hub; try another\"").is_standby());
+        assert!(!ended("stream closed").is_standby());
+    }
 }

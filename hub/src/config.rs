@@ -75,6 +75,9 @@ pub struct HubConfig {
     /// `[retention]`: how long events (residents' personal data) are kept.
     #[serde(default)]
     pub retention: crate::events::retention::RetentionSettings,
+    /// `[cluster]`: several hubs on one PostgreSQL share its writer as a fenced lease.
+    #[serde(default)]
+    pub cluster: crate::cluster::ClusterConfig,
 }
 
 mod sections;
@@ -168,6 +171,7 @@ impl HubConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.database_url()?;
         check_id("hub.hub_id", &self.hub.hub_id)?;
+        self.cluster.check().map_err(|m| invalid("cluster.lease_s", m))?;
 
         let mut estate_ids = HashSet::new();
         for (i, estate) in self.estates.iter().enumerate() {

@@ -13,6 +13,9 @@
 //! [`stream`] (the live stream's events, published after the commit), [`roles`] (who holds
 //! a role), [`error`](mod@error). The operators' front doors, [`api`] (HTTP) and [`centre`]
 //! (the gRPC command centre), share their actions' checks and writer calls in [`actions`].
+//! Several hubs on one PostgreSQL: [`cluster`] (a leaf: the fenced writer lease, the hub's
+//! role) and `supervisor` (starts the writer and the deliverer while this hub holds the
+//! lease; a SQLite hub is the only one and always holds them).
 //! [`store`] is the database plumbing (pool, migrations, errors),
 //! [`clock`] gives every decision its time, [`config`] the configuration file, [`metrics`]
 //! the counters, [`net`] the listeners' limits.
@@ -27,6 +30,7 @@ pub mod audit;
 pub mod auth;
 pub mod centre;
 pub mod clock;
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod engine;
@@ -43,6 +47,7 @@ pub mod roles;
 pub mod rota;
 pub mod store;
 pub mod stream;
+mod supervisor;
 pub mod telemetry;
 pub mod tls;
 pub mod writer;
@@ -65,7 +70,7 @@ pub use link::{LinkError, LinkRegistry};
 use link::LinkService;
 use metrics::Metrics;
 use store::StoreError;
-use writer::{Writer, WriterHandle, WriterParts};
+use writer::WriterHandle;
 
 /// How long a graceful shutdown waits for each server before giving up on it.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -196,14 +201,14 @@ pub struct RunningHub {
     http_addr: SocketAddr,
     links: LinkRegistry,
     servers_stop: CancellationToken,
-    writer_stop: CancellationToken,
     requested: CancellationToken,
     grpc_task: JoinHandle<Result<(), tonic::transport::Error>>,
     http_task: JoinHandle<std::io::Result<()>>,
-    writer_task: JoinHandle<()>,
+    /// Runs the writer and the deliverer (on several hubs: while this hub holds the lease).
+    writer_task: JoinHandle<Result<(), String>>,
+    writer_stop: CancellationToken,
     writer: WriterHandle,
-    deliverer_stop: CancellationToken,
-    deliverer_task: JoinHandle<()>,
+    role: Arc<cluster::Role>,
 }
 
 /// Opens the database (migrating it), starts the ingest writer, binds both servers, and
@@ -258,7 +263,11 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
     let http_addr = local(&http_listener, "HTTP", config.hub.http_listen)?;
     let database = config.database_url()?;
     let pool = store::open(&database).await?;
-    events::queries::mark_all_disconnected(&pool).await?;
+    // Several hubs share a PostgreSQL database; a SQLite file has one writer, so one hub.
+    let role = Arc::new(match database.backend() {
+        store::Backend::Sqlite => cluster::Role::single(),
+        store::Backend::Postgres => cluster::Role::standby(lease_holder(&config.hub.hub_id)?),
+    });
     // The configured users, before the writer (the only writer from then on) starts.
     auth::queries::seed_users(&pool, &config.users, clock.now_ms()).await?;
     let authenticator = Arc::new(auth::Authenticator::new(
@@ -269,55 +278,25 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
     ));
 
     let metrics = Arc::new(Metrics::default());
-    let writer_stop = CancellationToken::new();
     let stream = Arc::new(stream::Feed::new(config.api.stream_replay as usize, 4096));
-    let wake = Arc::new(tokio::sync::Notify::new());
     // The rota, when posts are configured: roles resolve to the guards on post now.
     let rota_model = Arc::new(config.rota_model()?);
     let rota = rota_model.enabled().then(|| rota::RotaShared::new(rota_model));
-    let roster = roles::StaticRoster::new(config.roster.clone());
-    let resolver: Arc<dyn roles::RoleResolver> = match &rota {
-        Some(r) => Arc::new(rota::resolver::RotaResolver {
-            rota: r.clone(),
-            fallback: roster,
-        }),
-        None => Arc::new(roster),
-    };
     // Before the writer starts: a key made now is kept by one INSERT, read back on every
     // later start, so links sent before a restart still work after it.
     let answers = Arc::new(answer_keys(&config, &pool, clock.now_ms()).await?);
-    let mut engine = engine::Engine::new(
-        alarms::book::BookState::new(config.thresholds()),
-        Arc::new(engine::EngineConfig::from_config(
-            &config,
-            http_addr,
-            answers.link_key.clone(),
-        )),
-        resolver,
-    );
-    if let Some(r) = &rota {
-        engine = engine.with_rota(rota::RotaShell::restore(r.clone(), &pool, clock.now_ms()).await?);
-    }
-    let (writer, writer_task) = Writer::start(
-        pool.clone(),
-        WriterParts {
-            rules: config.rules.points.clone(),
-            metrics: metrics.clone(),
-            clock: clock.clone(),
-            engine,
-            stream: stream.clone(),
-            wake: wake.clone(),
-            ingest: config.ingest.clone(),
-            retention: config.retention.clone(),
-        },
-        writer_stop.clone(),
-    )
-    .await?;
-    let deliverer_stop = CancellationToken::new();
-    let deliverer_task = tokio::spawn(notify::run_deliverer(
-        writer.clone(),
-        wake,
-        notify::DelivererConfig {
+    let writer = WriterHandle::standby();
+    let links = LinkRegistry::default();
+    let activation = supervisor::Activation {
+        pool: pool.clone(),
+        config: Arc::new(config.clone()),
+        clock: clock.clone(),
+        metrics: metrics.clone(),
+        stream: stream.clone(),
+        rota: rota.clone(),
+        answers: answers.clone(),
+        http_addr,
+        deliverer: notify::DelivererConfig {
             secrets,
             default_secret,
             clients,
@@ -326,11 +305,18 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
             attempts: metrics.webhooks.clone(),
             channel_attempts: metrics.notifications.clone(),
         },
-        deliverer_stop.clone(),
-    ));
+        writer: writer.clone(),
+        links: links.clone(),
+        role: role.clone(),
+    };
+    let writer_stop = CancellationToken::new();
+    let writer_task = if role.is_clustered() {
+        activation.start_clustered(writer_stop.clone()).await?
+    } else {
+        activation.start_single(writer_stop.clone()).await?
+    };
 
     let servers_stop = CancellationToken::new();
-    let links = LinkRegistry::default();
     telemetry::register(&metrics, &pool, servers_stop.child_token());
 
     // gRPC: GatewayLink, health, reflection (v1 and v1alpha).
@@ -351,6 +337,7 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
         metrics: metrics.clone(),
         max_message_bytes: config.ingest.max_message_bytes,
         shutdown: servers_stop.child_token(),
+        role: role.clone(),
     };
     let centre = centre::CentreService {
         pool: pool.clone(),
@@ -471,7 +458,12 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
         writer_stall: Duration::from_secs(u64::from(config.ingest.writer_stall_s)),
         auth: authenticator,
         answers,
+        role: role.clone(),
     });
+    let app = app.layer(axum::middleware::from_fn_with_state(
+        role.clone(),
+        api::health::refuse_writes_on_standby,
+    ));
     let app = api::limits::apply(app, &limits, metrics);
     let http_task = tokio::spawn(net::http::serve(
         http_incoming,
@@ -481,20 +473,19 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
         servers_stop.clone(),
     ));
 
-    info!(%grpc_addr, %http_addr, hub_id = %config.hub.hub_id, estates = config.estates.len(), "hub listening");
+    info!(%grpc_addr, %http_addr, hub_id = %config.hub.hub_id, estates = config.estates.len(), role = role.name(), "hub listening");
     Ok(RunningHub {
         grpc_addr,
         http_addr,
         links,
         servers_stop,
-        writer_stop,
         requested: CancellationToken::new(),
         grpc_task,
         http_task,
         writer_task,
+        writer_stop,
         writer,
-        deliverer_stop,
-        deliverer_task,
+        role,
     })
 }
 
@@ -527,6 +518,11 @@ impl RunningHub {
         self.writer.clone()
     }
 
+    /// Active, standby or the only hub (several hubs on one PostgreSQL: `cluster`).
+    pub fn role(&self) -> Arc<cluster::Role> {
+        self.role.clone()
+    }
+
     /// A handle that makes [`RunningHub::wait`] stop the hub gracefully (e.g. on a signal).
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle(self.requested.clone())
@@ -544,7 +540,7 @@ impl RunningHub {
             _ = self.requested.cancelled() => None,
             r = &mut self.grpc_task => Some(server_failure("gRPC", r.map(|r| r.map_err(|e| e.to_string())))),
             r = &mut self.http_task => Some(server_failure("HTTP", r.map(|r| r.map_err(|e| e.to_string())))),
-            r = &mut self.writer_task => Some(server_failure("ingest writer", r.map(Ok))),
+            r = &mut self.writer_task => Some(server_failure("ingest writer", r)),
         };
         self.stop(failure).await
     }
@@ -568,19 +564,14 @@ impl RunningHub {
         {
             warn!("the HTTP server did not stop within {SHUTDOWN_GRACE:?}");
         }
-        self.deliverer_stop.cancel();
-        if tokio::time::timeout(SHUTDOWN_GRACE, finished(self.deliverer_task))
-            .await
-            .is_err()
-        {
-            warn!("the notification deliverer did not stop within {SHUTDOWN_GRACE:?}");
-        }
+        // The deliverer, then the writer after what is queued (on several hubs: and the
+        // lease is released, so a standby takes over at once).
         self.writer_stop.cancel();
-        if tokio::time::timeout(SHUTDOWN_GRACE, finished(self.writer_task))
+        if tokio::time::timeout(SHUTDOWN_GRACE * 2, finished(self.writer_task))
             .await
             .is_err()
         {
-            warn!("the ingest writer did not stop within {SHUTDOWN_GRACE:?}");
+            warn!("the ingest writer did not stop within {:?}", SHUTDOWN_GRACE * 2);
         }
         info!("hub stopped");
         failure.map_or(Ok(()), Err)
@@ -618,6 +609,14 @@ async fn crl_reloader(
             Err(e) => error!(error = %e, "the new CRL is unusable; the previous one stays in force"),
         }
     }
+}
+
+/// This process's name in the writer lease: the hub id, the process id and a random tag (two
+/// hubs may share a configuration, and a restarted process must not pass for the old one).
+fn lease_holder(hub_id: &str) -> Result<String, HubError> {
+    let mut tag = [0u8; 4];
+    getrandom::fill(&mut tag).map_err(|e| HubError::Randomness(e.to_string()))?;
+    Ok(format!("{hub_id}/{}/{}", std::process::id(), hex::encode(tag)))
 }
 
 /// Descriptors kept for the database, the log, outgoing webhooks and the listeners.

@@ -17,6 +17,10 @@ use super::{ApiError, AppState};
 use crate::store;
 
 pub async fn healthz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+    if state.role.is_standby() {
+        // Alive: a standby runs no writer, so there is no commit to wait for.
+        return Ok("ok (standby)");
+    }
     writer_commits(&state)?;
     Ok("ok")
 }
@@ -37,6 +41,7 @@ fn writer_commits(state: &AppState) -> Result<(), ApiError> {
 }
 
 pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+    writer_lease(&state)?;
     writer_commits(&state)?;
     match tokio::time::timeout(Duration::from_secs(2), store::ping(&state.pool)).await {
         Ok(Ok(())) => Ok("ready"),
@@ -53,6 +58,46 @@ pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiEr
     }
 }
 
+/// The `writer_lease` check: a standby (another hub holds the writer lease) is not ready, so a
+/// load balancer routes operators and gateways to the active hub.
+fn writer_lease(state: &AppState) -> Result<(), ApiError> {
+    if state.role.is_standby() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "standby",
+            Value::String(format!(
+                "writer_lease: another hub holds the writer lease; this hub is a hot standby (for {} s)",
+                state.role.for_how_long().as_secs()
+            )),
+        ));
+    }
+    Ok(())
+}
+
+/// On a standby, every request that may write (anything but GET, HEAD, OPTIONS) is answered
+/// 503 with `Retry-After`: the writes go to the active hub. Reads are served from the database.
+pub async fn refuse_writes_on_standby(
+    State(role): State<std::sync::Arc<crate::cluster::Role>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::Method;
+    let reads = [Method::GET, Method::HEAD, Method::OPTIONS];
+    if role.is_standby() && !reads.contains(request.method()) {
+        let mut response = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "standby",
+            Value::String("standby hub; try another: another hub holds the writer lease".into()),
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+        return response;
+    }
+    next.run(request).await
+}
+
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let alarms = match crate::alarms::queries::alarm_counts(&state.pool).await {
         Ok(counts) => counts,
@@ -66,6 +111,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         r.bulk.render(&mut body);
     }
     state.auth.render(&mut body);
+    state.role.render(&mut body);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         body,

@@ -17,7 +17,7 @@ mod commands;
 mod devices;
 pub mod enforce;
 mod estates;
-mod health;
+pub(crate) mod health;
 mod incidents;
 mod kpi;
 pub mod limits;
@@ -70,6 +70,8 @@ pub struct AppState {
     pub auth: Arc<crate::auth::Authenticator>,
     /// What answer links and SMS replies are checked with (`answer.rs`).
     pub answers: Arc<answer::AnswerKeys>,
+    /// Active, standby or the only hub (`cluster`): a standby is not ready and refuses writes.
+    pub role: Arc<crate::cluster::Role>,
 }
 
 /// The HTTP server's router, built from the route table ([`routes`]): each route wrapped in

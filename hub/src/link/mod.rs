@@ -67,7 +67,12 @@ pub struct LinkService {
     pub(crate) max_message_bytes: u64,
     /// Cancelled when the hub shuts down: every stream ends.
     pub(crate) shutdown: CancellationToken,
+    /// Active or standby (several hubs on one PostgreSQL): a standby refuses every stream.
+    pub(crate) role: Arc<crate::cluster::Role>,
 }
+
+/// What a standby answers a gateway (several hubs on one PostgreSQL, `cluster`).
+const STANDBY: &str = "standby hub; try another";
 
 type ConnectStream = Pin<Box<dyn futures::Stream<Item = Result<Downlink, Status>> + Send>>;
 
@@ -76,6 +81,10 @@ impl GatewayLink for LinkService {
     type ConnectStream = ConnectStream;
 
     async fn connect(&self, request: Request<Streaming<Uplink>>) -> Result<Response<Self::ConnectStream>, Status> {
+        if self.role.is_standby() {
+            // Before anything is read: the gateway moves on to its next hub at once.
+            return Err(Status::unavailable(STANDBY));
+        }
         let peer = request.remote_addr();
         let certificate = self.peer_identity(&request)?;
         let mut uplink = request.into_inner();
@@ -366,6 +375,8 @@ impl StreamTask {
                         Status::permission_denied("the gateway's certificate was revoked")
                     } else if self.service.shutdown.is_cancelled() {
                         Status::unavailable("hub shutting down")
+                    } else if self.service.role.is_standby() {
+                        Status::unavailable(STANDBY)
                     } else {
                         Status::aborted("replaced by a newer stream of the same gateway")
                     });
@@ -549,6 +560,7 @@ fn writer_status(e: WriterError) -> Status {
     match e {
         WriterError::Rejected(r) => Status::failed_precondition(r.to_string()),
         WriterError::Stopped => Status::unavailable("hub shutting down"),
+        WriterError::Standby => Status::unavailable(STANDBY),
         WriterError::Commit(m) => Status::unavailable(format!("storage failure, retry: {m}")),
         WriterError::MustReconnect(g) => Status::unavailable(format!(
             "gateway {g}: an earlier batch failed to commit; reconnect and resend from Welcome.last_seq"

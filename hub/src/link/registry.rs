@@ -111,6 +111,15 @@ impl LinkRegistry {
         cut
     }
 
+    /// Ends every stream (this hub lost the writer lease): the gateways go to another hub.
+    pub fn cut_all(&self) -> usize {
+        let links = self.lock();
+        for link in links.values() {
+            link.cancel.cancel();
+        }
+        links.len()
+    }
+
     /// Removes a stream if it is still the gateway's current one.
     pub(super) fn unregister(&self, gateway_id: &str, conn_id: u64) -> bool {
         let mut links = self.lock();

@@ -83,6 +83,9 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    /// Another hub took the writer lease over: this hub must not write again.
+    #[error("the writer lease (epoch {epoch}) was taken over by another hub; nothing of this transaction was stored")]
+    Fenced { epoch: i64 },
 }
 
 /// Adds what was being done to a sqlx error.

@@ -1,6 +1,8 @@
 //! The writer's mailbox: [`WriterHandle`], the requests it carries, and the answers and
 //! errors its callers (the gRPC link, the HTTP API, the deliverer) get back after the commit.
 
+use std::sync::{Arc, RwLock};
+
 use gatehouse_proto::{CommandResult, DeviceInfo, Event};
 use tokio::sync::{mpsc, oneshot};
 
@@ -15,6 +17,9 @@ use crate::notify::{Delivery, DeliveryDesk, DeliveryOutcome};
 pub enum WriterError {
     #[error("the ingest writer has stopped")]
     Stopped,
+    /// This hub does not hold the writer lease (`cluster`): another hub writes.
+    #[error("standby hub; try another")]
+    Standby,
     #[error("commit failed: {0}")]
     Commit(String),
     #[error("gateway {0} must reconnect: an earlier batch of its stream failed to commit")]
@@ -119,10 +124,12 @@ impl Request {
     }
 }
 
-/// A cheap, cloneable handle for sending work to the writer.
+/// A cheap, cloneable handle for sending work to the writer. Every clone sees the same
+/// mailbox slot: on several hubs (`cluster`) the slot is empty while this hub is a standby
+/// ([`WriterError::Standby`]) and filled with [`WriterHandle::install`] when it becomes active.
 #[derive(Clone, Debug)]
 pub struct WriterHandle {
-    pub(super) tx: mpsc::Sender<Request>,
+    pub(super) tx: Arc<RwLock<Option<mpsc::Sender<Request>>>>,
 }
 
 impl std::fmt::Debug for Request {
@@ -132,8 +139,38 @@ impl std::fmt::Debug for Request {
 }
 
 impl WriterHandle {
+    pub(super) fn new(tx: mpsc::Sender<Request>) -> WriterHandle {
+        WriterHandle {
+            tx: Arc::new(RwLock::new(Some(tx))),
+        }
+    }
+
+    /// A handle with no writer behind it yet: every request is answered
+    /// [`WriterError::Standby`] until [`WriterHandle::install`].
+    pub fn standby() -> WriterHandle {
+        WriterHandle {
+            tx: Arc::new(RwLock::new(None)),
+        }
+    }
+
+    /// Points this handle (and every clone of it) at the writer behind `started`.
+    pub fn install(&self, started: &WriterHandle) {
+        let tx = started.sender();
+        *self.tx.write().unwrap_or_else(|e| e.into_inner()) = tx;
+    }
+
+    /// Empties the slot: from now on every request is answered [`WriterError::Standby`].
+    pub fn clear(&self) {
+        *self.tx.write().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    fn sender(&self) -> Option<mpsc::Sender<Request>> {
+        self.tx.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     async fn send(&self, request: Request) -> Result<(), WriterError> {
-        self.tx.send(request).await.map_err(|_| WriterError::Stopped)
+        let tx = self.sender().ok_or(WriterError::Standby)?;
+        tx.send(request).await.map_err(|_| WriterError::Stopped)
     }
 
     /// Records a Hello; returns the gateway's durably stored last sequence number.

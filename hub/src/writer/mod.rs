@@ -15,6 +15,10 @@
 //! waiting requests, so an Ack sent on their answer means "the events and their alarm
 //! consequences are durable". A one-second tick in the same task runs on-delay timers.
 //!
+//! On one of several hubs (`cluster`), each transaction first renews this hub's writer lease
+//! WHERE its holder and epoch are still this hub's ([`crate::cluster::queries::fence`]); if
+//! they are not, the transaction rolls back and the writer stops: another hub writes now.
+//!
 //! If a transaction fails, nothing of it is kept, every request in it gets an error, the
 //! in-memory state (sequence numbers, active alarms) is reloaded from the database, and the
 //! gateways involved are refused until they say Hello again, so no later batch can be
@@ -32,6 +36,7 @@ use crate::alarms::queries::{self as alarm_queries, Cause};
 use crate::alarms::rules::{ActiveAlarm, AlarmChange, RuleState};
 use crate::audit::apply as audit;
 use crate::clock::Clock;
+use crate::cluster::Fence;
 use crate::config::{IngestConfig, PointRuleConfig};
 use crate::engine::Engine;
 use crate::events::queries::{self as events, EventRow};
@@ -82,6 +87,10 @@ pub struct Writer {
     /// Rejections logged per gateway, at most one a minute each.
     rejection_logged: HashMap<String, Instant>,
     retention: RetentionSettings,
+    /// The writer lease every transaction is fenced with (several hubs on PostgreSQL).
+    fence: Option<Fence>,
+    /// The lease was taken over: this writer stops and writes nothing more.
+    fenced: bool,
 }
 
 /// What the writer needs besides the pool.
@@ -94,6 +103,8 @@ pub struct WriterParts {
     pub wake: Arc<Notify>,
     pub ingest: IngestConfig,
     pub retention: RetentionSettings,
+    /// `Some` on one of several hubs: the lease it holds (`cluster`).
+    pub fence: Option<Fence>,
 }
 
 impl Writer {
@@ -120,6 +131,8 @@ impl Writer {
             watch: HashMap::new(),
             rejection_logged: HashMap::new(),
             retention: parts.retention,
+            fence: parts.fence,
+            fenced: false,
         };
         writer.reload().await?;
         writer.metrics.committed_now();
@@ -132,7 +145,7 @@ impl Writer {
         );
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let task = tokio::spawn(writer.run(rx, stop));
-        Ok((WriterHandle { tx }, task))
+        Ok((WriterHandle::new(tx), task))
     }
 
     async fn reload(&mut self) -> Result<(), StoreError> {
@@ -153,6 +166,9 @@ impl Writer {
     async fn run(mut self, mut rx: mpsc::Receiver<Request>, stop: CancellationToken) {
         let mut ticker = tokio::time::interval(Duration::from_secs(1));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The ticker wakes an idle writer; under a steady stream of requests the biased
+        // select would never pick it, so the timers also run once their second is up.
+        let mut timers_due = Instant::now() + Duration::from_secs(1);
         loop {
             let first = tokio::select! {
                 biased;
@@ -181,7 +197,18 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            if Instant::now() >= timers_due {
+                timers = true;
+            }
+            if timers {
+                timers_due = Instant::now() + Duration::from_secs(1);
+            }
             self.process(group, timers).await;
+            if self.fenced {
+                // Another hub writes now: nothing queued here may be written.
+                info!("ingest writer stopped: the writer lease was taken over");
+                return;
+            }
         }
         // Stopping: finish what is already queued, then end.
         rx.close();
@@ -193,12 +220,12 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            if group.is_empty() {
+            if group.is_empty() || self.fenced {
                 break;
             }
             self.process(group, false).await;
         }
-        if !self.seen.is_empty() {
+        if !self.seen.is_empty() && !self.fenced {
             self.process(Vec::new(), false).await;
         }
         info!("ingest writer stopped");
@@ -251,6 +278,7 @@ impl Writer {
                     .commit_failures
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 error!(error = %e, gateways = ?involved, "ingest transaction failed; nothing of it was stored");
+                self.fenced |= matches!(e, StoreError::Fenced { .. });
                 let message = e.to_string();
                 for answer in answers {
                     match answer {
@@ -295,6 +323,9 @@ impl Writer {
                     w.stalled = stalled_before.contains(g);
                 }
                 self.seen.clear();
+                if self.fenced {
+                    return;
+                }
                 if let Err(e) = self.reload().await {
                     error!(error = %e, "cannot reload the ingest writer's state after a failed transaction");
                 }
@@ -369,6 +400,10 @@ impl Writer {
             what: "starting the ingest transaction".into(),
             source,
         })?;
+        // First: the lease is still ours, and stays ours until COMMIT (its row is locked).
+        if let Some(f) = &self.fence {
+            crate::cluster::queries::fence(&mut tx, &f.holder, f.epoch, f.ttl_ms).await?;
+        }
         let mut rows: Vec<EventRow> = Vec::new();
         let mut progress: HashMap<String, i64> = HashMap::new();
         let mut advanced: HashSet<String> = HashSet::new();

@@ -1,0 +1,202 @@
+//! Several hubs on one PostgreSQL (`cluster`): the writer is a fenced lease. Two hubs in this
+//! process on one fresh database: the standby refuses gateways and writes, the active's
+//! transactions stop committing the moment its lease is taken over, and the lease passes on.
+//! PostgreSQL only (`GATEHOUSE_TEST_PG_URL`); skipped by name without it.
+
+mod common;
+
+use common::{ESTATE_A, Link, db, eventually};
+use gatehouse_hub::{HubConfig, RunningHub};
+use gatehouse_proto::gateway_link_client::GatewayLinkClient;
+use gatehouse_proto::{Hello, Uplink, event::Body, uplink};
+use serde_json::json;
+use sqlx::Connection as _;
+use tokio_stream::wrappers::ReceiverStream;
+
+fn config(url: &str, hub_id: &str) -> HubConfig {
+    HubConfig::from_toml(&format!(
+        "[hub]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\ndatabase = \"{url}\"\nhub_id = \"{hub_id}\"\n\n\
+         [tls]\nplaintext = true\n\n[cluster]\nlease_s = 2\n\n\
+         [[gateways]]\nid = \"gw-1\"\nestate = \"estate-a\"\n\n{ESTATE_A}"
+    ))
+    .map(common::with_admin)
+    .expect("a valid configuration")
+}
+
+fn door() -> Body {
+    Body::Access(gatehouse_proto::AccessEvent {
+        door: "door-1".into(),
+        result: gatehouse_proto::AccessResult::Granted as i32,
+        ..Default::default()
+    })
+}
+
+/// The status of `/readyz`.
+async fn ready(hub: &RunningHub) -> (u16, String) {
+    let r = reqwest::get(format!("http://{}/readyz", hub.http_addr()))
+        .await
+        .expect("HTTP answers");
+    (r.status().as_u16(), r.text().await.unwrap_or_default())
+}
+
+/// Rows stored for a gateway, and the lease's holder and epoch, read straight from the database.
+async fn stored(url: &str, gateway: &str) -> (i64, String, i64) {
+    let mut conn = sqlx::PgConnection::connect(url).await.expect("database");
+    let (events,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM events WHERE gateway_id = $1")
+        .bind(gateway)
+        .fetch_one(&mut conn)
+        .await
+        .expect("count");
+    let (holder, epoch): (String, i64) = sqlx::query_as("SELECT holder, epoch FROM hub_leases WHERE name = 'writer'")
+        .fetch_one(&mut conn)
+        .await
+        .expect("the lease row");
+    (events, holder, epoch)
+}
+
+/// A Hello to `hub`: the status it refuses the stream with, if it does.
+async fn hello_status(hub: &RunningHub) -> Option<tonic::Status> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", hub.grpc_addr()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(Uplink {
+        msg: Some(uplink::Msg::Hello(Hello {
+            gateway_id: "gw-1".into(),
+            estate_id: "estate-a".into(),
+            software_version: "test".into(),
+            ..Default::default()
+        })),
+    })
+    .await
+    .unwrap();
+    match GatewayLinkClient::new(channel).connect(ReceiverStream::new(rx)).await {
+        Err(s) => Some(s),
+        Ok(mut stream) => stream.get_mut().message().await.err(),
+    }
+}
+
+#[tokio::test]
+async fn a_standby_refuses_and_a_fenced_active_stores_nothing_after_losing_its_lease() {
+    let Some(server) = db::pg_server_or_skip("cluster::a_standby_refuses_and_a_fenced_active_stores_nothing") else {
+        return;
+    };
+    let url = db::fresh_database(&server);
+    // The first hub finds the lease free and is active when `start` returns; the second is a
+    // standby.
+    let a = gatehouse_hub::start(config(&url, "hub-a")).await.expect("hub a starts");
+    assert_eq!(a.role().name(), "active");
+    let b = gatehouse_hub::start(config(&url, "hub-b")).await.expect("hub b starts");
+    assert_eq!(b.role().name(), "standby");
+    assert_eq!(ready(&a).await.0, 200);
+
+    // The standby: alive, not ready, no gateway, no writes, reads served.
+    let (status, body) = ready(&b).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("standby") && body.contains("writer_lease"), "{body}");
+    let healthz = reqwest::get(format!("http://{}/healthz", b.http_addr())).await.unwrap();
+    assert_eq!(healthz.status().as_u16(), 200);
+    let refused = hello_status(&b).await.expect("the standby refuses the stream");
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    assert!(refused.message().contains("standby hub; try another"), "{refused:?}");
+    let write = common::admin_client()
+        .post(format!("http://{}/api/v1/incidents", b.http_addr()))
+        .json(
+            &json!({"estate": "estate-a", "area": "gate", "category": "fire", "priority": "P1",
+            "title": "Smoke", "operator": "wang"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(write.status().as_u16(), 503);
+    assert_eq!(
+        write.headers().get("retry-after").map(|v| v.as_bytes()),
+        Some(&b"1"[..])
+    );
+    let read = common::admin_client()
+        .get(format!("http://{}/api/v1/incidents", b.http_addr()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status().as_u16(), 200);
+    let metrics = reqwest::get(format!("http://{}/metrics", b.http_addr()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("gatehouse_hub_role{role=\"standby\"} 0"), "{metrics}");
+
+    // The active stores a batch; then its lease is taken over (as a hub that found it
+    // expired would), to be kept by the thief for a minute.
+    let mut link = Link::connect(&a, "gw-1", "estate-a", &["door-1"]).await;
+    link.send(vec![("door-1", "gate", door())]).await;
+    let (events, holder, epoch) = stored(&url, "gw-1").await;
+    assert_eq!(events, 1);
+    assert!(holder.starts_with("hub-a/"), "{holder}");
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query(
+        "UPDATE hub_leases SET holder = 'thief', epoch = epoch + 1, \
+         expires_at_ms = CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) + 60000 WHERE name = 'writer'",
+    )
+    .execute(&mut admin)
+    .await
+    .unwrap();
+
+    // Its next transaction (this batch, or its timer tick) is fenced: rolled back, the stream
+    // cut with UNAVAILABLE, the hub a standby.
+    let answer = link.send_seqs(&[2, 3], door()).await;
+    assert!(
+        matches!(&answer, Err(s) if s.code() == tonic::Code::Unavailable),
+        "expected UNAVAILABLE, got {answer:?}"
+    );
+    eventually("hub a to step down", || async { a.role().name() == "standby" }).await;
+    let (events, holder, _) = stored(&url, "gw-1").await;
+    assert_eq!(
+        (events, holder.as_str()),
+        (1, "thief"),
+        "nothing after the takeover is stored"
+    );
+    assert_eq!(ready(&a).await.0, 503);
+
+    // The thief lets go: one of the two hubs takes the lease, under a new epoch, and the
+    // gateway resumes there from what was stored.
+    sqlx::query("UPDATE hub_leases SET expires_at_ms = 0 WHERE name = 'writer'")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    eventually("a hub to take the lease over", || async {
+        a.role().name() == "active" || b.role().name() == "active"
+    })
+    .await;
+    let active = if a.role().name() == "active" { &a } else { &b };
+    let (_, holder, new_epoch) = stored(&url, "gw-1").await;
+    assert_eq!(new_epoch, epoch + 2, "{holder}");
+    let mut link = Link::connect(active, "gw-1", "estate-a", &["door-1"]).await;
+    assert_eq!(link.seq(), 1, "the Welcome names what was stored");
+    link.send(vec![("door-1", "gate", door())]).await;
+    assert_eq!(stored(&url, "gw-1").await.0, 2);
+    b.shutdown().await;
+    a.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_graceful_stop_hands_the_lease_on_at_once() {
+    let Some(server) = db::pg_server_or_skip("cluster::a_graceful_stop_hands_the_lease_on_at_once") else {
+        return;
+    };
+    let url = db::fresh_database(&server);
+    let a = gatehouse_hub::start(config(&url, "hub-a")).await.expect("hub a starts");
+    let b = gatehouse_hub::start(config(&url, "hub-b")).await.expect("hub b starts");
+    assert_eq!((a.role().name(), b.role().name()), ("active", "standby"));
+    a.shutdown().await;
+    // Released, not left to expire: b's next poll (within a second) takes it.
+    eventually("hub b to take the released lease", || async {
+        b.role().name() == "active"
+    })
+    .await;
+    assert_eq!(ready(&b).await.0, 200);
+    b.shutdown().await;
+}
