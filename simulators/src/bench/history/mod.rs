@@ -91,6 +91,9 @@ pub struct LevelFigures {
     pub read_last_24h_p50_ms: f64,
     pub read_last_24h_p99_ms: f64,
     pub rows_per_read: f64,
+    /// An estate's device list (`GET /api/v1/devices`: each device's newest event and
+    /// status), median.
+    pub devices_list_p50_ms: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -222,6 +225,7 @@ async fn measure(args: &HistoryArgs, url: &DatabaseUrl) -> anyhow::Result<Histor
         let ingest = ingest(&pool, &mut partitions, &mut seq, args.rows_per_commit, args.duration).await?;
         let baseline = ingest_baseline(&pool, &mut seq, args.rows_per_commit, args.duration / 2).await?;
         let (p50, p99, per_read) = reads(&pool, args.reads).await?;
+        let devices_p50 = device_lists(&pool, args.reads.clamp(1, 50)).await?;
         println!(
             "  {stored} stored: ingest {ingest:.0} rows/s, append-only {baseline:.0} rows/s, last 24 h p50 {p50:.2} ms p99 {p99:.2} ms"
         );
@@ -233,6 +237,7 @@ async fn measure(args: &HistoryArgs, url: &DatabaseUrl) -> anyhow::Result<Histor
             read_last_24h_p50_ms: p50,
             read_last_24h_p99_ms: p99,
             rows_per_read: per_read,
+            devices_list_p50_ms: devices_p50,
         });
     }
     // Retention: drop the oldest partition, as the writer's tick does.
@@ -437,6 +442,19 @@ async fn reads(pool: &Pool, n: usize) -> anyhow::Result<(f64, f64, f64)> {
     Ok((at(0.5), at(0.99), rows as f64 / n.max(1) as f64))
 }
 
+/// The median time of `n` device lists of a random estate.
+async fn device_lists(pool: &Pool, n: usize) -> anyhow::Result<f64> {
+    let mut took = Vec::with_capacity(n);
+    for _ in 0..n {
+        let estate = format!("estate-{}", fastrand::i64(0..queries::ESTATES));
+        let began = Instant::now();
+        hub_events::devices(pool, Some(&estate), pb::now_ms() - DAY_MS, 1_000).await?;
+        took.push(began.elapsed().as_secs_f64() * 1e3);
+    }
+    took.sort_by(f64::total_cmp);
+    Ok(took.get(took.len() / 2).copied().unwrap_or(0.0))
+}
+
 impl HistoryReport {
     pub fn render(&self) -> String {
         let mut s = String::new();
@@ -447,13 +465,20 @@ impl HistoryReport {
         );
         let _ = writeln!(
             s,
-            "{:>12} {:>14} {:>16} {:>8} {:>14} {:>14} {:>10}",
-            "stored", "ingest rows/s", "append-only r/s", "share", "24h read p50", "24h read p99", "rows/read"
+            "{:>12} {:>14} {:>16} {:>8} {:>14} {:>14} {:>10} {:>14}",
+            "stored",
+            "ingest rows/s",
+            "append-only r/s",
+            "share",
+            "24h read p50",
+            "24h read p99",
+            "rows/read",
+            "devices p50"
         );
         for l in &self.levels {
             let _ = writeln!(
                 s,
-                "{:>12} {:>14.0} {:>16.0} {:>7.0}% {:>11.2} ms {:>11.2} ms {:>10.1}",
+                "{:>12} {:>14.0} {:>16.0} {:>7.0}% {:>11.2} ms {:>11.2} ms {:>10.1} {:>11.2} ms",
                 l.stored,
                 l.ingest_rows_per_s,
                 l.baseline_rows_per_s,
@@ -464,7 +489,8 @@ impl HistoryReport {
                 },
                 l.read_last_24h_p50_ms,
                 l.read_last_24h_p99_ms,
-                l.rows_per_read
+                l.rows_per_read,
+                l.devices_list_p50_ms
             );
         }
         let _ = writeln!(
