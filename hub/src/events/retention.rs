@@ -9,6 +9,9 @@ use serde::Deserialize;
 
 const DAY_MS: i64 = 86_400_000;
 const HOUR_MS: i64 = 3_600_000;
+/// Most event partitions kept at once: SQLite's `events` view is one compound SELECT of
+/// them (SQLite takes at most 500 arms), and PostgreSQL plans slower with thousands.
+pub const MAX_PARTITIONS: u32 = 400;
 
 /// `[retention]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -86,6 +89,14 @@ impl RetentionSettings {
         if !(1..=24 * 31).contains(&self.partition_hours) {
             return Some(("retention.partition_hours", "must be between 1 and 744"));
         }
+        // Kept: `events_days` of spans, the one being written, one ahead, one draining.
+        let kept = u64::from(self.events_days) * 24 / u64::from(self.partition_hours.max(1)) + 3;
+        if kept > u64::from(MAX_PARTITIONS) {
+            return Some((
+                "retention.partition_hours",
+                "too short for retention.events_days: at most 400 event partitions are kept (events_days * 24 / partition_hours)",
+            ));
+        }
         if !(1..=10_000).contains(&self.purge_batch) {
             return Some(("retention.purge_batch", "must be between 1 and 10000"));
         }
@@ -129,6 +140,15 @@ mod tests {
         };
         assert_eq!(forever.alarms_cutoff(400 * DAY_MS), None);
         assert_eq!(r.alarms_cutoff(400 * DAY_MS), Some(35 * DAY_MS));
+        let many = RetentionSettings {
+            partition_hours: 1,
+            ..r.clone()
+        };
+        assert_eq!(
+            many.invalid().map(|e| e.0),
+            Some("retention.partition_hours"),
+            "90 days of hours"
+        );
         let audit = RetentionSettings { audit_days: 30, ..r };
         assert_eq!(audit.invalid().map(|e| e.0), Some("retention.audit_days"));
     }
