@@ -38,6 +38,16 @@ pub struct Metrics {
     stalled: Mutex<BTreeMap<String, bool>>,
     /// When the writer last committed (None: not yet).
     last_commit: Mutex<Option<Instant>>,
+    /// Retention purges per history (`events`, `alarm_history`, ...): rows, runs, time.
+    purges: Mutex<BTreeMap<&'static str, PurgeTotals>>,
+}
+
+/// One history's retention purges since start.
+#[derive(Debug, Default, Clone, Copy)]
+struct PurgeTotals {
+    rows: u64,
+    runs: u64,
+    micros: u64,
 }
 
 /// Why the hub refused a gateway's batch; each reason has its own counter.
@@ -73,6 +83,16 @@ impl Metrics {
         self.commits.fetch_add(1, Relaxed);
         self.commit_micros_sum
             .fetch_add(u64::try_from(took.as_micros()).unwrap_or(u64::MAX), Relaxed);
+    }
+
+    /// A committed retention purge of `history`: `rows` deleted (or dropped with their
+    /// partition) in `took`.
+    pub fn observe_purge(&self, history: &'static str, rows: u64, took: Duration) {
+        let mut purges = self.purges.lock().unwrap_or_else(|e| e.into_inner());
+        let t = purges.entry(history).or_default();
+        t.rows += rows;
+        t.runs += 1;
+        t.micros += u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
     }
 
     /// The writer committed a transaction just now.
@@ -131,6 +151,34 @@ impl Metrics {
             "Events deleted as past their retention ([retention] events_days).",
             self.events_purged.load(Relaxed),
         );
+        let purges: Vec<(&'static str, PurgeTotals)> = self
+            .purges
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(h, t)| (*h, *t))
+            .collect();
+        let _ = writeln!(
+            out,
+            "# HELP gatehouse_hub_purged_rows_total Rows past their retention deleted, by history \
+             (events: dropped with their partition).\n# TYPE gatehouse_hub_purged_rows_total counter"
+        );
+        for (h, t) in &purges {
+            let _ = writeln!(out, "gatehouse_hub_purged_rows_total{{history=\"{h}\"}} {}", t.rows);
+        }
+        let _ = writeln!(
+            out,
+            "# HELP gatehouse_hub_purge_seconds Time spent in retention purges (inside the writer's \
+             transaction), by history.\n# TYPE gatehouse_hub_purge_seconds summary"
+        );
+        for (h, t) in &purges {
+            let _ = writeln!(
+                out,
+                "gatehouse_hub_purge_seconds_sum{{history=\"{h}\"}} {:.6}\ngatehouse_hub_purge_seconds_count{{history=\"{h}\"}} {}",
+                t.micros as f64 / 1e6,
+                t.runs
+            );
+        }
         counter(
             &mut out,
             "gatehouse_hub_batches_committed_total",

@@ -268,11 +268,11 @@ async fn card_numbers_flats_and_names_are_masked_per_role_everywhere() {
     hub.shutdown().await;
 }
 
-async fn stored_events(db: &Path) -> i64 {
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
-        .await
-        .unwrap();
-    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM events")
+/// Events stored, read through `events` (the view over the partitions on SQLite, the
+/// partitioned parent on PostgreSQL).
+async fn stored_events(url: &gatehouse_hub::config::DatabaseUrl) -> i64 {
+    let pool = gatehouse_hub::store::open_read_only(url).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
         .fetch_one(&pool)
         .await
         .unwrap();
@@ -303,11 +303,13 @@ fn access(card: &str) -> Body {
 }
 
 #[tokio::test]
-async fn events_past_their_retention_are_purged_in_small_batches() {
+async fn events_past_their_retention_are_purged_a_partition_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("hub.db");
     let clock = ManualClock::new(T0);
-    let hub = start(&db, &clock, "\n[retention]\nevents_days = 30\npurge_batch = 2\n").await;
+    let config = common::config(&db, &rest("\n[retention]\nevents_days = 30\npartition_hours = 24\n"));
+    let url = config.database_url().unwrap();
+    let hub = common::start_at(config, &clock).await;
     let mut link = Link::connect_kinds(&hub, "gw-1", "estate-a", &[("door-1", DeviceKind::Door)]).await;
     link.send(
         (0..5)
@@ -318,25 +320,33 @@ async fn events_past_their_retention_are_purged_in_small_batches() {
     clock.advance_s(20 * 86_400);
     link.send(vec![("door-1", "main gate", access("20000000"))]).await;
     hub.tick_now().await.unwrap();
-    assert_eq!(stored_events(&db).await, 6, "nothing is past 30 days yet");
+    assert_eq!(stored_events(&url).await, 6, "nothing is past 30 days yet");
     assert_eq!(purged_total(&hub).await, 0);
 
-    // The first five are now 31 days old, the last 11.
-    clock.advance_s(11 * 86_400);
+    // 30 days after the first five's day (partition) ended, they are not yet all past
+    // retention: the partition is kept whole.
+    clock.advance_s(10 * 86_400);
     hub.tick_now().await.unwrap();
-    let after_one = 6 - stored_events(&db).await;
-    assert!(
-        (1..=4).contains(&after_one),
-        "a tick deletes at most a batch (2): {after_one}"
-    );
-    for _ in 0..5 {
-        hub.tick_now().await.unwrap();
-    }
     assert_eq!(
-        stored_events(&db).await,
+        stored_events(&url).await,
+        6,
+        "a partition goes only once all of it is past"
+    );
+
+    // The first five are now over 31 days old, the last 12: one tick drops their partition.
+    clock.advance_s(2 * 86_400);
+    hub.tick_now().await.unwrap();
+    assert_eq!(
+        stored_events(&url).await,
         1,
         "the five old events purged, the recent one kept"
     );
     assert_eq!(purged_total(&hub).await, 5);
+    link.send(vec![("door-1", "main gate", access("30000000"))]).await;
+    assert_eq!(
+        stored_events(&url).await,
+        2,
+        "ingest goes on into the current partition"
+    );
     hub.shutdown().await;
 }

@@ -259,7 +259,9 @@ fn retention_defaults_to_90_days_and_refuses_zero() {
     for (extra, needle) in [
         ("[retention]\nevents_days = 0\n", "retention.events_days"),
         ("[retention]\npurge_batch = 0\n", "retention.purge_batch"),
-        ("[retention]\nalarms_days = 3\n", "alarms_days"),
+        ("[retention]\nevents_dayz = 3\n", "events_dayz"),
+        ("[retention]\npartition_hours = 0\n", "retention.partition_hours"),
+        ("[retention]\naudit_days = 30\n", "retention.audit_days"),
     ] {
         let err = with(extra).unwrap_err().to_string();
         assert!(err.contains(needle), "{extra}: {err}");

@@ -5,6 +5,8 @@
 //! vehicle entries and gateway liveness (silent, stalled) as alarms.
 
 pub mod apply;
+pub mod partitions;
+pub mod purge;
 pub mod queries;
 pub mod readings;
 pub mod retention;

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument as _, debug, error, info};
+use tracing::{Instrument as _, debug, error, info, warn};
 
 use crate::alarms::queries::{self as alarm_queries, Cause};
 use crate::alarms::rules::{ActiveAlarm, AlarmChange, RuleState};
@@ -39,6 +39,7 @@ use crate::clock::Clock;
 use crate::cluster::Fence;
 use crate::config::{IngestConfig, PointRuleConfig};
 use crate::engine::Engine;
+use crate::events::partitions::Partitions;
 use crate::events::queries::{self as events, EventRow};
 use crate::events::retention::RetentionSettings;
 use crate::metrics::Metrics;
@@ -91,6 +92,8 @@ pub struct Writer {
     fence: Option<Fence>,
     /// The lease was taken over: this writer stops and writes nothing more.
     fenced: bool,
+    /// The event store's partitions (reloaded with the rest after a failed transaction).
+    partitions: Partitions,
 }
 
 /// What the writer needs besides the pool.
@@ -130,6 +133,7 @@ impl Writer {
             limits: parts.ingest,
             watch: HashMap::new(),
             rejection_logged: HashMap::new(),
+            partitions: Partitions::new(Vec::new(), parts.retention.partition_ms()),
             retention: parts.retention,
             fence: parts.fence,
             fenced: false,
@@ -150,6 +154,7 @@ impl Writer {
 
     async fn reload(&mut self) -> Result<(), StoreError> {
         self.last_seq = events::gateway_seqs(&self.pool).await?.into_iter().collect();
+        self.partitions = Partitions::load(&self.pool, self.retention.partition_ms()).await?;
         self.rules.forget_alarms();
         for row in alarm_queries::active_alarms(&self.pool).await? {
             self.rules.restore_active(
@@ -409,6 +414,7 @@ impl Writer {
         let mut advanced: HashSet<String> = HashSet::new();
         let mut changes = 0usize;
         let mut purged = 0u64;
+        let mut purges: Vec<(&'static str, u64, Duration)> = Vec::new();
 
         for request in group {
             match request {
@@ -586,15 +592,39 @@ impl Writer {
         if timers {
             self.engine.tick(&mut tx, &mut self.rules, now).await?;
             self.find_stalled(&mut tx, now).await?;
-            // Retention: one small batch a tick keeps this transaction short.
+            // The next partition ahead; retention drops whole partitions (a table drop
+            // keeps this transaction short), at most two a tick, and deletes the other
+            // histories a small batch a tick.
+            self.partitions.ensure(&mut tx, now).await?;
+            let began = Instant::now();
             let cutoff = self.retention.events_cutoff(now);
-            purged = events::purge_events_before(&mut tx, cutoff, self.retention.purge_batch).await?;
+            let dropped = self.partitions.drop_expired(&mut tx, cutoff, 2).await?;
+            if let Some(rows) = dropped {
+                purged = rows;
+                purges.push(("events", rows, began.elapsed()));
+            }
+            purges.extend(crate::events::purge::histories(&mut tx, &self.retention, now).await?);
         }
 
         if !rows.is_empty() {
             // `ingested_at_ms`: when the rows are written, the last step before COMMIT (not
             // when the transaction began), so publish → ingested measures up to the commit.
-            events::insert_events(&mut tx, &rows, self.clock.now_ms().max(now)).await?;
+            let ingested = self.clock.now_ms().max(now);
+            self.partitions.ensure(&mut tx, ingested).await?;
+            let partition = self.partitions.partition_for(&mut tx, ingested).await?;
+            // Only rows above each gateway's stored mark, read under its row's lock: the
+            // mark is raised below in this same transaction.
+            let gateways: Vec<&str> = progress.keys().map(String::as_str).collect();
+            let marks: HashMap<String, i64> = events::gateway_marks(&mut tx, &gateways).await?.into_iter().collect();
+            let before = rows.len();
+            rows.retain(|r| r.seq > marks.get(&r.gateway_id).copied().unwrap_or(0));
+            if rows.len() < before {
+                warn!(
+                    dropped = before - rows.len(),
+                    "events at or below their gateway's stored mark were not stored"
+                );
+            }
+            events::insert_events(&mut tx, &partition, &rows, ingested).await?;
         }
         for (gateway, seen_at) in self.seen.drain() {
             if !progress.contains_key(&gateway) {
@@ -612,6 +642,9 @@ impl Writer {
         self.metrics
             .events_purged
             .fetch_add(purged, std::sync::atomic::Ordering::Relaxed);
+        for (history, rows, took) in purges {
+            self.metrics.observe_purge(history, rows, took);
+        }
         Ok(changes)
     }
 }

@@ -8,7 +8,10 @@ use crate::{cli::parse_duration, harness::report::print_and_save};
 
 // Flag help is the CLI's contract: the text below is what `gatehouse-sim bench --help` prints.
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    #[command(subcommand)]
+    pub what: Option<BenchWhat>,
     /// Synthetic gateway streams.
     #[arg(long, default_value_t = 1000)]
     pub streams: usize,
@@ -35,9 +38,19 @@ pub struct BenchArgs {
     pub json: Option<PathBuf>,
 }
 
+/// A bench other than the default run.
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchWhat {
+    /// The hub's ingest rate and a device's last-24 h read with 0, 1, 5, 10 million events
+    /// already stored (SQLite, or PostgreSQL with `--database`), beside an append-only
+    /// table's rate, and one retention purge (a partition drop) timed.
+    History(super::history::HistoryArgs),
+}
+
 /// Runs `gatehouse-sim bench`: prints the report and writes it with `--json`.
 pub async fn command(args: BenchArgs) -> anyhow::Result<()> {
     let BenchArgs {
+        what,
         streams,
         rate,
         duration,
@@ -48,6 +61,9 @@ pub async fn command(args: BenchArgs) -> anyhow::Result<()> {
         hub_bin,
         json,
     } = args;
+    if let Some(BenchWhat::History(args)) = what {
+        return super::history::command(args).await;
+    }
     let report = run(BenchOptions {
         streams,
         rate,

@@ -30,6 +30,7 @@ use crate::harness::{
 };
 
 pub mod cli;
+pub mod history;
 mod mqtt;
 mod null_link;
 mod storage;

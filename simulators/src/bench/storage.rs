@@ -13,6 +13,7 @@ pub(super) async fn storage(path: &std::path::Path, rows_per_commit: usize, dura
     let pool = store::open(&DatabaseUrl::Sqlite(format!("sqlite://{}", path.display())))
         .await
         .context("opening the storage bench database")?;
+    let mut partitions = events::partitions::Partitions::load(&pool, 86_400_000).await?;
     let mut seq = 0i64;
     let mut stored = 0u64;
     let began = Instant::now();
@@ -56,7 +57,8 @@ pub(super) async fn storage(path: &std::path::Path, rows_per_commit: usize, dura
             })
             .collect();
         let mut tx = pool.begin().await?;
-        stored += events::queries::insert_events(&mut tx, &rows, now).await?;
+        let partition = partitions.partition_for(&mut tx, now).await?;
+        stored += events::queries::insert_events(&mut tx, &partition, &rows, now).await?;
         tx.commit().await?;
     }
     let rate = stored as f64 / began.elapsed().as_secs_f64();

@@ -1,0 +1,249 @@
+//! The event store over a real hub (SQLite, or PostgreSQL with GATEHOUSE_TEST_BACKEND):
+//! duplicates dropped against each gateway's mark — a resent batch, after a restart, two
+//! batches of one gateway in one writer transaction; partitions created ahead and at a day
+//! boundary (ManualClock); retention dropping old partitions and deleting the alarm history
+//! a small chunk per tick while ingest goes on.
+
+use gatehouse_hub::config::{DatabaseUrl, HubConfig};
+use gatehouse_hub::{ManualClock, RunningHub};
+use gatehouse_proto::{AccessEvent, AccessResult, Event, PointReading, Quality, event::Body};
+
+mod common;
+use common::Link;
+
+const DAY_MS: i64 = 86_400_000;
+/// A day boundary (partitions are aligned on days since the epoch).
+const BOUNDARY: i64 = 20_420 * DAY_MS;
+
+fn access(card: &str) -> Body {
+    Body::Access(AccessEvent {
+        door: "D1".into(),
+        result: AccessResult::Granted as i32,
+        credential: card.into(),
+        reason: String::new(),
+    })
+}
+
+fn config(dir: &tempfile::TempDir, extra: &str) -> (HubConfig, DatabaseUrl) {
+    let config = common::config(&dir.path().join("hub.db"), &format!("{}{extra}", common::ESTATE_A));
+    let url = config.database_url().unwrap();
+    (config, url)
+}
+
+async fn scalar(url: &DatabaseUrl, sql: impl Into<String>) -> i64 {
+    let pool = gatehouse_hub::store::open_read_only(url).await.unwrap();
+    let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.into()))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    n
+}
+
+/// (partition, events it holds) from the catalogue, oldest first.
+async fn partitions(url: &DatabaseUrl) -> Vec<(String, i64)> {
+    let pool = gatehouse_hub::store::open_read_only(url).await.unwrap();
+    let rows = gatehouse_hub::events::partitions::queries::counts(&pool).await.unwrap();
+    pool.close().await;
+    rows
+}
+
+/// Every stored seq of gw-1, in order (a duplicate would show twice).
+async fn seqs(url: &DatabaseUrl) -> Vec<i64> {
+    let pool = gatehouse_hub::store::open_read_only(url).await.unwrap();
+    let rows: Vec<i64> = sqlx::query_scalar("SELECT seq FROM events WHERE gateway_id = 'gw-1' ORDER BY seq")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    rows
+}
+
+fn event(seq: u64) -> Event {
+    Event {
+        event_id: format!("ev-{seq}"),
+        seq,
+        gateway_id: "gw-1".into(),
+        estate_id: "estate-a".into(),
+        device_id: "door-1".into(),
+        area: "main gate".into(),
+        body: Some(access(&format!("card-{seq}"))),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_resent_batch_and_a_restart_store_each_event_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(BOUNDARY + 3_600_000);
+    let (config, url) = config(&dir, "");
+    let hub = common::start_at(config.clone(), &clock).await;
+    let mut link = Link::connect(&hub, "gw-1", "estate-a", &["door-1"]).await;
+    link.send_seqs(&[1, 2, 3], access("a")).await.unwrap();
+    // The same batch again (its Ack was lost), then one overlapping it.
+    link.send_seqs(&[1, 2, 3], access("a")).await.unwrap();
+    link.send_seqs(&[2, 3, 4], access("a")).await.unwrap();
+    assert_eq!(seqs(&url).await, vec![1, 2, 3, 4]);
+    assert_eq!(
+        common::metric(&hub, "gatehouse_hub_duplicates_dropped_total").await,
+        5.0
+    );
+    hub.shutdown().await;
+
+    // A restart: the mark comes back from the database, the gateway resends from 3.
+    let hub = common::start_at(config, &clock).await;
+    let mut link = Link::connect(&hub, "gw-1", "estate-a", &["door-1"]).await;
+    assert_eq!(link.seq(), 4, "the Welcome carries the stored mark");
+    link.send_seqs(&[3, 4, 5, 6], access("a")).await.unwrap();
+    assert_eq!(seqs(&url).await, vec![1, 2, 3, 4, 5, 6]);
+    hub.shutdown().await;
+}
+
+/// The test's runtime is single-threaded: both batches are queued before the writer runs,
+/// so they are one group, one transaction.
+#[tokio::test]
+async fn two_batches_of_one_gateway_in_one_transaction_store_each_event_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(BOUNDARY + 3_600_000);
+    let (config, url) = config(&dir, "");
+    let hub = common::start_at(config, &clock).await;
+    let _link = Link::connect(&hub, "gw-1", "estate-a", &["door-1"]).await;
+    let writer = hub.writer();
+    let first = writer
+        .ingest("gw-1".into(), (1..=3).map(event).collect())
+        .await
+        .unwrap();
+    let second = writer
+        .ingest("gw-1".into(), (2..=5).map(event).collect())
+        .await
+        .unwrap();
+    let a = first.await.unwrap().unwrap();
+    let b = second.await.unwrap().unwrap();
+    assert_eq!((a.stored, a.duplicates), (3, 0));
+    assert_eq!((b.stored, b.duplicates), (2, 2));
+    assert_eq!(seqs(&url).await, vec![1, 2, 3, 4, 5]);
+    assert_eq!(scalar(&url, "SELECT last_seq FROM gateways WHERE id = 'gw-1'").await, 5);
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn partitions_are_created_ahead_and_events_cross_a_day_boundary() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(BOUNDARY - 1_000);
+    let (config, url) = config(&dir, "");
+    let hub = common::start_at(config, &clock).await;
+    hub.tick_now().await.unwrap();
+    let names: Vec<String> = partitions(&url).await.into_iter().map(|p| p.0).collect();
+    assert_eq!(
+        names,
+        vec![format!("events_p{}", BOUNDARY - DAY_MS), format!("events_p{BOUNDARY}")],
+        "today's partition and tomorrow's, ahead (the empty pre-partition table dropped)"
+    );
+    let mut link = Link::connect(&hub, "gw-1", "estate-a", &["door-1"]).await;
+    link.send(vec![("door-1", "main gate", access("before"))]).await;
+    clock.advance_ms(2_000);
+    link.send(vec![("door-1", "main gate", access("after"))]).await;
+    hub.tick_now().await.unwrap();
+    assert_eq!(
+        partitions(&url).await,
+        vec![
+            (format!("events_p{}", BOUNDARY - DAY_MS), 1),
+            (format!("events_p{BOUNDARY}"), 1),
+            (format!("events_p{}", BOUNDARY + DAY_MS), 0),
+        ]
+    );
+    assert_eq!(
+        scalar(&url, "SELECT COUNT(*) FROM events").await,
+        2,
+        "one name reads them all"
+    );
+    // A clock jump past every partition: the insert creates its own.
+    clock.advance_ms(10 * DAY_MS);
+    link.send(vec![("door-1", "main gate", access("later"))]).await;
+    assert_eq!(scalar(&url, "SELECT COUNT(*) FROM events").await, 3);
+    hub.shutdown().await;
+}
+
+const PUMP_RULE: &str =
+    "\n[[rules.points]]\npoint = \"pump1_fault\"\nwhen = true\npriority = \"P3\"\nmessage = \"Duty pump tripped\"\n";
+
+fn fault(value: f64) -> Body {
+    Body::Point(PointReading {
+        point: "pump1_fault".into(),
+        value,
+        quality: Quality::Good as i32,
+        ..Default::default()
+    })
+}
+
+async fn purged(hub: &RunningHub, history: &str) -> f64 {
+    let text = reqwest::get(format!("http://{}/metrics", hub.http_addr()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("gatehouse_hub_purged_rows_total{{history=\"{history}\"}} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn retention_drops_old_partitions_and_chunks_the_alarm_history_while_ingest_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(BOUNDARY + 3_600_000);
+    let extra = format!("{PUMP_RULE}\n[retention]\nevents_days = 2\nalarms_days = 3\npurge_batch = 1\n");
+    let (config, url) = config(&dir, &extra);
+    let hub = common::start_at(config, &clock).await;
+    let mut link = Link::connect(&hub, "gw-1", "estate-a", &["plc-1"]).await;
+    for v in [1.0, 0.0, 1.0, 0.0] {
+        link.send(vec![("plc-1", "pump room", fault(v))]).await;
+    }
+    hub.tick_now().await.unwrap();
+    // The history of these first hours (later rows, e.g. the gateway falling silent as the
+    // clock jumps, are not past retention).
+    let old = format!(
+        "SELECT COUNT(*) FROM alarm_history WHERE at_ms < {}",
+        BOUNDARY + 7_200_000
+    );
+    let history = scalar(&url, old.clone()).await;
+    assert!(history >= 3, "raised, cleared, raised again, cleared: {history}");
+
+    // Day 3: the first day's partition (the four readings) is past 2 days; the history
+    // (3 days) not yet.
+    clock.advance_ms(3 * DAY_MS);
+    link.send(vec![("plc-1", "pump room", fault(0.0))]).await;
+    hub.tick_now().await.unwrap();
+    assert_eq!(
+        scalar(&url, "SELECT COUNT(*) FROM events").await,
+        1,
+        "the old partition dropped"
+    );
+    assert_eq!(purged(&hub, "events").await, 4.0);
+    assert_eq!(scalar(&url, old.clone()).await, history);
+
+    // Day 4: the history is past 3 days; one row a tick, ingest going on between ticks.
+    // (An event before each tick: the gateway is heard from, never silent.)
+    clock.advance_ms(DAY_MS);
+    link.send(vec![("plc-1", "pump room", fault(0.0))]).await;
+    hub.tick_now().await.unwrap();
+    let deleted = history - scalar(&url, old.clone()).await;
+    // One chunk (1 row) a tick; the writer's own one-second tick may have run once too.
+    assert!(
+        (1..=2).contains(&deleted) && deleted < history,
+        "{deleted} of {history}"
+    );
+    for _ in 0..history {
+        link.send(vec![("plc-1", "pump room", fault(0.0))]).await;
+        hub.tick_now().await.unwrap();
+    }
+    assert_eq!(scalar(&url, old).await, 0);
+    assert_eq!(purged(&hub, "alarm_history").await, history as f64);
+    assert_eq!(
+        scalar(&url, "SELECT COUNT(*) FROM events").await,
+        1 + history + 1,
+        "ingest went on through the purge"
+    );
+    hub.shutdown().await;
+}
