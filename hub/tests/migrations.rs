@@ -70,7 +70,7 @@ async fn a_database_of_migrations_0001_to_0010_keeps_its_flags_through_0011_and_
 
     // The database as a hub of migrations 0001–0010 left it.
     let all = sqlx::migrate!("./migrations/sqlite");
-    assert_eq!(all.migrations.len(), 11, "this test knows migrations up to 0011");
+    assert!(all.migrations.len() >= 11, "this test knows migrations up to 0011");
     let mut old = sqlx::migrate!("./migrations/sqlite");
     old.migrations = std::borrow::Cow::Owned(old.migrations[..10].to_vec());
     old.run(&pool).await.unwrap();

@@ -229,12 +229,13 @@ async fn healthz_fails_while_another_process_holds_the_write_lock_and_recovers()
     assert_eq!(status, 200);
 
     // A backup tool (another connection) takes the write lock and holds it. PostgreSQL has
-    // no database-wide write lock: the tables every tick of the writer touches, locked.
+    // no database-wide write lock: the tables every writer transaction touches (the writer
+    // lease's row is renewed by each), locked.
     let pool = common::db::inspect_at(&db).await;
     let mut conn = pool.acquire().await.expect("second connection");
     if common::db::on_postgres() {
         sqlx::query("BEGIN").execute(&mut *conn).await.expect("begin");
-        sqlx::query("LOCK TABLE events, gateways IN ACCESS EXCLUSIVE MODE")
+        sqlx::query("LOCK TABLE events, gateways, hub_leases IN ACCESS EXCLUSIVE MODE")
             .execute(&mut *conn)
             .await
             .expect("lock");
