@@ -5,7 +5,7 @@
 //! a small chunk per tick while ingest goes on.
 
 use gatehouse_hub::config::{DatabaseUrl, HubConfig};
-use gatehouse_hub::{ManualClock, RunningHub};
+use gatehouse_hub::ManualClock;
 use gatehouse_proto::{AccessEvent, AccessResult, Event, PointReading, Quality, event::Body};
 
 mod common;
@@ -176,19 +176,6 @@ fn fault(value: f64) -> Body {
     })
 }
 
-async fn purged(hub: &RunningHub, history: &str) -> f64 {
-    let text = reqwest::get(format!("http://{}/metrics", hub.http_addr()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("gatehouse_hub_purged_rows_total{{history=\"{history}\"}} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test]
 async fn retention_drops_old_partitions_and_chunks_the_alarm_history_while_ingest_goes_on() {
     let dir = tempfile::tempdir().unwrap();
@@ -220,7 +207,10 @@ async fn retention_drops_old_partitions_and_chunks_the_alarm_history_while_inges
         1,
         "the old partition dropped"
     );
-    assert_eq!(purged(&hub, "events").await, 4.0);
+    assert_eq!(
+        common::metric_or_zero(&hub, "gatehouse_hub_purged_rows_total{history=\"events\"}").await,
+        4.0
+    );
     assert_eq!(scalar(&url, old.clone()).await, history);
 
     // Day 4: the history is past 3 days; one row a tick, ingest going on between ticks.
@@ -239,7 +229,10 @@ async fn retention_drops_old_partitions_and_chunks_the_alarm_history_while_inges
         hub.tick_now().await.unwrap();
     }
     assert_eq!(scalar(&url, old).await, 0);
-    assert_eq!(purged(&hub, "alarm_history").await, history as f64);
+    assert_eq!(
+        common::metric_or_zero(&hub, "gatehouse_hub_purged_rows_total{history=\"alarm_history\"}").await,
+        history as f64
+    );
     assert_eq!(
         scalar(&url, "SELECT COUNT(*) FROM events").await,
         1 + history + 1,

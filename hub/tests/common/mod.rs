@@ -331,6 +331,21 @@ where
     }
 }
 
+/// One series of the hub's `/metrics`, or 0 while the hub has not shown it yet (a labelled
+/// series appears with its first count).
+pub async fn metric_or_zero(hub: &RunningHub, series: &str) -> f64 {
+    let text = reqwest::get(format!("http://{}/metrics", hub.http_addr()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{series} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// One series of the hub's `/metrics`.
 pub async fn metric(hub: &RunningHub, series: &str) -> f64 {
     let text = reqwest::get(format!("http://{}/metrics", hub.http_addr()))
