@@ -4,8 +4,8 @@
 //! boundary (ManualClock); retention dropping old partitions and deleting the alarm history
 //! a small chunk per tick while ingest goes on.
 
-use gatehouse_hub::config::{DatabaseUrl, HubConfig};
 use gatehouse_hub::ManualClock;
+use gatehouse_hub::config::{DatabaseUrl, HubConfig};
 use gatehouse_proto::{AccessEvent, AccessResult, Event, PointReading, Quality, event::Body};
 
 mod common;
