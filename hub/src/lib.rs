@@ -287,6 +287,19 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
     let answers = Arc::new(answer_keys(&config, &pool, clock.now_ms()).await?);
     let writer = WriterHandle::standby();
     let links = LinkRegistry::default();
+    let advertise_http = if role.is_clustered() {
+        config
+            .cluster
+            .advertised_http(http_addr, std::env::var(cluster::ADVERTISE_ENV).ok())
+            .map_err(|message| {
+                HubError::Config(ConfigError::Invalid {
+                    key: "cluster.advertise_http".into(),
+                    message,
+                })
+            })?
+    } else {
+        String::new()
+    };
     let activation = supervisor::Activation {
         pool: pool.clone(),
         config: Arc::new(config.clone()),
@@ -308,6 +321,7 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
         writer: writer.clone(),
         links: links.clone(),
         role: role.clone(),
+        advertise_http: advertise_http.clone(),
     };
     let writer_stop = CancellationToken::new();
     let writer_task = if role.is_clustered() {
@@ -318,6 +332,33 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
 
     let servers_stop = CancellationToken::new();
     telemetry::register(&metrics, &pool, servers_stop.child_token());
+    // Several hubs: every hub's live stream carries the changes committed through the others.
+    let relay = match &database {
+        store::DatabaseUrl::Postgres(url) if role.is_clustered() => {
+            let health = Arc::new(cluster::relay::RelayHealth::default());
+            tokio::spawn(
+                cluster::relay::Relay {
+                    url: url.clone(),
+                    pool: pool.clone(),
+                    holder: role.holder().to_owned(),
+                    feed: stream.clone(),
+                    health: health.clone(),
+                }
+                .run(servers_stop.child_token()),
+            );
+            info!(advertise_http = %advertise_http, "several hubs: operators' changes on a standby are forwarded here while this hub is active");
+            Some(health)
+        }
+        _ => None,
+    };
+    let forwarder = Arc::new(
+        cluster::forward::Forwarder::new(role.clone(), config.limits.http.max_body_bytes).map_err(|e| {
+            HubError::Server {
+                what: "forwarding",
+                message: e,
+            }
+        })?,
+    );
 
     // gRPC: GatewayLink, health, reflection (v1 and v1alpha).
     let link = LinkService {
@@ -459,10 +500,12 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
         auth: authenticator,
         answers,
         role: role.clone(),
+        relay,
+        forwarder: forwarder.clone(),
     });
     let app = app.layer(axum::middleware::from_fn_with_state(
-        role.clone(),
-        api::health::refuse_writes_on_standby,
+        forwarder,
+        cluster::forward::forward_on_standby,
     ));
     let app = api::limits::apply(app, &limits, metrics);
     let http_task = tokio::spawn(net::http::serve(

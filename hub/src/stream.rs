@@ -28,6 +28,16 @@ pub struct StreamEvent {
     pub data: Value,
 }
 
+impl StreamEvent {
+    /// Every kind of event the stream carries.
+    pub const KINDS: [&'static str; 6] = ["alarm", "incident", "notification", "flood", "command", "coverage"];
+
+    /// The kind named `name`, if the stream carries it (events read back from the database).
+    pub fn kind_named(name: &str) -> Option<&'static str> {
+        Self::KINDS.into_iter().find(|k| *k == name)
+    }
+}
+
 /// The stream events of the transaction under way, in the order they happened, and whether
 /// it queued a notification (the deliverer is woken after the commit).
 #[derive(Debug, Default)]
@@ -44,6 +54,11 @@ impl Published {
             change: change.into(),
             data,
         });
+    }
+
+    /// What the transaction has collected so far.
+    pub fn events(&self) -> &[StreamEvent] {
+        &self.events
     }
 
     /// A notification was queued: the deliverer has work once this commits.

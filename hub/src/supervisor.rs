@@ -38,6 +38,8 @@ pub(crate) struct Activation {
     pub writer: WriterHandle,
     pub links: LinkRegistry,
     pub role: Arc<Role>,
+    /// Where this hub serves HTTP for the other hubs (`cluster.advertise_http`).
+    pub advertise_http: String,
 }
 
 /// The writer and deliverer running now.
@@ -130,13 +132,16 @@ impl Activation {
         let ttl_ms = self.ttl_ms();
         let holder = self.role.holder().to_owned();
         info!(holder = %holder, lease_s = self.config.cluster.lease_s, "several hubs on one database: the writer lease decides which is active");
-        let first = match cluster::queries::acquire(&self.pool, &holder, ttl_ms, 500).await? {
+        let first = match cluster::queries::acquire(&self.pool, &holder, &self.advertise_http, ttl_ms, 500).await? {
             Some(epoch) => {
                 let active = self.activate(Some(self.fence(epoch))).await?;
                 self.role.set_active(epoch);
                 Some((epoch, active))
             }
-            None => None,
+            None => {
+                self.role.set_writer_at(cluster::queries::active(&self.pool).await?);
+                None
+            }
         };
         Ok(tokio::spawn(async move {
             self.run_clustered(first, stop).await;
@@ -204,14 +209,27 @@ impl Activation {
         }
     }
 
-    /// Polls the lease every [`POLL`] until this hub holds it.
+    /// Polls the lease every [`POLL`] until this hub holds it, noting meanwhile which hub
+    /// does (where operators' changes are forwarded).
     async fn wait_for_lease(&self, holder: &str, ttl_ms: i64) -> i64 {
         loop {
             tokio::time::sleep(POLL).await;
-            match cluster::queries::acquire(&self.pool, holder, ttl_ms, 500).await {
-                Ok(Some(epoch)) => return epoch,
-                Ok(None) => {}
-                Err(e) => warn!(error = %e, "cannot try the writer lease"),
+            match cluster::queries::acquire(&self.pool, holder, &self.advertise_http, ttl_ms, 500).await {
+                Ok(Some(epoch)) => {
+                    self.role.set_writer_at(None);
+                    return epoch;
+                }
+                Ok(None) => match cluster::queries::active(&self.pool).await {
+                    Ok(active) => self.role.set_writer_at(active),
+                    Err(e) => {
+                        warn!(error = %e, "cannot read which hub holds the writer lease");
+                        self.role.set_writer_at(None);
+                    }
+                },
+                Err(e) => {
+                    warn!(error = %e, "cannot try the writer lease");
+                    self.role.set_writer_at(None);
+                }
             }
         }
     }

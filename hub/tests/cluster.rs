@@ -1,6 +1,7 @@
 //! Several hubs on one PostgreSQL (`cluster`): the writer is a fenced lease. Two hubs in this
-//! process on one fresh database: the standby refuses gateways and writes, the active's
-//! transactions stop committing the moment its lease is taken over, and the lease passes on.
+//! process on one fresh database: the standby refuses gateways, forwards operators' changes to
+//! the active and relays its live stream; the active's transactions stop committing the moment
+//! its lease is taken over, and the lease passes on.
 //! PostgreSQL only (`GATEHOUSE_TEST_PG_URL`); skipped by name without it.
 
 mod common;
@@ -92,29 +93,16 @@ async fn a_standby_refuses_and_a_fenced_active_stores_nothing_after_losing_its_l
     assert_eq!(b.role().name(), "standby");
     assert_eq!(ready(&a).await.0, 200);
 
-    // The standby: alive, not ready, no gateway, no writes, reads served.
-    let (status, body) = ready(&b).await;
-    assert_eq!(status, 503, "{body}");
-    assert!(body.contains("standby") && body.contains("writer_lease"), "{body}");
+    // The standby: alive, ready for operators once its relay has read the outbox, no gateway,
+    // reads served, writes forwarded (below, and in `an_operator_on_either_hub_*`).
+    eventually("the standby to be ready", || async { ready(&b).await.0 == 200 }).await;
+    assert!(ready(&b).await.1.contains("standby"));
     let healthz = reqwest::get(format!("http://{}/healthz", b.http_addr())).await.unwrap();
     assert_eq!(healthz.status().as_u16(), 200);
     let refused = hello_status(&b).await.expect("the standby refuses the stream");
     assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
     assert!(refused.message().contains("standby hub; try another"), "{refused:?}");
-    let write = common::admin_client()
-        .post(format!("http://{}/api/v1/incidents", b.http_addr()))
-        .json(
-            &json!({"estate": "estate-a", "area": "gate", "category": "fire", "priority": "P1",
-            "title": "Smoke", "operator": "wang"}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(write.status().as_u16(), 503);
-    assert_eq!(
-        write.headers().get("retry-after").map(|v| v.as_bytes()),
-        Some(&b"1"[..])
-    );
+    assert!(refused.message().contains("the active hub is hub-a/"), "{refused:?}");
     let read = common::admin_client()
         .get(format!("http://{}/api/v1/incidents", b.http_addr()))
         .send()
@@ -159,7 +147,22 @@ async fn a_standby_refuses_and_a_fenced_active_stores_nothing_after_losing_its_l
         (1, "thief"),
         "nothing after the takeover is stored"
     );
-    assert_eq!(ready(&a).await.0, 503);
+    assert!(ready(&a).await.1.contains("standby"));
+    // The thief left hub a's address in the lease: b forwards a change there, and a, a
+    // standby itself now, refuses it rather than forwarding it again.
+    let looped = common::admin_client()
+        .post(format!("http://{}/api/v1/incidents", b.http_addr()))
+        .json(&incident("Loop"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(looped.status().as_u16(), 503);
+    assert_eq!(
+        looped.headers().get("retry-after").map(|v| v.as_bytes()),
+        Some(&b"1"[..])
+    );
+    let body = looped.text().await.unwrap();
+    assert!(body.contains("standby too"), "{body}");
 
     // The thief lets go: one of the two hubs takes the lease, under a new epoch, and the
     // gateway resumes there from what was stored.
@@ -178,6 +181,113 @@ async fn a_standby_refuses_and_a_fenced_active_stores_nothing_after_losing_its_l
     assert_eq!(link.seq(), 1, "the Welcome names what was stored");
     link.send(vec![("door-1", "gate", door())]).await;
     assert_eq!(stored(&url, "gw-1").await.0, 2);
+    b.shutdown().await;
+    a.shutdown().await;
+}
+
+fn incident(title: &str) -> serde_json::Value {
+    json!({"estate": "estate-a", "area": "gate", "category": "fire", "priority": "P1",
+        "title": title, "operator": "wang"})
+}
+
+/// An open `GET /api/v1/stream` on `hub`, read past its hello.
+async fn stream(hub: &RunningHub) -> (reqwest::Response, String) {
+    let mut response = common::admin_client()
+        .get(format!("http://{}/api/v1/stream", hub.http_addr()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut seen = String::new();
+    while !seen.contains("event: hello") {
+        seen.push_str(&next_chunk(&mut response).await);
+    }
+    (response, seen)
+}
+
+async fn next_chunk(response: &mut reqwest::Response) -> String {
+    let chunk = tokio::time::timeout(common::WAIT, response.chunk())
+        .await
+        .expect("a stream event in time")
+        .expect("the stream stays open")
+        .expect("the stream stays open");
+    String::from_utf8_lossy(&chunk).into_owned()
+}
+
+/// Reads `response` until its text holds `needle`.
+async fn read_until(response: &mut reqwest::Response, seen: &mut String, needle: &str) {
+    while !seen.contains(needle) {
+        seen.push_str(&next_chunk(response).await);
+    }
+}
+
+#[tokio::test]
+async fn an_operator_on_either_hub_sees_and_changes_everything() {
+    let Some(server) = db::pg_server_or_skip("cluster::an_operator_on_either_hub_sees_and_changes_everything") else {
+        return;
+    };
+    let url = db::fresh_database(&server);
+    let a = gatehouse_hub::start(config(&url, "hub-a")).await.expect("hub a starts");
+    let b = gatehouse_hub::start(config(&url, "hub-b")).await.expect("hub b starts");
+    assert_eq!((a.role().name(), b.role().name()), ("active", "standby"));
+    eventually("the standby to be ready", || async { ready(&b).await.0 == 200 }).await;
+    let (mut on_a, mut seen_a) = stream(&a).await;
+    let (mut on_b, mut seen_b) = stream(&b).await;
+
+    // A change made through the standby is applied by the active, answered as it answers.
+    let made = common::admin_client()
+        .post(format!("http://{}/api/v1/incidents", b.http_addr()))
+        .json(&incident("Smoke in block 3"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status().as_u16(), 201, "{:?}", made.text().await);
+    let made: serde_json::Value = made.json().await.unwrap();
+    let id = made["id"].as_i64().expect("the new incident's id");
+    // Both hubs' streams carry it: a published it, b relayed it from the outbox.
+    let opened = format!("\"id\":{id}");
+    read_until(&mut on_a, &mut seen_a, &opened).await;
+    read_until(&mut on_b, &mut seen_b, &opened).await;
+    assert!(seen_b.contains("event: incident"), "{seen_b}");
+
+    // A gateway on a raises an alarm; an operator on b sees it live and acknowledges it there.
+    let mut link = Link::connect(&a, "gw-1", "estate-a", &["panel-1"]).await;
+    link.send(vec![(
+        "panel-1",
+        "block 3",
+        Body::Fire(gatehouse_proto::FireEvent {
+            r#type: gatehouse_proto::FireEventType::FireAlarm as i32,
+            zone: "3".into(),
+            ..Default::default()
+        }),
+    )])
+    .await;
+    read_until(&mut on_b, &mut seen_b, "event: alarm").await;
+    let alarms: serde_json::Value = common::admin_client()
+        .get(format!("http://{}/api/v1/alarms?state=active", b.http_addr()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let alarm = alarms[0]["id"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("the fire alarm is listed on b: {alarms}"));
+    let acked = common::admin_client()
+        .post(format!("http://{}/api/v1/alarms/{alarm}/ack", b.http_addr()))
+        .json(&json!({"operator": "li", "note": "on my way"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(acked.status().as_u16(), 200, "{:?}", acked.text().await);
+    read_until(&mut on_a, &mut seen_a, "\"change\":\"acknowledged\"").await;
+    read_until(&mut on_b, &mut seen_b, "\"change\":\"acknowledged\"").await;
+
+    let forwarded = common::metric_or_zero(&b, "gatehouse_hub_forwarded_requests_total{outcome=\"forwarded\"}").await;
+    assert!(forwarded >= 2.0, "{forwarded}");
+    assert!(common::metric_or_zero(&b, "gatehouse_hub_stream_relayed_total").await >= 3.0);
+    drop((on_a, on_b));
     b.shutdown().await;
     a.shutdown().await;
 }

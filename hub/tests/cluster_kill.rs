@@ -55,10 +55,12 @@ impl HubProcess {
         let mut toml = format!(
             "[hub]\ngrpc_listen = \"{grpc}\"\nhttp_listen = \"{http}\"\ndatabase = \"{url}\"\nhub_id = \"{name}\"\n\n\
              [tls]\nplaintext = true\n\n[cluster]\nlease_s = 3\n\n{}\n\
+             [[api_tokens]]\nname = \"test-admin\"\nrole = \"admin\"\ntoken_sha256 = \"{}\"\n\n\
              [[rules.points]]\npoint = \"pump1_fault\"\nwhen = true\npriority = \"P3\"\n\n\
              [alarms]\nflood_start_above = 1000000\nflood_end_below = 10\n\n\
              [limits.grpc]\nmax_connections_per_source = 10000\n\n",
-            common::ESTATES_AB
+            common::ESTATES_AB,
+            gatehouse_hub::auth::token_sha256(common::ADMIN_TOKEN)
         );
         for estate in ["estate-a", "estate-b"] {
             toml.push_str(&format!(
@@ -82,13 +84,16 @@ impl HubProcess {
         HubProcess { child, grpc, http }
     }
 
-    /// `/readyz` answers 200 (it is the active hub).
+    /// `/readyz` answers 200 as the active hub (a standby's says "standby").
     async fn ready(&self) -> bool {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(500))
             .build()
             .expect("a client");
-        matches!(client.get(format!("http://{}/readyz", self.http)).send().await, Ok(r) if r.status().as_u16() == 200)
+        match client.get(format!("http://{}/readyz", self.http)).send().await {
+            Ok(r) if r.status().as_u16() == 200 => r.text().await.is_ok_and(|t| !t.contains("standby")),
+            _ => false,
+        }
     }
 
     async fn wait_ready(&self, what: &str, within: Duration) -> Instant {
@@ -332,6 +337,36 @@ async fn count(url: &str, sql: &'static str) -> i64 {
     n
 }
 
+/// An operator's `GET /api/v1/stream` on the hub at `http`: the ids of the alarms it shows
+/// raised, in the order shown, until aborted.
+async fn watch_raised(http: SocketAddr, raised: Arc<Mutex<Vec<i64>>>) {
+    let mut response = common::admin_client()
+        .get(format!("http://{http}/api/v1/stream"))
+        .send()
+        .await
+        .expect("the stream opens");
+    assert_eq!(response.status().as_u16(), 200);
+    let mut buffer = String::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let Some(data) = block.lines().find_map(|l| l.strip_prefix("data:")) else {
+                continue;
+            };
+            let Ok(event) = serde_json::from_str::<serde_json::Value>(data.trim()) else {
+                continue;
+            };
+            if let Some(id) = event["id"]
+                .as_i64()
+                .filter(|_| event["type"] == "alarm" && event["change"] == "raised")
+            {
+                raised.lock().unwrap().push(id);
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_the_active_hub_loses_and_doubles_nothing() {
     let Some(server) = db::pg_server_or_skip("cluster_kill::sigkill_of_the_active_hub_loses_and_doubles_nothing")
@@ -364,6 +399,10 @@ async fn sigkill_of_the_active_hub_loses_and_doubles_nothing() {
     })
     .await;
     assert!(!b.ready().await, "hub b must be a standby while a holds the lease");
+    // An operator watches the live stream on the standby, from before the run to its end.
+    let watched = Arc::new(Mutex::new(Vec::new()));
+    let watcher = tokio::spawn(watch_raised(b.http, watched.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
 
     let producing = Arc::new(AtomicBool::new(true));
     let done = Arc::new(AtomicBool::new(false));
@@ -387,6 +426,7 @@ async fn sigkill_of_the_active_hub_loses_and_doubles_nothing() {
     tokio::time::sleep(run * 2 / 5).await;
     let before: u64 = logs.iter().map(|l| l.lock().unwrap().acked).sum();
     assert!(before > 0, "nothing was acknowledged before the kill");
+    let relayed_before_kill = watched.lock().unwrap().len();
     let mut a = a;
     a.child.kill().expect("SIGKILL");
     let killed = Instant::now();
@@ -457,7 +497,26 @@ async fn sigkill_of_the_active_hub_loses_and_doubles_nothing() {
     let alarms = count(&url, "SELECT COUNT(*) FROM alarms").await;
     let faults: u64 = logs.iter().map(|l| l.lock().unwrap().offered / FAULT_EVERY).sum();
     assert_eq!(alarms, i64::try_from(faults).unwrap(), "one alarm per pump fault");
-    let notifications = count(&url, "SELECT COUNT(*) FROM notifications").await;
+    // Every alarm, raised through a (relayed) or through b (published), reached the operator
+    // watching b once.
+    assert!(
+        relayed_before_kill > 0,
+        "the standby's stream relayed no alarm raised on the active"
+    );
+    common::eventually("every alarm on the operator's stream", || async {
+        watched.lock().unwrap().len() >= usize::try_from(alarms).unwrap()
+    })
+    .await;
+    watcher.abort();
+    let mut seen = watched.lock().unwrap().clone();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(
+        (seen.len(), watched.lock().unwrap().len()),
+        (usize::try_from(alarms).unwrap(), usize::try_from(alarms).unwrap()),
+        "each alarm raised shown once on the standby's stream"
+    );
+    let mut notifications = count(&url, "SELECT COUNT(*) FROM notifications").await;
     let mut conn = sqlx::PgConnection::connect(&url).await.expect("database");
     let fired: Vec<(String, i64, i64)> = sqlx::query_as(
         "SELECT claimed_by, COUNT(*), MIN(fired_at_ms) FROM timers WHERE fired_at_ms IS NOT NULL \
@@ -477,14 +536,19 @@ async fn sigkill_of_the_active_hub_loses_and_doubles_nothing() {
         println!("WARNING: no timer fired in this run: the writer's tick did not commit (see the hub logs)");
     } else {
         // Each fault opened an incident of its own; its first step notified the one
-        // facility_team recipient exactly once, whichever hub fired it.
+        // facility_team recipient exactly once, whichever hub fired it. The last incidents'
+        // first steps fire at the writer's next tick: waited for, then counted exactly.
+        let all = || async { count(&url, "SELECT COUNT(*) FROM notifications").await >= alarms };
+        common::eventually("a first-step notification for every incident", all).await;
+        notifications = count(&url, "SELECT COUNT(*) FROM notifications").await;
         assert_eq!(notifications, alarms, "one first-step notification per incident");
     }
     let slowest = resumed.iter().max().copied().unwrap_or_default();
     let mean = resumed.iter().sum::<Duration>() / u32::try_from(resumed.len().max(1)).unwrap();
     println!(
         "failover: {streams} streams, {secs} s, {offered_total} events ({before} acknowledged before the SIGKILL), \
-         {alarms} alarms, {notifications} notifications; standby active {:.2} s after the kill (lease_s = 3); \
+         {alarms} alarms ({relayed_before_kill} relayed to b's operator before the kill), {notifications} notifications; \
+         standby active {:.2} s after the kill (lease_s = 3); \
          gateways resumed after {:.2} s mean, {:.2} s slowest; timers fired: {} (hub b's first {} s after \
          the kill); lost 0, duplicated 0",
         took_over.duration_since(killed).as_secs_f64(),

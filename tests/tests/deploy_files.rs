@@ -159,6 +159,17 @@ async fn compose_matches_the_binaries_and_configurations() {
                 assert_eq!(url, expected, "{origin}: the URL names the postgres service's database");
                 let (port, _) = s.healthcheck();
                 assert_eq!(port, hub.hub.http_listen.port(), "{origin}: healthcheck port");
+                // The other hub forwards changes to this service's name and HTTP port.
+                let advertised = hub
+                    .cluster
+                    .advertise_http
+                    .as_deref()
+                    .unwrap_or_else(|| panic!("{origin}: cluster.advertise_http"));
+                assert_eq!(
+                    advertised,
+                    format!("http://{}:{}", s.name, hub.hub.http_listen.port()),
+                    "{origin}: cluster.advertise_http"
+                );
                 for p in list(&s.yaml["ports"]) {
                     let container: u16 = text(p).and_then(|p| p.rsplit(':').next()?.parse().ok()).expect("ports");
                     assert!(
@@ -197,11 +208,20 @@ async fn compose_matches_the_binaries_and_configurations() {
         }
     }
     assert_eq!(hubs.len(), 2, "two hubs");
-    // The two hubs differ in their name only: either may be the active one.
+    // The two hubs differ in their name and address only: either may be the active one.
     let without_name = |s: &Service| {
         let mut t: toml::Table = toml::from_str(&s.config_text()).expect("TOML");
         let hub = t.get_mut("hub").and_then(toml::Value::as_table_mut).expect("[hub]");
         assert!(hub.remove("hub_id").is_some(), "compose {}: hub_id is set", s.name);
+        let cluster = t
+            .get_mut("cluster")
+            .and_then(toml::Value::as_table_mut)
+            .expect("[cluster]");
+        assert!(
+            cluster.remove("advertise_http").is_some(),
+            "compose {}: advertise_http is set",
+            s.name
+        );
         t
     };
     let hub_services: Vec<&Service> = services.iter().filter(|s| hubs.contains_key(s.name.as_str())).collect();
@@ -312,7 +332,12 @@ fn kubernetes_manifests_match_the_hub() {
     assert_eq!(deployments.len(), 1);
     let dep = deployments[0];
     assert_eq!(dep["spec"]["replicas"].as_i64(), Some(2), "two hubs");
-    assert_eq!(dep["spec"]["strategy"]["type"].as_str(), Some("Recreate"));
+    // Both hubs are ready (the standby serves operators): roll one at a time, never below two.
+    assert_eq!(dep["spec"]["strategy"]["type"].as_str(), Some("RollingUpdate"));
+    assert_eq!(
+        dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"].as_i64(),
+        Some(0)
+    );
     let pod = &dep["spec"]["template"];
     let labels = &pod["metadata"]["labels"];
     assert!(
@@ -404,6 +429,21 @@ fn kubernetes_manifests_match_the_hub() {
             "the database URL comes from a Secret"
         );
     }
+
+    // Each pod advertises its own IP and HTTP port to the other hub, by the variable the hub reads.
+    let vars = list(&c["env"]);
+    let at = |name: &str| vars.iter().position(|e| e["name"].as_str() == Some(name));
+    let pod_ip = at("POD_IP").expect("POD_IP from the downward API");
+    assert_eq!(
+        vars[pod_ip]["valueFrom"]["fieldRef"]["fieldPath"].as_str(),
+        Some("status.podIP")
+    );
+    let advertise = at(gatehouse_hub::cluster::ADVERTISE_ENV).expect("the advertised HTTP URL");
+    assert!(pod_ip < advertise, "POD_IP is defined before the variable that uses it");
+    assert_eq!(
+        vars[advertise]["value"].as_str(),
+        Some(format!("http://$(POD_IP):{}", hub.hub.http_listen.port()).as_str())
+    );
 
     // Ports: named container ports equal the listen ports; probes and Services use them.
     let ports: HashMap<String, u16> = list(&c["ports"])

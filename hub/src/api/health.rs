@@ -1,5 +1,5 @@
-//! `/healthz` (alive: the writer commits), `/readyz` (and the database answers), `/metrics`
-//! (Prometheus text).
+//! `/healthz` (alive: the writer commits), `/readyz` (and the database answers; on a standby:
+//! an active hub to forward to, and the live stream relayed), `/metrics` (Prometheus text).
 //!
 //! The writer commits at least once a second when healthy (its timer tick), so a writer
 //! that has not committed for `ingest.writer_stall_s` is stuck (a held write lock, a full
@@ -42,8 +42,11 @@ fn writer_commits(state: &AppState) -> Result<(), ApiError> {
 
 pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
     writer_lease(&state)?;
-    writer_commits(&state)?;
+    if !state.role.is_standby() {
+        writer_commits(&state)?;
+    }
     match tokio::time::timeout(Duration::from_secs(2), store::ping(&state.pool)).await {
+        Ok(Ok(())) if state.role.is_standby() => Ok("ready (standby: changes are forwarded to the active hub)"),
         Ok(Ok(())) => Ok("ready"),
         Ok(Err(e)) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -58,44 +61,30 @@ pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiEr
     }
 }
 
-/// The `writer_lease` check: a standby (another hub holds the writer lease) is not ready, so a
-/// load balancer routes operators and gateways to the active hub.
+/// The `writer_lease` check. A standby is ready while it can serve operators in full: a hub
+/// holds the writer lease (its changes are forwarded there) and this hub's relay of the live
+/// stream is current. Gateways a standby refuses move on to the next hub they know.
 fn writer_lease(state: &AppState) -> Result<(), ApiError> {
-    if state.role.is_standby() {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "standby",
-            Value::String(format!(
-                "writer_lease: another hub holds the writer lease; this hub is a hot standby (for {} s)",
-                state.role.for_how_long().as_secs()
-            )),
-        ));
+    if !state.role.is_standby() {
+        return Ok(());
     }
-    Ok(())
-}
-
-/// On a standby, every request that may write (anything but GET, HEAD, OPTIONS) is answered
-/// 503 with `Retry-After`: the writes go to the active hub. Reads are served from the database.
-pub async fn refuse_writes_on_standby(
-    State(role): State<std::sync::Arc<crate::cluster::Role>>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::http::Method;
-    let reads = [Method::GET, Method::HEAD, Method::OPTIONS];
-    if role.is_standby() && !reads.contains(request.method()) {
-        let mut response = ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "standby",
-            Value::String("standby hub; try another: another hub holds the writer lease".into()),
-        )
-        .into_response();
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
-        return response;
+    let not_ready = |detail: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "standby", Value::String(detail));
+    if state.role.writer_at().is_none() {
+        return Err(not_ready(format!(
+            "writer_lease: no hub holds the writer lease (standby for {} s; a takeover is due within cluster.lease_s)",
+            state.role.for_how_long().as_secs()
+        )));
     }
-    next.run(request).await
+    match state.relay.as_ref().map(|r| r.since_last_look()) {
+        Some(Some(age)) if age <= crate::cluster::relay::STALE => Ok(()),
+        Some(Some(age)) => Err(not_ready(format!(
+            "stream_relay: the other hubs' changes were last read {} s ago",
+            age.as_secs()
+        ))),
+        _ => Err(not_ready(
+            "stream_relay: not yet reading the other hubs' changes".into(),
+        )),
+    }
 }
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
@@ -112,6 +101,10 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     }
     state.auth.render(&mut body);
     state.role.render(&mut body);
+    if let Some(relay) = &state.relay {
+        relay.render(&mut body);
+    }
+    state.forwarder.render(&mut body);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         body,

@@ -70,8 +70,12 @@ pub struct AppState {
     pub auth: Arc<crate::auth::Authenticator>,
     /// What answer links and SMS replies are checked with (`answer.rs`).
     pub answers: Arc<answer::AnswerKeys>,
-    /// Active, standby or the only hub (`cluster`): a standby is not ready and refuses writes.
+    /// Active, standby or the only hub (`cluster`): a standby forwards changes to the active.
     pub role: Arc<crate::cluster::Role>,
+    /// Several hubs: how this hub's relay of the others' live stream is doing (None: one hub).
+    pub relay: Option<Arc<crate::cluster::relay::RelayHealth>>,
+    /// What a standby forwards operators' changes with (its counts are in `/metrics`).
+    pub forwarder: Arc<crate::cluster::forward::Forwarder>,
 }
 
 /// The HTTP server's router, built from the route table ([`routes`]): each route wrapped in

@@ -176,6 +176,11 @@ impl Engine {
         self.alarms.restore(pool, now).await
     }
 
+    /// Stream events the transaction under way will publish once it commits.
+    pub fn pending_published(&self) -> &[StreamEvent] {
+        self.out.events()
+    }
+
     /// Stream events of the transaction that just committed.
     pub fn take_published(&mut self) -> (Vec<StreamEvent>, bool) {
         if let Some(r) = self.rota.as_mut() {

@@ -82,8 +82,12 @@ impl GatewayLink for LinkService {
 
     async fn connect(&self, request: Request<Streaming<Uplink>>) -> Result<Response<Self::ConnectStream>, Status> {
         if self.role.is_standby() {
-            // Before anything is read: the gateway moves on to its next hub at once.
-            return Err(Status::unavailable(STANDBY));
+            // Before anything is read: the gateway moves on to its next hub at once. The
+            // active's name helps whoever reads the gateway's log.
+            return Err(Status::unavailable(match self.role.writer_at() {
+                Some(active) => format!("{STANDBY} (the active hub is {})", active.holder),
+                None => STANDBY.to_owned(),
+            }));
         }
         let peer = request.remote_addr();
         let certificate = self.peer_identity(&request)?;

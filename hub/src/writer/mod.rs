@@ -46,6 +46,12 @@ use crate::metrics::Metrics;
 use crate::store::{Pool, StoreError};
 use crate::stream::Feed;
 
+/// How long the stream outbox keeps a commit's events for the other hubs' relays (they read
+/// them within a second; the rest is slack for a hub catching up after a pause).
+const OUTBOX_KEEP_MS: i64 = 5 * 60 * 1000;
+/// How often the writer purges the outbox.
+const OUTBOX_PURGE_EVERY_MS: i64 = 60 * 1000;
+
 /// Most events committed in one transaction (more stay queued for the next).
 pub const MAX_GROUP_EVENTS: usize = 5_000;
 /// Most requests taken into one transaction.
@@ -92,6 +98,8 @@ pub struct Writer {
     fence: Option<Fence>,
     /// The lease was taken over: this writer stops and writes nothing more.
     fenced: bool,
+    /// When the stream outbox was last purged (several hubs), on the decision clock.
+    outbox_purged_at: i64,
     /// The event store's partitions (reloaded with the rest after a failed transaction).
     partitions: Partitions,
 }
@@ -137,6 +145,7 @@ impl Writer {
             retention: parts.retention,
             fence: parts.fence,
             fenced: false,
+            outbox_purged_at: 0,
         };
         writer.reload().await?;
         writer.metrics.committed_now();
@@ -633,6 +642,21 @@ impl Writer {
         }
         for (gateway, last) in &progress {
             events::gateway_progress(&mut tx, gateway, Some(*last), now).await?;
+        }
+        if let Some(f) = &self.fence {
+            // The other hubs' live streams: this commit's events, committed with it.
+            let pending = self.engine.pending_published();
+            if !pending.is_empty() {
+                let events = serde_json::to_string(pending).map_err(|e| StoreError::Query {
+                    what: "writing the stream events as JSON".into(),
+                    source: sqlx::Error::Encode(Box::new(e)),
+                })?;
+                crate::cluster::queries::outbox_append(&mut tx, &f.holder, f.epoch, now, &events).await?;
+            }
+            if timers && now - self.outbox_purged_at >= OUTBOX_PURGE_EVERY_MS {
+                crate::cluster::queries::outbox_purge(&mut tx, now - OUTBOX_KEEP_MS).await?;
+                self.outbox_purged_at = now;
+            }
         }
         tx.commit().await.map_err(|source| StoreError::Query {
             what: "committing the ingest transaction".into(),
