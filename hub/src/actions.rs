@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use gatehouse_proto::Command;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::warn;
 
@@ -88,7 +88,7 @@ fn actor(name: &str, v: Option<String>) -> Result<String, Invalid> {
 }
 
 /// Acknowledging an alarm: `{"operator"?, "note"?}`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AckRequest {
     pub operator: Option<String>,
@@ -121,7 +121,7 @@ impl AckRequest {
 
 /// Shelving an alarm: `{"minutes", "reason", "operator"?}` (the writer checks the range
 /// and that a reason is given).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShelveRequest {
     pub minutes: Option<i64>,
@@ -162,7 +162,7 @@ pub fn check_shelve(role: Role, priority: &str, minutes: Option<i64>) -> Result<
 }
 
 /// A supervisor's override of a blocked close.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OverrideRequest {
     pub supervisor: Option<String>,
@@ -170,7 +170,7 @@ pub struct OverrideRequest {
 }
 
 /// Moving an incident: `{"to", "note"?, "actor"?, "reason"?, "override"?}`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TransitionRequest {
     pub to: Option<String>,
@@ -225,7 +225,7 @@ impl TransitionRequest {
 }
 
 /// A procedure step done or skipped: `{"actor"?, "note"?, "skipped"?}`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StepRequest {
     pub actor: Option<String>,
@@ -254,7 +254,7 @@ impl StepRequest {
 }
 
 /// A command to a device: `{"estate", "action", "args"?, "operator", "reason"?, "incident"?}`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CommandRequest {
     pub estate: Option<String>,

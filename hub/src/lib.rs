@@ -390,6 +390,8 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
         response_target_ms: i64::from(config.incidents.response_target_s) * 1000,
         shutdown: servers_stop.child_token(),
         auth: authenticator.clone(),
+        role: role.clone(),
+        forwarder: forwarder.clone(),
     };
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<GatewayLinkServer<LinkService>>().await;

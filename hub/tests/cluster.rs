@@ -8,6 +8,8 @@ mod common;
 
 use common::{ESTATE_A, Link, db, eventually};
 use gatehouse_hub::{HubConfig, RunningHub};
+use gatehouse_proto::AcknowledgeAlarmRequest;
+use gatehouse_proto::command_centre_client::CommandCentreClient;
 use gatehouse_proto::gateway_link_client::GatewayLinkClient;
 use gatehouse_proto::{Hello, Uplink, event::Body, uplink};
 use serde_json::json;
@@ -284,8 +286,58 @@ async fn an_operator_on_either_hub_sees_and_changes_everything() {
     read_until(&mut on_a, &mut seen_a, "\"change\":\"acknowledged\"").await;
     read_until(&mut on_b, &mut seen_b, "\"change\":\"acknowledged\"").await;
 
+    // A gRPC console on the standby: its actions are the active's too, refusals included.
+    let mut console = CommandCentreClient::new(
+        tonic::transport::Endpoint::from_shared(format!("http://{}", b.grpc_addr()))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+    );
+    let as_admin = |alarm_id| {
+        let mut r = tonic::Request::new(AcknowledgeAlarmRequest {
+            alarm_id,
+            operator: String::new(),
+            note: "twice".into(),
+        });
+        r.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {}", common::ADMIN_TOKEN).parse().unwrap(),
+        );
+        r
+    };
+    let again = console.acknowledge_alarm(as_admin(alarm)).await.unwrap_err();
+    assert_eq!(again.code(), tonic::Code::FailedPrecondition, "{again:?}");
+    assert!(again.message().contains("already acknowledged"), "{again:?}");
+    let mut shelve = tonic::Request::new(gatehouse_proto::ShelveAlarmRequest {
+        alarm_id: alarm,
+        minutes: 30,
+        reason: "panel under repair".into(),
+        operator: String::new(),
+    });
+    shelve.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", common::ADMIN_TOKEN).parse().unwrap(),
+    );
+    let shelved = console.shelve_alarm(shelve).await.expect("shelved through the standby");
+    assert!(shelved.get_ref().shelved, "{shelved:?}");
+    // Stored by the active hub: read back there.
+    let listed: serde_json::Value = common::admin_client()
+        .get(format!("http://{}/api/v1/alarms", a.http_addr()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let stored = listed
+        .as_array()
+        .and_then(|l| l.iter().find(|x| x["id"] == alarm))
+        .unwrap_or_else(|| panic!("alarm {alarm} listed on a: {listed}"));
+    assert_eq!(stored["shelved"], true, "{stored}");
+
     let forwarded = common::metric_or_zero(&b, "gatehouse_hub_forwarded_requests_total{outcome=\"forwarded\"}").await;
-    assert!(forwarded >= 2.0, "{forwarded}");
+    assert!(forwarded >= 3.0, "{forwarded}");
     assert!(common::metric_or_zero(&b, "gatehouse_hub_stream_relayed_total").await >= 3.0);
     drop((on_a, on_b));
     b.shutdown().await;
@@ -309,4 +361,49 @@ async fn a_graceful_stop_hands_the_lease_on_at_once() {
     .await;
     assert_eq!(ready(&b).await.0, 200);
     b.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_stream_outbox_is_written_with_each_commit_and_purged_after_five_minutes() {
+    let Some(server) = db::pg_server_or_skip("cluster::the_stream_outbox_is_written_with_each_commit_and_purged")
+    else {
+        return;
+    };
+    let url = db::fresh_database(&server);
+    let clock = gatehouse_hub::ManualClock::new(1_800_000_000_000);
+    let hub = gatehouse_hub::start_with_clock(config(&url, "hub-a"), std::sync::Arc::new(clock.clone()))
+        .await
+        .expect("the hub starts");
+    let rows = |sql: &'static str| {
+        let url = url.clone();
+        async move {
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            let (n,): (i64,) = sqlx::query_as(sql).fetch_one(&mut conn).await.unwrap();
+            n
+        }
+    };
+    let made = common::admin_client()
+        .post(format!("http://{}/api/v1/incidents", hub.http_addr()))
+        .json(&incident("Smoke"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status().as_u16(), 201);
+    // The commit that opened it wrote its stream events for the other hubs.
+    let written = rows("SELECT COUNT(*) FROM stream_outbox WHERE events LIKE '%\"incident\"%'").await;
+    assert!(written >= 1, "no outbox row for the new incident");
+    clock.advance_s(4 * 60);
+    hub.tick_now().await.unwrap();
+    assert!(
+        rows("SELECT COUNT(*) FROM stream_outbox").await >= written,
+        "kept for five minutes"
+    );
+    clock.advance_s(2 * 60);
+    hub.tick_now().await.unwrap();
+    assert_eq!(
+        rows("SELECT COUNT(*) FROM stream_outbox WHERE events LIKE '%\"incident\"%'").await,
+        0,
+        "purged after five minutes"
+    );
+    hub.shutdown().await;
 }

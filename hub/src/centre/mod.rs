@@ -9,6 +9,7 @@
 //! alarms and incidents of the caller's estates.
 
 mod convert;
+mod forward;
 mod watch;
 
 use std::collections::HashSet;
@@ -57,6 +58,14 @@ pub struct CentreService {
     pub shutdown: CancellationToken,
     /// The same bearer tokens as the HTTP API, in the `authorization` metadata.
     pub auth: Arc<crate::auth::Authenticator>,
+    /// Active, standby or the only hub: a standby's actions are carried out by the active.
+    pub role: Arc<crate::cluster::Role>,
+    pub forwarder: Arc<crate::cluster::forward::Forwarder>,
+}
+
+/// A path segment as it goes into a forwarded action's URL.
+fn segment(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 type UpdateStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -198,26 +207,30 @@ impl CommandCentre for CentreService {
         mut request: Request<AcknowledgeAlarmRequest>,
     ) -> Result<Response<Alarm>, Status> {
         let caller = self.caller(&mut request).await?;
+        let credential = forward::credential(&request);
         let actor = caller.actor(request.remote_addr().map(|a| a.ip()));
         let view = View::for_role(caller.role.as_str());
         self.allow(&caller, Permission::AckAlarm)?;
         let r = request.into_inner();
         self.object_in_scope(&caller, Object::Alarm, r.alarm_id).await?;
-        let (operator, note) = AckRequest {
+        let ack = AckRequest {
             operator: Some(caller.user.clone()),
             note: given(r.note),
+        };
+        let path = format!("/api/v1/alarms/{}/ack", r.alarm_id);
+        if self.on_active(credential.as_deref(), &path, &ack).await?.is_none() {
+            let (operator, note) = ack.checked().map_err(convert::invalid)?;
+            self.writer
+                .acknowledge(&actor, r.alarm_id, operator, note)
+                .await
+                .map_err(convert::ack)?;
         }
-        .checked()
-        .map_err(convert::invalid)?;
-        self.writer
-            .acknowledge(&actor, r.alarm_id, operator, note)
-            .await
-            .map_err(convert::ack)?;
         Ok(Response::new(self.alarm(r.alarm_id, &view).await?))
     }
 
     async fn shelve_alarm(&self, mut request: Request<ShelveAlarmRequest>) -> Result<Response<Alarm>, Status> {
         let caller = self.caller(&mut request).await?;
+        let credential = forward::credential(&request);
         let actor = caller.actor(request.remote_addr().map(|a| a.ip()));
         let view = View::for_role(caller.role.as_str());
         self.allow(&caller, Permission::ShelveAlarm)?;
@@ -225,14 +238,16 @@ impl CommandCentre for CentreService {
         self.object_in_scope(&caller, Object::Alarm, r.alarm_id).await?;
         let alarm = self.alarm(r.alarm_id, &view).await?;
         actions::check_shelve(caller.role, &alarm.priority, Some(r.minutes)).map_err(convert::invalid)?;
-        let op = ShelveRequest {
+        let shelve = ShelveRequest {
             minutes: Some(r.minutes),
             reason: given(r.reason),
             operator: Some(caller.user.clone()),
+        };
+        let path = format!("/api/v1/alarms/{}/shelve", r.alarm_id);
+        if self.on_active(credential.as_deref(), &path, &shelve).await?.is_none() {
+            let op = shelve.op(r.alarm_id).map_err(convert::invalid)?;
+            self.writer.op(&actor, op).await.map_err(convert::action)?;
         }
-        .op(r.alarm_id)
-        .map_err(convert::invalid)?;
-        self.writer.op(&actor, op).await.map_err(convert::action)?;
         Ok(Response::new(self.alarm(r.alarm_id, &view).await?))
     }
 
@@ -241,11 +256,12 @@ impl CommandCentre for CentreService {
         mut request: Request<TransitionIncidentRequest>,
     ) -> Result<Response<Incident>, Status> {
         let caller = self.caller(&mut request).await?;
+        let credential = forward::credential(&request);
         let actor = caller.actor(request.remote_addr().map(|a| a.ip()));
         self.allow(&caller, Permission::WorkIncident)?;
         let r = request.into_inner();
         self.object_in_scope(&caller, Object::Incident, r.incident_id).await?;
-        let op = TransitionRequest {
+        let transition = TransitionRequest {
             to: given(r.to),
             note: given(r.note),
             actor: Some(caller.user.clone()),
@@ -254,32 +270,42 @@ impl CommandCentre for CentreService {
                 supervisor: given(o.supervisor),
                 reason: given(o.reason),
             }),
+        };
+        let path = format!("/api/v1/incidents/{}/transition", r.incident_id);
+        if self
+            .on_active(credential.as_deref(), &path, &transition)
+            .await?
+            .is_none()
+        {
+            let op = transition.op(r.incident_id, &caller).map_err(convert::invalid)?;
+            self.writer.op(&actor, op).await.map_err(convert::action)?;
         }
-        .op(r.incident_id, &caller)
-        .map_err(convert::invalid)?;
-        self.writer.op(&actor, op).await.map_err(convert::action)?;
         Ok(Response::new(self.incident(r.incident_id).await?))
     }
 
     async fn complete_step(&self, mut request: Request<CompleteStepRequest>) -> Result<Response<Incident>, Status> {
         let caller = self.caller(&mut request).await?;
+        let credential = forward::credential(&request);
         let actor = caller.actor(request.remote_addr().map(|a| a.ip()));
         self.allow(&caller, Permission::WorkIncident)?;
         let r = request.into_inner();
         self.object_in_scope(&caller, Object::Incident, r.incident_id).await?;
-        let op = StepRequest {
+        let step = StepRequest {
             actor: Some(caller.user.clone()),
             note: given(r.note),
             skipped: Some(r.skipped),
+        };
+        let path = format!("/api/v1/incidents/{}/steps/{}/done", r.incident_id, segment(&r.step));
+        if self.on_active(credential.as_deref(), &path, &step).await?.is_none() {
+            let op = step.op(r.incident_id, r.step).map_err(convert::invalid)?;
+            self.writer.op(&actor, op).await.map_err(convert::action)?;
         }
-        .op(r.incident_id, r.step)
-        .map_err(convert::invalid)?;
-        self.writer.op(&actor, op).await.map_err(convert::action)?;
         Ok(Response::new(self.incident(r.incident_id).await?))
     }
 
     async fn send_command(&self, mut request: Request<SendCommandRequest>) -> Result<Response<CommandRecord>, Status> {
         let caller = self.caller(&mut request).await?;
+        let credential = forward::credential(&request);
         let actor = caller.actor(request.remote_addr().map(|a| a.ip()));
         self.allow(&caller, Permission::SendCommand)?;
         let r = request.into_inner();
@@ -294,6 +320,18 @@ impl CommandCentre for CentreService {
             reason: given(r.reason),
             incident: (r.incident_id != 0).then_some(r.incident_id),
         };
+        // The gateway's stream, which the command goes out on, lives on the active hub.
+        let path = format!("/api/v1/devices/{}/commands", segment(&r.device_id));
+        if let Some(answer) = self.on_active(credential.as_deref(), &path, &command).await? {
+            let id = answer["id"]
+                .as_i64()
+                .ok_or_else(|| Status::internal(format!("the active hub's answer names no command: {answer}")))?;
+            let row = crate::commands::queries::find(&self.pool, id)
+                .await
+                .map_err(convert::store)?
+                .ok_or_else(|| Status::internal(format!("command {id} is not stored")))?;
+            return Ok(Response::new(convert::command(&row)));
+        }
         let row = actions::send_command(
             &self.pool,
             &self.writer,

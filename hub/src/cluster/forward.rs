@@ -31,6 +31,15 @@ pub const FORWARDED_BY: &str = "x-gatehouse-forwarded-by";
 /// How long the active hub has to answer a forwarded change.
 const TIMEOUT: Duration = Duration::from_secs(15);
 
+/// Why a forwarded action has no answer from the active hub.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    #[error("no hub holds the writer lease now (a takeover is under way); try again")]
+    NoActive,
+    #[error("{0}")]
+    Unanswered(String),
+}
+
 /// What a standby forwards with.
 pub struct Forwarder {
     role: Arc<Role>,
@@ -82,6 +91,49 @@ impl Forwarder {
                 "gatehouse_hub_forwarded_requests_total{{outcome=\"{outcome}\"}} {}",
                 n.load(Relaxed)
             );
+        }
+    }
+
+    /// A console's action on a standby (`centre`): `POST path` with `body` to the active hub's
+    /// HTTP API, as the caller (`authorization`, their bearer credential). The active's
+    /// status and JSON answer, or why there is none.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        authorization: Option<&str>,
+        body: &Value,
+    ) -> Result<(u16, Value), ForwardError> {
+        let Some(active) = self.role.writer_at() else {
+            self.counts.refused.fetch_add(1, Relaxed);
+            return Err(ForwardError::NoActive);
+        };
+        let mut request = self
+            .client
+            .post(format!("{}{path}", active.http_url))
+            .header(FORWARDED_BY, self.role.holder())
+            .json(body);
+        if let Some(a) = authorization {
+            request = request.header(header::AUTHORIZATION, a);
+        }
+        let answered = async {
+            let answer = request.send().await?;
+            let status = answer.status().as_u16();
+            let body = answer.json::<Value>().await.unwrap_or(Value::Null);
+            Ok::<_, reqwest::Error>((status, body))
+        };
+        match answered.await {
+            Ok(a) => {
+                self.counts.forwarded.fetch_add(1, Relaxed);
+                Ok(a)
+            }
+            Err(e) => {
+                self.counts.failed.fetch_add(1, Relaxed);
+                warn!(active = %active.holder, error = %e, "cannot forward a console's action to the active hub");
+                Err(ForwardError::Unanswered(format!(
+                    "the active hub ({}) did not answer: {e}",
+                    active.holder
+                )))
+            }
         }
     }
 
