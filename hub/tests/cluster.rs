@@ -223,15 +223,31 @@ async fn read_until(response: &mut reqwest::Response, seen: &mut String, needle:
     }
 }
 
-#[tokio::test]
-async fn an_operator_on_either_hub_sees_and_changes_everything() {
-    let Some(server) = db::pg_server_or_skip("cluster::an_operator_on_either_hub_sees_and_changes_everything") else {
-        return;
-    };
+/// Hub a (active) and hub b (standby) on a fresh database; None without PostgreSQL.
+async fn two_hubs(test: &str) -> Option<(RunningHub, RunningHub)> {
+    let server = db::pg_server_or_skip(test)?;
     let url = db::fresh_database(&server);
     let a = gatehouse_hub::start(config(&url, "hub-a")).await.expect("hub a starts");
     let b = gatehouse_hub::start(config(&url, "hub-b")).await.expect("hub b starts");
     assert_eq!((a.role().name(), b.role().name()), ("active", "standby"));
+    Some((a, b))
+}
+
+/// A console request with the test admin's bearer token.
+fn as_admin<T>(message: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    r.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", common::ADMIN_TOKEN).parse().unwrap(),
+    );
+    r
+}
+
+#[tokio::test]
+async fn an_operator_on_either_hub_sees_and_changes_everything() {
+    let Some((a, b)) = two_hubs("cluster::an_operator_on_either_hub_sees_and_changes_everything").await else {
+        return;
+    };
     eventually("the standby to be ready", || async { ready(&b).await.0 == 200 }).await;
     let (mut on_a, mut seen_a) = stream(&a).await;
     let (mut on_b, mut seen_b) = stream(&b).await;
@@ -299,31 +315,22 @@ async fn an_operator_on_either_hub_sees_and_changes_everything() {
             .await
             .unwrap(),
     );
-    let as_admin = |alarm_id| {
-        let mut r = tonic::Request::new(AcknowledgeAlarmRequest {
-            alarm_id,
+    let again = console
+        .acknowledge_alarm(as_admin(AcknowledgeAlarmRequest {
+            alarm_id: alarm,
             operator: String::new(),
             note: "twice".into(),
-        });
-        r.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {}", common::ADMIN_TOKEN).parse().unwrap(),
-        );
-        r
-    };
-    let again = console.acknowledge_alarm(as_admin(alarm)).await.unwrap_err();
+        }))
+        .await
+        .unwrap_err();
     assert_eq!(again.code(), tonic::Code::FailedPrecondition, "{again:?}");
     assert!(again.message().contains("already acknowledged"), "{again:?}");
-    let mut shelve = tonic::Request::new(gatehouse_proto::ShelveAlarmRequest {
+    let shelve = as_admin(gatehouse_proto::ShelveAlarmRequest {
         alarm_id: alarm,
         minutes: 30,
         reason: "panel under repair".into(),
         operator: String::new(),
     });
-    shelve.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {}", common::ADMIN_TOKEN).parse().unwrap(),
-    );
     let shelved = console.shelve_alarm(shelve).await.expect("shelved through the standby");
     assert!(shelved.get_ref().shelved, "{shelved:?}");
     // Stored by the active hub: read back there.
@@ -351,13 +358,9 @@ async fn an_operator_on_either_hub_sees_and_changes_everything() {
 
 #[tokio::test]
 async fn a_graceful_stop_hands_the_lease_on_at_once() {
-    let Some(server) = db::pg_server_or_skip("cluster::a_graceful_stop_hands_the_lease_on_at_once") else {
+    let Some((a, b)) = two_hubs("cluster::a_graceful_stop_hands_the_lease_on_at_once").await else {
         return;
     };
-    let url = db::fresh_database(&server);
-    let a = gatehouse_hub::start(config(&url, "hub-a")).await.expect("hub a starts");
-    let b = gatehouse_hub::start(config(&url, "hub-b")).await.expect("hub b starts");
-    assert_eq!((a.role().name(), b.role().name()), ("active", "standby"));
     a.shutdown().await;
     // Released, not left to expire: b's next poll (within a second) takes it.
     eventually("hub b to take the released lease", || async {
