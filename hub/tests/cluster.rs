@@ -233,6 +233,18 @@ async fn two_hubs(test: &str) -> Option<(RunningHub, RunningHub)> {
     Some((a, b))
 }
 
+/// `GET path` on `hub` as the test admin: its JSON.
+async fn get_json(hub: &RunningHub, path: &str) -> serde_json::Value {
+    common::admin_client()
+        .get(format!("http://{}{path}", hub.http_addr()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// A console request with the test admin's bearer token.
 fn as_admin<T>(message: T) -> tonic::Request<T> {
     let mut r = tonic::Request::new(message);
@@ -286,14 +298,7 @@ async fn an_operator_on_either_hub_sees_and_changes_everything() {
     )])
     .await;
     read_until(&mut on_b, &mut seen_b, "event: alarm").await;
-    let alarms: serde_json::Value = common::admin_client()
-        .get(format!("http://{}/api/v1/alarms?state=active", b.http_addr()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let alarms = get_json(&b, "/api/v1/alarms?state=active").await;
     let alarm = alarms[0]["id"]
         .as_i64()
         .unwrap_or_else(|| panic!("the fire alarm is listed on b: {alarms}"));
@@ -334,14 +339,7 @@ async fn an_operator_on_either_hub_sees_and_changes_everything() {
     let shelved = console.shelve_alarm(shelve).await.expect("shelved through the standby");
     assert!(shelved.get_ref().shelved, "{shelved:?}");
     // Stored by the active hub: read back there.
-    let listed: serde_json::Value = common::admin_client()
-        .get(format!("http://{}/api/v1/alarms", a.http_addr()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = get_json(&a, "/api/v1/alarms").await;
     let stored = listed
         .as_array()
         .and_then(|l| l.iter().find(|x| x["id"] == alarm))
