@@ -359,6 +359,9 @@ pub async fn start_with_clock(config: HubConfig, clock: Arc<dyn Clock>) -> Resul
             }
         })?,
     );
+    if role.is_clustered() {
+        tokio::spawn(forwarder.clone().probe_active(servers_stop.child_token()));
+    }
 
     // gRPC: GatewayLink, health, reflection (v1 and v1alpha).
     let link = LinkService {

@@ -17,9 +17,14 @@ use sqlx::Connection as _;
 use tokio_stream::wrappers::ReceiverStream;
 
 fn config(url: &str, hub_id: &str) -> HubConfig {
+    config_with(url, hub_id, "")
+}
+
+/// `cluster` holds more `[cluster]` keys.
+fn config_with(url: &str, hub_id: &str, cluster: &str) -> HubConfig {
     HubConfig::from_toml(&format!(
         "[hub]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\ndatabase = \"{url}\"\nhub_id = \"{hub_id}\"\n\n\
-         [tls]\nplaintext = true\n\n[cluster]\nlease_s = 2\n\n\
+         [tls]\nplaintext = true\n\n[cluster]\nlease_s = 2\n{cluster}\n\
          [[gateways]]\nid = \"gw-1\"\nestate = \"estate-a\"\n\n{ESTATE_A}"
     ))
     .map(common::with_admin)
@@ -412,4 +417,46 @@ async fn the_stream_outbox_is_written_with_each_commit_and_purged_after_five_min
         "purged after five minutes"
     );
     hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_standby_that_cannot_reach_the_active_says_so() {
+    let Some(server) = db::pg_server_or_skip("cluster::a_standby_that_cannot_reach_the_active_says_so") else {
+        return;
+    };
+    let url = db::fresh_database(&server);
+    // Hub a advertises an address nothing listens on (a wrong `cluster.advertise_http`).
+    let nowhere = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let a = gatehouse_hub::start(config_with(
+        &url,
+        "hub-a",
+        &format!("advertise_http = \"http://{nowhere}\""),
+    ))
+    .await
+    .expect("hub a starts");
+    let b = gatehouse_hub::start(config(&url, "hub-b")).await.expect("hub b starts");
+    assert_eq!(b.role().name(), "standby");
+    eventually("the standby to find the active unreachable", || async {
+        let (status, body) = ready(&b).await;
+        status == 503 && body.contains("active_hub") && body.contains(&nowhere.to_string())
+    })
+    .await;
+    let refused = common::admin_client()
+        .post(format!("http://{}/api/v1/incidents", b.http_addr()))
+        .json(&incident("Nowhere"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 503);
+    assert!(refused.text().await.unwrap().contains("did not answer"));
+    assert!(common::metric_or_zero(&b, "gatehouse_hub_forwarded_requests_total{outcome=\"failed\"}").await >= 1.0);
+    assert_eq!(
+        get_json(&a, "/api/v1/incidents").await.as_array().map(Vec::len),
+        Some(0)
+    );
+    b.shutdown().await;
+    a.shutdown().await;
 }

@@ -69,10 +69,16 @@ fn writer_lease(state: &AppState) -> Result<(), ApiError> {
         return Ok(());
     }
     let not_ready = |detail: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "standby", Value::String(detail));
-    if state.role.writer_at().is_none() {
+    let Some(active) = state.role.writer_at() else {
         return Err(not_ready(format!(
             "writer_lease: no hub holds the writer lease (standby for {} s; a takeover is due within cluster.lease_s)",
             state.role.for_how_long().as_secs()
+        )));
+    };
+    if !state.forwarder.answers(&active.holder) {
+        return Err(not_ready(format!(
+            "active_hub: {} does not answer at {} (cluster.advertise_http), so changes cannot be forwarded",
+            active.holder, active.http_url
         )));
     }
     match state.relay.as_ref().map(|r| r.since_last_look()) {

@@ -40,12 +40,17 @@ pub enum ForwardError {
     Unanswered(String),
 }
 
+/// How often a standby checks that the active hub answers at its advertised address.
+const PROBE_EVERY: Duration = Duration::from_secs(2);
+
 /// What a standby forwards with.
 pub struct Forwarder {
     role: Arc<Role>,
     client: reqwest::Client,
     max_body_bytes: usize,
     counts: Counts,
+    /// The last probe of the active hub: whom, and whether it answered.
+    probed: std::sync::Mutex<Option<(String, bool)>>,
 }
 
 #[derive(Default)]
@@ -69,7 +74,39 @@ impl Forwarder {
             client,
             max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
             counts: Counts::default(),
+            probed: std::sync::Mutex::new(None),
         })
+    }
+
+    /// On a standby, every [`PROBE_EVERY`]: does the active hub answer `GET /healthz` at the
+    /// address it advertises? (A wrong `cluster.advertise_http` shows here, not first when an
+    /// operator's change fails.) Runs until `stop`.
+    pub async fn probe_active(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
+        loop {
+            if let Some(active) = self.role.writer_at() {
+                let answered = matches!(
+                    self.client
+                        .get(format!("{}/healthz", active.http_url))
+                        .timeout(PROBE_EVERY)
+                        .send()
+                        .await,
+                    Ok(r) if r.status().is_success()
+                );
+                if !answered {
+                    warn!(active = %active.holder, url = %active.http_url, "the active hub does not answer at its advertised address");
+                }
+                *self.probed.lock().unwrap_or_else(|e| e.into_inner()) = Some((active.holder, answered));
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(PROBE_EVERY) => {}
+            }
+        }
+    }
+
+    /// Whether the last probe found `holder` answering (false: not probed yet, or it did not).
+    pub fn answers(&self, holder: &str) -> bool {
+        matches!(&*self.probed.lock().unwrap_or_else(|e| e.into_inner()), Some((h, true)) if h == holder)
     }
 
     /// `gatehouse_hub_forwarded_requests_total{outcome}`.
@@ -139,9 +176,12 @@ impl Forwarder {
 
     async fn forward(&self, url: &str, request: Request) -> Result<Response, String> {
         let (parts, body) = request.into_parts();
-        let body = axum::body::to_bytes(body, self.max_body_bytes)
-            .await
-            .map_err(|e| format!("reading the request body: {e}"))?;
+        let Ok(body) = axum::body::to_bytes(body, self.max_body_bytes).await else {
+            // Too long, or cut off: the operator's to fix, as on the active hub.
+            let detail = format!("at most {} bytes (limits.http.max_body_bytes)", self.max_body_bytes);
+            let body = json!({"error": "request body too large", "detail": detail});
+            return Ok((StatusCode::PAYLOAD_TOO_LARGE, axum::Json(body)).into_response());
+        };
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).map_err(|e| e.to_string())?;
         let mut headers = end_to_end(&parts.headers);

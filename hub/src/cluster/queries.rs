@@ -150,8 +150,10 @@ pub async fn outbox_append(
         .execute(&mut *conn)
         .await
         .context(|| "writing the stream outbox".into())?;
-    sqlx::query("SELECT pg_notify($1, '')")
+    // The payload names the writer, so its own relay need not look.
+    sqlx::query("SELECT pg_notify($1, $2)")
         .bind(STREAM_CHANNEL)
+        .bind(holder)
         .execute(&mut *conn)
         .await
         .context(|| "notifying the other hubs".into())?;

@@ -150,20 +150,31 @@ impl Relay {
                 }
                 Err(e) => warn!(error = %e, "relay: cannot read the stream outbox"),
             }
-            let woken = async {
-                match listener.as_mut() {
-                    Some(l) => l.recv().await.map(|_| ()),
-                    None => std::future::pending().await,
+            // Until another hub's commit is announced, or the next look is due.
+            let due = tokio::time::sleep(POLL);
+            tokio::pin!(due);
+            loop {
+                let announced = async {
+                    match listener.as_mut() {
+                        Some(l) => l.recv().await.map(|n| n.payload() != self.holder),
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = &mut due => break,
+                    r = announced => match r {
+                        Ok(true) => break,
+                        // This hub's own commit: it published it already.
+                        Ok(false) => {}
+                        Err(e) => {
+                            // sqlx reconnects at the next recv; the look covers the gap.
+                            warn!(error = %e, "relay: the listening connection failed");
+                            tokio::time::sleep(POLL).await;
+                            break;
+                        }
+                    },
                 }
-            };
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(POLL) => {}
-                r = woken => if let Err(e) = r {
-                    // sqlx reconnects at the next recv; the poll covers the gap.
-                    warn!(error = %e, "relay: the listening connection failed");
-                    tokio::time::sleep(POLL).await;
-                },
             }
             if listener.is_none() {
                 listener = self.listen().await;
