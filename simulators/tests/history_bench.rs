@@ -14,6 +14,7 @@ fn args(database: Option<String>) -> HistoryArgs {
         duration: Duration::from_secs(2),
         rows_per_commit: 5_000,
         reads: 20,
+        one_open_partition: false,
         json: None,
     }
 }
