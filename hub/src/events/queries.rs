@@ -31,7 +31,9 @@ const EVENT_ROWS_PER_INSERT: usize = 1_000;
 /// How an event batch is written: multi-row `VALUES` (1,000 rows, 12 bound values each, per
 /// statement) or, on PostgreSQL only, one `INSERT … SELECT FROM UNNEST` of one array per
 /// column for the whole batch. The `Any` driver binds no arrays, so each array goes as one
-/// text value in PostgreSQL's array syntax, cast by the server (`$1::TEXT[]`).
+/// text value in PostgreSQL's array syntax, cast by the server (`$1::TEXT[]`). The hub
+/// writes `Values`; `Unnest` stays so that `gatehouse-sim bench history --insert unnest`
+/// can measure the two on another server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InsertShape {
     Values,
@@ -39,12 +41,23 @@ pub enum InsertShape {
 }
 
 impl InsertShape {
-    /// The shape the hub uses on `backend`: measured by `gatehouse-sim bench history`
-    /// (docs/PERFORMANCE.md, issue 13), UNNEST on PostgreSQL; SQLite has no arrays.
+    /// The shape the hub uses on `backend`: `Values` on both. SQLite has no arrays; on
+    /// PostgreSQL `gatehouse-sim bench history` measured the text-array UNNEST no faster
+    /// (5,000-row commits into an indexed partition: ~80 ms of insert either way, UNNEST
+    /// ~5 % slower; docs/PERFORMANCE.md, issue 13): the server parses the arrays' text as
+    /// it would the bound values, and the client hex-encodes every payload.
     pub fn for_backend(backend: Backend) -> Self {
         match backend {
-            Backend::Sqlite => InsertShape::Values,
-            Backend::Postgres => InsertShape::Unnest,
+            Backend::Sqlite | Backend::Postgres => InsertShape::Values,
+        }
+    }
+
+    /// The other shape on `backend`, the bench's comparison (None on SQLite).
+    pub fn other(self, backend: Backend) -> Option<Self> {
+        match (backend, self) {
+            (Backend::Sqlite, _) => None,
+            (Backend::Postgres, InsertShape::Values) => Some(InsertShape::Unnest),
+            (Backend::Postgres, InsertShape::Unnest) => Some(InsertShape::Values),
         }
     }
 }

@@ -55,9 +55,21 @@ pub struct HistoryArgs {
     /// reaches that level.
     #[arg(long)]
     pub one_open_partition: bool,
+    /// The event insert of the hub's path: `values` or `unnest` (PostgreSQL only); without
+    /// it, the hub's own for the backend.
+    #[arg(long, value_parser = parse_shape)]
+    pub insert: Option<InsertShape>,
     /// Also write the report as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+}
+
+fn parse_shape(s: &str) -> Result<InsertShape, String> {
+    match s {
+        "values" => Ok(InsertShape::Values),
+        "unnest" => Ok(InsertShape::Unnest),
+        _ => Err(format!("not an insert shape (values, unnest): {s}")),
+    }
 }
 
 /// Levels of stored events, as parsed from `0,1M,5M`.
@@ -93,6 +105,9 @@ pub struct LevelFigures {
     pub stored: u64,
     pub fill_s: f64,
     pub ingest_rows_per_s: f64,
+    /// The rows of a commit over the median commit's time (BEGIN to COMMIT): the rate less
+    /// the stalls a disk shared with other work adds to a few commits.
+    pub ingest_median_commit_rows_per_s: f64,
     pub baseline_rows_per_s: f64,
     pub read_last_24h_p50_ms: f64,
     pub read_last_24h_p99_ms: f64,
@@ -104,8 +119,8 @@ pub struct LevelFigures {
     pub open_partition_rows: i64,
     /// Where a commit's time went, mean per commit.
     pub phases: Phases,
-    /// The append-only baseline through the other statement shape (PostgreSQL: multi-row
-    /// VALUES beside the hub's UNNEST; SQLite: none).
+    /// The append-only baseline through the other statement shape (PostgreSQL: UNNEST
+    /// beside VALUES, or the reverse with `--insert unnest`; SQLite: none).
     pub baseline_other_shape_rows_per_s: Option<f64>,
 }
 
@@ -130,7 +145,7 @@ pub struct HistoryReport {
     /// Every level measured into today's one partition (`--one-open-partition`), or each
     /// into its own day's.
     pub one_open_partition: bool,
-    /// The hub's event insert on this backend (`values` or `unnest`).
+    /// The event insert measured (`values` or `unnest`: the hub's, or `--insert`).
     pub insert_shape: String,
     pub levels: Vec<LevelFigures>,
     /// Dropping the oldest partition (retention): its rows and the time, commit included.
@@ -138,6 +153,8 @@ pub struct HistoryReport {
     pub purge_ms: f64,
     /// The rate at the top level over the rate at 0.
     pub ingest_kept: f64,
+    /// The same for the median-commit rate.
+    pub ingest_median_commit_kept: f64,
 }
 
 /// Runs `gatehouse-sim bench history`: prints the table and writes it with `--json`.
@@ -260,34 +277,26 @@ async fn measure(args: &HistoryArgs, url: &DatabaseUrl) -> anyhow::Result<Histor
         }
         let open_partition_rows = open_partition_rows(&pool, &partitions, pb::now_ms() + ingest_offset_ms).await?;
         settle(&pool, backend).await?;
-        let (ingest, phases) = ingest(
+        let shape = args.insert.unwrap_or_else(|| InsertShape::for_backend(backend));
+        let (ingest, ingest_median, phases) = ingest(
             &pool,
             &mut partitions,
             &mut seq,
             args.rows_per_commit,
             args.duration,
             ingest_offset_ms,
+            shape,
         )
         .await?;
-        let shape = InsertShape::for_backend(backend);
-        let (baseline, baseline_other_shape) = match backend {
-            Backend::Sqlite => (
+        let (baseline, baseline_other_shape) = match shape.other(backend) {
+            None => (
                 ingest_baseline(&pool, &mut seq, args.rows_per_commit, args.duration / 2, shape).await?,
                 None,
             ),
-            // Half the time each, the hub's shape first.
-            Backend::Postgres => (
+            // Half the time each, the measured shape first.
+            Some(other) => (
                 ingest_baseline(&pool, &mut seq, args.rows_per_commit, args.duration / 4, shape).await?,
-                Some(
-                    ingest_baseline(
-                        &pool,
-                        &mut seq,
-                        args.rows_per_commit,
-                        args.duration / 4,
-                        InsertShape::Values,
-                    )
-                    .await?,
-                ),
+                Some(ingest_baseline(&pool, &mut seq, args.rows_per_commit, args.duration / 4, other).await?),
             ),
         };
         let (p50, p99, per_read) = reads(&pool, args.reads).await?;
@@ -299,6 +308,7 @@ async fn measure(args: &HistoryArgs, url: &DatabaseUrl) -> anyhow::Result<Histor
             stored,
             fill_s,
             ingest_rows_per_s: ingest,
+            ingest_median_commit_rows_per_s: ingest_median,
             baseline_rows_per_s: baseline,
             read_last_24h_p50_ms: p50,
             read_last_24h_p99_ms: p99,
@@ -324,17 +334,24 @@ async fn measure(args: &HistoryArgs, url: &DatabaseUrl) -> anyhow::Result<Histor
     pool.close().await;
     let first = levels.first().map_or(0.0, |l| l.ingest_rows_per_s);
     let last = levels.last().map_or(0.0, |l| l.ingest_rows_per_s);
+    let first_median = levels.first().map_or(0.0, |l| l.ingest_median_commit_rows_per_s);
+    let last_median = levels.last().map_or(0.0, |l| l.ingest_median_commit_rows_per_s);
     Ok(HistoryReport {
         backend: format!("{backend:?}").to_lowercase(),
         rows_per_commit: args.rows_per_commit,
         duration_s: args.duration.as_secs_f64(),
         partition_hours: span_ms / 3_600_000,
         one_open_partition: args.one_open_partition,
-        insert_shape: format!("{:?}", InsertShape::for_backend(backend)).to_lowercase(),
+        insert_shape: format!("{:?}", args.insert.unwrap_or_else(|| InsertShape::for_backend(backend))).to_lowercase(),
         levels,
         purge_rows,
         purge_ms,
         ingest_kept: if first > 0.0 { last / first } else { 0.0 },
+        ingest_median_commit_kept: if first_median > 0.0 {
+            last_median / first_median
+        } else {
+            0.0
+        },
     })
 }
 
@@ -447,7 +464,8 @@ fn batch(seq: &mut i64, rows: usize, now: i64) -> Vec<EventRow> {
 
 /// Rows/s through the hub's write path for `duration` (as `writer::transaction` does it:
 /// marks read under lock, the rows above them inserted, the marks raised, one commit),
-/// ingested `offset_ms` after now; and where each commit's time went.
+/// ingested `offset_ms` after now; the rate at the median commit; and where each commit's
+/// time went.
 async fn ingest(
     pool: &Pool,
     partitions: &mut Partitions,
@@ -455,10 +473,12 @@ async fn ingest(
     rows_per_commit: usize,
     duration: Duration,
     offset_ms: i64,
-) -> anyhow::Result<(f64, Phases)> {
+    shape: InsertShape,
+) -> anyhow::Result<(f64, f64, Phases)> {
     let mut stored = 0u64;
     let mut phases = Phases::default();
     let ms = |t: Instant| t.elapsed().as_secs_f64() * 1e3;
+    let mut commits: Vec<f64> = Vec::new();
     let began = Instant::now();
     while began.elapsed() < duration {
         let now = pb::now_ms();
@@ -469,6 +489,7 @@ async fn ingest(
             last.insert(r.gateway_id.clone(), r.seq);
         }
         let t = Instant::now();
+        let whole = t;
         let mut tx = pool.begin().await?;
         let gateways: Vec<&str> = last.keys().map(String::as_str).collect();
         let marks: HashMap<String, i64> = hub_events::gateway_marks(&mut tx, &gateways)
@@ -479,7 +500,7 @@ async fn ingest(
         phases.marks_ms += ms(t);
         let t = Instant::now();
         let name = partitions.partition_for(&mut tx, ingested).await?;
-        stored += hub_events::insert_events(&mut tx, &name, &rows, ingested).await?;
+        stored += hub_events::insert_events_as(&mut tx, &name, &rows, ingested, shape).await?;
         phases.insert_ms += ms(t);
         let t = Instant::now();
         let progress: Vec<Progress<'_>> = last
@@ -496,14 +517,19 @@ async fn ingest(
         tx.commit().await?;
         phases.commit_ms += ms(t);
         phases.commits += 1;
+        commits.push(whole.elapsed().as_secs_f64());
     }
     let rate = stored as f64 / began.elapsed().as_secs_f64();
+    commits.sort_by(f64::total_cmp);
+    let median = commits.get(commits.len() / 2).copied().unwrap_or(0.0);
+    let per_commit = stored as f64 / commits.len().max(1) as f64;
+    let median_rate = if median > 0.0 { per_commit / median } else { 0.0 };
     let n = phases.commits.max(1) as f64;
     phases.marks_ms /= n;
     phases.insert_ms /= n;
     phases.raise_ms /= n;
     phases.commit_ms /= n;
-    Ok((rate, phases))
+    Ok((rate, median_rate, phases))
 }
 
 /// The catalogue's count of the partition covering `t`.
@@ -632,16 +658,25 @@ impl HistoryReport {
         }
         let _ = writeln!(
             s,
-            "{:>12} {:>14} {:>8} {:>10} {:>10} {:>10} {:>10} {:>16}",
-            "stored", "open part.", "commits", "marks ms", "insert ms", "raise ms", "commit ms", "other shape r/s"
+            "{:>12} {:>14} {:>17} {:>8} {:>10} {:>10} {:>10} {:>10} {:>16}",
+            "stored",
+            "open part.",
+            "median-commit r/s",
+            "commits",
+            "marks ms",
+            "insert ms",
+            "raise ms",
+            "commit ms",
+            "other shape r/s"
         );
         for l in &self.levels {
             let p = &l.phases;
             let _ = writeln!(
                 s,
-                "{:>12} {:>14} {:>8} {:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>16}",
+                "{:>12} {:>14} {:>17.0} {:>8} {:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>16}",
                 l.stored,
                 l.open_partition_rows,
+                l.ingest_median_commit_rows_per_s,
                 p.commits,
                 p.marks_ms,
                 p.insert_ms,
@@ -653,8 +688,9 @@ impl HistoryReport {
         }
         let _ = writeln!(
             s,
-            "ingest at the top level / at the first: {:.0}%",
-            self.ingest_kept * 100.0
+            "ingest at the top level / at the first: {:.0}% (at the median commit: {:.0}%)",
+            self.ingest_kept * 100.0,
+            self.ingest_median_commit_kept * 100.0
         );
         let _ = writeln!(
             s,
