@@ -240,3 +240,146 @@ async fn retention_drops_old_partitions_and_chunks_the_alarm_history_while_inges
     );
     hub.shutdown().await;
 }
+
+/// The writer's store path on its own (no hub): `open` and migrate, a partition, gateways
+/// `ids` registered by their Hello.
+async fn store_with_gateways(url: &DatabaseUrl, ids: &[String]) -> (gatehouse_hub::store::Pool, String) {
+    use gatehouse_hub::events::{partitions::Partitions, queries};
+    let pool = gatehouse_hub::store::open(url).await.unwrap();
+    let mut partitions = Partitions::load(&pool, DAY_MS).await.unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    let partition = partitions.partition_for(&mut tx, BOUNDARY).await.unwrap();
+    for id in ids {
+        queries::gateway_hello(&mut tx, id, "estate-a", "test", &[], BOUNDARY)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    (pool, partition)
+}
+
+async fn marks(pool: &gatehouse_hub::store::Pool) -> Vec<(String, i64, i64)> {
+    sqlx::query_as("SELECT id, last_seq, last_seen_ms FROM gateways ORDER BY id")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+/// `raise_marks`: one statement per 1,000 gateways raises each mark, never lowers one, counts
+/// a gateway named twice once (its highest seq), and sets the last-seen time.
+#[tokio::test]
+async fn marks_raised_in_one_statement_never_go_down() {
+    use gatehouse_hub::events::queries::{Progress, raise_marks};
+    let dir = tempfile::tempdir().unwrap();
+    let (_, url) = config(&dir, "");
+    // 1,001 gateways: two statements.
+    let ids: Vec<String> = (0..1_001).map(|i| format!("gw-{i:04}")).collect();
+    let (pool, _) = store_with_gateways(&url, &ids).await;
+    let p = |gateway: &'static str, last_seq, last_seen_ms| Progress {
+        gateway,
+        last_seq,
+        last_seen_ms,
+    };
+    let mut conn = pool.acquire().await.unwrap();
+    let updated = raise_marks(
+        &mut conn,
+        &[
+            p("gw-0000", 5, 10),
+            p("gw-0001", 3, 10),
+            p("gw-0000", 4, 11),
+            p("gw-none", 9, 10),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(updated, 2, "an unknown gateway has no row to raise");
+    let got = marks(&pool).await;
+    assert_eq!(got[0], ("gw-0000".into(), 5, 11), "its highest seq, its latest time");
+    assert_eq!(got[1], ("gw-0001".into(), 3, 10));
+    assert_eq!(got[2], ("gw-0002".into(), 0, BOUNDARY), "not named, not touched");
+
+    // Lower seqs (and 0: only heard from) leave the marks; the time is set.
+    raise_marks(&mut conn, &[p("gw-0000", 2, 20), p("gw-0001", 0, 20)])
+        .await
+        .unwrap();
+    let got = marks(&pool).await;
+    assert_eq!(&got[..2], &[("gw-0000".into(), 5, 20), ("gw-0001".into(), 3, 20)]);
+
+    let all: Vec<Progress<'_>> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| Progress {
+            gateway: id,
+            last_seq: 100 + i as i64,
+            last_seen_ms: 30,
+        })
+        .collect();
+    assert_eq!(raise_marks(&mut conn, &all).await.unwrap(), 1_001);
+    let got = marks(&pool).await;
+    assert!(
+        got.iter().enumerate().all(|(i, m)| m.1 == 100 + i as i64 && m.2 == 30),
+        "every gateway of both statements raised"
+    );
+    drop(conn);
+    pool.close().await;
+}
+
+/// Two writers (two hubs on one PostgreSQL) storing overlapping batches of one gateway at
+/// once: the second reads the mark under lock only after the first commits its rows and its
+/// raised mark, so every event is stored once.
+#[tokio::test]
+async fn two_writers_store_an_overlapping_batch_once() {
+    use gatehouse_hub::events::queries::{self, Progress};
+    let test = "event_store::two_writers_store_an_overlapping_batch_once";
+    let Some(server) = common::db::pg_server_or_skip(test) else {
+        return;
+    };
+    let url = DatabaseUrl::Postgres(common::db::fresh_database(&server));
+    let (pool, partition) = store_with_gateways(&url, &["gw-1".into(), "gw-2".into()]).await;
+
+    // One writer's transaction: the rows of `seqs` above the mark, the mark raised; it holds
+    // its locks for `hold` before committing.
+    let write = |seqs: std::ops::RangeInclusive<u64>, hold: std::time::Duration| {
+        let pool = pool.clone();
+        let partition = partition.clone();
+        async move {
+            let mut tx = pool.begin().await.unwrap();
+            // gw-2 too: two gateways locked in one statement, in the same order by both.
+            let marks = queries::gateway_marks(&mut tx, &["gw-2", "gw-1"]).await.unwrap();
+            let mark = marks.iter().find(|m| m.0 == "gw-1").map_or(0, |m| m.1);
+            let last = i64::try_from(*seqs.end()).unwrap();
+            let rows: Vec<_> = seqs
+                .filter(|s| i64::try_from(*s).unwrap() > mark)
+                .map(|s| gatehouse_hub::events::row(event(s), i64::try_from(s).unwrap()))
+                .collect();
+            let stored = queries::insert_events(&mut tx, &partition, &rows, BOUNDARY)
+                .await
+                .unwrap();
+            tokio::time::sleep(hold).await;
+            let progress = [
+                Progress {
+                    gateway: "gw-1",
+                    last_seq: last,
+                    last_seen_ms: BOUNDARY,
+                },
+                Progress {
+                    gateway: "gw-2",
+                    last_seq: 0,
+                    last_seen_ms: BOUNDARY,
+                },
+            ];
+            queries::raise_marks(&mut tx, &progress).await.unwrap();
+            tx.commit().await.unwrap();
+            stored
+        }
+    };
+    let first = tokio::spawn(write(1..=8, std::time::Duration::from_millis(500)));
+    // The second starts while the first holds the lock.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let second = tokio::spawn(write(5..=10, std::time::Duration::ZERO));
+    let (a, b) = (first.await.unwrap(), second.await.unwrap());
+    assert_eq!((a, b), (8, 2), "the second stored only 9 and 10");
+    assert_eq!(seqs(&url).await, (1..=10).collect::<Vec<i64>>());
+    assert_eq!(marks(&pool).await[0].1, 10);
+    pool.close().await;
+}

@@ -7,19 +7,26 @@ use std::time::Duration;
 
 use gatehouse_sim::bench::history::{HistoryArgs, Levels, run};
 
+/// SQLite: every level into today's partition (`--one-open-partition`); PostgreSQL: each
+/// level into its own, the batch through UNNEST (`--insert unnest`, which the hub does not
+/// use but the bench compares).
 fn args(database: Option<String>) -> HistoryArgs {
+    let on_postgres = database.is_some();
     HistoryArgs {
         database,
         levels: Levels(vec![0, 20_000]),
         duration: Duration::from_secs(2),
         rows_per_commit: 5_000,
         reads: 20,
+        one_open_partition: !on_postgres,
+        insert: on_postgres.then_some(gatehouse_hub::events::queries::InsertShape::Unnest),
         json: None,
     }
 }
 
 async fn check(database: Option<String>) {
-    let report = run(&args(database)).await.expect("the history bench runs");
+    let args = args(database);
+    let report = run(&args).await.expect("the history bench runs");
     print!("{}", report.render());
     let stored: Vec<u64> = report.levels.iter().map(|l| l.stored).collect();
     assert_eq!(stored, vec![0, 20_000]);
@@ -29,6 +36,18 @@ async fn check(database: Option<String>) {
         assert!(l.read_last_24h_p50_ms > 0.0, "{l:?}");
     }
     assert!(report.purge_rows > 0, "the oldest partition held filled rows");
+    let second = &report.levels[1];
+    if args.one_open_partition {
+        assert!(second.open_partition_rows > 0, "the first level's rows: {second:?}");
+        assert_eq!(report.insert_shape, "values");
+    } else {
+        assert_eq!(second.open_partition_rows, 0, "a partition of its own: {second:?}");
+        assert_eq!(report.insert_shape, "unnest");
+        assert!(
+            second.baseline_other_shape_rows_per_s.is_some_and(|r| r > 0.0),
+            "{second:?}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -28,12 +28,81 @@ const EVENT_COLUMNS: usize = 12;
 /// Rows per INSERT: well under SQLite's 32,766 bound variables.
 const EVENT_ROWS_PER_INSERT: usize = 1_000;
 
+/// How an event batch is written: multi-row `VALUES` (1,000 rows, 12 bound values each, per
+/// statement) or, on PostgreSQL only, one `INSERT … SELECT FROM UNNEST` of one array per
+/// column for the whole batch. The `Any` driver binds no arrays, so each array goes as one
+/// text value in PostgreSQL's array syntax, cast by the server (`$1::TEXT[]`). The hub
+/// writes `Values`; `Unnest` stays so that `gatehouse-sim bench history --insert unnest`
+/// can measure the two on another server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertShape {
+    Values,
+    Unnest,
+}
+
+impl InsertShape {
+    /// The shape the hub uses on `backend`: `Values` on both. SQLite has no arrays; on
+    /// PostgreSQL `gatehouse-sim bench history` measured the text-array UNNEST no faster
+    /// (5,000-row commits into an indexed partition: ~80 ms of insert either way, UNNEST
+    /// ~5 % slower; docs/PERFORMANCE.md, issue 13): the server parses the arrays' text as
+    /// it would the bound values, and the client hex-encodes every payload.
+    pub fn for_backend(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite | Backend::Postgres => InsertShape::Values,
+        }
+    }
+
+    /// The other shape on `backend`, the bench's comparison (None on SQLite).
+    pub fn other(self, backend: Backend) -> Option<Self> {
+        match (backend, self) {
+            (Backend::Sqlite, _) => None,
+            (Backend::Postgres, InsertShape::Values) => Some(InsertShape::Unnest),
+            (Backend::Postgres, InsertShape::Unnest) => Some(InsertShape::Values),
+        }
+    }
+}
+
 /// Appends events to partition `partition` (the one covering `ingested_at_ms`: see
-/// `partitions::Partitions::covering`), multi-row `VALUES` of 1,000 rows (the `Any`
-/// driver binds no arrays, so `UNNEST` is not available; multi-row VALUES measured faster
-/// than row-at-a-time on both backends). No key: the writer drops duplicates against each
-/// gateway's mark (`gateway_marks`) before. Returns how many were inserted.
+/// `partitions::Partitions::covering`) in the backend's [`InsertShape`]. No key: the
+/// writer drops duplicates against each gateway's mark (`gateway_marks`) before. Returns
+/// how many were inserted.
 pub async fn insert_events(
+    conn: &mut Conn,
+    partition: &str,
+    rows: &[EventRow],
+    ingested_at_ms: i64,
+) -> Result<u64, StoreError> {
+    let shape = InsertShape::for_backend(crate::store::backend_of_conn(conn));
+    insert_events_as(conn, partition, rows, ingested_at_ms, shape).await
+}
+
+/// [`insert_events`] in a given shape (the bench compares them). `Unnest` on SQLite falls
+/// back to `Values`.
+pub async fn insert_events_as(
+    conn: &mut Conn,
+    partition: &str,
+    rows: &[EventRow],
+    ingested_at_ms: i64,
+    shape: InsertShape,
+) -> Result<u64, StoreError> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let unnest = shape == InsertShape::Unnest && crate::store::backend_of_conn(conn) == Backend::Postgres;
+    let inserted = if unnest {
+        insert_unnest(conn, partition, rows, ingested_at_ms).await?
+    } else {
+        insert_values(conn, partition, rows, ingested_at_ms).await?
+    };
+    if inserted > 0 {
+        super::partitions::queries::count_rows(conn, partition, inserted).await?;
+    }
+    Ok(inserted)
+}
+
+/// Multi-row `VALUES`, 1,000 rows a statement (multi-row VALUES measured faster than
+/// row-at-a-time on both backends).
+async fn insert_values(
     conn: &mut Conn,
     partition: &str,
     rows: &[EventRow],
@@ -67,24 +136,144 @@ pub async fn insert_events(
             .context(|| format!("inserting {} events", chunk.len()))?;
         inserted += done.rows_affected();
     }
-    if inserted > 0 {
-        super::partitions::queries::count_rows(conn, partition, inserted).await?;
-    }
     Ok(inserted)
 }
 
+/// PostgreSQL: the whole batch in one statement, one array per column (11 values bound
+/// whatever the batch size, against 12 a row for `VALUES`).
+async fn insert_unnest(
+    conn: &mut Conn,
+    partition: &str,
+    rows: &[EventRow],
+    ingested_at_ms: i64,
+) -> Result<u64, StoreError> {
+    let text = |f: &dyn Fn(&EventRow) -> &str| pg_array::texts(rows.iter().map(f));
+    let ints = |f: &dyn Fn(&EventRow) -> i64| pg_array::ints(rows.iter().map(f));
+    let mut q = Sql::new(format!(
+        "INSERT INTO {partition} ({}) SELECT g, s, e, es, d, k, a, o, r, ",
+        super::partitions::queries::EVENT_COLUMNS
+    ));
+    q.push_bind(ingested_at_ms)
+        .push(", b, p FROM UNNEST(")
+        .push_bind(text(&|r| &r.gateway_id))
+        .push("::TEXT[], ")
+        .push_bind(ints(&|r| r.seq))
+        .push("::BIGINT[], ")
+        .push_bind(text(&|r| &r.event_id))
+        .push("::TEXT[], ")
+        .push_bind(text(&|r| &r.estate_id))
+        .push("::TEXT[], ")
+        .push_bind(text(&|r| &r.device_id))
+        .push("::TEXT[], ")
+        .push_bind(text(&|r| r.device_kind))
+        .push("::TEXT[], ")
+        .push_bind(text(&|r| &r.area))
+        .push("::TEXT[], ")
+        .push_bind(ints(&|r| r.occurred_at_ms))
+        .push("::BIGINT[], ")
+        .push_bind(ints(&|r| r.received_at_ms))
+        .push("::BIGINT[], ")
+        .push_bind(text(&|r| r.body_kind))
+        .push("::TEXT[], ")
+        .push_bind(pg_array::byteas(rows.iter().map(|r| r.payload.as_slice())))
+        .push("::BYTEA[]) AS u(g, s, e, es, d, k, a, o, r, b, p)");
+    Ok(q.build()
+        .execute(&mut *conn)
+        .await
+        .context(|| format!("inserting {} events", rows.len()))?
+        .rows_affected())
+}
+
+/// PostgreSQL array literals (`{"a","b"}`), the text form the server casts to an array.
+pub(crate) mod pg_array {
+    use std::fmt::Write as _;
+
+    /// Every element quoted; inside quotes only `"` and `\` are escaped.
+    pub fn texts<'a>(items: impl Iterator<Item = &'a str>) -> String {
+        let mut out = String::from("{");
+        for (i, item) in items.enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push('"');
+            for c in item.chars() {
+                if c == '"' || c == '\\' {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+            out.push('"');
+        }
+        out.push('}');
+        out
+    }
+
+    pub fn ints(items: impl Iterator<Item = i64>) -> String {
+        let mut out = String::from("{");
+        for (i, item) in items.enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let _ = write!(out, "{item}");
+        }
+        out.push('}');
+        out
+    }
+
+    /// Each element in bytea's hex form (`\x0a1b`), its backslash escaped for the array.
+    pub fn byteas<'a>(items: impl Iterator<Item = &'a [u8]>) -> String {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = String::from("{");
+        for (i, item) in items.enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str("\"\\\\x");
+            for b in item {
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 0xf)]));
+            }
+            out.push('"');
+        }
+        out.push('}');
+        out
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn quotes_and_escapes() {
+            assert_eq!(
+                super::texts(["a", "b\"c", "d\\e", ""].into_iter()),
+                r#"{"a","b\"c","d\\e",""}"#
+            );
+            assert_eq!(super::ints([1, -2].into_iter()), "{1,-2}");
+            assert_eq!(
+                super::byteas([&[0x0a_u8, 0xff][..], &[][..]].into_iter()),
+                r#"{"\\x0aff","\\x"}"#
+            );
+            assert_eq!(super::texts(std::iter::empty()), "{}");
+        }
+    }
+}
+
 /// The stored high-water marks (`last_seq`) of `gateways`, read under their rows' lock
-/// (PostgreSQL `FOR UPDATE`; SQLite's writer holds the database's write lock): events at or
-/// below a gateway's mark are not inserted, and the mark is raised in the same transaction
-/// (`gateway_progress`), so a duplicate is dropped even if another writer stored it first.
+/// (PostgreSQL `FOR UPDATE`, taken in id order so that two writers locking overlapping sets
+/// queue instead of deadlocking; SQLite's writer holds the database's write lock): events
+/// at or below a gateway's mark are not inserted, and the mark is raised in the same
+/// transaction (`raise_marks`), so a duplicate is dropped even if another writer stored it
+/// first.
 pub async fn gateway_marks(conn: &mut Conn, gateways: &[&str]) -> Result<Vec<(String, i64)>, StoreError> {
     if gateways.is_empty() {
         return Ok(Vec::new());
     }
-    let mut out = Vec::with_capacity(gateways.len());
-    for chunk in gateways.chunks(1_000) {
+    let mut sorted = gateways.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut out = Vec::with_capacity(sorted.len());
+    for chunk in sorted.chunks(1_000) {
         let mut q = Sql::new("SELECT id, last_seq FROM gateways WHERE id IN (");
-        q.push_list(chunk.iter().map(|g| (*g).to_owned())).push(")");
+        q.push_list(chunk.iter().map(|g| (*g).to_owned())).push(") ORDER BY id");
         if crate::store::backend_of_conn(conn) == crate::store::Backend::Postgres {
             q.push(" FOR UPDATE");
         }
@@ -96,6 +285,51 @@ pub async fn gateway_marks(conn: &mut Conn, gateways: &[&str]) -> Result<Vec<(St
         );
     }
     Ok(out)
+}
+
+/// One gateway's progress in a writer transaction: the newest seq stored for it (0 when
+/// it only was heard from) and when it was last seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress<'a> {
+    pub gateway: &'a str,
+    pub last_seq: i64,
+    pub last_seen_ms: i64,
+}
+
+/// Gateways per mark-raising statement (3 bound values each).
+const MARKS_PER_UPDATE: usize = 1_000;
+
+/// Raises the marks and last-seen times of many gateways: one `UPDATE … FROM (VALUES …)`
+/// per 1,000 gateways (a commit of 5,000 rows from 1,000 gateways took 1,000 single-row
+/// UPDATEs, each a round trip). Never lowers `last_seq`; `last_seen_ms` is set. A gateway
+/// named twice counts once (its highest seq, its latest time). Rows in id order (the lock
+/// order of `gateway_marks`). Returns the gateways updated.
+pub async fn raise_marks(conn: &mut Conn, progress: &[Progress<'_>]) -> Result<u64, StoreError> {
+    let mut merged: std::collections::BTreeMap<&str, (i64, i64)> = std::collections::BTreeMap::new();
+    for p in progress {
+        let e = merged.entry(p.gateway).or_insert((p.last_seq, p.last_seen_ms));
+        *e = (e.0.max(p.last_seq), e.1.max(p.last_seen_ms));
+    }
+    let merged: Vec<(&str, (i64, i64))> = merged.into_iter().collect();
+    let mut updated = 0;
+    for chunk in merged.chunks(MARKS_PER_UPDATE) {
+        // VALUES columns are `column1`, `column2`, … on both backends.
+        let mut q = Sql::new(
+            "UPDATE gateways SET last_seq = CASE WHEN gateways.last_seq < v.column2 THEN v.column2 \
+             ELSE gateways.last_seq END, last_seen_ms = v.column3 FROM (",
+        );
+        q.push_values(chunk, |b, (g, (seq, seen))| {
+            b.push_bind((*g).to_owned()).push_bind(*seq).push_bind(*seen);
+        });
+        q.push(") AS v WHERE gateways.id = v.column1");
+        updated += q
+            .build()
+            .execute(&mut *conn)
+            .await
+            .context(|| format!("raising the marks of {} gateways", chunk.len()))?
+            .rows_affected();
+    }
+    Ok(updated)
 }
 
 /// Records a gateway's Hello: upserts its row (connected) and replaces its device registry.
@@ -147,26 +381,6 @@ pub async fn gateway_hello(
             .context(|| format!("storing the device registry of gateway {gateway_id}"))?;
     }
     Ok(last_seq)
-}
-
-/// Advances a gateway's stored progress (last seq, last seen). Never lowers `last_seq`.
-pub async fn gateway_progress(
-    conn: &mut Conn,
-    gateway_id: &str,
-    last_seq: Option<i64>,
-    last_seen_ms: i64,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE gateways SET last_seq = CASE WHEN last_seq < $1 THEN $1 ELSE last_seq END, \
-         last_seen_ms = $2 WHERE id = $3",
-    )
-    .bind(last_seq.unwrap_or(0))
-    .bind(last_seen_ms)
-    .bind(gateway_id)
-    .execute(&mut *conn)
-    .await
-    .context(|| format!("updating the progress of gateway {gateway_id}"))?;
-    Ok(())
 }
 
 pub async fn gateway_disconnected(conn: &mut Conn, gateway_id: &str, now_ms: i64) -> Result<(), StoreError> {

@@ -635,14 +635,27 @@ impl Writer {
             }
             events::insert_events(&mut tx, &partition, &rows, ingested).await?;
         }
-        for (gateway, seen_at) in self.seen.drain() {
-            if !progress.contains_key(&gateway) {
-                events::gateway_progress(&mut tx, &gateway, None, seen_at).await?;
-            }
-        }
-        for (gateway, last) in &progress {
-            events::gateway_progress(&mut tx, gateway, Some(*last), now).await?;
-        }
+        // Every gateway's mark and last-seen time in one statement (those only heard from
+        // keep their mark: 0 never raises it).
+        let seen: Vec<(String, i64)> = self
+            .seen
+            .drain()
+            .filter(|(gateway, _)| !progress.contains_key(gateway))
+            .collect();
+        let marks: Vec<events::Progress<'_>> = progress
+            .iter()
+            .map(|(gateway, last)| events::Progress {
+                gateway,
+                last_seq: *last,
+                last_seen_ms: now,
+            })
+            .chain(seen.iter().map(|(gateway, seen_at)| events::Progress {
+                gateway,
+                last_seq: 0,
+                last_seen_ms: *seen_at,
+            }))
+            .collect();
+        events::raise_marks(&mut tx, &marks).await?;
         if let Some(f) = &self.fence {
             // The other hubs' live streams: this commit's events, committed with it.
             let pending = self.engine.pending_published();

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use gatehouse_hub::config::DatabaseUrl;
 use gatehouse_hub::events::partitions::Partitions;
-use gatehouse_hub::events::queries::{self as hub_events, EventRow};
+use gatehouse_hub::events::queries::{self as hub_events, EventRow, InsertShape, Progress};
 use gatehouse_hub::store::{self, Backend, Pool};
 use gatehouse_proto as pb;
 use serde::Serialize;
@@ -49,9 +49,27 @@ pub struct HistoryArgs {
     /// Reads of a device's last 24 h at each level.
     #[arg(long, default_value_t = 200)]
     pub reads: usize,
+    /// Measure every level into the one partition of today, which the earlier levels'
+    /// ingest has grown (the method before issue 13's follow-up). Without it each level is
+    /// measured into the partition of its own day, as a hub writes on the day its history
+    /// reaches that level.
+    #[arg(long)]
+    pub one_open_partition: bool,
+    /// The event insert of the hub's path: `values` or `unnest` (PostgreSQL only); without
+    /// it, the hub's own for the backend.
+    #[arg(long, value_parser = parse_shape)]
+    pub insert: Option<InsertShape>,
     /// Also write the report as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+}
+
+fn parse_shape(s: &str) -> Result<InsertShape, String> {
+    match s {
+        "values" => Ok(InsertShape::Values),
+        "unnest" => Ok(InsertShape::Unnest),
+        _ => Err(format!("not an insert shape (values, unnest): {s}")),
+    }
 }
 
 /// Levels of stored events, as parsed from `0,1M,5M`.
@@ -87,6 +105,9 @@ pub struct LevelFigures {
     pub stored: u64,
     pub fill_s: f64,
     pub ingest_rows_per_s: f64,
+    /// The rows of a commit over the median commit's time (BEGIN to COMMIT): the rate less
+    /// the stalls a disk shared with other work adds to a few commits.
+    pub ingest_median_commit_rows_per_s: f64,
     pub baseline_rows_per_s: f64,
     pub read_last_24h_p50_ms: f64,
     pub read_last_24h_p99_ms: f64,
@@ -94,6 +115,25 @@ pub struct LevelFigures {
     /// An estate's device list (`GET /api/v1/devices`: each device's newest event and
     /// status), median.
     pub devices_list_p50_ms: f64,
+    /// Events already in the partition the level's ingest writes to, when it began.
+    pub open_partition_rows: i64,
+    /// Where a commit's time went, mean per commit.
+    pub phases: Phases,
+    /// The append-only baseline through the other statement shape (PostgreSQL: UNNEST
+    /// beside VALUES, or the reverse with `--insert unnest`; SQLite: none).
+    pub baseline_other_shape_rows_per_s: Option<f64>,
+}
+
+/// The mean time per commit of the hub's write path, in ms: BEGIN and the marks read
+/// under lock, the event insert (with the partition's row count), the marks raised, and
+/// COMMIT.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Phases {
+    pub commits: u64,
+    pub marks_ms: f64,
+    pub insert_ms: f64,
+    pub raise_ms: f64,
+    pub commit_ms: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -102,12 +142,19 @@ pub struct HistoryReport {
     pub rows_per_commit: usize,
     pub duration_s: f64,
     pub partition_hours: i64,
+    /// Every level measured into today's one partition (`--one-open-partition`), or each
+    /// into its own day's.
+    pub one_open_partition: bool,
+    /// The event insert measured (`values` or `unnest`: the hub's, or `--insert`).
+    pub insert_shape: String,
     pub levels: Vec<LevelFigures>,
     /// Dropping the oldest partition (retention): its rows and the time, commit included.
     pub purge_rows: u64,
     pub purge_ms: f64,
     /// The rate at the top level over the rate at 0.
     pub ingest_kept: f64,
+    /// The same for the median-commit rate.
+    pub ingest_median_commit_kept: f64,
 }
 
 /// Runs `gatehouse-sim bench history`: prints the table and writes it with `--json`.
@@ -212,29 +259,64 @@ async fn measure(args: &HistoryArgs, url: &DatabaseUrl) -> anyhow::Result<Histor
     let mut stored = 0u64;
     let mut seq = 1_000_000_000i64;
     let mut levels = Vec::new();
-    for &level in &args.levels.0 {
+    for (i, &level) in args.levels.0.iter().enumerate() {
         println!("history bench ({backend:?}): filling to {level} stored events …");
         let fill_began = Instant::now();
         fill(&pool, backend, &mut partitions, stored, level, now).await?;
         stored = stored.max(level);
         let fill_s = fill_began.elapsed().as_secs_f64();
+        // The day this level is written on: today for every level with
+        // `--one-open-partition`, else day `i` after today (its own partition, created by
+        // the write path as the hub's would be; the events themselves occur now).
+        let day = if args.one_open_partition { 0 } else { i64::try_from(i)? };
+        let ingest_offset_ms = day * span_ms;
+        {
+            let mut tx = pool.begin().await?;
+            partitions.partition_for(&mut tx, now + ingest_offset_ms).await?;
+            tx.commit().await?;
+        }
+        let open_partition_rows = open_partition_rows(&pool, &partitions, pb::now_ms() + ingest_offset_ms).await?;
         settle(&pool, backend).await?;
-        let ingest = ingest(&pool, &mut partitions, &mut seq, args.rows_per_commit, args.duration).await?;
-        let baseline = ingest_baseline(&pool, &mut seq, args.rows_per_commit, args.duration / 2).await?;
+        let shape = args.insert.unwrap_or_else(|| InsertShape::for_backend(backend));
+        let (ingest, ingest_median, phases) = ingest(
+            &pool,
+            &mut partitions,
+            &mut seq,
+            args.rows_per_commit,
+            args.duration,
+            ingest_offset_ms,
+            shape,
+        )
+        .await?;
+        let (baseline, baseline_other_shape) = match shape.other(backend) {
+            None => (
+                ingest_baseline(&pool, &mut seq, args.rows_per_commit, args.duration / 2, shape).await?,
+                None,
+            ),
+            // Half the time each, the measured shape first.
+            Some(other) => (
+                ingest_baseline(&pool, &mut seq, args.rows_per_commit, args.duration / 4, shape).await?,
+                Some(ingest_baseline(&pool, &mut seq, args.rows_per_commit, args.duration / 4, other).await?),
+            ),
+        };
         let (p50, p99, per_read) = reads(&pool, args.reads).await?;
         let devices_p50 = device_lists(&pool, args.reads.clamp(1, 50)).await?;
         println!(
-            "  {stored} stored: ingest {ingest:.0} rows/s, append-only {baseline:.0} rows/s, last 24 h p50 {p50:.2} ms p99 {p99:.2} ms"
+            "  {stored} stored ({open_partition_rows} in the open partition): ingest {ingest:.0} rows/s, append-only {baseline:.0} rows/s, last 24 h p50 {p50:.2} ms p99 {p99:.2} ms"
         );
         levels.push(LevelFigures {
             stored,
             fill_s,
             ingest_rows_per_s: ingest,
+            ingest_median_commit_rows_per_s: ingest_median,
             baseline_rows_per_s: baseline,
             read_last_24h_p50_ms: p50,
             read_last_24h_p99_ms: p99,
             rows_per_read: per_read,
             devices_list_p50_ms: devices_p50,
+            open_partition_rows,
+            phases,
+            baseline_other_shape_rows_per_s: baseline_other_shape,
         });
     }
     // Retention: drop the oldest partition, as the writer's tick does.
@@ -252,15 +334,24 @@ async fn measure(args: &HistoryArgs, url: &DatabaseUrl) -> anyhow::Result<Histor
     pool.close().await;
     let first = levels.first().map_or(0.0, |l| l.ingest_rows_per_s);
     let last = levels.last().map_or(0.0, |l| l.ingest_rows_per_s);
+    let first_median = levels.first().map_or(0.0, |l| l.ingest_median_commit_rows_per_s);
+    let last_median = levels.last().map_or(0.0, |l| l.ingest_median_commit_rows_per_s);
     Ok(HistoryReport {
         backend: format!("{backend:?}").to_lowercase(),
         rows_per_commit: args.rows_per_commit,
         duration_s: args.duration.as_secs_f64(),
         partition_hours: span_ms / 3_600_000,
+        one_open_partition: args.one_open_partition,
+        insert_shape: format!("{:?}", args.insert.unwrap_or_else(|| InsertShape::for_backend(backend))).to_lowercase(),
         levels,
         purge_rows,
         purge_ms,
         ingest_kept: if first > 0.0 { last / first } else { 0.0 },
+        ingest_median_commit_kept: if first_median > 0.0 {
+            last_median / first_median
+        } else {
+            0.0
+        },
     })
 }
 
@@ -371,38 +462,86 @@ fn batch(seq: &mut i64, rows: usize, now: i64) -> Vec<EventRow> {
         .collect()
 }
 
-/// Rows/s through the hub's write path for `duration`.
+/// Rows/s through the hub's write path for `duration` (as `writer::transaction` does it:
+/// marks read under lock, the rows above them inserted, the marks raised, one commit),
+/// ingested `offset_ms` after now; the rate at the median commit; and where each commit's
+/// time went.
 async fn ingest(
     pool: &Pool,
     partitions: &mut Partitions,
     seq: &mut i64,
     rows_per_commit: usize,
     duration: Duration,
-) -> anyhow::Result<f64> {
+    offset_ms: i64,
+    shape: InsertShape,
+) -> anyhow::Result<(f64, f64, Phases)> {
     let mut stored = 0u64;
+    let mut phases = Phases::default();
+    let ms = |t: Instant| t.elapsed().as_secs_f64() * 1e3;
+    let mut commits: Vec<f64> = Vec::new();
     let began = Instant::now();
     while began.elapsed() < duration {
         let now = pb::now_ms();
+        let ingested = now + offset_ms;
         let mut rows = batch(seq, rows_per_commit, now);
-        let mut tx = pool.begin().await?;
         let mut last: HashMap<String, i64> = HashMap::new();
         for r in &rows {
             last.insert(r.gateway_id.clone(), r.seq);
         }
+        let t = Instant::now();
+        let whole = t;
+        let mut tx = pool.begin().await?;
         let gateways: Vec<&str> = last.keys().map(String::as_str).collect();
         let marks: HashMap<String, i64> = hub_events::gateway_marks(&mut tx, &gateways)
             .await?
             .into_iter()
             .collect();
         rows.retain(|r| r.seq > marks.get(&r.gateway_id).copied().unwrap_or(0));
-        let name = partitions.partition_for(&mut tx, now).await?;
-        stored += hub_events::insert_events(&mut tx, &name, &rows, now).await?;
-        for (g, s) in &last {
-            hub_events::gateway_progress(&mut tx, g, Some(*s), now).await?;
-        }
+        phases.marks_ms += ms(t);
+        let t = Instant::now();
+        let name = partitions.partition_for(&mut tx, ingested).await?;
+        stored += hub_events::insert_events_as(&mut tx, &name, &rows, ingested, shape).await?;
+        phases.insert_ms += ms(t);
+        let t = Instant::now();
+        let progress: Vec<Progress<'_>> = last
+            .iter()
+            .map(|(g, s)| Progress {
+                gateway: g,
+                last_seq: *s,
+                last_seen_ms: now,
+            })
+            .collect();
+        hub_events::raise_marks(&mut tx, &progress).await?;
+        phases.raise_ms += ms(t);
+        let t = Instant::now();
         tx.commit().await?;
+        phases.commit_ms += ms(t);
+        phases.commits += 1;
+        commits.push(whole.elapsed().as_secs_f64());
     }
-    Ok(stored as f64 / began.elapsed().as_secs_f64())
+    let rate = stored as f64 / began.elapsed().as_secs_f64();
+    commits.sort_by(f64::total_cmp);
+    let median = commits.get(commits.len() / 2).copied().unwrap_or(0.0);
+    let per_commit = stored as f64 / commits.len().max(1) as f64;
+    let median_rate = if median > 0.0 { per_commit / median } else { 0.0 };
+    let n = phases.commits.max(1) as f64;
+    phases.marks_ms /= n;
+    phases.insert_ms /= n;
+    phases.raise_ms /= n;
+    phases.commit_ms /= n;
+    Ok((rate, median_rate, phases))
+}
+
+/// The catalogue's count of the partition covering `t`.
+async fn open_partition_rows(pool: &Pool, partitions: &Partitions, t: i64) -> anyhow::Result<i64> {
+    let Some(open) = partitions.covering(t) else {
+        return Ok(0);
+    };
+    Ok(gatehouse_hub::events::partitions::queries::counts(pool)
+        .await?
+        .into_iter()
+        .find(|(name, _)| *name == open.name)
+        .map_or(0, |(_, rows)| rows))
 }
 
 /// Rows/s of the same batches into the append-only table (no index, no marks, no progress).
@@ -411,6 +550,7 @@ async fn ingest_baseline(
     seq: &mut i64,
     rows_per_commit: usize,
     duration: Duration,
+    shape: InsertShape,
 ) -> anyhow::Result<f64> {
     let mut stored = 0u64;
     let began = Instant::now();
@@ -419,7 +559,7 @@ async fn ingest_baseline(
         // Sequence numbers of their own: these rows never reach the events partitions.
         let rows = batch(seq, rows_per_commit, now);
         let mut tx = pool.begin().await?;
-        stored += hub_events::insert_events(&mut tx, "bench_append", &rows, now).await?;
+        stored += hub_events::insert_events_as(&mut tx, "bench_append", &rows, now, shape).await?;
         tx.commit().await?;
     }
     Ok(stored as f64 / began.elapsed().as_secs_f64())
@@ -474,8 +614,17 @@ impl HistoryReport {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "== gatehouse bench history ({}, {} rows/commit, {:.0} s per level, {} h partitions) ==",
-            self.backend, self.rows_per_commit, self.duration_s, self.partition_hours
+            "== gatehouse bench history ({}, {} rows/commit, {:.0} s per level, {} h partitions, {} insert, {}) ==",
+            self.backend,
+            self.rows_per_commit,
+            self.duration_s,
+            self.partition_hours,
+            self.insert_shape,
+            if self.one_open_partition {
+                "every level into today's partition"
+            } else {
+                "each level into its own day's partition"
+            }
         );
         let _ = writeln!(
             s,
@@ -509,8 +658,39 @@ impl HistoryReport {
         }
         let _ = writeln!(
             s,
-            "ingest at the top level / at the first: {:.0}%",
-            self.ingest_kept * 100.0
+            "{:>12} {:>14} {:>17} {:>8} {:>10} {:>10} {:>10} {:>10} {:>16}",
+            "stored",
+            "open part.",
+            "median-commit r/s",
+            "commits",
+            "marks ms",
+            "insert ms",
+            "raise ms",
+            "commit ms",
+            "other shape r/s"
+        );
+        for l in &self.levels {
+            let p = &l.phases;
+            let _ = writeln!(
+                s,
+                "{:>12} {:>14} {:>17.0} {:>8} {:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>16}",
+                l.stored,
+                l.open_partition_rows,
+                l.ingest_median_commit_rows_per_s,
+                p.commits,
+                p.marks_ms,
+                p.insert_ms,
+                p.raise_ms,
+                p.commit_ms,
+                l.baseline_other_shape_rows_per_s
+                    .map_or_else(|| "-".to_owned(), |r| format!("{r:.0}"))
+            );
+        }
+        let _ = writeln!(
+            s,
+            "ingest at the top level / at the first: {:.0}% (at the median commit: {:.0}%)",
+            self.ingest_kept * 100.0,
+            self.ingest_median_commit_kept * 100.0
         );
         let _ = writeln!(
             s,
