@@ -2,7 +2,9 @@
 //! duplicates dropped against each gateway's mark — a resent batch, after a restart, two
 //! batches of one gateway in one writer transaction; partitions created ahead and at a day
 //! boundary (ManualClock); retention dropping old partitions and deleting the alarm history
-//! a small chunk per tick while ingest goes on.
+//! a small chunk per tick while ingest goes on; the marks of many gateways raised in one
+//! statement (never lowered), and two writers on one PostgreSQL storing an overlapping
+//! batch once.
 
 use gatehouse_hub::ManualClock;
 use gatehouse_hub::config::{DatabaseUrl, HubConfig};

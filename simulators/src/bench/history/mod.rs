@@ -3,11 +3,17 @@
 //! server `--database` names), at each level of stored events (e.g. 0, 1M, 5M, 10M, filled
 //! in bulk by the database itself over ~30 days of partitions): the hub's own write path
 //! (`events::queries`: the partition, the gateways' marks under lock, the multi-row insert,
-//! each gateway's progress — in one transaction of `--rows-per-commit` rows from 1,000
-//! interleaved gateways) for `--duration`; the same rows into an append-only table without
-//! indexes (the machine's baseline); and a device's last 24 h read through the API's query
-//! (`events::queries::point_readings`), median and p99 of `--reads`. Then one retention purge
-//! (drop of the oldest partition) timed. Figures printed, never asserted.
+//! the marks raised in one statement — in one transaction of `--rows-per-commit` rows from
+//! 1,000 interleaved gateways) for `--duration`, with where each commit's time went; the
+//! same rows into an append-only table without indexes (the machine's baseline, through
+//! both insert shapes on PostgreSQL); and a device's last 24 h read through the API's query
+//! (`events::queries::point_readings`), median and p99 of `--reads`. Then one retention
+//! purge (drop of the oldest partition) timed. Figures printed, never asserted.
+//!
+//! Each level is written on a day of its own (the partition a hub writes on the day its
+//! history reaches that level), so the levels differ by their history only; with
+//! `--one-open-partition` every level goes to today's partition, which the earlier levels'
+//! ingest has grown (what that costs is the open partition's size, not the history's).
 
 mod queries;
 
